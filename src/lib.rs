@@ -1,0 +1,12 @@
+//! convnet: a convolutional neural network engine with every layer written by hand.
+//!
+//! - `tensor`: the f32 NHWC tensor
+//! - `ops`: convolution, pooling, LRN, activations, dense, softmax cross-entropy, L2; forward and
+//!   backward, each with a plain-loop reference beside the fast path
+
+pub mod error;
+pub mod ops;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::Tensor;

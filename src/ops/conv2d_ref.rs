@@ -1,0 +1,67 @@
+//! 2-D convolution in plain loops, as the tutorial writes it in NumPy. Slow and obvious: the
+//! oracle that the fast path in `conv2d.rs` is tested against. Same shapes and conventions.
+
+use super::conv2d::{conv2d_geometry, Conv2dGrads};
+use super::window::Window;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Z[n, i, j, o] = sum over the window of a_slice_prev * W[..., o] + b[o]  (conv_single_step).
+pub fn conv_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window) -> Result<Tensor> {
+    let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
+    let (xd, wd) = (x.data(), w.data());
+    let mut z = Tensor::zeros(&[n, g.oh, g.ow, c_out]);
+    let zd = z.data_mut();
+    for img in 0..n {
+        for i in 0..g.oh {
+            for j in 0..g.ow {
+                for o in 0..c_out {
+                    let mut s = b.data()[o];
+                    for ki in 0..g.kh {
+                        for kj in 0..g.kw {
+                            // Zero padding: cells outside the image contribute nothing.
+                            let (Some(r), Some(c)) = (g.in_row(i, ki), g.in_col(j, kj)) else { continue };
+                            for ch in 0..c_in {
+                                s += xd[((img * g.ih + r) * g.iw + c) * c_in + ch]
+                                    * wd[((ki * g.kw + kj) * c_in + ch) * c_out + o];
+                            }
+                        }
+                    }
+                    zd[((img * g.oh + i) * g.ow + j) * c_out + o] = s;
+                }
+            }
+        }
+    }
+    Ok(z)
+}
+
+/// dA_prev += W * dZ (scattered over each patch), dW += a_slice * dZ, db += dZ.
+pub fn conv_backward(x: &Tensor, w: &Tensor, dz: &Tensor, window: &Window) -> Result<Conv2dGrads> {
+    let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), None, window)?;
+    let (xd, wd, dzd) = (x.data(), w.data(), dz.data());
+    let mut dx = Tensor::zeros(x.shape());
+    let mut dw = Tensor::zeros(w.shape());
+    let mut db = Tensor::zeros(&[c_out]);
+    for img in 0..n {
+        for i in 0..g.oh {
+            for j in 0..g.ow {
+                for o in 0..c_out {
+                    let d = dzd[((img * g.oh + i) * g.ow + j) * c_out + o];
+                    db.data_mut()[o] += d;
+                    for ki in 0..g.kh {
+                        for kj in 0..g.kw {
+                            let (Some(r), Some(c)) = (g.in_row(i, ki), g.in_col(j, kj)) else { continue };
+                            for ch in 0..c_in {
+                                let xi = ((img * g.ih + r) * g.iw + c) * c_in + ch;
+                                let wi = ((ki * g.kw + kj) * c_in + ch) * c_out + o;
+                                dx.data_mut()[xi] += wd[wi] * d;
+                                dw.data_mut()[wi] += xd[xi] * d;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Conv2dGrads { d_input: dx, d_weight: dw, d_bias: db })
+}

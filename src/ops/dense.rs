@@ -1,0 +1,46 @@
+//! Fully connected layer: y = x W + b.
+//! Shapes: x [N, in], W [in, out], b [out] -> y [N, out].
+//!   dX = dY W^T,   dW = X^T dY,   db = sum over the batch of dY.
+
+use super::gemm::gemm;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+fn check(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
+    let (n, fin) = x.dims2("dense")?;
+    let (win, fout) = w.dims2("dense")?;
+    if fin != win {
+        return Err(Error::invalid("dense", format!("input {:?} has {fin} features but weight {:?} expects {win}", x.shape(), w.shape())));
+    }
+    Ok((n, fin, fout))
+}
+
+pub fn dense_forward(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (n, fin, fout) = check(x, w)?;
+    if b.shape() != [fout] {
+        return Err(Error::shape("dense", format!("bias [{fout}]"), format!("{:?}", b.shape())));
+    }
+    let mut y = Tensor::zeros(&[n, fout]);
+    for row in y.data_mut().chunks_exact_mut(fout) {
+        row.copy_from_slice(b.data());
+    }
+    gemm(n, fin, fout, x.data(), false, w.data(), false, 1.0, y.data_mut());
+    Ok(y)
+}
+
+/// Returns (dX, dW, db).
+pub fn dense_backward(x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let (n, fin, fout) = check(x, w)?;
+    if dy.shape() != [n, fout] {
+        return Err(Error::shape("dense backward", format!("dy [{n}, {fout}]"), format!("{:?}", dy.shape())));
+    }
+    let mut dx = Tensor::zeros(&[n, fin]);
+    gemm(n, fout, fin, dy.data(), false, w.data(), true, 0.0, dx.data_mut());
+    let mut dw = Tensor::zeros(&[fin, fout]);
+    gemm(fin, n, fout, x.data(), true, dy.data(), false, 0.0, dw.data_mut());
+    let mut db = Tensor::zeros(&[fout]);
+    for row in dy.data().chunks_exact(fout) {
+        db.data_mut().iter_mut().zip(row).for_each(|(a, v)| *a += v);
+    }
+    Ok((dx, dw, db))
+}

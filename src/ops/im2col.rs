@@ -1,0 +1,55 @@
+//! im2col / col2im for NHWC images: turn every receptive field into one row, so that a
+//! convolution becomes one matrix product.
+//!
+//! For one image [H, W, C] and a window with output oh x ow, the column matrix is
+//! [oh*ow, kh*kw*C]: row (i, j) holds the patch under output pixel (i, j), ordered (ki, kj, c),
+//! which is the order of an HWIO weight flattened to [kh*kw*C, C_out]. Padded cells are zero.
+
+use super::window::Geometry;
+
+/// Writes the column matrix of one image `x` ([ih, iw, c]) into `col` ([oh*ow, kh*kw*c]).
+pub fn im2col(x: &[f32], g: &Geometry, c: usize, col: &mut [f32]) {
+    let row_len = g.kh * g.kw * c;
+    for oi in 0..g.oh {
+        for oj in 0..g.ow {
+            let row = &mut col[(oi * g.ow + oj) * row_len..][..row_len];
+            for ki in 0..g.kh {
+                let seg = &mut row[ki * g.kw * c..][..g.kw * c];
+                let Some(r) = g.in_row(oi, ki) else {
+                    seg.fill(0.0);
+                    continue;
+                };
+                for kj in 0..g.kw {
+                    let dst = &mut seg[kj * c..][..c];
+                    match g.in_col(oj, kj) {
+                        Some(s) => dst.copy_from_slice(&x[(r * g.iw + s) * c..][..c]),
+                        None => dst.fill(0.0),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the column-matrix gradient `col` back onto the image gradient `dx` ([ih, iw, c]):
+/// each input pixel receives the sum over every patch it appeared in.
+pub fn col2im(col: &[f32], g: &Geometry, c: usize, dx: &mut [f32]) {
+    let row_len = g.kh * g.kw * c;
+    for oi in 0..g.oh {
+        for oj in 0..g.ow {
+            let row = &col[(oi * g.ow + oj) * row_len..][..row_len];
+            for ki in 0..g.kh {
+                let Some(r) = g.in_row(oi, ki) else { continue };
+                for kj in 0..g.kw {
+                    if let Some(s) = g.in_col(oj, kj) {
+                        let src = &row[(ki * g.kw + kj) * c..][..c];
+                        let dst = &mut dx[(r * g.iw + s) * c..][..c];
+                        for (d, v) in dst.iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The operations of a CNN, each a forward and a backward function. Conv and pool keep a
+//! plain-loop reference version (`*_ref`) beside the fast one; the tests hold them equal.
+
+pub mod activation;
+pub mod conv2d;
+pub mod conv2d_ref;
+pub mod dense;
+pub mod gemm;
+pub mod im2col;
+pub mod l2;
+pub mod lrn;
+pub mod pool;
+pub mod pool_ref;
+pub mod softmax;
+pub mod window;
+
+pub use window::{Geometry, Padding, Window};

@@ -1,0 +1,88 @@
+//! A dense f32 tensor: a shape and a row-major buffer. Activations are NHWC
+//! (batch, height, width, channels); conv weights HWIO; dense weights [in, out].
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
+    }
+
+    pub fn filled(shape: &[usize], value: f32) -> Tensor {
+        Tensor { shape: shape.to_vec(), data: vec![value; shape.iter().product()] }
+    }
+
+    pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Result<Tensor> {
+        let expected: usize = shape.iter().product();
+        if expected != data.len() {
+            return Err(Error::shape(
+                "tensor",
+                format!("{expected} values for shape {shape:?}"),
+                format!("{} values", data.len()),
+            ));
+        }
+        Ok(Tensor { shape: shape.to_vec(), data })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Same data, new shape with the same number of elements.
+    pub fn reshape(mut self, shape: &[usize]) -> Result<Tensor> {
+        if shape.iter().product::<usize>() != self.data.len() {
+            return Err(Error::shape("reshape", format!("{:?}", self.shape), format!("{shape:?}")));
+        }
+        self.shape = shape.to_vec();
+        Ok(self)
+    }
+
+    /// (n, h, w, c) of a rank-4 tensor; `op` names the caller in the error.
+    pub fn dims4(&self, op: &str) -> Result<(usize, usize, usize, usize)> {
+        match self.shape[..] {
+            [n, h, w, c] => Ok((n, h, w, c)),
+            _ => Err(Error::shape(op, "rank 4 [N, H, W, C]", format!("{:?}", self.shape))),
+        }
+    }
+
+    /// (rows, cols) of a rank-2 tensor.
+    pub fn dims2(&self, op: &str) -> Result<(usize, usize)> {
+        match self.shape[..] {
+            [r, c] => Ok((r, c)),
+            _ => Err(Error::shape(op, "rank 2 [N, features]", format!("{:?}", self.shape))),
+        }
+    }
+
+    /// Rows `start..start+count` along the first axis, copied.
+    pub fn slice_batch(&self, start: usize, count: usize) -> Tensor {
+        let per: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape.clone();
+        shape[0] = count;
+        Tensor { shape, data: self.data[start * per..(start + count) * per].to_vec() }
+    }
+
+    pub fn is_finite(&self) -> bool {
+        self.data.iter().all(|v| v.is_finite())
+    }
+}

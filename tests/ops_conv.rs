@@ -1,0 +1,108 @@
+//! conv2d: finite-difference gradients of the fast path, and fast == reference loops.
+mod common;
+
+use common::*;
+use convnet::ops::conv2d::{conv2d_backward, conv2d_forward};
+use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
+use convnet::ops::{Padding, Window};
+
+/// (name, input [n, h, w, c_in], c_out, window): stride 1 and 2, SAME, VALID and explicit,
+/// odd and even sizes, square and non-square kernels, several channels, batch > 1.
+fn cases() -> Vec<(&'static str, [usize; 4], usize, Window)> {
+    vec![
+        ("3x3 s1 same", [2, 5, 5, 3], 4, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x2 s2 valid even", [2, 6, 7, 2], 3, Window::new(3, 2, 2, 2, Padding::Valid)),
+        ("5x5 s(2,1) same odd", [3, 7, 6, 3], 2, Window::new(5, 5, 2, 1, Padding::Same)),
+        ("4x4 s2 same even kernel", [2, 8, 8, 4], 5, Window::new(4, 4, 2, 2, Padding::Same)),
+        ("3x3 s(1,2) explicit", [2, 5, 6, 2], 3, Window::new(3, 3, 1, 2, Padding::Explicit { top: 1, bottom: 2, left: 0, right: 1 })),
+        ("1x1 s1 valid", [2, 4, 3, 5], 3, Window::new(1, 1, 1, 1, Padding::Valid)),
+        ("1x5 s1 same", [9, 3, 6, 2], 2, Window::new(1, 5, 1, 1, Padding::Same)),
+    ]
+}
+
+#[test]
+fn conv2d_gradients_match_finite_differences() {
+    for (seed, (name, xs, c_out, win)) in cases().into_iter().enumerate() {
+        let seed = seed as u64 * 10;
+        let x = random(&xs, seed);
+        let w = random(&[win.kh, win.kw, xs[3], c_out], seed + 1);
+        let b = random(&[c_out], seed + 2);
+        let y = conv2d_forward(&x, &w, &b, &win, false).unwrap();
+        let r = random(y.shape(), seed + 3);
+        let g = conv2d_backward(&x, &w, &r, &win).unwrap();
+        let (eps, tol) = (1e-2, 2e-3);
+        check_gradient(&format!("conv2d {name} dX"), &x, &r, eps, tol, &g.d_input, |x| conv2d_forward(x, &w, &b, &win, false).unwrap());
+        check_gradient(&format!("conv2d {name} dW"), &w, &r, eps, tol, &g.d_weight, |w| conv2d_forward(&x, w, &b, &win, false).unwrap());
+        check_gradient(&format!("conv2d {name} db"), &b, &r, eps, tol, &g.d_bias, |b| conv2d_forward(&x, &w, b, &win, false).unwrap());
+    }
+}
+
+#[test]
+fn conv2d_fast_matches_reference_loops() {
+    for (seed, (name, xs, c_out, win)) in cases().into_iter().enumerate() {
+        let seed = seed as u64 * 10 + 100;
+        let x = random(&xs, seed);
+        let w = random(&[win.kh, win.kw, xs[3], c_out], seed + 1);
+        let b = random(&[c_out], seed + 2);
+        let fast = conv2d_forward(&x, &w, &b, &win, false).unwrap();
+        let slow = conv_forward(&x, &w, &b, &win).unwrap();
+        assert_close(&fast, &slow, 1e-4, &format!("{name} forward"));
+        let dy = random(fast.shape(), seed + 3);
+        let f = conv2d_backward(&x, &w, &dy, &win).unwrap();
+        let s = conv_backward(&x, &w, &dy, &win).unwrap();
+        assert_close(&f.d_input, &s.d_input, 1e-4, &format!("{name} dX"));
+        assert_close(&f.d_weight, &s.d_weight, 1e-4, &format!("{name} dW"));
+        assert_close(&f.d_bias, &s.d_bias, 1e-4, &format!("{name} db"));
+    }
+}
+
+#[test]
+fn conv2d_fast_matches_reference_at_seed_network_shape_with_batch_over_one_chunk() {
+    // 19 images: more than two backward chunks of 8, the last one partial.
+    let win = Window::new(5, 5, 1, 1, Padding::Same);
+    let x = random(&[19, 8, 8, 16], 7);
+    let w = random(&[5, 5, 16, 8], 8);
+    let b = random(&[8], 9);
+    let fast = conv2d_forward(&x, &w, &b, &win, false).unwrap();
+    assert_close(&fast, &conv_forward(&x, &w, &b, &win).unwrap(), 1e-4, "forward");
+    let dy = random(fast.shape(), 10);
+    let f = conv2d_backward(&x, &w, &dy, &win).unwrap();
+    let s = conv_backward(&x, &w, &dy, &win).unwrap();
+    assert_close(&f.d_input, &s.d_input, 1e-4, "dX");
+    assert_close(&f.d_weight, &s.d_weight, 1e-4, "dW");
+    assert_close(&f.d_bias, &s.d_bias, 1e-4, "db");
+}
+
+#[test]
+fn conv2d_fused_relu_equals_relu_of_output() {
+    let win = Window::new(3, 3, 1, 1, Padding::Same);
+    let x = random(&[2, 5, 5, 3], 1);
+    let w = random(&[3, 3, 3, 4], 2);
+    let b = random(&[4], 3);
+    let plain = conv2d_forward(&x, &w, &b, &win, false).unwrap();
+    let fused = conv2d_forward(&x, &w, &b, &win, true).unwrap();
+    assert!(plain.data().iter().any(|&v| v < 0.0), "test needs negative outputs");
+    for (p, f) in plain.data().iter().zip(fused.data()) {
+        assert_eq!(p.max(0.0), *f);
+    }
+}
+
+#[test]
+fn conv2d_invalid_configurations_are_errors_naming_the_op() {
+    let x = random(&[1, 4, 4, 3], 1);
+    let b = random(&[2], 2);
+    let stride0 = conv2d_forward(&x, &random(&[3, 3, 3, 2], 3), &b, &Window::new(3, 3, 0, 1, Padding::Same), false);
+    let msg = stride0.unwrap_err().to_string();
+    assert!(msg.contains("conv2d") && msg.contains("stride"), "{msg}");
+
+    let too_big = conv2d_forward(&x, &random(&[5, 5, 3, 2], 3), &b, &Window::new(5, 5, 1, 1, Padding::Valid), false);
+    let msg = too_big.unwrap_err().to_string();
+    assert!(msg.contains("conv2d") && msg.contains("larger than the padded input"), "{msg}");
+
+    let channels = conv2d_forward(&x, &random(&[3, 3, 2, 2], 3), &b, &Window::new(3, 3, 1, 1, Padding::Same), false);
+    let msg = channels.unwrap_err().to_string();
+    assert!(msg.contains("conv2d") && msg.contains("channel mismatch") && msg.contains("[1, 4, 4, 3]"), "{msg}");
+
+    let bias = conv2d_forward(&x, &random(&[3, 3, 3, 2], 3), &random(&[3], 4), &Window::new(3, 3, 1, 1, Padding::Same), false);
+    assert!(bias.unwrap_err().to_string().contains("bias"));
+}
