@@ -1,0 +1,138 @@
+//! LRN, activations, dense, softmax cross-entropy and L2: gradients and known answers.
+mod common;
+
+use common::*;
+use convnet::ops::activation::Activation;
+use convnet::ops::dense::{dense_backward, dense_forward};
+use convnet::ops::l2::{l2_backward, l2_penalty};
+use convnet::ops::lrn::{lrn_backward, lrn_backward_ref, lrn_forward, lrn_forward_ref, LrnParams};
+use convnet::ops::softmax::softmax_cross_entropy;
+use convnet::Tensor;
+
+const SEED_LRN: LrnParams = LrnParams { depth_radius: 4, bias: 1.0, alpha: 0.001 / 9.0, beta: 0.75 };
+const STRONG_LRN: LrnParams = LrnParams { depth_radius: 2, bias: 1.0, alpha: 0.3, beta: 0.75 };
+const ODD_LRN: LrnParams = LrnParams { depth_radius: 1, bias: 2.0, alpha: 0.5, beta: 0.6 };
+
+#[test]
+fn lrn_gradients_match_finite_differences() {
+    for (i, p) in [SEED_LRN, STRONG_LRN, ODD_LRN].iter().enumerate() {
+        // 3x3 values over 20 channels (window wider and narrower than the channel count).
+        let mut x = random(&[2, 3, 3, 20], i as u64);
+        x.data_mut().iter_mut().for_each(|v| *v *= 3.0);
+        let (y, scale) = lrn_forward(&x, p).unwrap();
+        let r = random(y.shape(), 40 + i as u64);
+        let dx = lrn_backward(&x, &y, &scale, &r, p).unwrap();
+        check_gradient(&format!("lrn {p:?}"), &x, &r, 1e-2, 2e-3, &dx, |x| lrn_forward(x, p).unwrap().0);
+    }
+}
+
+#[test]
+fn lrn_fast_matches_reference_loops() {
+    for (i, p) in [SEED_LRN, STRONG_LRN, ODD_LRN].iter().enumerate() {
+        // 64 channels and 300 pixels: several parallel tasks and the running-sum re-anchoring.
+        let mut x = random(&[3, 10, 10, 64], 10 + i as u64);
+        x.data_mut().iter_mut().for_each(|v| *v *= 5.0);
+        let (y, scale) = lrn_forward(&x, p).unwrap();
+        assert_close(&y, &lrn_forward_ref(&x, p).unwrap(), 1e-5, "lrn forward");
+        let dy = random(x.shape(), 20 + i as u64);
+        let fast = lrn_backward(&x, &y, &scale, &dy, p).unwrap();
+        assert_close(&fast, &lrn_backward_ref(&x, &dy, p).unwrap(), 1e-4, "lrn backward");
+    }
+}
+
+#[test]
+fn lrn_known_answer() {
+    // Two channels, radius 1: both see x0^2 + x1^2 = 1 + 4 = 5. With bias 1, alpha 0.2, beta 0.5:
+    // scale = 1 + 0.2 * 5 = 2, y = x / sqrt(2).
+    let p = LrnParams { depth_radius: 1, bias: 1.0, alpha: 0.2, beta: 0.5 };
+    let x = Tensor::from_vec(&[1, 1, 1, 2], vec![1.0, 2.0]).unwrap();
+    let (y, _) = lrn_forward(&x, &p).unwrap();
+    let s = 2f32.sqrt();
+    assert!((y.data()[0] - 1.0 / s).abs() < 1e-6 && (y.data()[1] - 2.0 / s).abs() < 1e-6, "{:?}", y.data());
+}
+
+#[test]
+fn activation_gradients_match_finite_differences() {
+    for (i, act) in [Activation::Relu, Activation::Sigmoid, Activation::Tanh].into_iter().enumerate() {
+        // Keep inputs away from relu's kink at 0.
+        let mut x = random(&[2, 3, 4, 5], i as u64);
+        x.data_mut().iter_mut().for_each(|v| *v = if v.abs() < 0.05 { 0.5 } else { *v * 3.0 });
+        let f = |x: &Tensor| {
+            let mut y = x.clone();
+            act.forward(y.data_mut());
+            y
+        };
+        let y = f(&x);
+        let r = random(y.shape(), 9);
+        let mut dx = r.clone();
+        act.backward(y.data(), dx.data_mut());
+        check_gradient(act.name(), &x, &r, 1e-2, 1e-3, &dx, f);
+    }
+    // Known values: sigmoid(0) = 0.5, tanh(0) = 0, relu(-3) = 0; no overflow at extremes.
+    let mut v = [0.0, -3.0, 100.0, -100.0];
+    Activation::Sigmoid.forward(&mut v);
+    assert_eq!(v[0], 0.5);
+    assert!(v.iter().all(|x| x.is_finite()) && v[2] == 1.0 && v[3] < 1e-40);
+}
+
+#[test]
+fn dense_gradients_match_finite_differences() {
+    let x = random(&[4, 7], 1);
+    let w = random(&[7, 5], 2);
+    let b = random(&[5], 3);
+    let y = dense_forward(&x, &w, &b).unwrap();
+    let r = random(y.shape(), 4);
+    let (dx, dw, db) = dense_backward(&x, &w, &r).unwrap();
+    check_gradient("dense dX", &x, &r, 1e-2, 1e-3, &dx, |x| dense_forward(x, &w, &b).unwrap());
+    check_gradient("dense dW", &w, &r, 1e-2, 1e-3, &dw, |w| dense_forward(&x, w, &b).unwrap());
+    check_gradient("dense db", &b, &r, 1e-2, 1e-3, &db, |b| dense_forward(&x, &w, b).unwrap());
+}
+
+#[test]
+fn dense_known_answer_and_mismatch() {
+    // [1, 2] . [[1, 2], [3, 4]] + [10, 20] = [1 + 6 + 10, 2 + 8 + 20] = [17, 30]
+    let x = Tensor::from_vec(&[1, 2], vec![1., 2.]).unwrap();
+    let w = Tensor::from_vec(&[2, 2], vec![1., 2., 3., 4.]).unwrap();
+    let b = Tensor::from_vec(&[2], vec![10., 20.]).unwrap();
+    assert_eq!(dense_forward(&x, &w, &b).unwrap().data(), [17., 30.]);
+    let msg = dense_forward(&x, &random(&[3, 2], 1), &b).unwrap_err().to_string();
+    assert!(msg.contains("dense") && msg.contains("3"), "{msg}");
+}
+
+#[test]
+fn softmax_cross_entropy_gradient_and_known_answer() {
+    // logits [1, 2, 3], label 2: loss = -ln(e^3 / (e^1 + e^2 + e^3)) = ln(1 + e^-1 + e^-2)
+    //                                = ln(1 + 0.367879 + 0.135335) = ln(1.503214) = 0.407606
+    let z = Tensor::from_vec(&[1, 3], vec![1., 2., 3.]).unwrap();
+    let (loss, grad) = softmax_cross_entropy(&z, &[2]).unwrap();
+    assert!((loss - 0.407606).abs() < 1e-5, "{loss}");
+    // p = [0.090031, 0.244728, 0.665241]; grad = p - onehot(2)
+    let expected = [0.090031, 0.244728, 0.665241 - 1.0];
+    for (g, e) in grad.data().iter().zip(expected) {
+        assert!((g - e).abs() < 1e-5, "{:?}", grad.data());
+    }
+    // Stable for huge logits: [1000, 0] with label 0 is a loss of ~0, not NaN.
+    let big = Tensor::from_vec(&[1, 2], vec![1000., 0.]).unwrap();
+    assert!(softmax_cross_entropy(&big, &[0]).unwrap().0.abs() < 1e-6);
+
+    let z = random(&[5, 4], 3);
+    let labels = [0, 3, 1, 1, 2];
+    let (_, grad) = softmax_cross_entropy(&z, &labels).unwrap();
+    let one = Tensor::from_vec(&[1], vec![1.0]).unwrap();
+    check_gradient("softmax_cross_entropy", &z, &one, 1e-2, 1e-3, &grad, |z| {
+        Tensor::from_vec(&[1], vec![softmax_cross_entropy(z, &labels).unwrap().0]).unwrap()
+    });
+    assert!(softmax_cross_entropy(&z, &[0, 3, 1, 1, 4]).unwrap_err().to_string().contains("label 4"));
+}
+
+#[test]
+fn l2_penalty_known_answer_and_gradient() {
+    // lambda / 2 * (1 + 4 + 9) = 0.1 / 2 * 14 = 0.7
+    assert!((l2_penalty(&[1., -2., 3.], 0.1) - 0.7).abs() < 1e-6);
+    let w = random(&[10], 1);
+    let mut grad = vec![0.0; 10];
+    l2_backward(w.data(), 0.004, &mut grad);
+    let analytic = Tensor::from_vec(&[10], grad).unwrap();
+    let one = Tensor::from_vec(&[1], vec![1.0]).unwrap();
+    check_gradient("l2", &w, &one, 1e-2, 1e-3, &analytic, |w| Tensor::from_vec(&[1], vec![l2_penalty(w.data(), 0.004)]).unwrap());
+}
