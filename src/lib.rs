@@ -10,3 +10,5 @@ pub mod tensor;
 
 pub use error::{Error, Result};
 pub use tensor::Tensor;
+pub mod data;
+pub mod optim;

@@ -1,0 +1,1 @@
+//! Data sets: readers, validation split, normalisation, batching.
