@@ -5,6 +5,8 @@
 //!   backward, each with a plain-loop reference beside the fast path
 
 pub mod error;
+pub mod layers;
+pub mod model;
 pub mod ops;
 pub mod tensor;
 
@@ -12,3 +14,4 @@ pub use error::{Error, Result};
 pub use tensor::Tensor;
 pub mod data;
 pub mod optim;
+pub mod train;

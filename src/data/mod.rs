@@ -1,1 +1,24 @@
 //! Data sets: readers, validation split, normalisation, batching.
+//!
+//! - `dataset`: the in-memory u8 NHWC [`Dataset`] and its validation split
+//! - `idx`: MNIST / Fashion-MNIST IDX files, raw or gzip
+//! - `cifar10`: the CIFAR-10 binary version
+//! - `image_folder`: torchvision-style `root/<class>/<image>` folders of PNG/JPEG
+//! - `normalize`: per-channel mean/std normalisation measured on the training set
+//! - `batches`: per-epoch shuffling that can be recomputed on resume, and batch tensors
+
+pub mod batches;
+pub mod cifar10;
+pub mod dataset;
+pub mod idx;
+pub mod image_folder;
+pub mod normalize;
+
+pub use batches::{batch_ranges, epoch_order, make_batch};
+pub use cifar10::{load_cifar10_dir, write_cifar10_records};
+pub use dataset::Dataset;
+pub use idx::{
+    load_idx_dir, read_idx, write_idx, IdxArray, FASHION_MNIST_CLASSES, FASHION_MNIST_DEFAULT_DIR,
+};
+pub use image_folder::{load_image, load_image_folder};
+pub use normalize::Normalization;

@@ -1,1 +1,63 @@
-fn main(){}
+//! The convnet command line: train, evaluate, predict and inspect convolutional networks.
+
+mod eval;
+mod predict;
+mod summary;
+mod train;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "convnet",
+    version,
+    about = "Train, evaluate and inspect convolutional neural networks written by hand in Rust",
+    long_about = "Train, evaluate and inspect convolutional neural networks written by hand in Rust.\n\n\
+Models are small TOML files (see configs/). Start with:\n  \
+convnet summary --config configs/cifar10-seed.toml   # layers, shapes, parameters, FLOPs\n  \
+convnet train                                        # Fashion-MNIST with configs/fashion-mnist.toml\n  \
+convnet eval --model runs/fashion-mnist/best.safetensors\n  \
+convnet predict --model runs/fashion-mnist/best.safetensors shirt.png"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Train(train::TrainArgs),
+    Eval(eval::EvalArgs),
+    Predict(predict::PredictArgs),
+    Summary(summary::SummaryArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Summary(a) => summary::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            // Bad files, configs and arguments are the user's to fix (2); anything else is 1.
+            if e.is_user_error() { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+/// Sets the number of worker threads for the whole process (0 = one per core).
+pub fn set_threads(threads: usize) -> convnet::Result<()> {
+    if threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .map_err(|e| convnet::Error::invalid("--threads", e.to_string()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `convnet eval`: accuracy, per-class accuracy and confusion matrix of a checkpoint.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+use convnet::train::datasets::load_splits;
+use convnet::train::{evaluate, Checkpoint};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+/// Evaluate a checkpoint on its data set: accuracy, per-class accuracy and the confusion matrix.
+/// The checkpoint carries its config, class names and normalisation, so nothing else is needed.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A checkpoint written by `convnet train` (best.safetensors or last.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// The data folder (default: the one in the checkpoint's config).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Which split to evaluate.
+    #[arg(long, value_enum, default_value = "test")]
+    split: Split,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+pub fn run(args: EvalArgs) -> convnet::Result<()> {
+    crate::set_threads(args.threads)?;
+    let ck = Checkpoint::load(&args.model)?;
+    let mut net = ck.network()?;
+    let splits = load_splits(&ck.config, args.data.as_deref())?;
+    let (name, ds) = match args.split {
+        Split::Train => ("train", &splits.train),
+        Split::Val => ("validation", &splits.val),
+        Split::Test => ("test", &splits.test),
+    };
+    let e = evaluate(&mut net, ds, &ck.meta.normalization, 256)?;
+    println!("{} on {name} ({} images): accuracy {:.2}%, loss {:.4}", ck.config.name, ds.len(), 100.0 * e.accuracy, e.loss);
+    let names = &ck.meta.class_names;
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(5).max(5);
+    println!("\nper-class accuracy:");
+    for (name, acc) in names.iter().zip(e.per_class_accuracy()) {
+        println!("  {name:<width$}  {:6.2}%", 100.0 * acc);
+    }
+    println!("\nconfusion matrix (rows: true class, columns: predicted):");
+    print!("  {:<width$}", "");
+    for i in 0..names.len() {
+        print!(" {i:>5}");
+    }
+    println!();
+    for (i, row) in e.confusion.iter().enumerate() {
+        print!("  {:<width$}", format!("{i} {}", names.get(i).map_or("", |s| s.as_str())));
+        for v in row {
+            print!(" {v:>5}");
+        }
+        println!();
+    }
+    Ok(())
+}

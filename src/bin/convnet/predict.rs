@@ -1,0 +1,41 @@
+//! `convnet predict`: top-5 classes of images under a checkpoint.
+
+use clap::Args;
+use std::path::PathBuf;
+
+use convnet::data::load_image;
+use convnet::ops::softmax::softmax;
+use convnet::train::Checkpoint;
+use convnet::Tensor;
+
+/// Classify PNG or JPEG images of any size: each is resized to the model's input, converted to
+/// its channels (RGB or grayscale) and normalised as in training; prints the top-5 classes.
+#[derive(Args)]
+pub struct PredictArgs {
+    /// A checkpoint written by `convnet train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Images to classify.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+pub fn run(args: PredictArgs) -> convnet::Result<()> {
+    let ck = Checkpoint::load(&args.model)?;
+    let mut net = ck.network()?;
+    let [h, w, c] = ck.config.input;
+    for path in &args.images {
+        let pixels = load_image(path, h, w, c)?;
+        let mut x = Tensor::zeros(&[1, h, w, c]);
+        ck.meta.normalization.apply(&pixels, x.data_mut());
+        let probs = softmax(&net.predict(&x)?)?;
+        let mut ranked: Vec<(usize, f32)> = probs.data().iter().copied().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!("{}:", path.display());
+        for (class, p) in ranked.iter().take(5) {
+            let name = ck.meta.class_names.get(*class).map_or("?", |s| s.as_str());
+            println!("  {:6.2}%  {name}", 100.0 * p);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `convnet train`: train a model from a config, writing everything to a run folder.
+
+use clap::Args;
+use std::path::PathBuf;
+
+use convnet::model::ModelConfig;
+use convnet::train::{train, TrainOptions};
+
+/// Train a model. Writes runs/<name>/ with config.toml, metrics.csv (per epoch: loss, train,
+/// validation and test accuracy, time), last.safetensors (resumable) and best.safetensors (best
+/// validation accuracy). With no arguments: Fashion-MNIST with configs/fashion-mnist.toml.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The model config (TOML): layers, optimiser, schedule, batch size, epochs, data set.
+    #[arg(long, default_value = "configs/fashion-mnist.toml")]
+    config: PathBuf,
+    /// The data folder (overrides the config's data.path).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Number of epochs (overrides train.epochs).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Examples per step (overrides train.batch_size).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Base learning rate (overrides optimizer.lr).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Seed for initialisation and shuffling (overrides train.seed). Same seed, same result.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// The run folder [default: runs/<config name>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in the run folder from its last.safetensors.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bar or per-epoch lines.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn run(args: TrainArgs) -> convnet::Result<()> {
+    crate::set_threads(args.threads)?;
+    let mut cfg = ModelConfig::load(&args.config)?;
+    if let Some(e) = args.epochs {
+        cfg.train.epochs = e;
+    }
+    if let Some(b) = args.batch_size {
+        cfg.train.batch_size = b;
+    }
+    if let Some(lr) = args.lr {
+        cfg.optimizer = cfg.optimizer.with_lr(lr);
+    }
+    if let Some(s) = args.seed {
+        cfg.train.seed = s;
+    }
+    cfg.validate(&args.config.display().to_string())?;
+    let out_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+    let opts = TrainOptions { config: cfg, data_dir: args.data, out_dir: out_dir.clone(), resume: args.resume, verbose: !args.quiet };
+    let report = train(&opts, &mut |_| Ok(()))?;
+    if let Some(test) = report.final_test {
+        println!("final test accuracy: {:.2}% (loss {:.4})", 100.0 * test.accuracy, test.loss);
+    }
+    println!("run folder: {}", out_dir.display());
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Learning-rate schedules: the learning rate for each global step (0-based), from the base rate,
+//! the steps per epoch and the number of epochs.
+//!
+//! ```text
+//! warmup_steps = round(warmup_epochs * steps_per_epoch)
+//! total_steps  = total_epochs * steps_per_epoch
+//! epoch        = step / steps_per_epoch            (integer division)
+//!
+//! during warm-up (step < warmup_steps), for every kind:
+//!   lr = base_lr * (step + 1) / warmup_steps       (linear ramp; the last warm-up step reaches base_lr)
+//! after it:
+//!   constant: lr = base_lr
+//!   step:     lr = base_lr * gamma^(epoch / step_epochs)   (integer division: drops at epoch boundaries)
+//!   cosine:   t  = (step - warmup_steps) / (total_steps - warmup_steps), clamped to [0, 1]
+//!             lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * t)) / 2
+//! ```
+//!
+//! The cosine starts at base_lr on the first step after warm-up and reaches min_lr at
+//! `step = total_steps`, one past the last step (as PyTorch's `CosineAnnealingLR` with
+//! `T_max = total_steps`), so no step is spent at exactly min_lr. The step decay counts epochs
+//! from the start of training, warm-up included. `steps_per_epoch = 0` is treated as 1.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ScheduleConfig {
+    /// The base rate throughout, after an optional warm-up.
+    Constant {
+        #[serde(default)]
+        warmup_epochs: f32,
+    },
+    /// Multiply the rate by `gamma` every `step_epochs` epochs.
+    Step {
+        step_epochs: usize,
+        gamma: f32,
+        #[serde(default)]
+        warmup_epochs: f32,
+    },
+    /// Half a cosine from the base rate down to `min_lr` over the steps after warm-up.
+    Cosine {
+        #[serde(default)]
+        min_lr: f32,
+        #[serde(default)]
+        warmup_epochs: f32,
+    },
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig::Constant { warmup_epochs: 0.0 }
+    }
+}
+
+impl ScheduleConfig {
+    /// The warm-up length in epochs (may be fractional).
+    pub fn warmup_epochs(&self) -> f32 {
+        match *self {
+            ScheduleConfig::Constant { warmup_epochs }
+            | ScheduleConfig::Step { warmup_epochs, .. }
+            | ScheduleConfig::Cosine { warmup_epochs, .. } => warmup_epochs,
+        }
+    }
+
+    /// Checks the settings; each error names the key and its value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |detail: String| Err(Error::invalid("schedule", detail));
+        let warmup = self.warmup_epochs();
+        if !(warmup >= 0.0 && warmup.is_finite()) {
+            return bad(format!("warmup_epochs must be non-negative, got {warmup}"));
+        }
+        match *self {
+            ScheduleConfig::Constant { .. } => {}
+            ScheduleConfig::Step { step_epochs, gamma, .. } => {
+                if step_epochs == 0 {
+                    return bad(format!("step_epochs must be at least 1, got {step_epochs}"));
+                }
+                // gamma > 1 would raise the rate at every step; almost certainly a typo.
+                if !(gamma > 0.0 && gamma <= 1.0) {
+                    return bad(format!("gamma must be in (0, 1], got {gamma}"));
+                }
+            }
+            ScheduleConfig::Cosine { min_lr, .. } => {
+                if !(min_lr >= 0.0 && min_lr.is_finite()) {
+                    return bad(format!("min_lr must be non-negative, got {min_lr}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of warm-up steps: `round(warmup_epochs * steps_per_epoch)`.
+    pub fn warmup_steps(&self, steps_per_epoch: usize) -> usize {
+        (self.warmup_epochs() as f64 * steps_per_epoch.max(1) as f64).round() as usize
+    }
+
+    /// The learning rate for global step `step` (0-based); see the module docs for the formulas.
+    pub fn lr_at(&self, base_lr: f32, step: usize, steps_per_epoch: usize, total_epochs: usize) -> f32 {
+        let steps_per_epoch = steps_per_epoch.max(1);
+        let warmup_steps = self.warmup_steps(steps_per_epoch);
+        // f64 throughout so that long runs (millions of steps) keep an exact ramp and cosine.
+        let base = base_lr as f64;
+        if step < warmup_steps {
+            return (base * (step + 1) as f64 / warmup_steps as f64) as f32;
+        }
+        let lr = match *self {
+            ScheduleConfig::Constant { .. } => base,
+            ScheduleConfig::Step { step_epochs, gamma, .. } => {
+                let epoch = step / steps_per_epoch;
+                let drops = epoch / step_epochs.max(1);
+                base * (gamma as f64).powi(drops.min(i32::MAX as usize) as i32)
+            }
+            ScheduleConfig::Cosine { min_lr, .. } => {
+                let total_steps = total_epochs * steps_per_epoch;
+                let span = total_steps.saturating_sub(warmup_steps);
+                // No steps after warm-up (span 0) means the decay is already over.
+                let t = if span == 0 { 1.0 } else { ((step - warmup_steps) as f64 / span as f64).min(1.0) };
+                let min = min_lr as f64;
+                min + (base - min) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0
+            }
+        };
+        lr as f32
+    }
+}
