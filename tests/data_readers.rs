@@ -233,9 +233,12 @@ fn idx_dir_missing_file_and_dir_name_the_file_and_the_package() {
 
 const CIFAR_CLASSES: &str = "airplane\nautomobile\nbird\ncat\ndeer\n\ndog\nfrog\nhorse\nship\ntruck\n\n";
 
+/// Images and labels.
+type Split = (Vec<u8>, Vec<u8>);
+
 /// Writes a complete CIFAR-10 folder: batch k holds k+1 images, the test batch 2.
 /// Returns the images and labels of the training batches concatenated, and of the test batch.
-fn write_cifar_dir(dir: &Path) -> ((Vec<u8>, Vec<u8>), (Vec<u8>, Vec<u8>)) {
+fn write_cifar_dir(dir: &Path) -> (Split, Split) {
     std::fs::write(dir.join("batches.meta.txt"), CIFAR_CLASSES).unwrap();
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     for k in 1..=5usize {

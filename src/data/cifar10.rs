@@ -135,7 +135,7 @@ fn check_size(path: &Path, size: u64) -> Result<()> {
     if size == 0 {
         return Err(Error::data(path, "empty file: expected 3073-byte CIFAR-10 records"));
     }
-    if size % record != 0 {
+    if !size.is_multiple_of(record) {
         return Err(Error::data(
             path,
             format!(

@@ -50,11 +50,12 @@ pub struct IdxArray {
 
 /// Reads an IDX file of unsigned bytes with any number of dimensions, raw or gzip-compressed.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
-    read_idx_rank(path.as_ref(), None)
+    read_idx_rank(path.as_ref(), None).map(|(arr, _)| arr)
 }
 
-/// Reads an IDX file, requiring `rank` dimensions when it is given.
-fn read_idx_rank(path: &Path, rank: Option<usize>) -> Result<IdxArray> {
+/// Reads an IDX file, requiring `rank` dimensions when it is given; also says whether the
+/// file was gzip-compressed, so later errors can say their offsets are decompressed ones.
+fn read_idx_rank(path: &Path, rank: Option<usize>) -> Result<(IdxArray, bool)> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut start = Vec::with_capacity(2);
     (&mut file).take(2).read_to_end(&mut start).map_err(|e| Error::io(path, e))?;
@@ -66,7 +67,7 @@ fn read_idx_rank(path: &Path, rank: Option<usize>) -> Result<IdxArray> {
     } else {
         Box::new(BufReader::new(file))
     };
-    parse_idx(reader, path, gzip, rank)
+    Ok((parse_idx(reader, path, gzip, rank)?, gzip))
 }
 
 /// Turns a read error into ours. For compressed input, flate2 reports a damaged stream as
@@ -283,8 +284,8 @@ fn find_idx_file(dir: &Path, base: &str) -> Result<PathBuf> {
 fn load_split(dir: &Path, prefix: &str, class_names: &[String]) -> Result<Dataset> {
     let images_path = find_idx_file(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = find_idx_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    let images = read_idx_rank(&images_path, Some(3))?;
-    let labels = read_idx_rank(&labels_path, Some(1))?;
+    let (images, _) = read_idx_rank(&images_path, Some(3))?;
+    let (labels, labels_gzip) = read_idx_rank(&labels_path, Some(1))?;
 
     let (n, rows, cols) = match images.dims[..] {
         [n, rows, cols] => (n, rows, cols),
@@ -301,7 +302,7 @@ fn load_split(dir: &Path, prefix: &str, class_names: &[String]) -> Result<Datase
             format!("{} labels, but {} holds {n} images", labels.data.len(), images_path.display()),
         ));
     }
-    let compressed = if labels_path.extension().is_some_and(|e| e == "gz") { " (decompressed)" } else { "" };
+    let compressed = if labels_gzip { " (decompressed)" } else { "" };
     for (i, &label) in labels.data.iter().enumerate() {
         if usize::from(label) >= class_names.len() {
             return Err(Error::data(

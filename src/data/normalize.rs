@@ -35,7 +35,7 @@ impl Normalization {
                 }
             }
         }
-        let count = if c > 0 { (ds.images.len() / c) as f64 } else { 0.0 };
+        let count = ds.images.len().checked_div(c).unwrap_or(0) as f64;
         if count == 0.0 {
             return Normalization { mean: vec![0.0; c], std: vec![1.0; c] };
         }
@@ -71,7 +71,7 @@ impl Normalization {
             ));
         }
         if let Some(c) = (0..channels)
-            .find(|&c| !self.mean[c].is_finite() || !(self.std[c].is_finite() && self.std[c] > 0.0))
+            .find(|&c| !(self.mean[c].is_finite() && self.std[c].is_finite() && self.std[c] > 0.0))
         {
             return Err(Error::invalid(
                 "normalization",
