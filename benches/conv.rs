@@ -1,1 +1,36 @@
-fn main(){}
+//! conv2d of the seed network's second layer (batch 64, 16x16x64 input, 5x5x64 kernel, SAME):
+//! the fast path (im2col + GEMM, rayon) against the plain reference loops.
+//! Run: cargo bench --bench conv
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::time::Duration;
+
+use convnet::ops::conv2d::{conv2d_backward, conv2d_forward};
+use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
+use convnet::ops::{Padding, Window};
+use convnet::Tensor;
+
+fn ramp(shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(shape, (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect()).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let win = Window::new(5, 5, 1, 1, Padding::Same);
+    let x = ramp(&[64, 16, 16, 64]);
+    let w = ramp(&[5, 5, 64, 64]);
+    let b = ramp(&[64]);
+    let dy = ramp(&[64, 16, 16, 64]);
+
+    let mut g = c.benchmark_group("conv2d_seed_layer2");
+    g.sample_size(20).measurement_time(Duration::from_secs(5));
+    g.bench_function("fast_forward", |bch| bch.iter(|| conv2d_forward(&x, &w, &b, &win, false).unwrap()));
+    g.bench_function("fast_backward", |bch| bch.iter(|| conv2d_backward(&x, &w, &dy, &win).unwrap()));
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.bench_function("reference_forward", |bch| bch.iter(|| conv_forward(&x, &w, &b, &win).unwrap()));
+    g.bench_function("reference_backward", |bch| bch.iter(|| conv_backward(&x, &w, &dy, &win).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -15,3 +15,4 @@ pub use tensor::Tensor;
 pub mod data;
 pub mod optim;
 pub mod train;
+pub mod viz;

@@ -75,21 +75,16 @@ pub struct TrainConfig {
 }
 
 /// How a weight tensor starts. Biases always start at zero.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Init {
     /// Normal(0, stddev) redrawn outside two standard deviations (tf.truncated_normal).
     TruncatedNormal { stddev: f32 },
-    /// Normal(0, sqrt(2 / fan_in)) (He et al., for ReLU networks).
+    /// Normal(0, sqrt(2 / fan_in)) (He et al., for ReLU networks). The default.
+    #[default]
     He,
     /// Uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot and Bengio).
     Xavier,
-}
-
-impl Default for Init {
-    fn default() -> Self {
-        Init::He
-    }
 }
 
 /// A kernel size or stride: one number for both axes, or [height, width].
@@ -270,6 +265,17 @@ impl ModelConfig {
         }
         if self.layers.is_empty() {
             return err("the model has no layers".into());
+        }
+        let layer_inits = self.layers.iter().filter_map(|l| match l {
+            LayerConfig::Conv2d { init, .. } | LayerConfig::Dense { init, .. } => *init,
+            _ => None,
+        });
+        for init in std::iter::once(self.init).chain(layer_inits) {
+            if let Init::TruncatedNormal { stddev } = init {
+                if !(stddev.is_finite() && stddev > 0.0) {
+                    return err(format!("init stddev must be a positive number, got {stddev}"));
+                }
+            }
         }
         self.optimizer.validate().or_else(|e| err(e.to_string()))?;
         self.schedule.validate().or_else(|e| err(e.to_string()))?;

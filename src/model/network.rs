@@ -184,6 +184,21 @@ impl Network {
         Ok(h)
     }
 
+    /// Runs `x` through the network in evaluation mode and returns every layer's name and
+    /// output, in order: "layer 0 (conv2d + relu)" (a relu folded into its conv is named with
+    /// it), "layer 2 (max_pool)", ... The last entry holds the logits.
+    pub fn forward_trace(&mut self, x: &Tensor) -> Result<Vec<(String, Tensor)>> {
+        let mut trace: Vec<(String, Tensor)> = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let h = layer.forward(trace.last().map_or(x, |(_, t)| t), Mode::Eval)?;
+            let ci = self.config_index[i];
+            let folded_relu = layer.kind() == "conv2d" && matches!(self.config.layers.get(ci + 1), Some(LayerConfig::Relu {}));
+            let kind = if folded_relu { format!("{} + relu", layer.kind()) } else { layer.kind().to_string() };
+            trace.push((layer_name(ci, &kind), h));
+        }
+        Ok(trace)
+    }
+
     /// Backpropagates d loss / d logits through every layer, filling the parameter gradients.
     pub fn backward(&mut self, d_logits: &Tensor) -> Result<()> {
         let mut d = d_logits.clone();

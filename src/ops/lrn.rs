@@ -28,7 +28,8 @@ pub struct LrnParams {
 
 impl LrnParams {
     pub fn validate(&self) -> Result<()> {
-        if !(self.bias > 0.0) || !(self.alpha >= 0.0) || !(self.beta >= 0.0) {
+        let valid = self.bias > 0.0 && self.alpha >= 0.0 && self.beta >= 0.0; // false for NaN too
+        if !valid {
             return Err(Error::invalid("lrn", format!("bias must be > 0 and alpha, beta >= 0, got {self:?}")));
         }
         Ok(())

@@ -27,7 +27,8 @@ pub const CSV_HEADER: &str = "epoch,train_loss,train_accuracy,val_loss,val_accur
 impl EpochMetrics {
     pub fn csv_row(&self) -> String {
         format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:e},{:.3},{:.1}",
+            // Shortest round-trip formatting: a resumed run reads back exactly what it wrote.
+            "{},{},{},{},{},{},{},{:e},{:.3},{:.1}",
             self.epoch, self.train_loss, self.train_accuracy, self.val_loss, self.val_accuracy, self.test_loss,
             self.test_accuracy, self.lr, self.seconds, self.images_per_second
         )

@@ -60,3 +60,76 @@ pub fn check_gradient(name: &str, x: &Tensor, r: &Tensor, eps: f32, tol: f32, an
     }
     eprintln!("{name}: worst gradient error {worst:.2e}");
 }
+
+/// A small learnable data set written as IDX files (MNIST layout) into `dir`: 8x8 grayscale
+/// images of 4 classes, class k having a bright 4x4 quadrant k over noise. Returns the paths'
+/// folder. `n_train` / `n_test` images.
+pub fn write_quadrant_idx(dir: &std::path::Path, n_train: usize, n_test: usize, seed: u64) {
+    let mut r = rng(seed);
+    let mut make = |n: usize| {
+        let mut images = Vec::with_capacity(n * 64);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let k = i % 4;
+            for row in 0..8 {
+                for col in 0..8 {
+                    let quadrant = (row / 4) * 2 + col / 4;
+                    let base: u8 = if quadrant == k { 180 } else { 40 };
+                    images.push(base.saturating_add(r.gen_range(0..60)));
+                }
+            }
+            labels.push(k as u8);
+        }
+        (images, labels)
+    };
+    let (ti, tl) = make(n_train);
+    let (vi, vl) = make(n_test);
+    use convnet::data::write_idx;
+    write_idx(dir.join("train-images-idx3-ubyte"), &[n_train, 8, 8], &ti, false).unwrap();
+    write_idx(dir.join("train-labels-idx1-ubyte"), &[n_train], &tl, false).unwrap();
+    write_idx(dir.join("t10k-images-idx3-ubyte.gz"), &[n_test, 8, 8], &vi, true).unwrap();
+    write_idx(dir.join("t10k-labels-idx1-ubyte.gz"), &[n_test], &vl, true).unwrap();
+}
+
+/// A tiny model config for the quadrant data set in `dir` (MNIST layout, 4 classes... the
+/// MNIST reader names 10 classes, so the model outputs 10 scores).
+pub fn tiny_config(dir: &std::path::Path, epochs: usize, optimizer: &str) -> String {
+    format!(
+        r#"
+name = "tiny"
+input = [8, 8, 1]
+[data]
+dataset = "mnist"
+path = "{}"
+validation = 16
+[train]
+batch_size = 8
+epochs = {epochs}
+seed = 3
+[optimizer]
+{optimizer}
+[[layers]]
+type = "conv2d"
+filters = 4
+kernel = 3
+padding = "same"
+l2 = 0.001
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool"
+size = 2
+[[layers]]
+type = "lrn"
+depth_radius = 1
+alpha = 0.01
+beta = 0.75
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+units = 10
+"#,
+        dir.display()
+    )
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use convnet::train::datasets::load_splits;
 use convnet::train::{evaluate, Checkpoint};
+use convnet::viz::write_confusion_png;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Split {
@@ -13,8 +14,11 @@ enum Split {
     Test,
 }
 
-/// Evaluate a checkpoint on its data set: accuracy, per-class accuracy and the confusion matrix.
-/// The checkpoint carries its config, class names and normalisation, so nothing else is needed.
+/// Evaluate a checkpoint on its data set: accuracy, per-class accuracy and the confusion matrix,
+/// printed and drawn as a heat map (confusion.png next to the checkpoint: rows are the true
+/// classes, columns the predictions, each cell shows its count and is coloured by its share of
+/// the row, white 0% to dark blue 100%). The checkpoint carries its config, class names and
+/// normalisation, so nothing else is needed.
 #[derive(Args)]
 pub struct EvalArgs {
     /// A checkpoint written by `convnet train` (best.safetensors or last.safetensors).
@@ -26,6 +30,9 @@ pub struct EvalArgs {
     /// Which split to evaluate.
     #[arg(long, value_enum, default_value = "test")]
     split: Split,
+    /// Where to draw the confusion matrix [default: confusion.png next to the checkpoint].
+    #[arg(long, value_name = "PATH.png")]
+    confusion: Option<PathBuf>,
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -62,5 +69,9 @@ pub fn run(args: EvalArgs) -> convnet::Result<()> {
         }
         println!();
     }
+    let picture = args.confusion.unwrap_or_else(|| args.model.with_file_name("confusion.png"));
+    let title = format!("{}: confusion matrix on {name} ({} images, accuracy {:.2}%)", ck.config.name, ds.len(), 100.0 * e.accuracy);
+    write_confusion_png(&e.confusion, names, &title, &picture)?;
+    println!("\nconfusion matrix picture: {}", picture.display());
     Ok(())
 }

@@ -1,9 +1,12 @@
 //! The convnet command line: train, evaluate, predict and inspect convolutional networks.
 
 mod eval;
+mod filter;
+mod plot;
 mod predict;
 mod summary;
 mod train;
+mod visualize;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,7 +21,12 @@ Models are small TOML files (see configs/). Start with:\n  \
 convnet summary --config configs/cifar10-seed.toml   # layers, shapes, parameters, FLOPs\n  \
 convnet train                                        # Fashion-MNIST with configs/fashion-mnist.toml\n  \
 convnet eval --model runs/fashion-mnist/best.safetensors\n  \
-convnet predict --model runs/fashion-mnist/best.safetensors shirt.png"
+convnet predict --model runs/fashion-mnist/best.safetensors shirt.png\n\n\
+See what the network does:\n  \
+convnet plot runs/fashion-mnist                      # loss and accuracy curves\n  \
+convnet visualize filters --model runs/fashion-mnist/best.safetensors filters.png\n  \
+convnet visualize activations --model runs/fashion-mnist/best.safetensors shirt.png act.png\n  \
+convnet filter --kernel sobel-x photo.png edges.png   # one hand-written kernel"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +39,9 @@ enum Command {
     Eval(eval::EvalArgs),
     Predict(predict::PredictArgs),
     Summary(summary::SummaryArgs),
+    Plot(plot::PlotArgs),
+    Filter(filter::FilterArgs),
+    Visualize(visualize::VisualizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +51,9 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Summary(a) => summary::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Filter(a) => filter::run(a),
+        Command::Visualize(a) => visualize::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

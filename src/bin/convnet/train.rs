@@ -4,11 +4,13 @@ use clap::Args;
 use std::path::PathBuf;
 
 use convnet::model::ModelConfig;
-use convnet::train::{train, TrainOptions};
+use convnet::train::{train, EpochMetrics, TrainOptions};
+use convnet::viz::write_curves_for;
 
 /// Train a model. Writes runs/<name>/ with config.toml, metrics.csv (per epoch: loss, train,
 /// validation and test accuracy, time), last.safetensors (resumable) and best.safetensors (best
-/// validation accuracy). With no arguments: Fashion-MNIST with configs/fashion-mnist.toml.
+/// validation accuracy), and curves.png / curves.svg (loss and accuracy per epoch, redrawn after
+/// every epoch; see `convnet plot --help`). With no arguments: Fashion-MNIST with configs/fashion-mnist.toml.
 #[derive(Args)]
 pub struct TrainArgs {
     /// The model config (TOML): layers, optimiser, schedule, batch size, epochs, data set.
@@ -60,8 +62,17 @@ pub fn run(args: TrainArgs) -> convnet::Result<()> {
     }
     cfg.validate(&args.config.display().to_string())?;
     let out_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+    let label = cfg.name.clone();
     let opts = TrainOptions { config: cfg, data_dir: args.data, out_dir: out_dir.clone(), resume: args.resume, verbose: !args.quiet };
-    let report = train(&opts, &mut |_| Ok(()))?;
+    let (curves_png, curves_svg) = (out_dir.join("curves.png"), out_dir.join("curves.svg"));
+    // Redraw the curves after every epoch; a picture that cannot be drawn must not stop training.
+    let mut on_epoch = |history: &[EpochMetrics]| -> convnet::Result<()> {
+        if let Err(e) = write_curves_for(&[(label.clone(), history.to_vec())], &curves_png, Some(&curves_svg)) {
+            eprintln!("warning: could not draw the training curves: {e}");
+        }
+        Ok(())
+    };
+    let report = train(&opts, &mut on_epoch)?;
     if let Some(test) = report.final_test {
         println!("final test accuracy: {:.2}% (loss {:.4})", 100.0 * test.accuracy, test.loss);
     }
