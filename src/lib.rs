@@ -4,6 +4,7 @@
 //! - `ops`: convolution, pooling, LRN, activations, dense, softmax cross-entropy, L2; forward and
 //!   backward, each with a plain-loop reference beside the fast path
 
+pub mod bench;
 pub mod error;
 pub mod layers;
 pub mod model;

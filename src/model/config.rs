@@ -240,7 +240,11 @@ pub fn pool_window(layer: &str, size: Pair, stride: Option<Pair>, padding: &Padd
 impl ModelConfig {
     /// Parses a config from TOML text; `file` names it in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<ModelConfig> {
-        let cfg: ModelConfig = toml::from_str(text).map_err(|e| Error::Config { file: file.into(), detail: e.to_string().trim_end().to_string() })?;
+        let cfg: ModelConfig = toml::from_str(text).map_err(|e| {
+            let detail = e.to_string().trim_end().to_string();
+            let hint = suggestion(&detail).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            Error::Config { file: file.into(), detail: detail + &hint }
+        })?;
         cfg.validate(file)?;
         Ok(cfg)
     }
@@ -281,4 +285,29 @@ impl ModelConfig {
         self.schedule.validate().or_else(|e| err(e.to_string()))?;
         Ok(())
     }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the
+/// expected name nearest to `x` by edit distance, if it is close enough to be a typo.
+fn suggestion(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1).or_else(|| message.split("unknown variant `").nth(1))?;
+    let (wrong, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected")?.1;
+    let names = expected.split('`').skip(1).step_by(2);
+    let (dist, best) = names.map(|n| (edit_distance(wrong, n), n)).min()?;
+    (dist <= wrong.len().max(2) / 2 + 1).then(|| best.to_string())
+}
+
+/// Levenshtein distance between two short names.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }

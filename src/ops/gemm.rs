@@ -1,5 +1,7 @@
-//! The one door to the GEMM crate (matrixmultiply): C = A·B + beta·C on row-major slices,
-//! with either operand optionally transposed. Transposes cost nothing: they are strides.
+//! The one door to the GEMM crate (`gemm`): C = A·B + beta·C on row-major slices, with either
+//! operand optionally transposed. Transposes cost nothing: they are strides.
+//! The crate was picked by measurement against matrixmultiply (benches/gemm_backends.rs): on the
+//! seed network's shapes it is as fast or faster, most of all on the conv forward products.
 
 /// `c[m x n] = op(a)[m x k] · op(b)[k x n] + beta * c`, where op(a) is `a` (stored m x k) or,
 /// with `a_t`, the transpose of `a` (stored k x m); likewise for `b`.
@@ -9,12 +11,20 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: 
     if m == 0 || n == 0 {
         return;
     }
+    // (row stride, column stride) of each operand.
     let (rsa, csa) = if a_t { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if b_t { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the asserts above guarantee every index the strides reach is inside the slices.
+    // SAFETY: the assert above guarantees every index the strides reach is inside the slices,
+    // and `c` does not alias `a` or `b` (it is borrowed mutably).
     unsafe {
-        matrixmultiply::sgemm(
-            m, k, n, 1.0, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), n as isize, 1,
+        // gemm computes dst = alpha * dst + beta * lhs * rhs, reading dst only if asked to.
+        gemm::gemm(
+            m, n, k,
+            c.as_mut_ptr(), 1, n as isize, beta != 0.0,
+            a.as_ptr(), csa, rsa,
+            b.as_ptr(), csb, rsb,
+            beta, 1.0, false, false, false,
+            gemm::Parallelism::None,
         );
     }
 }

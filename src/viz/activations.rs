@@ -1,10 +1,11 @@
 //! What each conv and pool layer outputs for one image: every channel of its output [H, W, C]
 //! as a grayscale tile, one labelled section per layer, the input image first.
 //!
-//! Values map to grey levels either per layer (the layer's smallest output is black, its
-//! largest white, for all its channels alike, so strong and weak or dead channels can be told
-//! apart) or per channel (each channel stretched to its own range, to see the pattern of weak
-//! channels too; a constant channel then shows as flat mid-grey).
+//! Values map to grey levels linearly over a range that always includes 0 (after a relu: 0 is
+//! black), either per channel (each channel stretched to its own largest value, to see the
+//! pattern of every channel, weak ones too) or per layer (one range for all channels of the
+//! layer, so strong, weak and dead channels can be told apart). An all-zero (dead) channel is
+//! black either way.
 
 use std::path::Path;
 
@@ -16,10 +17,10 @@ use crate::tensor::Tensor;
 /// How activations map to grey levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActivationScale {
-    /// One range for all channels of a layer.
-    Layer,
     /// Each channel stretched to its own range.
     Channel,
+    /// One range for all channels of a layer.
+    Layer,
 }
 
 /// Whether a trace entry named "layer 3 (conv2d + relu)" is a convolution or a pooling layer.
@@ -41,7 +42,9 @@ pub fn channel_tiles(t: &Tensor, scale: ActivationScale) -> Result<Vec<Tile>> {
                 ActivationScale::Layer => (layer_lo, layer_hi),
                 ActivationScale::Channel => min_max(plane.clone()),
             };
-            Tile::new(w, h, 1, to_u8_range(plane, lo, hi), ch.to_string())
+            let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+            let pixels = if hi > lo { to_u8_range(plane, lo, hi) } else { vec![0; h * w] };
+            Tile::new(w, h, 1, pixels, ch.to_string())
         })
         .collect()
 }
@@ -77,8 +80,8 @@ pub fn write_activations_png(
         return Err(Error::invalid("activations", "the network has no conv or pool layer to show"));
     }
     let mapping = match scale {
-        ActivationScale::Layer => "grey levels per layer: the layer's smallest output is black, its largest white",
-        ActivationScale::Channel => "grey levels per channel: each channel's smallest output is black, its largest white",
+        ActivationScale::Channel => "grey levels per channel: 0 (or the channel's most negative value) is black, the channel's largest value white",
+        ActivationScale::Layer => "grey levels per layer: 0 (or the layer's most negative value) is black, the layer's largest value white",
     };
     let mut all_notes = notes.to_vec();
     all_notes.push(format!("{mapping}; tiles labelled by channel"));

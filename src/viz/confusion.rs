@@ -1,7 +1,9 @@
 //! The confusion matrix as a heat map: rows are the true classes, columns the predicted ones,
 //! each cell shows its count, and its colour is the share of its row (of the images of that
-//! true class, how many got this prediction: white 0% to dark blue 100%). A good model has a
-//! dark diagonal; a pale off-diagonal cell with a large count is a confusion worth a look.
+//! true class, how many got this prediction), from white (0%) to dark blue (100%) on a
+//! square-root scale, so that the few-percent confusions off the diagonal still show: 1% is
+//! already a tenth of the way to dark blue, 25% half of it. A good model has a dark diagonal;
+//! the darkest off-diagonal cells are the classes it mixes up.
 
 use std::path::Path;
 
@@ -15,9 +17,9 @@ use crate::error::{Error, Result};
 const MARGIN: i32 = 16;
 const LABEL_SIZE: f64 = 14.0;
 
-/// White (0) to dark blue (1).
+/// The colour of a share `f` of a row: white (0) to dark blue (1), on a square-root scale.
 fn heat(f: f64) -> RGBColor {
-    let f = f.clamp(0.0, 1.0);
+    let f = f.clamp(0.0, 1.0).sqrt();
     let lerp = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
     RGBColor(lerp(255.0, 8.0), lerp(255.0, 48.0), lerp(255.0, 107.0))
 }
@@ -49,7 +51,7 @@ pub fn render_confusion(confusion: &[Vec<usize>], class_names: &[String], title:
     let bar_w = 16;
     let bar_label_w = text_width("100%", 12.0) as i32;
     let bar_caption_x = bar_x + bar_w + 8 + bar_label_w + 16;
-    let note = "colour: share of the row's (true class's) images; number: count of images";
+    let note = "number: images of the row's true class given the column's prediction; colour: their share of the row";
     let width = (bar_caption_x + 12 + MARGIN)
         .max(text_width(title, 20.0) as i32 + 2 * MARGIN)
         .max(text_width(note, 13.0) as i32 + 2 * MARGIN);
@@ -77,7 +79,7 @@ pub fn render_confusion(confusion: &[Vec<usize>], class_names: &[String], title:
                 let f = if total == 0 { 0.0 } else { count as f64 / total as f64 };
                 let (x0, y0) = (matrix_x + p as i32 * cell, matrix_y + t as i32 * cell);
                 root.draw(&Rectangle::new([(x0, y0), (x0 + cell, y0 + cell)], heat(f).filled())).map_err(e)?;
-                let ink = if f > 0.45 { WHITE } else { BLACK };
+                let ink = if f.sqrt() > 0.55 { WHITE } else { BLACK };
                 let style = font(count_size).color(&ink).pos(anchor(HPos::Center, VPos::Center));
                 root.draw_text(&count.to_string(), &style, (x0 + cell / 2, y0 + cell / 2)).map_err(e)?;
             }
@@ -105,19 +107,20 @@ pub fn render_confusion(confusion: &[Vec<usize>], class_names: &[String], title:
         let rotated = axis.pos(anchor(HPos::Center, VPos::Center)).transform(FontTransform::Rotate270);
         root.draw_text("true", &rotated, (y_title_x, matrix_y + matrix / 2)).map_err(e)?;
 
-        // Colour bar: 100% at the top, 0% at the bottom.
+        // Colour bar: 100% at the top, 0% at the bottom, on the same square-root scale.
         for y in 0..matrix {
-            let f = 1.0 - y as f64 / (matrix - 1).max(1) as f64;
-            root.draw(&Rectangle::new([(bar_x, matrix_y + y), (bar_x + bar_w, matrix_y + y + 1)], heat(f).filled())).map_err(e)?;
+            let s = 1.0 - y as f64 / (matrix - 1).max(1) as f64;
+            root.draw(&Rectangle::new([(bar_x, matrix_y + y), (bar_x + bar_w, matrix_y + y + 1)], heat(s * s).filled())).map_err(e)?;
         }
         root.draw(&Rectangle::new([(bar_x, matrix_y), (bar_x + bar_w, matrix_y + matrix)], RGBColor(90, 90, 90))).map_err(e)?;
-        for (f, text) in [(1.0, "100%"), (0.5, "50%"), (0.0, "0%")] {
-            let y = matrix_y + ((1.0 - f) * (matrix - 1) as f64) as i32;
+        for (f, text) in [(1.0, "100%"), (0.5, "50%"), (0.25, "25%"), (0.1, "10%"), (0.01, "1%"), (0.0, "0%")] {
+            let y = matrix_y + ((1.0 - f64::sqrt(f)) * (matrix - 1) as f64) as i32;
+            root.draw(&PathElement::new(vec![(bar_x + bar_w, y), (bar_x + bar_w + 4, y)], RGBColor(90, 90, 90))).map_err(e)?;
             let style = font(12.0).color(&BLACK).pos(anchor(HPos::Left, VPos::Center));
-            root.draw_text(text, &style, (bar_x + bar_w + 6, y)).map_err(e)?;
+            root.draw_text(text, &style, (bar_x + bar_w + 7, y)).map_err(e)?;
         }
         let caption = font(13.0).color(&RGBColor(70, 70, 70)).pos(anchor(HPos::Center, VPos::Center)).transform(FontTransform::Rotate270);
-        root.draw_text("share of the true class", &caption, (bar_caption_x, matrix_y + matrix / 2)).map_err(e)?;
+        root.draw_text("share of the true class (square-root scale)", &caption, (bar_caption_x, matrix_y + matrix / 2)).map_err(e)?;
         root.present().map_err(e)?;
     }
     Ok((buf, width, height))

@@ -113,7 +113,7 @@ impl Split {
 /// One line: its label, points (epoch, value) and look.
 struct Line {
     label: String,
-    points: Vec<(i32, f64)>,
+    points: Vec<(f64, f64)>,
     colour: RGBColor,
     split: Split,
 }
@@ -133,8 +133,8 @@ fn lines(runs: &[(String, Vec<EpochMetrics>)], loss: bool) -> Vec<Line> {
                     (Split::Test, false) => 100.0 * m.test_accuracy,
                 }
             };
-            let points: Vec<(i32, f64)> =
-                rows.iter().map(|m| (m.epoch as i32, value(m) as f64)).filter(|(_, v)| v.is_finite()).collect();
+            let points: Vec<(f64, f64)> =
+                rows.iter().map(|m| (m.epoch as f64, value(m) as f64)).filter(|(_, v)| v.is_finite()).collect();
             if points.is_empty() {
                 continue; // e.g. no validation split: val_* are NaN
             }
@@ -159,14 +159,13 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[(Strin
     root.draw_text(&curves_title(runs), &title, (w as i32 / 2, TITLE_BAND as i32 / 2 + 2)).map_err(err)?;
     let (_, body) = root.split_vertically(TITLE_BAND);
     let panels = body.split_evenly((1, 2));
-    let max_epoch = runs.iter().flat_map(|(_, r)| r.iter().map(|m| m.epoch)).max().unwrap_or(1) as i32;
-    let x_range = if max_epoch <= 1 { 0..2 } else { 1..max_epoch };
-    draw_panel(&panels[0], runs, true, x_range.clone())?;
-    draw_panel(&panels[1], runs, false, x_range)?;
+    let max_epoch = runs.iter().flat_map(|(_, r)| r.iter().map(|m| m.epoch)).max().unwrap_or(1).max(1);
+    draw_panel(&panels[0], runs, true, max_epoch)?;
+    draw_panel(&panels[1], runs, false, max_epoch)?;
     Ok(())
 }
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[(String, Vec<EpochMetrics>)], loss: bool, x_range: std::ops::Range<i32>) -> DrawResult {
+fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[(String, Vec<EpochMetrics>)], loss: bool, max_epoch: usize) -> DrawResult {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let lines = lines(runs, loss);
     let values = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
@@ -179,6 +178,10 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[(String
         let hi = ((hi + 2.0) / 5.0).ceil() * 5.0;
         lo.max(0.0)..hi.min(100.0).max(lo.max(0.0) + 5.0)
     };
+    // Epochs on x, padded so that the first and last points are not cut by the frame. Asking
+    // for at most as many labels as epochs makes plotters step by whole epochs (1, 2, 5, ...).
+    let pad = if max_epoch == 1 { 0.5 } else { (0.03 * (max_epoch - 1) as f64).max(0.08) };
+    let x_range = (1.0 - pad)..(max_epoch as f64 + pad);
     let (caption, y_desc) = if loss { ("Loss", "loss (cross-entropy)") } else { ("Accuracy", "accuracy (%)") };
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FONT, 19))
@@ -186,16 +189,16 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[(String
         .margin_right(24)
         .x_label_area_size(48)
         .y_label_area_size(68)
-        .build_cartesian_2d(x_range.clone(), y_range)
+        .build_cartesian_2d(x_range, y_range)
         .map_err(err)?;
-    let n_epochs = (x_range.end - x_range.start + 1).max(2) as usize;
     chart
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(y_desc)
-        .x_labels(n_epochs.min(12))
         .y_labels(8)
-        .x_label_formatter(&|x| x.to_string())
+        .x_labels(max_epoch.min(12))
+        .x_max_light_lines(1)
+        .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() })
         .y_label_formatter(&|y| if loss { format!("{y:.2}") } else { format!("{y:.0}") })
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
@@ -226,7 +229,8 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[(String
                 EmptyElement::at((x, y)) + PathElement::new(vec![(0, 0), (22, 0)], style) + PathElement::new(vec![(0, 0), (0, 0)], style)
             }
         });
-        chart.draw_series(line.points.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(err)?;
+        let radius = if max_epoch > 20 { 2 } else { 3 };
+        chart.draw_series(line.points.iter().map(|&p| Circle::new(p, radius, colour.filled()))).map_err(err)?;
     }
     chart
         .configure_series_labels()

@@ -115,6 +115,8 @@ fn layout_section(s: &GridSection, max_width: u32) -> SectionLayout {
     SectionLayout { cell_w, cell_h, columns, rows }
 }
 
+type TextItem = (String, f64, (i32, i32), Pos, RGBColor);
+
 /// Renders the grid into an RGB buffer; returns (pixels, width, height).
 pub fn render_grid(grid: &GridImage) -> Result<(Vec<u8>, u32, u32)> {
     register_font();
@@ -138,7 +140,8 @@ pub fn render_grid(grid: &GridImage) -> Result<(Vec<u8>, u32, u32)> {
     }
 
     let mut buf = vec![255u8; width as usize * height as usize * 3];
-    let mut texts: Vec<(String, f64, (i32, i32), Pos, RGBColor)> = Vec::new();
+    // (text, font size, position, anchor, colour), drawn once the tiles are in place.
+    let mut texts: Vec<TextItem> = Vec::new();
     let top_left = Pos::new(HPos::Left, VPos::Top);
     texts.push((grid.title.clone(), TITLE_SIZE, (MARGIN as i32, MARGIN as i32), top_left, BLACK));
     let mut y = MARGIN + TITLE_H;

@@ -96,7 +96,7 @@ pub(crate) fn to_u8_range(values: impl Iterator<Item = f32>, lo: f32, hi: f32) -
     let span = hi - lo;
     values
         .map(|v| {
-            if !(span > 0.0) || !v.is_finite() {
+            if span.is_nan() || span <= 0.0 || !v.is_finite() {
                 128
             } else {
                 (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8

@@ -17,7 +17,8 @@ enum Split {
 /// Evaluate a checkpoint on its data set: accuracy, per-class accuracy and the confusion matrix,
 /// printed and drawn as a heat map (confusion.png next to the checkpoint: rows are the true
 /// classes, columns the predictions, each cell shows its count and is coloured by its share of
-/// the row, white 0% to dark blue 100%). The checkpoint carries its config, class names and
+/// the row, white 0% to dark blue 100% on a square-root scale so that small confusions show).
+/// The checkpoint carries its config, class names and
 /// normalisation, so nothing else is needed.
 #[derive(Args)]
 pub struct EvalArgs {
@@ -57,6 +58,8 @@ pub fn run(args: EvalArgs) -> convnet::Result<()> {
         println!("  {name:<width$}  {:6.2}%", 100.0 * acc);
     }
     println!("\nconfusion matrix (rows: true class, columns: predicted):");
+    // Row labels are "<index> <name>".
+    let width = width + 1 + names.len().saturating_sub(1).to_string().len();
     print!("  {:<width$}", "");
     for i in 0..names.len() {
         print!(" {i:>5}");

@@ -26,15 +26,15 @@ Or inline: rows separated by ';', values by ',', any rectangular size, fractions
 
 How responses become pixels (--map auto picks by the kernel):
   signed   kernels that take differences (some coefficient negative, coefficients summing to 0
-           or less: edges, Sobel, Laplacian): pixel = 128 + v * 127 / max|v|. Zero response is
-           mid-grey, positive lighter, negative darker; the strongest response in the picture
-           is white or black.
+           or less: edges, Sobel, Laplacian): pixel = 128 + v * 127 / max|v|, max|v| taken over
+           the whole picture (all channels). Zero response is mid-grey, positive lighter,
+           negative darker; the strongest response in the picture is white or black.
   clamped  kernels that keep the brightness (coefficients summing to more than 0: blurs,
            sharpen): pixel = v, clamped to 0..255.
 
-Output size: valid (the default) keeps only positions where the kernel fits inside the image,
-(n - k) / stride + 1 pixels a side; same pads the image with zeros to keep ceil(n / stride),
-which makes kernels that do not sum to zero respond along the border.
+Output size: valid (the default) keeps only positions where the kernel fits inside the
+image, floor((n - k) / stride) + 1 pixels a side; same pads the image with zeros to keep
+ceil(n / stride), which makes kernels that do not sum to zero respond along the border.
 
 Example: convnet filter --kernel sobel-x photo.png edges.png";
 

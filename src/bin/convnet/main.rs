@@ -1,5 +1,6 @@
 //! The convnet command line: train, evaluate, predict and inspect convolutional networks.
 
+mod bench;
 mod eval;
 mod filter;
 mod plot;
@@ -36,6 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Train(train::TrainArgs),
+    Bench(bench::BenchArgs),
     Eval(eval::EvalArgs),
     Predict(predict::PredictArgs),
     Summary(summary::SummaryArgs),
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Summary(a) => summary::run(a),

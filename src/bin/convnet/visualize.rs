@@ -64,17 +64,18 @@ Early layers look like filtered copies of the image (edges, light and dark parts
 layers are smaller and more abstract, and some channels stay dark (nothing they look for is
 there). Pooling keeps the strongest response of each window at half the size.
 
-Grey levels (--scale): layer (the default) maps the layer's smallest output to black and its
-largest to white for all its channels alike, so strong, weak and dead channels can be told apart;
-channel stretches each channel to its own range, to see the pattern in weak channels too (a
-constant channel is then flat mid-grey).
+Grey levels are linear from 0 (black; or the most negative value, for a conv without relu) to
+the largest value (white). --scale channel (the default) takes the largest value of each channel,
+so every channel's pattern shows, weak ones too; --scale layer takes the largest value of the
+whole layer for all its channels, so strong, weak and dead channels can be told apart. The
+heading of each layer gives its range of values. An all-zero (dead) channel is black.
 
 Example: convnet visualize activations --model runs/fashion-mnist/best.safetensors boot.png act.png";
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ScaleArg {
-    Layer,
     Channel,
+    Layer,
 }
 
 /// Draw every conv and pool layer's output channels for one image.
@@ -89,8 +90,9 @@ struct ActivationsArgs {
     /// The PNG to write.
     #[arg(value_name = "OUT.png")]
     out: PathBuf,
-    /// Grey levels per layer (one range for all its channels) or per channel.
-    #[arg(long, value_enum, default_value = "layer")]
+    /// Grey levels per channel (each stretched to its own largest value) or per layer (one
+    /// range for all its channels).
+    #[arg(long, value_enum, default_value = "channel")]
     scale: ScaleArg,
 }
 

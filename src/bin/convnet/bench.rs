@@ -1,0 +1,80 @@
+//! `convnet bench`: images per second of a model on synthetic data.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+use convnet::bench::{run_bench, BenchMode, BenchSettings};
+use convnet::model::ModelConfig;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Forward, loss, backward and Adam step (batch 64 unless --batch-size).
+    Train,
+    /// Forward only, batch 64 unless --batch-size.
+    Infer,
+    /// Forward only, batch 1: milliseconds per image.
+    Latency,
+}
+
+/// Measure training or inference speed on synthetic data (no data set needed): warm-up steps,
+/// then several timed samples; prints the median, min and max images/s, milliseconds per step,
+/// achieved GFLOP/s (conv and dense multiply-adds; a training step counts 3x the forward) and
+/// the peak memory. Same definitions as ../shared/bench/seed_model_bench.py, so the two can run
+/// side by side.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The model config (TOML).
+    #[arg(long, default_value = "configs/cifar10-seed.toml")]
+    config: PathBuf,
+    #[arg(long, value_enum, default_value = "train")]
+    mode: Mode,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Steps per timed sample (default 30 train, 50 infer, 300 latency).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Timed samples.
+    #[arg(long, default_value_t = 7)]
+    reps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// One JSON line instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: BenchArgs) -> convnet::Result<()> {
+    crate::set_threads(args.threads)?;
+    let cfg = ModelConfig::load(&args.config)?;
+    let mode = match args.mode {
+        Mode::Train => BenchMode::Train,
+        Mode::Infer => BenchMode::Infer,
+        Mode::Latency => BenchMode::Latency,
+    };
+    let mut s = BenchSettings::defaults(mode, args.batch_size);
+    if let Some(steps) = args.steps {
+        s.steps = steps.max(1);
+    }
+    s.reps = args.reps.max(1);
+    s.warmup = args.warmup;
+    if s.batch == 0 {
+        return Err(convnet::Error::invalid("--batch-size", "must be at least 1"));
+    }
+    let r = run_bench(&cfg, &s)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+    } else {
+        println!("{} {:?}: batch {}, {} threads, {} samples of {} steps", r.bench, r.mode, r.batch, r.threads, r.reps, r.steps);
+        println!("  images/s      median {:>9.1}   min {:>9.1}   max {:>9.1}", r.img_per_s_median, r.img_per_s_min, r.img_per_s_max);
+        println!("  ms per step   median {:>9.3}   min {:>9.3}   max {:>9.3}", r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max);
+        println!("  achieved      {:.2} GFLOP/s", r.gflops_achieved_median);
+        if let Some(m) = r.peak_rss_mib {
+            println!("  peak memory   {m:.1} MiB (resident)");
+        }
+    }
+    Ok(())
+}
