@@ -30,6 +30,25 @@ impl Tensor {
         Ok(Tensor { shape: shape.to_vec(), data })
     }
 
+    /// An empty tensor: a buffer to be sized by `resize` and filled by an op.
+    pub fn empty() -> Tensor {
+        Tensor { shape: vec![0], data: Vec::new() }
+    }
+
+    /// Gives the tensor a new shape, reusing its buffer: no allocation once the buffer has been
+    /// as large before. The values are unspecified: the caller overwrites (or fills) them.
+    pub fn resize(&mut self, shape: &[usize]) {
+        self.shape.clear();
+        self.shape.extend_from_slice(shape);
+        self.data.resize(shape.iter().product(), 0.0);
+    }
+
+    /// Makes `self` a copy of `other`, reusing the buffer.
+    pub fn copy_from(&mut self, other: &Tensor) {
+        self.resize(other.shape());
+        self.data.copy_from_slice(other.data());
+    }
+
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }

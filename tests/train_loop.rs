@@ -144,3 +144,24 @@ fn a_diverging_run_stops_with_a_message_naming_the_step_and_keeps_the_last_check
     // The earlier run's checkpoint is untouched.
     assert_eq!(before, std::fs::read(out.path().join("last.safetensors")).unwrap());
 }
+
+#[test]
+fn gradients_are_bit_identical_for_any_thread_count() {
+    // 19 images: more than two of the conv's fixed chunks of 8, the last one partial.
+    let data = tempfile::tempdir().unwrap();
+    let cfg = ModelConfig::from_toml(&tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01"), "tiny").unwrap();
+    let x = random(&[19, 8, 8, 1], 11);
+    let labels: Vec<usize> = (0..19).map(|i| i % 10).collect();
+    let grads = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut net = Network::build(&cfg, 5).unwrap();
+            let stats = net.compute_gradients(&x, &labels).unwrap();
+            (stats.loss, net.params().iter().map(|p| p.grad.clone()).collect::<Vec<Tensor>>())
+        })
+    };
+    let one = grads(1);
+    assert!(one.1.iter().any(|g| g.data().iter().any(|&v| v != 0.0)), "gradients must not be all zero");
+    assert_eq!(one, grads(2));
+    assert_eq!(one, grads(3));
+}

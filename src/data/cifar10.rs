@@ -39,6 +39,9 @@ pub fn load_cifar10_dir(dir: impl AsRef<Path>) -> Result<(Dataset, Dataset)> {
     let test_path = dir.join("test_batch.bin");
     // Check every file is there before reading 150 MB, so a missing one fails at once.
     for path in train_paths.iter().chain([&test_path]) {
+        if path.is_dir() {
+            return Err(Error::data(path, format!("is a directory, expected a file of 3073-byte records ({LAYOUT})")));
+        }
         if !path.is_file() {
             return Err(Error::data(path, format!("file not found ({LAYOUT})")));
         }
@@ -67,6 +70,9 @@ fn empty_dataset(class_names: &[String]) -> Dataset {
 
 /// The class names in `batches.meta.txt`, one per line, blank lines skipped.
 fn read_class_names(path: &Path) -> Result<Vec<String>> {
+    if path.is_dir() {
+        return Err(Error::data(path, "is a directory, expected the text file of class names"));
+    }
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -79,19 +85,32 @@ fn read_class_names(path: &Path) -> Result<Vec<String>> {
     };
     let mut bytes = Vec::new();
     file.take(META_MAX_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    parse_class_names(&bytes, path)
+}
+
+/// Parses the text of `batches.meta.txt`: class names, one per line, blank lines skipped, at
+/// most 256 (labels are one byte). `name` names the file in errors.
+pub fn parse_class_names(bytes: &[u8], name: impl AsRef<Path>) -> Result<Vec<String>> {
+    let path = name.as_ref();
     if bytes.len() as u64 > META_MAX_BYTES {
         return Err(Error::data(
             path,
             format!("larger than {META_MAX_BYTES} bytes: expected a short list of class names"),
         ));
     }
-    let text = String::from_utf8(bytes).map_err(|e| {
-        Error::data(path, format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::data(path, format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))
     })?;
     let names: Vec<String> =
         text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     if names.is_empty() {
         return Err(Error::data(path, "no class names (expected one per line)"));
+    }
+    if names.len() > 256 {
+        return Err(Error::data(
+            path,
+            format!("{} class names; a label is one byte, so at most 256 are possible", names.len()),
+        ));
     }
     Ok(names)
 }
@@ -99,14 +118,25 @@ fn read_class_names(path: &Path) -> Result<Vec<String>> {
 /// Appends the records of one batch file to `ds`, converting planes to HWC.
 fn read_batch(path: &Path, ds: &mut Dataset) -> Result<()> {
     // Check the size from the metadata first, so a wrong (possibly huge) file is refused
-    // without reading it; the length actually read is checked again below.
+    // without reading it; the length actually read is checked again by the parser.
     let size = fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
     check_size(path, size)?;
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    check_size(path, bytes.len() as u64)?;
+    let (images, labels) = parse_cifar10_records(&bytes, path, ds.class_names.len())?;
+    ds.images.extend_from_slice(&images);
+    ds.labels.extend_from_slice(&labels);
+    Ok(())
+}
 
-    let n_classes = ds.class_names.len();
-    ds.images.reserve(bytes.len() / CIFAR10_RECORD_BYTES * PIXELS);
+/// Parses the bytes of one CIFAR-10 batch file (3073-byte records) held in memory: returns the
+/// images as 32x32x3 HWC bytes, one after the other, and the labels, each checked to be below
+/// `n_classes`. `name` names the file in errors, with the byte offset of a bad record.
+pub fn parse_cifar10_records(bytes: &[u8], name: impl AsRef<Path>, n_classes: usize) -> Result<(Vec<u8>, Vec<u8>)> {
+    let path = name.as_ref();
+    check_size(path, bytes.len() as u64)?;
+    let n = bytes.len() / CIFAR10_RECORD_BYTES;
+    let mut images = Vec::with_capacity(n * PIXELS);
+    let mut labels = Vec::with_capacity(n);
     for (i, record) in bytes.chunks_exact(CIFAR10_RECORD_BYTES).enumerate() {
         // chunks_exact guarantees the record length, so the splits below cannot fail.
         let Some((&label, pixels)) = record.split_first() else { continue };
@@ -123,11 +153,11 @@ fn read_batch(path: &Path, ds: &mut Dataset) -> Result<()> {
         let (red, rest) = pixels.split_at(PLANE);
         let (green, blue) = rest.split_at(PLANE);
         for ((&r, &g), &b) in red.iter().zip(green).zip(blue) {
-            ds.images.extend_from_slice(&[r, g, b]);
+            images.extend_from_slice(&[r, g, b]);
         }
-        ds.labels.push(label);
+        labels.push(label);
     }
-    Ok(())
+    Ok((images, labels))
 }
 
 fn check_size(path: &Path, size: u64) -> Result<()> {

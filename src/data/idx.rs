@@ -53,9 +53,29 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     read_idx_rank(path.as_ref(), None).map(|(arr, _)| arr)
 }
 
+/// Parses the bytes of an IDX file (raw or gzip-compressed, detected from the content) held in
+/// memory; `name` names the file in errors. The same parser as [`read_idx`], which streams the
+/// file through it instead of reading it whole (the fuzzers call this one).
+pub fn parse_idx(bytes: &[u8], name: impl AsRef<Path>) -> Result<IdxArray> {
+    parse_idx_rank(bytes, name.as_ref(), None)
+}
+
+/// [`parse_idx`] requiring `rank` dimensions when it is given (1 for labels, 3 for images).
+pub fn parse_idx_rank(bytes: &[u8], name: &Path, rank: Option<usize>) -> Result<IdxArray> {
+    let gzip = bytes.starts_with(&GZIP_MAGIC);
+    if gzip {
+        parse_idx_stream(Box::new(MultiGzDecoder::new(bytes)), name, true, rank)
+    } else {
+        parse_idx_stream(Box::new(bytes), name, false, rank)
+    }
+}
+
 /// Reads an IDX file, requiring `rank` dimensions when it is given; also says whether the
 /// file was gzip-compressed, so later errors can say their offsets are decompressed ones.
 fn read_idx_rank(path: &Path, rank: Option<usize>) -> Result<(IdxArray, bool)> {
+    if path.is_dir() {
+        return Err(Error::data(path, "is a directory, expected an IDX file"));
+    }
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut start = Vec::with_capacity(2);
     (&mut file).take(2).read_to_end(&mut start).map_err(|e| Error::io(path, e))?;
@@ -67,7 +87,7 @@ fn read_idx_rank(path: &Path, rank: Option<usize>) -> Result<(IdxArray, bool)> {
     } else {
         Box::new(BufReader::new(file))
     };
-    Ok((parse_idx(reader, path, gzip, rank)?, gzip))
+    Ok((parse_idx_stream(reader, path, gzip, rank)?, gzip))
 }
 
 /// Turns a read error into ours. For compressed input, flate2 reports a damaged stream as
@@ -103,7 +123,8 @@ fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn parse_idx(mut r: Box<dyn Read>, path: &Path, gzip: bool, rank: Option<usize>) -> Result<IdxArray> {
+/// The IDX parser proper: header, dimensions, data, nothing after it.
+fn parse_idx_stream(mut r: Box<dyn Read + '_>, path: &Path, gzip: bool, rank: Option<usize>) -> Result<IdxArray> {
     let stream = if gzip { " (decompressed)" } else { "" };
 
     let mut magic = [0u8; 4];
@@ -274,6 +295,11 @@ fn find_idx_file(dir: &Path, base: &str) -> Result<PathBuf> {
     if gz.is_file() {
         return Ok(gz);
     }
+    for path in [&raw, &gz] {
+        if path.is_dir() {
+            return Err(Error::data(path, "is a directory, expected an IDX file"));
+        }
+    }
     Err(Error::data(
         raw,
         format!("file not found (looked for {base} and {base}.gz in {}){}", dir.display(), install_hint(dir)),
@@ -286,19 +312,37 @@ fn load_split(dir: &Path, prefix: &str, class_names: &[String]) -> Result<Datase
     let labels_path = find_idx_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let (images, _) = read_idx_rank(&images_path, Some(3))?;
     let (labels, labels_gzip) = read_idx_rank(&labels_path, Some(1))?;
+    idx_pair_to_dataset(images, &images_path, labels, &labels_path, labels_gzip, class_names)
+}
 
+/// Checks that an images array ([n, rows, cols]) and a labels array ([n]) make a data set
+/// with labels below `class_names.len()`, and builds it (single channel). The paths name the
+/// files in errors; `labels_gzip` says the label file was compressed (offsets are then in the
+/// decompressed stream).
+pub fn idx_pair_to_dataset(
+    images: IdxArray,
+    images_path: &Path,
+    labels: IdxArray,
+    labels_path: &Path,
+    labels_gzip: bool,
+    class_names: &[String],
+) -> Result<Dataset> {
     let (n, rows, cols) = match images.dims[..] {
         [n, rows, cols] => (n, rows, cols),
-        _ => {
-            return Err(Error::data(&images_path, format!("expected 3 dimensions, found {:?}", images.dims)))
-        }
+        _ => return Err(Error::data(images_path, format!("expected 3 dimensions, found {:?}", images.dims))),
     };
     if rows == 0 || cols == 0 {
-        return Err(Error::data(&images_path, format!("images of {rows}x{cols} pixels are empty")));
+        return Err(Error::data(images_path, format!("images of {rows}x{cols} pixels are empty")));
+    }
+    if rows.checked_mul(cols).is_none() {
+        return Err(Error::data(images_path, format!("images of {rows}x{cols} pixels are impossibly large")));
+    }
+    if labels.dims.len() != 1 {
+        return Err(Error::data(labels_path, format!("expected 1 dimension, found {:?}", labels.dims)));
     }
     if labels.data.len() != n {
         return Err(Error::data(
-            &labels_path,
+            labels_path,
             format!("{} labels, but {} holds {n} images", labels.data.len(), images_path.display()),
         ));
     }
@@ -306,7 +350,7 @@ fn load_split(dir: &Path, prefix: &str, class_names: &[String]) -> Result<Datase
     for (i, &label) in labels.data.iter().enumerate() {
         if usize::from(label) >= class_names.len() {
             return Err(Error::data(
-                &labels_path,
+                labels_path,
                 format!(
                     "record {i} (byte offset {}{compressed}): label {label} is out of range for {} classes",
                     8 + i,
@@ -315,14 +359,8 @@ fn load_split(dir: &Path, prefix: &str, class_names: &[String]) -> Result<Datase
             ));
         }
     }
-    Ok(Dataset {
-        images: images.data,
-        labels: labels.data,
-        height: rows,
-        width: cols,
-        channels: 1,
-        class_names: class_names.to_vec(),
-    })
+    Dataset::new(images.data, labels.data, rows, cols, 1, class_names.to_vec())
+        .map_err(|e| Error::data(images_path, e.to_string()))
 }
 
 /// Loads an MNIST-style directory: train-images-idx3-ubyte, train-labels-idx1-ubyte,

@@ -7,11 +7,12 @@
 //! Each image is decoded, converted to RGB (3 channels) or luma (1 channel) and resized to
 //! the requested size with a triangle (bilinear) filter when it differs.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 use super::dataset::Dataset;
 use crate::error::{Error, Result};
@@ -35,9 +36,69 @@ fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
+/// An image read by [`read_image`]: its pixels as the caller asked for them, and what the file
+/// held (so that a caller can say when it converted or resized).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadedImage {
+    /// HWC pixels, `height * width * channels` bytes.
+    pub pixels: Vec<u8>,
+    pub height: usize,
+    pub width: usize,
+    /// 1 (luma) or 3 (RGB), as asked.
+    pub channels: usize,
+    /// The size stored in the file.
+    pub source_width: u32,
+    pub source_height: u32,
+    /// The file's channels: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA.
+    pub source_channels: u8,
+}
+
+impl LoadedImage {
+    /// Whether the file holds a grayscale image (with or without alpha).
+    pub fn source_is_grayscale(&self) -> bool {
+        self.source_channels <= 2
+    }
+
+    /// The file's colour type in words: "grayscale", "grayscale+alpha", "RGB" or "RGBA".
+    pub fn source_color(&self) -> &'static str {
+        match self.source_channels {
+            1 => "grayscale",
+            2 => "grayscale+alpha",
+            3 => "RGB",
+            _ => "RGBA",
+        }
+    }
+
+    /// "grayscale, converted to RGB" when the file's colours were changed to the channels
+    /// asked for (grey to RGB or colour to grey); None when they already matched.
+    pub fn conversion(&self) -> Option<String> {
+        match (self.source_is_grayscale(), self.channels) {
+            (true, 3) => Some(format!("{}, converted to RGB", self.source_color())),
+            (false, 1) => Some(format!("{}, converted to grayscale", self.source_color())),
+            _ => None,
+        }
+    }
+
+    /// Whether the pixels were resized from the file's size.
+    pub fn resized(&self) -> bool {
+        (self.source_height as usize, self.source_width as usize) != (self.height, self.width)
+    }
+}
+
 /// Loads one image as HWC u8 pixels of `height` x `width` x `channels` (1 = luma, 3 = RGB).
-/// The format is recognised from the content (falling back to the extension).
+/// See [`read_image`].
 pub fn load_image(path: impl AsRef<Path>, height: usize, width: usize, channels: usize) -> Result<Vec<u8>> {
+    read_image(path, Some((height, width)), channels).map(|img| img.pixels)
+}
+
+/// Reads a PNG or JPEG image as `channels` (1 = luma, 3 = RGB), resized to `size` = (height,
+/// width) with a triangle (bilinear) filter when given and different, else at its own size.
+///
+/// The format is recognised from the content, not the name; anything else (BMP, GIF, a text
+/// file named .png, an empty file, a folder) is refused with a message that says what it is.
+/// The image's size is read from its header and checked against [`MAX_IMAGE_PIXELS`] before any
+/// pixel is decoded, so a huge (or lying) header cannot exhaust memory.
+pub fn read_image(path: impl AsRef<Path>, size: Option<(usize, usize)>, channels: usize) -> Result<LoadedImage> {
     let path = path.as_ref();
     if channels != 1 && channels != 3 {
         return Err(Error::invalid(
@@ -45,22 +106,32 @@ pub fn load_image(path: impl AsRef<Path>, height: usize, width: usize, channels:
             format!("channels must be 1 (grey) or 3 (RGB), got {channels}"),
         ));
     }
-    let (h, w) = match (u32::try_from(height), u32::try_from(width)) {
-        (Ok(h), Ok(w)) if h > 0 && w > 0 => (h, w),
-        _ => return Err(Error::invalid("load_image", format!("bad target size {height}x{width}"))),
+    let target = match size {
+        None => None,
+        Some((height, width)) => match (u32::try_from(height), u32::try_from(width)) {
+            (Ok(h), Ok(w)) if h > 0 && w > 0 => Some((h, w)),
+            _ => return Err(Error::invalid("load_image", format!("bad target size {height}x{width}"))),
+        },
     };
 
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
+    if path.is_dir() {
+        return Err(Error::data(path, "is a directory, expected a PNG or JPEG image"));
+    }
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = Vec::with_capacity(16);
+    (&mut file).take(16).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+    let format = sniff_format(path, &head)?;
+
+    let mut reader = ImageReader::with_format(BufReader::new(file), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
 
-    let decode_err = |e: image::ImageError| Error::data(path, format!("cannot decode image: {e}"));
+    let what = if format == ImageFormat::Png { "PNG" } else { "JPEG" };
+    let decode_err = |e: image::ImageError| Error::data(path, format!("cannot decode {what} image: {}", one_line(&e)));
     // Building the decoder reads only the header, so the size is known before any pixels.
     let decoder = reader.into_decoder().map_err(decode_err)?;
     let (img_w, img_h) = decoder.dimensions();
@@ -70,13 +141,18 @@ pub fn load_image(path: impl AsRef<Path>, height: usize, width: usize, channels:
             path,
             format!(
                 "image is {img_w}x{img_h} ({:.1} megapixels), over the {} megapixel limit; \
-                 shrink it before training",
+                 refused before decoding: shrink it first",
                 pixels as f64 / 1e6,
                 MAX_IMAGE_PIXELS / 1_000_000
             ),
         ));
     }
+    if pixels == 0 {
+        return Err(Error::data(path, format!("image is {img_w}x{img_h}: it has no pixels")));
+    }
+    let source_channels = decoder.color_type().channel_count();
     let img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    let (w, h) = target.map_or((img_w, img_h), |(h, w)| (w, h));
 
     let raw = if channels == 3 {
         let rgb = img.to_rgb8();
@@ -87,7 +163,48 @@ pub fn load_image(path: impl AsRef<Path>, height: usize, width: usize, channels:
         if luma.dimensions() == (w, h) { luma } else { imageops::resize(&luma, w, h, FilterType::Triangle) }
             .into_raw()
     };
-    Ok(raw)
+    Ok(LoadedImage {
+        pixels: raw,
+        height: h as usize,
+        width: w as usize,
+        channels,
+        source_width: img_w,
+        source_height: img_h,
+        source_channels,
+    })
+}
+
+/// PNG or JPEG, from the first bytes of the file; a clear error for anything else.
+fn sniff_format(path: &Path, head: &[u8]) -> Result<ImageFormat> {
+    if head.is_empty() {
+        return Err(Error::data(path, "empty file (0 bytes): not a PNG or JPEG image"));
+    }
+    match image::guess_format(head) {
+        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => Ok(f),
+        Ok(other) => Err(Error::data(
+            path,
+            format!(
+                "unsupported image format {}: only PNG and JPEG images can be read (convert it first)",
+                format!("{other:?}").to_uppercase()
+            ),
+        )),
+        Err(_) => {
+            let shown: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            Err(Error::data(
+                path,
+                format!(
+                    "not a PNG or JPEG image: it starts with bytes {} (a PNG starts with 89 50 4e 47, \
+                     a JPEG with ff d8 ff)",
+                    shown.join(" ")
+                ),
+            ))
+        }
+    }
+}
+
+/// An error's text on one line (decoder messages are usually one line already).
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Sorted entries of `dir` that pass `keep`, hidden ones skipped.

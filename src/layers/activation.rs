@@ -1,7 +1,7 @@
-//! Elementwise activation layer (relu, sigmoid, tanh). Keeps its output y for the backward
-//! pass; see `ops::activation` for the derivatives.
+//! Elementwise activation layer (relu, sigmoid, tanh). The backward pass needs only its own
+//! output y; see `ops::activation` for the derivatives.
 
-use super::{cached, check_input, Layer, Mode};
+use super::{check_backward, check_input, Layer, Mode};
 use crate::error::Result;
 use crate::ops::activation::Activation;
 use crate::tensor::Tensor;
@@ -10,12 +10,13 @@ pub struct ActivationLayer {
     name: String,
     pub activation: Activation,
     shape: Vec<usize>,
-    y: Option<Tensor>,
+    y: Tensor,
+    dx: Tensor,
 }
 
 impl ActivationLayer {
     pub fn new(name: String, input: &[usize], activation: Activation) -> ActivationLayer {
-        ActivationLayer { name, activation, shape: input.to_vec(), y: None }
+        ActivationLayer { name, activation, shape: input.to_vec(), y: Tensor::empty(), dx: Tensor::empty() }
     }
 }
 
@@ -26,18 +27,24 @@ impl Layer for ActivationLayer {
     fn output_shape(&self) -> &[usize] {
         &self.shape
     }
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.shape)?;
-        let mut y = x.clone();
-        self.activation.forward(y.data_mut());
-        if mode == Mode::Train {
-            self.y = Some(y.clone());
-        }
-        Ok(y)
+        self.y.copy_from(x);
+        self.activation.forward(self.y.data_mut());
+        Ok(())
     }
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let mut dx = dy.clone();
-        self.activation.backward(cached(&self.y, &self.name)?.data(), dx.data_mut());
-        Ok(dx)
+    fn output(&self) -> &Tensor {
+        &self.y
+    }
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        check_backward(&self.name, x, &self.y, dy)?;
+        if need_input_grad {
+            self.dx.copy_from(dy);
+            self.activation.backward(self.y.data(), self.dx.data_mut());
+        }
+        Ok(())
+    }
+    fn input_grad(&self) -> &Tensor {
+        &self.dx
     }
 }

@@ -1,11 +1,10 @@
 //! Convolution layer: y = conv(x, W) + b, optionally with ReLU fused into the same pass.
 //! Shapes: x [N, H, W, C_in] -> y [N, oh, ow, C_out]; W [kh, kw, C_in, C_out], b [C_out].
-//! Keeps x (and y when ReLU is fused) for the backward pass; see `ops::conv2d` for the formulas.
+//! See `ops::conv2d` for the formulas. With ReLU fused, backward first masks dy with y > 0.
 
-use super::{cached, check_input, Layer, Mode, Param};
+use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::Result;
-use crate::ops::activation::Activation;
-use crate::ops::conv2d::{conv2d_backward, conv2d_forward, conv2d_geometry};
+use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, conv2d_geometry, ConvScratch};
 use crate::ops::Window;
 use crate::tensor::Tensor;
 
@@ -18,8 +17,11 @@ pub struct Conv2dLayer {
     pub bias: Param,
     /// ReLU applied in the forward pass (a following relu layer folded in).
     pub relu: bool,
-    x: Option<Tensor>,
-    y: Option<Tensor>,
+    y: Tensor,
+    dx: Tensor,
+    /// dy masked by the fused ReLU.
+    dz: Tensor,
+    scratch: ConvScratch,
 }
 
 impl Conv2dLayer {
@@ -28,7 +30,19 @@ impl Conv2dLayer {
         let x_shape = [&[1], input].concat();
         let (g, _, _, c_out) = conv2d_geometry(&x_shape, weight.value.shape(), Some(bias.value.shape()), &window)
             .map_err(|e| crate::Error::invalid(&name, e.to_string()))?;
-        Ok(Conv2dLayer { output: vec![g.oh, g.ow, c_out], input: input.to_vec(), name, window, weight, bias, relu: false, x: None, y: None })
+        Ok(Conv2dLayer {
+            output: vec![g.oh, g.ow, c_out],
+            input: input.to_vec(),
+            name,
+            window,
+            weight,
+            bias,
+            relu: false,
+            y: Tensor::empty(),
+            dx: Tensor::empty(),
+            dz: Tensor::empty(),
+            scratch: ConvScratch::default(),
+        })
     }
 }
 
@@ -39,25 +53,30 @@ impl Layer for Conv2dLayer {
     fn output_shape(&self) -> &[usize] {
         &self.output
     }
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.input)?;
-        let y = conv2d_forward(x, &self.weight.value, &self.bias.value, &self.window, self.relu)?;
-        if mode == Mode::Train {
-            self.x = Some(x.clone());
-            self.y = if self.relu { Some(y.clone()) } else { None };
-        }
-        Ok(y)
+        conv2d_forward_into(x, &self.weight.value, &self.bias.value, &self.window, self.relu, &mut self.y, &mut self.scratch)
     }
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let x = cached(&self.x, &self.name)?;
-        let mut dz = dy.clone();
-        if self.relu {
-            Activation::Relu.backward(cached(&self.y, &self.name)?.data(), dz.data_mut());
-        }
-        let g = conv2d_backward(x, &self.weight.value, &dz, &self.window)?;
-        self.weight.grad = g.d_weight;
-        self.bias.grad = g.d_bias;
-        Ok(g.d_input)
+    fn output(&self) -> &Tensor {
+        &self.y
+    }
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        check_backward(&self.name, x, &self.y, dy)?;
+        let dz = if self.relu {
+            // dz = dy where y > 0 (the ReLU passed the value), else 0.
+            self.dz.resize(dy.shape());
+            for ((d, &g), &y) in self.dz.data_mut().iter_mut().zip(dy.data()).zip(self.y.data()) {
+                *d = if y > 0.0 { g } else { 0.0 };
+            }
+            &self.dz
+        } else {
+            dy
+        };
+        let dx = if need_input_grad { Some(&mut self.dx) } else { None };
+        conv2d_backward_into(x, &self.weight.value, dz, &self.window, dx, &mut self.weight.grad, &mut self.bias.grad, &mut self.scratch)
+    }
+    fn input_grad(&self) -> &Tensor {
+        &self.dx
     }
     fn params(&self) -> Vec<&Param> {
         vec![&self.weight, &self.bias]

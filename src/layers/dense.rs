@@ -1,9 +1,9 @@
 //! Fully connected layer: y = x W + b. Shapes: x [N, in] -> y [N, out]; W [in, out], b [out].
-//! Keeps x for the backward pass; see `ops::dense` for the formulas.
+//! See `ops::dense` for the formulas.
 
-use super::{cached, check_input, Layer, Mode, Param};
+use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::{Error, Result};
-use crate::ops::dense::{dense_backward, dense_forward};
+use crate::ops::dense::{dense_backward_into, dense_forward_into};
 use crate::tensor::Tensor;
 
 pub struct DenseLayer {
@@ -12,7 +12,8 @@ pub struct DenseLayer {
     output: Vec<usize>,
     pub weight: Param,
     pub bias: Param,
-    x: Option<Tensor>,
+    y: Tensor,
+    dx: Tensor,
 }
 
 impl DenseLayer {
@@ -26,7 +27,7 @@ impl DenseLayer {
                 format!("{input:?}"),
             ));
         }
-        Ok(DenseLayer { name, input: input.to_vec(), output: vec![fout], weight, bias, x: None })
+        Ok(DenseLayer { name, input: input.to_vec(), output: vec![fout], weight, bias, y: Tensor::empty(), dx: Tensor::empty() })
     }
 }
 
@@ -37,19 +38,20 @@ impl Layer for DenseLayer {
     fn output_shape(&self) -> &[usize] {
         &self.output
     }
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.input)?;
-        let y = dense_forward(x, &self.weight.value, &self.bias.value)?;
-        if mode == Mode::Train {
-            self.x = Some(x.clone());
-        }
-        Ok(y)
+        dense_forward_into(x, &self.weight.value, &self.bias.value, &mut self.y)
     }
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let (dx, dw, db) = dense_backward(cached(&self.x, &self.name)?, &self.weight.value, dy)?;
-        self.weight.grad = dw;
-        self.bias.grad = db;
-        Ok(dx)
+    fn output(&self) -> &Tensor {
+        &self.y
+    }
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        check_backward(&self.name, x, &self.y, dy)?;
+        let dx = if need_input_grad { Some(&mut self.dx) } else { None };
+        dense_backward_into(x, &self.weight.value, dy, dx, &mut self.weight.grad, &mut self.bias.grad)
+    }
+    fn input_grad(&self) -> &Tensor {
+        &self.dx
     }
     fn params(&self) -> Vec<&Param> {
         vec![&self.weight, &self.bias]

@@ -1,5 +1,5 @@
 //! Flatten: [N, H, W, C] -> [N, H*W*C] in NHWC order (as TensorFlow flattens); backward
-//! reshapes the gradient back. No data moves.
+//! reshapes the gradient back. The values do not change, only the shape.
 
 use super::{check_input, Layer, Mode};
 use crate::error::Result;
@@ -9,11 +9,13 @@ pub struct FlattenLayer {
     name: String,
     input: Vec<usize>,
     output: Vec<usize>,
+    y: Tensor,
+    dx: Tensor,
 }
 
 impl FlattenLayer {
     pub fn new(name: String, input: &[usize]) -> FlattenLayer {
-        FlattenLayer { name, input: input.to_vec(), output: vec![input.iter().product()] }
+        FlattenLayer { name, input: input.to_vec(), output: vec![input.iter().product()], y: Tensor::empty(), dx: Tensor::empty() }
     }
 }
 
@@ -24,11 +26,23 @@ impl Layer for FlattenLayer {
     fn output_shape(&self) -> &[usize] {
         &self.output
     }
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.input)?;
-        x.clone().reshape(&[x.shape()[0], self.output[0]])
+        self.y.resize(&[x.shape()[0], self.output[0]]);
+        self.y.data_mut().copy_from_slice(x.data());
+        Ok(())
     }
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        dy.clone().reshape(&[&[dy.shape()[0]], &self.input[..]].concat())
+    fn output(&self) -> &Tensor {
+        &self.y
+    }
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        if need_input_grad {
+            self.dx.resize(x.shape());
+            self.dx.data_mut().copy_from_slice(dy.data());
+        }
+        Ok(())
+    }
+    fn input_grad(&self) -> &Tensor {
+        &self.dx
     }
 }

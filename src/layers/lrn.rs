@@ -1,22 +1,24 @@
-//! Local response normalisation layer (TensorFlow's tf.nn.lrn). Keeps x, y and the scale for
-//! the backward pass; see `ops::lrn` for the formulas.
+//! Local response normalisation layer (TensorFlow's tf.nn.lrn). Keeps the scale for the
+//! backward pass; see `ops::lrn` for the formulas.
 
-use super::{check_input, Layer, Mode};
+use super::{check_backward, check_input, Layer, Mode};
 use crate::error::{Error, Result};
-use crate::ops::lrn::{lrn_backward, lrn_forward, LrnParams};
+use crate::ops::lrn::{lrn_backward_into, lrn_forward_into, LrnParams};
 use crate::tensor::Tensor;
 
 pub struct LrnLayer {
     name: String,
     pub params: LrnParams,
     shape: Vec<usize>,
-    cache: Option<(Tensor, Tensor, Tensor)>,
+    y: Tensor,
+    scale: Tensor,
+    dx: Tensor,
 }
 
 impl LrnLayer {
     pub fn new(name: String, input: &[usize], params: LrnParams) -> Result<LrnLayer> {
         params.validate().map_err(|e| Error::invalid(&name, e.to_string()))?;
-        Ok(LrnLayer { name, params, shape: input.to_vec(), cache: None })
+        Ok(LrnLayer { name, params, shape: input.to_vec(), y: Tensor::empty(), scale: Tensor::empty(), dx: Tensor::empty() })
     }
 }
 
@@ -27,16 +29,21 @@ impl Layer for LrnLayer {
     fn output_shape(&self) -> &[usize] {
         &self.shape
     }
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.shape)?;
-        let (y, scale) = lrn_forward(x, &self.params)?;
-        if mode == Mode::Train {
-            self.cache = Some((x.clone(), y.clone(), scale));
-        }
-        Ok(y)
+        lrn_forward_into(x, &self.params, &mut self.y, &mut self.scale)
     }
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let (x, y, scale) = self.cache.as_ref().ok_or_else(|| Error::invalid(&self.name, "backward called before forward"))?;
-        lrn_backward(x, y, scale, dy, &self.params)
+    fn output(&self) -> &Tensor {
+        &self.y
+    }
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        check_backward(&self.name, x, &self.y, dy)?;
+        if need_input_grad {
+            lrn_backward_into(x, &self.y, &self.scale, dy, &self.params, &mut self.dx)?;
+        }
+        Ok(())
+    }
+    fn input_grad(&self) -> &Tensor {
+        &self.dx
     }
 }

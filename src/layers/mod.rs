@@ -1,8 +1,14 @@
 //! Layers: an op with its parameters, their gradients and what the forward pass keeps for the
 //! backward pass. A network is a sequence of layers; backpropagation walks it in reverse.
 //!
-//!   forward(x, mode) -> y     keeps what backward needs (the input, an argmax, a scale)
-//!   backward(dy)     -> dx    also fills the gradients of the layer's parameters
+//!   forward(x, mode)          y into the layer's own buffer (`output`); keeps what backward
+//!                             needs beyond x and y (an argmax, a scale)
+//!   backward(x, dy, need_dx)  the parameter gradients, and dx into the layer's own buffer
+//!                             (`input_grad`); x is the forward input, still held by the
+//!                             layer before (as in Caffe, nothing is copied to be kept)
+//!
+//! Each layer owns its output and input-gradient buffers and reuses them from step to step, so
+//! a training step allocates nothing once the first one has sized them.
 
 pub mod activation;
 pub mod conv2d;
@@ -53,8 +59,15 @@ pub trait Layer: Send {
     fn kind(&self) -> &'static str;
     /// Output shape of one example (without the batch axis).
     fn output_shape(&self) -> &[usize];
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor>;
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor>;
+    /// Computes the output of batch `x` into the buffer that `output` returns.
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<()>;
+    /// The last forward's output.
+    fn output(&self) -> &Tensor;
+    /// Given the last forward's input `x` and the output gradient `dy`: fills the parameter
+    /// gradients and, if `need_input_grad`, the input gradient that `input_grad` returns.
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()>;
+    /// The last backward's input gradient.
+    fn input_grad(&self) -> &Tensor;
     fn params(&self) -> Vec<&Param> {
         Vec::new()
     }
@@ -67,9 +80,15 @@ pub trait Layer: Send {
     }
 }
 
-/// The tensor a layer cached in forward, or an error saying backward came first.
-pub(crate) fn cached<'a>(cache: &'a Option<Tensor>, layer: &str) -> Result<&'a Tensor> {
-    cache.as_ref().ok_or_else(|| Error::invalid(layer, "backward called before forward"))
+/// Checks that backward gets the batch that forward saw (its output has that batch size).
+pub(crate) fn check_backward(layer: &str, x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<()> {
+    if x.shape().first() != y.shape().first() || dy.shape() != y.shape() {
+        return Err(Error::invalid(
+            layer,
+            format!("backward got x {:?} and dy {:?} but the last forward output is {:?} (backward before forward?)", x.shape(), dy.shape(), y.shape()),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a batch has the per-example shape `expected`.

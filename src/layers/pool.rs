@@ -1,9 +1,9 @@
 //! Max and average pooling layers. Max pooling keeps the argmax of each output for the
 //! backward pass; average pooling needs only the shapes. See `ops::pool` for the formulas.
 
-use super::{check_input, Layer, Mode};
+use super::{check_backward, check_input, Layer, Mode};
 use crate::error::{Error, Result};
-use crate::ops::pool::{avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward, pool_geometry};
+use crate::ops::pool::{avg_pool2d_backward_into, avg_pool2d_forward_into, max_pool2d_backward_into, max_pool2d_forward_into, pool_geometry};
 use crate::ops::Window;
 use crate::tensor::Tensor;
 
@@ -17,14 +17,16 @@ pub struct MaxPoolLayer {
     window: Window,
     input: Vec<usize>,
     output: Vec<usize>,
-    /// Argmax per output and the batch size it belongs to.
-    argmax: Option<(Vec<u32>, usize)>,
+    y: Tensor,
+    /// For every output, the index within its image of the input that won.
+    argmax: Vec<u32>,
+    dx: Tensor,
 }
 
 impl MaxPoolLayer {
     pub fn new(name: String, input: &[usize], window: Window) -> Result<MaxPoolLayer> {
         let output = output_shape(&name, "max_pool2d", input, &window)?;
-        Ok(MaxPoolLayer { name, window, input: input.to_vec(), output, argmax: None })
+        Ok(MaxPoolLayer { name, window, input: input.to_vec(), output, y: Tensor::empty(), argmax: Vec::new(), dx: Tensor::empty() })
     }
 }
 
@@ -35,17 +37,22 @@ impl Layer for MaxPoolLayer {
     fn output_shape(&self) -> &[usize] {
         &self.output
     }
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.input)?;
-        let (y, argmax) = max_pool2d_forward(x, &self.window)?;
-        if mode == Mode::Train {
-            self.argmax = Some((argmax, x.shape()[0]));
-        }
-        Ok(y)
+        max_pool2d_forward_into(x, &self.window, &mut self.y, &mut self.argmax)
     }
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let (argmax, n) = self.argmax.as_ref().ok_or_else(|| Error::invalid(&self.name, "backward called before forward"))?;
-        max_pool2d_backward(dy, argmax, &[&[*n], &self.input[..]].concat())
+    fn output(&self) -> &Tensor {
+        &self.y
+    }
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        check_backward(&self.name, x, &self.y, dy)?;
+        if need_input_grad {
+            max_pool2d_backward_into(dy, &self.argmax, x.shape(), &mut self.dx)?;
+        }
+        Ok(())
+    }
+    fn input_grad(&self) -> &Tensor {
+        &self.dx
     }
 }
 
@@ -54,12 +61,14 @@ pub struct AvgPoolLayer {
     window: Window,
     input: Vec<usize>,
     output: Vec<usize>,
+    y: Tensor,
+    dx: Tensor,
 }
 
 impl AvgPoolLayer {
     pub fn new(name: String, input: &[usize], window: Window) -> Result<AvgPoolLayer> {
         let output = output_shape(&name, "avg_pool2d", input, &window)?;
-        Ok(AvgPoolLayer { name, window, input: input.to_vec(), output })
+        Ok(AvgPoolLayer { name, window, input: input.to_vec(), output, y: Tensor::empty(), dx: Tensor::empty() })
     }
 }
 
@@ -70,12 +79,21 @@ impl Layer for AvgPoolLayer {
     fn output_shape(&self) -> &[usize] {
         &self.output
     }
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.input)?;
-        avg_pool2d_forward(x, &self.window)
+        avg_pool2d_forward_into(x, &self.window, &mut self.y)
     }
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let n = dy.shape()[0];
-        avg_pool2d_backward(dy, &[&[n], &self.input[..]].concat(), &self.window)
+    fn output(&self) -> &Tensor {
+        &self.y
+    }
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        check_backward(&self.name, x, &self.y, dy)?;
+        if need_input_grad {
+            avg_pool2d_backward_into(dy, x.shape(), &self.window, &mut self.dx)?;
+        }
+        Ok(())
+    }
+    fn input_grad(&self) -> &Tensor {
+        &self.dx
     }
 }

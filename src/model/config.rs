@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::ops::lrn::LrnParams;
-use crate::ops::{Padding, Window};
+use crate::ops::{Geometry, Padding, Window};
 use crate::optim::{OptimizerConfig, ScheduleConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -240,11 +240,8 @@ pub fn pool_window(layer: &str, size: Pair, stride: Option<Pair>, padding: &Padd
 impl ModelConfig {
     /// Parses a config from TOML text; `file` names it in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<ModelConfig> {
-        let cfg: ModelConfig = toml::from_str(text).map_err(|e| {
-            let detail = e.to_string().trim_end().to_string();
-            let hint = suggestion(&detail).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-            Error::Config { file: file.into(), detail: detail + &hint }
-        })?;
+        let cfg: ModelConfig =
+            toml::from_str(text).map_err(|e| Error::Config { file: file.into(), detail: describe_toml_error(text, &e) })?;
         cfg.validate(file)?;
         Ok(cfg)
     }
@@ -283,7 +280,215 @@ impl ModelConfig {
         }
         self.optimizer.validate().or_else(|e| err(e.to_string()))?;
         self.schedule.validate().or_else(|e| err(e.to_string()))?;
+        self.check_name().or_else(err)?;
+        self.check_sizes().map_err(|detail| Error::Config { file: file.into(), detail })?;
         Ok(())
+    }
+
+    /// The name becomes the run folder `runs/<name>`, so it must be one plain folder name.
+    fn check_name(&self) -> std::result::Result<(), String> {
+        let n = &self.name;
+        if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\\', '\0']) {
+            return Err(format!(
+                "name {n:?} must be a plain folder name (it names the run folder runs/<name>): not empty, \
+                 no '/' or '\\', not \".\" or \"..\""
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks every size in the config against the limits above, then walks the layers' shapes
+    /// (as `Network::build` will) counting parameters and per-example values, so that a config
+    /// asking for an absurd model is refused with a message instead of exhausting memory or
+    /// overflowing arithmetic. Where a shape does not fit, the walk stops: `Network::build`
+    /// reports that with the layer and both shapes.
+    /// Returns the parameter count when the walk reaches the end.
+    fn check_sizes(&self) -> std::result::Result<Option<u64>, String> {
+        let [h, w, c] = self.input;
+        if h > MAX_SIDE || w > MAX_SIDE || c > MAX_UNITS {
+            return Err(format!(
+                "input {:?} is too large: height and width at most {MAX_SIDE}, channels at most {MAX_UNITS}",
+                self.input
+            ));
+        }
+        if self.train.batch_size > MAX_BATCH {
+            return Err(format!("train.batch_size {} is over the limit of {MAX_BATCH}", self.train.batch_size));
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.check_values().map_err(|detail| format!("{}: {detail}", layer_label(i, layer)))?;
+        }
+
+        let mut shape: Vec<usize> = self.input.to_vec();
+        let mut params: u64 = 0;
+        let values = |shape: &[usize]| shape.iter().fold(1u64, |acc, &d| acc.saturating_mul(d as u64));
+        if values(&shape) > MAX_VALUES {
+            return Err(format!("input {:?} has {} values per example, over the limit of {MAX_VALUES}", self.input, values(&shape)));
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let geometry = |window: Window| match shape[..] {
+                [h, w, _] => Geometry::new("", h, w, &window).ok(),
+                _ => None,
+            };
+            match layer {
+                LayerConfig::Conv2d { filters, kernel, stride, padding, .. } => {
+                    let (kh, kw) = kernel.hw();
+                    let (sh, sw) = stride.hw();
+                    let Ok(padding) = padding.resolve("") else { return Ok(None) };
+                    let Some(g) = geometry(Window::new(kh, kw, sh, sw, padding)) else { return Ok(None) };
+                    let c_in = shape[2] as u64;
+                    let weights = (kh as u64).saturating_mul(kw as u64).saturating_mul(c_in).saturating_mul(*filters as u64);
+                    params = params.saturating_add(weights).saturating_add(*filters as u64);
+                    shape = vec![g.oh, g.ow, *filters];
+                }
+                LayerConfig::MaxPool { size, stride, padding } | LayerConfig::AvgPool { size, stride, padding } => {
+                    let Ok(window) = pool_window("", *size, *stride, padding) else { return Ok(None) };
+                    let Some(g) = geometry(window) else { return Ok(None) };
+                    shape = vec![g.oh, g.ow, shape[2]];
+                }
+                LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Lrn { .. } => {}
+                LayerConfig::Flatten {} => {
+                    shape = vec![usize::try_from(values(&shape)).unwrap_or(usize::MAX)];
+                }
+                LayerConfig::Dense { units, .. } => {
+                    let [fin] = shape[..] else { return Ok(None) };
+                    let weights = (fin as u64).saturating_mul(*units as u64);
+                    params = params.saturating_add(weights).saturating_add(*units as u64);
+                    shape = vec![*units];
+                }
+            }
+            if values(&shape) > MAX_VALUES {
+                return Err(format!(
+                    "{} outputs {shape:?} = {} values per example, over the limit of {MAX_VALUES}",
+                    layer_label(i, layer),
+                    values(&shape)
+                ));
+            }
+            if params > MAX_PARAMS {
+                return Err(format!(
+                    "{} brings the model to {params} parameters, over the limit of {MAX_PARAMS}",
+                    layer_label(i, layer)
+                ));
+            }
+        }
+        Ok(Some(params))
+    }
+
+    /// The number of trainable parameters the config asks for (weights and biases), counted
+    /// without building the network; None where a size is over a limit or a shape does not fit
+    /// (see `Network::build`).
+    pub fn estimated_params(&self) -> Option<u64> {
+        self.check_sizes().ok().flatten()
+    }
+}
+
+/// Largest input side, kernel, stride, pool size, padding or LRN radius a config may give.
+pub const MAX_SIDE: usize = 1 << 16;
+/// Most filters, dense units or input channels.
+pub const MAX_UNITS: usize = 1 << 20;
+/// Most values one example may have at the input or at any layer's output (1 GiB of f32).
+pub const MAX_VALUES: u64 = 1 << 28;
+/// Most trainable parameters (1 GiB of f32; gradients and optimiser state take as much again
+/// two or three times).
+pub const MAX_PARAMS: u64 = 1 << 28;
+/// Largest batch size.
+pub const MAX_BATCH: usize = 1 << 20;
+
+/// "layer 3 (max_pool)", as `Network::build` names layers.
+fn layer_label(i: usize, layer: &LayerConfig) -> String {
+    format!("layer {i} ({})", layer.kind())
+}
+
+impl LayerConfig {
+    /// Each number of the layer within its limit (see [`MAX_SIDE`], [`MAX_UNITS`]) and each
+    /// float finite and in range; the message names the key.
+    fn check_values(&self) -> std::result::Result<(), String> {
+        let side = |key: &str, v: usize| {
+            if v > MAX_SIDE {
+                Err(format!("{key} {v} is over the limit of {MAX_SIDE}"))
+            } else {
+                Ok(())
+            }
+        };
+        let pair = |key: &str, p: Pair| {
+            let (a, b) = p.hw();
+            side(key, a.max(b))
+        };
+        let padding = |p: &PaddingConfig| match p {
+            PaddingConfig::Named(_) => Ok(()),
+            PaddingConfig::Symmetric(v) => side("padding", *v),
+            PaddingConfig::Sides(v) => side("padding", v.iter().copied().max().unwrap_or(0)),
+        };
+        let l2 = |v: f32| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("l2 must be a non-negative number, got {v}"))
+            }
+        };
+        let units = |key: &str, v: usize| {
+            if v > MAX_UNITS {
+                Err(format!("{key} {v} is over the limit of {MAX_UNITS}"))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            LayerConfig::Conv2d { filters, kernel, stride, padding: p, l2: lambda, .. } => {
+                units("filters", *filters)?;
+                pair("kernel", *kernel)?;
+                pair("stride", *stride)?;
+                padding(p)?;
+                l2(*lambda)
+            }
+            LayerConfig::MaxPool { size, stride, padding: p } | LayerConfig::AvgPool { size, stride, padding: p } => {
+                pair("size", *size)?;
+                if let Some(s) = stride {
+                    pair("stride", *s)?;
+                }
+                padding(p)
+            }
+            LayerConfig::Lrn { depth_radius, bias, alpha, beta } => {
+                side("depth_radius", *depth_radius)?;
+                for (key, v) in [("bias", bias), ("alpha", alpha), ("beta", beta)] {
+                    if !v.is_finite() {
+                        return Err(format!("{key} must be a finite number, got {v}"));
+                    }
+                }
+                Ok(())
+            }
+            LayerConfig::Dense { units: u, l2: lambda, .. } => {
+                units("units", *u)?;
+                l2(*lambda)
+            }
+            LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Flatten {} => Ok(()),
+        }
+    }
+}
+
+/// A TOML or serde error on one line: "line 29: unknown field `filtrs`, expected one of
+/// `filters`, ... (did you mean `filters`?)". toml's own text spans several lines (a snippet
+/// with a caret), which does not fit a one-line error; an unknown key inside `[[layers]]` is
+/// reported by toml at the table's header, so the line of the key itself is looked up.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+    let hint = suggestion(&message).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+    let line = e.span().map(|span| {
+        let start = span.start.min(text.len());
+        let mut line = text.get(..start).map_or(0, |t| t.matches('\n').count()) + 1;
+        if let Some(key) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            // The first line from the span on that assigns the key.
+            let found = text.lines().enumerate().skip(line - 1).find(|(_, l)| {
+                l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+            });
+            if let Some((i, _)) = found {
+                line = i + 1;
+            }
+        }
+        line
+    });
+    match line {
+        Some(line) => format!("line {line}: {message}{hint}"),
+        None => format!("{message}{hint}"),
     }
 }
 

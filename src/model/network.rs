@@ -167,45 +167,66 @@ impl Network {
         self.layers.iter().map(|l| l.flops()).sum()
     }
 
-    /// Logits [N, classes] for a batch [N, H, W, C]. In `Mode::Train` every layer keeps what
-    /// its backward pass needs. A non-finite output is reported with the first layer that
-    /// produced one.
-    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let mut h = x.clone();
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            h = layer.forward(&h, mode)?;
-            if mode == Mode::Train && !h.is_finite() {
-                return Err(Error::Diverged(format!(
-                    "the output of {} is not finite (NaN or infinity)",
-                    layer_name(self.config_index[i], layer.kind())
-                )));
-            }
+    /// Runs batch `x` [N, H, W, C] through every layer; each keeps its output, and the last
+    /// one's output is the logits. Nothing is allocated once the buffers have their sizes.
+    fn run_forward(&mut self, x: &Tensor, mode: Mode) -> Result<()> {
+        for i in 0..self.layers.len() {
+            let (before, rest) = self.layers.split_at_mut(i);
+            let input = before.last().map_or(x, |l| l.output());
+            rest[0].forward(input, mode)?;
         }
-        Ok(h)
+        Ok(())
+    }
+
+    /// The logits [N, classes] of the last forward pass.
+    pub fn logits(&self) -> &Tensor {
+        match self.layers.last() {
+            Some(l) => l.output(),
+            None => unreachable!("a network has at least one layer (checked when built)"),
+        }
+    }
+
+    /// Logits [N, classes] for a batch [N, H, W, C].
+    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.run_forward(x, mode)?;
+        Ok(self.logits().clone())
     }
 
     /// Runs `x` through the network in evaluation mode and returns every layer's name and
     /// output, in order: "layer 0 (conv2d + relu)" (a relu folded into its conv is named with
     /// it), "layer 2 (max_pool)", ... The last entry holds the logits.
     pub fn forward_trace(&mut self, x: &Tensor) -> Result<Vec<(String, Tensor)>> {
+        self.run_forward(x, Mode::Eval)?;
         let mut trace: Vec<(String, Tensor)> = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            let h = layer.forward(trace.last().map_or(x, |(_, t)| t), Mode::Eval)?;
+        for (i, layer) in self.layers.iter().enumerate() {
             let ci = self.config_index[i];
             let folded_relu = layer.kind() == "conv2d" && matches!(self.config.layers.get(ci + 1), Some(LayerConfig::Relu {}));
             let kind = if folded_relu { format!("{} + relu", layer.kind()) } else { layer.kind().to_string() };
-            trace.push((layer_name(ci, &kind), h));
+            trace.push((layer_name(ci, &kind), layer.output().clone()));
         }
         Ok(trace)
     }
 
     /// Backpropagates d loss / d logits through every layer, filling the parameter gradients.
-    pub fn backward(&mut self, d_logits: &Tensor) -> Result<()> {
-        let mut d = d_logits.clone();
-        for layer in self.layers.iter_mut().rev() {
-            d = layer.backward(&d)?;
+    /// `x` is the batch of the last forward pass. The first layer computes no input gradient.
+    fn run_backward(&mut self, x: &Tensor, d_logits: &Tensor) -> Result<()> {
+        for i in (0..self.layers.len()).rev() {
+            let (before, rest) = self.layers.split_at_mut(i);
+            let (current, after) = rest.split_at_mut(1);
+            let input = before.last().map_or(x, |l| l.output());
+            let dy = after.first().map_or(d_logits, |l| l.input_grad());
+            current[0].backward(input, dy, i > 0)?;
         }
         Ok(())
+    }
+
+    /// The first layer whose last output holds a NaN or an infinity, by name.
+    fn first_non_finite_layer(&self) -> Option<String> {
+        self.layers
+            .iter()
+            .enumerate()
+            .find(|(_, l)| !l.output().is_finite())
+            .map(|(i, l)| layer_name(self.config_index[i], l.kind()))
     }
 
     /// The L2 penalty of all weights: sum of lambda/2 * sum(W^2).
@@ -216,20 +237,27 @@ impl Network {
     /// Forward, loss and backward on one batch: afterwards every parameter holds its gradient
     /// of the total loss (cross-entropy + L2).
     pub fn compute_gradients(&mut self, x: &Tensor, labels: &[usize]) -> Result<StepStats> {
-        let logits = self.forward(x, Mode::Train)?;
-        let (ce, d_logits) = softmax_cross_entropy(&logits, labels)?;
+        self.run_forward(x, Mode::Train)?;
+        let (ce, d_logits) = softmax_cross_entropy(self.logits(), labels)?;
         let loss = ce + self.l2_penalty();
         if !loss.is_finite() {
-            return Err(Error::Diverged(format!("the loss is {loss}")));
+            // NaN and infinity propagate through every layer (relu and max pool included), so
+            // a non-finite loss can be traced to the first layer that produced one.
+            let culprit = match self.first_non_finite_layer() {
+                Some(layer) => format!("the output of {layer} is not finite (NaN or infinity)"),
+                None => "the weights' L2 penalty is not finite".to_string(),
+            };
+            return Err(Error::Diverged(format!("the loss is {loss}: {culprit}")));
         }
-        self.backward(&d_logits)?;
+        let correct = count_correct(self.logits(), labels);
+        self.run_backward(x, &d_logits)?;
         for p in self.params_mut() {
             if p.l2 > 0.0 {
                 let Param { value, grad, l2, .. } = p;
                 l2_backward(value.data(), *l2, grad.data_mut());
             }
         }
-        Ok(StepStats { loss, correct: count_correct(&logits, labels) })
+        Ok(StepStats { loss, correct })
     }
 
     /// One optimiser step on the gradients from `compute_gradients`.

@@ -17,9 +17,9 @@ use super::window::{Geometry, Window};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-/// Images per parallel task in the backward pass. Fixed (not derived from the thread count) so
-/// that the weight-gradient partial sums, and hence the result, are the same on any machine.
-pub const BACKWARD_CHUNK: usize = 8;
+/// Images per parallel task. Fixed (not derived from the thread count) so that the
+/// weight-gradient partial sums, and hence the result, are the same on any machine.
+pub const CHUNK: usize = 8;
 
 /// Gradients of a convolution.
 #[derive(Debug)]
@@ -57,68 +57,136 @@ pub fn conv2d_geometry(x: &[usize], w: &[usize], b: Option<&[usize]>, window: &W
     Ok((g, n, c_in, c_out))
 }
 
+/// Reusable buffers of one convolution: a column matrix and partial gradients per chunk of
+/// images. Kept by the layer so that a training step allocates nothing once warmed up.
+#[derive(Default)]
+pub struct ConvScratch {
+    chunks: Vec<ChunkScratch>,
+}
+
+#[derive(Default)]
+struct ChunkScratch {
+    col: Vec<f32>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
+impl ConvScratch {
+    /// Scratch for `n` images in chunks of `CHUNK`, each with a column matrix of `col_len`.
+    fn prepare(&mut self, n: usize, col_len: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
+        let chunks = n.div_ceil(CHUNK);
+        if self.chunks.len() < chunks {
+            self.chunks.resize_with(chunks, ChunkScratch::default);
+        }
+        for c in &mut self.chunks[..chunks] {
+            c.col.resize(col_len, 0.0);
+            c.dw.resize(dw_len, 0.0);
+            c.db.resize(db_len, 0.0);
+        }
+        &mut self.chunks[..chunks]
+    }
+}
+
 /// y = conv(x, w) + b, optionally followed by ReLU in the same pass over memory.
 pub fn conv2d_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu: bool) -> Result<Tensor> {
+    let mut y = Tensor::empty();
+    conv2d_forward_into(x, w, b, window, relu, &mut y, &mut ConvScratch::default())?;
+    Ok(y)
+}
+
+/// `conv2d_forward` into a reused output buffer.
+pub fn conv2d_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) -> Result<()> {
     let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
     let (m, k) = (g.oh * g.ow, g.kh * g.kw * c_in);
-    let mut y = Tensor::zeros(&[n, g.oh, g.ow, c_out]);
-    let in_size = g.ih * g.iw * c_in;
-    y.data_mut().par_chunks_mut(m * c_out).enumerate().for_each_init(
-        || vec![0.0f32; m * k],
-        |col, (img, y_img)| {
-            im2col(&x.data()[img * in_size..][..in_size], &g, c_in, col);
+    y.resize(&[n, g.oh, g.ow, c_out]);
+    let (in_size, out_size) = (g.ih * g.iw * c_in, m * c_out);
+    let chunks = scratch.prepare(n, m * k, 0, 0);
+    y.data_mut().par_chunks_mut(CHUNK * out_size).zip(chunks.par_iter_mut()).enumerate().for_each(|(chunk, (y_chunk, s))| {
+        for (i, y_img) in y_chunk.chunks_exact_mut(out_size).enumerate() {
+            let img = chunk * CHUNK + i;
+            im2col(&x.data()[img * in_size..][..in_size], &g, c_in, &mut s.col);
             for row in y_img.chunks_exact_mut(c_out) {
                 row.copy_from_slice(b.data());
             }
-            gemm(m, k, c_out, col, false, w.data(), false, 1.0, y_img);
+            gemm(m, k, c_out, &s.col, false, w.data(), false, 1.0, y_img);
             if relu {
-                y_img.iter_mut().for_each(|v| *v = v.max(0.0));
+                // As Activation::Relu: NaN passes through.
+                y_img.iter_mut().for_each(|v| if *v < 0.0 { *v = 0.0 });
             }
-        },
-    );
-    Ok(y)
+        }
+    });
+    Ok(())
 }
 
 /// Gradients of a convolution given its input `x`, weight `w` and the output gradient `dy`.
 pub fn conv2d_backward(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> Result<Conv2dGrads> {
+    let (mut d_input, mut d_weight, mut d_bias) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
+    conv2d_backward_into(x, w, dy, window, Some(&mut d_input), &mut d_weight, &mut d_bias, &mut ConvScratch::default())?;
+    Ok(Conv2dGrads { d_input, d_weight, d_bias })
+}
+
+/// `conv2d_backward` into reused buffers; with `d_input` None the input gradient is not
+/// computed at all (the first layer of a network does not need it).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_into(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    window: &Window,
+    mut d_input: Option<&mut Tensor>,
+    d_weight: &mut Tensor,
+    d_bias: &mut Tensor,
+    scratch: &mut ConvScratch,
+) -> Result<()> {
     let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), None, window)?;
     if dy.shape() != [n, g.oh, g.ow, c_out] {
         return Err(Error::shape("conv2d backward", format!("dy {:?}", [n, g.oh, g.ow, c_out]), format!("{:?}", dy.shape())));
     }
     let (m, k) = (g.oh * g.ow, g.kh * g.kw * c_in);
     let (in_size, out_size) = (g.ih * g.iw * c_in, m * c_out);
-    let mut d_input = Tensor::zeros(x.shape());
+    let chunks = scratch.prepare(n, m * k, k * c_out, c_out);
 
     // Each chunk of images yields its own partial dW and db, summed below in chunk order.
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = d_input
-        .data_mut()
-        .par_chunks_mut(BACKWARD_CHUNK * in_size)
-        .enumerate()
-        .map(|(chunk, dx_chunk)| {
-            let mut dw = vec![0.0f32; k * c_out];
-            let mut db = vec![0.0f32; c_out];
-            let mut col = vec![0.0f32; m * k];
-            for (i, dx_img) in dx_chunk.chunks_exact_mut(in_size).enumerate() {
-                let img = chunk * BACKWARD_CHUNK + i;
-                let dy_img = &dy.data()[img * out_size..][..out_size];
-                im2col(&x.data()[img * in_size..][..in_size], &g, c_in, &mut col);
-                gemm(k, m, c_out, &col, true, dy_img, false, 1.0, &mut dw);
-                for row in dy_img.chunks_exact(c_out) {
-                    db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-                }
-                // col now becomes d(col) = dY · W^T, then scatters back onto the image.
-                gemm(m, c_out, k, dy_img, false, w.data(), true, 0.0, &mut col);
-                col2im(&col, &g, c_in, dx_img);
+    let chunk_grads = |chunk: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
+        s.dw.fill(0.0);
+        s.db.fill(0.0);
+        let images = CHUNK.min(n - chunk * CHUNK);
+        let mut dx_imgs = dx_chunk.map(|d| d.chunks_exact_mut(in_size));
+        for i in 0..images {
+            let img = chunk * CHUNK + i;
+            let dy_img = &dy.data()[img * out_size..][..out_size];
+            im2col(&x.data()[img * in_size..][..in_size], &g, c_in, &mut s.col);
+            gemm(k, m, c_out, &s.col, true, dy_img, false, 1.0, &mut s.dw);
+            for row in dy_img.chunks_exact(c_out) {
+                s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
             }
-            (dw, db)
-        })
-        .collect();
-
-    let mut d_weight = Tensor::zeros(w.shape());
-    let mut d_bias = Tensor::zeros(&[c_out]);
-    for (dw, db) in &partials {
-        d_weight.data_mut().iter_mut().zip(dw).for_each(|(a, v)| *a += v);
-        d_bias.data_mut().iter_mut().zip(db).for_each(|(a, v)| *a += v);
+            if let Some(dx_img) = dx_imgs.as_mut().and_then(|it| it.next()) {
+                // col now becomes d(col) = dY · W^T, then scatters back onto the image.
+                gemm(m, c_out, k, dy_img, false, w.data(), true, 0.0, &mut s.col);
+                dx_img.fill(0.0);
+                col2im(&s.col, &g, c_in, dx_img);
+            }
+        }
+    };
+    match d_input.as_deref_mut() {
+        Some(dx) => {
+            dx.resize(x.shape());
+            dx.data_mut()
+                .par_chunks_mut(CHUNK * in_size)
+                .zip(chunks.par_iter_mut())
+                .enumerate()
+                .for_each(|(chunk, (dx_chunk, s))| chunk_grads(chunk, s, Some(dx_chunk)));
+        }
+        None => chunks.par_iter_mut().enumerate().for_each(|(chunk, s)| chunk_grads(chunk, s, None)),
     }
-    Ok(Conv2dGrads { d_input, d_weight, d_bias })
+
+    d_weight.resize(w.shape());
+    d_bias.resize(&[c_out]);
+    d_weight.data_mut().fill(0.0);
+    d_bias.data_mut().fill(0.0);
+    for s in chunks.iter() {
+        d_weight.data_mut().iter_mut().zip(&s.dw).for_each(|(a, v)| *a += v);
+        d_bias.data_mut().iter_mut().zip(&s.db).for_each(|(a, v)| *a += v);
+    }
+    Ok(())
 }

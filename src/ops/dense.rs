@@ -16,31 +16,48 @@ fn check(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
 }
 
 pub fn dense_forward(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let mut y = Tensor::empty();
+    dense_forward_into(x, w, b, &mut y)?;
+    Ok(y)
+}
+
+/// `dense_forward` into a reused buffer.
+pub fn dense_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, y: &mut Tensor) -> Result<()> {
     let (n, fin, fout) = check(x, w)?;
     if b.shape() != [fout] {
         return Err(Error::shape("dense", format!("bias [{fout}]"), format!("{:?}", b.shape())));
     }
-    let mut y = Tensor::zeros(&[n, fout]);
+    y.resize(&[n, fout]);
     for row in y.data_mut().chunks_exact_mut(fout) {
         row.copy_from_slice(b.data());
     }
     gemm(n, fin, fout, x.data(), false, w.data(), false, 1.0, y.data_mut());
-    Ok(y)
+    Ok(())
 }
 
 /// Returns (dX, dW, db).
 pub fn dense_backward(x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let (mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
+    dense_backward_into(x, w, dy, Some(&mut dx), &mut dw, &mut db)?;
+    Ok((dx, dw, db))
+}
+
+/// `dense_backward` into reused buffers; with `dx` None the input gradient is skipped.
+pub fn dense_backward_into(x: &Tensor, w: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>, dw: &mut Tensor, db: &mut Tensor) -> Result<()> {
     let (n, fin, fout) = check(x, w)?;
     if dy.shape() != [n, fout] {
         return Err(Error::shape("dense backward", format!("dy [{n}, {fout}]"), format!("{:?}", dy.shape())));
     }
-    let mut dx = Tensor::zeros(&[n, fin]);
-    gemm(n, fout, fin, dy.data(), false, w.data(), true, 0.0, dx.data_mut());
-    let mut dw = Tensor::zeros(&[fin, fout]);
+    if let Some(dx) = dx {
+        dx.resize(&[n, fin]);
+        gemm(n, fout, fin, dy.data(), false, w.data(), true, 0.0, dx.data_mut());
+    }
+    dw.resize(&[fin, fout]);
     gemm(fin, n, fout, x.data(), true, dy.data(), false, 0.0, dw.data_mut());
-    let mut db = Tensor::zeros(&[fout]);
+    db.resize(&[fout]);
+    db.data_mut().fill(0.0);
     for row in dy.data().chunks_exact(fout) {
         db.data_mut().iter_mut().zip(row).for_each(|(a, v)| *a += v);
     }
-    Ok((dx, dw, db))
+    Ok(())
 }

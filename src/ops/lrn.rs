@@ -48,10 +48,17 @@ fn channels(op: &str, x: &Tensor) -> Result<usize> {
 
 /// Returns y and the scale (kept for the backward pass).
 pub fn lrn_forward(x: &Tensor, p: &LrnParams) -> Result<(Tensor, Tensor)> {
+    let (mut y, mut scale) = (Tensor::empty(), Tensor::empty());
+    lrn_forward_into(x, p, &mut y, &mut scale)?;
+    Ok((y, scale))
+}
+
+/// `lrn_forward` into reused buffers.
+pub fn lrn_forward_into(x: &Tensor, p: &LrnParams, y: &mut Tensor, scale: &mut Tensor) -> Result<()> {
     p.validate()?;
     let c = channels("lrn", x)?;
-    let mut y = Tensor::zeros(x.shape());
-    let mut scale = Tensor::zeros(x.shape());
+    y.resize(x.shape());
+    scale.resize(x.shape());
     let chunk = ROWS_PER_TASK * c;
     y.data_mut()
         .par_chunks_mut(chunk)
@@ -62,7 +69,7 @@ pub fn lrn_forward(x: &Tensor, p: &LrnParams) -> Result<(Tensor, Tensor)> {
                 lrn_row(x, p, y, scale);
             }
         });
-    Ok((y, scale))
+    Ok(())
 }
 
 /// One pixel: a sliding window sum of squares over the channels.
@@ -99,11 +106,18 @@ fn pow_neg(s: f32, beta: f32) -> f32 {
 }
 
 pub fn lrn_backward(x: &Tensor, y: &Tensor, scale: &Tensor, dy: &Tensor, p: &LrnParams) -> Result<Tensor> {
+    let mut dx = Tensor::empty();
+    lrn_backward_into(x, y, scale, dy, p, &mut dx)?;
+    Ok(dx)
+}
+
+/// `lrn_backward` into a reused buffer.
+pub fn lrn_backward_into(x: &Tensor, y: &Tensor, scale: &Tensor, dy: &Tensor, p: &LrnParams, dx: &mut Tensor) -> Result<()> {
     let c = channels("lrn backward", x)?;
     if dy.shape() != x.shape() || y.shape() != x.shape() || scale.shape() != x.shape() {
         return Err(Error::shape("lrn backward", format!("{:?}", x.shape()), format!("{:?}", dy.shape())));
     }
-    let mut dx = Tensor::zeros(x.shape());
+    dx.resize(x.shape());
     let chunk = ROWS_PER_TASK * c;
     dx.data_mut().par_chunks_mut(chunk).enumerate().for_each(|(task, dx)| {
         let mut t = vec![0.0f32; c];
@@ -123,7 +137,7 @@ pub fn lrn_backward(x: &Tensor, y: &Tensor, scale: &Tensor, dy: &Tensor, p: &Lrn
             }
         }
     });
-    Ok(dx)
+    Ok(())
 }
 
 /// Plain loops straight from the formulas above: the oracle for the tests.

@@ -35,10 +35,17 @@ pub fn pool_geometry(op: &str, x: &[usize], window: &Window) -> Result<(Geometry
 /// Max pooling; also returns, for every output value, the index within its image of the input
 /// value that won (used by the backward pass).
 pub fn max_pool2d_forward(x: &Tensor, window: &Window) -> Result<(Tensor, Vec<u32>)> {
+    let (mut y, mut argmax) = (Tensor::empty(), Vec::new());
+    max_pool2d_forward_into(x, window, &mut y, &mut argmax)?;
+    Ok((y, argmax))
+}
+
+/// `max_pool2d_forward` into reused buffers.
+pub fn max_pool2d_forward_into(x: &Tensor, window: &Window, y: &mut Tensor, argmax: &mut Vec<u32>) -> Result<()> {
     let (g, n, c) = pool_geometry("max_pool2d", x.shape(), window)?;
     let (in_size, out_size) = (g.ih * g.iw * c, g.oh * g.ow * c);
-    let mut y = Tensor::zeros(&[n, g.oh, g.ow, c]);
-    let mut argmax = vec![0u32; n * out_size];
+    y.resize(&[n, g.oh, g.ow, c]);
+    argmax.resize(n * out_size, 0);
     y.data_mut()
         .par_chunks_mut(out_size)
         .zip(argmax.par_chunks_mut(out_size))
@@ -73,7 +80,7 @@ pub fn max_pool2d_forward(x: &Tensor, window: &Window) -> Result<(Tensor, Vec<u3
                 }
             }
         });
-    Ok((y, argmax))
+    Ok(())
 }
 
 /// Whether `v` replaces the running maximum `best`: strictly greater keeps the first maximum;
@@ -85,21 +92,29 @@ pub fn wins(v: f32, best: f32) -> bool {
 
 /// Routes each output gradient to the input position that won the max.
 pub fn max_pool2d_backward(dy: &Tensor, argmax: &[u32], x_shape: &[usize]) -> Result<Tensor> {
+    let mut dx = Tensor::empty();
+    max_pool2d_backward_into(dy, argmax, x_shape, &mut dx)?;
+    Ok(dx)
+}
+
+/// `max_pool2d_backward` into a reused buffer.
+pub fn max_pool2d_backward_into(dy: &Tensor, argmax: &[u32], x_shape: &[usize], dx: &mut Tensor) -> Result<()> {
     let n = x_shape[0];
     let in_size: usize = x_shape[1..].iter().product();
     let out_size = dy.len() / n.max(1);
     if argmax.len() != dy.len() || dy.shape()[0] != n {
         return Err(Error::shape("max_pool2d backward", format!("{} gradients", argmax.len()), format!("{:?}", dy.shape())));
     }
-    let mut dx = Tensor::zeros(x_shape);
+    dx.resize(x_shape);
     dx.data_mut().par_chunks_mut(in_size).enumerate().for_each(|(img, dx_img)| {
+        dx_img.fill(0.0);
         let dy_img = &dy.data()[img * out_size..][..out_size];
         let arg_img = &argmax[img * out_size..][..out_size];
         for (d, &a) in dy_img.iter().zip(arg_img) {
             dx_img[a as usize] += d;
         }
     });
-    Ok(dx)
+    Ok(())
 }
 
 /// Number of window cells inside the image at output (oi, oj): the average's divisor.
@@ -111,10 +126,18 @@ fn inside_count(g: &Geometry, oi: usize, oj: usize) -> usize {
 
 /// Average pooling over the window cells inside the image.
 pub fn avg_pool2d_forward(x: &Tensor, window: &Window) -> Result<Tensor> {
+    let mut y = Tensor::empty();
+    avg_pool2d_forward_into(x, window, &mut y)?;
+    Ok(y)
+}
+
+/// `avg_pool2d_forward` into a reused buffer.
+pub fn avg_pool2d_forward_into(x: &Tensor, window: &Window, y: &mut Tensor) -> Result<()> {
     let (g, n, c) = pool_geometry("avg_pool2d", x.shape(), window)?;
     let (in_size, out_size) = (g.ih * g.iw * c, g.oh * g.ow * c);
-    let mut y = Tensor::zeros(&[n, g.oh, g.ow, c]);
+    y.resize(&[n, g.oh, g.ow, c]);
     y.data_mut().par_chunks_mut(out_size).enumerate().for_each(|(img, y_img)| {
+        y_img.fill(0.0);
         let x_img = &x.data()[img * in_size..][..in_size];
         for oi in 0..g.oh {
             for oj in 0..g.ow {
@@ -131,18 +154,26 @@ pub fn avg_pool2d_forward(x: &Tensor, window: &Window) -> Result<Tensor> {
             }
         }
     });
-    Ok(y)
+    Ok(())
 }
 
 /// Spreads each output gradient evenly over the cells it averaged.
 pub fn avg_pool2d_backward(dy: &Tensor, x_shape: &[usize], window: &Window) -> Result<Tensor> {
+    let mut dx = Tensor::empty();
+    avg_pool2d_backward_into(dy, x_shape, window, &mut dx)?;
+    Ok(dx)
+}
+
+/// `avg_pool2d_backward` into a reused buffer.
+pub fn avg_pool2d_backward_into(dy: &Tensor, x_shape: &[usize], window: &Window, dx: &mut Tensor) -> Result<()> {
     let (g, n, c) = pool_geometry("avg_pool2d", x_shape, window)?;
     if dy.shape() != [n, g.oh, g.ow, c] {
         return Err(Error::shape("avg_pool2d backward", format!("dy {:?}", [n, g.oh, g.ow, c]), format!("{:?}", dy.shape())));
     }
     let (in_size, out_size) = (g.ih * g.iw * c, g.oh * g.ow * c);
-    let mut dx = Tensor::zeros(x_shape);
+    dx.resize(x_shape);
     dx.data_mut().par_chunks_mut(in_size).enumerate().for_each(|(img, dx_img)| {
+        dx_img.fill(0.0);
         let dy_img = &dy.data()[img * out_size..][..out_size];
         for oi in 0..g.oh {
             for oj in 0..g.ow {
@@ -158,5 +189,5 @@ pub fn avg_pool2d_backward(dy: &Tensor, x_shape: &[usize], window: &Window) -> R
             }
         }
     });
-    Ok(dx)
+    Ok(())
 }

@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Normalization;
 use crate::error::{Error, Result};
-use crate::model::{ModelConfig, Network};
+use crate::model::{LayerConfig, ModelConfig, Network};
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 
@@ -73,19 +73,37 @@ pub fn save_checkpoint(path: &Path, net: &Network, optimizer: Option<&Optimizer>
     write_atomically(path, &bytes)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
+/// Test hook (used by tests/crash_safety.rs, harmless otherwise): when the environment variable
+/// `CONVNET_TEST_SLOW_CHECKPOINT_MS` holds a number, [`write_atomically`] sleeps that many
+/// milliseconds between writing the temporary file and renaming it, so that a test can kill
+/// the process while a checkpoint (or metrics.csv) is being written.
+pub const SLOW_WRITE_ENV: &str = "CONVNET_TEST_SLOW_CHECKPOINT_MS";
+
+/// The temporary file [`write_atomically`] writes before renaming it to `path`:
+/// `.<file name>.tmp-<process id>` in the same folder (a rename is atomic only within one
+/// file system).
+fn temp_path(dir: &Path, file_name: &str) -> PathBuf {
+    dir.join(format!(".{file_name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`, then
+/// syncs the folder: a crash at any moment leaves either the old file or the new one, whole.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let tmp = temp_path(&dir, &file_name);
+    let slow = std::env::var(SLOW_WRITE_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok());
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
+        if let Some(ms) = slow {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         std::fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         if let Ok(d) = std::fs::File::open(&dir) {
@@ -99,19 +117,80 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Removes the temporary files that [`write_atomically`] left in `dir` when a process was
+/// killed between writing one and renaming it (`.<name>.tmp-<pid>`), except those of a process
+/// that is still running (on Linux, where /proc tells). Returns how many were removed. The
+/// files they would have replaced are intact: the old version is still in place.
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((_, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let alive = pid == std::process::id() || (cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists());
+        if !alive && entry.path().is_file() && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// A safetensors parse error in words.
+fn describe_safetensors_error(e: &SafeTensorError, len: usize) -> String {
+    match e {
+        SafeTensorError::HeaderTooSmall => {
+            format!("not a safetensors file: {len} bytes is too short for the 8-byte header length (empty or truncated)")
+        }
+        SafeTensorError::InvalidHeaderLength => format!(
+            "not a safetensors file, or truncated: the header length in the first 8 bytes points past the end of the \
+             file ({len} bytes)"
+        ),
+        SafeTensorError::HeaderTooLarge => "not a safetensors file: the header length in the first 8 bytes is over 100 MB".into(),
+        SafeTensorError::InvalidHeader | SafeTensorError::InvalidHeaderStart | SafeTensorError::InvalidHeaderDeserialization => {
+            "not a safetensors file: the header is not the expected JSON".into()
+        }
+        SafeTensorError::MetadataIncompleteBuffer => format!(
+            "truncated or damaged: the tensors listed in the header do not cover the {len}-byte file exactly (cut short while copied?)"
+        ),
+        SafeTensorError::InvalidOffset(name) => format!("damaged: the offsets of tensor {name} are invalid"),
+        SafeTensorError::ValidationOverflow | SafeTensorError::TensorInvalidInfo => {
+            "damaged: a tensor's shape does not match its size".into()
+        }
+        other => format!("not a valid safetensors file ({other:?})"),
+    }
+}
+
 impl Checkpoint {
+    /// Reads and checks a checkpoint file (see [`Checkpoint::from_bytes`]).
     pub fn load(path: &Path) -> Result<Checkpoint> {
         let ck = |detail: String| Error::Checkpoint { path: path.to_path_buf(), detail };
+        if path.is_dir() {
+            return Err(ck("is a directory, expected a .safetensors file written by convnet train".into()));
+        }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| ck(format!("not a valid safetensors file ({e:?})")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| ck(format!("unreadable header ({e:?})")))?;
-        let info = header.metadata().as_ref().ok_or_else(|| ck("no convnet metadata (not written by convnet?)".into()))?;
-        let get = |key: &str| info.get(key).ok_or_else(|| ck(format!("metadata has no \"{key}\" entry")));
+        Checkpoint::from_bytes(&bytes, path)
+    }
+
+    /// Parses a checkpoint held in memory; `path` names it in errors. Checks everything that a
+    /// later step would otherwise trip over: the safetensors structure, the metadata (the config
+    /// is validated like a config file, the normalisation must fit its channels), every tensor
+    /// F32. Whether the tensors fit the model is checked by [`Checkpoint::network`] and
+    /// [`Checkpoint::load_weights_into`].
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
+        let ck = |detail: String| Error::Checkpoint { path: path.to_path_buf(), detail };
+        let st = SafeTensors::deserialize(bytes).map_err(|e| ck(describe_safetensors_error(&e, bytes.len())))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| ck(describe_safetensors_error(&e, bytes.len())))?;
+        let info = header.metadata().as_ref().ok_or_else(|| ck("a safetensors file without convnet metadata (not written by convnet train?)".into()))?;
+        let get = |key: &str| info.get(key).ok_or_else(|| ck(format!("metadata has no \"{key}\" entry (not written by convnet train?)")));
         let config: ModelConfig = serde_json::from_str(get("config")?).map_err(|e| ck(format!("bad config in metadata: {e}")))?;
+        config.validate("(in the checkpoint)").map_err(|e| ck(e.to_string()))?;
         let meta: CheckpointMeta = serde_json::from_str(get("convnet")?).map_err(|e| ck(format!("bad metadata: {e}")))?;
         if meta.format != FORMAT {
             return Err(ck(format!("format \"{}\" is not \"{FORMAT}\"", meta.format)));
         }
+        meta.normalization.validate(config.input[2]).map_err(|e| ck(format!("metadata: {e}")))?;
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
@@ -124,11 +203,46 @@ impl Checkpoint {
     }
 
     /// Builds the network of the checkpoint's config and loads its weights, checking that
-    /// every parameter is present with the right shape.
+    /// every parameter is present with the right shape and that the class names fit the
+    /// model's outputs.
     pub fn network(&self) -> Result<Network> {
         let mut net = Network::build(&self.config, 0).map_err(|e| Error::Checkpoint { path: self.path.clone(), detail: e.to_string() })?;
+        if net.num_classes() != self.meta.class_names.len() {
+            return Err(Error::Checkpoint {
+                path: self.path.clone(),
+                detail: format!("the model outputs {} classes but the metadata names {}", net.num_classes(), self.meta.class_names.len()),
+            });
+        }
         self.load_weights_into(&mut net)?;
         Ok(net)
+    }
+
+    /// Checks that this checkpoint was written for `config`'s model (same input and layers),
+    /// before its weights are loaded into a network built from `config` (`train --resume`).
+    pub fn check_compatible(&self, config: &ModelConfig) -> Result<()> {
+        let ck = |detail: String| Error::Checkpoint { path: self.path.clone(), detail };
+        let theirs = &self.config;
+        if theirs.input != config.input {
+            return Err(ck(format!(
+                "belongs to another model: it was written for model \"{}\" with input {:?}, the config's model \"{}\" has input {:?}",
+                theirs.name, theirs.input, config.name, config.input
+            )));
+        }
+        if theirs.layers != config.layers {
+            let i = theirs.layers.iter().zip(&config.layers).position(|(a, b)| a != b).unwrap_or(theirs.layers.len().min(config.layers.len()));
+            let show = |layers: &[LayerConfig]| layers.get(i).map_or_else(|| "nothing".to_string(), |l| format!("{l:?}"));
+            return Err(ck(format!(
+                "belongs to another model: it was written for model \"{}\" ({} layers), the config's model \"{}\" has {} layers \
+                 and differs at layer {i}: {} in the checkpoint, {} in the config",
+                theirs.name,
+                theirs.layers.len(),
+                config.name,
+                config.layers.len(),
+                show(&theirs.layers),
+                show(&config.layers)
+            )));
+        }
+        Ok(())
     }
 
     /// Copies the checkpoint's weights into `net`, which must have the same architecture.

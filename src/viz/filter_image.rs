@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use crate::data::load_image;
+use crate::data::read_image;
 use crate::error::{Error, Result};
 use crate::ops::conv2d::conv2d_forward;
 use crate::ops::{Padding, Window};
@@ -264,13 +264,9 @@ pub fn filter_pixels(pixels: &[u8], height: usize, width: usize, channels: usize
 /// Loads the image at `input` at its own size (RGB, or luma with `grayscale`; an RGB image whose
 /// pixels are all grey is filtered once), filters it and writes the result as a PNG to `output`.
 pub fn filter_image_file(input: &Path, output: &Path, kernel: &Kernel, opts: &FilterOptions) -> Result<FilteredImage> {
-    let (w, h) = image::image_dimensions(input).map_err(|e| match e {
-        image::ImageError::IoError(io) => Error::io(input, io),
-        other => Error::data(input, format!("cannot read image: {other}")),
-    })?;
-    let (h, w) = (h as usize, w as usize);
     let mut channels = if opts.grayscale { 1 } else { 3 };
-    let mut pixels = load_image(input, h, w, channels)?;
+    let img = read_image(input, None, channels)?;
+    let (h, w, mut pixels) = (img.height, img.width, img.pixels);
     if channels == 3 && pixels.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]) {
         pixels = pixels.chunks_exact(3).map(|p| p[0]).collect();
         channels = 1;
