@@ -26,7 +26,7 @@ impl Activation {
     pub fn forward(self, x: &mut [f32]) {
         match self {
             // `v < 0` rather than `max`: a NaN stays NaN, so divergence shows in the loss.
-            Activation::Relu => x.iter_mut().for_each(|v| if *v < 0.0 { *v = 0.0 }),
+            Activation::Relu => x.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
             // Written as 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
             Activation::Sigmoid => x.iter_mut().for_each(|v| {
                 *v = if *v >= 0.0 { 1.0 / (1.0 + (-*v).exp()) } else { let e = v.exp(); e / (1.0 + e) }

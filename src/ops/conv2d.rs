@@ -111,7 +111,7 @@ pub fn conv2d_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, 
             gemm(m, k, c_out, &s.col, false, w.data(), false, 1.0, y_img);
             if relu {
                 // As Activation::Relu: NaN passes through.
-                y_img.iter_mut().for_each(|v| if *v < 0.0 { *v = 0.0 });
+                y_img.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
             }
         }
     });

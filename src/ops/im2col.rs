@@ -19,6 +19,12 @@ pub fn im2col(x: &[f32], g: &Geometry, c: usize, col: &mut [f32]) {
                     seg.fill(0.0);
                     continue;
                 };
+                // In NHWC a whole kernel row is one contiguous run of kw*c values when no
+                // column falls in the padding: copy it at once.
+                if let (Some(s0), Some(_)) = (g.in_col(oj, 0), g.in_col(oj, g.kw - 1)) {
+                    seg.copy_from_slice(&x[(r * g.iw + s0) * c..][..g.kw * c]);
+                    continue;
+                }
                 for kj in 0..g.kw {
                     let dst = &mut seg[kj * c..][..c];
                     match g.in_col(oj, kj) {
@@ -40,6 +46,12 @@ pub fn col2im(col: &[f32], g: &Geometry, c: usize, dx: &mut [f32]) {
             let row = &col[(oi * g.ow + oj) * row_len..][..row_len];
             for ki in 0..g.kh {
                 let Some(r) = g.in_row(oi, ki) else { continue };
+                if let (Some(s0), Some(_)) = (g.in_col(oj, 0), g.in_col(oj, g.kw - 1)) {
+                    let src = &row[ki * g.kw * c..][..g.kw * c];
+                    let dst = &mut dx[(r * g.iw + s0) * c..][..g.kw * c];
+                    dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                    continue;
+                }
                 for kj in 0..g.kw {
                     if let Some(s) = g.in_col(oj, kj) {
                         let src = &row[(ki * g.kw + kj) * c..][..c];

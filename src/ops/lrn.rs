@@ -65,43 +65,44 @@ pub fn lrn_forward_into(x: &Tensor, p: &LrnParams, y: &mut Tensor, scale: &mut T
         .zip(scale.data_mut().par_chunks_mut(chunk))
         .zip(x.data().par_chunks(chunk))
         .for_each(|((y, scale), x)| {
+            let mut prefix = vec![0.0f32; c + 1];
             for ((y, scale), x) in y.chunks_exact_mut(c).zip(scale.chunks_exact_mut(c)).zip(x.chunks_exact(c)) {
-                lrn_row(x, p, y, scale);
+                lrn_row(x, p, y, scale, &mut prefix);
             }
         });
     Ok(())
 }
 
-/// One pixel: a sliding window sum of squares over the channels.
-fn lrn_row(x: &[f32], p: &LrnParams, y: &mut [f32], scale: &mut [f32]) {
+/// One pixel: window sums of squares from a prefix sum over the channels, then the scale and
+/// y in straight loops that vectorise.
+fn lrn_row(x: &[f32], p: &LrnParams, y: &mut [f32], scale: &mut [f32], prefix: &mut [f32]) {
     let c = x.len();
-    let r = p.depth_radius;
-    let mut sum: f32 = x[..(r + 1).min(c)].iter().map(|v| v * v).sum();
     for ch in 0..c {
-        let s = p.bias + p.alpha * sum;
-        scale[ch] = s;
-        y[ch] = x[ch] * pow_neg(s, p.beta);
-        // Slide: channel ch + r + 1 enters, channel ch - r leaves.
-        if ch + r + 1 < c {
-            sum += x[ch + r + 1] * x[ch + r + 1];
-        }
-        if ch >= r {
-            sum -= x[ch - r] * x[ch - r];
-        }
-        // Re-anchor to avoid drift from the running sum cancelling large values.
-        if ch % 16 == 15 {
-            sum = x[(ch + 1).saturating_sub(r)..(ch + r + 2).min(c)].iter().map(|v| v * v).sum();
-        }
+        prefix[ch + 1] = prefix[ch] + x[ch] * x[ch];
+    }
+    window_sums(prefix, p.depth_radius, scale);
+    scale.iter_mut().for_each(|s| *s = p.bias + p.alpha * *s);
+    y.copy_from_slice(x);
+    mul_pow_neg(y, scale, p.beta);
+}
+
+/// out[c] = sum of the values in the window c-r..=c+r (inside the channels), from the prefix
+/// sums `prefix` (prefix[i] = sum of the first i values).
+#[inline]
+fn window_sums(prefix: &[f32], r: usize, out: &mut [f32]) {
+    let c = out.len();
+    for (ch, o) in out.iter_mut().enumerate() {
+        *o = prefix[(ch + r + 1).min(c)] - prefix[ch.saturating_sub(r)];
     }
 }
 
-/// s^(-beta), with the tutorial's beta = 0.75 computed without powf.
+/// v[i] *= s[i]^(-beta); the tutorial's beta = 0.75 without powf: s^-0.75 = 1 / sqrt(s sqrt(s)).
 #[inline]
-fn pow_neg(s: f32, beta: f32) -> f32 {
+fn mul_pow_neg(v: &mut [f32], s: &[f32], beta: f32) {
     if beta == 0.75 {
-        1.0 / (s * s.sqrt()).sqrt()
+        v.iter_mut().zip(s).for_each(|(v, &s)| *v /= (s * s.sqrt()).sqrt());
     } else {
-        s.powf(-beta)
+        v.iter_mut().zip(s).for_each(|(v, &s)| *v *= s.powf(-beta));
     }
 }
 
@@ -119,21 +120,22 @@ pub fn lrn_backward_into(x: &Tensor, y: &Tensor, scale: &Tensor, dy: &Tensor, p:
     }
     dx.resize(x.shape());
     let chunk = ROWS_PER_TASK * c;
+    let k = 2.0 * p.alpha * p.beta;
     dx.data_mut().par_chunks_mut(chunk).enumerate().for_each(|(task, dx)| {
-        let mut t = vec![0.0f32; c];
+        let (mut prefix, mut window) = (vec![0.0f32; c + 1], vec![0.0f32; c]);
         let off = task * chunk;
-        let rows = dx.len() / c;
-        for row in 0..rows {
+        for (row, dx) in dx.chunks_exact_mut(c).enumerate() {
             let at = off + row * c;
             let (x, y, s, dy) = (&x.data()[at..at + c], &y.data()[at..at + c], &scale.data()[at..at + c], &dy.data()[at..at + c]);
+            // t[c'] = dy[c'] * y[c'] / scale[c'], summed over each channel's window.
             for ch in 0..c {
-                t[ch] = dy[ch] * y[ch] / s[ch];
+                prefix[ch + 1] = prefix[ch] + dy[ch] * y[ch] / s[ch];
             }
-            let dx = &mut dx[row * c..][..c];
-            let r = p.depth_radius;
-            for ch in 0..c {
-                let window: f32 = t[ch.saturating_sub(r)..(ch + r + 1).min(c)].iter().sum();
-                dx[ch] = dy[ch] * pow_neg(s[ch], p.beta) - 2.0 * p.alpha * p.beta * x[ch] * window;
+            window_sums(&prefix, p.depth_radius, &mut window);
+            dx.copy_from_slice(dy);
+            mul_pow_neg(dx, s, p.beta);
+            for ((d, &x), &w) in dx.iter_mut().zip(x).zip(&window) {
+                *d -= k * x * w;
             }
         }
     });

@@ -69,11 +69,11 @@ pub fn max_pool2d_forward_into(x: &Tensor, window: &Window, y: &mut Tensor, argm
                                 first = false;
                                 continue;
                             }
-                            for ch in 0..c {
-                                if wins(cell[ch], best[ch]) {
-                                    best[ch] = cell[ch];
-                                    arg[ch] = (base + ch) as u32;
-                                }
+                            // Selects rather than branches, so the channel loop vectorises.
+                            for (ch, ((b, a), &v)) in best.iter_mut().zip(arg.iter_mut()).zip(cell).enumerate() {
+                                let take = wins(v, *b);
+                                *b = if take { v } else { *b };
+                                *a = if take { (base + ch) as u32 } else { *a };
                             }
                         }
                     }
