@@ -133,7 +133,7 @@ pub fn conv2d_backward_into(
     w: &Tensor,
     dy: &Tensor,
     window: &Window,
-    mut d_input: Option<&mut Tensor>,
+    d_input: Option<&mut Tensor>,
     d_weight: &mut Tensor,
     d_bias: &mut Tensor,
     scratch: &mut ConvScratch,
@@ -168,7 +168,7 @@ pub fn conv2d_backward_into(
             }
         }
     };
-    match d_input.as_deref_mut() {
+    match d_input {
         Some(dx) => {
             dx.resize(x.shape());
             dx.data_mut()
