@@ -9,6 +9,12 @@ pub struct Tensor {
     data: Vec<f32>,
 }
 
+impl Default for Tensor {
+    fn default() -> Tensor {
+        Tensor::empty()
+    }
+}
+
 impl Tensor {
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }

@@ -33,7 +33,11 @@ const LAYOUT: &str = "the CIFAR-10 binary version needs data_batch_1.bin to data
 pub fn load_cifar10_dir(dir: impl AsRef<Path>) -> Result<(Dataset, Dataset)> {
     let dir = dir.as_ref();
     if !dir.is_dir() {
-        return Err(Error::data(dir, format!("CIFAR-10 directory not found ({LAYOUT})")));
+        let what = if dir.exists() { "not a directory" } else { "CIFAR-10 directory not found" };
+        return Err(Error::data(dir, format!("{what} ({LAYOUT})")));
+    }
+    if dir.read_dir().map_err(|e| Error::io(dir, e))?.next().is_none() {
+        return Err(Error::data(dir, format!("the CIFAR-10 directory is empty ({LAYOUT})")));
     }
     let train_paths: Vec<PathBuf> = (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect();
     let test_path = dir.join("test_batch.bin");

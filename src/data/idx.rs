@@ -87,7 +87,15 @@ fn read_idx_rank(path: &Path, rank: Option<usize>) -> Result<(IdxArray, bool)> {
     } else {
         Box::new(BufReader::new(file))
     };
-    Ok((parse_idx_stream(reader, path, gzip, rank)?, gzip))
+    let named_gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    match parse_idx_stream(reader, path, gzip, rank) {
+        Ok(arr) => Ok((arr, gzip)),
+        Err(Error::Data { path, detail }) if named_gz && !gzip => Err(Error::Data {
+            path,
+            detail: format!("{detail} (the name ends in .gz, but the file does not start with the gzip magic bytes 1f 8b)"),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Turns a read error into ours. For compressed input, flate2 reports a damaged stream as
@@ -373,7 +381,18 @@ pub fn load_idx_dir(dir: impl AsRef<Path>, class_names: Vec<String>) -> Result<(
         return Err(Error::invalid("load_idx_dir", "no class names given"));
     }
     if !dir.is_dir() {
-        return Err(Error::data(dir, format!("data directory not found{}", install_hint(dir))));
+        let what = if dir.exists() { "not a directory" } else { "data directory not found" };
+        return Err(Error::data(dir, format!("{what}{}", install_hint(dir))));
+    }
+    if dir.read_dir().map_err(|e| Error::io(dir, e))?.next().is_none() {
+        return Err(Error::data(
+            dir,
+            format!(
+                "the data directory is empty: expected train-images-idx3-ubyte, train-labels-idx1-ubyte, \
+                 t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or .gz){}",
+                install_hint(dir)
+            ),
+        ));
     }
     let train = load_split(dir, "train", &class_names)?;
     let test = load_split(dir, "t10k", &class_names)?;

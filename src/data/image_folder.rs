@@ -229,6 +229,13 @@ pub fn load_image_folder(
     channels: usize,
 ) -> Result<Dataset> {
     let root = root.as_ref();
+    if !root.is_dir() {
+        let what = if root.exists() { "not a directory" } else { "folder not found" };
+        return Err(Error::data(
+            root,
+            format!("{what}: expected the ImageFolder layout root/<class>/<image>.png|jpg|jpeg"),
+        ));
+    }
     let class_dirs = sorted_entries(root, Path::is_dir)?;
     if class_dirs.is_empty() {
         return Err(Error::data(

@@ -7,6 +7,7 @@
 //! - `normalize`: per-channel mean/std normalisation measured on the training set
 //! - `batches`: per-epoch shuffling that can be recomputed on resume, and batch tensors
 
+pub mod augment;
 pub mod batches;
 pub mod cifar10;
 pub mod dataset;

@@ -11,16 +11,24 @@
 //! a training step allocates nothing once the first one has sized them.
 
 pub mod activation;
+pub mod batch_norm;
 pub mod conv2d;
 pub mod dense;
+pub mod dropout;
 pub mod flatten;
+pub mod global_pool;
 pub mod lrn;
 pub mod pool;
+pub mod residual;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 pub use activation::ActivationLayer;
+pub use batch_norm::BatchNormLayer;
+pub use dropout::DropoutLayer;
+pub use global_pool::GlobalAvgPoolLayer;
+pub use residual::ResidualLayer;
 pub use conv2d::Conv2dLayer;
 pub use dense::DenseLayer;
 pub use flatten::FlattenLayer;
@@ -37,20 +45,29 @@ pub enum Mode {
 /// One parameter tensor with its gradient and how it is regularised.
 #[derive(Clone, Debug)]
 pub struct Param {
-    /// "weight" or "bias".
-    pub kind: &'static str,
+    /// "weight", "bias", "gamma", ...; within a residual block prefixed with the sub-layer,
+    /// e.g. "0.conv2d.weight".
+    pub name: String,
     pub value: Tensor,
     pub grad: Tensor,
     /// L2 penalty lambda (tf.nn.l2_loss * lambda); 0 for biases.
     pub l2: f32,
-    /// Whether decoupled weight decay (AdamW) applies.
+    /// Whether weight decay applies (weights yes; biases and norm parameters no).
     pub decay: bool,
+    /// False for state that is saved with the model but not learnt by gradient descent
+    /// (batch norm's running statistics).
+    pub trainable: bool,
 }
 
 impl Param {
-    pub fn new(kind: &'static str, value: Tensor, l2: f32, decay: bool) -> Param {
+    pub fn new(name: impl Into<String>, value: Tensor, l2: f32, decay: bool) -> Param {
         let grad = Tensor::zeros(value.shape());
-        Param { kind, value, grad, l2, decay }
+        Param { name: name.into(), value, grad, l2, decay, trainable: true }
+    }
+
+    /// Saved state that the optimiser leaves alone.
+    pub fn buffer(name: impl Into<String>, value: Tensor) -> Param {
+        Param { name: name.into(), grad: Tensor::empty(), value, l2: 0.0, decay: false, trainable: false }
     }
 }
 
@@ -74,6 +91,8 @@ pub trait Layer: Send {
     fn params_mut(&mut self) -> Vec<&mut Param> {
         Vec::new()
     }
+    /// Seeds the layer's randomness (dropout) for the next training step.
+    fn set_seed(&mut self, _seed: u64) {}
     /// Forward multiply-adds x 2 per example.
     fn flops(&self) -> u64 {
         0

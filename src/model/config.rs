@@ -27,6 +27,8 @@ pub struct ModelConfig {
     pub optimizer: OptimizerConfig,
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub augment: AugmentConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,6 +74,39 @@ pub struct TrainConfig {
     pub epochs: usize,
     #[serde(default)]
     pub seed: u64,
+    /// Label smoothing eps in [0, 1): targets (1 - eps) onehot + eps / classes.
+    #[serde(default)]
+    pub label_smoothing: f32,
+    /// Evaluate on each image and its mirror image, averaging the probabilities.
+    #[serde(default)]
+    pub tta_flip: bool,
+}
+
+/// Data augmentation, applied on the fly to training batches only (never to validation or
+/// test), from a seeded RNG.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Random crop of the original size from the image padded by this many pixels (0: off).
+    #[serde(default)]
+    pub crop_padding: usize,
+    /// How the crop pads: "zero" (black) or "reflect" (mirror the border).
+    #[serde(default)]
+    pub padding_mode: CropPadding,
+    /// Mirror left-right with probability 1/2.
+    #[serde(default)]
+    pub flip: bool,
+    /// Zero (after normalisation: set to the mean) a random square of this side (0: off).
+    #[serde(default)]
+    pub cutout: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CropPadding {
+    #[default]
+    Zero,
+    Reflect,
 }
 
 /// How a weight tensor starts. Biases always start at zero.
@@ -188,6 +223,20 @@ pub enum LayerConfig {
         beta: f32,
     },
     Flatten {},
+    /// Per-channel normalisation with learnt scale and shift (PyTorch's defaults).
+    BatchNorm {
+        #[serde(default = "bn_momentum")]
+        momentum: f32,
+        #[serde(default = "bn_eps")]
+        eps: f32,
+    },
+    /// Inverted dropout of a fraction `rate` of the values, in training only.
+    Dropout { rate: f32 },
+    /// [H, W, C] -> [C]: the mean of each channel.
+    GlobalAvgPool {},
+    /// y = F(x) + x, F being the sub-list `layers`; a 1x1 convolution projects x when F changes
+    /// the shape.
+    Residual { layers: Vec<LayerConfig> },
     Dense {
         units: usize,
         #[serde(default)]
@@ -197,6 +246,12 @@ pub enum LayerConfig {
     },
 }
 
+fn bn_momentum() -> f32 {
+    0.1
+}
+fn bn_eps() -> f32 {
+    1e-5
+}
 fn lrn_radius() -> usize {
     5
 }
@@ -218,6 +273,10 @@ impl LayerConfig {
             LayerConfig::Tanh {} => "tanh",
             LayerConfig::Lrn { .. } => "lrn",
             LayerConfig::Flatten {} => "flatten",
+            LayerConfig::BatchNorm { .. } => "batch_norm",
+            LayerConfig::Dropout { .. } => "dropout",
+            LayerConfig::GlobalAvgPool {} => "global_avg_pool",
+            LayerConfig::Residual { .. } => "residual",
             LayerConfig::Dense { .. } => "dense",
         }
     }
@@ -258,6 +317,10 @@ impl ModelConfig {
     /// Checks the values that serde cannot: positive sizes, a valid optimiser.
     pub fn validate(&self, file: &str) -> Result<()> {
         let err = |detail: String| Err(Error::Config { file: file.into(), detail });
+        let eps = self.train.label_smoothing;
+        if !(0.0..1.0).contains(&eps) {
+            return err(format!("train.label_smoothing must be in [0, 1), got {eps}"));
+        }
         if self.train.batch_size == 0 {
             return err("train.batch_size must be at least 1, got 0".into());
         }
@@ -267,11 +330,18 @@ impl ModelConfig {
         if self.layers.is_empty() {
             return err("the model has no layers".into());
         }
-        let layer_inits = self.layers.iter().filter_map(|l| match l {
-            LayerConfig::Conv2d { init, .. } | LayerConfig::Dense { init, .. } => *init,
-            _ => None,
-        });
-        for init in std::iter::once(self.init).chain(layer_inits) {
+        fn inits(layers: &[LayerConfig], out: &mut Vec<Init>) {
+            for l in layers {
+                match l {
+                    LayerConfig::Conv2d { init: Some(i), .. } | LayerConfig::Dense { init: Some(i), .. } => out.push(*i),
+                    LayerConfig::Residual { layers } => inits(layers, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut all = vec![self.init];
+        inits(&self.layers, &mut all);
+        for init in all {
             if let Init::TruncatedNormal { stddev } = init {
                 if !(stddev.is_finite() && stddev > 0.0) {
                     return err(format!("init stddev must be a positive number, got {stddev}"));
@@ -345,7 +415,17 @@ impl ModelConfig {
                     let Some(g) = geometry(window) else { return Ok(None) };
                     shape = vec![g.oh, g.ow, shape[2]];
                 }
-                LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Lrn { .. } => {}
+                LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Lrn { .. } | LayerConfig::Dropout { .. } => {}
+                LayerConfig::BatchNorm { .. } => {
+                    let c = shape.last().copied().unwrap_or(0) as u64;
+                    params = params.saturating_add(c.saturating_mul(2));
+                }
+                LayerConfig::GlobalAvgPool {} => {
+                    let [_, _, c] = shape[..] else { return Ok(None) };
+                    shape = vec![c];
+                }
+                // The walk does not enter residual blocks; Network::build checks their shapes.
+                LayerConfig::Residual { .. } => return Ok(Some(params)),
                 LayerConfig::Flatten {} => {
                     shape = vec![usize::try_from(values(&shape)).unwrap_or(usize::MAX)];
                 }
@@ -460,7 +540,22 @@ impl LayerConfig {
                 units("units", *u)?;
                 l2(*lambda)
             }
-            LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Flatten {} => Ok(()),
+            LayerConfig::BatchNorm { momentum, eps } => {
+                if (0.0..=1.0).contains(momentum) && eps.is_finite() && *eps > 0.0 {
+                    Ok(())
+                } else {
+                    Err(format!("momentum must be in [0, 1] and eps a positive number, got {momentum} and {eps}"))
+                }
+            }
+            LayerConfig::Dropout { rate } => {
+                if (0.0..1.0).contains(rate) {
+                    Ok(())
+                } else {
+                    Err(format!("rate must be in [0, 1), got {rate}"))
+                }
+            }
+            LayerConfig::Residual { layers } => layers.iter().try_for_each(|l| l.check_values()),
+            LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Flatten {} | LayerConfig::GlobalAvgPool {} => Ok(()),
         }
     }
 }

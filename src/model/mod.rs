@@ -1,5 +1,6 @@
 //! Models: the config file format, weight initialisers, and the network built from a config.
 
+pub mod build;
 pub mod config;
 pub mod init;
 pub mod network;

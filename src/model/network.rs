@@ -5,16 +5,12 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::config::{pool_window, LayerConfig, ModelConfig};
-use super::init::init_weight;
+use super::build::build_layers;
+use super::config::{LayerConfig, ModelConfig};
 use crate::error::{Error, Result};
-use crate::layers::{
-    dims, ActivationLayer, AvgPoolLayer, Conv2dLayer, DenseLayer, FlattenLayer, Layer, LrnLayer, MaxPoolLayer, Mode, Param,
-};
-use crate::ops::activation::Activation;
+use crate::layers::{dims, Layer, Mode, Param};
 use crate::ops::l2::{l2_backward, l2_penalty};
-use crate::ops::softmax::softmax_cross_entropy;
-use crate::ops::Window;
+use crate::ops::softmax::softmax_cross_entropy_smoothed;
 use crate::optim::{Optimizer, Param as OptParam};
 use crate::tensor::Tensor;
 
@@ -37,100 +33,42 @@ pub struct StepStats {
     pub correct: usize,
 }
 
-/// A layer's name in messages: "layer 3 (conv2d)".
-pub fn layer_name(index: usize, kind: &str) -> String {
-    format!("layer {index} ({kind})")
-}
+pub use super::build::layer_name;
 
 impl Network {
     /// Builds the network of `config` with weights drawn from `seed`; every layer's input shape
     /// is checked here, before any data is touched.
     pub fn build(config: &ModelConfig, seed: u64) -> Result<Network> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1A17_5EED);
-        let mut shape: Vec<usize> = config.input.to_vec();
-        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
-        let mut config_index = Vec::new();
-        let cfgs = &config.layers;
-        let mut i = 0;
-        while i < cfgs.len() {
-            let name = layer_name(i, cfgs[i].kind());
-            let spatial = || -> Result<(usize, usize, usize)> {
-                match shape[..] {
-                    [h, w, c] => Ok((h, w, c)),
-                    _ => Err(Error::shape(&name, "an image input [H, W, C]", format!("[{}] (after a flatten or dense layer)", dims(&shape)))),
-                }
-            };
-            let layer: Box<dyn Layer> = match &cfgs[i] {
-                LayerConfig::Conv2d { filters, kernel, stride, padding, l2, init } => {
-                    let (_, _, c_in) = spatial()?;
-                    let (kh, kw) = kernel.hw();
-                    let (sh, sw) = stride.hw();
-                    if *filters == 0 {
-                        return Err(Error::invalid(&name, "filters must be at least 1"));
-                    }
-                    let window = Window::new(kh, kw, sh, sw, padding.resolve(&name)?);
-                    let w_shape = [kh, kw, c_in, *filters];
-                    let w = init_weight(init.unwrap_or(config.init), &w_shape, kh * kw * c_in, kh * kw * filters, &mut rng);
-                    let weight = Param::new("weight", w, *l2, true);
-                    let bias = Param::new("bias", Tensor::zeros(&[*filters]), 0.0, false);
-                    let mut conv = Conv2dLayer::new(name.clone(), &shape, window, weight, bias)?;
-                    // Fold a following relu into the convolution: one pass over memory less.
-                    if matches!(cfgs.get(i + 1), Some(LayerConfig::Relu {})) {
-                        conv.relu = true;
-                    }
-                    Box::new(conv)
-                }
-                LayerConfig::MaxPool { size, stride, padding } => {
-                    spatial()?;
-                    Box::new(MaxPoolLayer::new(name.clone(), &shape, pool_window(&name, *size, *stride, padding)?)?)
-                }
-                LayerConfig::AvgPool { size, stride, padding } => {
-                    spatial()?;
-                    Box::new(AvgPoolLayer::new(name.clone(), &shape, pool_window(&name, *size, *stride, padding)?)?)
-                }
-                LayerConfig::Relu {} => Box::new(ActivationLayer::new(name.clone(), &shape, Activation::Relu)),
-                LayerConfig::Sigmoid {} => Box::new(ActivationLayer::new(name.clone(), &shape, Activation::Sigmoid)),
-                LayerConfig::Tanh {} => Box::new(ActivationLayer::new(name.clone(), &shape, Activation::Tanh)),
-                LayerConfig::Lrn { .. } => {
-                    spatial()?;
-                    let params = cfgs[i].lrn_params().ok_or_else(|| Error::invalid(&name, "not an lrn layer"))?;
-                    Box::new(LrnLayer::new(name.clone(), &shape, params)?)
-                }
-                LayerConfig::Flatten {} => Box::new(FlattenLayer::new(name.clone(), &shape)),
-                LayerConfig::Dense { units, l2, init } => {
-                    let fin = match shape[..] {
-                        [f] => f,
-                        _ => return Err(Error::shape(&name, "a flat input [features] (add a flatten layer before it)", format!("[{}]", dims(&shape)))),
-                    };
-                    if *units == 0 {
-                        return Err(Error::invalid(&name, "units must be at least 1"));
-                    }
-                    let w = init_weight(init.unwrap_or(config.init), &[fin, *units], fin, *units, &mut rng);
-                    let weight = Param::new("weight", w, *l2, true);
-                    let bias = Param::new("bias", Tensor::zeros(&[*units]), 0.0, false);
-                    Box::new(DenseLayer::new(name.clone(), &shape, weight, bias)?)
-                }
-            };
-            shape = layer.output_shape().to_vec();
-            let folded = layer.kind() == "conv2d" && matches!(cfgs.get(i + 1), Some(LayerConfig::Relu {}));
-            layers.push(layer);
-            config_index.push(i);
-            i += if folded { 2 } else { 1 };
-        }
-        if shape.len() != 1 {
+        let built = build_layers(&config.layers, &config.input, "", config.init, &mut rng)?;
+        if built.output.len() != 1 {
             return Err(Error::Config {
                 file: config.name.clone(),
-                detail: format!("the last layer must output class scores [classes], got [{}] (end with flatten and dense)", dims(&shape)),
+                detail: format!("the last layer must output class scores [classes], got [{}] (end with flatten and dense)", dims(&built.output)),
             });
         }
-        let mut net = Network { config: config.clone(), layers, config_index, param_names: Vec::new() };
+        let mut net = Network { config: config.clone(), layers: built.layers, config_index: built.config_index, param_names: Vec::new() };
         net.param_names = net
             .layers
             .iter()
             .zip(&net.config_index)
-            .flat_map(|(l, &ci)| l.params().into_iter().map(move |p| format!("{ci}.{}.{}", l.kind(), p.kind)))
+            .flat_map(|(l, &ci)| l.params().into_iter().map(move |p| format!("{ci}.{}.{}", l.kind(), p.name)))
             .collect();
         Ok(net)
+    }
+
+    /// Seeds the randomness of the next training step (dropout), derived from the run's seed
+    /// and the global step so that runs, and resumed runs, are reproducible.
+    pub fn set_step_seed(&mut self, seed: u64, step: u64) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let s = seed ^ (step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+            layer.set_seed(s);
+        }
+    }
+
+    /// (name, size) of every trainable parameter, in the order the optimiser sees them.
+    pub fn trainable_sizes(&self) -> Vec<(String, usize)> {
+        self.param_names.iter().zip(self.params()).filter(|(_, p)| p.trainable).map(|(n, p)| (n.clone(), p.value.len())).collect()
     }
 
     pub fn num_classes(&self) -> usize {
@@ -238,7 +176,7 @@ impl Network {
     /// of the total loss (cross-entropy + L2).
     pub fn compute_gradients(&mut self, x: &Tensor, labels: &[usize]) -> Result<StepStats> {
         self.run_forward(x, Mode::Train)?;
-        let (ce, d_logits) = softmax_cross_entropy(self.logits(), labels)?;
+        let (ce, d_logits) = softmax_cross_entropy_smoothed(self.logits(), labels, self.config.train.label_smoothing)?;
         let loss = ce + self.l2_penalty();
         if !loss.is_finite() {
             // NaN and infinity propagate through every layer (relu and max pool included), so
@@ -268,6 +206,7 @@ impl Network {
             .iter_mut()
             .flat_map(|l| l.params_mut())
             .zip(names)
+            .filter(|(p, _)| p.trainable)
             .map(|(p, name)| OptParam { name, value: p.value.data_mut(), grad: p.grad.data(), decay: p.decay })
             .collect();
         optimizer.step(&mut params, lr)

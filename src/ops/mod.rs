@@ -2,6 +2,7 @@
 //! plain-loop reference version (`*_ref`) beside the fast one; the tests hold them equal.
 
 pub mod activation;
+pub mod batch_norm;
 pub mod conv2d;
 pub mod conv2d_ref;
 pub mod dense;

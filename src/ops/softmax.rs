@@ -26,6 +26,13 @@ pub fn softmax(logits: &Tensor) -> Result<Tensor> {
 
 /// Mean cross-entropy of `logits` [N, K] against `labels` (each < K), and d loss / d logits.
 pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(f32, Tensor)> {
+    softmax_cross_entropy_smoothed(logits, labels, 0.0)
+}
+
+/// Cross-entropy against smoothed targets q = (1 - eps) onehot(label) + eps / K (label
+/// smoothing, as PyTorch's `label_smoothing`):
+///   loss = mean over the batch of -sum_k q[k] log p[k],   dz = (p - q) / N
+pub fn softmax_cross_entropy_smoothed(logits: &Tensor, labels: &[usize], eps: f32) -> Result<(f32, Tensor)> {
     let (n, k) = logits.dims2("softmax_cross_entropy")?;
     if labels.len() != n {
         return Err(Error::shape("softmax_cross_entropy", format!("{n} labels"), format!("{}", labels.len())));
@@ -33,13 +40,22 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(f32, 
     if let Some(&bad) = labels.iter().find(|&&l| l >= k) {
         return Err(Error::invalid("softmax_cross_entropy", format!("label {bad} is out of range for {k} classes")));
     }
+    if !(0.0..1.0).contains(&eps) {
+        return Err(Error::invalid("softmax_cross_entropy", format!("label smoothing must be in [0, 1), got {eps}")));
+    }
     let mut grad = softmax(logits)?;
     let mut loss = 0.0f64;
+    let off = eps as f64 / k as f64;
     for ((row, z), &label) in grad.data_mut().chunks_exact_mut(k).zip(logits.data().chunks_exact(k)).zip(labels) {
         let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let lse = m as f64 + z.iter().map(|&v| ((v - m) as f64).exp()).sum::<f64>().ln();
-        loss += lse - z[label] as f64;
-        row[label] -= 1.0;
+        // -sum_k q[k] (z[k] - lse) = lse - (1 - eps) z[label] - eps/K sum_k z[k]
+        let z_sum: f64 = if eps > 0.0 { z.iter().map(|&v| v as f64).sum() } else { 0.0 };
+        loss += lse - (1.0 - eps as f64) * z[label] as f64 - off * z_sum;
+        row[label] -= 1.0 - eps;
+        if eps > 0.0 {
+            row.iter_mut().for_each(|v| *v -= off as f32);
+        }
         row.iter_mut().for_each(|v| *v /= n as f32);
     }
     Ok(((loss / n as f64) as f32, grad))

@@ -13,6 +13,12 @@
 //!   step:     lr = base_lr * gamma^(epoch / step_epochs)   (integer division: drops at epoch boundaries)
 //!   cosine:   t  = (step - warmup_steps) / (total_steps - warmup_steps), clamped to [0, 1]
 //!             lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * t)) / 2
+//!   onecycle: (PyTorch's OneCycleLR with cosine annealing; no separate warm-up)
+//!             start = base_lr / div_factor, end = start / final_div_factor,
+//!             up = pct_start * total_steps - 1
+//!             step <= up: lr = anneal(start, base_lr, step / up)
+//!             after:      lr = anneal(base_lr, end, (step - up) / (total_steps - 1 - up))
+//!             anneal(a, b, t) = b + (a - b) * (1 + cos(pi * t)) / 2
 //! ```
 //!
 //! The cosine starts at base_lr on the first step after warm-up and reaches min_lr at
@@ -46,6 +52,31 @@ pub enum ScheduleConfig {
         #[serde(default)]
         warmup_epochs: f32,
     },
+    /// Up from base_lr / div_factor to base_lr over the first pct_start of training, then down
+    /// to base_lr / div_factor / final_div_factor (the "one-cycle" policy).
+    Onecycle {
+        #[serde(default = "pct_start")]
+        pct_start: f32,
+        #[serde(default = "div_factor")]
+        div_factor: f32,
+        #[serde(default = "final_div_factor")]
+        final_div_factor: f32,
+    },
+}
+
+fn pct_start() -> f32 {
+    0.25
+}
+fn div_factor() -> f32 {
+    25.0
+}
+fn final_div_factor() -> f32 {
+    1e4
+}
+
+/// Cosine interpolation from `a` (t = 0) to `b` (t = 1).
+fn anneal(a: f64, b: f64, t: f64) -> f64 {
+    b + (a - b) * (1.0 + (std::f64::consts::PI * t.clamp(0.0, 1.0)).cos()) / 2.0
 }
 
 impl Default for ScheduleConfig {
@@ -61,6 +92,7 @@ impl ScheduleConfig {
             ScheduleConfig::Constant { warmup_epochs }
             | ScheduleConfig::Step { warmup_epochs, .. }
             | ScheduleConfig::Cosine { warmup_epochs, .. } => warmup_epochs,
+            ScheduleConfig::Onecycle { .. } => 0.0,
         }
     }
 
@@ -85,6 +117,14 @@ impl ScheduleConfig {
             ScheduleConfig::Cosine { min_lr, .. } => {
                 if !(min_lr >= 0.0 && min_lr.is_finite()) {
                     return bad(format!("min_lr must be non-negative, got {min_lr}"));
+                }
+            }
+            ScheduleConfig::Onecycle { pct_start, div_factor, final_div_factor } => {
+                if !(pct_start > 0.0 && pct_start < 1.0) {
+                    return bad(format!("pct_start must be in (0, 1), got {pct_start}"));
+                }
+                if !(div_factor >= 1.0 && final_div_factor >= 1.0 && div_factor.is_finite() && final_div_factor.is_finite()) {
+                    return bad(format!("div_factor and final_div_factor must be at least 1, got {div_factor} and {final_div_factor}"));
                 }
             }
         }
@@ -119,6 +159,18 @@ impl ScheduleConfig {
                 let t = if span == 0 { 1.0 } else { ((step - warmup_steps) as f64 / span as f64).min(1.0) };
                 let min = min_lr as f64;
                 min + (base - min) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0
+            }
+            ScheduleConfig::Onecycle { pct_start, div_factor, final_div_factor } => {
+                let total = (total_epochs * steps_per_epoch).max(2) as f64;
+                let start = base / div_factor as f64;
+                let end = start / final_div_factor as f64;
+                let up = (pct_start as f64 * total - 1.0).max(1.0);
+                let s = step as f64;
+                if s <= up {
+                    anneal(start, base, s / up)
+                } else {
+                    anneal(base, end, (s - up) / (total - 1.0 - up).max(1.0))
+                }
             }
         };
         lr as f32

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::{LayerConfig, ModelConfig, Network};
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
+use crate::train::metrics::{metrics_csv, parse_metrics_csv, EpochMetrics};
 
 pub const FORMAT: &str = "convnet-checkpoint-1";
 
@@ -40,6 +41,9 @@ pub struct Checkpoint {
     pub path: PathBuf,
     pub config: ModelConfig,
     pub meta: CheckpointMeta,
+    /// The metrics of the epochs so far, when the checkpoint carries them (last.safetensors
+    /// written by this version; empty otherwise).
+    pub history: Vec<EpochMetrics>,
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
@@ -49,6 +53,19 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 /// Writes `net` (and the optimiser state, if given) to `path` atomically.
 pub fn save_checkpoint(path: &Path, net: &Network, optimizer: Option<&Optimizer>, meta: &CheckpointMeta) -> Result<()> {
+    save_checkpoint_with_history(path, net, optimizer, meta, &[])
+}
+
+/// [`save_checkpoint`], with the metrics of every epoch so far in the metadata ("history",
+/// the text of metrics.csv): a resumed run then takes its history from the checkpoint, so
+/// the checkpoint alone is the state of the run and metrics.csv can always be rewritten.
+pub fn save_checkpoint_with_history(
+    path: &Path,
+    net: &Network,
+    optimizer: Option<&Optimizer>,
+    meta: &CheckpointMeta,
+    history: &[EpochMetrics],
+) -> Result<()> {
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = net
         .param_names()
         .iter()
@@ -69,6 +86,9 @@ pub fn save_checkpoint(path: &Path, net: &Network, optimizer: Option<&Optimizer>
     let mut info = HashMap::new();
     info.insert("config".to_string(), serde_json::to_string(&net.config).map_err(|e| ck(e.to_string()))?);
     info.insert("convnet".to_string(), serde_json::to_string(meta).map_err(|e| ck(e.to_string()))?);
+    if !history.is_empty() {
+        info.insert("history".to_string(), metrics_csv(history));
+    }
     let bytes = safetensors::serialize(views, &Some(info)).map_err(|e| ck(format!("cannot serialise: {e:?}")))?;
     write_atomically(path, &bytes)
 }
@@ -191,6 +211,13 @@ impl Checkpoint {
             return Err(ck(format!("format \"{}\" is not \"{FORMAT}\"", meta.format)));
         }
         meta.normalization.validate(config.input[2]).map_err(|e| ck(format!("metadata: {e}")))?;
+        let history = match info.get("history") {
+            Some(text) => parse_metrics_csv(text, path).map_err(|e| match e {
+                Error::Data { detail, .. } => ck(format!("metadata \"history\": {detail}")),
+                other => other,
+            })?,
+            None => Vec::new(),
+        };
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
@@ -199,7 +226,7 @@ impl Checkpoint {
             let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             tensors.insert(name, (view.shape().to_vec(), data));
         }
-        Ok(Checkpoint { path: path.to_path_buf(), config, meta, tensors })
+        Ok(Checkpoint { path: path.to_path_buf(), config, meta, history, tensors })
     }
 
     /// Builds the network of the checkpoint's config and loads its weights, checking that

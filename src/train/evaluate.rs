@@ -4,7 +4,8 @@ use crate::data::{batch_ranges, make_batch, Dataset, Normalization};
 use crate::error::Result;
 use crate::model::network::argmax;
 use crate::model::Network;
-use crate::ops::softmax::softmax_cross_entropy;
+use crate::data::augment::flip_batch;
+use crate::ops::softmax::softmax;
 
 #[derive(Clone, Debug)]
 pub struct Evaluation {
@@ -29,17 +30,23 @@ impl Evaluation {
     }
 }
 
+/// Evaluates in eval mode. With the config's `train.tta_flip`, each image and its mirror image
+/// are both classified and their probabilities averaged (test-time augmentation).
 pub fn evaluate(net: &mut Network, ds: &Dataset, norm: &Normalization, batch_size: usize) -> Result<Evaluation> {
+    let tta = net.config.train.tta_flip;
     let k = net.num_classes();
     let mut confusion = vec![vec![0usize; k]; k];
     let mut loss_sum = 0.0f64;
     let order: Vec<usize> = (0..ds.len()).collect();
     for range in batch_ranges(ds.len(), batch_size.max(1)) {
         let (x, labels) = make_batch(ds, &order[range], norm);
-        let logits = net.predict(&x)?;
-        let (loss, _) = softmax_cross_entropy(&logits, &labels)?;
-        loss_sum += loss as f64 * labels.len() as f64;
-        for (row, &label) in logits.data().chunks_exact(k).zip(&labels) {
+        let mut probs = softmax(&net.predict(&x)?)?;
+        if tta {
+            let mirrored = softmax(&net.predict(&flip_batch(&x))?)?;
+            probs.data_mut().iter_mut().zip(mirrored.data()).for_each(|(p, q)| *p = 0.5 * (*p + q));
+        }
+        for (row, &label) in probs.data().chunks_exact(k).zip(&labels) {
+            loss_sum -= (row[label].max(1e-30) as f64).ln();
             confusion[label][argmax(row)] += 1;
         }
     }

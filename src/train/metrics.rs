@@ -55,22 +55,42 @@ impl EpochMetrics {
     }
 }
 
-/// Rewrites metrics.csv with all epochs so far (atomically: the file is never half written).
-pub fn write_metrics(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
+/// The text of metrics.csv for `rows`: the header, then one line per epoch.
+pub fn metrics_csv(rows: &[EpochMetrics]) -> String {
     let mut text = String::from(CSV_HEADER);
     text.push('\n');
     for r in rows {
         text.push_str(&r.csv_row());
         text.push('\n');
     }
-    write_atomically(path, text.as_bytes())
+    text
+}
+
+/// Rewrites metrics.csv with all epochs so far (atomically: the file is never half written).
+pub fn write_metrics(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
+    write_atomically(path, metrics_csv(rows).as_bytes())
 }
 
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .skip(1)
-        .enumerate()
-        .map(|(i, l)| EpochMetrics::from_csv_row(l).ok_or_else(|| Error::data(path, format!("line {} is not a metrics row: {l:?}", i + 2))))
-        .collect()
+    parse_metrics_csv(&text, path)
+}
+
+/// Parses the text of a metrics.csv (`path` names it in errors): the header, then rows for
+/// epochs 1, 2, 3, ... in order.
+pub fn parse_metrics_csv(text: &str, path: &Path) -> Result<Vec<EpochMetrics>> {
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    if header.trim() != CSV_HEADER {
+        return Err(Error::data(path, format!("line 1 is not the metrics.csv header: {header:?}")));
+    }
+    let mut rows = Vec::new();
+    for (i, l) in lines.enumerate() {
+        let m = EpochMetrics::from_csv_row(l).ok_or_else(|| Error::data(path, format!("line {} is not a metrics row: {l:?}", i + 2)))?;
+        if m.epoch != i + 1 {
+            return Err(Error::data(path, format!("line {} is for epoch {}, expected epoch {}", i + 2, m.epoch, i + 1)));
+        }
+        rows.push(m);
+    }
+    Ok(rows)
 }

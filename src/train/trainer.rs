@@ -4,15 +4,21 @@
 //! each epoch's shuffle is derived from (seed, epoch), nothing else is needed to continue
 //! bit-identically.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::checkpoint::{save_checkpoint, Checkpoint, CheckpointMeta, FORMAT};
+use super::checkpoint::{
+    remove_stale_temp_files, save_checkpoint, save_checkpoint_with_history, write_atomically, Checkpoint, CheckpointMeta, FORMAT,
+};
 use super::datasets::{load_splits, Splits};
 use super::evaluate::{evaluate, Evaluation};
 use super::metrics::{read_metrics, write_metrics, EpochMetrics};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::augment::make_augmented_batch;
 use crate::data::{batch_ranges, epoch_order, make_batch, Normalization};
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Network};
@@ -41,29 +47,56 @@ pub type EpochHook<'a> = &'a mut dyn FnMut(&[EpochMetrics]) -> Result<()>;
 pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     let cfg = &opts.config;
     let mut net = Network::build(cfg, cfg.train.seed)?;
-    let splits = load_splits(cfg, opts.data_dir.as_deref())?;
-    check_classes(&net, &splits, cfg)?;
-    prepare_out_dir(opts)?;
-    let norm = Normalization::from_dataset(&splits.train);
+    let (last_path, best_path, csv_path) = (opts.out_dir.join("last.safetensors"), opts.out_dir.join("best.safetensors"), opts.out_dir.join("metrics.csv"));
+    // The run folder comes first, so that an unwritable one is reported before the data is
+    // read; on resume the checkpoint is read and checked before anything in it is written.
+    create_run_folder(&opts.out_dir)?;
     let mut optimizer = Optimizer::new(cfg.optimizer.clone())?;
     let mut history: Vec<EpochMetrics> = Vec::new();
     let mut best = f32::NEG_INFINITY;
-    let (last_path, best_path, csv_path) = (opts.out_dir.join("last.safetensors"), opts.out_dir.join("best.safetensors"), opts.out_dir.join("metrics.csv"));
+    let mut seed = cfg.train.seed;
 
     if opts.resume {
-        let ck = Checkpoint::load(&last_path)?;
-        ck.load_weights_into(&mut net)?;
-        let sizes: Vec<(String, usize)> = net.param_names().iter().cloned().zip(net.params().iter().map(|p| p.value.len())).collect();
-        optimizer.load_state(ck.meta.optimizer_step, ck.optimizer_state(), &sizes)?;
+        let ck = resume_checkpoint(&last_path, cfg)?;
+        let ck_err = |e: Error| match e {
+            e @ Error::Checkpoint { .. } => e,
+            other => Error::Checkpoint { path: last_path.clone(), detail: other.to_string() },
+        };
+        ck.load_weights_into(&mut net).map_err(ck_err)?;
+        let sizes = net.trainable_sizes();
+        optimizer.load_state(ck.meta.optimizer_step, ck.optimizer_state(), &sizes).map_err(ck_err)?;
         best = ck.meta.best_val_accuracy;
-        history = read_metrics(&csv_path)?.into_iter().filter(|m| m.epoch <= ck.meta.epoch).collect();
+        // The shuffles of the remaining epochs come from the run's own seed.
+        if ck.meta.seed != seed {
+            if opts.verbose {
+                eprintln!("note: resuming with the run's seed {} (the config says {seed})", ck.meta.seed);
+            }
+            seed = ck.meta.seed;
+        }
+        // The checkpoint carries the metrics of its epochs; older ones did not, and then
+        // metrics.csv (written after the checkpoint) has them, and maybe one epoch more.
+        history = if ck.history.len() == ck.meta.epoch {
+            ck.history
+        } else {
+            read_metrics(&csv_path)?.into_iter().filter(|m| m.epoch <= ck.meta.epoch).collect()
+        };
         if history.len() != ck.meta.epoch {
             return Err(Error::data(&csv_path, format!("has {} epochs but the checkpoint has {}", history.len(), ck.meta.epoch)));
         }
+    }
+    // Only now, with the checkpoint (if any) read and checked, is anything in the folder written.
+    write_atomically(&opts.out_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    if opts.resume {
+        // A kill between writing the checkpoint and metrics.csv leaves the file one epoch
+        // behind; rewrite it from the checkpoint so the two agree again.
+        write_metrics(&csv_path, &history)?;
         if opts.verbose {
-            eprintln!("resuming {} after epoch {}", opts.out_dir.display(), ck.meta.epoch);
+            eprintln!("resuming {} after epoch {}", opts.out_dir.display(), history.len());
         }
     }
+    let splits = load_splits(cfg, opts.data_dir.as_deref())?;
+    check_classes(&net, &splits, cfg)?;
+    let norm = Normalization::from_dataset(&splits.train);
 
     let n = splits.train.len();
     let batch = cfg.train.batch_size;
@@ -76,19 +109,27 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
         );
     }
     for epoch in history.len()..cfg.train.epochs {
-        let order = epoch_order(n, cfg.train.seed, epoch);
+        let order = epoch_order(n, seed, epoch);
         let bar = progress_bar(opts.verbose, steps_per_epoch as u64, epoch + 1, cfg.train.epochs);
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut lr) = (0.0f64, 0usize, base_lr);
         for (step, range) in batch_ranges(n, batch).enumerate() {
-            let (x, labels) = make_batch(&splits.train, &order[range], &norm);
             let global_step = epoch * steps_per_epoch + step;
+            // Augmentation and dropout draw from generators seeded by (seed, step): the same
+            // on every run and after a resume.
+            let (x, labels) = if cfg.augment.is_active() {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (global_step as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+                make_augmented_batch(&splits.train, &order[range], &norm, &cfg.augment, &mut rng)
+            } else {
+                make_batch(&splits.train, &order[range], &norm)
+            };
+            net.set_step_seed(seed, global_step as u64);
             let stats = net.compute_gradients(&x, &labels).map_err(|e| match e {
                 Error::Diverged(what) => Error::Diverged(format!(
-                    "training diverged at epoch {} step {} (global step {global_step}): {what}; the last good checkpoint is {}",
+                    "training diverged at epoch {} step {} (global step {global_step}): {what}; {}",
                     epoch + 1,
                     step + 1,
-                    last_path.display()
+                    last_good(&last_path)
                 )),
                 other => other,
             })?;
@@ -102,6 +143,17 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
         }
         let seconds = start.elapsed().as_secs_f32();
         bar.finish_and_clear();
+        // The last step's update is not checked by a forward pass before the checkpoint is
+        // written: check the weights themselves, so a checkpoint never holds NaN weights.
+        if let Some((name, _)) = net.param_names().iter().zip(net.params()).find(|(_, p)| !p.value.is_finite()) {
+            return Err(Error::Diverged(format!(
+                "training diverged at epoch {} step {steps_per_epoch} (global step {}): parameter {name} is not finite \
+                 (NaN or infinity) after the update; {}",
+                epoch + 1,
+                (epoch + 1) * steps_per_epoch - 1,
+                last_good(&last_path)
+            )));
+        }
         let val = if splits.val.is_empty() { None } else { Some(evaluate(&mut net, &splits.val, &norm, 256)?) };
         let test = evaluate(&mut net, &splits.test, &norm, 256)?;
         let m = EpochMetrics {
@@ -136,13 +188,16 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
             normalization: norm.clone(),
             epoch: epoch + 1,
             optimizer_step: optimizer.steps_taken(),
-            seed: cfg.train.seed,
+            seed,
             best_val_accuracy: best,
         };
+        // Order matters for a crash between two writes: best before last (a resumed run redoes
+        // the epoch and rewrites best), metrics.csv last (resume rewrites it from the
+        // checkpoint's history). Each write is atomic.
         if improved {
             save_checkpoint(&best_path, &net, None, &meta)?;
         }
-        save_checkpoint(&last_path, &net, Some(&optimizer), &meta)?;
+        save_checkpoint_with_history(&last_path, &net, Some(&optimizer), &meta, &history)?;
         write_metrics(&csv_path, &history)?;
         on_epoch(&history)?;
     }
@@ -167,11 +222,39 @@ fn check_classes(net: &Network, splits: &Splits, cfg: &ModelConfig) -> Result<()
     Ok(())
 }
 
-/// Creates the run folder and writes config.toml, so an unwritable folder fails before training.
-fn prepare_out_dir(opts: &TrainOptions) -> Result<()> {
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
-    let path = opts.out_dir.join("config.toml");
-    super::checkpoint::write_atomically(&path, opts.config.to_toml().as_bytes())
+/// Creates the run folder (with its parents) and removes temporary files that a killed run
+/// left behind; a folder that cannot be created is reported with its path.
+fn create_run_folder(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::data(dir, "cannot use as the run folder: it is a file, not a folder"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::data(dir, format!("cannot create the run folder: {e}")))?;
+    remove_stale_temp_files(dir);
+    Ok(())
+}
+
+/// last.safetensors for `train --resume`, checked against the config being trained.
+fn resume_checkpoint(last_path: &Path, cfg: &ModelConfig) -> Result<Checkpoint> {
+    if !last_path.exists() {
+        return Err(Error::Checkpoint {
+            path: last_path.to_path_buf(),
+            detail: "cannot resume: the file does not exist (no epoch of this run has finished yet?); \
+                     train without --resume to start the run afresh"
+                .into(),
+        });
+    }
+    let ck = Checkpoint::load(last_path)?;
+    ck.check_compatible(cfg)?;
+    Ok(ck)
+}
+
+/// What a divergence message says about the last checkpoint.
+fn last_good(last_path: &Path) -> String {
+    if last_path.is_file() {
+        format!("the last good checkpoint, {}, is intact", last_path.display())
+    } else {
+        format!("no checkpoint was written yet ({} does not exist)", last_path.display())
+    }
 }
 
 fn progress_bar(visible: bool, steps: u64, epoch: usize, epochs: usize) -> ProgressBar {

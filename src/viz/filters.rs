@@ -17,7 +17,7 @@ use crate::tensor::Tensor;
 /// The name ("layer 0 (conv2d)") and weight of the first convolution of `net`, if any.
 pub fn first_conv_weight(net: &Network) -> Option<(String, Tensor)> {
     net.layers().iter().enumerate().find(|(_, l)| l.kind() == "conv2d").and_then(|(i, l)| {
-        let w = l.params().into_iter().find(|p| p.kind == "weight")?;
+        let w = l.params().into_iter().find(|p| p.name == "weight")?;
         Some((crate::model::network::layer_name(net.config_index(i), "conv2d"), w.value.clone()))
     })
 }

@@ -44,6 +44,17 @@ pub fn run(args: EvalArgs) -> convnet::Result<()> {
     let ck = Checkpoint::load(&args.model)?;
     let mut net = ck.network()?;
     let splits = load_splits(&ck.config, args.data.as_deref())?;
+    if splits.class_names.len() != net.num_classes() {
+        return Err(convnet::Error::Checkpoint {
+            path: args.model.clone(),
+            detail: format!(
+                "the model outputs {} classes but the data set has {} ({})",
+                net.num_classes(),
+                splits.class_names.len(),
+                convnet::train::datasets::data_dir(&ck.config, args.data.as_deref()).display()
+            ),
+        });
+    }
     let (name, ds) = match args.split {
         Split::Train => ("train", &splits.train),
         Split::Val => ("validation", &splits.val),

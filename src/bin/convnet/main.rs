@@ -61,10 +61,41 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // One line, whatever a library below put in its message.
+            let text = e.to_string();
+            let line = if text.contains('\n') { text.split_whitespace().collect::<Vec<_>>().join(" ") } else { text };
+            eprintln!("error: {line}");
             // Bad files, configs and arguments are the user's to fix (2); anything else is 1.
             if e.is_user_error() { ExitCode::from(2) } else { ExitCode::from(1) }
         }
+    }
+}
+
+/// Builds the network of `cfg` to check its shapes, naming the config file in the error:
+/// "config FILE: layer 5 (dense): shape mismatch: expected ..., got [4, 4, 4]".
+pub fn check_model(cfg: &convnet::model::ModelConfig, file: &std::path::Path) -> convnet::Result<convnet::model::Network> {
+    convnet::model::Network::build(cfg, cfg.train.seed).map_err(|e| match e {
+        e @ convnet::Error::Config { .. } => e,
+        other => convnet::Error::Config { file: file.display().to_string(), detail: other.to_string() },
+    })
+}
+
+/// Says on stderr what was done to an image to fit the model: a colour conversion ("note:
+/// shirt.png is grayscale, converted to RGB for the model") and an enlargement of an image
+/// smaller than the model's input (a 1x1 image works, but says little).
+pub fn image_notes(path: &std::path::Path, img: &convnet::data::LoadedImage) {
+    if let Some(conversion) = img.conversion() {
+        eprintln!("note: {} is {conversion} for the model", path.display());
+    }
+    if (img.source_height as usize) < img.height || (img.source_width as usize) < img.width {
+        eprintln!(
+            "note: {} is {}x{} (width x height), smaller than the model's {}x{} input: enlarged to fit",
+            path.display(),
+            img.source_width,
+            img.source_height,
+            img.width,
+            img.height
+        );
     }
 }
 

@@ -3,13 +3,14 @@
 use clap::Args;
 use std::path::PathBuf;
 
-use convnet::data::load_image;
+use convnet::data::read_image;
 use convnet::ops::softmax::softmax;
 use convnet::train::Checkpoint;
 use convnet::Tensor;
 
 /// Classify PNG or JPEG images of any size: each is resized to the model's input, converted to
-/// its channels (RGB or grayscale) and normalised as in training; prints the top-5 classes.
+/// its channels (RGB or grayscale, with a note on stderr) and normalised as in training; prints
+/// the top-5 classes. Other formats, and images over 50 megapixels, are refused.
 #[derive(Args)]
 pub struct PredictArgs {
     /// A checkpoint written by `convnet train`.
@@ -25,9 +26,10 @@ pub fn run(args: PredictArgs) -> convnet::Result<()> {
     let mut net = ck.network()?;
     let [h, w, c] = ck.config.input;
     for path in &args.images {
-        let pixels = load_image(path, h, w, c)?;
+        let img = read_image(path, Some((h, w)), c)?;
+        crate::image_notes(path, &img);
         let mut x = Tensor::zeros(&[1, h, w, c]);
-        ck.meta.normalization.apply(&pixels, x.data_mut());
+        ck.meta.normalization.apply(&img.pixels, x.data_mut());
         let probs = softmax(&net.predict(&x)?)?;
         let mut ranked: Vec<(usize, f32)> = probs.data().iter().copied().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));

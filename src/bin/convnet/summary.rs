@@ -3,7 +3,7 @@
 use clap::Args;
 use std::path::PathBuf;
 
-use convnet::model::{summary::summary, ModelConfig, Network};
+use convnet::model::{summary::summary, ModelConfig};
 
 /// Print a model's layers, output shapes, parameter counts and forward MFLOPs per image,
 /// checking every shape on the way (like Keras' model.summary()).
@@ -16,7 +16,7 @@ pub struct SummaryArgs {
 
 pub fn run(args: SummaryArgs) -> convnet::Result<()> {
     let cfg = ModelConfig::load(&args.config)?;
-    let net = Network::build(&cfg, cfg.train.seed)?;
+    let net = crate::check_model(&cfg, &args.config)?;
     print!("{}", summary(&net));
     Ok(())
 }

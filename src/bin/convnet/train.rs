@@ -61,6 +61,7 @@ pub fn run(args: TrainArgs) -> convnet::Result<()> {
         cfg.train.seed = s;
     }
     cfg.validate(&args.config.display().to_string())?;
+    crate::check_model(&cfg, &args.config)?;
     let out_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     let label = cfg.name.clone();
     let opts = TrainOptions { config: cfg, data_dir: args.data, out_dir: out_dir.clone(), resume: args.resume, verbose: !args.quiet };

@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-use convnet::data::load_image;
+use convnet::data::read_image;
 use convnet::model::network::argmax;
 use convnet::ops::softmax::softmax;
 use convnet::train::Checkpoint;
@@ -119,7 +119,9 @@ fn activations(args: ActivationsArgs) -> convnet::Result<()> {
     let mut net = ck.network()?;
     let [h, w, c] = ck.config.input;
     ck.meta.normalization.validate(c).map_err(|e| convnet::Error::Checkpoint { path: args.model.clone(), detail: e.to_string() })?;
-    let pixels = load_image(&args.image, h, w, c)?;
+    let img = read_image(&args.image, Some((h, w)), c)?;
+    crate::image_notes(&args.image, &img);
+    let pixels = img.pixels;
     let mut x = Tensor::zeros(&[1, h, w, c]);
     ck.meta.normalization.apply(&pixels, x.data_mut());
     let trace = net.forward_trace(&x)?;

@@ -1,0 +1,101 @@
+//! Data augmentation for training batches: random crop with padding (zero or reflect), random
+//! horizontal flip, and cutout. Every random choice comes from the RNG passed in, which the
+//! trainer seeds from (seed, step): augmented runs are reproducible and resumable.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::dataset::Dataset;
+use super::normalize::Normalization;
+use crate::model::config::{AugmentConfig, CropPadding};
+use crate::tensor::Tensor;
+
+impl AugmentConfig {
+    pub fn is_active(&self) -> bool {
+        self.crop_padding > 0 || self.flip || self.cutout > 0
+    }
+}
+
+/// Source index for position `i` of an axis of length `n` shifted by `offset - pad`, or None
+/// where the crop reaches into zero padding. Reflect mirrors without repeating the border
+/// (as numpy's and PyTorch's "reflect").
+fn source(i: usize, offset: usize, pad: usize, n: usize, mode: CropPadding) -> Option<usize> {
+    let p = i as isize + offset as isize - pad as isize;
+    let n = n as isize;
+    if (0..n).contains(&p) {
+        return Some(p as usize);
+    }
+    match mode {
+        CropPadding::Zero => None,
+        CropPadding::Reflect => {
+            // Mirror once; padding larger than the image falls back to the nearest edge.
+            let r = if p < 0 { -p } else { 2 * (n - 1) - p };
+            Some(r.clamp(0, n - 1) as usize)
+        }
+    }
+}
+
+/// One image [h, w, c] transformed into `out`: shifted by the crop offsets and maybe mirrored.
+#[allow(clippy::too_many_arguments)]
+fn crop_flip(src: &[u8], h: usize, w: usize, c: usize, cfg: &AugmentConfig, oy: usize, ox: usize, flip: bool, out: &mut [u8]) {
+    let pad = cfg.crop_padding;
+    for i in 0..h {
+        let si = source(i, oy, pad, h, cfg.padding_mode);
+        for j in 0..w {
+            let jj = if flip { w - 1 - j } else { j };
+            let dst = &mut out[(i * w + j) * c..][..c];
+            match (si, source(jj, ox, pad, w, cfg.padding_mode)) {
+                (Some(r), Some(s)) => dst.copy_from_slice(&src[(r * w + s) * c..][..c]),
+                _ => dst.fill(0),
+            }
+        }
+    }
+}
+
+/// Like `make_batch`, with each image augmented as `cfg` says.
+pub fn make_augmented_batch(ds: &Dataset, indices: &[usize], norm: &Normalization, cfg: &AugmentConfig, rng: &mut ChaCha8Rng) -> (Tensor, Vec<usize>) {
+    let (h, w, c) = (ds.height, ds.width, ds.channels);
+    let size = ds.image_size();
+    let mut pixels = vec![0u8; indices.len() * size];
+    let mut labels = Vec::with_capacity(indices.len());
+    let mut cutouts = Vec::with_capacity(indices.len());
+    for (k, &i) in indices.iter().enumerate() {
+        let pad = cfg.crop_padding;
+        let (oy, ox) = if pad > 0 { (rng.gen_range(0..=2 * pad), rng.gen_range(0..=2 * pad)) } else { (0, 0) };
+        let flip = cfg.flip && rng.gen::<bool>();
+        crop_flip(ds.image(i), h, w, c, cfg, oy, ox, flip, &mut pixels[k * size..][..size]);
+        if cfg.cutout > 0 {
+            cutouts.push((rng.gen_range(0..h), rng.gen_range(0..w)));
+        }
+        labels.push(usize::from(ds.labels[i]));
+    }
+    let mut data = vec![0f32; pixels.len()];
+    norm.apply(&pixels, &mut data);
+    // Cutout: a square centred at a random pixel (clipped at the border) set to 0, which after
+    // normalisation is the training set's mean colour.
+    for (k, &(cy, cx)) in cutouts.iter().enumerate() {
+        let half = cfg.cutout / 2;
+        let (y0, y1) = (cy.saturating_sub(half), (cy + cfg.cutout - half).min(h));
+        let (x0, x1) = (cx.saturating_sub(half), (cx + cfg.cutout - half).min(w));
+        let img = &mut data[k * size..][..size];
+        for y in y0..y1 {
+            img[(y * w + x0) * c..(y * w + x1) * c].fill(0.0);
+        }
+    }
+    let shape = [indices.len(), h, w, c];
+    let tensor = Tensor::from_vec(&shape, data).unwrap_or_else(|_| Tensor::zeros(&shape));
+    (tensor, labels)
+}
+
+/// Mirrors every image of an NHWC batch left-right (test-time augmentation).
+pub fn flip_batch(x: &Tensor) -> Tensor {
+    let mut out = x.clone();
+    if let [_, _, w, c] = x.shape()[..] {
+        for (dst, src) in out.data_mut().chunks_exact_mut(w * c).zip(x.data().chunks_exact(w * c)) {
+            for j in 0..w {
+                dst[j * c..(j + 1) * c].copy_from_slice(&src[(w - 1 - j) * c..(w - j) * c]);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,86 @@
+//! Batch normalisation layer: per-channel normalisation with learnt scale (gamma) and shift
+//! (beta). Train mode uses the batch statistics and updates running averages; eval mode uses
+//! the running averages. See `ops::batch_norm` for the formulas.
+
+use super::{check_backward, check_input, Layer, Mode, Param};
+use crate::error::Result;
+use crate::ops::batch_norm::{batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, BatchNormCache};
+use crate::tensor::Tensor;
+
+pub struct BatchNormLayer {
+    name: String,
+    shape: Vec<usize>,
+    pub gamma: Param,
+    pub beta: Param,
+    pub running_mean: Param,
+    pub running_var: Param,
+    momentum: f32,
+    eps: f32,
+    y: Tensor,
+    dx: Tensor,
+    cache: BatchNormCache,
+}
+
+impl BatchNormLayer {
+    /// `input` is any per-example shape whose last axis holds the channels.
+    pub fn new(name: String, input: &[usize], momentum: f32, eps: f32) -> BatchNormLayer {
+        let c = input.last().copied().unwrap_or(1);
+        BatchNormLayer {
+            name,
+            shape: input.to_vec(),
+            gamma: Param::new("gamma", Tensor::filled(&[c], 1.0), 0.0, false),
+            beta: Param::new("beta", Tensor::zeros(&[c]), 0.0, false),
+            running_mean: Param::buffer("running_mean", Tensor::zeros(&[c])),
+            running_var: Param::buffer("running_var", Tensor::filled(&[c], 1.0)),
+            momentum,
+            eps,
+            y: Tensor::empty(),
+            dx: Tensor::empty(),
+            cache: BatchNormCache::default(),
+        }
+    }
+}
+
+impl Layer for BatchNormLayer {
+    fn kind(&self) -> &'static str {
+        "batch_norm"
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<()> {
+        check_input(&self.name, x, &self.shape)?;
+        let (g, b) = (self.gamma.value.data(), self.beta.value.data());
+        match mode {
+            Mode::Train => batch_norm_forward_train(
+                x,
+                g,
+                b,
+                self.running_mean.value.data_mut(),
+                self.running_var.value.data_mut(),
+                self.momentum,
+                self.eps,
+                &mut self.y,
+                &mut self.cache,
+            ),
+            Mode::Eval => batch_norm_forward_eval(x, g, b, self.running_mean.value.data(), self.running_var.value.data(), self.eps, &mut self.y),
+        }
+    }
+    fn output(&self) -> &Tensor {
+        &self.y
+    }
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        check_backward(&self.name, x, &self.y, dy)?;
+        let dx = if need_input_grad { Some(&mut self.dx) } else { None };
+        batch_norm_backward(dy, self.gamma.value.data(), &self.cache, dx, self.gamma.grad.data_mut(), self.beta.grad.data_mut())
+    }
+    fn input_grad(&self) -> &Tensor {
+        &self.dx
+    }
+    fn params(&self) -> Vec<&Param> {
+        vec![&self.gamma, &self.beta, &self.running_mean, &self.running_var]
+    }
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        vec![&mut self.gamma, &mut self.beta, &mut self.running_mean, &mut self.running_var]
+    }
+}

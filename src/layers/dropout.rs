@@ -1,0 +1,73 @@
+//! Inverted dropout: in training each value is kept with probability 1 - rate and scaled by
+//! 1 / (1 - rate), so evaluation (which passes values through unchanged) needs no rescaling.
+//!   forward:  y = x * mask,  mask[i] = 1/(1-rate) with probability 1-rate, else 0
+//!   backward: dx = dy * mask
+//! The mask comes from a seeded RNG set for every step (`set_seed`): runs are reproducible.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{check_backward, check_input, Layer, Mode};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub struct DropoutLayer {
+    name: String,
+    rate: f32,
+    shape: Vec<usize>,
+    seed: u64,
+    mask: Vec<f32>,
+    y: Tensor,
+    dx: Tensor,
+}
+
+impl DropoutLayer {
+    pub fn new(name: String, input: &[usize], rate: f32) -> Result<DropoutLayer> {
+        if !(0.0..1.0).contains(&rate) {
+            return Err(Error::invalid(&name, format!("rate must be in [0, 1), got {rate}")));
+        }
+        Ok(DropoutLayer { name, rate, shape: input.to_vec(), seed: 0, mask: Vec::new(), y: Tensor::empty(), dx: Tensor::empty() })
+    }
+}
+
+impl Layer for DropoutLayer {
+    fn kind(&self) -> &'static str {
+        "dropout"
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+    }
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<()> {
+        check_input(&self.name, x, &self.shape)?;
+        self.y.copy_from(x);
+        if mode == Mode::Train && self.rate > 0.0 {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+            let keep = 1.0 / (1.0 - self.rate);
+            self.mask.clear();
+            self.mask.extend((0..x.len()).map(|_| if rng.gen::<f32>() < self.rate { 0.0 } else { keep }));
+            self.y.data_mut().iter_mut().zip(&self.mask).for_each(|(v, m)| *v *= m);
+        } else {
+            self.mask.clear();
+        }
+        Ok(())
+    }
+    fn output(&self) -> &Tensor {
+        &self.y
+    }
+    fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        check_backward(&self.name, x, &self.y, dy)?;
+        if need_input_grad {
+            self.dx.copy_from(dy);
+            if !self.mask.is_empty() {
+                self.dx.data_mut().iter_mut().zip(&self.mask).for_each(|(v, m)| *v *= m);
+            }
+        }
+        Ok(())
+    }
+    fn input_grad(&self) -> &Tensor {
+        &self.dx
+    }
+}
