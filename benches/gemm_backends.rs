@@ -25,6 +25,8 @@ fn sq(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, 
 fn bench(c: &mut Criterion) {
     let shapes = [
         ("conv2_forward", 256, 1600, 64, false, false),
+        ("conv2_forward_x8", 2048, 1600, 64, false, false),
+        ("conv2_dW_x8", 1600, 2048, 64, true, false),
         ("conv2_dW", 1600, 256, 64, true, false),
         ("conv2_dX", 256, 64, 1600, false, true),
         ("conv1_forward", 1024, 75, 64, false, false),

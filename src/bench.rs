@@ -132,3 +132,27 @@ pub fn peak_rss_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(round1(kib / 1024.0))
 }
+
+/// Per-layer forward and backward milliseconds of a training step, medians over `steps` steps
+/// after `warmup` untimed ones: where the time goes.
+pub fn layer_breakdown(cfg: &ModelConfig, batch: usize, steps: usize, warmup: usize) -> Result<Vec<(String, f64, f64)>> {
+    let mut net = Network::build(cfg, 0)?;
+    let [h, w, c] = cfg.input;
+    let n = h * w * c * batch;
+    let x = Tensor::from_vec(&[batch, h, w, c], (0..n).map(|i| ((i as u64 * 2654435761) % 2000) as f32 / 1000.0 - 1.0).collect())?;
+    let labels: Vec<usize> = (0..batch).map(|i| (i * 7) % net.num_classes()).collect();
+    for _ in 0..warmup {
+        net.profile_step(&x, &labels)?;
+    }
+    let mut runs = Vec::with_capacity(steps);
+    for _ in 0..steps.max(1) {
+        runs.push(net.profile_step(&x, &labels)?);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e3
+    };
+    Ok((0..runs[0].len())
+        .map(|i| (runs[0][i].0.clone(), median(runs.iter().map(|r| r[i].1).collect()), median(runs.iter().map(|r| r[i].2).collect())))
+        .collect())
+}

@@ -14,6 +14,8 @@ fn cases() -> Vec<(&'static str, [usize; 4], Window)> {
         ("3x2 s1 same", [3, 5, 4, 2], Window::new(3, 2, 1, 1, Padding::Same)),
         ("2x3 s(1,2) valid", [2, 5, 7, 2], Window::new(2, 3, 1, 2, Padding::Valid)),
         ("3x3 s2 explicit 1", [2, 6, 5, 2], Window::new(3, 3, 2, 2, Padding::symmetric(1))),
+        // 19 channels: two 8-wide SIMD blocks and 3 channels of the scalar tail.
+        ("3x3 s2 same, 19 channels", [2, 7, 6, 19], Window::new(3, 3, 2, 2, Padding::Same)),
     ]
 }
 
@@ -111,4 +113,20 @@ fn pool_invalid_configurations_are_errors() {
     assert!(msg.contains("avg_pool2d") && msg.contains("larger"), "{msg}");
     let msg = max_pool2d_forward(&x, &Window::new(2, 2, 1, 1, Padding::symmetric(2))).unwrap_err().to_string();
     assert!(msg.contains("padding"), "{msg}");
+}
+
+#[test]
+fn a_nan_wins_its_window_in_every_channel_block() {
+    // NaN at channel 3 (SIMD block) and channel 17 (scalar tail) of one cell: both outputs of that
+    // window are NaN, the other channels are untouched, and the argmax points at the NaN.
+    let mut x = random(&[1, 4, 4, 18], 1);
+    let at = |r: usize, c: usize, ch: usize| (r * 4 + c) * 18 + ch;
+    x.data_mut()[at(1, 1, 3)] = f32::NAN;
+    x.data_mut()[at(1, 1, 17)] = f32::NAN;
+    let win = Window::new(2, 2, 2, 2, Padding::Valid);
+    let (y, arg) = max_pool2d_forward(&x, &win).unwrap();
+    assert!(y.data()[3].is_nan() && y.data()[17].is_nan());
+    assert_eq!(arg[3] as usize, at(1, 1, 3));
+    assert!(y.data().iter().enumerate().all(|(i, v)| i == 3 || i == 17 || v.is_finite()));
+    assert!(pool_forward(&x, &win, PoolMode::Max).unwrap().data()[17].is_nan());
 }

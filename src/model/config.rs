@@ -388,74 +388,17 @@ impl ModelConfig {
             layer.check_values().map_err(|detail| format!("{}: {detail}", layer_label(i, layer)))?;
         }
 
-        let mut shape: Vec<usize> = self.input.to_vec();
+        let values = shape_values(&self.input);
+        if values > MAX_VALUES {
+            return Err(format!("input {:?} has {values} values per example, over the limit of {MAX_VALUES}", self.input));
+        }
         let mut params: u64 = 0;
-        let values = |shape: &[usize]| shape.iter().fold(1u64, |acc, &d| acc.saturating_mul(d as u64));
-        if values(&shape) > MAX_VALUES {
-            return Err(format!("input {:?} has {} values per example, over the limit of {MAX_VALUES}", self.input, values(&shape)));
-        }
-        for (i, layer) in self.layers.iter().enumerate() {
-            let geometry = |window: Window| match shape[..] {
-                [h, w, _] => Geometry::new("", h, w, &window).ok(),
-                _ => None,
-            };
-            match layer {
-                LayerConfig::Conv2d { filters, kernel, stride, padding, .. } => {
-                    let (kh, kw) = kernel.hw();
-                    let (sh, sw) = stride.hw();
-                    let Ok(padding) = padding.resolve("") else { return Ok(None) };
-                    let Some(g) = geometry(Window::new(kh, kw, sh, sw, padding)) else { return Ok(None) };
-                    let c_in = shape[2] as u64;
-                    let weights = (kh as u64).saturating_mul(kw as u64).saturating_mul(c_in).saturating_mul(*filters as u64);
-                    params = params.saturating_add(weights).saturating_add(*filters as u64);
-                    shape = vec![g.oh, g.ow, *filters];
-                }
-                LayerConfig::MaxPool { size, stride, padding } | LayerConfig::AvgPool { size, stride, padding } => {
-                    let Ok(window) = pool_window("", *size, *stride, padding) else { return Ok(None) };
-                    let Some(g) = geometry(window) else { return Ok(None) };
-                    shape = vec![g.oh, g.ow, shape[2]];
-                }
-                LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Lrn { .. } | LayerConfig::Dropout { .. } => {}
-                LayerConfig::BatchNorm { .. } => {
-                    let c = shape.last().copied().unwrap_or(0) as u64;
-                    params = params.saturating_add(c.saturating_mul(2));
-                }
-                LayerConfig::GlobalAvgPool {} => {
-                    let [_, _, c] = shape[..] else { return Ok(None) };
-                    shape = vec![c];
-                }
-                // The walk does not enter residual blocks; Network::build checks their shapes.
-                LayerConfig::Residual { .. } => return Ok(Some(params)),
-                LayerConfig::Flatten {} => {
-                    shape = vec![usize::try_from(values(&shape)).unwrap_or(usize::MAX)];
-                }
-                LayerConfig::Dense { units, .. } => {
-                    let [fin] = shape[..] else { return Ok(None) };
-                    let weights = (fin as u64).saturating_mul(*units as u64);
-                    params = params.saturating_add(weights).saturating_add(*units as u64);
-                    shape = vec![*units];
-                }
-            }
-            if values(&shape) > MAX_VALUES {
-                return Err(format!(
-                    "{} outputs {shape:?} = {} values per example, over the limit of {MAX_VALUES}",
-                    layer_label(i, layer),
-                    values(&shape)
-                ));
-            }
-            if params > MAX_PARAMS {
-                return Err(format!(
-                    "{} brings the model to {params} parameters, over the limit of {MAX_PARAMS}",
-                    layer_label(i, layer)
-                ));
-            }
-        }
-        Ok(Some(params))
+        Ok(walk_sizes(&self.layers, self.input.to_vec(), "", &mut params)?.map(|_| params))
     }
 
-    /// The number of trainable parameters the config asks for (weights and biases), counted
-    /// without building the network; None where a size is over a limit or a shape does not fit
-    /// (see `Network::build`).
+    /// The number of parameters the config asks for (weights, biases, batch-norm statistics:
+    /// what `Network::num_params` counts), counted without building the network; None where a
+    /// size is over a limit or a shape does not fit (see `Network::build`).
     pub fn estimated_params(&self) -> Option<u64> {
         self.check_sizes().ok().flatten()
     }
@@ -473,9 +416,86 @@ pub const MAX_PARAMS: u64 = 1 << 28;
 /// Largest batch size.
 pub const MAX_BATCH: usize = 1 << 20;
 
-/// "layer 3 (max_pool)", as `Network::build` names layers.
-fn layer_label(i: usize, layer: &LayerConfig) -> String {
+/// "layer 3 (max_pool)", as `Network::build` names layers ("layer 4.1 (conv2d)" in a block).
+fn layer_label(i: impl std::fmt::Display, layer: &LayerConfig) -> String {
     format!("layer {i} ({})", layer.kind())
+}
+
+/// The number of values of a shape, saturating.
+fn shape_values(shape: &[usize]) -> u64 {
+    shape.iter().fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
+}
+
+/// Walks `layers` from per-example shape `shape` as `build_layers` will, adding their
+/// parameters to `params` and checking every output against [`MAX_VALUES`] and the running
+/// count against [`MAX_PARAMS`]. Returns the output shape, or None where a shape does not fit
+/// (the builder reports that, with both shapes). Residual blocks are walked recursively, with
+/// the 1x1 projection the builder adds when the body changes the shape. `path` prefixes the
+/// layer numbers ("4." inside block 4). Expects the values checked by `check_values`, so that
+/// no sum or product below can overflow.
+fn walk_sizes(layers: &[LayerConfig], mut shape: Vec<usize>, path: &str, params: &mut u64) -> std::result::Result<Option<Vec<usize>>, String> {
+    let conv_params = |kh: usize, kw: usize, c_in: usize, filters: usize| {
+        (kh as u64).saturating_mul(kw as u64).saturating_mul(c_in as u64).saturating_mul(filters as u64).saturating_add(filters as u64)
+    };
+    for (i, layer) in layers.iter().enumerate() {
+        let geometry = |window: Window| match shape[..] {
+            [h, w, _] => Geometry::new("", h, w, &window).ok(),
+            _ => None,
+        };
+        match layer {
+            LayerConfig::Conv2d { filters, kernel, stride, padding, .. } => {
+                let (kh, kw) = kernel.hw();
+                let (sh, sw) = stride.hw();
+                let Ok(padding) = padding.resolve("") else { return Ok(None) };
+                let Some(g) = geometry(Window::new(kh, kw, sh, sw, padding)) else { return Ok(None) };
+                *params = params.saturating_add(conv_params(kh, kw, shape[2], *filters));
+                shape = vec![g.oh, g.ow, *filters];
+            }
+            LayerConfig::MaxPool { size, stride, padding } | LayerConfig::AvgPool { size, stride, padding } => {
+                let Ok(window) = pool_window("", *size, *stride, padding) else { return Ok(None) };
+                let Some(g) = geometry(window) else { return Ok(None) };
+                shape = vec![g.oh, g.ow, shape[2]];
+            }
+            LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Lrn { .. } | LayerConfig::Dropout { .. } => {}
+            LayerConfig::BatchNorm { .. } => {
+                // gamma, beta, and the running mean and variance (stored with the weights).
+                let c = shape.last().copied().unwrap_or(0) as u64;
+                *params = params.saturating_add(c.saturating_mul(4));
+            }
+            LayerConfig::GlobalAvgPool {} => {
+                let [_, _, c] = shape[..] else { return Ok(None) };
+                shape = vec![c];
+            }
+            LayerConfig::Residual { layers: body } => {
+                let [_, _, c] = shape[..] else { return Ok(None) };
+                let Some(out) = walk_sizes(body, shape.clone(), &format!("{path}{i}."), params)? else { return Ok(None) };
+                if out != shape {
+                    // The projection of the shortcut: a 1x1 convolution from c to the body's
+                    // channels (whether its stride fits is the builder's to check).
+                    let [_, _, oc] = out[..] else { return Ok(None) };
+                    *params = params.saturating_add(conv_params(1, 1, c, oc));
+                }
+                shape = out;
+            }
+            LayerConfig::Flatten {} => {
+                shape = vec![usize::try_from(shape_values(&shape)).unwrap_or(usize::MAX)];
+            }
+            LayerConfig::Dense { units, .. } => {
+                let [fin] = shape[..] else { return Ok(None) };
+                *params = params.saturating_add((fin as u64).saturating_mul(*units as u64).saturating_add(*units as u64));
+                shape = vec![*units];
+            }
+        }
+        let label = layer_label(format!("{path}{i}"), layer);
+        let values = shape_values(&shape);
+        if values > MAX_VALUES {
+            return Err(format!("{label} outputs {shape:?} = {values} values per example, over the limit of {MAX_VALUES}"));
+        }
+        if *params > MAX_PARAMS {
+            return Err(format!("{label} brings the model to {params} parameters, over the limit of {MAX_PARAMS}"));
+        }
+    }
+    Ok(Some(shape))
 }
 
 impl LayerConfig {

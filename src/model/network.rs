@@ -158,6 +158,41 @@ impl Network {
         Ok(())
     }
 
+    /// One training step's forward and backward passes with each layer timed: (layer name,
+    /// forward seconds, backward seconds), for `convnet bench --layers`. The loss's own time
+    /// (softmax cross-entropy) is left out; the weights are not updated.
+    pub fn profile_step(&mut self, x: &Tensor, labels: &[usize]) -> Result<Vec<(String, f64, f64)>> {
+        use std::time::Instant;
+        let mut times = vec![(0.0f64, 0.0f64); self.layers.len()];
+        for (i, time) in times.iter_mut().enumerate() {
+            let (before, rest) = self.layers.split_at_mut(i);
+            let input = before.last().map_or(x, |l| l.output());
+            let t = Instant::now();
+            rest[0].forward(input, Mode::Train)?;
+            time.0 = t.elapsed().as_secs_f64();
+        }
+        let (_, d_logits) = softmax_cross_entropy_smoothed(self.logits(), labels, self.config.train.label_smoothing)?;
+        for i in (0..self.layers.len()).rev() {
+            let (before, rest) = self.layers.split_at_mut(i);
+            let (current, after) = rest.split_at_mut(1);
+            let input = before.last().map_or(x, |l| l.output());
+            let dy = after.first().map_or(&d_logits, |l| l.input_grad());
+            let t = Instant::now();
+            current[0].backward(input, dy, i > 0)?;
+            times[i].1 = t.elapsed().as_secs_f64();
+        }
+        Ok(self
+            .layers
+            .iter()
+            .zip(&self.config_index)
+            .zip(times)
+            .map(|((l, &ci), (f, b))| {
+                let relu = if l.kind() == "conv2d" && matches!(self.config.layers.get(ci + 1), Some(LayerConfig::Relu {})) { " + relu" } else { "" };
+                (layer_name(ci, &format!("{}{relu}", l.kind())), f, b)
+            })
+            .collect())
+    }
+
     /// The first layer whose last output holds a NaN or an infinity, by name.
     fn first_non_finite_layer(&self) -> Option<String> {
         self.layers

@@ -65,34 +65,33 @@ pub fn lrn_forward_into(x: &Tensor, p: &LrnParams, y: &mut Tensor, scale: &mut T
         .zip(scale.data_mut().par_chunks_mut(chunk))
         .zip(x.data().par_chunks(chunk))
         .for_each(|((y, scale), x)| {
-            let mut prefix = vec![0.0f32; c + 1];
+            let mut padded = vec![0.0f32; c + 2 * p.depth_radius];
             for ((y, scale), x) in y.chunks_exact_mut(c).zip(scale.chunks_exact_mut(c)).zip(x.chunks_exact(c)) {
-                lrn_row(x, p, y, scale, &mut prefix);
+                lrn_row(x, p, y, scale, &mut padded);
             }
         });
     Ok(())
 }
 
-/// One pixel: window sums of squares from a prefix sum over the channels, then the scale and
-/// y in straight loops that vectorise.
-fn lrn_row(x: &[f32], p: &LrnParams, y: &mut [f32], scale: &mut [f32], prefix: &mut [f32]) {
-    let c = x.len();
-    for ch in 0..c {
-        prefix[ch + 1] = prefix[ch] + x[ch] * x[ch];
-    }
-    window_sums(prefix, p.depth_radius, scale);
+/// One pixel: window sums of squares, then the scale and y, in straight loops that vectorise.
+/// `padded` is scratch of length c + 2r.
+fn lrn_row(x: &[f32], p: &LrnParams, y: &mut [f32], scale: &mut [f32], padded: &mut [f32]) {
+    let r = p.depth_radius;
+    padded[r..r + x.len()].iter_mut().zip(x).for_each(|(s, v)| *s = v * v);
+    window_sums(padded, r, scale);
     scale.iter_mut().for_each(|s| *s = p.bias + p.alpha * *s);
     y.copy_from_slice(x);
     mul_pow_neg(y, scale, p.beta);
 }
 
-/// out[c] = sum of the values in the window c-r..=c+r (inside the channels), from the prefix
-/// sums `prefix` (prefix[i] = sum of the first i values).
+/// out[c] = sum of values[c - r ..= c + r], where `padded` holds the values with r zeros on
+/// each side: 2r + 1 shifted vector adds instead of a sequential running sum.
 #[inline]
-fn window_sums(prefix: &[f32], r: usize, out: &mut [f32]) {
+fn window_sums(padded: &[f32], r: usize, out: &mut [f32]) {
     let c = out.len();
-    for (ch, o) in out.iter_mut().enumerate() {
-        *o = prefix[(ch + r + 1).min(c)] - prefix[ch.saturating_sub(r)];
+    out.copy_from_slice(&padded[..c]);
+    for d in 1..=2 * r {
+        out.iter_mut().zip(&padded[d..d + c]).for_each(|(o, v)| *o += v);
     }
 }
 
@@ -122,16 +121,17 @@ pub fn lrn_backward_into(x: &Tensor, y: &Tensor, scale: &Tensor, dy: &Tensor, p:
     let chunk = ROWS_PER_TASK * c;
     let k = 2.0 * p.alpha * p.beta;
     dx.data_mut().par_chunks_mut(chunk).enumerate().for_each(|(task, dx)| {
-        let (mut prefix, mut window) = (vec![0.0f32; c + 1], vec![0.0f32; c]);
+        let r = p.depth_radius;
+        let (mut padded, mut window) = (vec![0.0f32; c + 2 * r], vec![0.0f32; c]);
         let off = task * chunk;
         for (row, dx) in dx.chunks_exact_mut(c).enumerate() {
             let at = off + row * c;
             let (x, y, s, dy) = (&x.data()[at..at + c], &y.data()[at..at + c], &scale.data()[at..at + c], &dy.data()[at..at + c]);
             // t[c'] = dy[c'] * y[c'] / scale[c'], summed over each channel's window.
-            for ch in 0..c {
-                prefix[ch + 1] = prefix[ch] + dy[ch] * y[ch] / s[ch];
+            for (ch, t) in padded[r..r + c].iter_mut().enumerate() {
+                *t = dy[ch] * y[ch] / s[ch];
             }
-            window_sums(&prefix, p.depth_radius, &mut window);
+            window_sums(&padded, r, &mut window);
             dx.copy_from_slice(dy);
             mul_pow_neg(dx, s, p.beta);
             for ((d, &x), &w) in dx.iter_mut().zip(x).zip(&window) {

@@ -52,35 +52,82 @@ pub fn max_pool2d_forward_into(x: &Tensor, window: &Window, y: &mut Tensor, argm
         .enumerate()
         .for_each(|(img, (y_img, arg_img))| {
             let x_img = &x.data()[img * in_size..][..in_size];
+            // Offsets of the window's cells inside the image, reused for every output pixel.
+            let mut cells: Vec<usize> = Vec::with_capacity(g.kh * g.kw);
             for oi in 0..g.oh {
                 for oj in 0..g.ow {
-                    let at = (oi * g.ow + oj) * c;
-                    let (best, arg) = (&mut y_img[at..at + c], &mut arg_img[at..at + c]);
-                    let mut first = true;
+                    cells.clear();
                     for ki in 0..g.kh {
                         let Some(r) = g.in_row(oi, ki) else { continue };
-                        for kj in 0..g.kw {
-                            let Some(s) = g.in_col(oj, kj) else { continue };
-                            let base = (r * g.iw + s) * c;
-                            let cell = &x_img[base..base + c];
-                            if first {
-                                best.copy_from_slice(cell);
-                                arg.iter_mut().enumerate().for_each(|(ch, a)| *a = (base + ch) as u32);
-                                first = false;
-                                continue;
-                            }
-                            // Selects rather than branches, so the channel loop vectorises.
-                            for (ch, ((b, a), &v)) in best.iter_mut().zip(arg.iter_mut()).zip(cell).enumerate() {
-                                let take = wins(v, *b);
-                                *b = if take { v } else { *b };
-                                *a = if take { (base + ch) as u32 } else { *a };
-                            }
-                        }
+                        cells.extend((0..g.kw).filter_map(|kj| g.in_col(oj, kj)).map(|s| (r * g.iw + s) * c));
                     }
+                    let at = (oi * g.ow + oj) * c;
+                    max_window(x_img, &cells, &mut y_img[at..at + c], &mut arg_img[at..at + c]);
                 }
             }
         });
     Ok(())
+}
+
+/// The maximum over the window cells at offsets `cells` (in row-major window order, at least
+/// one) of every channel, and the index of the first cell that holds it. AVX2 where the CPU has
+/// it, keeping the running maximum in registers across the cells; a plain loop otherwise.
+#[inline]
+fn max_window(x: &[f32], cells: &[usize], best: &mut [f32], arg: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            unsafe { max_window_avx2(x, cells, best, arg) };
+            return;
+        }
+    }
+    max_window_scalar(x, cells, best, arg, 0);
+}
+
+/// Channels `from..` of `max_window`, one at a time.
+fn max_window_scalar(x: &[f32], cells: &[usize], best: &mut [f32], arg: &mut [u32], from: usize) {
+    for ch in from..best.len() {
+        let (mut b, mut a) = (x[cells[0] + ch], cells[0] + ch);
+        for &cell in &cells[1..] {
+            if wins(x[cell + ch], b) {
+                (b, a) = (x[cell + ch], cell + ch);
+            }
+        }
+        best[ch] = b;
+        arg[ch] = a as u32;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_window_avx2(x: &[f32], cells: &[usize], best: &mut [f32], arg: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let c = best.len().min(arg.len());
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut ch = 0;
+    while ch + 8 <= c {
+        // SAFETY: every cell offset + c is inside x (the caller's window geometry), and
+        // ch + 8 <= c keeps the 8-wide loads and stores inside x, best and arg.
+        unsafe {
+            let first = cells[0] + ch;
+            let mut b = _mm256_loadu_ps(x.as_ptr().add(first));
+            let mut a = _mm256_add_epi32(_mm256_set1_epi32(first as i32), lanes);
+            for &cell in &cells[1..] {
+                let at = cell + ch;
+                let v = _mm256_loadu_ps(x.as_ptr().add(at));
+                // wins(v, b) = v > b or v is NaN
+                let take = _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, b), _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+                b = _mm256_blendv_ps(b, v, take);
+                let idx = _mm256_add_epi32(_mm256_set1_epi32(at as i32), lanes);
+                a = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(idx), take));
+            }
+            _mm256_storeu_ps(best.as_mut_ptr().add(ch), b);
+            _mm256_storeu_si256(arg.as_mut_ptr().add(ch) as *mut __m256i, a);
+        }
+        ch += 8;
+    }
+    max_window_scalar(x, cells, best, arg, ch);
 }
 
 /// Whether `v` replaces the running maximum `best`: strictly greater keeps the first maximum;

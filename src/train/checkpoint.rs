@@ -233,6 +233,15 @@ impl Checkpoint {
     /// every parameter is present with the right shape and that the class names fit the
     /// model's outputs.
     pub fn network(&self) -> Result<Network> {
+        // A header that claims a large model over a few stored values is refused before the
+        // model's memory is allocated.
+        let stored: u64 = self.tensors.iter().filter(|(k, _)| !k.starts_with("optim.")).map(|(_, (_, d))| d.len() as u64).sum();
+        if let Some(needed) = self.config.estimated_params().filter(|&n| n > stored) {
+            return Err(Error::Checkpoint {
+                path: self.path.clone(),
+                detail: format!("the model in the metadata has {needed} parameters but the file holds {stored} values (truncated or edited?)"),
+            });
+        }
         let mut net = Network::build(&self.config, 0).map_err(|e| Error::Checkpoint { path: self.path.clone(), detail: e.to_string() })?;
         if net.num_classes() != self.meta.class_names.len() {
             return Err(Error::Checkpoint {

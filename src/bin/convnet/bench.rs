@@ -3,7 +3,7 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
-use convnet::bench::{run_bench, BenchMode, BenchSettings};
+use convnet::bench::{layer_breakdown, run_bench, BenchMode, BenchSettings};
 use convnet::model::ModelConfig;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -45,6 +45,9 @@ pub struct BenchArgs {
     /// One JSON line instead of the table.
     #[arg(long)]
     json: bool,
+    /// Instead: each layer's forward and backward time in a training step (median of --steps).
+    #[arg(long)]
+    layers: bool,
 }
 
 pub fn run(args: BenchArgs) -> convnet::Result<()> {
@@ -61,8 +64,23 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
     }
     s.reps = args.reps.max(1);
     s.warmup = args.warmup;
-    if s.batch == 0 {
-        return Err(convnet::Error::invalid("--batch-size", "must be at least 1"));
+    if s.batch == 0 || s.batch > convnet::model::config::MAX_BATCH {
+        return Err(convnet::Error::invalid(
+            "--batch-size",
+            format!("must be from 1 to {}, got {}", convnet::model::config::MAX_BATCH, s.batch),
+        ));
+    }
+    if args.layers {
+        let rows = layer_breakdown(&cfg, s.batch, s.steps, s.warmup)?;
+        let total: f64 = rows.iter().map(|r| r.1 + r.2).sum();
+        let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5);
+        println!("{} training step, batch {}, {} threads: median ms per layer", cfg.name, s.batch, rayon::current_num_threads());
+        println!("  {:<width$}  {:>9}  {:>9}  {:>6}", "layer", "forward", "backward", "share");
+        for (name, f, b) in &rows {
+            println!("  {name:<width$}  {f:>9.3}  {b:>9.3}  {:>5.1}%", 100.0 * (f + b) / total);
+        }
+        println!("  {:<width$}  {:>9.3}  {:>9.3}", "total", rows.iter().map(|r| r.1).sum::<f64>(), rows.iter().map(|r| r.2).sum::<f64>());
+        return Ok(());
     }
     let r = run_bench(&cfg, &s)?;
     if args.json {

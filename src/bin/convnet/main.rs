@@ -101,6 +101,10 @@ pub fn image_notes(path: &std::path::Path, img: &convnet::data::LoadedImage) {
 
 /// Sets the number of worker threads for the whole process (0 = one per core).
 pub fn set_threads(threads: usize) -> convnet::Result<()> {
+    const MAX_THREADS: usize = 1024;
+    if threads > MAX_THREADS {
+        return Err(convnet::Error::invalid("--threads", format!("{threads} is over the limit of {MAX_THREADS} (0 means one per core)")));
+    }
     if threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

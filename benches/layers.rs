@@ -1,0 +1,75 @@
+//! Every layer of the seed network, forward and backward, at its shapes in a batch of 64, so
+//! that a regression in one kernel shows up by name. Run: cargo bench --bench layers
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::time::Duration;
+
+use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, ConvScratch};
+use convnet::ops::dense::{dense_backward_into, dense_forward_into};
+use convnet::ops::lrn::{lrn_backward_into, lrn_forward_into, LrnParams};
+use convnet::ops::pool::{max_pool2d_backward_into, max_pool2d_forward_into};
+use convnet::ops::{Padding, Window};
+use convnet::Tensor;
+
+fn ramp(shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(shape, (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect()).unwrap()
+}
+
+fn conv(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize, k: usize, need_dx: bool) {
+    let win = Window::new(k, k, 1, 1, Padding::Same);
+    let x = ramp(&x_shape);
+    let w = ramp(&[k, k, x_shape[3], c_out]);
+    let b = ramp(&[c_out]);
+    let dy = ramp(&[x_shape[0], x_shape[1], x_shape[2], c_out]);
+    let (mut y, mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
+    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, true, &mut y, &mut s).unwrap()));
+    c.bench_function(&format!("{name}/backward"), |bch| {
+        bch.iter(|| conv2d_backward_into(&x, &w, &dy, &win, if need_dx { Some(&mut dx) } else { None }, &mut dw, &mut db, &mut s).unwrap())
+    });
+}
+
+fn pool(c: &mut Criterion, name: &str, x_shape: [usize; 4], win: Window) {
+    let x = ramp(&x_shape);
+    let (mut y, mut arg, mut dx) = (Tensor::empty(), Vec::new(), Tensor::empty());
+    max_pool2d_forward_into(&x, &win, &mut y, &mut arg).unwrap();
+    let dy = ramp(y.shape());
+    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| max_pool2d_forward_into(&x, &win, &mut y, &mut arg).unwrap()));
+    c.bench_function(&format!("{name}/backward"), |bch| bch.iter(|| max_pool2d_backward_into(&dy, &arg, x.shape(), &mut dx).unwrap()));
+}
+
+fn lrn(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
+    let p = LrnParams { depth_radius: 4, bias: 1.0, alpha: 0.001 / 9.0, beta: 0.75 };
+    let x = ramp(&x_shape);
+    let (mut y, mut scale, mut dx) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
+    lrn_forward_into(&x, &p, &mut y, &mut scale).unwrap();
+    let dy = ramp(&x_shape);
+    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| lrn_forward_into(&x, &p, &mut y, &mut scale).unwrap()));
+    c.bench_function(&format!("{name}/backward"), |bch| bch.iter(|| lrn_backward_into(&x, &y, &scale, &dy, &p, &mut dx).unwrap()));
+}
+
+fn dense(c: &mut Criterion, name: &str, n: usize, fin: usize, fout: usize) {
+    let (x, w, b, dy) = (ramp(&[n, fin]), ramp(&[fin, fout]), ramp(&[fout]), ramp(&[n, fout]));
+    let (mut y, mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty());
+    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| dense_forward_into(&x, &w, &b, &mut y).unwrap()));
+    c.bench_function(&format!("{name}/backward"), |bch| bch.iter(|| dense_backward_into(&x, &w, &dy, Some(&mut dx), &mut dw, &mut db).unwrap()));
+}
+
+fn bench(c: &mut Criterion) {
+    let n = 64;
+    conv(c, "seed/conv1_5x5x3x64", [n, 32, 32, 3], 64, 5, false);
+    pool(c, "seed/pool1_3x3s2_same", [n, 32, 32, 64], Window::new(3, 3, 2, 2, Padding::Same));
+    lrn(c, "seed/lrn1", [n, 16, 16, 64]);
+    conv(c, "seed/conv2_5x5x64x64", [n, 16, 16, 64], 64, 5, true);
+    pool(c, "seed/pool2_2x2s2", [n, 16, 16, 64], Window::new(2, 2, 2, 2, Padding::Valid));
+    lrn(c, "seed/lrn2", [n, 8, 8, 64]);
+    dense(c, "seed/dense1_4096x256", n, 4096, 256);
+    dense(c, "seed/dense2_256x10", n, 256, 10);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    targets = bench
+}
+criterion_main!(benches);
