@@ -165,3 +165,26 @@ fn gradients_are_bit_identical_for_any_thread_count() {
     assert_eq!(one, grads(2));
     assert_eq!(one, grads(3));
 }
+
+#[test]
+fn the_seed_network_trains_bit_identically_on_any_thread_count() {
+    // The real seed network (conv, pools, LRN, parallel dense GEMMs, parallel Adam) for two steps.
+    let cfg = ModelConfig::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/cifar10-seed.toml"))).unwrap();
+    let x = random(&[9, 32, 32, 3], 21);
+    let labels: Vec<usize> = (0..9).map(|i| (i * 3) % 10).collect();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut net = Network::build(&cfg, 5).unwrap();
+            let mut opt = Optimizer::new(cfg.optimizer.clone()).unwrap();
+            for _ in 0..2 {
+                net.compute_gradients(&x, &labels).unwrap();
+                net.apply_gradients(&mut opt, 1e-3).unwrap();
+            }
+            net.params().iter().map(|p| p.value.clone()).collect::<Vec<Tensor>>()
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(4));
+}

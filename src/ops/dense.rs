@@ -2,7 +2,7 @@
 //! Shapes: x [N, in], W [in, out], b [out] -> y [N, out].
 //!   dX = dY W^T,   dW = X^T dY,   db = sum over the batch of dY.
 
-use super::gemm::gemm;
+use super::gemm::gemm_parallel as gemm;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 

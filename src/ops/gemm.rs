@@ -7,6 +7,21 @@
 /// with `a_t`, the transpose of `a` (stored k x m); likewise for `b`.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
+    gemm_with(m, k, n, a, a_t, b, b_t, beta, c, gemm::Parallelism::None)
+}
+
+/// `gemm` spread over the rayon thread pool, for a product large enough to be worth it that is
+/// not already inside a parallel loop (the dense layers). The crate splits the output into
+/// blocks, each computed whole by one thread, so the result does not depend on the threads.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_parallel(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    gemm_with(m, k, n, a, a_t, b, b_t, beta, c, par)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32], par: gemm::Parallelism) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm: buffer too small");
     if m == 0 || n == 0 {
         return;
@@ -24,7 +39,7 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: 
             a.as_ptr(), csa, rsa,
             b.as_ptr(), csb, rsb,
             beta, 1.0, false, false, false,
-            gemm::Parallelism::None,
+            par,
         );
     }
 }

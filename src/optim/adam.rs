@@ -58,19 +58,26 @@ impl Adam {
         let shrink = (wd != 0.0 && self.decoupled).then_some(1.0 - lr * wd);
         let coupled = (wd != 0.0 && !self.decoupled).then_some(wd);
 
-        for (((w, &g), m), v) in value.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-            if let Some(s) = shrink {
-                *w *= s;
-            }
-            let g = match coupled {
-                Some(wd) => g + wd * *w,
-                None => g,
-            };
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            let denom = v.sqrt() / bias2_sqrt + eps;
-            // m / denom first, then the scale: the order of PyTorch's `addcdiv_`.
-            *w -= step_size * (*m / denom);
-        }
+        // Elementwise, so splitting it over threads cannot change a single bit of the result.
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 14;
+        value.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).for_each(
+            |(((value, grad), m), v)| {
+                for (((w, &g), m), v) in value.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    if let Some(s) = shrink {
+                        *w *= s;
+                    }
+                    let g = match coupled {
+                        Some(wd) => g + wd * *w,
+                        None => g,
+                    };
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    let denom = v.sqrt() / bias2_sqrt + eps;
+                    // m / denom first, then the scale: the order of PyTorch's `addcdiv_`.
+                    *w -= step_size * (*m / denom);
+                }
+            },
+        );
     }
 }
