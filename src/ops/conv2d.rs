@@ -72,7 +72,9 @@ struct ChunkScratch {
 }
 
 impl ConvScratch {
-    /// Scratch for `n` images in chunks of `CHUNK`, each with a column matrix of `col_len`.
+    /// Scratch for `n` images in chunks of `CHUNK`, each with a column matrix of `col_len` and,
+    /// for the backward pass, partial gradients of `dw_len` and `db_len` (0: left as they are,
+    /// so the forward pass does not shrink what the backward pass will grow again).
     fn prepare(&mut self, n: usize, col_len: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
         let chunks = n.div_ceil(CHUNK);
         if self.chunks.len() < chunks {
@@ -80,8 +82,10 @@ impl ConvScratch {
         }
         for c in &mut self.chunks[..chunks] {
             c.col.resize(col_len, 0.0);
-            c.dw.resize(dw_len, 0.0);
-            c.db.resize(db_len, 0.0);
+            if dw_len > 0 {
+                c.dw.resize(dw_len, 0.0);
+                c.db.resize(db_len, 0.0);
+            }
         }
         &mut self.chunks[..chunks]
     }
