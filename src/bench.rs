@@ -133,20 +133,25 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(round1(kib / 1024.0))
 }
 
-/// Per-layer forward and backward milliseconds of a training step, medians over `steps` steps
-/// after `warmup` untimed ones: where the time goes.
-pub fn layer_breakdown(cfg: &ModelConfig, batch: usize, steps: usize, warmup: usize) -> Result<Vec<(String, f64, f64)>> {
+/// Per-layer forward and backward milliseconds of a training step (`train`) or of an inference
+/// pass (forward only, backward 0), medians over `steps` steps after `warmup` untimed ones:
+/// where the time goes.
+pub fn layer_breakdown(cfg: &ModelConfig, batch: usize, steps: usize, warmup: usize, train: bool) -> Result<Vec<(String, f64, f64)>> {
+    crate::threads::on_workers(|| layer_breakdown_on_workers(cfg, batch, steps, warmup, train))
+}
+
+fn layer_breakdown_on_workers(cfg: &ModelConfig, batch: usize, steps: usize, warmup: usize, train: bool) -> Result<Vec<(String, f64, f64)>> {
     let mut net = Network::build(cfg, 0)?;
     let [h, w, c] = cfg.input;
     let n = h * w * c * batch;
     let x = Tensor::from_vec(&[batch, h, w, c], (0..n).map(|i| ((i as u64 * 2654435761) % 2000) as f32 / 1000.0 - 1.0).collect())?;
     let labels: Vec<usize> = (0..batch).map(|i| (i * 7) % net.num_classes()).collect();
     for _ in 0..warmup {
-        net.profile_step(&x, &labels)?;
+        net.profile_step(&x, &labels, train)?;
     }
     let mut runs = Vec::with_capacity(steps);
     for _ in 0..steps.max(1) {
-        runs.push(net.profile_step(&x, &labels)?);
+        runs.push(net.profile_step(&x, &labels, train)?);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);

@@ -10,6 +10,7 @@ pub mod layers;
 pub mod model;
 pub mod ops;
 pub mod tensor;
+pub mod threads;
 
 pub use error::{Error, Result};
 pub use tensor::Tensor;

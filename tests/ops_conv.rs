@@ -5,6 +5,7 @@ use common::*;
 use convnet::ops::conv2d::{conv2d_backward, conv2d_forward};
 use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
 use convnet::ops::{Padding, Window};
+use convnet::Tensor;
 
 /// (name, input [n, h, w, c_in], c_out, window): stride 1 and 2, SAME, VALID and explicit,
 /// odd and even sizes, square and non-square kernels, several channels, batch > 1.
@@ -105,4 +106,80 @@ fn conv2d_invalid_configurations_are_errors_naming_the_op() {
 
     let bias = conv2d_forward(&x, &random(&[3, 3, 3, 2], 3), &random(&[3], 4), &Window::new(3, 3, 1, 1, Padding::Same), false);
     assert!(bias.unwrap_err().to_string().contains("bias"));
+}
+
+#[test]
+fn conv2d_small_batch_forward_split_into_row_blocks_matches_reference_on_any_thread_count() {
+    // Batches under 16 images split each image into blocks of output rows (batch-1 latency).
+    // 20x12 SAME: 240 output pixels per image -> 2 blocks of 11 rows; stride 2 gives 10x6 = 60
+    // pixels, one block; 36x36 gives 4 blocks of 9 rows. Each checked against the reference,
+    // and bit for bit across thread counts and against the same images inside a batch of 16,
+    // which runs whole images.
+    let cases = [
+        ([1, 20, 12, 3], 5, Window::new(5, 5, 1, 1, Padding::Same)),
+        ([3, 20, 12, 4], 6, Window::new(3, 3, 2, 2, Padding::Same)),
+        ([2, 36, 36, 3], 4, Window::new(5, 5, 1, 1, Padding::Same)),
+        ([1, 23, 9, 2], 3, Window::new(3, 2, 1, 1, Padding::Valid)),
+    ];
+    for (i, (xs, c_out, win)) in cases.into_iter().enumerate() {
+        let seed = 500 + i as u64 * 10;
+        let x = random(&xs, seed);
+        let w = random(&[win.kh, win.kw, xs[3], c_out], seed + 1);
+        let b = random(&[c_out], seed + 2);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| conv2d_forward(&x, &w, &b, &win, true).unwrap())
+        };
+        let one = on(1);
+        let mut slow = conv_forward(&x, &w, &b, &win).unwrap();
+        slow.data_mut().iter_mut().for_each(|v| *v = v.max(0.0));
+        assert_close(&one, &slow, 1e-4, &format!("case {i} forward"));
+        for threads in [2, 3, 4] {
+            assert_eq!(on(threads).data(), one.data(), "case {i}: {threads} threads differ from 1");
+        }
+        // The same images at the front of a batch of 16 (whole-image tasks).
+        let per_image = xs[1] * xs[2] * xs[3];
+        let big_x = Tensor::from_vec(
+            &[16, xs[1], xs[2], xs[3]],
+            (0..16).flat_map(|k| x.data()[(k % xs[0]) * per_image..][..per_image].to_vec()).collect(),
+        )
+        .unwrap();
+        let big = conv2d_forward(&big_x, &w, &b, &win, true).unwrap();
+        let mut front = big.data()[..one.len()].to_vec();
+        let slice = Tensor::from_vec(one.shape(), std::mem::take(&mut front)).unwrap();
+        assert_close(&slice, &one, 1e-5, &format!("case {i} batch of 16"));
+    }
+}
+
+#[test]
+fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
+    // The fused-ReLU backward masks dy by y > 0 inside its loop; it must give exactly what the
+    // plain backward gives on a masked dy. 19 images: several chunks, the last one partial.
+    use convnet::ops::conv2d::{conv2d_backward_into, conv2d_relu_backward_into, ConvScratch};
+    let win = Window::new(3, 3, 1, 1, Padding::Same);
+    let x = random(&[19, 6, 5, 3], 41);
+    let w = random(&[3, 3, 3, 4], 42);
+    let b = random(&[4], 43);
+    let y = conv2d_forward(&x, &w, &b, &win, true).unwrap();
+    assert!(y.data().iter().filter(|&&v| v == 0.0).count() > y.len() / 10, "test needs the ReLU to cut");
+    let dy = random(y.shape(), 44);
+    let mut masked = dy.clone();
+    masked.data_mut().iter_mut().zip(y.data()).for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
+    let run = |relu: bool| {
+        let (mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
+        if relu {
+            conv2d_relu_backward_into(&x, &w, &y, &dy, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap();
+        } else {
+            conv2d_backward_into(&x, &w, &masked, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap();
+        }
+        (dx, dw, db)
+    };
+    let (fused, plain) = (run(true), run(false));
+    assert_eq!(fused.0.data(), plain.0.data(), "dX");
+    assert_eq!(fused.1.data(), plain.1.data(), "dW");
+    assert_eq!(fused.2.data(), plain.2.data(), "db");
+    // A y of the wrong shape is an error, not a panic.
+    let (mut dw, mut db) = (Tensor::empty(), Tensor::empty());
+    let err = conv2d_relu_backward_into(&x, &w, &b, &dy, &win, None, &mut dw, &mut db, &mut ConvScratch::default()).unwrap_err();
+    assert!(err.to_string().contains("conv2d backward"), "{err}");
 }

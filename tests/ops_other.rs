@@ -136,3 +136,46 @@ fn l2_penalty_known_answer_and_gradient() {
     let one = Tensor::from_vec(&[1], vec![1.0]).unwrap();
     check_gradient("l2", &w, &one, 1e-2, 1e-3, &analytic, |w| Tensor::from_vec(&[1], vec![l2_penalty(w.data(), 0.004)]).unwrap());
 }
+
+#[test]
+fn l2_penalty_and_gradient_over_many_parallel_chunks_match_plain_loops() {
+    // 40,003 values: several 16,384-value tasks and a remainder that is not a multiple of 8.
+    let w: Vec<f32> = (0..40_003).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
+    let plain: f64 = w.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() * 0.5 * 0.004f32 as f64;
+    let fast = l2_penalty(&w, 0.004) as f64;
+    assert!((fast - plain).abs() <= 1e-6 * plain, "{fast} vs {plain}");
+    let mut grad: Vec<f32> = (0..w.len()).map(|i| i as f32 * 1e-3).collect();
+    let expected: Vec<f32> = grad.iter().zip(&w).map(|(g, v)| g + 0.004 * v).collect();
+    l2_backward(&w, 0.004, &mut grad);
+    assert_eq!(grad, expected);
+}
+
+#[test]
+fn dense_with_few_rows_split_by_columns_matches_plain_loops_on_any_thread_count() {
+    // Up to 8 rows and a weight of at least 65,536 values: the product is split into blocks
+    // of 32 output columns (200 = 6 blocks + 8). Checked against plain loops, and bit for bit
+    // across thread counts.
+    for n in [1, 3, 8, 9] {
+        let (fin, fout) = (512, 200);
+        let x = random(&[n, fin], 70 + n as u64);
+        let w = random(&[fin, fout], 80);
+        let b = random(&[fout], 90);
+        let mut expected = vec![0.0f32; n * fout];
+        for r in 0..n {
+            for o in 0..fout {
+                let dot: f64 = (0..fin).map(|i| x.data()[r * fin + i] as f64 * w.data()[i * fout + o] as f64).sum();
+                expected[r * fout + o] = (dot + b.data()[o] as f64) as f32;
+            }
+        }
+        let expected = Tensor::from_vec(&[n, fout], expected).unwrap();
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| dense_forward(&x, &w, &b).unwrap())
+        };
+        let one = on(1);
+        assert_close(&one, &expected, 1e-4, &format!("dense batch {n}"));
+        for threads in [2, 3] {
+            assert_eq!(on(threads).data(), one.data(), "batch {n}: {threads} threads differ from 1");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::Result;
-use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, conv2d_geometry, ConvScratch};
+use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, conv2d_geometry, conv2d_relu_backward_into, ConvScratch};
 use crate::ops::Window;
 use crate::tensor::Tensor;
 
@@ -19,8 +19,6 @@ pub struct Conv2dLayer {
     pub relu: bool,
     y: Tensor,
     dx: Tensor,
-    /// dy masked by the fused ReLU.
-    dz: Tensor,
     scratch: ConvScratch,
 }
 
@@ -40,7 +38,6 @@ impl Conv2dLayer {
             relu: false,
             y: Tensor::empty(),
             dx: Tensor::empty(),
-            dz: Tensor::empty(),
             scratch: ConvScratch::default(),
         })
     }
@@ -62,18 +59,13 @@ impl Layer for Conv2dLayer {
     }
     fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
         check_backward(&self.name, x, &self.y, dy)?;
-        let dz = if self.relu {
-            // dz = dy where y > 0 (the ReLU passed the value), else 0.
-            self.dz.resize(dy.shape());
-            for ((d, &g), &y) in self.dz.data_mut().iter_mut().zip(dy.data()).zip(self.y.data()) {
-                *d = if y > 0.0 { g } else { 0.0 };
-            }
-            &self.dz
-        } else {
-            dy
-        };
         let dx = if need_input_grad { Some(&mut self.dx) } else { None };
-        conv2d_backward_into(x, &self.weight.value, dz, &self.window, dx, &mut self.weight.grad, &mut self.bias.grad, &mut self.scratch)
+        let (w, grads) = (&self.weight.value, (&mut self.weight.grad, &mut self.bias.grad));
+        if self.relu {
+            conv2d_relu_backward_into(x, w, &self.y, dy, &self.window, dx, grads.0, grads.1, &mut self.scratch)
+        } else {
+            conv2d_backward_into(x, w, dy, &self.window, dx, grads.0, grads.1, &mut self.scratch)
+        }
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx

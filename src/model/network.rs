@@ -10,6 +10,7 @@ use super::config::{LayerConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::layers::{dims, Layer, Mode, Param};
 use crate::ops::l2::{l2_backward, l2_penalty};
+use crate::threads::on_workers;
 use crate::ops::softmax::softmax_cross_entropy_smoothed;
 use crate::optim::{Optimizer, Param as OptParam};
 use crate::tensor::Tensor;
@@ -107,13 +108,17 @@ impl Network {
 
     /// Runs batch `x` [N, H, W, C] through every layer; each keeps its output, and the last
     /// one's output is the logits. Nothing is allocated once the buffers have their sizes.
+    /// The whole pass runs on the thread pool's workers (see `threads`).
     fn run_forward(&mut self, x: &Tensor, mode: Mode) -> Result<()> {
-        for i in 0..self.layers.len() {
-            let (before, rest) = self.layers.split_at_mut(i);
-            let input = before.last().map_or(x, |l| l.output());
-            rest[0].forward(input, mode)?;
-        }
-        Ok(())
+        let layers = &mut self.layers;
+        on_workers(|| {
+            for i in 0..layers.len() {
+                let (before, rest) = layers.split_at_mut(i);
+                let input = before.last().map_or(x, |l| l.output());
+                rest[0].forward(input, mode)?;
+            }
+            Ok(())
+        })
     }
 
     /// The logits [N, classes] of the last forward pass.
@@ -148,28 +153,36 @@ impl Network {
     /// Backpropagates d loss / d logits through every layer, filling the parameter gradients.
     /// `x` is the batch of the last forward pass. The first layer computes no input gradient.
     fn run_backward(&mut self, x: &Tensor, d_logits: &Tensor) -> Result<()> {
-        for i in (0..self.layers.len()).rev() {
-            let (before, rest) = self.layers.split_at_mut(i);
-            let (current, after) = rest.split_at_mut(1);
-            let input = before.last().map_or(x, |l| l.output());
-            let dy = after.first().map_or(d_logits, |l| l.input_grad());
-            current[0].backward(input, dy, i > 0)?;
-        }
-        Ok(())
+        let layers = &mut self.layers;
+        on_workers(|| {
+            for i in (0..layers.len()).rev() {
+                let (before, rest) = layers.split_at_mut(i);
+                let (current, after) = rest.split_at_mut(1);
+                let input = before.last().map_or(x, |l| l.output());
+                let dy = after.first().map_or(d_logits, |l| l.input_grad());
+                current[0].backward(input, dy, i > 0)?;
+            }
+            Ok(())
+        })
     }
 
     /// One training step's forward and backward passes with each layer timed: (layer name,
     /// forward seconds, backward seconds), for `convnet bench --layers`. The loss's own time
-    /// (softmax cross-entropy) is left out; the weights are not updated.
-    pub fn profile_step(&mut self, x: &Tensor, labels: &[usize]) -> Result<Vec<(String, f64, f64)>> {
+    /// (softmax cross-entropy) is left out; the weights are not updated. With `train` false,
+    /// an inference pass instead: forward only, in evaluation mode, backward times 0.
+    pub fn profile_step(&mut self, x: &Tensor, labels: &[usize], train: bool) -> Result<Vec<(String, f64, f64)>> {
         use std::time::Instant;
         let mut times = vec![(0.0f64, 0.0f64); self.layers.len()];
+        let mode = if train { Mode::Train } else { Mode::Eval };
         for (i, time) in times.iter_mut().enumerate() {
             let (before, rest) = self.layers.split_at_mut(i);
             let input = before.last().map_or(x, |l| l.output());
             let t = Instant::now();
-            rest[0].forward(input, Mode::Train)?;
+            rest[0].forward(input, mode)?;
             time.0 = t.elapsed().as_secs_f64();
+        }
+        if !train {
+            return Ok(self.timed_layer_names(times));
         }
         let (_, d_logits) = softmax_cross_entropy_smoothed(self.logits(), labels, self.config.train.label_smoothing)?;
         for i in (0..self.layers.len()).rev() {
@@ -181,7 +194,11 @@ impl Network {
             current[0].backward(input, dy, i > 0)?;
             times[i].1 = t.elapsed().as_secs_f64();
         }
-        Ok(self
+        Ok(self.timed_layer_names(times))
+    }
+
+    fn timed_layer_names(&self, times: Vec<(f64, f64)>) -> Vec<(String, f64, f64)> {
+        self
             .layers
             .iter()
             .zip(&self.config_index)
@@ -190,7 +207,7 @@ impl Network {
                 let relu = if l.kind() == "conv2d" && matches!(self.config.layers.get(ci + 1), Some(LayerConfig::Relu {})) { " + relu" } else { "" };
                 (layer_name(ci, &format!("{}{relu}", l.kind())), f, b)
             })
-            .collect())
+            .collect()
     }
 
     /// The first layer whose last output holds a NaN or an infinity, by name.
@@ -210,6 +227,10 @@ impl Network {
     /// Forward, loss and backward on one batch: afterwards every parameter holds its gradient
     /// of the total loss (cross-entropy + L2).
     pub fn compute_gradients(&mut self, x: &Tensor, labels: &[usize]) -> Result<StepStats> {
+        on_workers(|| self.compute_gradients_on_workers(x, labels))
+    }
+
+    fn compute_gradients_on_workers(&mut self, x: &Tensor, labels: &[usize]) -> Result<StepStats> {
         self.run_forward(x, Mode::Train)?;
         let (ce, d_logits) = softmax_cross_entropy_smoothed(self.logits(), labels, self.config.train.label_smoothing)?;
         let loss = ce + self.l2_penalty();
@@ -244,7 +265,7 @@ impl Network {
             .filter(|(p, _)| p.trainable)
             .map(|(p, name)| OptParam { name, value: p.value.data_mut(), grad: p.grad.data(), decay: p.decay })
             .collect();
-        optimizer.step(&mut params, lr)
+        on_workers(|| optimizer.step(&mut params, lr))
     }
 
     /// Class scores for a batch, in evaluation mode.

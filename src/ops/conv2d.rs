@@ -9,10 +9,12 @@
 //! The backward pass recomputes col(x) instead of keeping it: it is kh*kw times the input.
 //! The plain-loop twin, used by the tests as the oracle, is `conv2d_ref`.
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use super::gemm::gemm;
-use super::im2col::{col2im, im2col};
+use super::im2col::{col2im, im2col, im2col_rows};
 use super::window::{Geometry, Window};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -58,10 +60,12 @@ pub fn conv2d_geometry(x: &[usize], w: &[usize], b: Option<&[usize]>, window: &W
 }
 
 /// Reusable buffers of one convolution: a column matrix and partial gradients per chunk of
-/// images. Kept by the layer so that a training step allocates nothing once warmed up.
+/// images for the backward pass, and one column matrix per worker thread for the forward pass.
+/// Kept by the layer so that a training step allocates nothing once warmed up.
 #[derive(Default)]
 pub struct ConvScratch {
     chunks: Vec<ChunkScratch>,
+    thread_cols: Vec<Mutex<Vec<f32>>>,
 }
 
 #[derive(Default)]
@@ -69,6 +73,8 @@ struct ChunkScratch {
     col: Vec<f32>,
     dw: Vec<f32>,
     db: Vec<f32>,
+    /// One image's output gradient masked by a fused ReLU.
+    dz: Vec<f32>,
 }
 
 impl ConvScratch {
@@ -89,6 +95,30 @@ impl ConvScratch {
         }
         &mut self.chunks[..chunks]
     }
+
+    /// One column buffer per thread of the current pool (a Mutex each, uncontended: a thread
+    /// only ever locks its own).
+    fn thread_cols(&mut self) -> &[Mutex<Vec<f32>>] {
+        let threads = rayon::current_num_threads().max(1);
+        if self.thread_cols.len() < threads {
+            self.thread_cols.resize_with(threads, Default::default);
+        }
+        &self.thread_cols
+    }
+}
+
+/// Output rows of one image per forward task. A large batch keeps every thread busy with whole
+/// images; a small one (batch-1 latency) splits each image into blocks of output rows, so one
+/// image still uses every core. Depends on the batch and the shape only, never on the thread
+/// count, so the output does not depend on the machine. Blocks keep at least
+/// `MIN_BLOCK_PIXELS` output pixels: smaller GEMMs lose more than the extra thread gains.
+fn forward_rows_per_task(n: usize, oh: usize, ow: usize) -> usize {
+    const MIN_BLOCK_PIXELS: usize = 128;
+    const MAX_BLOCKS: usize = 4;
+    if n >= 2 * CHUNK {
+        return oh;
+    }
+    oh.div_ceil(MAX_BLOCKS).max(MIN_BLOCK_PIXELS.div_ceil(ow)).clamp(1, oh)
 }
 
 /// y = conv(x, w) + b, optionally followed by ReLU in the same pass over memory.
@@ -98,25 +128,32 @@ pub fn conv2d_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu:
     Ok(y)
 }
 
-/// `conv2d_forward` into a reused output buffer.
+/// `conv2d_forward` into a reused output buffer. Each task computes a block of output rows of
+/// one image: the im2col of those rows, then one GEMM with the bias already in place.
 pub fn conv2d_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) -> Result<()> {
     let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
-    let (m, k) = (g.oh * g.ow, g.kh * g.kw * c_in);
+    let k = g.kh * g.kw * c_in;
     y.resize(&[n, g.oh, g.ow, c_out]);
-    let (in_size, out_size) = (g.ih * g.iw * c_in, m * c_out);
-    let chunks = scratch.prepare(n, m * k, 0, 0);
-    y.data_mut().par_chunks_mut(CHUNK * out_size).zip(chunks.par_iter_mut()).enumerate().for_each(|(chunk, (y_chunk, s))| {
-        for (i, y_img) in y_chunk.chunks_exact_mut(out_size).enumerate() {
-            let img = chunk * CHUNK + i;
-            im2col(&x.data()[img * in_size..][..in_size], &g, c_in, &mut s.col);
-            for row in y_img.chunks_exact_mut(c_out) {
-                row.copy_from_slice(b.data());
-            }
-            gemm(m, k, c_out, &s.col, false, w.data(), false, 1.0, y_img);
-            if relu {
-                // As Activation::Relu: NaN passes through.
-                y_img.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
-            }
+    let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
+    let rows = forward_rows_per_task(n, g.oh, g.ow);
+    let cols = scratch.thread_cols();
+    let tasks = y.data_mut().par_chunks_mut(out_size).enumerate().flat_map(|(img, y_img)| {
+        y_img.par_chunks_mut(rows * g.ow * c_out).enumerate().map(move |(block, y_block)| (img, block, y_block))
+    });
+    tasks.for_each(|(img, block, y_block)| {
+        let first = block * rows;
+        let m = y_block.len() / c_out;
+        let slot = rayon::current_thread_index().unwrap_or(0) % cols.len();
+        let mut col = cols[slot].lock().unwrap_or_else(|e| e.into_inner());
+        col.resize(rows * g.ow * k, 0.0);
+        im2col_rows(&x.data()[img * in_size..][..in_size], &g, c_in, first..first + m / g.ow, &mut col);
+        for row in y_block.chunks_exact_mut(c_out) {
+            row.copy_from_slice(b.data());
+        }
+        gemm(m, k, c_out, &col, false, w.data(), false, 1.0, y_block);
+        if relu {
+            // As Activation::Relu: NaN passes through.
+            y_block.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
         }
     });
     Ok(())
@@ -142,6 +179,43 @@ pub fn conv2d_backward_into(
     d_bias: &mut Tensor,
     scratch: &mut ConvScratch,
 ) -> Result<()> {
+    backward(x, w, dy, None, window, d_input, d_weight, d_bias, scratch)
+}
+
+/// The backward pass of a convolution with its ReLU fused (`conv2d_forward` with `relu`), given
+/// the layer's output `y`: the gradient only flows where the ReLU passed the value,
+/// dz = dy where y > 0, else 0. The mask is applied image by image inside the parallel loop
+/// rather than in a pass of its own over the whole batch.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_relu_backward_into(
+    x: &Tensor,
+    w: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    window: &Window,
+    d_input: Option<&mut Tensor>,
+    d_weight: &mut Tensor,
+    d_bias: &mut Tensor,
+    scratch: &mut ConvScratch,
+) -> Result<()> {
+    if y.shape() != dy.shape() {
+        return Err(Error::shape("conv2d backward", format!("y {:?} (the shape of dy)", dy.shape()), format!("{:?}", y.shape())));
+    }
+    backward(x, w, dy, Some(y), window, d_input, d_weight, d_bias, scratch)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    relu_y: Option<&Tensor>,
+    window: &Window,
+    d_input: Option<&mut Tensor>,
+    d_weight: &mut Tensor,
+    d_bias: &mut Tensor,
+    scratch: &mut ConvScratch,
+) -> Result<()> {
     let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), None, window)?;
     if dy.shape() != [n, g.oh, g.ow, c_out] {
         return Err(Error::shape("conv2d backward", format!("dy {:?}", [n, g.oh, g.ow, c_out]), format!("{:?}", dy.shape())));
@@ -158,7 +232,15 @@ pub fn conv2d_backward_into(
         let mut dx_imgs = dx_chunk.map(|d| d.chunks_exact_mut(in_size));
         for i in 0..images {
             let img = chunk * CHUNK + i;
-            let dy_img = &dy.data()[img * out_size..][..out_size];
+            let mut dy_img = &dy.data()[img * out_size..][..out_size];
+            if let Some(y) = relu_y {
+                // As Activation::Relu's backward: the gradient passes where y > 0.
+                s.dz.resize(out_size, 0.0);
+                for ((d, &g), &y) in s.dz.iter_mut().zip(dy_img).zip(&y.data()[img * out_size..][..out_size]) {
+                    *d = if y > 0.0 { g } else { 0.0 };
+                }
+                dy_img = &s.dz;
+            }
             im2col(&x.data()[img * in_size..][..in_size], &g, c_in, &mut s.col);
             gemm(k, m, c_out, &s.col, true, dy_img, false, 1.0, &mut s.dw);
             for row in dy_img.chunks_exact(c_out) {

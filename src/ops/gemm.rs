@@ -3,6 +3,8 @@
 //! The crate was picked by measurement against matrixmultiply (benches/gemm_backends.rs): on the
 //! seed network's shapes it is as fast or faster, most of all on the conv forward products.
 
+use rayon::prelude::*;
+
 /// `c[m x n] = op(a)[m x k] · op(b)[k x n] + beta * c`, where op(a) is `a` (stored m x k) or,
 /// with `a_t`, the transpose of `a` (stored k x m); likewise for `b`.
 #[allow(clippy::too_many_arguments)]
@@ -13,8 +15,36 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: 
 /// `gemm` spread over the rayon thread pool, for a product large enough to be worth it that is
 /// not already inside a parallel loop (the dense layers). The crate splits the output into
 /// blocks, each computed whole by one thread, so the result does not depend on the threads.
+///
+/// A product with few rows (a dense layer at batch 1: one row times a 4096 x 256 weight) is
+/// limited by reading `b`, and the crate runs it on one thread; it is split here into blocks of
+/// columns instead, each task reading its own part of `b`. The choice depends on the shape
+/// only, so the result is the same on any number of threads.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_parallel(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
+    const FEW_ROWS: usize = 8;
+    const BLOCK_COLS: usize = 32;
+    if m <= FEW_ROWS && !b_t && n > BLOCK_COLS && k * n >= 1 << 16 {
+        assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm: buffer too small");
+        let c_addr = c.as_mut_ptr() as usize;
+        (0..n.div_ceil(BLOCK_COLS)).into_par_iter().for_each(|block| {
+            let (j0, cols) = (block * BLOCK_COLS, BLOCK_COLS.min(n - block * BLOCK_COLS));
+            let (rsa, csa) = if a_t { (1, m as isize) } else { (k as isize, 1) };
+            // SAFETY: the assert above keeps every index inside the slices; each task writes
+            // only columns j0..j0+cols of `c`, disjoint from every other task's.
+            unsafe {
+                gemm::gemm(
+                    m, cols, k,
+                    (c_addr as *mut f32).add(j0), 1, n as isize, beta != 0.0,
+                    a.as_ptr(), csa, rsa,
+                    b.as_ptr().add(j0), 1, n as isize,
+                    beta, 1.0, false, false, false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
+        return;
+    }
     let threads = rayon::current_num_threads();
     let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     gemm_with(m, k, n, a, a_t, b, b_t, beta, c, par)

@@ -9,10 +9,17 @@ use super::window::Geometry;
 
 /// Writes the column matrix of one image `x` ([ih, iw, c]) into `col` ([oh*ow, kh*kw*c]).
 pub fn im2col(x: &[f32], g: &Geometry, c: usize, col: &mut [f32]) {
+    im2col_rows(x, g, c, 0..g.oh, col);
+}
+
+/// The rows of the column matrix that belong to output image rows `out_rows`, written from the
+/// start of `col` ([out_rows.len()*ow, kh*kw*c]): one block of a convolution split by rows.
+pub fn im2col_rows(x: &[f32], g: &Geometry, c: usize, out_rows: std::ops::Range<usize>, col: &mut [f32]) {
     let row_len = g.kh * g.kw * c;
-    for oi in 0..g.oh {
+    let first = out_rows.start;
+    for oi in out_rows {
         for oj in 0..g.ow {
-            let row = &mut col[(oi * g.ow + oj) * row_len..][..row_len];
+            let row = &mut col[((oi - first) * g.ow + oj) * row_len..][..row_len];
             for ki in 0..g.kh {
                 let seg = &mut row[ki * g.kw * c..][..g.kw * c];
                 let Some(r) = g.in_row(oi, ki) else {

@@ -40,32 +40,30 @@ pub fn max_pool2d_forward(x: &Tensor, window: &Window) -> Result<(Tensor, Vec<u3
     Ok((y, argmax))
 }
 
-/// `max_pool2d_forward` into reused buffers.
+/// `max_pool2d_forward` into reused buffers. One task per output row (not per image), so that
+/// a single image (batch-1 latency) still spreads over every thread.
 pub fn max_pool2d_forward_into(x: &Tensor, window: &Window, y: &mut Tensor, argmax: &mut Vec<u32>) -> Result<()> {
     let (g, n, c) = pool_geometry("max_pool2d", x.shape(), window)?;
-    let (in_size, out_size) = (g.ih * g.iw * c, g.oh * g.ow * c);
+    let (in_size, row_size) = (g.ih * g.iw * c, g.ow * c);
     y.resize(&[n, g.oh, g.ow, c]);
-    argmax.resize(n * out_size, 0);
-    y.data_mut()
-        .par_chunks_mut(out_size)
-        .zip(argmax.par_chunks_mut(out_size))
-        .enumerate()
-        .for_each(|(img, (y_img, arg_img))| {
+    argmax.resize(n * g.oh * row_size, 0);
+    y.data_mut().par_chunks_mut(row_size).zip(argmax.par_chunks_mut(row_size)).enumerate().for_each_init(
+        // Offsets of the window's cells inside the image, reused for every output pixel.
+        || Vec::with_capacity(g.kh * g.kw),
+        |cells: &mut Vec<usize>, (row, (y_row, arg_row))| {
+            let (img, oi) = (row / g.oh, row % g.oh);
             let x_img = &x.data()[img * in_size..][..in_size];
-            // Offsets of the window's cells inside the image, reused for every output pixel.
-            let mut cells: Vec<usize> = Vec::with_capacity(g.kh * g.kw);
-            for oi in 0..g.oh {
-                for oj in 0..g.ow {
-                    cells.clear();
-                    for ki in 0..g.kh {
-                        let Some(r) = g.in_row(oi, ki) else { continue };
-                        cells.extend((0..g.kw).filter_map(|kj| g.in_col(oj, kj)).map(|s| (r * g.iw + s) * c));
-                    }
-                    let at = (oi * g.ow + oj) * c;
-                    max_window(x_img, &cells, &mut y_img[at..at + c], &mut arg_img[at..at + c]);
+            for oj in 0..g.ow {
+                cells.clear();
+                for ki in 0..g.kh {
+                    let Some(r) = g.in_row(oi, ki) else { continue };
+                    cells.extend((0..g.kw).filter_map(|kj| g.in_col(oj, kj)).map(|s| (r * g.iw + s) * c));
                 }
+                let at = oj * c;
+                max_window(x_img, cells, &mut y_row[at..at + c], &mut arg_row[at..at + c]);
             }
-        });
+        },
+    );
     Ok(())
 }
 

@@ -45,7 +45,8 @@ pub struct BenchArgs {
     /// One JSON line instead of the table.
     #[arg(long)]
     json: bool,
-    /// Instead: each layer's forward and backward time in a training step (median of --steps).
+    /// Instead: each layer's time (median of --steps): forward and backward in a training step
+    /// with --mode train, forward only with --mode infer or latency.
     #[arg(long)]
     layers: bool,
 }
@@ -71,10 +72,12 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         ));
     }
     if args.layers {
-        let rows = layer_breakdown(&cfg, s.batch, s.steps, s.warmup)?;
+        let train = s.mode == BenchMode::Train;
+        let rows = layer_breakdown(&cfg, s.batch, s.steps, s.warmup, train)?;
         let total: f64 = rows.iter().map(|r| r.1 + r.2).sum();
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5);
-        println!("{} training step, batch {}, {} threads: median ms per layer", cfg.name, s.batch, rayon::current_num_threads());
+        let what = if train { "training step" } else { "inference pass (forward only)" };
+        println!("{} {what}, batch {}, {} threads: median ms per layer", cfg.name, s.batch, rayon::current_num_threads());
         println!("  {:<width$}  {:>9}  {:>9}  {:>6}", "layer", "forward", "backward", "share");
         for (name, f, b) in &rows {
             println!("  {name:<width$}  {f:>9.3}  {b:>9.3}  {:>5.1}%", 100.0 * (f + b) / total);
