@@ -64,7 +64,12 @@ impl BenchSettings {
     }
 }
 
+/// Runs on the thread pool's workers, as the command-line tool runs everything (see `threads`).
 pub fn run_bench(cfg: &ModelConfig, s: &BenchSettings) -> Result<BenchResult> {
+    crate::threads::on_workers(|| run_bench_on_workers(cfg, s))
+}
+
+fn run_bench_on_workers(cfg: &ModelConfig, s: &BenchSettings) -> Result<BenchResult> {
     let mut net = Network::build(cfg, 0)?;
     let [h, w, c] = cfg.input;
     let n = h * w * c * s.batch;

@@ -1,12 +1,29 @@
 //! A dense f32 tensor: a shape and a row-major buffer. Activations are NHWC
 //! (batch, height, width, channels); conv weights HWIO; dense weights [in, out].
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{Error, Result};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Tensor {
     shape: Vec<usize>,
     data: Vec<f32>,
+    /// See `version`.
+    version: u64,
+}
+
+/// Two tensors are equal when their shapes and values are (whatever their versions).
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Tensor) -> bool {
+        self.shape == other.shape && self.data == other.data
+    }
+}
+
+/// A process-wide counter, so that no two states of any tensors share a version.
+fn next_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Default for Tensor {
@@ -17,11 +34,11 @@ impl Default for Tensor {
 
 impl Tensor {
     pub fn zeros(shape: &[usize]) -> Tensor {
-        Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
+        Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()], version: next_version() }
     }
 
     pub fn filled(shape: &[usize], value: f32) -> Tensor {
-        Tensor { shape: shape.to_vec(), data: vec![value; shape.iter().product()] }
+        Tensor { shape: shape.to_vec(), data: vec![value; shape.iter().product()], version: next_version() }
     }
 
     pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Result<Tensor> {
@@ -33,17 +50,18 @@ impl Tensor {
                 format!("{} values", data.len()),
             ));
         }
-        Ok(Tensor { shape: shape.to_vec(), data })
+        Ok(Tensor { shape: shape.to_vec(), data, version: next_version() })
     }
 
     /// An empty tensor: a buffer to be sized by `resize` and filled by an op.
     pub fn empty() -> Tensor {
-        Tensor { shape: vec![0], data: Vec::new() }
+        Tensor { shape: vec![0], data: Vec::new(), version: next_version() }
     }
 
     /// Gives the tensor a new shape, reusing its buffer: no allocation once the buffer has been
     /// as large before. The values are unspecified: the caller overwrites (or fills) them.
     pub fn resize(&mut self, shape: &[usize]) {
+        self.version = next_version();
         self.shape.clear();
         self.shape.extend_from_slice(shape);
         self.data.resize(shape.iter().product(), 0.0);
@@ -61,8 +79,18 @@ impl Tensor {
     pub fn data(&self) -> &[f32] {
         &self.data
     }
+    /// The values, to be changed: gives the tensor a new `version`.
     pub fn data_mut(&mut self) -> &mut [f32] {
+        self.version = next_version();
         &mut self.data
+    }
+
+    /// An identifier of the tensor's current values: it changes with every mutable access
+    /// (`data_mut`, `resize`, ...), is never shared by two different states of any tensors in
+    /// the process, and is kept by a clone. A cache of something derived from a tensor (the
+    /// Winograd-transformed conv weights) compares versions instead of values.
+    pub fn version(&self) -> u64 {
+        self.version
     }
     pub fn into_vec(self) -> Vec<f32> {
         self.data
@@ -80,6 +108,7 @@ impl Tensor {
             return Err(Error::shape("reshape", format!("{:?}", self.shape), format!("{shape:?}")));
         }
         self.shape = shape.to_vec();
+        self.version = next_version();
         Ok(self)
     }
 
@@ -104,7 +133,7 @@ impl Tensor {
         let per: usize = self.shape[1..].iter().product();
         let mut shape = self.shape.clone();
         shape[0] = count;
-        Tensor { shape, data: self.data[start * per..(start + count) * per].to_vec() }
+        Tensor { shape, data: self.data[start * per..(start + count) * per].to_vec(), version: next_version() }
     }
 
     pub fn is_finite(&self) -> bool {

@@ -16,3 +16,66 @@ pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         rayon::scope(|_| f())
     }
 }
+
+/// Whether `init_pool` pins workers: yes unless the environment variable CONVNET_PIN_THREADS
+/// is "0".
+fn pinning_wanted() -> bool {
+    std::env::var("CONVNET_PIN_THREADS").map_or(true, |v| v.trim() != "0")
+}
+
+/// A pool builder for `threads` workers (0: one per CPU this process may run on) that pins
+/// worker i to the i-th of those CPUs, when there are no more workers than CPUs.
+///
+/// Why: a pass over one image forks and joins a dozen times in half a millisecond, so the
+/// workers sleep and wake each other constantly, and Linux tends to move a thread that is
+/// woken often onto the CPU of the thread that wakes it. With two workers on one CPU, two
+/// threads run at the speed of one: the batch-1 pass of the seed network took 0.67 ms instead
+/// of 0.34 ms in about half of the runs. Pinned, each worker keeps its own CPU. (OpenMP
+/// programs such as PyTorch avoid the same trap by spinning instead of sleeping.)
+pub fn pool_builder(threads: usize) -> rayon::ThreadPoolBuilder {
+    let cpus = allowed_cpus();
+    let threads = if threads == 0 { cpus.len().max(1) } else { threads };
+    let builder = rayon::ThreadPoolBuilder::new().num_threads(threads);
+    if !pinning_wanted() || cpus.is_empty() || threads > cpus.len() {
+        return builder;
+    }
+    builder.start_handler(move |i| pin_current_thread(cpus[i % cpus.len()]))
+}
+
+/// Builds the process-wide pool (see `pool_builder`); an error if it already exists.
+pub fn init_pool(threads: usize) -> Result<(), rayon::ThreadPoolBuildError> {
+    pool_builder(threads).build_global()
+}
+
+/// The CPUs this process may run on (its affinity mask), in order; empty where unknown.
+#[cfg(target_os = "linux")]
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// Restricts the calling thread to `cpu`; silently does nothing where that is not possible
+/// (pinning is a speed-up, never a condition).
+#[cfg(target_os = "linux")]
+fn pin_current_thread(cpu: usize) {
+    // SAFETY: as above; sched_setaffinity(0, ..) applies to the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_current_thread(_cpu: usize) {}

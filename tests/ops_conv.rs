@@ -183,3 +183,71 @@ fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
     let err = conv2d_relu_backward_into(&x, &w, &b, &dy, &win, None, &mut dw, &mut db, &mut ConvScratch::default()).unwrap_err();
     assert!(err.to_string().contains("conv2d backward"), "{err}");
 }
+
+#[test]
+fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_count() {
+    // 5x5 stride-1 kernels with at least 16 input channels run by Winograd F(2x2, 5x5).
+    // Batches under 16 split each stage over the threads, larger ones take chunks of 8 images;
+    // odd output sizes leave half-used tiles. Checked against the plain loops, and bit for bit
+    // across thread counts.
+    use convnet::ops::winograd;
+    let cases = [
+        ("same 16x16 batch 1", [1, 16, 16, 16], 8, Window::new(5, 5, 1, 1, Padding::Same)),
+        ("same 7x9 batch 3", [3, 7, 9, 17], 5, Window::new(5, 5, 1, 1, Padding::Same)),
+        ("valid 9x8 batch 2", [2, 9, 8, 16], 4, Window::new(5, 5, 1, 1, Padding::Valid)),
+        (
+            "explicit uneven batch 1",
+            [1, 6, 11, 20],
+            3,
+            Window::new(5, 5, 1, 1, Padding::Explicit { top: 0, bottom: 3, left: 4, right: 1 }),
+        ),
+        ("same 5x6 batch 17 (chunks)", [17, 5, 6, 16], 6, Window::new(5, 5, 1, 1, Padding::Same)),
+    ];
+    for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
+        assert!(winograd::applies(&win, xs[3]), "{name}: should take the Winograd path");
+        let seed = 900 + i as u64 * 10;
+        let x = random(&xs, seed);
+        let w = random(&[5, 5, xs[3], c_out], seed + 1);
+        let b = random(&[c_out], seed + 2);
+        let slow = conv_forward(&x, &w, &b, &win).unwrap();
+        for relu in [false, true] {
+            let on = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| conv2d_forward(&x, &w, &b, &win, relu).unwrap())
+            };
+            let one = on(1);
+            let mut expected = slow.clone();
+            if relu {
+                expected.data_mut().iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            assert_close(&one, &expected, 2e-5, &format!("{name} relu {relu}"));
+            for threads in [2, 3] {
+                assert_eq!(on(threads).data(), one.data(), "{name} relu {relu}: {threads} threads differ from 1");
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_winograd_weight_cache_follows_every_change_of_the_weights() {
+    // The transformed weights are kept between calls and recomputed when the weight tensor's
+    // version changes: after an in-place update, and for another weight tensor.
+    use convnet::ops::conv2d::{conv2d_forward_into, ConvScratch};
+    let win = Window::new(5, 5, 1, 1, Padding::Same);
+    let x = random(&[1, 8, 8, 16], 31);
+    let mut w = random(&[5, 5, 16, 4], 32);
+    let other = random(&[5, 5, 16, 4], 33);
+    let b = random(&[4], 34);
+    let (mut y, mut scratch) = (Tensor::empty(), ConvScratch::default());
+    let mut run = |w: &Tensor| {
+        conv2d_forward_into(&x, w, &b, &win, false, &mut y, &mut scratch).unwrap();
+        let expected = conv_forward(&x, w, &b, &win).unwrap();
+        assert_close(&y, &expected, 2e-5, "cached weights");
+    };
+    run(&w);
+    run(&w);
+    w.data_mut().iter_mut().for_each(|v| *v *= -0.5);
+    run(&w);
+    run(&other);
+    run(&w);
+}

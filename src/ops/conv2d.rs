@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::gemm::gemm;
 use super::im2col::{col2im, im2col, im2col_rows};
 use super::window::{Geometry, Window};
+use super::winograd::{self, WinogradScratch};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -66,6 +67,7 @@ pub fn conv2d_geometry(x: &[usize], w: &[usize], b: Option<&[usize]>, window: &W
 pub struct ConvScratch {
     chunks: Vec<ChunkScratch>,
     thread_cols: Vec<Mutex<Vec<f32>>>,
+    winograd: WinogradScratch,
 }
 
 #[derive(Default)]
@@ -134,6 +136,10 @@ pub fn conv2d_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, 
     let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
     let k = g.kh * g.kw * c_in;
     y.resize(&[n, g.oh, g.ow, c_out]);
+    if winograd::applies(window, c_in) {
+        winograd::conv5x5_forward_into(x, w, b, &g, c_in, c_out, relu, y, &mut scratch.winograd);
+        return Ok(());
+    }
     let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
     let rows = forward_rows_per_task(n, g.oh, g.ow);
     let cols = scratch.thread_cols();

@@ -73,3 +73,4 @@ fn gemm_with(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t:
         );
     }
 }
+

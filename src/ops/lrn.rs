@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::simd::simd_dispatch;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -71,23 +72,10 @@ pub fn lrn_forward_into(x: &Tensor, p: &LrnParams, y: &mut Tensor, scale: &mut T
     Ok(())
 }
 
-/// Rows of `c` channels (one pixel each), compiled for AVX2 + FMA where the CPU has them (8
-/// lanes instead of SSE's 4 for the window sums, square roots and divisions), as plain code
-/// otherwise. Both run the same IEEE operations in the same order (Rust never fuses a multiply
-/// and an add on its own), so they give the same bits.
-fn lrn_rows(x: &[f32], p: &LrnParams, y: &mut [f32], scale: &mut [f32], padded: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(x: &[f32], p: &LrnParams, y: &mut [f32], scale: &mut [f32], padded: &mut [f32]) {
-            lrn_rows_plain(x, p, y, scale, padded)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2(x, p, y, scale, padded) };
-        }
-    }
-    lrn_rows_plain(x, p, y, scale, padded)
+simd_dispatch! {
+    /// Rows of `c` channels (one pixel each); AVX2 + FMA where the CPU has them (8 lanes instead
+    /// of SSE's 4 for the window sums, square roots and divisions).
+    fn lrn_rows => lrn_rows_plain(x: &[f32], p: &LrnParams, y: &mut [f32], scale: &mut [f32], padded: &mut [f32])
 }
 
 #[inline(always)]
@@ -165,20 +153,9 @@ struct BackwardRows<'a> {
     dy: &'a [f32],
 }
 
-/// The backward pass over a run of pixels; AVX2 + FMA where the CPU has them, as `lrn_rows`.
-fn lrn_backward_rows(rows: &BackwardRows, p: &LrnParams, dx: &mut [f32], padded: &mut [f32], window: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(rows: &BackwardRows, p: &LrnParams, dx: &mut [f32], padded: &mut [f32], window: &mut [f32]) {
-            lrn_backward_rows_plain(rows, p, dx, padded, window)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2(rows, p, dx, padded, window) };
-        }
-    }
-    lrn_backward_rows_plain(rows, p, dx, padded, window)
+simd_dispatch! {
+    /// The backward pass over a run of pixels; AVX2 + FMA where the CPU has them.
+    fn lrn_backward_rows => lrn_backward_rows_plain(rows: &BackwardRows, p: &LrnParams, dx: &mut [f32], padded: &mut [f32], window: &mut [f32])
 }
 
 #[inline(always)]

@@ -12,7 +12,9 @@ pub mod l2;
 pub mod lrn;
 pub mod pool;
 pub mod pool_ref;
+mod simd;
 pub mod softmax;
 pub mod window;
+pub mod winograd;
 
 pub use window::{Geometry, Padding, Window};

@@ -105,11 +105,6 @@ pub fn set_threads(threads: usize) -> convnet::Result<()> {
     if threads > MAX_THREADS {
         return Err(convnet::Error::invalid("--threads", format!("{threads} is over the limit of {MAX_THREADS} (0 means one per core)")));
     }
-    if threads > 0 {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()
-            .map_err(|e| convnet::Error::invalid("--threads", e.to_string()))?;
-    }
-    Ok(())
+    // Workers pinned to CPUs (see convnet::threads; CONVNET_PIN_THREADS=0 turns that off).
+    convnet::threads::init_pool(threads).map_err(|e| convnet::Error::invalid("--threads", e.to_string()))
 }
