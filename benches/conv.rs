@@ -1,11 +1,12 @@
 //! conv2d of the seed network's second layer (batch 64, 16x16x64 input, 5x5x64 kernel, SAME):
-//! the fast path (im2col + GEMM, rayon) against the plain reference loops.
-//! Run: cargo bench --bench conv
+//! the fast paths against the plain reference loops. The forward pass takes Winograd F(2x2, 5x5)
+//! (`fast_forward`); `im2col_forward` is the im2col + GEMM path it replaced for this shape; the
+//! backward pass is im2col + GEMM. Run: cargo bench --bench conv
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;
 
-use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, ConvScratch};
+use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_im2col_into, conv2d_forward_into, ConvScratch};
 use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
 use convnet::ops::{Padding, Window};
 use convnet::Tensor;
@@ -27,6 +28,7 @@ fn bench(c: &mut Criterion) {
     // The fast path as training runs it: output, gradients and scratch reused across calls.
     let (mut y, mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
     g.bench_function("fast_forward", |bch| bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap()));
+    g.bench_function("im2col_forward", |bch| bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap()));
     g.bench_function("fast_backward", |bch| bch.iter(|| conv2d_backward_into(&x, &w, &dy, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap()));
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function("reference_forward", |bch| bch.iter(|| conv_forward(&x, &w, &b, &win).unwrap()));

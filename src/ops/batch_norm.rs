@@ -177,14 +177,14 @@ pub fn batch_norm_backward(dy: &Tensor, gamma: &[f32], cache: &BatchNormCache, d
 pub fn batch_norm_forward_ref(x: &Tensor, gamma: &[f32], beta: &[f32], eps: f32) -> Result<Tensor> {
     let c = channels(x)?;
     let rows = x.len() / c;
-    let mut y = Tensor::zeros(x.shape());
+    let mut y = vec![0.0f32; x.len()];
     for ch in 0..c {
         let values: Vec<f64> = (0..rows).map(|r| x.data()[r * c + ch] as f64).collect();
         let mean = values.iter().sum::<f64>() / rows as f64;
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64;
         for (r, v) in values.iter().enumerate() {
-            y.data_mut()[r * c + ch] = gamma[ch] * ((v - mean) / (var + eps as f64).sqrt()) as f32 + beta[ch];
+            y[r * c + ch] = gamma[ch] * ((v - mean) / (var + eps as f64).sqrt()) as f32 + beta[ch];
         }
     }
-    Ok(y)
+    Tensor::from_vec(x.shape(), y)
 }

@@ -134,12 +134,27 @@ pub fn conv2d_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu:
 /// one image: the im2col of those rows, then one GEMM with the bias already in place.
 pub fn conv2d_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) -> Result<()> {
     let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
-    let k = g.kh * g.kw * c_in;
     y.resize(&[n, g.oh, g.ow, c_out]);
     if winograd::applies(window, c_in) {
         winograd::conv5x5_forward_into(x, w, b, &g, c_in, c_out, relu, y, &mut scratch.winograd);
         return Ok(());
     }
+    im2col_forward(x, w, b, &g, c_in, c_out, relu, y, scratch);
+    Ok(())
+}
+
+/// `conv2d_forward_into` always by im2col + GEMM, even where the Winograd path would be taken
+/// (for the benches that compare the two).
+pub fn conv2d_forward_im2col_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) -> Result<()> {
+    let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
+    y.resize(&[n, g.oh, g.ow, c_out]);
+    im2col_forward(x, w, b, &g, c_in, c_out, relu, y, scratch);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn im2col_forward(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_in: usize, c_out: usize, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) {
+    let (n, k) = (x.shape()[0], g.kh * g.kw * c_in);
     let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
     let rows = forward_rows_per_task(n, g.oh, g.ow);
     let cols = scratch.thread_cols();
@@ -152,7 +167,7 @@ pub fn conv2d_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, 
         let slot = rayon::current_thread_index().unwrap_or(0) % cols.len();
         let mut col = cols[slot].lock().unwrap_or_else(|e| e.into_inner());
         col.resize(rows * g.ow * k, 0.0);
-        im2col_rows(&x.data()[img * in_size..][..in_size], &g, c_in, first..first + m / g.ow, &mut col);
+        im2col_rows(&x.data()[img * in_size..][..in_size], g, c_in, first..first + m / g.ow, &mut col);
         for row in y_block.chunks_exact_mut(c_out) {
             row.copy_from_slice(b.data());
         }
@@ -162,7 +177,6 @@ pub fn conv2d_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, 
             y_block.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
         }
     });
-    Ok(())
 }
 
 /// Gradients of a convolution given its input `x`, weight `w` and the output gradient `dy`.

@@ -39,23 +39,22 @@ pub fn conv_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window) -> Resu
 pub fn conv_backward(x: &Tensor, w: &Tensor, dz: &Tensor, window: &Window) -> Result<Conv2dGrads> {
     let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), None, window)?;
     let (xd, wd, dzd) = (x.data(), w.data(), dz.data());
-    let mut dx = Tensor::zeros(x.shape());
-    let mut dw = Tensor::zeros(w.shape());
-    let mut db = Tensor::zeros(&[c_out]);
+    // Plain vectors, made tensors at the end: a tensor's data_mut() marks a new version.
+    let (mut dx, mut dw, mut db) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()], vec![0.0f32; c_out]);
     for img in 0..n {
         for i in 0..g.oh {
             for j in 0..g.ow {
                 for o in 0..c_out {
                     let d = dzd[((img * g.oh + i) * g.ow + j) * c_out + o];
-                    db.data_mut()[o] += d;
+                    db[o] += d;
                     for ki in 0..g.kh {
                         for kj in 0..g.kw {
                             let (Some(r), Some(c)) = (g.in_row(i, ki), g.in_col(j, kj)) else { continue };
                             for ch in 0..c_in {
                                 let xi = ((img * g.ih + r) * g.iw + c) * c_in + ch;
                                 let wi = ((ki * g.kw + kj) * c_in + ch) * c_out + o;
-                                dx.data_mut()[xi] += wd[wi] * d;
-                                dw.data_mut()[wi] += xd[xi] * d;
+                                dx[xi] += wd[wi] * d;
+                                dw[wi] += xd[xi] * d;
                             }
                         }
                     }
@@ -63,5 +62,5 @@ pub fn conv_backward(x: &Tensor, w: &Tensor, dz: &Tensor, window: &Window) -> Re
             }
         }
     }
-    Ok(Conv2dGrads { d_input: dx, d_weight: dw, d_bias: db })
+    Ok(Conv2dGrads { d_input: Tensor::from_vec(x.shape(), dx)?, d_weight: Tensor::from_vec(w.shape(), dw)?, d_bias: Tensor::from_vec(&[c_out], db)? })
 }

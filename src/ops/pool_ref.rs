@@ -29,7 +29,7 @@ fn window_cells(g: &Geometry, i: usize, j: usize) -> Vec<(usize, usize)> {
 pub fn pool_forward(x: &Tensor, window: &Window, mode: PoolMode) -> Result<Tensor> {
     let (g, n, ch) = pool_geometry("pool_forward", x.shape(), window)?;
     let at = |img: usize, r: usize, c: usize, k: usize| x.data()[((img * g.ih + r) * g.iw + c) * ch + k];
-    let mut y = Tensor::zeros(&[n, g.oh, g.ow, ch]);
+    let mut y = vec![0.0f32; n * g.oh * g.ow * ch];
     for img in 0..n {
         for i in 0..g.oh {
             for j in 0..g.ow {
@@ -40,18 +40,18 @@ pub fn pool_forward(x: &Tensor, window: &Window, mode: PoolMode) -> Result<Tenso
                         PoolMode::Max => values.reduce(|best, v| if wins(v, best) { v } else { best }).unwrap_or(0.0),
                         PoolMode::Average => values.sum::<f32>() / cells.len() as f32,
                     };
-                    y.data_mut()[((img * g.oh + i) * g.ow + j) * ch + k] = v;
+                    y[((img * g.oh + i) * g.ow + j) * ch + k] = v;
                 }
             }
         }
     }
-    Ok(y)
+    Tensor::from_vec(&[n, g.oh, g.ow, ch], y)
 }
 
 pub fn pool_backward(x: &Tensor, dy: &Tensor, window: &Window, mode: PoolMode) -> Result<Tensor> {
     let (g, n, ch) = pool_geometry("pool_backward", x.shape(), window)?;
     let idx = |img: usize, r: usize, c: usize, k: usize| ((img * g.ih + r) * g.iw + c) * ch + k;
-    let mut dx = Tensor::zeros(x.shape());
+    let mut dx = vec![0.0f32; x.len()];
     for img in 0..n {
         for i in 0..g.oh {
             for j in 0..g.ow {
@@ -67,12 +67,12 @@ pub fn pool_backward(x: &Tensor, dy: &Tensor, window: &Window, mode: PoolMode) -
                                     best = cell;
                                 }
                             }
-                            dx.data_mut()[idx(img, best.0, best.1, k)] += d;
+                            dx[idx(img, best.0, best.1, k)] += d;
                         }
                         PoolMode::Average => {
                             let share = d / cells.len() as f32;
                             for &(r, c) in &cells {
-                                dx.data_mut()[idx(img, r, c, k)] += share;
+                                dx[idx(img, r, c, k)] += share;
                             }
                         }
                     }
@@ -80,5 +80,5 @@ pub fn pool_backward(x: &Tensor, dy: &Tensor, window: &Window, mode: PoolMode) -
             }
         }
     }
-    Ok(dx)
+    Tensor::from_vec(x.shape(), dx)
 }
