@@ -7,14 +7,64 @@
 //! network, 2 threads). Running the whole pass on a worker makes the loops inside it local
 //! work that the other workers steal, with one hand-over per pass instead of one per loop.
 
-/// Runs `f` on a worker of the current rayon pool (directly if already on one) and returns
-/// its result.
+/// Runs `f` on a worker of the current rayon pool (directly if already on one), with the pool's
+/// other workers kept awake until it returns (see `with_helpers_awake`), and returns its result.
 pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
-        f()
+        with_helpers_awake(f)
     } else {
-        rayon::scope(|_| f())
+        rayon::scope(|_| with_helpers_awake(f))
     }
+}
+
+thread_local! {
+    /// Set while this worker runs a pass under `with_helpers_awake`.
+    static IN_PASS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on this worker while every other worker of the pool polls for the work `f` splits
+/// off, instead of going to sleep between its parallel loops.
+///
+/// Why: an idle rayon worker sleeps after a short search, and waking it costs far more than the
+/// loops of a one-image pass (on this VM, waking a sleeping CPU goes through the hypervisor).
+/// In some processes the second worker slept and woke around every loop, and two threads ran a
+/// batch-1 pass no faster than one (0.6 instead of 0.33 ms). OpenMP runtimes (PyTorch) spin
+/// for the same reason. The helpers spin only while a pass runs.
+fn with_helpers_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let helpers = rayon::current_num_threads().saturating_sub(1);
+    if helpers == 0 || IN_PASS.with(|p| p.get()) {
+        return f();
+    }
+    let owner = rayon::current_thread_index();
+    let done = AtomicBool::new(false);
+    rayon::scope(|s| {
+        for _ in 0..helpers {
+            s.spawn(|_| {
+                // The worker running `f` may pop this job while it waits inside `f`: spinning
+                // there would wait on itself.
+                if rayon::current_thread_index() == owner {
+                    return;
+                }
+                while !done.load(Ordering::Acquire) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        // Ends the pass even if `f` panics: the helpers must stop for the scope to return.
+        struct EndPass<'a>(&'a AtomicBool);
+        impl Drop for EndPass<'_> {
+            fn drop(&mut self) {
+                IN_PASS.with(|p| p.set(false));
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        IN_PASS.with(|p| p.set(true));
+        let _end = EndPass(&done);
+        f()
+    })
 }
 
 /// Whether `init_pool` pins workers: yes unless the environment variable CONVNET_PIN_THREADS
