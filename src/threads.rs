@@ -25,11 +25,11 @@ thread_local! {
 /// Runs `f` on this worker while every other worker of the pool polls for the work `f` splits
 /// off, instead of going to sleep between its parallel loops.
 ///
-/// Why: an idle rayon worker sleeps after a short search, and waking it costs far more than the
-/// loops of a one-image pass (on this VM, waking a sleeping CPU goes through the hypervisor).
-/// In some processes the second worker slept and woke around every loop, and two threads ran a
-/// batch-1 pass no faster than one (0.6 instead of 0.33 ms). OpenMP runtimes (PyTorch) spin
-/// for the same reason. The helpers spin only while a pass runs.
+/// Why: an idle rayon worker sleeps after a short search, and waking it can cost more than the
+/// loops of a one-image pass take (on a VM, waking an idle CPU goes through the hypervisor).
+/// OpenMP runtimes (PyTorch) spin for the same reason. Measured on the seed network, batch 1,
+/// 2 threads: 0.380 -> 0.341 ms per image in side-by-side sittings; training 979 -> 1001
+/// images/s. The helpers spin only while a pass runs.
 fn with_helpers_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use std::sync::atomic::{AtomicBool, Ordering};
     let helpers = rayon::current_num_threads().saturating_sub(1);
@@ -76,12 +76,11 @@ fn pinning_wanted() -> bool {
 /// A pool builder for `threads` workers (0: one per CPU this process may run on) that pins
 /// worker i to the i-th of those CPUs, when there are no more workers than CPUs.
 ///
-/// Why: a pass over one image forks and joins a dozen times in half a millisecond, so the
-/// workers sleep and wake each other constantly, and Linux tends to move a thread that is
-/// woken often onto the CPU of the thread that wakes it. With two workers on one CPU, two
-/// threads run at the speed of one: the batch-1 pass of the seed network took 0.67 ms instead
-/// of 0.34 ms in about half of the runs. Pinned, each worker keeps its own CPU. (OpenMP
-/// programs such as PyTorch avoid the same trap by spinning instead of sleeping.)
+/// Why: a pass over one image forks and joins a dozen times in half a millisecond, and Linux
+/// may move a thread that another wakes often onto the waker's CPU; once, during a slow
+/// batch-1 run, both workers were seen on CPU 0. Pinned, each worker keeps its own CPU. The
+/// gain was within the noise of the measurements (the slow runs had another cause, see
+/// docs/performance.md); this is a guard, and CONVNET_PIN_THREADS=0 turns it off.
 pub fn pool_builder(threads: usize) -> rayon::ThreadPoolBuilder {
     let cpus = allowed_cpus();
     let threads = if threads == 0 { cpus.len().max(1) } else { threads };
