@@ -202,6 +202,10 @@ fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_
             Window::new(5, 5, 1, 1, Padding::Explicit { top: 0, bottom: 3, left: 4, right: 1 }),
         ),
         ("same 5x6 batch 17 (chunks)", [17, 5, 6, 16], 6, Window::new(5, 5, 1, 1, Padding::Same)),
+        // 100 tiles per image: chunks of 8 images in groups of 5 and 3, then a chunk of 1.
+        ("same 20x20 batch 17 (groups)", [17, 20, 20, 16], 3, Window::new(5, 5, 1, 1, Padding::Same)),
+        // 4,225 tiles: too many for the stage-by-stage path even at batch 1.
+        ("same 130x130 batch 1 (large image)", [1, 130, 130, 16], 2, Window::new(5, 5, 1, 1, Padding::Same)),
     ];
     for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
         assert!(winograd::applies(&win, xs[3]), "{name}: should take the Winograd path");

@@ -30,6 +30,12 @@ const OUT: usize = 2;
 const TILE: usize = 6;
 const POSITIONS: usize = TILE * TILE;
 
+/// The stage-by-stage path for small batches keeps V and M for the whole batch: at most this
+/// many tiles (37 MB for V at 64 channels); beyond it, the chunked path.
+const SMALL_BATCH_MAX_TILES: usize = 4096;
+/// Tiles per group in the chunked path: 8 images of the seed network's 16x16 output.
+const GROUP_TILES: usize = 512;
+
 /// Below this many input channels the 36 products are too thin to pay for the transforms (the
 /// first layer of an RGB network has 3).
 const MIN_IN_CHANNELS: usize = 16;
@@ -92,36 +98,40 @@ pub fn conv5x5_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_
     let tiles = s.tiles_h * s.tiles_w;
     let y_rows = OUT * g.ow * c_out; // the output rows of one row of tiles
 
-    if n >= 2 * CHUNK {
-        // Large batch: a chunk of images per task, all three stages on one thread, so that
-        // V and M stay in that core's cache.
+    if n >= 2 * CHUNK || n * tiles > SMALL_BATCH_MAX_TILES {
+        // Large batch (or large images): a chunk of images per task, all three stages on one
+        // thread, so that V and M stay in that core's cache; within the chunk, groups of
+        // images of about GROUP_TILES tiles, one image at least, bound V and M.
         let threads = rayon::current_num_threads().max(1);
         if scratch.thread_vm.len() < threads {
             scratch.thread_vm.resize_with(threads, Default::default);
         }
         let slots = &scratch.thread_vm;
+        let group = (GROUP_TILES / tiles).clamp(1, CHUNK);
         y.data_mut().par_chunks_mut(CHUNK * out_size).enumerate().for_each(|(chunk, y_chunk)| {
-            let images = y_chunk.len() / out_size;
             let slot = rayon::current_thread_index().unwrap_or(0) % slots.len();
             let mut guard = slots[slot].lock().unwrap_or_else(|e| e.into_inner());
             let (v, m) = &mut *guard;
-            let rows = images * tiles;
-            let planes = Planes::new(v, rows, c_in);
             let mut work = TileWork::new(c_in.max(c_out));
-            for i in 0..images {
-                let x_img = &x.data()[(chunk * CHUNK + i) * in_size..][..in_size];
-                for ti in 0..s.tiles_h {
-                    // SAFETY: this task alone holds `planes` (its own buffer, locked).
-                    unsafe { input_transform_row(x_img, &s, ti, planes, i * tiles + ti * s.tiles_w, &mut work) };
+            for (k, y_group) in y_chunk.chunks_mut(group * out_size).enumerate() {
+                let (first_image, images) = (chunk * CHUNK + k * group, y_group.len() / out_size);
+                let rows = images * tiles;
+                let planes = Planes::new(v, rows, c_in);
+                for i in 0..images {
+                    let x_img = &x.data()[(first_image + i) * in_size..][..in_size];
+                    for ti in 0..s.tiles_h {
+                        // SAFETY: this task alone holds `planes` (its own buffer, locked).
+                        unsafe { input_transform_row(x_img, &s, ti, planes, i * tiles + ti * s.tiles_w, &mut work) };
+                    }
                 }
-            }
-            let m = grow(m, POSITIONS * rows * c_out);
-            for (xi, m_plane) in m.chunks_exact_mut(rows * c_out).enumerate() {
-                gemm(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u[xi * c_in * c_out..][..c_in * c_out], false, 0.0, m_plane);
-            }
-            for (i, y_img) in y_chunk.chunks_exact_mut(out_size).enumerate() {
-                for (ti, y_part) in y_img.chunks_mut(y_rows).enumerate() {
-                    output_transform_row(m, rows, &s, i * tiles + ti * s.tiles_w, b.data(), relu, y_part, &mut work);
+                let m = grow(m, POSITIONS * rows * c_out);
+                for (xi, m_plane) in m.chunks_exact_mut(rows * c_out).enumerate() {
+                    gemm(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u[xi * c_in * c_out..][..c_in * c_out], false, 0.0, m_plane);
+                }
+                for (i, y_img) in y_group.chunks_exact_mut(out_size).enumerate() {
+                    for (ti, y_part) in y_img.chunks_mut(y_rows).enumerate() {
+                        output_transform_row(m, rows, &s, i * tiles + ti * s.tiles_w, b.data(), relu, y_part, &mut work);
+                    }
                 }
             }
         });
@@ -287,15 +297,15 @@ fn input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, fir
         }
         // half[a][col] = sum_k BT[a][k] d[k][col];  V[a][b] = sum_k half[a][k] BT[b][k].
         for col in 0..TILE {
-            let d: [&[f32]; TILE] = std::array::from_fn(|k| &patch[(k * TILE + col) * c..][..c]);
+            let d: [&[f32]; TILE] = six(|k| &patch[(k * TILE + col) * c..][..c]);
             let mut rows = half.chunks_exact_mut(TILE * c).map(|r| &mut r[col * c..][..c]);
-            let out: [&mut [f32]; TILE] = std::array::from_fn(|_| rows.next().expect("6 rows"));
+            let out: [&mut [f32]; TILE] = six(|_| rows.next().expect("6 rows"));
             bt6(d, out);
         }
         for a in 0..TILE {
-            let h: [&[f32]; TILE] = std::array::from_fn(|k| &half[(a * TILE + k) * c..][..c]);
+            let h: [&[f32]; TILE] = six(|k| &half[(a * TILE + k) * c..][..c]);
             // SAFETY: the caller owns these rows (this function's contract).
-            let out: [&mut [f32]; TILE] = std::array::from_fn(|bcol| unsafe { v.row(a * TILE + bcol, first_row + tj) });
+            let out: [&mut [f32]; TILE] = six(|bcol| unsafe { v.row(a * TILE + bcol, first_row + tj) });
             bt6(h, out);
         }
     }
@@ -308,8 +318,10 @@ fn input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, fir
 #[inline(always)]
 fn bt6(d: [&[f32]; TILE], o: [&mut [f32]; TILE]) {
     let c = o[0].len();
-    let [d0, d1, d2, d3, d4, d5] = d.map(|s| &s[..c]);
-    let [o0, o1, o2, o3, o4, o5] = o.map(|s| &mut s[..c]);
+    let [d0, d1, d2, d3, d4, d5] = d;
+    let (d0, d1, d2, d3, d4, d5) = (&d0[..c], &d1[..c], &d2[..c], &d3[..c], &d4[..c], &d5[..c]);
+    let [o0, o1, o2, o3, o4, o5] = o;
+    let (o0, o1, o2, o3, o4, o5) = (&mut o0[..c], &mut o1[..c], &mut o2[..c], &mut o3[..c], &mut o4[..c], &mut o5[..c]);
     for ch in 0..c {
         let (d0, d1, d2, d3, d4, d5) = (d0[ch], d1[ch], d2[ch], d3[ch], d4[ch], d5[ch]);
         let (p, q) = (d4 - d2, d1 - d3);
@@ -341,12 +353,12 @@ fn output_transform_row_plain(m: &[f32], rows: usize, s: &Shape, first_row: usiz
         let m_at = |xi: usize| &m[(xi * rows + first_row + tj) * c..][..c];
         // half[i][b] = sum_a AT[i][a] M[a][b];  y[i][j] = sum_b half[i][b] AT[j][b] + bias.
         for bcol in 0..TILE {
-            let col: [&[f32]; TILE] = std::array::from_fn(|a| m_at(a * TILE + bcol));
+            let col: [&[f32]; TILE] = six(|a| m_at(a * TILE + bcol));
             let (h0, h1) = half.split_at_mut(TILE * c);
             at6(col, [&mut h0[bcol * c..][..c], &mut h1[bcol * c..][..c]], None, false);
         }
         for i in 0..out_rows {
-            let row: [&[f32]; TILE] = std::array::from_fn(|b| &half[(i * TILE + b) * c..][..c]);
+            let row: [&[f32]; TILE] = six(|b| &half[(i * TILE + b) * c..][..c]);
             let col = OUT * tj;
             if col + 1 < g.ow {
                 let (y0, y1) = y_part[(i * g.ow + col) * c..][..2 * c].split_at_mut(c);
@@ -364,8 +376,10 @@ fn output_transform_row_plain(m: &[f32], rows: usize, s: &Shape, first_row: usiz
 #[inline(always)]
 fn at6(m: [&[f32]; TILE], o: [&mut [f32]; OUT], bias: Option<&[f32]>, relu: bool) {
     let c = o[0].len();
-    let [m0, m1, m2, m3, m4, m5] = m.map(|s| &s[..c]);
-    let [o0, o1] = o.map(|s| &mut s[..c]);
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let (m0, m1, m2, m3, m4, m5) = (&m0[..c], &m1[..c], &m2[..c], &m3[..c], &m4[..c], &m5[..c]);
+    let [o0, o1] = o;
+    let (o0, o1) = (&mut o0[..c], &mut o1[..c]);
     for ch in 0..c {
         let (m0, m1, m2, m3, m4, m5) = (m0[ch], m1[ch], m2[ch], m3[ch], m4[ch], m5[ch]);
         let (mut a, mut b) = (m0 + m1 + m2 + m3 + m4, (m1 - m2) + 2.0 * (m3 - m4) + m5);
@@ -381,6 +395,12 @@ fn at6(m: [&[f32]; TILE], o: [&mut [f32]; OUT], bias: Option<&[f32]>, relu: bool
         o0[ch] = a;
         o1[ch] = b;
     }
+}
+
+/// [f(0), f(1), .., f(5)], inlined (`std::array::from_fn` was left as a call in the hot loop).
+#[inline(always)]
+fn six<T>(mut f: impl FnMut(usize) -> T) -> [T; TILE] {
+    [f(0), f(1), f(2), f(3), f(4), f(5)]
 }
 
 /// out = sum of coef * input over the (coef, input) pairs, skipping zero coefficients.
