@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::gemm::gemm;
 use super::im2col::{col2im, im2col, im2col_rows};
-use super::window::{Geometry, Window};
+use super::window::{Geometry, Padding, Window};
 use super::winograd::{self, WinogradScratch};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -68,6 +68,17 @@ pub struct ConvScratch {
     chunks: Vec<ChunkScratch>,
     thread_cols: Vec<Mutex<Vec<f32>>>,
     winograd: WinogradScratch,
+    dx_winograd: DxByWinograd,
+}
+
+/// The input gradient of a 5x5 stride-1 convolution as a convolution itself (see
+/// `dx_by_winograd`): the masked output gradient, the flipped weights, a zero bias.
+#[derive(Default)]
+struct DxByWinograd {
+    dz: Tensor,
+    w_flipped: Tensor,
+    zero_bias: Tensor,
+    winograd: WinogradScratch,
 }
 
 #[derive(Default)]
@@ -80,24 +91,6 @@ struct ChunkScratch {
 }
 
 impl ConvScratch {
-    /// Scratch for `n` images in chunks of `CHUNK`, each with a column matrix of `col_len` and,
-    /// for the backward pass, partial gradients of `dw_len` and `db_len` (0: left as they are,
-    /// so the forward pass does not shrink what the backward pass will grow again).
-    fn prepare(&mut self, n: usize, col_len: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
-        let chunks = n.div_ceil(CHUNK);
-        if self.chunks.len() < chunks {
-            self.chunks.resize_with(chunks, ChunkScratch::default);
-        }
-        for c in &mut self.chunks[..chunks] {
-            c.col.resize(col_len, 0.0);
-            if dw_len > 0 {
-                c.dw.resize(dw_len, 0.0);
-                c.db.resize(db_len, 0.0);
-            }
-        }
-        &mut self.chunks[..chunks]
-    }
-
     /// One column buffer per thread of the current pool (a Mutex each, uncontended: a thread
     /// only ever locks its own).
     fn thread_cols(&mut self) -> &[Mutex<Vec<f32>>] {
@@ -107,6 +100,21 @@ impl ConvScratch {
         }
         &self.thread_cols
     }
+}
+
+/// The backward pass's scratch for `n` images in chunks of `CHUNK`: a column matrix of
+/// `col_len` and partial gradients of `dw_len` and `db_len` each.
+fn prepare_chunks(store: &mut Vec<ChunkScratch>, n: usize, col_len: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
+    let chunks = n.div_ceil(CHUNK);
+    if store.len() < chunks {
+        store.resize_with(chunks, ChunkScratch::default);
+    }
+    for c in &mut store[..chunks] {
+        c.col.resize(col_len, 0.0);
+        c.dw.resize(dw_len, 0.0);
+        c.db.resize(db_len, 0.0);
+    }
+    &mut store[..chunks]
 }
 
 /// Output rows of one image per forward task. A large batch keeps every thread busy with whole
@@ -179,6 +187,43 @@ fn im2col_forward(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_in: usize,
     });
 }
 
+/// For a convolution where Winograd applies to its input gradient, the window of that
+/// gradient as a convolution of its own: for stride 1,
+///   dX[i, j, ci] = sum over ki, kj, co of dY[i + pt - ki, j + pl - kj, co] W[ki, kj, ci, co]
+/// is the correlation of dY, padded by (kh - 1 - pt) before and (kh - 1 - pb) after (likewise
+/// for the columns), with the kernel flipped in both axes and its channels swapped. None when
+/// the kernel is not 5x5 at stride 1, dY has too few channels, or the padding exceeds kh - 1.
+fn dx_window(g: &Geometry, window: &Window, c_out: usize) -> Option<Window> {
+    if !winograd::applies(window, c_out) {
+        return None;
+    }
+    let pad_bottom = (g.oh + g.kh - 1).checked_sub(g.ih + g.pad_top)?;
+    let pad_right = (g.ow + g.kw - 1).checked_sub(g.iw + g.pad_left)?;
+    let top = (g.kh - 1).checked_sub(g.pad_top)?;
+    let bottom = (g.kh - 1).checked_sub(pad_bottom)?;
+    let left = (g.kw - 1).checked_sub(g.pad_left)?;
+    let right = (g.kw - 1).checked_sub(pad_right)?;
+    Some(Window::new(g.kh, g.kw, 1, 1, Padding::Explicit { top, bottom, left, right }))
+}
+
+/// wf[ki][kj][co][ci] = w[kh-1-ki][kw-1-kj][ci][co]: the kernel of the input gradient.
+fn flip_weights(w: &Tensor, wf: &mut Tensor) {
+    let [kh, kw, c_in, c_out] = w.shape()[..] else { unreachable!("checked by conv2d_geometry") };
+    wf.resize(&[kh, kw, c_out, c_in]);
+    let (src, dst) = (w.data(), wf.data_mut());
+    for ki in 0..kh {
+        for kj in 0..kw {
+            let from = &src[((kh - 1 - ki) * kw + (kw - 1 - kj)) * c_in * c_out..][..c_in * c_out];
+            let to = &mut dst[(ki * kw + kj) * c_out * c_in..][..c_out * c_in];
+            for ci in 0..c_in {
+                for co in 0..c_out {
+                    to[co * c_in + ci] = from[ci * c_out + co];
+                }
+            }
+        }
+    }
+}
+
 /// Gradients of a convolution given its input `x`, weight `w` and the output gradient `dy`.
 pub fn conv2d_backward(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> Result<Conv2dGrads> {
     let (mut d_input, mut d_weight, mut d_bias) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
@@ -242,7 +287,30 @@ fn backward(
     }
     let (m, k) = (g.oh * g.ow, g.kh * g.kw * c_in);
     let (in_size, out_size) = (g.ih * g.iw * c_in, m * c_out);
-    let chunks = scratch.prepare(n, m * k, k * c_out, c_out);
+    let ConvScratch { chunks: chunk_store, dx_winograd: dx_scratch, .. } = scratch;
+    let (mut d_input, mut dy, mut relu_y) = (d_input, dy, relu_y);
+    if let (Some(dx), Some(dx_window)) = (d_input.as_deref_mut(), dx_window(&g, window, c_out)) {
+        // dX by Winograd; the loop below then computes dW and db only, from the masked dy.
+        let d = &mut *dx_scratch;
+        if let Some(y) = relu_y {
+            d.dz.resize(dy.shape());
+            d.dz.data_mut().par_chunks_mut(out_size).zip(dy.data().par_chunks(out_size)).zip(y.data().par_chunks(out_size)).for_each(
+                |((dz, dy), y)| {
+                    // As Activation::Relu's backward: the gradient passes where y > 0.
+                    dz.iter_mut().zip(dy).zip(y).for_each(|((d, &g), &y)| *d = if y > 0.0 { g } else { 0.0 });
+                },
+            );
+        }
+        let dz = if relu_y.is_some() { &d.dz } else { dy };
+        flip_weights(w, &mut d.w_flipped);
+        d.zero_bias.resize(&[c_in]);
+        d.zero_bias.data_mut().fill(0.0);
+        let gt = Geometry::new("conv2d backward", g.oh, g.ow, &dx_window)?;
+        dx.resize(x.shape());
+        winograd::conv5x5_forward_into(dz, &d.w_flipped, &d.zero_bias, &gt, c_out, c_in, false, dx, &mut d.winograd);
+        (d_input, dy, relu_y) = (None, dz, None);
+    }
+    let chunks = prepare_chunks(chunk_store, n, m * k, k * c_out, c_out);
 
     // Each chunk of images yields its own partial dW and db, summed below in chunk order.
     let chunk_grads = |chunk: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
