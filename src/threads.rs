@@ -83,7 +83,12 @@ fn pinning_wanted() -> bool {
 /// docs/performance.md); this is a guard, and CONVNET_PIN_THREADS=0 turns it off.
 pub fn pool_builder(threads: usize) -> rayon::ThreadPoolBuilder {
     let cpus = allowed_cpus();
-    let threads = if threads == 0 { cpus.len().max(1) } else { threads };
+    let threads = match threads {
+        // Where the affinity mask is unknown (not Linux), what the standard library sees.
+        0 if cpus.is_empty() => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => cpus.len(),
+        n => n,
+    };
     let builder = rayon::ThreadPoolBuilder::new().num_threads(threads);
     if !pinning_wanted() || cpus.is_empty() || threads > cpus.len() {
         return builder;
@@ -128,3 +133,29 @@ fn pin_current_thread(cpu: usize) {
 
 #[cfg(not(target_os = "linux"))]
 fn pin_current_thread(_cpu: usize) {}
+
+/// One `T` per worker of the current pool, for scratch buffers that parallel tasks reuse: a task
+/// takes its own worker's slot, so the Mutex is never contended (it only keeps this safe when a
+/// foreign pool with more threads calls in, as the modulo below lets two workers share a slot).
+#[derive(Default)]
+pub struct PerThread<T> {
+    slots: Vec<std::sync::Mutex<T>>,
+}
+
+impl<T: Default> PerThread<T> {
+    /// Grows to one slot per worker of the current pool; call before the parallel loop.
+    pub fn for_current_pool(&mut self) -> &PerThread<T> {
+        let threads = rayon::current_num_threads().max(1);
+        if self.slots.len() < threads {
+            self.slots.resize_with(threads, Default::default);
+        }
+        self
+    }
+
+    /// The calling worker's slot.
+    pub fn get(&self) -> std::sync::MutexGuard<'_, T> {
+        let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len().max(1);
+        // A task that panicked while holding the slot left only scratch values behind.
+        self.slots[slot].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

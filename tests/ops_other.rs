@@ -179,3 +179,21 @@ fn dense_with_few_rows_split_by_columns_matches_plain_loops_on_any_thread_count(
         }
     }
 }
+
+#[test]
+fn activation_backward_into_equals_the_in_place_backward() {
+    // Including y = 0 (ReLU's boundary: no gradient) and a NaN output (passes the gradient on,
+    // as the in-place form does).
+    let mut y: Vec<f32> = (0..40).map(|i| (i as f32 - 20.0) * 0.1).collect();
+    y.push(f32::NAN);
+    let dy: Vec<f32> = (0..y.len()).map(|i| 1.0 + i as f32 * 0.25).collect();
+    for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+        let mut in_place = dy.clone();
+        act.backward(&y, &mut in_place);
+        let mut out = vec![-7.0f32; dy.len()];
+        act.backward_into(&y, &dy, &mut out);
+        for (i, (a, b)) in out.iter().zip(&in_place).enumerate() {
+            assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{} at {i}: {a} vs {b}", act.name());
+        }
+    }
+}

@@ -44,4 +44,16 @@ impl Activation {
             Activation::Tanh => pairs.for_each(|(d, &y)| *d *= 1.0 - y * y),
         }
     }
+
+    /// `backward` into a separate buffer: dx = the input gradient for output gradient `dy`.
+    /// ReLU in one pass (a conv layer's fused ReLU runs this on every backward step).
+    pub fn backward_into(self, y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        match self {
+            Activation::Relu => dx.iter_mut().zip(dy).zip(y).for_each(|((d, &g), &y)| *d = if y <= 0.0 { 0.0 } else { g }),
+            _ => {
+                dx.copy_from_slice(dy);
+                self.backward(y, dx);
+            }
+        }
+    }
 }

@@ -9,16 +9,16 @@
 //! The backward pass recomputes col(x) instead of keeping it: it is kh*kw times the input.
 //! The plain-loop twin, used by the tests as the oracle, is `conv2d_ref`.
 
-use std::sync::Mutex;
-
 use rayon::prelude::*;
 
+use super::activation::Activation;
 use super::gemm::gemm;
 use super::im2col::{col2im, im2col, im2col_rows};
 use super::window::{Geometry, Padding, Window};
 use super::winograd::{self, WinogradScratch};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use crate::threads::PerThread;
 
 /// Images per parallel task. Fixed (not derived from the thread count) so that the
 /// weight-gradient partial sums, and hence the result, are the same on any machine.
@@ -66,13 +66,13 @@ pub fn conv2d_geometry(x: &[usize], w: &[usize], b: Option<&[usize]>, window: &W
 #[derive(Default)]
 pub struct ConvScratch {
     chunks: Vec<ChunkScratch>,
-    thread_cols: Vec<Mutex<Vec<f32>>>,
+    thread_cols: PerThread<Vec<f32>>,
     winograd: WinogradScratch,
     dx_winograd: DxByWinograd,
 }
 
 /// The input gradient of a 5x5 stride-1 convolution as a convolution itself (see
-/// `dx_by_winograd`): the masked output gradient, the flipped weights, a zero bias.
+/// `dx_window`): the masked output gradient, the flipped weights, a zero bias.
 #[derive(Default)]
 struct DxByWinograd {
     dz: Tensor,
@@ -88,18 +88,6 @@ struct ChunkScratch {
     db: Vec<f32>,
     /// One image's output gradient masked by a fused ReLU.
     dz: Vec<f32>,
-}
-
-impl ConvScratch {
-    /// One column buffer per thread of the current pool (a Mutex each, uncontended: a thread
-    /// only ever locks its own).
-    fn thread_cols(&mut self) -> &[Mutex<Vec<f32>>] {
-        let threads = rayon::current_num_threads().max(1);
-        if self.thread_cols.len() < threads {
-            self.thread_cols.resize_with(threads, Default::default);
-        }
-        &self.thread_cols
-    }
 }
 
 /// The backward pass's scratch for `n` images in chunks of `CHUNK`: a column matrix of
@@ -165,15 +153,14 @@ fn im2col_forward(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_in: usize,
     let (n, k) = (x.shape()[0], g.kh * g.kw * c_in);
     let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
     let rows = forward_rows_per_task(n, g.oh, g.ow);
-    let cols = scratch.thread_cols();
+    let cols = scratch.thread_cols.for_current_pool();
     let tasks = y.data_mut().par_chunks_mut(out_size).enumerate().flat_map(|(img, y_img)| {
         y_img.par_chunks_mut(rows * g.ow * c_out).enumerate().map(move |(block, y_block)| (img, block, y_block))
     });
     tasks.for_each(|(img, block, y_block)| {
         let first = block * rows;
         let m = y_block.len() / c_out;
-        let slot = rayon::current_thread_index().unwrap_or(0) % cols.len();
-        let mut col = cols[slot].lock().unwrap_or_else(|e| e.into_inner());
+        let mut col = cols.get();
         col.resize(rows * g.ow * k, 0.0);
         im2col_rows(&x.data()[img * in_size..][..in_size], g, c_in, first..first + m / g.ow, &mut col);
         for row in y_block.chunks_exact_mut(c_out) {
@@ -181,8 +168,7 @@ fn im2col_forward(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_in: usize,
         }
         gemm(m, k, c_out, &col, false, w.data(), false, 1.0, y_block);
         if relu {
-            // As Activation::Relu: NaN passes through.
-            y_block.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
+            Activation::Relu.forward(y_block);
         }
     });
 }
@@ -294,12 +280,11 @@ fn backward(
         let d = &mut *dx_scratch;
         if let Some(y) = relu_y {
             d.dz.resize(dy.shape());
-            d.dz.data_mut().par_chunks_mut(out_size).zip(dy.data().par_chunks(out_size)).zip(y.data().par_chunks(out_size)).for_each(
-                |((dz, dy), y)| {
-                    // As Activation::Relu's backward: the gradient passes where y > 0.
-                    dz.iter_mut().zip(dy).zip(y).for_each(|((d, &g), &y)| *d = if y > 0.0 { g } else { 0.0 });
-                },
-            );
+            d.dz.data_mut()
+                .par_chunks_mut(out_size)
+                .zip(dy.data().par_chunks(out_size))
+                .zip(y.data().par_chunks(out_size))
+                .for_each(|((dz, dy), y)| Activation::Relu.backward_into(y, dy, dz));
         }
         let dz = if relu_y.is_some() { &d.dz } else { dy };
         flip_weights(w, &mut d.w_flipped);
@@ -322,11 +307,8 @@ fn backward(
             let img = chunk * CHUNK + i;
             let mut dy_img = &dy.data()[img * out_size..][..out_size];
             if let Some(y) = relu_y {
-                // As Activation::Relu's backward: the gradient passes where y > 0.
                 s.dz.resize(out_size, 0.0);
-                for ((d, &g), &y) in s.dz.iter_mut().zip(dy_img).zip(&y.data()[img * out_size..][..out_size]) {
-                    *d = if y > 0.0 { g } else { 0.0 };
-                }
+                Activation::Relu.backward_into(&y.data()[img * out_size..][..out_size], dy_img, &mut s.dz);
                 dy_img = &s.dz;
             }
             im2col(&x.data()[img * in_size..][..in_size], &g, c_in, &mut s.col);

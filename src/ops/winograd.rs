@@ -15,8 +15,6 @@
 //! 5 and 1/24, so outputs differ from im2col's in the last bits; the tests bound it). Only the
 //! forward pass: the backward pass stays with im2col.
 
-use std::sync::Mutex;
-
 use rayon::prelude::*;
 
 use super::conv2d::CHUNK;
@@ -24,6 +22,7 @@ use super::gemm::gemm;
 use super::simd::simd_dispatch;
 use super::window::{Geometry, Window};
 use crate::tensor::Tensor;
+use crate::threads::PerThread;
 
 /// Output rows and columns per tile, and the tile's size in the input.
 const OUT: usize = 2;
@@ -80,7 +79,7 @@ pub struct WinogradScratch {
     u_version: Option<u64>,
     v: Vec<f32>,
     m: Vec<f32>,
-    thread_vm: Vec<Mutex<(Vec<f32>, Vec<f32>)>>,
+    thread_vm: PerThread<(Vec<f32>, Vec<f32>)>,
 }
 
 /// y = conv(x, w) + b (then ReLU if `relu`), for a geometry where `applies` holds; `y` already
@@ -102,15 +101,10 @@ pub fn conv5x5_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_
         // Large batch (or large images): a chunk of images per task, all three stages on one
         // thread, so that V and M stay in that core's cache; within the chunk, groups of
         // images of about GROUP_TILES tiles, one image at least, bound V and M.
-        let threads = rayon::current_num_threads().max(1);
-        if scratch.thread_vm.len() < threads {
-            scratch.thread_vm.resize_with(threads, Default::default);
-        }
-        let slots = &scratch.thread_vm;
+        let slots = scratch.thread_vm.for_current_pool();
         let group = (GROUP_TILES / tiles).clamp(1, CHUNK);
         y.data_mut().par_chunks_mut(CHUNK * out_size).enumerate().for_each(|(chunk, y_chunk)| {
-            let slot = rayon::current_thread_index().unwrap_or(0) % slots.len();
-            let mut guard = slots[slot].lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = slots.get();
             let (v, m) = &mut *guard;
             let mut work = TileWork::new(c_in.max(c_out));
             for (k, y_group) in y_chunk.chunks_mut(group * out_size).enumerate() {
