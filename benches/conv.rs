@@ -27,10 +27,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("conv2d_seed_layer2");
     g.sample_size(20).measurement_time(Duration::from_secs(5));
     // The fast path as training runs it: output, gradients and scratch reused across calls.
-    let (mut y, mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
+    let (mut y, mut dx, mut dw, mut db, mut s) =
+        (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
     g.bench_function("fast_forward", |bch| bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap()));
     g.bench_function("im2col_forward", |bch| bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap()));
-    g.bench_function("fast_backward", |bch| bch.iter(|| conv2d_backward_into(&x, &w, &dy, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap()));
+    g.bench_function("fast_backward", |bch| {
+        bch.iter(|| conv2d_backward_into(&x, &w, &dy, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap())
+    });
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function("reference_forward", |bch| bch.iter(|| conv_forward(&x, &w, &b, &win).unwrap()));
     g.bench_function("reference_backward", |bch| bch.iter(|| conv_backward(&x, &w, &dy, &win).unwrap()));

@@ -18,7 +18,27 @@ fn sq(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, 
     let (rsb, csb) = if b_t { (1, k as isize) } else { (n as isize, 1) };
     // SAFETY: as above.
     unsafe {
-        gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, true, a.as_ptr(), csa, rsa, b.as_ptr(), csb, rsb, 1.0, 1.0, false, false, false, gemm::Parallelism::None)
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            csb,
+            rsb,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
     }
 }
 

@@ -22,7 +22,8 @@ fn conv(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize, k: usi
     let w = ramp(&[k, k, x_shape[3], c_out]);
     let b = ramp(&[c_out]);
     let dy = ramp(&[x_shape[0], x_shape[1], x_shape[2], c_out]);
-    let (mut y, mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
+    let (mut y, mut dx, mut dw, mut db, mut s) =
+        (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
     c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, true, &mut y, &mut s).unwrap()));
     c.bench_function(&format!("{name}/backward"), |bch| {
         bch.iter(|| conv2d_backward_into(&x, &w, &dy, &win, if need_dx { Some(&mut dx) } else { None }, &mut dw, &mut db, &mut s).unwrap())
@@ -52,7 +53,9 @@ fn dense(c: &mut Criterion, name: &str, n: usize, fin: usize, fout: usize) {
     let (x, w, b, dy) = (ramp(&[n, fin]), ramp(&[fin, fout]), ramp(&[fout]), ramp(&[n, fout]));
     let (mut y, mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty());
     c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| dense_forward_into(&x, &w, &b, &mut y).unwrap()));
-    c.bench_function(&format!("{name}/backward"), |bch| bch.iter(|| dense_backward_into(&x, &w, &dy, Some(&mut dx), &mut dw, &mut db).unwrap()));
+    c.bench_function(&format!("{name}/backward"), |bch| {
+        bch.iter(|| dense_backward_into(&x, &w, &dy, Some(&mut dx), &mut dw, &mut db).unwrap())
+    });
 }
 
 fn bench(c: &mut Criterion) {

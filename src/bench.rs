@@ -76,7 +76,8 @@ fn run_bench_on_workers(cfg: &ModelConfig, s: &BenchSettings) -> Result<BenchRes
     // Deterministic pseudo-random inputs in [-1, 1) and labels.
     let x = Tensor::from_vec(&[s.batch, h, w, c], (0..n).map(|i| ((i as u64 * 2654435761) % 2000) as f32 / 1000.0 - 1.0).collect())?;
     let labels: Vec<usize> = (0..s.batch).map(|i| (i * 7) % net.num_classes()).collect();
-    let mut optimizer = Optimizer::new(crate::optim::OptimizerConfig::Adam { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })?;
+    let mut optimizer =
+        Optimizer::new(crate::optim::OptimizerConfig::Adam { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })?;
     let mut step = |net: &mut Network| -> Result<()> {
         match s.mode {
             BenchMode::Train => {
@@ -145,7 +146,13 @@ pub fn layer_breakdown(cfg: &ModelConfig, batch: usize, steps: usize, warmup: us
     crate::threads::on_workers(|| layer_breakdown_on_workers(cfg, batch, steps, warmup, train))
 }
 
-fn layer_breakdown_on_workers(cfg: &ModelConfig, batch: usize, steps: usize, warmup: usize, train: bool) -> Result<Vec<(String, f64, f64)>> {
+fn layer_breakdown_on_workers(
+    cfg: &ModelConfig,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    train: bool,
+) -> Result<Vec<(String, f64, f64)>> {
     let mut net = Network::build(cfg, 0)?;
     let [h, w, c] = cfg.input;
     let n = h * w * c * batch;

@@ -44,11 +44,7 @@ impl Tensor {
     pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Result<Tensor> {
         let expected: usize = shape.iter().product();
         if expected != data.len() {
-            return Err(Error::shape(
-                "tensor",
-                format!("{expected} values for shape {shape:?}"),
-                format!("{} values", data.len()),
-            ));
+            return Err(Error::shape("tensor", format!("{expected} values for shape {shape:?}"), format!("{} values", data.len())));
         }
         Ok(Tensor { shape: shape.to_vec(), data, version: next_version() })
     }

@@ -17,7 +17,20 @@ fn train_eval_predict_round_trip() {
     let cfg = work.path().join("tiny.toml");
     std::fs::write(&cfg, tiny_config(data.path(), 2, "kind = \"adam\"\nlr = 0.01")).unwrap();
     let run = work.path().join("run");
-    let (code, stdout, stderr) = convnet(&["train", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--epochs", "3", "--seed", "9", "--threads", "2", "--quiet"]);
+    let (code, stdout, stderr) = convnet(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--seed",
+        "9",
+        "--threads",
+        "2",
+        "--quiet",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("final test accuracy"), "{stdout}");
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
@@ -29,7 +42,8 @@ fn train_eval_predict_round_trip() {
     assert!(stdout.contains("accuracy") && stdout.contains("confusion matrix") && stdout.contains("per-class"), "{stdout}");
 
     // A 20x30 RGB image with a bright top-left corner: resized to 8x8, converted to grayscale.
-    let img = image::RgbImage::from_fn(20, 30, |x, y| if x < 10 && y < 15 { image::Rgb([230, 230, 230]) } else { image::Rgb([30, 30, 30]) });
+    let img =
+        image::RgbImage::from_fn(20, 30, |x, y| if x < 10 && y < 15 { image::Rgb([230, 230, 230]) } else { image::Rgb([30, 30, 30]) });
     let png = work.path().join("corner.png");
     img.save(&png).unwrap();
     let (code, stdout, stderr) = convnet(&["predict", "--model", model.to_str().unwrap(), png.to_str().unwrap()]);
@@ -58,14 +72,23 @@ fn user_errors_exit_2_with_a_message_naming_the_culprit() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/fashion-mnist.toml")).unwrap();
     std::fs::write(&cfg, text).unwrap();
     let missing = work.path().join("nowhere");
-    let (code, _, stderr) = convnet(&["train", "--config", cfg.to_str().unwrap(), "--data", missing.to_str().unwrap(), "--out", work.path().join("r").to_str().unwrap()]);
+    let (code, _, stderr) = convnet(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        missing.to_str().unwrap(),
+        "--out",
+        work.path().join("r").to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("nowhere"), "{stderr}");
 
     // A shape that does not fit: dense straight after a conv.
     let bad = work.path().join("bad.toml");
     let data = tempfile::tempdir().unwrap();
-    std::fs::write(&bad, tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01").replace("type = \"flatten\"", "type = \"relu\"")).unwrap();
+    std::fs::write(&bad, tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01").replace("type = \"flatten\"", "type = \"relu\""))
+        .unwrap();
     let (code, _, stderr) = convnet(&["summary", "--config", bad.to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("layer 5 (dense)") && stderr.contains("[4, 4, 4]"), "{stderr}");

@@ -46,9 +46,11 @@ fn spawn_train(cfg: &Path, out: &Path, slow: bool) -> Child {
 /// The temporary file of an atomic write of `name` in `dir` by any process, if one is there.
 fn temp_file_of(dir: &Path, name: &str) -> Option<PathBuf> {
     let prefix = format!(".{name}.tmp-");
-    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix))
-    })
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
 }
 
 /// The temporary file of an atomic write of `name` by process `pid` (see `write_atomically`).
@@ -137,11 +139,7 @@ fn state(path: &Path) -> (Vec<Tensor>, Vec<(String, Vec<f32>)>) {
 
 /// metrics.csv without the two timing columns (seconds, images/s).
 fn metrics_without_timing(out: &Path) -> Vec<String> {
-    std::fs::read_to_string(out.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| l.split(',').take(8).collect::<Vec<_>>().join(","))
-        .collect()
+    std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect()
 }
 
 #[test]

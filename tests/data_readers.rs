@@ -6,8 +6,8 @@ use std::fmt::Debug;
 use std::path::Path;
 
 use convnet::data::{
-    batch_ranges, epoch_order, load_cifar10_dir, load_idx_dir, load_image, load_image_folder, make_batch,
-    read_idx, write_cifar10_records, write_idx, Dataset, Normalization, FASHION_MNIST_CLASSES,
+    batch_ranges, epoch_order, load_cifar10_dir, load_idx_dir, load_image, load_image_folder, make_batch, read_idx, write_cifar10_records,
+    write_idx, Dataset, Normalization, FASHION_MNIST_CLASSES,
 };
 use tempfile::TempDir;
 
@@ -78,10 +78,7 @@ fn idx_truncated_data_reports_sizes() {
     write_idx(&path, &[10, 4, 4], &bytes(160, 3), false).unwrap();
     let raw = std::fs::read(&path).unwrap();
     std::fs::write(&path, &raw[..raw.len() - 30]).unwrap();
-    assert_contains(
-        &err(read_idx(&path)),
-        &["short", "truncated", "160 bytes of data after the 16-byte header, found 130"],
-    );
+    assert_contains(&err(read_idx(&path)), &["short", "truncated", "160 bytes of data after the 16-byte header, found 130"]);
 }
 
 #[test]
@@ -195,10 +192,7 @@ fn idx_dir_label_out_of_range() {
 fn idx_dir_count_mismatch() {
     let dir = tmp();
     write_mnist_dir(dir.path(), 5, 2, &[0, 1, 2, 3]);
-    assert_contains(
-        &err(load_idx_dir(dir.path(), fashion_classes())),
-        &["train-labels-idx1-ubyte", "4 labels", "5 images"],
-    );
+    assert_contains(&err(load_idx_dir(dir.path(), fashion_classes())), &["train-labels-idx1-ubyte", "4 labels", "5 images"]);
 }
 
 #[test]
@@ -207,10 +201,7 @@ fn idx_dir_wrong_rank() {
     write_mnist_dir(dir.path(), 2, 2, &[0, 1]);
     // A label file holding a 3-D array.
     write_idx(dir.path().join("train-labels-idx1-ubyte"), &[2, 1, 1], &[0, 1], false).unwrap();
-    assert_contains(
-        &err(load_idx_dir(dir.path(), fashion_classes())),
-        &["train-labels-idx1-ubyte", "3 dimension(s)", "0x00000801"],
-    );
+    assert_contains(&err(load_idx_dir(dir.path(), fashion_classes())), &["train-labels-idx1-ubyte", "3 dimension(s)", "0x00000801"]);
 }
 
 #[test]
@@ -223,10 +214,7 @@ fn idx_dir_missing_file_and_dir_name_the_file_and_the_package() {
         &["t10k-labels-idx1-ubyte", "not found", "apt-get install -y dataset-fashion-mnist"],
     );
     let missing = dir.path().join("nowhere");
-    assert_contains(
-        &err(load_idx_dir(&missing, fashion_classes())),
-        &["nowhere", "not found", "apt-get install -y dataset-fashion-mnist"],
-    );
+    assert_contains(&err(load_idx_dir(&missing, fashion_classes())), &["nowhere", "not found", "apt-get install -y dataset-fashion-mnist"]);
 }
 
 // ---------------------------------------------------------------- CIFAR-10
@@ -340,10 +328,7 @@ fn cifar_label_out_of_range() {
     let mut raw = std::fs::read(&path).unwrap();
     raw[2 * 3073] = 10; // record 2's label byte
     std::fs::write(&path, &raw).unwrap();
-    assert_contains(
-        &err(load_cifar10_dir(dir.path())),
-        &["data_batch_3.bin", "record 2", "byte offset 6146", "label 10", "10 classes"],
-    );
+    assert_contains(&err(load_cifar10_dir(dir.path())), &["data_batch_3.bin", "record 2", "byte offset 6146", "label 10", "10 classes"]);
 }
 
 // ---------------------------------------------------------------- image folders
@@ -489,14 +474,8 @@ fn validation_split_takes_the_last_n() {
 
 #[test]
 fn dataset_new_checks_sizes_and_labels() {
-    assert_contains(
-        &err(Dataset::new(vec![0; 5], vec![0, 0], 1, 1, 3, vec!["x".into()])),
-        &["need 6", "found 5"],
-    );
-    assert_contains(
-        &err(Dataset::new(vec![0; 2], vec![0, 1], 1, 1, 1, vec!["x".into()])),
-        &["label 1 of image 1"],
-    );
+    assert_contains(&err(Dataset::new(vec![0; 5], vec![0, 0], 1, 1, 3, vec!["x".into()])), &["need 6", "found 5"]);
+    assert_contains(&err(Dataset::new(vec![0; 2], vec![0, 1], 1, 1, 1, vec!["x".into()])), &["label 1 of image 1"]);
 }
 
 #[test]
@@ -505,15 +484,7 @@ fn normalization_statistics_by_hand() {
     // [0,1] scale: mean = 1.6 / 4 = 0.4; deviations -0.4, -0.2, 0, 0.6 square to
     // 0.16 + 0.04 + 0 + 0.36 = 0.56; population variance 0.56 / 4 = 0.14; std = sqrt(0.14)
     // = 0.374166. Channel 1 is 128 everywhere: mean 128/255 = 0.501961, std 0 -> floored at 1e-6.
-    let ds = Dataset::new(
-        vec![0, 128, 51, 128, 102, 128, 255, 128],
-        vec![0, 1],
-        1,
-        2,
-        2,
-        vec!["a".into(), "b".into()],
-    )
-    .unwrap();
+    let ds = Dataset::new(vec![0, 128, 51, 128, 102, 128, 255, 128], vec![0, 1], 1, 2, 2, vec!["a".into(), "b".into()]).unwrap();
     let norm = Normalization::from_dataset(&ds);
     assert!((norm.mean[0] - 0.4).abs() < 1e-6, "{norm:?}");
     assert!((norm.std[0] - 0.14f32.sqrt()).abs() < 1e-6, "{norm:?}");

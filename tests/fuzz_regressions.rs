@@ -35,7 +35,8 @@ fn regressions(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let v: Vec<_> = files(&root().join("fuzz/corpus").join(target), "seed-").into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    let v: Vec<_> =
+        files(&root().join("fuzz/corpus").join(target), "seed-").into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
     assert!(!v.is_empty(), "no seeds for {target}");
     v
 }
@@ -53,7 +54,8 @@ fn idx_target(data: &[u8]) -> (convnet::Result<convnet::data::IdxArray>, bool) {
     let split = usize::from(u16::from_le_bytes([data[0], data[1]])) % (rest.len() + 1);
     let (images_bytes, labels_bytes) = rest.split_at(split);
     let (images_path, labels_path) = (Path::new("fuzz-images"), Path::new("fuzz-labels"));
-    let (Ok(images), Ok(labels)) = (parse_idx_rank(images_bytes, images_path, Some(3)), parse_idx_rank(labels_bytes, labels_path, Some(1))) else {
+    let (Ok(images), Ok(labels)) = (parse_idx_rank(images_bytes, images_path, Some(3)), parse_idx_rank(labels_bytes, labels_path, Some(1)))
+    else {
         return (whole, false);
     };
     let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();

@@ -195,12 +195,7 @@ fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_
         ("same 16x16 batch 1", [1, 16, 16, 16], 8, Window::new(5, 5, 1, 1, Padding::Same)),
         ("same 7x9 batch 3", [3, 7, 9, 17], 5, Window::new(5, 5, 1, 1, Padding::Same)),
         ("valid 9x8 batch 2", [2, 9, 8, 16], 4, Window::new(5, 5, 1, 1, Padding::Valid)),
-        (
-            "explicit uneven batch 1",
-            [1, 6, 11, 20],
-            3,
-            Window::new(5, 5, 1, 1, Padding::Explicit { top: 0, bottom: 3, left: 4, right: 1 }),
-        ),
+        ("explicit uneven batch 1", [1, 6, 11, 20], 3, Window::new(5, 5, 1, 1, Padding::Explicit { top: 0, bottom: 3, left: 4, right: 1 })),
         ("same 5x6 batch 17 (chunks)", [17, 5, 6, 16], 6, Window::new(5, 5, 1, 1, Padding::Same)),
         // 100 tiles per image: chunks of 8 images in groups of 5 and 3, then a chunk of 1.
         ("same 20x20 batch 17 (groups)", [17, 20, 20, 16], 3, Window::new(5, 5, 1, 1, Padding::Same)),

@@ -32,7 +32,14 @@ fn output_sizes_follow_the_formula() {
     let y = conv2d_forward(&Tensor::zeros(&[1, 7, 7, 1]), &w, &b, &Window::new(3, 3, 2, 2, Padding::symmetric(1)), false).unwrap();
     assert_eq!(y.shape(), [1, 4, 4, 1]);
     // The seed network: 5x5 SAME on 32x32x3 -> 32x32x64.
-    let y = conv2d_forward(&Tensor::zeros(&[1, 32, 32, 3]), &Tensor::zeros(&[5, 5, 3, 64]), &Tensor::zeros(&[64]), &Window::new(5, 5, 1, 1, Padding::Same), false).unwrap();
+    let y = conv2d_forward(
+        &Tensor::zeros(&[1, 32, 32, 3]),
+        &Tensor::zeros(&[5, 5, 3, 64]),
+        &Tensor::zeros(&[64]),
+        &Window::new(5, 5, 1, 1, Padding::Same),
+        false,
+    )
+    .unwrap();
     assert_eq!(y.shape(), [1, 32, 32, 64]);
 }
 

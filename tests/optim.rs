@@ -291,8 +291,7 @@ impl Toy {
 
 #[test]
 fn save_load_resume_is_bit_identical() {
-    let configs =
-        [sgd(0.05, 0.9, false, 0.0), sgd(0.05, 0.8, true, 1e-3), adam(0.02, 1e-3), adamw(0.02, 0.01)];
+    let configs = [sgd(0.05, 0.9, false, 0.0), sgd(0.05, 0.8, true, 1e-3), adam(0.02, 1e-3), adamw(0.02, 0.01)];
     for cfg in configs {
         let total = 12;
         let mut straight = Toy::new();
@@ -392,10 +391,7 @@ fn step_rejects_a_changed_param_list() {
     let (mut a, mut b) = (vec![1.0; 3], vec![1.0; 2]);
     let (ga, gb) = ([0.1; 3], [0.1; 2]);
     opt.step(
-        &mut [
-            Param { name: "a", value: &mut a, grad: &ga, decay: true },
-            Param { name: "b", value: &mut b, grad: &gb, decay: false },
-        ],
+        &mut [Param { name: "a", value: &mut a, grad: &ga, decay: true }, Param { name: "b", value: &mut b, grad: &gb, decay: false }],
         0.01,
     )
     .unwrap();
@@ -419,10 +415,7 @@ fn step_rejects_a_changed_param_list() {
     // Swapped order.
     let err = opt
         .step(
-            &mut [
-                Param { name: "b", value: &mut b, grad: &gb, decay: false },
-                Param { name: "a", value: &mut a, grad: &ga, decay: true },
-            ],
+            &mut [Param { name: "b", value: &mut b, grad: &gb, decay: false }, Param { name: "a", value: &mut a, grad: &ga, decay: true }],
             0.01,
         )
         .unwrap_err();
@@ -430,10 +423,7 @@ fn step_rejects_a_changed_param_list() {
     // Gradient of the wrong length.
     let err = opt
         .step(
-            &mut [
-                Param { name: "a", value: &mut a, grad: &gb, decay: true },
-                Param { name: "b", value: &mut b, grad: &gb, decay: false },
-            ],
+            &mut [Param { name: "a", value: &mut a, grad: &gb, decay: true }, Param { name: "b", value: &mut b, grad: &gb, decay: false }],
             0.01,
         )
         .unwrap_err();
@@ -441,10 +431,7 @@ fn step_rejects_a_changed_param_list() {
     // A bad learning rate.
     let err = opt
         .step(
-            &mut [
-                Param { name: "a", value: &mut a, grad: &ga, decay: true },
-                Param { name: "b", value: &mut b, grad: &gb, decay: false },
-            ],
+            &mut [Param { name: "a", value: &mut a, grad: &ga, decay: true }, Param { name: "b", value: &mut b, grad: &gb, decay: false }],
             f32::NAN,
         )
         .unwrap_err();
@@ -458,10 +445,7 @@ fn step_rejects_a_changed_param_list() {
     let mut opt = Optimizer::new(sgd(0.1, 0.9, false, 0.0)).unwrap();
     let err = opt
         .step(
-            &mut [
-                Param { name: "a", value: &mut a, grad: &ga, decay: true },
-                Param { name: "a", value: &mut b, grad: &gb, decay: false },
-            ],
+            &mut [Param { name: "a", value: &mut a, grad: &ga, decay: true }, Param { name: "a", value: &mut b, grad: &gb, decay: false }],
             0.01,
         )
         .unwrap_err();
@@ -624,10 +608,7 @@ fn schedule_config_parsing_and_validation() {
         parse("kind = \"step\"\nstep_epochs = 30\ngamma = 0.1").unwrap(),
         ScheduleConfig::Step { step_epochs: 30, gamma: 0.1, warmup_epochs: 0.0 }
     );
-    assert_eq!(
-        parse("kind = \"cosine\"\nwarmup_epochs = 2").unwrap(),
-        ScheduleConfig::Cosine { min_lr: 0.0, warmup_epochs: 2.0 }
-    );
+    assert_eq!(parse("kind = \"cosine\"\nwarmup_epochs = 2").unwrap(), ScheduleConfig::Cosine { min_lr: 0.0, warmup_epochs: 2.0 });
     assert!(parse("kind = \"linear\"").unwrap_err().to_string().contains("linear"));
     assert!(parse("kind = \"cosine\"\ngamma = 0.1").unwrap_err().to_string().contains("gamma"));
     assert!(parse("kind = \"step\"\ngamma = 0.1").unwrap_err().to_string().contains("step_epochs"));
@@ -638,16 +619,7 @@ fn schedule_config_parsing_and_validation() {
         err(ScheduleConfig::Step { step_epochs: 0, gamma: 0.1, warmup_epochs: 0.0 }),
         "schedule: step_epochs must be at least 1, got 0"
     );
-    assert_eq!(
-        err(ScheduleConfig::Step { step_epochs: 3, gamma: 0.0, warmup_epochs: 0.0 }),
-        "schedule: gamma must be in (0, 1], got 0"
-    );
-    assert_eq!(
-        err(ScheduleConfig::Constant { warmup_epochs: -1.0 }),
-        "schedule: warmup_epochs must be non-negative, got -1"
-    );
-    assert_eq!(
-        err(ScheduleConfig::Cosine { min_lr: -0.5, warmup_epochs: 0.0 }),
-        "schedule: min_lr must be non-negative, got -0.5"
-    );
+    assert_eq!(err(ScheduleConfig::Step { step_epochs: 3, gamma: 0.0, warmup_epochs: 0.0 }), "schedule: gamma must be in (0, 1], got 0");
+    assert_eq!(err(ScheduleConfig::Constant { warmup_epochs: -1.0 }), "schedule: warmup_epochs must be non-negative, got -1");
+    assert_eq!(err(ScheduleConfig::Cosine { min_lr: -0.5, warmup_epochs: 0.0 }), "schedule: min_lr must be non-negative, got -0.5");
 }

@@ -321,15 +321,25 @@ fn bad_learning_rate_batch_size_and_optimiser() {
     for lr in ["--lr=0", "--lr=-1"] {
         expect_error(&["train", "--config", s(&cfg), "--out", s(&m.out()), lr], 2, &[s(&cfg), "optimizer: lr must be positive"]);
     }
-    expect_error(&["train", "--config", s(&cfg), "--out", s(&m.out()), "--batch-size", "0"], 2, &[s(&cfg), "train.batch_size must be at least 1"]);
+    expect_error(
+        &["train", "--config", s(&cfg), "--out", s(&m.out()), "--batch-size", "0"],
+        2,
+        &[s(&cfg), "train.batch_size must be at least 1"],
+    );
 }
 
 #[test]
 fn absurd_sizes_and_bad_names_are_refused_before_anything_is_allocated() {
-    summary_error(&base_config().replace("units = 10", "units = 1000000000000"), &["layer 5 (dense): units 1000000000000 is over the limit"]);
+    summary_error(
+        &base_config().replace("units = 10", "units = 1000000000000"),
+        &["layer 5 (dense): units 1000000000000 is over the limit"],
+    );
     let big = base_config().replace("filters = 4", "filters = 1000000");
     summary_error(&big.replace("units = 10", "units = 20"), &["layer 5 (dense) brings the model to", "parameters, over the limit"]);
-    summary_error(&big.replace("input = [8, 8, 1]", "input = [512, 512, 1]"), &["layer 0 (conv2d) outputs [512, 512, 1000000]", "values per example, over the limit"]);
+    summary_error(
+        &big.replace("input = [8, 8, 1]", "input = [512, 512, 1]"),
+        &["layer 0 (conv2d) outputs [512, 512, 1000000]", "values per example, over the limit"],
+    );
     summary_error(&base_config().replace("input = [8, 8, 1]", "input = [8, 8000000, 1]"), &["input [8, 8000000, 1] is too large"]);
     summary_error(&base_config().replace("kernel = 3", "kernel = 18446744073709551615"), &["line"]);
     summary_error(&base_config().replace("name = \"tiny\"", "name = \"../../etc\""), &["must be a plain folder name"]);
@@ -556,7 +566,11 @@ fn eval_refuses_a_model_whose_classes_do_not_fit_the_data() {
     let model = model_with_classes(m.dir.path(), 1, 4);
     let (code, _, stderr) = convnet(&["eval", "--model", s(&model_with_classes(m.dir.path(), 1, 10)), "--data", s(&m.data())]);
     assert_eq!(code, 0, "{stderr}");
-    expect_error(&["eval", "--model", s(&model), "--data", s(&m.data())], 2, &[s(&model), "the model outputs 4 classes but the data set has 10"]);
+    expect_error(
+        &["eval", "--model", s(&model), "--data", s(&m.data())],
+        2,
+        &[s(&model), "the model outputs 4 classes but the data set has 10"],
+    );
 }
 
 #[test]

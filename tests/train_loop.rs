@@ -110,18 +110,26 @@ fn same_seed_gives_bit_identical_runs_and_resume_continues_bit_identically() {
     let wa = weights(&a.path().join("last.safetensors"));
     assert_eq!(wa, weights(&b.path().join("last.safetensors")), "two runs with one seed differ");
     assert_eq!(wa, weights(&c.path().join("last.safetensors")), "resumed run differs from an uninterrupted one");
-    let strip = |r: &convnet::train::TrainReport| r.epochs.iter().map(|m| (m.train_loss, m.train_accuracy, m.val_loss, m.test_accuracy)).collect::<Vec<_>>();
+    let strip = |r: &convnet::train::TrainReport| {
+        r.epochs.iter().map(|m| (m.train_loss, m.train_accuracy, m.val_loss, m.test_accuracy)).collect::<Vec<_>>()
+    };
     assert_eq!(strip(&ra), strip(&rb));
     assert_eq!(strip(&ra), strip(&rc));
     // The metrics files agree except for the timing columns.
     let drop_timing = |p: &std::path::Path| {
-        std::fs::read_to_string(p.join("metrics.csv")).unwrap().lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect::<Vec<_>>()
+        std::fs::read_to_string(p.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(8).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
     };
     assert_eq!(drop_timing(a.path()), drop_timing(c.path()));
     // A different seed gives different weights (the comparison above can fail).
     let d = tempfile::tempdir().unwrap();
-    let cfg = ModelConfig::from_toml(&tiny_config(data.path(), 3, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 4"), "tiny").unwrap();
-    train(&TrainOptions { config: cfg, data_dir: None, out_dir: d.path().to_path_buf(), resume: false, verbose: false }, &mut |_| Ok(())).unwrap();
+    let cfg =
+        ModelConfig::from_toml(&tiny_config(data.path(), 3, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 4"), "tiny").unwrap();
+    train(&TrainOptions { config: cfg, data_dir: None, out_dir: d.path().to_path_buf(), resume: false, verbose: false }, &mut |_| Ok(()))
+        .unwrap();
     assert_ne!(wa, weights(&d.path().join("last.safetensors")));
 }
 
@@ -135,9 +143,12 @@ fn a_diverging_run_stops_with_a_message_naming_the_step_and_keeps_the_last_check
     // An absurd learning rate with plain SGD blows the weights up.
     let cfg = ModelConfig::from_toml(&tiny_config(data.path(), 3, "kind = \"sgd\"\nlr = 1e12"), "tiny").unwrap();
     let fresh = tempfile::tempdir().unwrap();
-    let err = train(&TrainOptions { config: cfg.clone(), data_dir: None, out_dir: fresh.path().to_path_buf(), resume: false, verbose: false }, &mut |_| Ok(()))
-        .err()
-        .expect("training should diverge");
+    let err = train(
+        &TrainOptions { config: cfg.clone(), data_dir: None, out_dir: fresh.path().to_path_buf(), resume: false, verbose: false },
+        &mut |_| Ok(()),
+    )
+    .err()
+    .expect("training should diverge");
     let msg = err.to_string();
     assert!(msg.contains("diverged at epoch 1 step") && (msg.contains("layer") || msg.contains("loss")), "{msg}");
     assert!(!fresh.path().join("last.safetensors").exists(), "no checkpoint of a diverged model");

@@ -21,7 +21,6 @@ fuzz_target!(|data: &[u8]| {
     // What `train --resume` does with the rest of the file.
     let _ = ck.check_compatible(&ck.config);
     let Ok(mut optimizer) = Optimizer::new(ck.config.optimizer.clone()) else { return };
-    let sizes: Vec<(String, usize)> =
-        net.param_names().iter().cloned().zip(net.params().iter().map(|p| p.value.len())).collect();
+    let sizes: Vec<(String, usize)> = net.param_names().iter().cloned().zip(net.params().iter().map(|p| p.value.len())).collect();
     let _ = optimizer.load_state(ck.meta.optimizer_step, ck.optimizer_state(), &sizes);
 });

@@ -20,8 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let split = usize::from(u16::from_le_bytes([data[0], data[1]])) % (rest.len() + 1);
     let (images_bytes, labels_bytes) = rest.split_at(split);
     let (images_path, labels_path) = (Path::new("fuzz-images"), Path::new("fuzz-labels"));
-    let (Ok(images), Ok(labels)) =
-        (parse_idx_rank(images_bytes, images_path, Some(3)), parse_idx_rank(labels_bytes, labels_path, Some(1)))
+    let (Ok(images), Ok(labels)) = (parse_idx_rank(images_bytes, images_path, Some(3)), parse_idx_rank(labels_bytes, labels_path, Some(1)))
     else {
         return;
     };

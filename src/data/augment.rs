@@ -53,7 +53,13 @@ fn crop_flip(src: &[u8], h: usize, w: usize, c: usize, cfg: &AugmentConfig, oy: 
 }
 
 /// Like `make_batch`, with each image augmented as `cfg` says.
-pub fn make_augmented_batch(ds: &Dataset, indices: &[usize], norm: &Normalization, cfg: &AugmentConfig, rng: &mut ChaCha8Rng) -> (Tensor, Vec<usize>) {
+pub fn make_augmented_batch(
+    ds: &Dataset,
+    indices: &[usize],
+    norm: &Normalization,
+    cfg: &AugmentConfig,
+    rng: &mut ChaCha8Rng,
+) -> (Tensor, Vec<usize>) {
     let (h, w, c) = (ds.height, ds.width, ds.channels);
     let size = ds.image_size();
     let mut pixels = vec![0u8; indices.len() * size];

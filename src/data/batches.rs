@@ -36,13 +36,7 @@ pub fn batch_ranges(n: usize, batch_size: usize) -> impl Iterator<Item = Range<u
 /// The images `indices` of `ds` as a normalised [len, h, w, c] tensor, and their labels.
 /// Panics if an index is out of range or `norm` is for a different channel count (caller bugs).
 pub fn make_batch(ds: &Dataset, indices: &[usize], norm: &Normalization) -> (Tensor, Vec<usize>) {
-    assert_eq!(
-        norm.channels(),
-        ds.channels,
-        "make_batch: normalization for {} channels, data set has {}",
-        norm.channels(),
-        ds.channels
-    );
+    assert_eq!(norm.channels(), ds.channels, "make_batch: normalization for {} channels, data set has {}", norm.channels(), ds.channels);
     // Gather the raw bytes first so the normalisation table is built once per batch.
     let mut pixels = Vec::with_capacity(indices.len() * ds.image_size());
     let mut labels = Vec::with_capacity(indices.len());

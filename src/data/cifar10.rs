@@ -80,10 +80,7 @@ fn read_class_names(path: &Path) -> Result<Vec<String>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::data(
-                path,
-                format!("file not found: it lists the class names, one per line ({LAYOUT})"),
-            ))
+            return Err(Error::data(path, format!("file not found: it lists the class names, one per line ({LAYOUT})")))
         }
         Err(e) => return Err(Error::io(path, e)),
     };
@@ -97,24 +94,16 @@ fn read_class_names(path: &Path) -> Result<Vec<String>> {
 pub fn parse_class_names(bytes: &[u8], name: impl AsRef<Path>) -> Result<Vec<String>> {
     let path = name.as_ref();
     if bytes.len() as u64 > META_MAX_BYTES {
-        return Err(Error::data(
-            path,
-            format!("larger than {META_MAX_BYTES} bytes: expected a short list of class names"),
-        ));
+        return Err(Error::data(path, format!("larger than {META_MAX_BYTES} bytes: expected a short list of class names")));
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Error::data(path, format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))
-    })?;
-    let names: Vec<String> =
-        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::data(path, format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to())))?;
+    let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     if names.is_empty() {
         return Err(Error::data(path, "no class names (expected one per line)"));
     }
     if names.len() > 256 {
-        return Err(Error::data(
-            path,
-            format!("{} class names; a label is one byte, so at most 256 are possible", names.len()),
-        ));
+        return Err(Error::data(path, format!("{} class names; a label is one byte, so at most 256 are possible", names.len())));
     }
     Ok(names)
 }

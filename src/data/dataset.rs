@@ -50,9 +50,7 @@ impl Dataset {
                 ),
             ));
         }
-        if let Some((i, &l)) =
-            self.labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= self.class_names.len())
-        {
+        if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= self.class_names.len()) {
             return Err(Error::invalid(
                 "dataset",
                 format!("label {l} of image {i} is out of range for {} classes", self.class_names.len()),
@@ -102,10 +100,7 @@ impl Dataset {
         if n_val >= self.len() {
             return Err(Error::invalid(
                 "split_validation",
-                format!(
-                    "validation size {n_val} must be smaller than the training set ({} images)",
-                    self.len()
-                ),
+                format!("validation size {n_val} must be smaller than the training set ({} images)", self.len()),
             ));
         }
         let n_train = self.len() - n_val;

@@ -22,18 +22,8 @@ use super::dataset::Dataset;
 use crate::error::{Error, Result};
 
 /// Fashion-MNIST's class names, in label order.
-pub const FASHION_MNIST_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+pub const FASHION_MNIST_CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// Where the Debian package `dataset-fashion-mnist` installs Fashion-MNIST.
 pub const FASHION_MNIST_DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -82,11 +72,7 @@ fn read_idx_rank(path: &Path, rank: Option<usize>) -> Result<(IdxArray, bool)> {
     file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
 
     let gzip = start == GZIP_MAGIC;
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(MultiGzDecoder::new(BufReader::new(file)))
-    } else {
-        Box::new(BufReader::new(file))
-    };
+    let reader: Box<dyn Read> = if gzip { Box::new(MultiGzDecoder::new(BufReader::new(file))) } else { Box::new(BufReader::new(file)) };
     let named_gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     match parse_idx_stream(reader, path, gzip, rank) {
         Ok(arr) => Ok((arr, gzip)),
@@ -101,17 +87,9 @@ fn read_idx_rank(path: &Path, rank: Option<usize>) -> Result<(IdxArray, bool)> {
 /// Turns a read error into ours. For compressed input, flate2 reports a damaged stream as
 /// InvalidInput/InvalidData/UnexpectedEof: that is a bad file, not an I/O failure.
 fn read_error(path: &Path, gzip: bool, e: io::Error, during: &str) -> Error {
-    let damaged = matches!(
-        e.kind(),
-        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
-    );
+    let damaged = matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof);
     if gzip && damaged {
-        Error::data(
-            path,
-            format!(
-                "gzip-compressed (starts with 1f 8b) but the stream is damaged or truncated ({during}): {e}"
-            ),
-        )
+        Error::data(path, format!("gzip-compressed (starts with 1f 8b) but the stream is damaged or truncated ({during}): {e}"))
     } else {
         Error::io(path, e)
     }
@@ -138,10 +116,7 @@ fn parse_idx_stream(mut r: Box<dyn Read + '_>, path: &Path, gzip: bool, rank: Op
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut r, &mut magic).map_err(|e| read_error(path, gzip, e, "reading the header"))?;
     if n < magic.len() {
-        return Err(Error::data(
-            path,
-            format!("truncated: {n} bytes{stream}, too short for the 4-byte IDX magic number"),
-        ));
+        return Err(Error::data(path, format!("truncated: {n} bytes{stream}, too short for the 4-byte IDX magic number")));
     }
     let magic_u32 = u32::from_be_bytes(magic);
     let [z0, z1, elem_type, ndims] = magic;
@@ -182,8 +157,7 @@ fn parse_idx_stream(mut r: Box<dyn Read + '_>, path: &Path, gzip: bool, rank: Op
 
     let header_len = 4 + 4 * ndims;
     let mut dim_bytes = vec![0u8; 4 * ndims];
-    let n =
-        read_up_to(&mut r, &mut dim_bytes).map_err(|e| read_error(path, gzip, e, "reading the header"))?;
+    let n = read_up_to(&mut r, &mut dim_bytes).map_err(|e| read_error(path, gzip, e, "reading the header"))?;
     if n < dim_bytes.len() {
         return Err(Error::data(
             path,
@@ -194,8 +168,7 @@ fn parse_idx_stream(mut r: Box<dyn Read + '_>, path: &Path, gzip: bool, rank: Op
             ),
         ));
     }
-    let dims: Vec<usize> =
-        dim_bytes.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
+    let dims: Vec<usize> = dim_bytes.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -222,9 +195,8 @@ fn parse_idx_stream(mut r: Box<dyn Read + '_>, path: &Path, gzip: bool, rank: Op
 
     // Count what follows the data, capped so a gzip bomb cannot keep us busy.
     const TRAILING_CAP: u64 = 1 << 30;
-    let trailing = io::copy(&mut r.by_ref().take(TRAILING_CAP), &mut io::sink()).map_err(|e| {
-        read_error(path, gzip, e, &format!("after the data, at byte {}", header_len + expected))
-    })?;
+    let trailing = io::copy(&mut r.by_ref().take(TRAILING_CAP), &mut io::sink())
+        .map_err(|e| read_error(path, gzip, e, &format!("after the data, at byte {}", header_len + expected)))?;
     if trailing > 0 {
         let at_least = if trailing == TRAILING_CAP { "at least " } else { "" };
         return Err(Error::data(
@@ -245,23 +217,15 @@ fn parse_idx_stream(mut r: Box<dyn Read + '_>, path: &Path, gzip: bool, rank: Op
 pub fn write_idx(path: impl AsRef<Path>, dims: &[usize], data: &[u8], gzip: bool) -> Result<()> {
     let path = path.as_ref();
     if dims.is_empty() || dims.len() > 255 {
-        return Err(Error::invalid(
-            "write_idx",
-            format!("an IDX file needs 1 to 255 dimensions, got {}", dims.len()),
-        ));
+        return Err(Error::invalid("write_idx", format!("an IDX file needs 1 to 255 dimensions, got {}", dims.len())));
     }
     let mut header = vec![0, 0, TYPE_U8, dims.len() as u8];
     for &d in dims {
-        let d = u32::try_from(d).map_err(|_| {
-            Error::invalid("write_idx", format!("dimension {d} does not fit the IDX u32 field"))
-        })?;
+        let d = u32::try_from(d).map_err(|_| Error::invalid("write_idx", format!("dimension {d} does not fit the IDX u32 field")))?;
         header.extend_from_slice(&d.to_be_bytes());
     }
     if dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) != Some(data.len()) {
-        return Err(Error::invalid(
-            "write_idx",
-            format!("dimensions {dims:?} do not match {} bytes of data", data.len()),
-        ));
+        return Err(Error::invalid("write_idx", format!("dimensions {dims:?} do not match {} bytes of data", data.len())));
     }
 
     let io_err = |e| Error::io(path, e);
@@ -283,8 +247,7 @@ pub fn write_idx(path: impl AsRef<Path>, dims: &[usize], data: &[u8], gzip: bool
 /// The hint added to "file not found" errors: where the packaged Fashion-MNIST comes from.
 fn install_hint(dir: &Path) -> String {
     if dir == Path::new(FASHION_MNIST_DEFAULT_DIR) {
-        "; the Debian package dataset-fashion-mnist provides it: apt-get install -y dataset-fashion-mnist"
-            .to_string()
+        "; the Debian package dataset-fashion-mnist provides it: apt-get install -y dataset-fashion-mnist".to_string()
     } else {
         format!(
             "; for Fashion-MNIST, `apt-get install -y dataset-fashion-mnist` installs the files in \
@@ -308,10 +271,7 @@ fn find_idx_file(dir: &Path, base: &str) -> Result<PathBuf> {
             return Err(Error::data(path, "is a directory, expected an IDX file"));
         }
     }
-    Err(Error::data(
-        raw,
-        format!("file not found (looked for {base} and {base}.gz in {}){}", dir.display(), install_hint(dir)),
-    ))
+    Err(Error::data(raw, format!("file not found (looked for {base} and {base}.gz in {}){}", dir.display(), install_hint(dir))))
 }
 
 /// Reads one images/labels pair (prefix "train" or "t10k") into a single-channel data set.
@@ -349,26 +309,18 @@ pub fn idx_pair_to_dataset(
         return Err(Error::data(labels_path, format!("expected 1 dimension, found {:?}", labels.dims)));
     }
     if labels.data.len() != n {
-        return Err(Error::data(
-            labels_path,
-            format!("{} labels, but {} holds {n} images", labels.data.len(), images_path.display()),
-        ));
+        return Err(Error::data(labels_path, format!("{} labels, but {} holds {n} images", labels.data.len(), images_path.display())));
     }
     let compressed = if labels_gzip { " (decompressed)" } else { "" };
     for (i, &label) in labels.data.iter().enumerate() {
         if usize::from(label) >= class_names.len() {
             return Err(Error::data(
                 labels_path,
-                format!(
-                    "record {i} (byte offset {}{compressed}): label {label} is out of range for {} classes",
-                    8 + i,
-                    class_names.len()
-                ),
+                format!("record {i} (byte offset {}{compressed}): label {label} is out of range for {} classes", 8 + i, class_names.len()),
             ));
         }
     }
-    Dataset::new(images.data, labels.data, rows, cols, 1, class_names.to_vec())
-        .map_err(|e| Error::data(images_path, e.to_string()))
+    Dataset::new(images.data, labels.data, rows, cols, 1, class_names.to_vec()).map_err(|e| Error::data(images_path, e.to_string()))
 }
 
 /// Loads an MNIST-style directory: train-images-idx3-ubyte, train-labels-idx1-ubyte,
@@ -399,10 +351,7 @@ pub fn load_idx_dir(dir: impl AsRef<Path>, class_names: Vec<String>) -> Result<(
     if (train.height, train.width) != (test.height, test.width) {
         return Err(Error::data(
             dir,
-            format!(
-                "training images are {}x{} but test images are {}x{}",
-                train.height, train.width, test.height, test.width
-            ),
+            format!("training images are {}x{} but test images are {}x{}", train.height, train.width, test.height, test.width),
         ));
     }
     Ok((train, test))

@@ -31,9 +31,7 @@ fn is_hidden(path: &Path) -> bool {
 }
 
 fn has_image_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
 /// An image read by [`read_image`]: its pixels as the caller asked for them, and what the file
@@ -101,10 +99,7 @@ pub fn load_image(path: impl AsRef<Path>, height: usize, width: usize, channels:
 pub fn read_image(path: impl AsRef<Path>, size: Option<(usize, usize)>, channels: usize) -> Result<LoadedImage> {
     let path = path.as_ref();
     if channels != 1 && channels != 3 {
-        return Err(Error::invalid(
-            "load_image",
-            format!("channels must be 1 (grey) or 3 (RGB), got {channels}"),
-        ));
+        return Err(Error::invalid("load_image", format!("channels must be 1 (grey) or 3 (RGB), got {channels}")));
     }
     let target = match size {
         None => None,
@@ -156,12 +151,10 @@ pub fn read_image(path: impl AsRef<Path>, size: Option<(usize, usize)>, channels
 
     let raw = if channels == 3 {
         let rgb = img.to_rgb8();
-        if rgb.dimensions() == (w, h) { rgb } else { imageops::resize(&rgb, w, h, FilterType::Triangle) }
-            .into_raw()
+        if rgb.dimensions() == (w, h) { rgb } else { imageops::resize(&rgb, w, h, FilterType::Triangle) }.into_raw()
     } else {
         let luma = img.to_luma8();
-        if luma.dimensions() == (w, h) { luma } else { imageops::resize(&luma, w, h, FilterType::Triangle) }
-            .into_raw()
+        if luma.dimensions() == (w, h) { luma } else { imageops::resize(&luma, w, h, FilterType::Triangle) }.into_raw()
     };
     Ok(LoadedImage {
         pixels: raw,
@@ -222,56 +215,31 @@ fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBu
 
 /// Loads every image under `root/<class>/` as one data set of `height` x `width` x `channels`
 /// images, labels in sorted class-folder order.
-pub fn load_image_folder(
-    root: impl AsRef<Path>,
-    height: usize,
-    width: usize,
-    channels: usize,
-) -> Result<Dataset> {
+pub fn load_image_folder(root: impl AsRef<Path>, height: usize, width: usize, channels: usize) -> Result<Dataset> {
     let root = root.as_ref();
     if !root.is_dir() {
         let what = if root.exists() { "not a directory" } else { "folder not found" };
-        return Err(Error::data(
-            root,
-            format!("{what}: expected the ImageFolder layout root/<class>/<image>.png|jpg|jpeg"),
-        ));
+        return Err(Error::data(root, format!("{what}: expected the ImageFolder layout root/<class>/<image>.png|jpg|jpeg")));
     }
     let class_dirs = sorted_entries(root, Path::is_dir)?;
     if class_dirs.is_empty() {
-        return Err(Error::data(
-            root,
-            "no class folders: expected the ImageFolder layout root/<class>/<image>.png|jpg|jpeg",
-        ));
+        return Err(Error::data(root, "no class folders: expected the ImageFolder layout root/<class>/<image>.png|jpg|jpeg"));
     }
     // Labels are stored as u8.
     if class_dirs.len() > 256 {
-        return Err(Error::data(
-            root,
-            format!("{} class folders; at most 256 are supported", class_dirs.len()),
-        ));
+        return Err(Error::data(root, format!("{} class folders; at most 256 are supported", class_dirs.len())));
     }
 
-    let mut ds = Dataset {
-        images: Vec::new(),
-        labels: Vec::new(),
-        height,
-        width,
-        channels,
-        class_names: Vec::with_capacity(class_dirs.len()),
-    };
+    let mut ds =
+        Dataset { images: Vec::new(), labels: Vec::new(), height, width, channels, class_names: Vec::with_capacity(class_dirs.len()) };
     for (label, class_dir) in class_dirs.iter().enumerate() {
-        let name = class_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::data(class_dir, "class folder name is not valid UTF-8"))?;
+        let name =
+            class_dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::data(class_dir, "class folder name is not valid UTF-8"))?;
         ds.class_names.push(name.to_string());
 
         let files = sorted_entries(class_dir, |p| p.is_file() && has_image_extension(p))?;
         if files.is_empty() {
-            return Err(Error::data(
-                class_dir,
-                format!("class folder '{name}' has no .png, .jpg or .jpeg images"),
-            ));
+            return Err(Error::data(class_dir, format!("class folder '{name}' has no .png, .jpg or .jpeg images")));
         }
         for file in &files {
             ds.images.extend(load_image(file, height, width, channels)?);

@@ -19,8 +19,8 @@ pub use batches::{batch_ranges, epoch_order, make_batch};
 pub use cifar10::{load_cifar10_dir, parse_cifar10_records, parse_class_names, write_cifar10_records};
 pub use dataset::Dataset;
 pub use idx::{
-    idx_pair_to_dataset, load_idx_dir, parse_idx, parse_idx_rank, read_idx, write_idx, IdxArray,
-    FASHION_MNIST_CLASSES, FASHION_MNIST_DEFAULT_DIR,
+    idx_pair_to_dataset, load_idx_dir, parse_idx, parse_idx_rank, read_idx, write_idx, IdxArray, FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DEFAULT_DIR,
 };
 pub use image_folder::{load_image, load_image_folder, read_image, LoadedImage, MAX_IMAGE_PIXELS};
 pub use normalize::Normalization;

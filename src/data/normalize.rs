@@ -63,16 +63,10 @@ impl Normalization {
         if self.mean.len() != channels || self.std.len() != channels {
             return Err(Error::invalid(
                 "normalization",
-                format!(
-                    "{} means and {} stds for {channels}-channel images",
-                    self.mean.len(),
-                    self.std.len()
-                ),
+                format!("{} means and {} stds for {channels}-channel images", self.mean.len(), self.std.len()),
             ));
         }
-        if let Some(c) = (0..channels)
-            .find(|&c| !(self.mean[c].is_finite() && self.std[c].is_finite() && self.std[c] > 0.0))
-        {
+        if let Some(c) = (0..channels).find(|&c| !(self.mean[c].is_finite() && self.std[c].is_finite() && self.std[c] > 0.0)) {
             return Err(Error::invalid(
                 "normalization",
                 format!("channel {c}: mean {} and std {} must be finite, std > 0", self.mean[c], self.std[c]),
@@ -88,12 +82,7 @@ impl Normalization {
         let c = self.mean.len();
         assert!(c > 0 && self.std.len() == c, "normalization: {} means, {} stds", c, self.std.len());
         assert_eq!(pixels.len(), out.len(), "normalization: pixel and output lengths differ");
-        assert_eq!(
-            pixels.len() % c,
-            0,
-            "normalization: {} bytes is not a whole number of {c}-channel pixels",
-            pixels.len()
-        );
+        assert_eq!(pixels.len() % c, 0, "normalization: {} bytes is not a whole number of {c}-channel pixels", pixels.len());
         // A 256-entry table per channel: the exact formula in f64, then one lookup per byte.
         let table: Vec<[f32; 256]> = self
             .mean

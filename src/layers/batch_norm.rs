@@ -63,7 +63,9 @@ impl Layer for BatchNormLayer {
                 &mut self.y,
                 &mut self.cache,
             ),
-            Mode::Eval => batch_norm_forward_eval(x, g, b, self.running_mean.value.data(), self.running_var.value.data(), self.eps, &mut self.y),
+            Mode::Eval => {
+                batch_norm_forward_eval(x, g, b, self.running_mean.value.data(), self.running_var.value.data(), self.eps, &mut self.y)
+            }
         }
     }
     fn output(&self) -> &Tensor {

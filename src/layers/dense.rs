@@ -21,11 +21,7 @@ impl DenseLayer {
     pub fn new(name: String, input: &[usize], weight: Param, bias: Param) -> Result<DenseLayer> {
         let (fin, fout) = weight.value.dims2(&name)?;
         if input != [fin] {
-            return Err(Error::shape(
-                &name,
-                format!("input [{fin}] (put a flatten layer before dense on images)"),
-                format!("{input:?}"),
-            ));
+            return Err(Error::shape(&name, format!("input [{fin}] (put a flatten layer before dense on images)"), format!("{input:?}")));
         }
         Ok(DenseLayer { name, input: input.to_vec(), output: vec![fout], weight, bias, y: Tensor::empty(), dx: Tensor::empty() })
     }

@@ -26,14 +26,14 @@ use crate::tensor::Tensor;
 
 pub use activation::ActivationLayer;
 pub use batch_norm::BatchNormLayer;
-pub use dropout::DropoutLayer;
-pub use global_pool::GlobalAvgPoolLayer;
-pub use residual::ResidualLayer;
 pub use conv2d::Conv2dLayer;
 pub use dense::DenseLayer;
+pub use dropout::DropoutLayer;
 pub use flatten::FlattenLayer;
+pub use global_pool::GlobalAvgPoolLayer;
 pub use lrn::LrnLayer;
 pub use pool::{AvgPoolLayer, MaxPoolLayer};
+pub use residual::ResidualLayer;
 
 /// Training or evaluation: layers such as dropout and batch norm behave differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +104,12 @@ pub(crate) fn check_backward(layer: &str, x: &Tensor, y: &Tensor, dy: &Tensor) -
     if x.shape().first() != y.shape().first() || dy.shape() != y.shape() {
         return Err(Error::invalid(
             layer,
-            format!("backward got x {:?} and dy {:?} but the last forward output is {:?} (backward before forward?)", x.shape(), dy.shape(), y.shape()),
+            format!(
+                "backward got x {:?} and dy {:?} but the last forward output is {:?} (backward before forward?)",
+                x.shape(),
+                dy.shape(),
+                y.shape()
+            ),
         ));
     }
     Ok(())

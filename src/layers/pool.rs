@@ -3,7 +3,9 @@
 
 use super::{check_backward, check_input, Layer, Mode};
 use crate::error::{Error, Result};
-use crate::ops::pool::{avg_pool2d_backward_into, avg_pool2d_forward_into, max_pool2d_backward_into, max_pool2d_forward_into, pool_geometry};
+use crate::ops::pool::{
+    avg_pool2d_backward_into, avg_pool2d_forward_into, max_pool2d_backward_into, max_pool2d_forward_into, pool_geometry,
+};
 use crate::ops::Window;
 use crate::tensor::Tensor;
 

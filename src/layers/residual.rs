@@ -20,7 +20,12 @@ pub struct ResidualLayer {
 impl ResidualLayer {
     /// `body` maps `input` to some shape; `projection` (a 1x1 conv) must map `input` to the same
     /// shape, or be None when the body keeps the shape.
-    pub fn new(name: String, input: &[usize], mut body: Vec<Box<dyn Layer>>, mut projection: Option<Box<dyn Layer>>) -> Result<ResidualLayer> {
+    pub fn new(
+        name: String,
+        input: &[usize],
+        mut body: Vec<Box<dyn Layer>>,
+        mut projection: Option<Box<dyn Layer>>,
+    ) -> Result<ResidualLayer> {
         let output = match body.last() {
             Some(l) => l.output_shape().to_vec(),
             None => return Err(Error::invalid(&name, "a residual block needs at least one layer")),

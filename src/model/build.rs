@@ -8,8 +8,8 @@ use super::config::{pool_window, Init, LayerConfig};
 use super::init::init_weight;
 use crate::error::{Error, Result};
 use crate::layers::{
-    dims, ActivationLayer, AvgPoolLayer, BatchNormLayer, Conv2dLayer, DenseLayer, DropoutLayer, FlattenLayer, GlobalAvgPoolLayer, Layer, LrnLayer,
-    MaxPoolLayer, Param, ResidualLayer,
+    dims, ActivationLayer, AvgPoolLayer, BatchNormLayer, Conv2dLayer, DenseLayer, DropoutLayer, FlattenLayer, GlobalAvgPoolLayer, Layer,
+    LrnLayer, MaxPoolLayer, Param, ResidualLayer,
 };
 use crate::ops::activation::Activation;
 use crate::ops::{Padding, Window};
@@ -93,7 +93,11 @@ pub fn build_layers(cfgs: &[LayerConfig], input: &[usize], path: &str, default_i
                 } else {
                     // A 1x1 convolution with the stride that maps the input onto the body's output.
                     let [oh, ow, oc] = body.output[..] else {
-                        return Err(Error::shape(&name, format!("the body to output an image like its input [{h}, {w}, {c}]"), format!("[{}]", dims(&body.output))));
+                        return Err(Error::shape(
+                            &name,
+                            format!("the body to output an image like its input [{h}, {w}, {c}]"),
+                            format!("[{}]", dims(&body.output)),
+                        ));
                     };
                     let (sh, sw) = (h.div_ceil(oh.max(1)), w.div_ceil(ow.max(1)));
                     let window = Window::new(1, 1, sh, sw, Padding::Valid);
@@ -105,7 +109,13 @@ pub fn build_layers(cfgs: &[LayerConfig], input: &[usize], path: &str, default_i
             LayerConfig::Dense { units, l2, init } => {
                 let fin = match shape[..] {
                     [f] => f,
-                    _ => return Err(Error::shape(&name, "a flat input [features] (add a flatten layer before it)", format!("[{}]", dims(&shape)))),
+                    _ => {
+                        return Err(Error::shape(
+                            &name,
+                            "a flat input [features] (add a flatten layer before it)",
+                            format!("[{}]", dims(&shape)),
+                        ))
+                    }
                 };
                 if *units == 0 {
                     return Err(Error::invalid(&name, "units must be at least 1"));
@@ -125,7 +135,16 @@ pub fn build_layers(cfgs: &[LayerConfig], input: &[usize], path: &str, default_i
 }
 
 #[allow(clippy::too_many_arguments)]
-fn conv_layer(name: &str, input: &[usize], c_in: usize, filters: usize, window: Window, l2: f32, init: Init, rng: &mut ChaCha8Rng) -> Result<Conv2dLayer> {
+fn conv_layer(
+    name: &str,
+    input: &[usize],
+    c_in: usize,
+    filters: usize,
+    window: Window,
+    l2: f32,
+    init: Init,
+    rng: &mut ChaCha8Rng,
+) -> Result<Conv2dLayer> {
     if filters == 0 {
         return Err(Error::invalid(name, "filters must be at least 1"));
     }

@@ -159,9 +159,10 @@ impl PaddingConfig {
         match self {
             PaddingConfig::Named(s) if s.eq_ignore_ascii_case("same") => Ok(Padding::Same),
             PaddingConfig::Named(s) if s.eq_ignore_ascii_case("valid") => Ok(Padding::Valid),
-            PaddingConfig::Named(s) => {
-                Err(Error::invalid(layer, format!("padding \"{s}\" is not one of \"same\", \"valid\", a number or [top, bottom, left, right]")))
-            }
+            PaddingConfig::Named(s) => Err(Error::invalid(
+                layer,
+                format!("padding \"{s}\" is not one of \"same\", \"valid\", a number or [top, bottom, left, right]"),
+            )),
             PaddingConfig::Symmetric(p) => Ok(Padding::symmetric(*p)),
             PaddingConfig::Sides([top, bottom, left, right]) => {
                 Ok(Padding::Explicit { top: *top, bottom: *bottom, left: *left, right: *right })
@@ -231,12 +232,16 @@ pub enum LayerConfig {
         eps: f32,
     },
     /// Inverted dropout of a fraction `rate` of the values, in training only.
-    Dropout { rate: f32 },
+    Dropout {
+        rate: f32,
+    },
     /// [H, W, C] -> [C]: the mean of each channel.
     GlobalAvgPool {},
     /// y = F(x) + x, F being the sub-list `layers`; a 1x1 convolution projects x when F changes
     /// the shape.
-    Residual { layers: Vec<LayerConfig> },
+    Residual {
+        layers: Vec<LayerConfig>,
+    },
     Dense {
         units: usize,
         #[serde(default)]
@@ -376,10 +381,7 @@ impl ModelConfig {
     fn check_sizes(&self) -> std::result::Result<Option<u64>, String> {
         let [h, w, c] = self.input;
         if h > MAX_SIDE || w > MAX_SIDE || c > MAX_UNITS {
-            return Err(format!(
-                "input {:?} is too large: height and width at most {MAX_SIDE}, channels at most {MAX_UNITS}",
-                self.input
-            ));
+            return Err(format!("input {:?} is too large: height and width at most {MAX_SIDE}, channels at most {MAX_UNITS}", self.input));
         }
         if self.train.batch_size > MAX_BATCH {
             return Err(format!("train.batch_size {} is over the limit of {MAX_BATCH}", self.train.batch_size));
@@ -433,7 +435,12 @@ fn shape_values(shape: &[usize]) -> u64 {
 /// the 1x1 projection the builder adds when the body changes the shape. `path` prefixes the
 /// layer numbers ("4." inside block 4). Expects the values checked by `check_values`, so that
 /// no sum or product below can overflow.
-fn walk_sizes(layers: &[LayerConfig], mut shape: Vec<usize>, path: &str, params: &mut u64) -> std::result::Result<Option<Vec<usize>>, String> {
+fn walk_sizes(
+    layers: &[LayerConfig],
+    mut shape: Vec<usize>,
+    path: &str,
+    params: &mut u64,
+) -> std::result::Result<Option<Vec<usize>>, String> {
     let conv_params = |kh: usize, kw: usize, c_in: usize, filters: usize| {
         (kh as u64).saturating_mul(kw as u64).saturating_mul(c_in as u64).saturating_mul(filters as u64).saturating_add(filters as u64)
     };
@@ -456,7 +463,11 @@ fn walk_sizes(layers: &[LayerConfig], mut shape: Vec<usize>, path: &str, params:
                 let Some(g) = geometry(window) else { return Ok(None) };
                 shape = vec![g.oh, g.ow, shape[2]];
             }
-            LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Lrn { .. } | LayerConfig::Dropout { .. } => {}
+            LayerConfig::Relu {}
+            | LayerConfig::Sigmoid {}
+            | LayerConfig::Tanh {}
+            | LayerConfig::Lrn { .. }
+            | LayerConfig::Dropout { .. } => {}
             LayerConfig::BatchNorm { .. } => {
                 // gamma, beta, and the running mean and variance (stored with the weights).
                 let c = shape.last().copied().unwrap_or(0) as u64;
@@ -575,7 +586,11 @@ impl LayerConfig {
                 }
             }
             LayerConfig::Residual { layers } => layers.iter().try_for_each(|l| l.check_values()),
-            LayerConfig::Relu {} | LayerConfig::Sigmoid {} | LayerConfig::Tanh {} | LayerConfig::Flatten {} | LayerConfig::GlobalAvgPool {} => Ok(()),
+            LayerConfig::Relu {}
+            | LayerConfig::Sigmoid {}
+            | LayerConfig::Tanh {}
+            | LayerConfig::Flatten {}
+            | LayerConfig::GlobalAvgPool {} => Ok(()),
         }
     }
 }
@@ -592,9 +607,11 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
         let mut line = text.get(..start).map_or(0, |t| t.matches('\n').count()) + 1;
         if let Some(key) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
             // The first line from the span on that assigns the key.
-            let found = text.lines().enumerate().skip(line - 1).find(|(_, l)| {
-                l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
-            });
+            let found = text
+                .lines()
+                .enumerate()
+                .skip(line - 1)
+                .find(|(_, l)| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')));
             if let Some((i, _)) = found {
                 line = i + 1;
             }

@@ -10,10 +10,10 @@ use super::config::{LayerConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::layers::{dims, Layer, Mode, Param};
 use crate::ops::l2::{l2_backward, l2_penalty};
-use crate::threads::on_workers;
 use crate::ops::softmax::softmax_cross_entropy_smoothed;
 use crate::optim::{Optimizer, Param as OptParam};
 use crate::tensor::Tensor;
+use crate::threads::on_workers;
 
 pub struct Network {
     pub config: ModelConfig,
@@ -45,7 +45,10 @@ impl Network {
         if built.output.len() != 1 {
             return Err(Error::Config {
                 file: config.name.clone(),
-                detail: format!("the last layer must output class scores [classes], got [{}] (end with flatten and dense)", dims(&built.output)),
+                detail: format!(
+                    "the last layer must output class scores [classes], got [{}] (end with flatten and dense)",
+                    dims(&built.output)
+                ),
             });
         }
         let mut net = Network { config: config.clone(), layers: built.layers, config_index: built.config_index, param_names: Vec::new() };
@@ -198,13 +201,16 @@ impl Network {
     }
 
     fn timed_layer_names(&self, times: Vec<(f64, f64)>) -> Vec<(String, f64, f64)> {
-        self
-            .layers
+        self.layers
             .iter()
             .zip(&self.config_index)
             .zip(times)
             .map(|((l, &ci), (f, b))| {
-                let relu = if l.kind() == "conv2d" && matches!(self.config.layers.get(ci + 1), Some(LayerConfig::Relu {})) { " + relu" } else { "" };
+                let relu = if l.kind() == "conv2d" && matches!(self.config.layers.get(ci + 1), Some(LayerConfig::Relu {})) {
+                    " + relu"
+                } else {
+                    ""
+                };
                 (layer_name(ci, &format!("{}{relu}", l.kind())), f, b)
             })
             .collect()
@@ -212,11 +218,7 @@ impl Network {
 
     /// The first layer whose last output holds a NaN or an infinity, by name.
     fn first_non_finite_layer(&self) -> Option<String> {
-        self.layers
-            .iter()
-            .enumerate()
-            .find(|(_, l)| !l.output().is_finite())
-            .map(|(i, l)| layer_name(self.config_index[i], l.kind()))
+        self.layers.iter().enumerate().find(|(_, l)| !l.output().is_finite()).map(|(i, l)| layer_name(self.config_index[i], l.kind()))
     }
 
     /// The L2 penalty of all weights: sum of lambda/2 * sum(W^2).

@@ -29,7 +29,12 @@ impl Activation {
             Activation::Relu => x.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
             // Written as 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
             Activation::Sigmoid => x.iter_mut().for_each(|v| {
-                *v = if *v >= 0.0 { 1.0 / (1.0 + (-*v).exp()) } else { let e = v.exp(); e / (1.0 + e) }
+                *v = if *v >= 0.0 {
+                    1.0 / (1.0 + (-*v).exp())
+                } else {
+                    let e = v.exp();
+                    e / (1.0 + e)
+                }
             }),
             Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
         }
@@ -39,7 +44,11 @@ impl Activation {
     pub fn backward(self, y: &[f32], dy: &mut [f32]) {
         let pairs = dy.iter_mut().zip(y);
         match self {
-            Activation::Relu => pairs.for_each(|(d, &y)| if y <= 0.0 { *d = 0.0 }),
+            Activation::Relu => pairs.for_each(|(d, &y)| {
+                if y <= 0.0 {
+                    *d = 0.0
+                }
+            }),
             Activation::Sigmoid => pairs.for_each(|(d, &y)| *d *= y * (1.0 - y)),
             Activation::Tanh => pairs.for_each(|(d, &y)| *d *= 1.0 - y * y),
         }

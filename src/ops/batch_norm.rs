@@ -87,23 +87,29 @@ pub fn batch_norm_forward_train(
     y.resize(x.shape());
     cache.xhat.resize(x.shape());
     let inv_std = &cache.inv_std;
-    y.data_mut()
-        .par_chunks_mut(ROWS * c)
-        .zip(cache.xhat.data_mut().par_chunks_mut(ROWS * c))
-        .zip(x.data().par_chunks(ROWS * c))
-        .for_each(|((y, xhat), x)| {
+    y.data_mut().par_chunks_mut(ROWS * c).zip(cache.xhat.data_mut().par_chunks_mut(ROWS * c)).zip(x.data().par_chunks(ROWS * c)).for_each(
+        |((y, xhat), x)| {
             for ((y, xh), x) in y.chunks_exact_mut(c).zip(xhat.chunks_exact_mut(c)).zip(x.chunks_exact(c)) {
                 for ch in 0..c {
                     xh[ch] = (x[ch] - mean32[ch]) * inv_std[ch];
                     y[ch] = gamma[ch] * xh[ch] + beta[ch];
                 }
             }
-        });
+        },
+    );
     Ok(())
 }
 
 /// Evaluation forward with the running statistics.
-pub fn batch_norm_forward_eval(x: &Tensor, gamma: &[f32], beta: &[f32], running_mean: &[f32], running_var: &[f32], eps: f32, y: &mut Tensor) -> Result<()> {
+pub fn batch_norm_forward_eval(
+    x: &Tensor,
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    y: &mut Tensor,
+) -> Result<()> {
     let c = channels(x)?;
     // y = x * a + b with a = gamma / sqrt(var + eps), b = beta - mean * a.
     let a: Vec<f32> = (0..c).map(|ch| gamma[ch] / (running_var[ch] + eps).sqrt()).collect();
@@ -120,7 +126,14 @@ pub fn batch_norm_forward_eval(x: &Tensor, gamma: &[f32], beta: &[f32], running_
 }
 
 /// Backward of the training forward: fills dx, d_gamma and d_beta.
-pub fn batch_norm_backward(dy: &Tensor, gamma: &[f32], cache: &BatchNormCache, dx: Option<&mut Tensor>, d_gamma: &mut [f32], d_beta: &mut [f32]) -> Result<()> {
+pub fn batch_norm_backward(
+    dy: &Tensor,
+    gamma: &[f32],
+    cache: &BatchNormCache,
+    dx: Option<&mut Tensor>,
+    d_gamma: &mut [f32],
+    d_beta: &mut [f32],
+) -> Result<()> {
     let c = channels(dy)?;
     if cache.xhat.shape() != dy.shape() {
         return Err(Error::shape("batch_norm backward", format!("dy {:?}", cache.xhat.shape()), format!("{:?}", dy.shape())));
@@ -158,17 +171,15 @@ pub fn batch_norm_backward(dy: &Tensor, gamma: &[f32], cache: &BatchNormCache, d
         dx.resize(dy.shape());
         let m = rows as f32;
         let k: Vec<f32> = (0..c).map(|ch| gamma[ch] * cache.inv_std[ch] / m).collect();
-        dx.data_mut()
-            .par_chunks_mut(ROWS * c)
-            .zip(dy.data().par_chunks(ROWS * c))
-            .zip(xhat.par_chunks(ROWS * c))
-            .for_each(|((dx, dy), xh)| {
+        dx.data_mut().par_chunks_mut(ROWS * c).zip(dy.data().par_chunks(ROWS * c)).zip(xhat.par_chunks(ROWS * c)).for_each(
+            |((dx, dy), xh)| {
                 for ((dx, dy), xh) in dx.chunks_exact_mut(c).zip(dy.chunks_exact(c)).zip(xh.chunks_exact(c)) {
                     for ch in 0..c {
                         dx[ch] = k[ch] * (m * dy[ch] - d_beta[ch] - xh[ch] * d_gamma[ch]);
                     }
                 }
-            });
+            },
+        );
     }
     Ok(())
 }

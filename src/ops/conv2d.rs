@@ -46,10 +46,7 @@ pub fn conv2d_geometry(x: &[usize], w: &[usize], b: Option<&[usize]>, window: &W
         return Err(Error::shape(op, format!("weight kernel {}x{}", window.kh, window.kw), format!("{kh}x{kw}")));
     }
     if wc_in != c_in {
-        return Err(Error::invalid(
-            op,
-            format!("channel mismatch: input {x:?} has {c_in} channels but weight {w:?} expects {wc_in}"),
-        ));
+        return Err(Error::invalid(op, format!("channel mismatch: input {x:?} has {c_in} channels but weight {w:?} expects {wc_in}")));
     }
     if let Some(b) = b {
         if b != [c_out] {
@@ -128,7 +125,15 @@ pub fn conv2d_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu:
 
 /// `conv2d_forward` into a reused output buffer. Each task computes a block of output rows of
 /// one image: the im2col of those rows, then one GEMM with the bias already in place.
-pub fn conv2d_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) -> Result<()> {
+pub fn conv2d_forward_into(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    window: &Window,
+    relu: bool,
+    y: &mut Tensor,
+    scratch: &mut ConvScratch,
+) -> Result<()> {
     let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
     y.resize(&[n, g.oh, g.ow, c_out]);
     if winograd::applies(window, c_in) {
@@ -141,7 +146,15 @@ pub fn conv2d_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, 
 
 /// `conv2d_forward_into` always by im2col + GEMM, even where the Winograd path would be taken
 /// (for the benches that compare the two).
-pub fn conv2d_forward_im2col_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) -> Result<()> {
+pub fn conv2d_forward_im2col_into(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    window: &Window,
+    relu: bool,
+    y: &mut Tensor,
+    scratch: &mut ConvScratch,
+) -> Result<()> {
     let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
     y.resize(&[n, g.oh, g.ow, c_out]);
     im2col_forward(x, w, b, &g, c_in, c_out, relu, y, scratch);
@@ -149,14 +162,25 @@ pub fn conv2d_forward_im2col_into(x: &Tensor, w: &Tensor, b: &Tensor, window: &W
 }
 
 #[allow(clippy::too_many_arguments)]
-fn im2col_forward(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_in: usize, c_out: usize, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) {
+fn im2col_forward(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    g: &Geometry,
+    c_in: usize,
+    c_out: usize,
+    relu: bool,
+    y: &mut Tensor,
+    scratch: &mut ConvScratch,
+) {
     let (n, k) = (x.shape()[0], g.kh * g.kw * c_in);
     let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
     let rows = forward_rows_per_task(n, g.oh, g.ow);
     let cols = scratch.thread_cols.for_current_pool();
-    let tasks = y.data_mut().par_chunks_mut(out_size).enumerate().flat_map(|(img, y_img)| {
-        y_img.par_chunks_mut(rows * g.ow * c_out).enumerate().map(move |(block, y_block)| (img, block, y_block))
-    });
+    let tasks =
+        y.data_mut().par_chunks_mut(out_size).enumerate().flat_map(|(img, y_img)| {
+            y_img.par_chunks_mut(rows * g.ow * c_out).enumerate().map(move |(block, y_block)| (img, block, y_block))
+        });
     tasks.for_each(|(img, block, y_block)| {
         let first = block * rows;
         let m = y_block.len() / c_out;

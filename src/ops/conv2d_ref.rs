@@ -22,8 +22,7 @@ pub fn conv_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window) -> Resu
                             // Zero padding: cells outside the image contribute nothing.
                             let (Some(r), Some(c)) = (g.in_row(i, ki), g.in_col(j, kj)) else { continue };
                             for ch in 0..c_in {
-                                s += xd[((img * g.ih + r) * g.iw + c) * c_in + ch]
-                                    * wd[((ki * g.kw + kj) * c_in + ch) * c_out + o];
+                                s += xd[((img * g.ih + r) * g.iw + c) * c_in + ch] * wd[((ki * g.kw + kj) * c_in + ch) * c_out + o];
                             }
                         }
                     }
@@ -62,5 +61,9 @@ pub fn conv_backward(x: &Tensor, w: &Tensor, dz: &Tensor, window: &Window) -> Re
             }
         }
     }
-    Ok(Conv2dGrads { d_input: Tensor::from_vec(x.shape(), dx)?, d_weight: Tensor::from_vec(w.shape(), dw)?, d_bias: Tensor::from_vec(&[c_out], db)? })
+    Ok(Conv2dGrads {
+        d_input: Tensor::from_vec(x.shape(), dx)?,
+        d_weight: Tensor::from_vec(w.shape(), dw)?,
+        d_bias: Tensor::from_vec(&[c_out], db)?,
+    })
 }

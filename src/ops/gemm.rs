@@ -34,11 +34,24 @@ pub fn gemm_parallel(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f3
             // only columns j0..j0+cols of `c`, disjoint from every other task's.
             unsafe {
                 gemm::gemm(
-                    m, cols, k,
-                    (c_addr as *mut f32).add(j0), 1, n as isize, beta != 0.0,
-                    a.as_ptr(), csa, rsa,
-                    b.as_ptr().add(j0), 1, n as isize,
-                    beta, 1.0, false, false, false,
+                    m,
+                    cols,
+                    k,
+                    (c_addr as *mut f32).add(j0),
+                    1,
+                    n as isize,
+                    beta != 0.0,
+                    a.as_ptr(),
+                    csa,
+                    rsa,
+                    b.as_ptr().add(j0),
+                    1,
+                    n as isize,
+                    beta,
+                    1.0,
+                    false,
+                    false,
+                    false,
                     gemm::Parallelism::None,
                 );
             }
@@ -64,13 +77,25 @@ fn gemm_with(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t:
     unsafe {
         // gemm computes dst = alpha * dst + beta * lhs * rhs, reading dst only if asked to.
         gemm::gemm(
-            m, n, k,
-            c.as_mut_ptr(), 1, n as isize, beta != 0.0,
-            a.as_ptr(), csa, rsa,
-            b.as_ptr(), csb, rsb,
-            beta, 1.0, false, false, false,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            beta != 0.0,
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            csb,
+            rsb,
+            beta,
+            1.0,
+            false,
+            false,
+            false,
             par,
         );
     }
 }
-

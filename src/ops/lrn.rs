@@ -65,10 +65,7 @@ pub fn lrn_forward_into(x: &Tensor, p: &LrnParams, y: &mut Tensor, scale: &mut T
         .par_chunks_mut(chunk)
         .zip(scale.data_mut().par_chunks_mut(chunk))
         .zip(x.data().par_chunks(chunk))
-        .for_each_init(
-            || vec![0.0f32; c + 2 * p.depth_radius],
-            |padded, ((y, scale), x)| lrn_rows(x, p, y, scale, padded),
-        );
+        .for_each_init(|| vec![0.0f32; c + 2 * p.depth_radius], |padded, ((y, scale), x)| lrn_rows(x, p, y, scale, padded));
     Ok(())
 }
 
@@ -138,7 +135,8 @@ pub fn lrn_backward_into(x: &Tensor, y: &Tensor, scale: &Tensor, dy: &Tensor, p:
         || (vec![0.0f32; c + 2 * r], vec![0.0f32; c]),
         |(padded, window), (task, dx)| {
             let at = task * chunk..task * chunk + dx.len();
-            let rows = BackwardRows { x: &x.data()[at.clone()], y: &y.data()[at.clone()], scale: &scale.data()[at.clone()], dy: &dy.data()[at] };
+            let rows =
+                BackwardRows { x: &x.data()[at.clone()], y: &y.data()[at.clone()], scale: &scale.data()[at.clone()], dy: &dy.data()[at] };
             lrn_backward_rows(&rows, p, dx, padded, window);
         },
     );

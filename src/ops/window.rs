@@ -13,7 +13,12 @@ pub enum Padding {
     Same,
     Valid,
     /// Zero padding of `top, bottom, left, right` pixels.
-    Explicit { top: usize, bottom: usize, left: usize, right: usize },
+    Explicit {
+        top: usize,
+        bottom: usize,
+        left: usize,
+        right: usize,
+    },
 }
 
 impl Padding {

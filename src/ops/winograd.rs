@@ -85,7 +85,17 @@ pub struct WinogradScratch {
 /// y = conv(x, w) + b (then ReLU if `relu`), for a geometry where `applies` holds; `y` already
 /// has its shape [n, oh, ow, c_out].
 #[allow(clippy::too_many_arguments)]
-pub fn conv5x5_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_in: usize, c_out: usize, relu: bool, y: &mut Tensor, scratch: &mut WinogradScratch) {
+pub fn conv5x5_forward_into(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    g: &Geometry,
+    c_in: usize,
+    c_out: usize,
+    relu: bool,
+    y: &mut Tensor,
+    scratch: &mut WinogradScratch,
+) {
     let n = x.shape()[0];
     let s = Shape { g: *g, c_in, c_out, tiles_h: g.oh.div_ceil(OUT), tiles_w: g.ow.div_ceil(OUT) };
     if scratch.u_version != Some(w.version()) {
@@ -120,7 +130,17 @@ pub fn conv5x5_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_
                 }
                 let m = grow(m, POSITIONS * rows * c_out);
                 for (xi, m_plane) in m.chunks_exact_mut(rows * c_out).enumerate() {
-                    gemm(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u[xi * c_in * c_out..][..c_in * c_out], false, 0.0, m_plane);
+                    gemm(
+                        rows,
+                        c_in,
+                        c_out,
+                        &v[xi * rows * c_in..][..rows * c_in],
+                        false,
+                        &u[xi * c_in * c_out..][..c_in * c_out],
+                        false,
+                        0.0,
+                        m_plane,
+                    );
                 }
                 for (i, y_img) in y_group.chunks_exact_mut(out_size).enumerate() {
                     for (ti, y_part) in y_img.chunks_mut(y_rows).enumerate() {
@@ -149,9 +169,11 @@ pub fn conv5x5_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, g: &Geometry, c_
         gemm(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u[xi * c_in * c_out..][..c_in * c_out], false, 0.0, m_plane);
     });
     let m = &*m;
-    let tasks = y.data_mut().par_chunks_mut(out_size).enumerate().flat_map(|(img, y_img)| {
-        y_img.par_chunks_mut(y_rows).enumerate().map(move |(ti, y_part)| (img, ti, y_part))
-    });
+    let tasks = y
+        .data_mut()
+        .par_chunks_mut(out_size)
+        .enumerate()
+        .flat_map(|(img, y_img)| y_img.par_chunks_mut(y_rows).enumerate().map(move |(ti, y_part)| (img, ti, y_part)));
     tasks.for_each_init(
         || TileWork::new(c_in.max(c_out)),
         |work, (img, ti, y_part)| output_transform_row(m, rows, &s, img * tiles + ti * s.tiles_w, b.data(), relu, y_part, work),
@@ -338,7 +360,16 @@ simd_dispatch! {
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn output_transform_row_plain(m: &[f32], rows: usize, s: &Shape, first_row: usize, bias: &[f32], relu: bool, y_part: &mut [f32], work: &mut TileWork) {
+fn output_transform_row_plain(
+    m: &[f32],
+    rows: usize,
+    s: &Shape,
+    first_row: usize,
+    bias: &[f32],
+    relu: bool,
+    y_part: &mut [f32],
+    work: &mut TileWork,
+) {
     let (g, c) = (&s.g, s.c_out);
     let TileWork { patch, half } = work;
     let half = &mut half[..OUT * TILE * c];

@@ -32,16 +32,7 @@ impl Adam {
     /// Updates one parameter tensor in place. `m` and `v` are its moment buffers (the same length
     /// as `value`); `t` is the 1-based number of this step, which sets the bias corrections.
     #[allow(clippy::too_many_arguments)]
-    pub fn update(
-        &self,
-        value: &mut [f32],
-        grad: &[f32],
-        decay: bool,
-        m: &mut [f32],
-        v: &mut [f32],
-        t: u64,
-        lr: f32,
-    ) {
+    pub fn update(&self, value: &mut [f32], grad: &[f32], decay: bool, m: &mut [f32], v: &mut [f32], t: u64, lr: f32) {
         debug_assert!(t >= 1);
         debug_assert!(value.len() == grad.len() && m.len() == value.len() && v.len() == value.len());
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);

@@ -95,9 +95,7 @@ impl OptimizerConfig {
     /// The same settings with another base learning rate (e.g. from a command-line override).
     pub fn with_lr(mut self, new_lr: f32) -> Self {
         match &mut self {
-            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } | OptimizerConfig::Adamw { lr, .. } => {
-                *lr = new_lr
-            }
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } | OptimizerConfig::Adamw { lr, .. } => *lr = new_lr,
         }
         self
     }
@@ -154,9 +152,7 @@ enum Rule {
 impl Rule {
     fn from_config(cfg: &OptimizerConfig) -> Rule {
         match *cfg {
-            OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
-                Rule::Sgd(Sgd { momentum, nesterov, weight_decay })
-            }
+            OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => Rule::Sgd(Sgd { momentum, nesterov, weight_decay }),
             OptimizerConfig::Adam { beta1, beta2, eps, weight_decay, .. } => {
                 Rule::Adam(Adam { beta1, beta2, eps, weight_decay, decoupled: false })
             }
@@ -276,9 +272,7 @@ impl Optimizer {
         let Some(slots) = &self.slots else { return Vec::new() };
         slots
             .iter()
-            .flat_map(|slot| {
-                names.iter().zip(&slot.buffers).map(|(suffix, buf)| (format!("{}.{suffix}", slot.name), buf.clone()))
-            })
+            .flat_map(|slot| names.iter().zip(&slot.buffers).map(|(suffix, buf)| (format!("{}.{suffix}", slot.name), buf.clone())))
             .collect()
     }
 
@@ -352,20 +346,13 @@ impl Optimizer {
 /// Checks that a step's parameters match the ones the state was built for.
 fn check_layout(slots: &[Slot], layout: &[(&str, usize)]) -> Result<()> {
     if slots.len() != layout.len() {
-        return Err(Error::shape(
-            "optimizer",
-            format!("{} parameters (as on earlier steps)", slots.len()),
-            format!("{}", layout.len()),
-        ));
+        return Err(Error::shape("optimizer", format!("{} parameters (as on earlier steps)", slots.len()), format!("{}", layout.len())));
     }
     for (i, (slot, &(name, len))) in slots.iter().zip(layout).enumerate() {
         if slot.name != name {
             return Err(Error::invalid(
                 "optimizer",
-                format!(
-                    "parameter {i} is `{name}` but was `{}` on earlier steps; pass the same list in the same order",
-                    slot.name
-                ),
+                format!("parameter {i} is `{name}` but was `{}` on earlier steps; pass the same list in the same order", slot.name),
             ));
         }
         if slot.len != len {

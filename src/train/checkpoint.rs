@@ -202,7 +202,10 @@ impl Checkpoint {
         let ck = |detail: String| Error::Checkpoint { path: path.to_path_buf(), detail };
         let st = SafeTensors::deserialize(bytes).map_err(|e| ck(describe_safetensors_error(&e, bytes.len())))?;
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| ck(describe_safetensors_error(&e, bytes.len())))?;
-        let info = header.metadata().as_ref().ok_or_else(|| ck("a safetensors file without convnet metadata (not written by convnet train?)".into()))?;
+        let info = header
+            .metadata()
+            .as_ref()
+            .ok_or_else(|| ck("a safetensors file without convnet metadata (not written by convnet train?)".into()))?;
         let get = |key: &str| info.get(key).ok_or_else(|| ck(format!("metadata has no \"{key}\" entry (not written by convnet train?)")));
         let config: ModelConfig = serde_json::from_str(get("config")?).map_err(|e| ck(format!("bad config in metadata: {e}")))?;
         config.validate("(in the checkpoint)").map_err(|e| ck(e.to_string()))?;
@@ -239,7 +242,9 @@ impl Checkpoint {
         if let Some(needed) = self.config.estimated_params().filter(|&n| n > stored) {
             return Err(Error::Checkpoint {
                 path: self.path.clone(),
-                detail: format!("the model in the metadata has {needed} parameters but the file holds {stored} values (truncated or edited?)"),
+                detail: format!(
+                    "the model in the metadata has {needed} parameters but the file holds {stored} values (truncated or edited?)"
+                ),
             });
         }
         let mut net = Network::build(&self.config, 0).map_err(|e| Error::Checkpoint { path: self.path.clone(), detail: e.to_string() })?;
@@ -265,7 +270,8 @@ impl Checkpoint {
             )));
         }
         if theirs.layers != config.layers {
-            let i = theirs.layers.iter().zip(&config.layers).position(|(a, b)| a != b).unwrap_or(theirs.layers.len().min(config.layers.len()));
+            let i =
+                theirs.layers.iter().zip(&config.layers).position(|(a, b)| a != b).unwrap_or(theirs.layers.len().min(config.layers.len()));
             let show = |layers: &[LayerConfig]| layers.get(i).map_or_else(|| "nothing".to_string(), |l| format!("{l:?}"));
             return Err(ck(format!(
                 "belongs to another model: it was written for model \"{}\" ({} layers), the config's model \"{}\" has {} layers \
@@ -302,11 +308,8 @@ impl Checkpoint {
 
     /// The optimiser state tensors (names without the "optim." prefix).
     pub fn optimizer_state(&self) -> Vec<(String, Vec<f32>)> {
-        let mut v: Vec<_> = self
-            .tensors
-            .iter()
-            .filter_map(|(k, (_, d))| k.strip_prefix("optim.").map(|n| (n.to_string(), d.clone())))
-            .collect();
+        let mut v: Vec<_> =
+            self.tensors.iter().filter_map(|(k, (_, d))| k.strip_prefix("optim.").map(|n| (n.to_string(), d.clone()))).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

@@ -49,7 +49,10 @@ pub fn load_train_test(cfg: &ModelConfig, dir: &Path) -> Result<(Dataset, Datase
             let train = load_image_folder(dir.join("train"), h, w, c)?;
             let test = load_image_folder(dir.join("test"), h, w, c)?;
             if train.class_names != test.class_names {
-                return Err(Error::data(dir, format!("train classes {:?} differ from test classes {:?}", train.class_names, test.class_names)));
+                return Err(Error::data(
+                    dir,
+                    format!("train classes {:?} differ from test classes {:?}", train.class_names, test.class_names),
+                ));
             }
             Ok((train, test))
         }

@@ -1,10 +1,10 @@
 //! Evaluation: loss, accuracy and confusion matrix of a network on a data set.
 
+use crate::data::augment::flip_batch;
 use crate::data::{batch_ranges, make_batch, Dataset, Normalization};
 use crate::error::Result;
 use crate::model::network::argmax;
 use crate::model::Network;
-use crate::data::augment::flip_batch;
 use crate::ops::softmax::softmax;
 
 #[derive(Clone, Debug)]
@@ -24,7 +24,11 @@ impl Evaluation {
             .enumerate()
             .map(|(i, row)| {
                 let n: usize = row.iter().sum();
-                if n == 0 { 0.0 } else { row[i] as f32 / n as f32 }
+                if n == 0 {
+                    0.0
+                } else {
+                    row[i] as f32 / n as f32
+                }
             })
             .collect()
     }

@@ -29,8 +29,16 @@ impl EpochMetrics {
         format!(
             // Shortest round-trip formatting: a resumed run reads back exactly what it wrote.
             "{},{},{},{},{},{},{},{:e},{:.3},{:.1}",
-            self.epoch, self.train_loss, self.train_accuracy, self.val_loss, self.val_accuracy, self.test_loss,
-            self.test_accuracy, self.lr, self.seconds, self.images_per_second
+            self.epoch,
+            self.train_loss,
+            self.train_accuracy,
+            self.val_loss,
+            self.val_accuracy,
+            self.test_loss,
+            self.test_accuracy,
+            self.lr,
+            self.seconds,
+            self.images_per_second
         )
     }
 

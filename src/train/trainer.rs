@@ -47,7 +47,8 @@ pub type EpochHook<'a> = &'a mut dyn FnMut(&[EpochMetrics]) -> Result<()>;
 pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     let cfg = &opts.config;
     let mut net = Network::build(cfg, cfg.train.seed)?;
-    let (last_path, best_path, csv_path) = (opts.out_dir.join("last.safetensors"), opts.out_dir.join("best.safetensors"), opts.out_dir.join("metrics.csv"));
+    let (last_path, best_path, csv_path) =
+        (opts.out_dir.join("last.safetensors"), opts.out_dir.join("best.safetensors"), opts.out_dir.join("metrics.csv"));
     // The run folder comes first, so that an unwritable one is reported before the data is
     // read; on resume the checkpoint is read and checked before anything in it is written.
     create_run_folder(&opts.out_dir)?;
@@ -105,7 +106,12 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     if opts.verbose {
         eprintln!(
             "training {} on {} examples ({} validation, {} test), {} epochs of {steps_per_epoch} steps, {} threads",
-            cfg.name, n, splits.val.len(), splits.test.len(), cfg.train.epochs, rayon::current_num_threads()
+            cfg.name,
+            n,
+            splits.val.len(),
+            splits.test.len(),
+            cfg.train.epochs,
+            rayon::current_num_threads()
         );
     }
     for epoch in history.len()..cfg.train.epochs {
@@ -171,8 +177,15 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
         if opts.verbose {
             eprintln!(
                 "epoch {}/{}: loss {:.4}  train {:.2}%  val {:.2}% (loss {:.4})  test {:.2}%  {:.1} s ({:.0} images/s)",
-                m.epoch, cfg.train.epochs, m.train_loss, 100.0 * m.train_accuracy, 100.0 * m.val_accuracy, m.val_loss,
-                100.0 * m.test_accuracy, m.seconds, m.images_per_second
+                m.epoch,
+                cfg.train.epochs,
+                m.train_loss,
+                100.0 * m.train_accuracy,
+                100.0 * m.val_accuracy,
+                m.val_loss,
+                100.0 * m.test_accuracy,
+                m.seconds,
+                m.images_per_second
             );
         }
         history.push(m.clone());

@@ -80,7 +80,9 @@ pub fn write_activations_png(
         return Err(Error::invalid("activations", "the network has no conv or pool layer to show"));
     }
     let mapping = match scale {
-        ActivationScale::Channel => "grey levels per channel: 0 (or the channel's most negative value) is black, the channel's largest value white",
+        ActivationScale::Channel => {
+            "grey levels per channel: 0 (or the channel's most negative value) is black, the channel's largest value white"
+        }
         ActivationScale::Layer => "grey levels per layer: 0 (or the layer's most negative value) is black, the layer's largest value white",
     };
     let mut all_notes = notes.to_vec();

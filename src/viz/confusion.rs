@@ -52,9 +52,8 @@ pub fn render_confusion(confusion: &[Vec<usize>], class_names: &[String], title:
     let bar_label_w = text_width("100%", 12.0) as i32;
     let bar_caption_x = bar_x + bar_w + 8 + bar_label_w + 16;
     let note = "number: images of the row's true class given the column's prediction; colour: their share of the row";
-    let width = (bar_caption_x + 12 + MARGIN)
-        .max(text_width(title, 20.0) as i32 + 2 * MARGIN)
-        .max(text_width(note, 13.0) as i32 + 2 * MARGIN);
+    let width =
+        (bar_caption_x + 12 + MARGIN).max(text_width(title, 20.0) as i32 + 2 * MARGIN).max(text_width(note, 13.0) as i32 + 2 * MARGIN);
     // Vertical layout: title, note, matrix, column labels (rotated), axis title "predicted".
     let matrix_y = MARGIN + 30 + 22 + 12;
     let col_label_y = matrix_y + matrix + 8;

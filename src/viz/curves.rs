@@ -133,8 +133,7 @@ fn lines(runs: &[(String, Vec<EpochMetrics>)], loss: bool) -> Vec<Line> {
                     (Split::Test, false) => 100.0 * m.test_accuracy,
                 }
             };
-            let points: Vec<(f64, f64)> =
-                rows.iter().map(|m| (m.epoch as f64, value(m) as f64)).filter(|(_, v)| v.is_finite()).collect();
+            let points: Vec<(f64, f64)> = rows.iter().map(|m| (m.epoch as f64, value(m) as f64)).filter(|(_, v)| v.is_finite()).collect();
             if points.is_empty() {
                 continue; // e.g. no validation split: val_* are NaN
             }
@@ -165,7 +164,12 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[(Strin
     Ok(())
 }
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[(String, Vec<EpochMetrics>)], loss: bool, max_epoch: usize) -> DrawResult {
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    runs: &[(String, Vec<EpochMetrics>)],
+    loss: bool,
+    max_epoch: usize,
+) -> DrawResult {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let lines = lines(runs, loss);
     let values = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
@@ -222,9 +226,7 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[(String
         let dashed = matches!(line.split, Split::Test);
         anno.label(line.label.clone()).legend(move |(x, y)| {
             if dashed {
-                EmptyElement::at((x, y))
-                    + PathElement::new(vec![(0, 0), (8, 0)], style)
-                    + PathElement::new(vec![(14, 0), (22, 0)], style)
+                EmptyElement::at((x, y)) + PathElement::new(vec![(0, 0), (8, 0)], style) + PathElement::new(vec![(14, 0), (22, 0)], style)
             } else {
                 EmptyElement::at((x, y)) + PathElement::new(vec![(0, 0), (22, 0)], style) + PathElement::new(vec![(0, 0), (0, 0)], style)
             }

@@ -117,18 +117,13 @@ pub fn parse_kernel(text: &str) -> Result<Kernel> {
             return Err(bad(format!("row {} is empty (rows are separated by ';', values by ',')", r + 1)));
         }
         for (c, cell) in cells.iter().enumerate() {
-            let v = parse_number(cell)
-                .ok_or_else(|| bad(format!("row {}, value {}: {cell:?} is not a finite number", r + 1, c + 1)))?;
+            let v = parse_number(cell).ok_or_else(|| bad(format!("row {}, value {}: {cell:?} is not a finite number", r + 1, c + 1)))?;
             values.push(v);
         }
         if r == 0 {
             width = cells.len();
         } else if cells.len() != width {
-            return Err(bad(format!(
-                "row {} has {} values but row 1 has {width}: a kernel must be rectangular",
-                r + 1,
-                cells.len()
-            )));
+            return Err(bad(format!("row {} has {} values but row 1 has {width}: a kernel must be rectangular", r + 1, cells.len())));
         }
     }
     Ok(Kernel { name: "inline".into(), height: rows.len(), width, values })
@@ -209,12 +204,22 @@ pub struct FilteredImage {
 /// Convolves each channel of HWC `pixels` (`channels` of them) with `kernel`, with the engine's
 /// `conv2d_forward` (weight [kh, kw, 1, 1]; the channels go through as a batch of one-channel
 /// images), and maps the responses to pixels.
-pub fn filter_pixels(pixels: &[u8], height: usize, width: usize, channels: usize, kernel: &Kernel, opts: &FilterOptions) -> Result<FilteredImage> {
+pub fn filter_pixels(
+    pixels: &[u8],
+    height: usize,
+    width: usize,
+    channels: usize,
+    kernel: &Kernel,
+    opts: &FilterOptions,
+) -> Result<FilteredImage> {
     if channels == 0 || pixels.len() != height * width * channels {
         return Err(Error::invalid("filter", format!("{} bytes for a {height}x{width}x{channels} image", pixels.len())));
     }
     if kernel.values.len() != kernel.height * kernel.width || kernel.values.is_empty() {
-        return Err(Error::invalid("filter", format!("kernel {}: {} values for {}x{}", kernel.name, kernel.values.len(), kernel.height, kernel.width)));
+        return Err(Error::invalid(
+            "filter",
+            format!("kernel {}: {} values for {}x{}", kernel.name, kernel.values.len(), kernel.height, kernel.width),
+        ));
     }
     if opts.stride == 0 {
         return Err(Error::invalid("--stride", "the stride must be at least 1"));

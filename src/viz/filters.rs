@@ -63,7 +63,11 @@ pub fn write_filters_png(weight: &Tensor, title: &str, out: &Path) -> Result<()>
         title: title.to_string(),
         notes: vec![
             format!("weight [{kh}, {kw}, {c_in}, {c_out}] (kernel height, width, input channels, filters): {layout}"),
-            format!("each filter scaled to its own range: its smallest weight black, its largest white (all weights: {} .. {})", short_num(lo), short_num(hi)),
+            format!(
+                "each filter scaled to its own range: its smallest weight black, its largest white (all weights: {} .. {})",
+                short_num(lo),
+                short_num(hi)
+            ),
         ],
         sections: vec![GridSection {
             heading: format!("{c_out} filters of {kh}x{kw}, labelled by output channel"),

@@ -27,10 +27,7 @@ impl Tile {
             return Err(Error::invalid("grid tile", format!("{channels} channels: a tile is grey (1) or RGB (3)")));
         }
         if width == 0 || height == 0 || pixels.len() != width * height * channels {
-            return Err(Error::invalid(
-                "grid tile",
-                format!("{} bytes for a {width}x{height}x{channels} tile", pixels.len()),
-            ));
+            return Err(Error::invalid("grid tile", format!("{} bytes for a {width}x{height}x{channels} tile", pixels.len())));
         }
         Ok(Tile { width, height, channels, pixels, label: label.into() })
     }

@@ -95,22 +95,26 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 pub(crate) fn to_u8_range(values: impl Iterator<Item = f32>, lo: f32, hi: f32) -> Vec<u8> {
     let span = hi - lo;
     values
-        .map(|v| {
-            if span.is_nan() || span <= 0.0 || !v.is_finite() {
-                128
-            } else {
-                (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8
-            }
-        })
+        .map(
+            |v| {
+                if span.is_nan() || span <= 0.0 || !v.is_finite() {
+                    128
+                } else {
+                    (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8
+                }
+            },
+        )
         .collect()
 }
 
 /// Smallest and largest finite value (0, 0 when there is none).
 pub(crate) fn min_max(values: impl Iterator<Item = f32>) -> (f32, f32) {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if lo > hi { (0.0, 0.0) } else { (lo, hi) }
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        (0.0, 0.0)
+    } else {
+        (lo, hi)
+    }
 }
 
 /// A number for a label, short: 3 significant digits.

@@ -66,7 +66,11 @@ fn main() -> ExitCode {
             let line = if text.contains('\n') { text.split_whitespace().collect::<Vec<_>>().join(" ") } else { text };
             eprintln!("error: {line}");
             // Bad files, configs and arguments are the user's to fix (2); anything else is 1.
-            if e.is_user_error() { ExitCode::from(2) } else { ExitCode::from(1) }
+            if e.is_user_error() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

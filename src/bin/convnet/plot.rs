@@ -42,7 +42,11 @@ pub struct PlotArgs {
 
 /// The run folder of a run folder or of a metrics.csv path.
 fn run_folder(path: &Path) -> &Path {
-    if path.is_file() { path.parent().unwrap_or(path) } else { path }
+    if path.is_file() {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    }
 }
 
 fn default_label(path: &Path) -> String {
@@ -56,12 +60,8 @@ pub fn run(args: PlotArgs) -> convnet::Result<()> {
     if args.labels.len() > args.runs.len() {
         return Err(convnet::Error::invalid("--label", format!("{} labels for {} runs", args.labels.len(), args.runs.len())));
     }
-    let runs: Vec<(PathBuf, String)> = args
-        .runs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.clone(), args.labels.get(i).cloned().unwrap_or_else(|| default_label(p))))
-        .collect();
+    let runs: Vec<(PathBuf, String)> =
+        args.runs.iter().enumerate().map(|(i, p)| (p.clone(), args.labels.get(i).cloned().unwrap_or_else(|| default_label(p)))).collect();
     let out = match args.out {
         Some(p) => p,
         None if runs.len() == 1 => run_folder(&runs[0].0).join("curves.png"),
