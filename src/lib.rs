@@ -5,10 +5,13 @@
 //!   backward, each with a plain-loop reference beside the fast path
 
 pub mod bench;
+mod chunks;
 pub mod error;
+pub mod fs;
 pub mod layers;
 pub mod model;
 pub mod ops;
+mod seeds;
 pub mod tensor;
 pub mod threads;
 

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use convnet::train::checkpoint::SLOW_WRITE_ENV;
+use convnet::fs::SLOW_WRITE_ENV;
 use convnet::train::metrics::read_metrics;
 use convnet::train::Checkpoint;
 use convnet::Tensor;

@@ -8,8 +8,6 @@
 use std::ops::Range;
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use super::dataset::Dataset;
 use super::normalize::Normalization;
@@ -17,10 +15,7 @@ use crate::tensor::Tensor;
 
 /// A permutation of `0..n`, determined by `seed` and `epoch` alone.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    // Multiplying by the golden-ratio constant spreads consecutive epochs far apart in seed
-    // space; +1 keeps epoch 0 from reducing to the bare seed.
-    let mixed = seed ^ (epoch as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut rng = ChaCha8Rng::seed_from_u64(mixed);
+    let mut rng = crate::seeds::shuffle_rng(seed, epoch);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
     order

@@ -63,7 +63,7 @@ impl Layer for ResidualLayer {
     }
     fn set_seed(&mut self, seed: u64) {
         for (j, l) in self.body.iter_mut().enumerate() {
-            l.set_seed(seed ^ (j as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            l.set_seed(crate::seeds::block_layer_seed(seed, j));
         }
     }
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<()> {

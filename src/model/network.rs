@@ -2,9 +2,6 @@
 //! Forward runs them in order, backward in reverse; the loss is softmax cross-entropy on the
 //! last layer's logits plus the L2 penalty of every weight with a lambda.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
 use super::build::build_layers;
 use super::config::{LayerConfig, ModelConfig};
 use crate::error::{Error, Result};
@@ -40,7 +37,7 @@ impl Network {
     /// Builds the network of `config` with weights drawn from `seed`; every layer's input shape
     /// is checked here, before any data is touched.
     pub fn build(config: &ModelConfig, seed: u64) -> Result<Network> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1A17_5EED);
+        let mut rng = crate::seeds::init_rng(seed);
         let built = build_layers(&config.layers, &config.input, "", config.init, &mut rng)?;
         if built.output.len() != 1 {
             return Err(Error::Config {
@@ -65,8 +62,7 @@ impl Network {
     /// and the global step so that runs, and resumed runs, are reproducible.
     pub fn set_step_seed(&mut self, seed: u64, step: u64) {
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            let s = seed ^ (step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-            layer.set_seed(s);
+            layer.set_seed(crate::seeds::layer_step_seed(seed, step, i));
         }
     }
 

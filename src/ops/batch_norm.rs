@@ -17,8 +17,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-/// Rows per parallel task.
-const ROWS: usize = 256;
+use crate::chunks::ROWS_PER_CHUNK as ROWS;
 
 fn channels(x: &Tensor) -> Result<usize> {
     match x.shape().last() {

@@ -16,13 +16,10 @@ use super::gemm::gemm;
 use super::im2col::{col2im, im2col, im2col_rows};
 use super::window::{Geometry, Padding, Window};
 use super::winograd::{self, WinogradScratch};
+use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::threads::PerThread;
-
-/// Images per parallel task. Fixed (not derived from the thread count) so that the
-/// weight-gradient partial sums, and hence the result, are the same on any machine.
-pub const CHUNK: usize = 8;
 
 /// Gradients of a convolution.
 #[derive(Debug)]

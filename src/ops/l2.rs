@@ -2,8 +2,8 @@
 
 use rayon::prelude::*;
 
-/// Values per parallel task: fixed, so that the sum's rounding never depends on the threads.
-const CHUNK: usize = 1 << 14;
+use crate::chunks::VALUES_PER_CHUNK as CHUNK;
+
 /// Independent partial sums within a task, so the additions overlap instead of waiting on
 /// each other (a single running sum is one long chain of dependent additions).
 const LANES: usize = 8;

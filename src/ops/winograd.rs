@@ -17,10 +17,10 @@
 
 use rayon::prelude::*;
 
-use super::conv2d::CHUNK;
 use super::gemm::gemm;
 use super::simd::simd_dispatch;
 use super::window::{Geometry, Window};
+use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::tensor::Tensor;
 use crate::threads::PerThread;
 

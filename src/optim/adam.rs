@@ -50,8 +50,8 @@ impl Adam {
         let coupled = (wd != 0.0 && !self.decoupled).then_some(wd);
 
         // Elementwise, so splitting it over threads cannot change a single bit of the result.
+        use crate::chunks::VALUES_PER_CHUNK as CHUNK;
         use rayon::prelude::*;
-        const CHUNK: usize = 1 << 14;
         value.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).for_each(
             |(((value, grad), m), v)| {
                 for (((w, &g), m), v) in value.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::train::checkpoint::write_atomically;
+use crate::fs::write_atomically;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochMetrics {

@@ -9,18 +9,15 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::checkpoint::{
-    remove_stale_temp_files, save_checkpoint, save_checkpoint_with_history, write_atomically, Checkpoint, CheckpointMeta, FORMAT,
-};
+use super::checkpoint::{save_checkpoint, save_checkpoint_with_history, Checkpoint, CheckpointMeta, FORMAT};
 use super::datasets::{load_splits, Splits};
 use super::evaluate::{evaluate, Evaluation};
 use super::metrics::{read_metrics, write_metrics, EpochMetrics};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::data::augment::make_augmented_batch;
 use crate::data::{batch_ranges, epoch_order, make_batch, Normalization};
 use crate::error::{Error, Result};
+use crate::fs::{remove_stale_temp_files, write_atomically};
 use crate::model::{ModelConfig, Network};
 use crate::optim::Optimizer;
 
@@ -124,7 +121,7 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
             // Augmentation and dropout draw from generators seeded by (seed, step): the same
             // on every run and after a resume.
             let (x, labels) = if cfg.augment.is_active() {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (global_step as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+                let mut rng = crate::seeds::augment_rng(seed, global_step as u64);
                 make_augmented_batch(&splits.train, &order[range], &norm, &cfg.augment, &mut rng)
             } else {
                 make_batch(&splits.train, &order[range], &norm)

@@ -25,7 +25,7 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 
 use crate::error::{Error, Result};
-use crate::train::checkpoint::write_atomically;
+use crate::fs::write_atomically;
 
 pub use activations::write_activations_png;
 pub use confusion::write_confusion_png;

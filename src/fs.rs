@@ -1,0 +1,74 @@
+//! Files that are never half written: a write goes to a temporary file beside the target,
+//! is synced, and is renamed over it, so a crash, a kill or a full disk at any moment leaves
+//! either the old file or the new one, whole. Checkpoints, metrics.csv and config.toml are
+//! written this way.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Test hook (used by tests/crash_safety.rs, harmless otherwise): when the environment variable
+/// `CONVNET_TEST_SLOW_CHECKPOINT_MS` holds a number, [`write_atomically`] sleeps that many
+/// milliseconds between writing the temporary file and renaming it, so that a test can kill
+/// the process while a checkpoint (or metrics.csv) is being written.
+#[doc(hidden)]
+pub const SLOW_WRITE_ENV: &str = "CONVNET_TEST_SLOW_CHECKPOINT_MS";
+
+/// The temporary file [`write_atomically`] writes before renaming it to `path`:
+/// `.<file name>.tmp-<process id>` in the same folder (a rename is atomic only within one
+/// file system).
+fn temp_path(dir: &Path, file_name: &str) -> PathBuf {
+    dir.join(format!(".{file_name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`, then
+/// syncs the folder: a crash at any moment leaves either the old file or the new one, whole.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
+    let tmp = temp_path(&dir, &file_name);
+    let slow = std::env::var(SLOW_WRITE_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        if let Some(ms) = slow {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Removes the temporary files that [`write_atomically`] left in `dir` when a process was
+/// killed between writing one and renaming it (`.<name>.tmp-<pid>`), except those of a process
+/// that is still running (on Linux, where /proc tells). Returns how many were removed. The
+/// files they would have replaced are intact: the old version is still in place.
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((_, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let alive = pid == std::process::id() || (cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists());
+        if !alive && entry.path().is_file() && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
