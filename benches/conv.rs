@@ -7,7 +7,9 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;
 
-use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_im2col_into, conv2d_forward_into, ConvScratch};
+use convnet::ops::conv2d::{
+    conv2d_backward_into, conv2d_forward_im2col_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad,
+};
 use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
 use convnet::ops::{Padding, Window};
 use convnet::Tensor;
@@ -32,7 +34,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("fast_forward", |bch| bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap()));
     g.bench_function("im2col_forward", |bch| bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap()));
     g.bench_function("fast_backward", |bch| {
-        bch.iter(|| conv2d_backward_into(&x, &w, &dy, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap())
+        bch.iter(|| {
+            let grads = Conv2dGradsMut { d_input: Some(&mut dx), d_weight: &mut dw, d_bias: &mut db };
+            conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, grads, &mut s).unwrap()
+        })
     });
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function("reference_forward", |bch| bch.iter(|| conv_forward(&x, &w, &b, &win).unwrap()));

@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;
 
-use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, ConvScratch};
+use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
 use convnet::ops::lrn::{lrn_backward_into, lrn_forward_into, LrnParams};
 use convnet::ops::pool::{max_pool2d_backward_into, max_pool2d_forward_into};
@@ -26,7 +26,10 @@ fn conv(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize, k: usi
         (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
     c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, true, &mut y, &mut s).unwrap()));
     c.bench_function(&format!("{name}/backward"), |bch| {
-        bch.iter(|| conv2d_backward_into(&x, &w, &dy, &win, if need_dx { Some(&mut dx) } else { None }, &mut dw, &mut db, &mut s).unwrap())
+        bch.iter(|| {
+            let grads = Conv2dGradsMut { d_input: if need_dx { Some(&mut dx) } else { None }, d_weight: &mut dw, d_bias: &mut db };
+            conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, grads, &mut s).unwrap()
+        })
     });
 }
 

@@ -155,7 +155,7 @@ fn conv2d_small_batch_forward_split_into_row_blocks_matches_reference_on_any_thr
 fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
     // The fused-ReLU backward masks dy by y > 0 inside its loop; it must give exactly what the
     // plain backward gives on a masked dy. 19 images: several chunks, the last one partial.
-    use convnet::ops::conv2d::{conv2d_backward_into, conv2d_relu_backward_into, ConvScratch};
+    use convnet::ops::conv2d::{conv2d_backward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
     let win = Window::new(3, 3, 1, 1, Padding::Same);
     let x = random(&[19, 6, 5, 3], 41);
     let w = random(&[3, 3, 3, 4], 42);
@@ -168,9 +168,10 @@ fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
     let run = |relu: bool| {
         let (mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
         if relu {
-            conv2d_relu_backward_into(&x, &w, &y, &dy, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap();
+            conv2d_backward_into(&x, &w, OutputGrad::ThroughRelu { dy: &dy, y: &y }, &win, grads(&mut dx, &mut dw, &mut db), &mut s)
+                .unwrap();
         } else {
-            conv2d_backward_into(&x, &w, &masked, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap();
+            conv2d_backward_into(&x, &w, OutputGrad::Plain(&masked), &win, grads(&mut dx, &mut dw, &mut db), &mut s).unwrap();
         }
         (dx, dw, db)
     };
@@ -180,7 +181,9 @@ fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
     assert_eq!(fused.2.data(), plain.2.data(), "db");
     // A y of the wrong shape is an error, not a panic.
     let (mut dw, mut db) = (Tensor::empty(), Tensor::empty());
-    let err = conv2d_relu_backward_into(&x, &w, &b, &dy, &win, None, &mut dw, &mut db, &mut ConvScratch::default()).unwrap_err();
+    let no_dx = Conv2dGradsMut { d_input: None, d_weight: &mut dw, d_bias: &mut db };
+    let err =
+        conv2d_backward_into(&x, &w, OutputGrad::ThroughRelu { dy: &dy, y: &b }, &win, no_dx, &mut ConvScratch::default()).unwrap_err();
     assert!(err.to_string().contains("conv2d backward"), "{err}");
 }
 
@@ -190,7 +193,7 @@ fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_
     // Batches under 16 split each stage over the threads, larger ones take chunks of 8 images;
     // odd output sizes leave half-used tiles. Checked against the plain loops, and bit for bit
     // across thread counts.
-    use convnet::ops::winograd;
+    use convnet::ops::conv2d::{algorithm, Algorithm};
     let cases = [
         ("same 16x16 batch 1", [1, 16, 16, 16], 8, Window::new(5, 5, 1, 1, Padding::Same)),
         ("same 7x9 batch 3", [3, 7, 9, 17], 5, Window::new(5, 5, 1, 1, Padding::Same)),
@@ -203,7 +206,7 @@ fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_
         ("same 130x130 batch 1 (large image)", [1, 130, 130, 16], 2, Window::new(5, 5, 1, 1, Padding::Same)),
     ];
     for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
-        assert!(winograd::applies(&win, xs[3]), "{name}: should take the Winograd path");
+        assert_eq!(algorithm(&win, xs[3]), Algorithm::Winograd, "{name}: should take the Winograd path");
         let seed = 900 + i as u64 * 10;
         let x = random(&xs, seed);
         let w = random(&[5, 5, xs[3], c_out], seed + 1);
@@ -257,7 +260,7 @@ fn conv2d_backward_with_winograd_input_gradient_matches_reference_loops() {
     // dY with the flipped kernel, by Winograd; dW and db stay with im2col. Paddings SAME,
     // VALID, uneven explicit, and one larger than the kernel (which falls back to col2im);
     // batches 1, 3 and 17; with and without the fused ReLU; bit for bit across threads.
-    use convnet::ops::conv2d::{conv2d_backward_into, conv2d_relu_backward_into, ConvScratch};
+    use convnet::ops::conv2d::{conv2d_backward_into, ConvScratch, OutputGrad};
     let cases = [
         ("same batch 3", [3, 9, 8, 4], 16, Window::new(5, 5, 1, 1, Padding::Same)),
         ("valid batch 1", [1, 10, 9, 3], 17, Window::new(5, 5, 1, 1, Padding::Valid)),
@@ -278,9 +281,17 @@ fn conv2d_backward_with_winograd_input_gradient_matches_reference_loops() {
                 pool.install(|| {
                     let (mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
                     if relu {
-                        conv2d_relu_backward_into(&x, &w, &y, &dy, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap();
+                        conv2d_backward_into(
+                            &x,
+                            &w,
+                            OutputGrad::ThroughRelu { dy: &dy, y: &y },
+                            &win,
+                            grads(&mut dx, &mut dw, &mut db),
+                            &mut s,
+                        )
+                        .unwrap();
                     } else {
-                        conv2d_backward_into(&x, &w, &dy, &win, Some(&mut dx), &mut dw, &mut db, &mut s).unwrap();
+                        conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, grads(&mut dx, &mut dw, &mut db), &mut s).unwrap();
                     }
                     (dx, dw, db)
                 })
@@ -301,4 +312,21 @@ fn conv2d_backward_with_winograd_input_gradient_matches_reference_loops() {
             }
         }
     }
+}
+
+/// The buffers of a backward pass that computes every gradient.
+fn grads<'a>(dx: &'a mut Tensor, dw: &'a mut Tensor, db: &'a mut Tensor) -> convnet::ops::conv2d::Conv2dGradsMut<'a> {
+    convnet::ops::conv2d::Conv2dGradsMut { d_input: Some(dx), d_weight: dw, d_bias: db }
+}
+
+#[test]
+fn winograd_is_chosen_for_5x5_stride_1_with_16_or_more_input_channels_only() {
+    use convnet::ops::conv2d::{algorithm, Algorithm};
+    let five = Window::new(5, 5, 1, 1, Padding::Same);
+    assert_eq!(algorithm(&five, 16), Algorithm::Winograd);
+    assert_eq!(algorithm(&Window::new(5, 5, 1, 1, Padding::symmetric(7)), 64), Algorithm::Winograd, "any padding");
+    assert_eq!(algorithm(&five, 15), Algorithm::Im2col, "too few channels (an RGB input has 3)");
+    assert_eq!(algorithm(&Window::new(3, 3, 1, 1, Padding::Same), 64), Algorithm::Im2col, "3x3");
+    assert_eq!(algorithm(&Window::new(5, 5, 2, 2, Padding::Same), 64), Algorithm::Im2col, "stride 2");
+    assert_eq!(algorithm(&Window::new(5, 3, 1, 1, Padding::Same), 64), Algorithm::Im2col, "5x3");
 }

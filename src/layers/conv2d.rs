@@ -4,7 +4,8 @@
 
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::Result;
-use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, conv2d_geometry, conv2d_relu_backward_into, ConvScratch};
+use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+use crate::ops::conv_shape::ConvShape;
 use crate::ops::Window;
 use crate::tensor::Tensor;
 
@@ -26,10 +27,10 @@ impl Conv2dLayer {
     /// `input` is [H, W, C_in]; `weight` is [kh, kw, C_in, C_out].
     pub fn new(name: String, input: &[usize], window: Window, weight: Param, bias: Param) -> Result<Conv2dLayer> {
         let x_shape = [&[1], input].concat();
-        let (g, _, _, c_out) = conv2d_geometry(&x_shape, weight.value.shape(), Some(bias.value.shape()), &window)
+        let shape = ConvShape::of(&x_shape, weight.value.shape(), Some(bias.value.shape()), &window)
             .map_err(|e| crate::Error::invalid(&name, e.to_string()))?;
         Ok(Conv2dLayer {
-            output: vec![g.oh, g.ow, c_out],
+            output: shape.output_shape()[1..].to_vec(),
             input: input.to_vec(),
             name,
             window,
@@ -59,13 +60,13 @@ impl Layer for Conv2dLayer {
     }
     fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
         check_backward(&self.name, x, &self.y, dy)?;
-        let dx = if need_input_grad { Some(&mut self.dx) } else { None };
-        let (w, grads) = (&self.weight.value, (&mut self.weight.grad, &mut self.bias.grad));
-        if self.relu {
-            conv2d_relu_backward_into(x, w, &self.y, dy, &self.window, dx, grads.0, grads.1, &mut self.scratch)
-        } else {
-            conv2d_backward_into(x, w, dy, &self.window, dx, grads.0, grads.1, &mut self.scratch)
-        }
+        let grads = Conv2dGradsMut {
+            d_input: if need_input_grad { Some(&mut self.dx) } else { None },
+            d_weight: &mut self.weight.grad,
+            d_bias: &mut self.bias.grad,
+        };
+        let dy = if self.relu { OutputGrad::ThroughRelu { dy, y: &self.y } } else { OutputGrad::Plain(dy) };
+        conv2d_backward_into(x, &self.weight.value, dy, &self.window, grads, &mut self.scratch)
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx

@@ -1,4 +1,4 @@
-//! 2-D convolution, the fast path: im2col + GEMM, parallel over the batch.
+//! 2-D convolution, the fast path: Winograd or im2col + GEMM, parallel over the batch.
 //!
 //! Shapes: x [N, H, W, C_in], w [kh, kw, C_in, C_out] (HWIO), b [C_out] -> y [N, oh, ow, C_out].
 //!   forward:  y[n, i, j, o] = b[o] + sum_{ki, kj, c} x_pad[n, i*sh + ki, j*sw + kj, c] * w[ki, kj, c, o]
@@ -6,12 +6,17 @@
 //!   backward: dW = sum_n col(x_n)^T · dY_n     (sum of dZ times the input patch)
 //!             db = sum over n, i, j of dY      (sum of dZ)
 //!             dX = col2im(dY_n · W^T)          (scatter of W times dZ)
-//! The backward pass recomputes col(x) instead of keeping it: it is kh*kw times the input.
-//! The plain-loop twin, used by the tests as the oracle, is `conv2d_ref`.
+//! With a ReLU fused into the forward pass, backward first masks dy: dz = dy where y > 0.
+//! A 5x5 stride-1 convolution with enough channels goes by Winograd instead (`ops::winograd`),
+//! and so does its dX, which for stride 1 is itself such a convolution (see `input_grad_window`);
+//! [`algorithm`] makes that choice for both. The backward pass recomputes col(x) instead of
+//! keeping it: it is kh*kw times the input. The plain-loop twin, used by the tests as the oracle,
+//! is `conv2d_ref`.
 
 use rayon::prelude::*;
 
 use super::activation::Activation;
+use super::conv_shape::ConvShape;
 use super::gemm::gemm;
 use super::im2col::{col2im, im2col, im2col_rows};
 use super::window::{Geometry, Padding, Window};
@@ -21,6 +26,28 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::threads::PerThread;
 
+/// How a convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Winograd F(2x2, 5x5): 2.8 times fewer multiplications, for 5x5 kernels at stride 1.
+    Winograd,
+    /// A column matrix of the patches times the weights (any window).
+    Im2col,
+}
+
+/// The algorithm for a convolution with `window` over `c_in` input channels: the one place
+/// that decides, for the forward pass and for the input gradient (a convolution over the
+/// output's channels). Winograd needs a 5x5 kernel at stride 1 (any padding) and at least
+/// [`winograd::MIN_IN_CHANNELS`] input channels: with fewer (the 3 of an RGB input), its 36
+/// products are too thin to pay for the transforms.
+pub fn algorithm(window: &Window, c_in: usize) -> Algorithm {
+    if (window.kh, window.kw, window.sh, window.sw) == (5, 5, 1, 1) && c_in >= winograd::MIN_IN_CHANNELS {
+        Algorithm::Winograd
+    } else {
+        Algorithm::Im2col
+    }
+}
+
 /// Gradients of a convolution.
 #[derive(Debug)]
 pub struct Conv2dGrads {
@@ -29,46 +56,65 @@ pub struct Conv2dGrads {
     pub d_bias: Tensor,
 }
 
-/// Checks the shapes of input, weight and bias against each other and resolves the window.
-/// Returns the geometry and (n, c_in, c_out).
-pub fn conv2d_geometry(x: &[usize], w: &[usize], b: Option<&[usize]>, window: &Window) -> Result<(Geometry, usize, usize, usize)> {
-    let op = "conv2d";
-    let [n, ih, iw, c_in] = x[..] else {
-        return Err(Error::shape(op, "input of rank 4 [N, H, W, C_in]", format!("{x:?}")));
-    };
-    let [kh, kw, wc_in, c_out] = w[..] else {
-        return Err(Error::shape(op, "weight of rank 4 [kh, kw, C_in, C_out]", format!("{w:?}")));
-    };
-    if (kh, kw) != (window.kh, window.kw) {
-        return Err(Error::shape(op, format!("weight kernel {}x{}", window.kh, window.kw), format!("{kh}x{kw}")));
-    }
-    if wc_in != c_in {
-        return Err(Error::invalid(op, format!("channel mismatch: input {x:?} has {c_in} channels but weight {w:?} expects {wc_in}")));
-    }
-    if let Some(b) = b {
-        if b != [c_out] {
-            return Err(Error::shape(op, format!("bias [{c_out}]"), format!("{b:?}")));
+/// The gradients a backward pass is asked for, and the buffers it writes them into (resized as
+/// needed). Without `d_input` the input gradient is not computed at all: the first layer of a
+/// network does not need it.
+pub struct Conv2dGradsMut<'a> {
+    pub d_input: Option<&'a mut Tensor>,
+    pub d_weight: &'a mut Tensor,
+    pub d_bias: &'a mut Tensor,
+}
+
+/// The gradient arriving at a convolution's output.
+#[derive(Clone, Copy)]
+pub enum OutputGrad<'a> {
+    /// dL/dy of a plain convolution.
+    Plain(&'a Tensor),
+    /// dL/dy of a convolution with its ReLU fused (`relu` in the forward pass), and that pass's
+    /// output y: the gradient flows only where the ReLU passed the value, dz = dy where y > 0.
+    ThroughRelu { dy: &'a Tensor, y: &'a Tensor },
+}
+
+impl<'a> OutputGrad<'a> {
+    fn dy(&self) -> &'a Tensor {
+        match *self {
+            OutputGrad::Plain(dy) | OutputGrad::ThroughRelu { dy, .. } => dy,
         }
     }
-    let g = Geometry::new(op, ih, iw, window)?;
-    Ok((g, n, c_in, c_out))
+
+    /// Image `img`'s gradient dz at the convolution itself (`len` values): dy's own slice, or
+    /// dy masked by the ReLU, written into `buf`.
+    fn image<'b>(&self, img: usize, len: usize, buf: &'b mut Vec<f32>) -> &'b [f32]
+    where
+        'a: 'b,
+    {
+        match *self {
+            OutputGrad::Plain(dy) => &dy.data()[img * len..][..len],
+            OutputGrad::ThroughRelu { dy, y } => {
+                buf.resize(len, 0.0);
+                Activation::Relu.backward_into(&y.data()[img * len..][..len], &dy.data()[img * len..][..len], buf);
+                buf
+            }
+        }
+    }
 }
 
 /// Reusable buffers of one convolution: a column matrix and partial gradients per chunk of
-/// images for the backward pass, and one column matrix per worker thread for the forward pass.
-/// Kept by the layer so that a training step allocates nothing once warmed up.
+/// images for the backward pass, one column matrix per worker thread for the forward pass, and
+/// the Winograd buffers. Kept by the layer so that a training step allocates nothing once
+/// warmed up.
 #[derive(Default)]
 pub struct ConvScratch {
     chunks: Vec<ChunkScratch>,
     thread_cols: PerThread<Vec<f32>>,
     winograd: WinogradScratch,
-    dx_winograd: DxByWinograd,
+    dx_winograd: DxScratch,
 }
 
-/// The input gradient of a 5x5 stride-1 convolution as a convolution itself (see
-/// `dx_window`): the masked output gradient, the flipped weights, a zero bias.
+/// The input gradient as a convolution of its own (see `input_grad_window`): the output
+/// gradient masked by a fused ReLU, the flipped weights, a zero bias.
 #[derive(Default)]
-struct DxByWinograd {
+struct DxScratch {
     dz: Tensor,
     w_flipped: Tensor,
     zero_bias: Tensor,
@@ -82,21 +128,6 @@ struct ChunkScratch {
     db: Vec<f32>,
     /// One image's output gradient masked by a fused ReLU.
     dz: Vec<f32>,
-}
-
-/// The backward pass's scratch for `n` images in chunks of `CHUNK`: a column matrix of
-/// `col_len` and partial gradients of `dw_len` and `db_len` each.
-fn prepare_chunks(store: &mut Vec<ChunkScratch>, n: usize, col_len: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
-    let chunks = n.div_ceil(CHUNK);
-    if store.len() < chunks {
-        store.resize_with(chunks, ChunkScratch::default);
-    }
-    for c in &mut store[..chunks] {
-        c.col.resize(col_len, 0.0);
-        c.dw.resize(dw_len, 0.0);
-        c.db.resize(db_len, 0.0);
-    }
-    &mut store[..chunks]
 }
 
 /// Output rows of one image per forward task. A large batch keeps every thread busy with whole
@@ -120,8 +151,7 @@ pub fn conv2d_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu:
     Ok(y)
 }
 
-/// `conv2d_forward` into a reused output buffer. Each task computes a block of output rows of
-/// one image: the im2col of those rows, then one GEMM with the bias already in place.
+/// `conv2d_forward` into a reused output buffer, by the algorithm [`algorithm`] picks.
 pub fn conv2d_forward_into(
     x: &Tensor,
     w: &Tensor,
@@ -131,18 +161,18 @@ pub fn conv2d_forward_into(
     y: &mut Tensor,
     scratch: &mut ConvScratch,
 ) -> Result<()> {
-    let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
-    y.resize(&[n, g.oh, g.ow, c_out]);
-    if winograd::applies(window, c_in) {
-        winograd::conv5x5_forward_into(x, w, b, &g, c_in, c_out, relu, y, &mut scratch.winograd);
-        return Ok(());
+    let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
+    y.resize(&shape.output_shape());
+    match algorithm(window, shape.c_in) {
+        Algorithm::Winograd => winograd::conv5x5_forward_into(x, w, b, &shape, relu, y, &mut scratch.winograd),
+        Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, y, scratch),
     }
-    im2col_forward(x, w, b, &g, c_in, c_out, relu, y, scratch);
     Ok(())
 }
 
-/// `conv2d_forward_into` always by im2col + GEMM, even where the Winograd path would be taken
-/// (for the benches that compare the two).
+/// `conv2d_forward_into` always by im2col + GEMM, even where Winograd would be taken: for the
+/// benches that compare the two.
+#[doc(hidden)]
 pub fn conv2d_forward_im2col_into(
     x: &Tensor,
     w: &Tensor,
@@ -152,30 +182,21 @@ pub fn conv2d_forward_im2col_into(
     y: &mut Tensor,
     scratch: &mut ConvScratch,
 ) -> Result<()> {
-    let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
-    y.resize(&[n, g.oh, g.ow, c_out]);
-    im2col_forward(x, w, b, &g, c_in, c_out, relu, y, scratch);
+    let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
+    y.resize(&shape.output_shape());
+    im2col_forward(x, w, b, &shape, relu, y, scratch);
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn im2col_forward(
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    g: &Geometry,
-    c_in: usize,
-    c_out: usize,
-    relu: bool,
-    y: &mut Tensor,
-    scratch: &mut ConvScratch,
-) {
-    let (n, k) = (x.shape()[0], g.kh * g.kw * c_in);
-    let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
-    let rows = forward_rows_per_task(n, g.oh, g.ow);
+/// Each task computes a block of output rows of one image: the im2col of those rows, then one
+/// GEMM with the bias already in place.
+fn im2col_forward(x: &Tensor, w: &Tensor, b: &Tensor, shape: &ConvShape, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) {
+    let (g, c_in, c_out) = (&shape.geometry, shape.c_in, shape.c_out);
+    let (k, in_size) = (shape.patch_len(), shape.input_len());
+    let rows = forward_rows_per_task(shape.batch, g.oh, g.ow);
     let cols = scratch.thread_cols.for_current_pool();
     let tasks =
-        y.data_mut().par_chunks_mut(out_size).enumerate().flat_map(|(img, y_img)| {
+        y.data_mut().par_chunks_mut(shape.output_len()).enumerate().flat_map(|(img, y_img)| {
             y_img.par_chunks_mut(rows * g.ow * c_out).enumerate().map(move |(block, y_block)| (img, block, y_block))
         });
     tasks.for_each(|(img, block, y_block)| {
@@ -194,14 +215,77 @@ fn im2col_forward(
     });
 }
 
-/// For a convolution where Winograd applies to its input gradient, the window of that
-/// gradient as a convolution of its own: for stride 1,
+/// Gradients of a convolution given its input `x`, weight `w` and the output gradient `dy`.
+pub fn conv2d_backward(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> Result<Conv2dGrads> {
+    let (mut d_input, mut d_weight, mut d_bias) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
+    let grads = Conv2dGradsMut { d_input: Some(&mut d_input), d_weight: &mut d_weight, d_bias: &mut d_bias };
+    conv2d_backward_into(x, w, OutputGrad::Plain(dy), window, grads, &mut ConvScratch::default())?;
+    Ok(Conv2dGrads { d_input, d_weight, d_bias })
+}
+
+/// The backward pass into reused buffers: given the forward input `x`, the weight `w` and the
+/// gradient at the output, fills the gradients `grads` asks for. dX goes by Winograd where
+/// [`algorithm`] picks it for the input gradient's own convolution; otherwise, and for dW and db
+/// always, by im2col + GEMM, chunk by chunk of images.
+pub fn conv2d_backward_into(
+    x: &Tensor,
+    w: &Tensor,
+    dy: OutputGrad,
+    window: &Window,
+    grads: Conv2dGradsMut,
+    scratch: &mut ConvScratch,
+) -> Result<()> {
+    let shape = ConvShape::of(x.shape(), w.shape(), None, window)?;
+    let expected = shape.output_shape();
+    if dy.dy().shape() != expected {
+        return Err(Error::shape("conv2d backward", format!("dy {expected:?}"), format!("{:?}", dy.dy().shape())));
+    }
+    if let OutputGrad::ThroughRelu { y, .. } = dy {
+        if y.shape() != expected {
+            return Err(Error::shape("conv2d backward", format!("y {expected:?} (the shape of dy)"), format!("{:?}", y.shape())));
+        }
+    }
+    let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
+    let ConvScratch { chunks, dx_winograd, .. } = scratch;
+    let dx_by_winograd =
+        input_grad_window(&shape.geometry, window).filter(|dx_window| algorithm(dx_window, shape.c_out) == Algorithm::Winograd);
+    match (d_input, dx_by_winograd) {
+        (Some(dx), Some(dx_window)) => {
+            let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
+            let dz = relu_masked(dy, shape.output_len(), dz);
+            input_grad_by_winograd(dz, w, &shape, &dx_window, dx, (w_flipped, zero_bias, winograd))?;
+            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, None, chunks);
+        }
+        (dx, _) => chunk_partials(x, w, dy, &shape, dx, chunks),
+    }
+    sum_chunk_partials(&chunks[..shape.batch.div_ceil(CHUNK)], w.shape(), d_weight, d_bias);
+    Ok(())
+}
+
+/// The output gradient at the convolution itself: `dy`, or for a fused ReLU dy masked by y > 0
+/// into `buf` (the whole batch, for the Winograd dX), image by image in parallel.
+fn relu_masked<'a>(dy: OutputGrad<'a>, out_size: usize, buf: &'a mut Tensor) -> &'a Tensor {
+    match dy {
+        OutputGrad::Plain(dy) => dy,
+        OutputGrad::ThroughRelu { dy, y } => {
+            buf.resize(dy.shape());
+            buf.data_mut()
+                .par_chunks_mut(out_size)
+                .zip(dy.data().par_chunks(out_size))
+                .zip(y.data().par_chunks(out_size))
+                .for_each(|((dz, dy), y)| Activation::Relu.backward_into(y, dy, dz));
+            buf
+        }
+    }
+}
+
+/// For stride 1, the input gradient as a convolution of its own:
 ///   dX[i, j, ci] = sum over ki, kj, co of dY[i + pt - ki, j + pl - kj, co] W[ki, kj, ci, co]
 /// is the correlation of dY, padded by (kh - 1 - pt) before and (kh - 1 - pb) after (likewise
-/// for the columns), with the kernel flipped in both axes and its channels swapped. None when
-/// the kernel is not 5x5 at stride 1, dY has too few channels, or the padding exceeds kh - 1.
-fn dx_window(g: &Geometry, window: &Window, c_out: usize) -> Option<Window> {
-    if !winograd::applies(window, c_out) {
+/// for the columns), with the kernel flipped in both axes and its channels swapped. Returns that
+/// convolution's window; None for a stride other than 1 or a padding over kh - 1.
+fn input_grad_window(g: &Geometry, window: &Window) -> Option<Window> {
+    if (window.sh, window.sw) != (1, 1) {
         return None;
     }
     let pad_bottom = (g.oh + g.kh - 1).checked_sub(g.ih + g.pad_top)?;
@@ -213,9 +297,32 @@ fn dx_window(g: &Geometry, window: &Window, c_out: usize) -> Option<Window> {
     Some(Window::new(g.kh, g.kw, 1, 1, Padding::Explicit { top, bottom, left, right }))
 }
 
+/// dX by Winograd: the convolution of `dz` with the flipped kernel and a zero bias, over the
+/// window from `input_grad_window`. `scratch` holds the flipped kernel, the zero bias and the
+/// Winograd buffers.
+fn input_grad_by_winograd(
+    dz: &Tensor,
+    w: &Tensor,
+    shape: &ConvShape,
+    dx_window: &Window,
+    dx: &mut Tensor,
+    scratch: (&mut Tensor, &mut Tensor, &mut WinogradScratch),
+) -> Result<()> {
+    let (w_flipped, zero_bias, winograd) = scratch;
+    flip_weights(w, w_flipped);
+    zero_bias.resize(&[shape.c_in]);
+    zero_bias.data_mut().fill(0.0);
+    let g = &shape.geometry;
+    let geometry = Geometry::new("conv2d backward", g.oh, g.ow, dx_window)?;
+    let transposed = ConvShape { batch: shape.batch, geometry, c_in: shape.c_out, c_out: shape.c_in };
+    dx.resize(&[shape.batch, g.ih, g.iw, shape.c_in]);
+    winograd::conv5x5_forward_into(dz, w_flipped, zero_bias, &transposed, false, dx, winograd);
+    Ok(())
+}
+
 /// wf[ki][kj][co][ci] = w[kh-1-ki][kw-1-kj][ci][co]: the kernel of the input gradient.
 fn flip_weights(w: &Tensor, wf: &mut Tensor) {
-    let [kh, kw, c_in, c_out] = w.shape()[..] else { unreachable!("checked by conv2d_geometry") };
+    let [kh, kw, c_in, c_out] = w.shape()[..] else { unreachable!("checked by ConvShape::of") };
     wf.resize(&[kh, kw, c_out, c_in]);
     let (src, dst) = (w.data(), wf.data_mut());
     for ki in 0..kh {
@@ -231,94 +338,13 @@ fn flip_weights(w: &Tensor, wf: &mut Tensor) {
     }
 }
 
-/// Gradients of a convolution given its input `x`, weight `w` and the output gradient `dy`.
-pub fn conv2d_backward(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> Result<Conv2dGrads> {
-    let (mut d_input, mut d_weight, mut d_bias) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
-    conv2d_backward_into(x, w, dy, window, Some(&mut d_input), &mut d_weight, &mut d_bias, &mut ConvScratch::default())?;
-    Ok(Conv2dGrads { d_input, d_weight, d_bias })
-}
-
-/// `conv2d_backward` into reused buffers; with `d_input` None the input gradient is not
-/// computed at all (the first layer of a network does not need it).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_into(
-    x: &Tensor,
-    w: &Tensor,
-    dy: &Tensor,
-    window: &Window,
-    d_input: Option<&mut Tensor>,
-    d_weight: &mut Tensor,
-    d_bias: &mut Tensor,
-    scratch: &mut ConvScratch,
-) -> Result<()> {
-    backward(x, w, dy, None, window, d_input, d_weight, d_bias, scratch)
-}
-
-/// The backward pass of a convolution with its ReLU fused (`conv2d_forward` with `relu`), given
-/// the layer's output `y`: the gradient only flows where the ReLU passed the value,
-/// dz = dy where y > 0, else 0. The mask is applied image by image inside the parallel loop
-/// rather than in a pass of its own over the whole batch.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_relu_backward_into(
-    x: &Tensor,
-    w: &Tensor,
-    y: &Tensor,
-    dy: &Tensor,
-    window: &Window,
-    d_input: Option<&mut Tensor>,
-    d_weight: &mut Tensor,
-    d_bias: &mut Tensor,
-    scratch: &mut ConvScratch,
-) -> Result<()> {
-    if y.shape() != dy.shape() {
-        return Err(Error::shape("conv2d backward", format!("y {:?} (the shape of dy)", dy.shape()), format!("{:?}", y.shape())));
-    }
-    backward(x, w, dy, Some(y), window, d_input, d_weight, d_bias, scratch)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn backward(
-    x: &Tensor,
-    w: &Tensor,
-    dy: &Tensor,
-    relu_y: Option<&Tensor>,
-    window: &Window,
-    d_input: Option<&mut Tensor>,
-    d_weight: &mut Tensor,
-    d_bias: &mut Tensor,
-    scratch: &mut ConvScratch,
-) -> Result<()> {
-    let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), None, window)?;
-    if dy.shape() != [n, g.oh, g.ow, c_out] {
-        return Err(Error::shape("conv2d backward", format!("dy {:?}", [n, g.oh, g.ow, c_out]), format!("{:?}", dy.shape())));
-    }
-    let (m, k) = (g.oh * g.ow, g.kh * g.kw * c_in);
-    let (in_size, out_size) = (g.ih * g.iw * c_in, m * c_out);
-    let ConvScratch { chunks: chunk_store, dx_winograd: dx_scratch, .. } = scratch;
-    let (mut d_input, mut dy, mut relu_y) = (d_input, dy, relu_y);
-    if let (Some(dx), Some(dx_window)) = (d_input.as_deref_mut(), dx_window(&g, window, c_out)) {
-        // dX by Winograd; the loop below then computes dW and db only, from the masked dy.
-        let d = &mut *dx_scratch;
-        if let Some(y) = relu_y {
-            d.dz.resize(dy.shape());
-            d.dz.data_mut()
-                .par_chunks_mut(out_size)
-                .zip(dy.data().par_chunks(out_size))
-                .zip(y.data().par_chunks(out_size))
-                .for_each(|((dz, dy), y)| Activation::Relu.backward_into(y, dy, dz));
-        }
-        let dz = if relu_y.is_some() { &d.dz } else { dy };
-        flip_weights(w, &mut d.w_flipped);
-        d.zero_bias.resize(&[c_in]);
-        d.zero_bias.data_mut().fill(0.0);
-        let gt = Geometry::new("conv2d backward", g.oh, g.ow, &dx_window)?;
-        dx.resize(x.shape());
-        winograd::conv5x5_forward_into(dz, &d.w_flipped, &d.zero_bias, &gt, c_out, c_in, false, dx, &mut d.winograd);
-        (d_input, dy, relu_y) = (None, dz, None);
-    }
-    let chunks = prepare_chunks(chunk_store, n, m * k, k * c_out, c_out);
-
-    // Each chunk of images yields its own partial dW and db, summed below in chunk order.
+/// Each chunk of `CHUNK` images computes its own partial dW and db (summed afterwards in chunk
+/// order, so the result does not depend on the threads) and, if `dx` is given, its images' dX
+/// by col2im.
+fn chunk_partials(x: &Tensor, w: &Tensor, dy: OutputGrad, shape: &ConvShape, dx: Option<&mut Tensor>, store: &mut Vec<ChunkScratch>) {
+    let (n, g, c_in, c_out) = (shape.batch, &shape.geometry, shape.c_in, shape.c_out);
+    let (m, k, in_size, out_size) = (shape.pixels(), shape.patch_len(), shape.input_len(), shape.output_len());
+    let chunks = prepare_chunks(store, n, m * k, k * c_out, c_out);
     let chunk_grads = |chunk: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
         s.dw.fill(0.0);
         s.db.fill(0.0);
@@ -326,26 +352,21 @@ fn backward(
         let mut dx_imgs = dx_chunk.map(|d| d.chunks_exact_mut(in_size));
         for i in 0..images {
             let img = chunk * CHUNK + i;
-            let mut dy_img = &dy.data()[img * out_size..][..out_size];
-            if let Some(y) = relu_y {
-                s.dz.resize(out_size, 0.0);
-                Activation::Relu.backward_into(&y.data()[img * out_size..][..out_size], dy_img, &mut s.dz);
-                dy_img = &s.dz;
-            }
-            im2col(&x.data()[img * in_size..][..in_size], &g, c_in, &mut s.col);
-            gemm(k, m, c_out, &s.col, true, dy_img, false, 1.0, &mut s.dw);
-            for row in dy_img.chunks_exact(c_out) {
+            let dz = dy.image(img, out_size, &mut s.dz);
+            im2col(&x.data()[img * in_size..][..in_size], g, c_in, &mut s.col);
+            gemm(k, m, c_out, &s.col, true, dz, false, 1.0, &mut s.dw);
+            for row in dz.chunks_exact(c_out) {
                 s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
             }
             if let Some(dx_img) = dx_imgs.as_mut().and_then(|it| it.next()) {
-                // col now becomes d(col) = dY · W^T, then scatters back onto the image.
-                gemm(m, c_out, k, dy_img, false, w.data(), true, 0.0, &mut s.col);
+                // col now becomes d(col) = dZ · W^T, then scatters back onto the image.
+                gemm(m, c_out, k, dz, false, w.data(), true, 0.0, &mut s.col);
                 dx_img.fill(0.0);
-                col2im(&s.col, &g, c_in, dx_img);
+                col2im(&s.col, g, c_in, dx_img);
             }
         }
     };
-    match d_input {
+    match dx {
         Some(dx) => {
             dx.resize(x.shape());
             dx.data_mut()
@@ -356,14 +377,31 @@ fn backward(
         }
         None => chunks.par_iter_mut().enumerate().for_each(|(chunk, s)| chunk_grads(chunk, s, None)),
     }
+}
 
-    d_weight.resize(w.shape());
-    d_bias.resize(&[c_out]);
+/// The scratch of `n` images in chunks of `CHUNK`: a column matrix of `col_len` and partial
+/// gradients of `dw_len` and `db_len` each.
+fn prepare_chunks(store: &mut Vec<ChunkScratch>, n: usize, col_len: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
+    let chunks = n.div_ceil(CHUNK);
+    if store.len() < chunks {
+        store.resize_with(chunks, ChunkScratch::default);
+    }
+    for c in &mut store[..chunks] {
+        c.col.resize(col_len, 0.0);
+        c.dw.resize(dw_len, 0.0);
+        c.db.resize(db_len, 0.0);
+    }
+    &mut store[..chunks]
+}
+
+/// dW and db: the chunks' partial sums, added in chunk order.
+fn sum_chunk_partials(chunks: &[ChunkScratch], w_shape: &[usize], d_weight: &mut Tensor, d_bias: &mut Tensor) {
+    d_weight.resize(w_shape);
+    d_bias.resize(&[w_shape[3]]);
     d_weight.data_mut().fill(0.0);
     d_bias.data_mut().fill(0.0);
-    for s in chunks.iter() {
+    for s in chunks {
         d_weight.data_mut().iter_mut().zip(&s.dw).for_each(|(a, v)| *a += v);
         d_bias.data_mut().iter_mut().zip(&s.db).for_each(|(a, v)| *a += v);
     }
-    Ok(())
 }

@@ -1,14 +1,15 @@
 //! 2-D convolution in plain loops, as the tutorial writes it in NumPy. Slow and obvious: the
 //! oracle that the fast path in `conv2d.rs` is tested against. Same shapes and conventions.
 
-use super::conv2d::{conv2d_geometry, Conv2dGrads};
+use super::conv2d::Conv2dGrads;
+use super::conv_shape::ConvShape;
 use super::window::Window;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Z[n, i, j, o] = sum over the window of a_slice_prev * W[..., o] + b[o]  (conv_single_step).
 pub fn conv_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window) -> Result<Tensor> {
-    let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), Some(b.shape()), window)?;
+    let ConvShape { geometry: g, batch: n, c_in, c_out } = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
     let (xd, wd) = (x.data(), w.data());
     let mut z = Tensor::zeros(&[n, g.oh, g.ow, c_out]);
     let zd = z.data_mut();
@@ -36,7 +37,7 @@ pub fn conv_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window) -> Resu
 
 /// dA_prev += W * dZ (scattered over each patch), dW += a_slice * dZ, db += dZ.
 pub fn conv_backward(x: &Tensor, w: &Tensor, dz: &Tensor, window: &Window) -> Result<Conv2dGrads> {
-    let (g, n, c_in, c_out) = conv2d_geometry(x.shape(), w.shape(), None, window)?;
+    let ConvShape { geometry: g, batch: n, c_in, c_out } = ConvShape::of(x.shape(), w.shape(), None, window)?;
     let (xd, wd, dzd) = (x.data(), w.data(), dz.data());
     // Plain vectors, made tensors at the end: a tensor's data_mut() marks a new version.
     let (mut dx, mut dw, mut db) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()], vec![0.0f32; c_out]);

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod conv2d_ref;
+pub mod conv_shape;
 pub mod dense;
 pub mod gemm;
 pub mod im2col;
@@ -15,6 +16,6 @@ pub mod pool_ref;
 mod simd;
 pub mod softmax;
 pub mod window;
-pub mod winograd;
+mod winograd;
 
 pub use window::{Geometry, Padding, Window};

@@ -22,7 +22,6 @@ macro_rules! simd_dispatch {
     (@body $plain:ident($($arg:ident: $ty:ty),*)) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) {
                 $plain($($arg),*)

@@ -12,14 +12,17 @@
 //! matrices against the direct correlation in exact arithmetic.
 //!
 //! Same shapes and results as `conv2d` (within rounding: the transforms scale values by up to
-//! 5 and 1/24, so outputs differ from im2col's in the last bits; the tests bound it). Only the
-//! forward pass: the backward pass stays with im2col.
+//! 5 and 1/24, so outputs differ from im2col's in the last bits; the tests bound it). Used for
+//! the forward pass and for the input gradient, which for stride 1 is such a convolution too
+//! (`conv2d::conv2d_backward_into`); `conv2d::algorithm` decides where it applies. dW and db stay
+//! with im2col.
 
 use rayon::prelude::*;
 
+use super::conv_shape::ConvShape;
 use super::gemm::gemm;
 use super::simd::simd_dispatch;
-use super::window::{Geometry, Window};
+use super::window::Geometry;
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::tensor::Tensor;
 use crate::threads::PerThread;
@@ -37,7 +40,7 @@ const GROUP_TILES: usize = 512;
 
 /// Below this many input channels the 36 products are too thin to pay for the transforms (the
 /// first layer of an RGB network has 3).
-const MIN_IN_CHANNELS: usize = 16;
+pub(crate) const MIN_IN_CHANNELS: usize = 16;
 
 // A^T and B^T as matrices, for readers and the tests; `at6` and `bt6` compute them with shared
 // terms.
@@ -63,12 +66,6 @@ const BT: [[f32; TILE]; TILE] = [
     [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
 ];
 
-/// Whether this convolution takes the Winograd path: a 5x5 kernel at stride 1 (any padding)
-/// with enough input channels.
-pub fn applies(window: &Window, c_in: usize) -> bool {
-    (window.kh, window.kw, window.sh, window.sw) == (5, 5, 1, 1) && c_in >= MIN_IN_CHANNELS
-}
-
 /// Reusable buffers: the transformed weights (with the version of the weight tensor they came
 /// from, so that inference with unchanged weights transforms them once), and the transformed
 /// inputs V and products M, shared by the whole batch (small batches) or one pair per worker
@@ -82,21 +79,19 @@ pub struct WinogradScratch {
     thread_vm: PerThread<(Vec<f32>, Vec<f32>)>,
 }
 
-/// y = conv(x, w) + b (then ReLU if `relu`), for a geometry where `applies` holds; `y` already
-/// has its shape [n, oh, ow, c_out].
-#[allow(clippy::too_many_arguments)]
-pub fn conv5x5_forward_into(
+/// y = conv(x, w) + b (then ReLU if `relu`) for a 5x5 stride-1 convolution of `shape`; `y`
+/// already has its shape [n, oh, ow, c_out].
+pub(crate) fn conv5x5_forward_into(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
-    g: &Geometry,
-    c_in: usize,
-    c_out: usize,
+    shape: &ConvShape,
     relu: bool,
     y: &mut Tensor,
     scratch: &mut WinogradScratch,
 ) {
-    let n = x.shape()[0];
+    let ConvShape { geometry: ref g, c_in, c_out, .. } = *shape;
+    let n = shape.batch;
     let s = Shape { g: *g, c_in, c_out, tiles_h: g.oh.div_ceil(OUT), tiles_w: g.ow.div_ceil(OUT) };
     if scratch.u_version != Some(w.version()) {
         transform_weights(w.data(), c_in, c_out, &mut scratch.u);
@@ -106,6 +101,7 @@ pub fn conv5x5_forward_into(
     let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
     let tiles = s.tiles_h * s.tiles_w;
     let y_rows = OUT * g.ow * c_out; // the output rows of one row of tiles
+    let epilogue = Epilogue { bias: b.data(), relu };
 
     if n >= 2 * CHUNK || n * tiles > SMALL_BATCH_MAX_TILES {
         // Large batch (or large images): a chunk of images per task, all three stages on one
@@ -144,7 +140,7 @@ pub fn conv5x5_forward_into(
                 }
                 for (i, y_img) in y_group.chunks_exact_mut(out_size).enumerate() {
                     for (ti, y_part) in y_img.chunks_mut(y_rows).enumerate() {
-                        output_transform_row(m, rows, &s, i * tiles + ti * s.tiles_w, b.data(), relu, y_part, &mut work);
+                        output_transform_row(m, rows, &s, i * tiles + ti * s.tiles_w, epilogue, y_part, &mut work);
                     }
                 }
             }
@@ -176,7 +172,7 @@ pub fn conv5x5_forward_into(
         .flat_map(|(img, y_img)| y_img.par_chunks_mut(y_rows).enumerate().map(move |(ti, y_part)| (img, ti, y_part)));
     tasks.for_each_init(
         || TileWork::new(c_in.max(c_out)),
-        |work, (img, ti, y_part)| output_transform_row(m, rows, &s, img * tiles + ti * s.tiles_w, b.data(), relu, y_part, work),
+        |work, (img, ti, y_part)| output_transform_row(m, rows, &s, img * tiles + ti * s.tiles_w, epilogue, y_part, work),
     );
 }
 
@@ -196,6 +192,13 @@ struct Shape {
     c_out: usize,
     tiles_h: usize,
     tiles_w: usize,
+}
+
+/// What the output transform adds to each value: the bias, then the ReLU if fused.
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    bias: &'a [f32],
+    relu: bool,
 }
 
 /// Per-task scratch: a gathered 6x6 input tile and a half-transformed one, channels innermost.
@@ -354,22 +357,20 @@ simd_dispatch! {
     /// Y = A^T M A (+ bias, ReLU) for the tiles of one tile row, tile tj being row
     /// `first_row + tj` of every M[ξ] (`m` is [36][rows][c_out]); `y_part` is that tile row's
     /// output rows (two, or one when oh is odd and this is the last).
-    #[allow(clippy::too_many_arguments)]
-    fn output_transform_row => output_transform_row_plain(m: &[f32], rows: usize, s: &Shape, first_row: usize, bias: &[f32], relu: bool, y_part: &mut [f32], work: &mut TileWork)
+    fn output_transform_row => output_transform_row_plain(m: &[f32], rows: usize, s: &Shape, first_row: usize, epilogue: Epilogue, y_part: &mut [f32], work: &mut TileWork)
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn output_transform_row_plain(
     m: &[f32],
     rows: usize,
     s: &Shape,
     first_row: usize,
-    bias: &[f32],
-    relu: bool,
+    epilogue: Epilogue,
     y_part: &mut [f32],
     work: &mut TileWork,
 ) {
+    let Epilogue { bias, relu } = epilogue;
     let (g, c) = (&s.g, s.c_out);
     let TileWork { patch, half } = work;
     let half = &mut half[..OUT * TILE * c];
