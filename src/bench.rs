@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::error::Result;
 use crate::layers::Mode;
-use crate::model::{ModelConfig, Network};
+use crate::model::{Loss, Network};
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 
@@ -65,23 +66,25 @@ impl BenchSettings {
 }
 
 /// Runs on the thread pool's workers, as the command-line tool runs everything (see `threads`).
-pub fn run_bench(cfg: &ModelConfig, s: &BenchSettings) -> Result<BenchResult> {
+pub fn run_bench(cfg: &Config, s: &BenchSettings) -> Result<BenchResult> {
     crate::threads::on_workers(|| run_bench_on_workers(cfg, s))
 }
 
-fn run_bench_on_workers(cfg: &ModelConfig, s: &BenchSettings) -> Result<BenchResult> {
-    let mut net = Network::build(cfg, 0)?;
-    let [h, w, c] = cfg.input;
+fn run_bench_on_workers(cfg: &Config, s: &BenchSettings) -> Result<BenchResult> {
+    let mut net = Network::build(&cfg.model, 0)?;
+    let [h, w, c] = cfg.model.input;
     let n = h * w * c * s.batch;
     // Deterministic pseudo-random inputs in [-1, 1) and labels.
     let x = Tensor::from_vec(&[s.batch, h, w, c], (0..n).map(|i| ((i as u64 * 2654435761) % 2000) as f32 / 1000.0 - 1.0).collect())?;
     let labels: Vec<usize> = (0..s.batch).map(|i| (i * 7) % net.num_classes()).collect();
+    // The loss the run trains with (label smoothing costs a little time too).
+    let loss = Loss { label_smoothing: cfg.run.train.label_smoothing };
     let mut optimizer =
         Optimizer::new(crate::optim::OptimizerConfig::Adam { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })?;
     let mut step = |net: &mut Network| -> Result<()> {
         match s.mode {
             BenchMode::Train => {
-                net.compute_gradients(&x, &labels)?;
+                net.compute_gradients(&x, &labels, loss)?;
                 net.apply_gradients(&mut optimizer, 1e-4)
             }
             _ => net.forward(&x, Mode::Eval).map(|_| ()),
@@ -104,7 +107,7 @@ fn run_bench_on_workers(cfg: &ModelConfig, s: &BenchSettings) -> Result<BenchRes
     let mult = if s.mode == BenchMode::Train { 3.0 } else { 1.0 };
     let b = s.batch as f64;
     Ok(BenchResult {
-        bench: cfg.name.clone(),
+        bench: cfg.model.name.clone(),
         mode: s.mode,
         threads: rayon::current_num_threads(),
         batch: s.batch,
@@ -142,28 +145,23 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// Per-layer forward and backward milliseconds of a training step (`train`) or of an inference
 /// pass (forward only, backward 0), medians over `steps` steps after `warmup` untimed ones:
 /// where the time goes.
-pub fn layer_breakdown(cfg: &ModelConfig, batch: usize, steps: usize, warmup: usize, train: bool) -> Result<Vec<(String, f64, f64)>> {
+pub fn layer_breakdown(cfg: &Config, batch: usize, steps: usize, warmup: usize, train: bool) -> Result<Vec<(String, f64, f64)>> {
     crate::threads::on_workers(|| layer_breakdown_on_workers(cfg, batch, steps, warmup, train))
 }
 
-fn layer_breakdown_on_workers(
-    cfg: &ModelConfig,
-    batch: usize,
-    steps: usize,
-    warmup: usize,
-    train: bool,
-) -> Result<Vec<(String, f64, f64)>> {
-    let mut net = Network::build(cfg, 0)?;
-    let [h, w, c] = cfg.input;
+fn layer_breakdown_on_workers(cfg: &Config, batch: usize, steps: usize, warmup: usize, train: bool) -> Result<Vec<(String, f64, f64)>> {
+    let mut net = Network::build(&cfg.model, 0)?;
+    let [h, w, c] = cfg.model.input;
     let n = h * w * c * batch;
     let x = Tensor::from_vec(&[batch, h, w, c], (0..n).map(|i| ((i as u64 * 2654435761) % 2000) as f32 / 1000.0 - 1.0).collect())?;
     let labels: Vec<usize> = (0..batch).map(|i| (i * 7) % net.num_classes()).collect();
+    let loss = Loss { label_smoothing: cfg.run.train.label_smoothing };
     for _ in 0..warmup {
-        net.profile_step(&x, &labels, train)?;
+        net.profile_step(&x, &labels, loss, train)?;
     }
     let mut runs = Vec::with_capacity(steps);
     for _ in 0..steps.max(1) {
-        runs.push(net.profile_step(&x, &labels, train)?);
+        runs.push(net.profile_step(&x, &labels, loss, train)?);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);

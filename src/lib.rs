@@ -6,6 +6,7 @@
 
 pub mod bench;
 mod chunks;
+pub mod config;
 pub mod error;
 pub mod fs;
 pub mod layers;
@@ -15,6 +16,7 @@ mod seeds;
 pub mod tensor;
 pub mod threads;
 
+pub use config::Config;
 pub use error::{Error, Result};
 pub use tensor::Tensor;
 pub mod data;

@@ -7,9 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use convnet::data::{idx_pair_to_dataset, parse_cifar10_records, parse_class_names, parse_idx, parse_idx_rank, Dataset, Normalization};
-use convnet::model::{ModelConfig, Network};
+use convnet::model::{Loss, Network};
 use convnet::optim::Optimizer;
 use convnet::train::Checkpoint;
+use convnet::Config;
 use convnet::Tensor;
 
 /// The files of `dir` whose names start with `prefix`, sorted.
@@ -89,33 +90,33 @@ fn cifar10_target(data: &[u8]) -> (bool, bool) {
 /// fuzz_targets/config.rs: parse, round-trip through to_toml, build, run a batch of one.
 fn config_target(data: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
-    let cfg = ModelConfig::from_toml(text, "fuzz.toml").map_err(|e| e.to_string())?;
-    let back = ModelConfig::from_toml(&cfg.to_toml(), "config.toml").expect("a valid config survives to_toml");
+    let cfg = Config::from_toml(text, "fuzz.toml").map_err(|e| e.to_string())?;
+    let back = Config::from_toml(&cfg.to_toml(), "config.toml").expect("a valid config survives to_toml");
     assert_eq!(back, cfg);
-    if cfg.estimated_params().is_none_or(|p| p > 2_000_000) {
+    if cfg.model.param_count().is_none_or(|p| p > 2_000_000) {
         return Ok(());
     }
-    let mut net = Network::build(&cfg, 0).map_err(|e| e.to_string())?;
-    let [h, w, c] = cfg.input;
+    let mut net = Network::build(&cfg.model, 0).map_err(|e| e.to_string())?;
+    let [h, w, c] = cfg.model.input;
     if h * w * c > 1 << 14 || net.flops() > 50_000_000 {
         return Ok(());
     }
     let x = Tensor::zeros(&[1, h, w, c]);
     let _ = net.predict(&x);
-    let _ = net.compute_gradients(&x, &[0]);
+    let _ = net.compute_gradients(&x, &[0], Loss::default());
     Ok(())
 }
 
 /// fuzz_targets/checkpoint.rs: parse, build the network, load the optimiser state.
 fn checkpoint_target(data: &[u8]) -> Result<(), String> {
     let ck = Checkpoint::from_bytes(data, Path::new("fuzz.safetensors")).map_err(|e| e.to_string())?;
-    if ck.config.estimated_params().is_none_or(|p| p > 2_000_000) {
+    if ck.config.model.param_count().is_none_or(|p| p > 2_000_000) {
         return Ok(());
     }
     let net = ck.network().map_err(|e| e.to_string())?;
-    ck.check_compatible(&ck.config).map_err(|e| e.to_string())?;
-    let mut optimizer = Optimizer::new(ck.config.optimizer.clone()).map_err(|e| e.to_string())?;
-    let sizes: Vec<(String, usize)> = net.param_names().iter().cloned().zip(net.params().iter().map(|p| p.value.len())).collect();
+    ck.check_compatible(&ck.config.model).map_err(|e| e.to_string())?;
+    let mut optimizer = Optimizer::new(ck.config.run.optimizer.clone()).map_err(|e| e.to_string())?;
+    let sizes = net.trainable_sizes();
     // best.safetensors has no optimiser state: an error here is fine, a panic is not.
     let _ = optimizer.load_state(ck.meta.optimizer_step, ck.optimizer_state(), &sizes);
     Ok(())
@@ -237,12 +238,12 @@ fn configs_asking_for_absurd_sizes_are_refused() {
 /// The config's own count of parameters (used to refuse absurd models before building them,
 /// and by the fuzz targets) agrees with the built network for every shipped config.
 #[test]
-fn estimated_params_match_the_built_networks() {
+fn param_counts_match_the_built_networks() {
     let mut configs = files(&root().join("configs"), "");
     configs.extend(files(&root().join("fuzz/corpus/config"), "seed-"));
     for path in configs.iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
-        let cfg = ModelConfig::load(path).unwrap();
-        let net = Network::build(&cfg, 0).unwrap();
-        assert_eq!(cfg.estimated_params(), Some(net.num_params() as u64), "{}", path.display());
+        let cfg = Config::load(path).unwrap();
+        let net = Network::build(&cfg.model, 0).unwrap();
+        assert_eq!(cfg.model.param_count(), Some(net.num_params() as u64), "{}", path.display());
     }
 }

@@ -3,15 +3,14 @@
 mod common;
 
 use common::*;
-use convnet::data::augment::{flip_batch, make_augmented_batch};
+use convnet::data::augment::{flip_batch, make_augmented_batch, AugmentConfig, CropPadding};
 use convnet::data::{Dataset, Normalization};
 use convnet::layers::{BatchNormLayer, DropoutLayer, GlobalAvgPoolLayer, Layer, Mode};
-use convnet::model::config::{AugmentConfig, CropPadding};
-use convnet::model::{ModelConfig, Network};
+use convnet::model::{Loss, Network};
 use convnet::ops::batch_norm::batch_norm_forward_ref;
 use convnet::ops::softmax::softmax_cross_entropy_smoothed;
 use convnet::optim::ScheduleConfig;
-use convnet::Tensor;
+use convnet::{Config, Tensor};
 use rand::SeedableRng;
 
 /// Forward of a layer in train mode as a function of its input, for finite differences.
@@ -163,15 +162,16 @@ fn whole_network_gradients_through_residual_blocks_batch_norm_and_dropout() {
     // Every parameter of a small ResNet-like network (identity and projection shortcuts, batch
     // norm in train mode, a fixed dropout mask, label smoothing, L2) against finite differences
     // of the total loss.
-    let cfg = ModelConfig::from_toml(RESNET_TINY, "resnet-tiny").unwrap();
-    let mut net = Network::build(&cfg, 3).unwrap();
+    let cfg = Config::from_toml(RESNET_TINY, "resnet-tiny").unwrap();
+    let mut net = Network::build(&cfg.model, 3).unwrap();
+    let loss = Loss { label_smoothing: cfg.run.train.label_smoothing };
     let x = random(&[4, 6, 6, 2], 5);
     let labels = [0, 2, 1, 2];
     net.set_step_seed(1, 0);
-    net.compute_gradients(&x, &labels).unwrap();
-    let names = net.param_names().to_vec();
+    net.compute_gradients(&x, &labels, loss).unwrap();
+    let names: Vec<String> = net.param_names().into_iter().map(String::from).collect();
     assert!(names.contains(&"3.residual.0.conv2d.weight".to_string()), "{names:?}");
-    assert!(names.contains(&"4.residual.shortcut.weight".to_string()), "{names:?}");
+    assert!(names.contains(&"4.residual.shortcut.conv2d.weight".to_string()), "{names:?}");
     let grads: Vec<Tensor> = net.params().iter().map(|p| p.grad.clone()).collect();
     let trainable: Vec<bool> = net.params().iter().map(|p| p.trainable).collect();
     let eps = 1e-2f32;
@@ -185,7 +185,7 @@ fn whole_network_gradients_through_residual_blocks_batch_norm_and_dropout() {
             let mut loss_at = |delta: f32| {
                 net.params_mut()[pi].value.data_mut()[j] += delta;
                 net.set_step_seed(1, 0);
-                let l = net.compute_gradients(&x, &labels).unwrap().loss as f64;
+                let l = net.compute_gradients(&x, &labels, loss).unwrap().loss as f64;
                 net.params_mut()[pi].value.data_mut()[j] -= delta;
                 l
             };

@@ -9,9 +9,9 @@ use std::process::Command;
 
 use common::*;
 use convnet::data::{write_cifar10_records, Normalization};
-use convnet::model::{ModelConfig, Network};
-use convnet::train::checkpoint::FORMAT;
+use convnet::model::Network;
 use convnet::train::{save_checkpoint, CheckpointMeta};
+use convnet::Config;
 use tempfile::TempDir;
 
 fn convnet(args: &[&str]) -> (i32, String, String) {
@@ -366,10 +366,9 @@ fn model_with_classes(dir: &Path, channels: usize, classes: usize) -> PathBuf {
     let text = base_config()
         .replace("input = [8, 8, 1]", &format!("input = [8, 8, {channels}]"))
         .replace("units = 10", &format!("units = {classes}"));
-    let cfg = ModelConfig::from_toml(&text, "tiny").unwrap();
-    let net = Network::build(&cfg, 1).unwrap();
+    let cfg = Config::from_toml(&text, "tiny").unwrap();
+    let net = Network::build(&cfg.model, 1).unwrap();
     let meta = CheckpointMeta {
-        format: FORMAT.into(),
         class_names: (0..classes).map(|i| format!("class{i}")).collect(),
         normalization: Normalization { mean: vec![0.5; channels], std: vec![0.25; channels] },
         epoch: 1,
@@ -378,7 +377,7 @@ fn model_with_classes(dir: &Path, channels: usize, classes: usize) -> PathBuf {
         best_val_accuracy: 0.0,
     };
     let path = dir.join(format!("model{channels}-{classes}.safetensors"));
-    save_checkpoint(&path, &net, None, &meta).unwrap();
+    save_checkpoint(&path, &net, &cfg.run, None, &meta).unwrap();
     path
 }
 
@@ -532,8 +531,8 @@ fn bad_checkpoints_are_refused_with_the_file_named() {
     // Tensor shapes that do not match the config in the metadata (4 filters stored, 3 declared).
     let with_filters = |n: usize| {
         let (mut h, _) = header(&good);
-        let cfg = h["__metadata__"]["config"].as_str().unwrap().replace("\"filters\":4", &format!("\"filters\":{n}"));
-        h["__metadata__"]["config"] = serde_json::Value::String(cfg);
+        let model = h["__metadata__"]["model"].as_str().unwrap().replace("\"filters\":4", &format!("\"filters\":{n}"));
+        h["__metadata__"]["model"] = serde_json::Value::String(model);
         with_header(&good, &h)
     };
     refused(&with_filters(3), &["tensor 0.conv2d.weight has shape [3, 3, 1, 4], the model expects [3, 3, 1, 3]"]);
@@ -547,8 +546,8 @@ fn bad_checkpoints_are_refused_with_the_file_named() {
     refused(&with_header(&good, &h), &["normalization: 3 means and 1 stds for 1-channel images"]);
     // A config in the metadata that would not pass as a config file.
     let (mut h, _) = header(&good);
-    let cfg = h["__metadata__"]["config"].as_str().unwrap().replace("\"batch_size\":8", "\"batch_size\":0");
-    h["__metadata__"]["config"] = serde_json::Value::String(cfg);
+    let run = h["__metadata__"]["run"].as_str().unwrap().replace("\"batch_size\":8", "\"batch_size\":0");
+    h["__metadata__"]["run"] = serde_json::Value::String(run);
     refused(&with_header(&good, &h), &["train.batch_size must be at least 1"]);
     // A safetensors file from somewhere else: no convnet metadata.
     let (mut h, _) = header(&good);

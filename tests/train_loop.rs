@@ -2,15 +2,15 @@
 mod common;
 
 use common::*;
-use convnet::model::{ModelConfig, Network};
+use convnet::model::{Loss, Network};
 use convnet::optim::Optimizer;
 use convnet::train::{train, Checkpoint, TrainOptions};
-use convnet::Tensor;
+use convnet::{Config, Tensor};
 
 #[test]
 fn a_tiny_network_overfits_a_tiny_data_set() {
     // 16 random 6x6x2 images with random labels out of 4: only memorisation can fit them.
-    let cfg = ModelConfig::from_toml(
+    let cfg = Config::from_toml(
         r#"
 name = "overfit"
 input = [6, 6, 2]
@@ -45,13 +45,13 @@ units = 4
         "overfit",
     )
     .unwrap();
-    let mut net = Network::build(&cfg, 1).unwrap();
-    let mut opt = Optimizer::new(cfg.optimizer.clone()).unwrap();
+    let mut net = Network::build(&cfg.model, 1).unwrap();
+    let mut opt = Optimizer::new(cfg.run.optimizer.clone()).unwrap();
     let x = random(&[16, 6, 6, 2], 5);
     let labels: Vec<usize> = (0..16).map(|i| (i * 7 + 3) % 4).collect();
     let mut last = None;
     for _ in 0..300 {
-        let s = net.compute_gradients(&x, &labels).unwrap();
+        let s = net.compute_gradients(&x, &labels, Loss::default()).unwrap();
         net.apply_gradients(&mut opt, 0.01).unwrap();
         last = Some(s);
     }
@@ -61,7 +61,7 @@ units = 4
 }
 
 fn run(dir: &std::path::Path, out: &std::path::Path, epochs: usize, resume: bool) -> convnet::train::TrainReport {
-    let cfg = ModelConfig::from_toml(&tiny_config(dir, epochs, "kind = \"adam\"\nlr = 0.01"), "tiny").unwrap();
+    let cfg = Config::from_toml(&tiny_config(dir, epochs, "kind = \"adam\"\nlr = 0.01"), "tiny").unwrap();
     let opts = TrainOptions { config: cfg, data_dir: None, out_dir: out.to_path_buf(), resume, verbose: false };
     train(&opts, &mut |_| Ok(())).unwrap()
 }
@@ -88,8 +88,8 @@ fn training_learns_the_quadrant_data_set_and_writes_the_run_folder() {
     assert_eq!(csv.lines().count(), 5, "{csv}");
     // The config written to the run folder parses back to the same config.
     let text = std::fs::read_to_string(out.path().join("config.toml")).unwrap();
-    let back = ModelConfig::from_toml(&text, "config.toml").unwrap();
-    assert_eq!(back.layers.len(), 6);
+    let back = Config::from_toml(&text, "config.toml").unwrap();
+    assert_eq!(back.model.layers.len(), 6);
     // best.safetensors is enough to rebuild the network and predict.
     let ck = Checkpoint::load(&out.path().join("best.safetensors")).unwrap();
     assert_eq!(ck.meta.class_names.len(), 10);
@@ -127,7 +127,7 @@ fn same_seed_gives_bit_identical_runs_and_resume_continues_bit_identically() {
     // A different seed gives different weights (the comparison above can fail).
     let d = tempfile::tempdir().unwrap();
     let cfg =
-        ModelConfig::from_toml(&tiny_config(data.path(), 3, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 4"), "tiny").unwrap();
+        Config::from_toml(&tiny_config(data.path(), 3, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 4"), "tiny").unwrap();
     train(&TrainOptions { config: cfg, data_dir: None, out_dir: d.path().to_path_buf(), resume: false, verbose: false }, &mut |_| Ok(()))
         .unwrap();
     assert_ne!(wa, weights(&d.path().join("last.safetensors")));
@@ -141,7 +141,7 @@ fn a_diverging_run_stops_with_a_message_naming_the_step_and_keeps_the_last_check
     run(data.path(), out.path(), 1, false);
     let before = std::fs::read(out.path().join("last.safetensors")).unwrap();
     // An absurd learning rate with plain SGD blows the weights up.
-    let cfg = ModelConfig::from_toml(&tiny_config(data.path(), 3, "kind = \"sgd\"\nlr = 1e12"), "tiny").unwrap();
+    let cfg = Config::from_toml(&tiny_config(data.path(), 3, "kind = \"sgd\"\nlr = 1e12"), "tiny").unwrap();
     let fresh = tempfile::tempdir().unwrap();
     let err = train(
         &TrainOptions { config: cfg.clone(), data_dir: None, out_dir: fresh.path().to_path_buf(), resume: false, verbose: false },
@@ -160,14 +160,14 @@ fn a_diverging_run_stops_with_a_message_naming_the_step_and_keeps_the_last_check
 fn gradients_are_bit_identical_for_any_thread_count() {
     // 19 images: more than two of the conv's fixed chunks of 8, the last one partial.
     let data = tempfile::tempdir().unwrap();
-    let cfg = ModelConfig::from_toml(&tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01"), "tiny").unwrap();
+    let cfg = Config::from_toml(&tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01"), "tiny").unwrap();
     let x = random(&[19, 8, 8, 1], 11);
     let labels: Vec<usize> = (0..19).map(|i| i % 10).collect();
     let grads = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut net = Network::build(&cfg, 5).unwrap();
-            let stats = net.compute_gradients(&x, &labels).unwrap();
+            let mut net = Network::build(&cfg.model, 5).unwrap();
+            let stats = net.compute_gradients(&x, &labels, Loss::default()).unwrap();
             (stats.loss, net.params().iter().map(|p| p.grad.clone()).collect::<Vec<Tensor>>())
         })
     };
@@ -180,16 +180,16 @@ fn gradients_are_bit_identical_for_any_thread_count() {
 #[test]
 fn the_seed_network_trains_bit_identically_on_any_thread_count() {
     // The real seed network (conv, pools, LRN, parallel dense GEMMs, parallel Adam) for two steps.
-    let cfg = ModelConfig::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/cifar10-seed.toml"))).unwrap();
+    let cfg = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/cifar10-seed.toml"))).unwrap();
     let x = random(&[9, 32, 32, 3], 21);
     let labels: Vec<usize> = (0..9).map(|i| (i * 3) % 10).collect();
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut net = Network::build(&cfg, 5).unwrap();
-            let mut opt = Optimizer::new(cfg.optimizer.clone()).unwrap();
+            let mut net = Network::build(&cfg.model, 5).unwrap();
+            let mut opt = Optimizer::new(cfg.run.optimizer.clone()).unwrap();
             for _ in 0..2 {
-                net.compute_gradients(&x, &labels).unwrap();
+                net.compute_gradients(&x, &labels, Loss::default()).unwrap();
                 net.apply_gradients(&mut opt, 1e-3).unwrap();
             }
             net.params().iter().map(|p| p.value.clone()).collect::<Vec<Tensor>>()

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use convnet::data::Normalization;
-use convnet::model::{ModelConfig, Network};
+use convnet::model::Network;
 use convnet::train::metrics::write_metrics;
 use convnet::train::{save_checkpoint, CheckpointMeta, EpochMetrics};
 use convnet::viz::activations::{channel_tiles, write_activations_png, ActivationScale};
@@ -16,7 +16,7 @@ use convnet::viz::filter_image::{filter_pixels, kernel_from_arg, named_kernel, p
 use convnet::viz::filters::{filter_tiles, first_conv_weight};
 use convnet::viz::grid::Tile;
 use convnet::viz::{write_confusion_png, write_curves, write_curves_for, write_filters_png};
-use convnet::Tensor;
+use convnet::{Config, Tensor};
 
 fn decode(path: &Path) -> image::RgbImage {
     image::open(path).unwrap_or_else(|e| panic!("{} is not a readable image: {e}", path.display())).to_rgb8()
@@ -189,14 +189,13 @@ units = 3
 
 fn tiny_net(input: [usize; 3]) -> Network {
     let text = TINY.replace("input = [12, 12, 1]", &format!("input = {input:?}"));
-    let cfg = ModelConfig::from_toml(&text, "tiny").unwrap();
-    Network::build(&cfg, 7).unwrap()
+    let cfg = Config::from_toml(&text, "tiny").unwrap();
+    Network::build(&cfg.model, 7).unwrap()
 }
 
 fn save_tiny(net: &Network, path: &Path) {
-    let c = net.config.input[2];
+    let c = net.spec().input[2];
     let meta = CheckpointMeta {
-        format: "convnet-checkpoint-1".into(),
         class_names: vec!["zero".into(), "one".into(), "two".into()],
         normalization: Normalization { mean: vec![0.5; c], std: vec![0.25; c] },
         epoch: 1,
@@ -204,7 +203,8 @@ fn save_tiny(net: &Network, path: &Path) {
         seed: 7,
         best_val_accuracy: 0.0,
     };
-    save_checkpoint(path, net, None, &meta).unwrap();
+    let run = Config::from_toml(TINY, "tiny").unwrap().run;
+    save_checkpoint(path, net, &run, None, &meta).unwrap();
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn filter_tiles_are_normalised_per_filter() {
     // Grey: one tile per filter, each stretched to 0..255.
     let net = tiny_net([12, 12, 1]);
     let (name, w) = first_conv_weight(&net).unwrap();
-    assert_eq!(name, "layer 0 (conv2d)");
+    assert_eq!(name, "layer 0 (conv2d + relu)");
     let (tiles, _) = filter_tiles(&w).unwrap();
     assert_eq!(tiles.len(), 6);
     for t in &tiles {

@@ -14,13 +14,13 @@ const MAX_BUILD_PARAMS: u64 = 2_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(ck) = Checkpoint::from_bytes(data, Path::new("fuzz.safetensors")) else { return };
-    if ck.config.estimated_params().is_none_or(|p| p > MAX_BUILD_PARAMS) {
+    if ck.config.model.param_count().is_none_or(|p| p > MAX_BUILD_PARAMS) {
         return;
     }
     let Ok(net) = ck.network() else { return };
     // What `train --resume` does with the rest of the file.
-    let _ = ck.check_compatible(&ck.config);
-    let Ok(mut optimizer) = Optimizer::new(ck.config.optimizer.clone()) else { return };
-    let sizes: Vec<(String, usize)> = net.param_names().iter().cloned().zip(net.params().iter().map(|p| p.value.len())).collect();
+    let _ = ck.check_compatible(&ck.config.model);
+    let Ok(mut optimizer) = Optimizer::new(ck.config.run.optimizer.clone()) else { return };
+    let sizes = net.trainable_sizes();
     let _ = optimizer.load_state(ck.meta.optimizer_step, ck.optimizer_state(), &sizes);
 });

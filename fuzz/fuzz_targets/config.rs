@@ -1,10 +1,11 @@
-//! The model config parser: TOML text to ModelConfig (with its validation) to Network::build,
+//! The config parser: TOML text to Config (with its validation) to Network::build,
 //! then one forward and backward pass on a batch of one, for models small enough to run
 //! quickly. Any text must give a network or an error, never a panic or an unbounded
 //! allocation.
 #![no_main]
 
-use convnet::model::{ModelConfig, Network};
+use convnet::model::{Loss, Network};
+use convnet::Config;
 use convnet::Tensor;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,19 +18,19 @@ const MAX_RUN_INPUT: usize = 1 << 14;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(cfg) = ModelConfig::from_toml(text, "fuzz.toml") else { return };
+    let Ok(cfg) = Config::from_toml(text, "fuzz.toml") else { return };
     // A config that parsed must also serialise and parse back (the run folder's config.toml).
-    let back = ModelConfig::from_toml(&cfg.to_toml(), "config.toml").expect("a valid config survives to_toml");
+    let back = Config::from_toml(&cfg.to_toml(), "config.toml").expect("a valid config survives to_toml");
     assert_eq!(back, cfg);
-    if cfg.estimated_params().is_none_or(|p| p > MAX_BUILD_PARAMS) {
+    if cfg.model.param_count().is_none_or(|p| p > MAX_BUILD_PARAMS) {
         return;
     }
-    let Ok(mut net) = Network::build(&cfg, 0) else { return };
-    let [h, w, c] = cfg.input;
+    let Ok(mut net) = Network::build(&cfg.model, 0) else { return };
+    let [h, w, c] = cfg.model.input;
     if h * w * c > MAX_RUN_INPUT || net.flops() > 50_000_000 {
         return;
     }
     let x = Tensor::zeros(&[1, h, w, c]);
     let _ = net.predict(&x);
-    let _ = net.compute_gradients(&x, &[0]);
+    let _ = net.compute_gradients(&x, &[0], Loss::default());
 });

@@ -4,11 +4,38 @@
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use super::dataset::Dataset;
 use super::normalize::Normalization;
-use crate::model::config::{AugmentConfig, CropPadding};
 use crate::tensor::Tensor;
+
+/// Data augmentation, applied on the fly to training batches only (never to validation or
+/// test), from a seeded RNG.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Random crop of the original size from the image padded by this many pixels (0: off).
+    #[serde(default)]
+    pub crop_padding: usize,
+    /// How the crop pads: "zero" (black) or "reflect" (mirror the border).
+    #[serde(default)]
+    pub padding_mode: CropPadding,
+    /// Mirror left-right with probability 1/2.
+    #[serde(default)]
+    pub flip: bool,
+    /// Zero (after normalisation: set to the mean) a random square of this side (0: off).
+    #[serde(default)]
+    pub cutout: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CropPadding {
+    #[default]
+    Zero,
+    Reflect,
+}
 
 impl AugmentConfig {
     pub fn is_active(&self) -> bool {

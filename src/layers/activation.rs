@@ -24,6 +24,9 @@ impl Layer for ActivationLayer {
     fn kind(&self) -> &'static str {
         self.activation.name()
     }
+    fn label(&self) -> &str {
+        &self.name
+    }
     fn output_shape(&self) -> &[usize] {
         &self.shape
     }

@@ -7,6 +7,16 @@ use crate::error::Result;
 use crate::ops::batch_norm::{batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, BatchNormCache};
 use crate::tensor::Tensor;
 
+/// The running statistics' momentum must be in [0, 1] and eps positive (it keeps
+/// 1 / sqrt(var + eps) finite); checked by the model spec before a layer is built.
+pub fn check_settings(momentum: f32, eps: f32) -> std::result::Result<(), String> {
+    if (0.0..=1.0).contains(&momentum) && eps.is_finite() && eps > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("momentum must be in [0, 1] and eps a positive number, got {momentum} and {eps}"))
+    }
+}
+
 pub struct BatchNormLayer {
     name: String,
     shape: Vec<usize>,
@@ -44,6 +54,9 @@ impl BatchNormLayer {
 impl Layer for BatchNormLayer {
     fn kind(&self) -> &'static str {
         "batch_norm"
+    }
+    fn label(&self) -> &str {
+        &self.name
     }
     fn output_shape(&self) -> &[usize] {
         &self.shape

@@ -48,6 +48,9 @@ impl Layer for Conv2dLayer {
     fn kind(&self) -> &'static str {
         "conv2d"
     }
+    fn label(&self) -> &str {
+        &self.name
+    }
     fn output_shape(&self) -> &[usize] {
         &self.output
     }

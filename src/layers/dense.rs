@@ -31,6 +31,9 @@ impl Layer for DenseLayer {
     fn kind(&self) -> &'static str {
         "dense"
     }
+    fn label(&self) -> &str {
+        &self.name
+    }
     fn output_shape(&self) -> &[usize] {
         &self.output
     }

@@ -11,6 +11,15 @@ use super::{check_backward, check_input, Layer, Mode};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// A dropout rate must be in [0, 1): at 1 nothing would be kept, and 1 / (1 - rate) is infinite.
+pub fn check_rate(rate: f32) -> std::result::Result<(), String> {
+    if (0.0..1.0).contains(&rate) {
+        Ok(())
+    } else {
+        Err(format!("rate must be in [0, 1), got {rate}"))
+    }
+}
+
 pub struct DropoutLayer {
     name: String,
     rate: f32,
@@ -23,9 +32,7 @@ pub struct DropoutLayer {
 
 impl DropoutLayer {
     pub fn new(name: String, input: &[usize], rate: f32) -> Result<DropoutLayer> {
-        if !(0.0..1.0).contains(&rate) {
-            return Err(Error::invalid(&name, format!("rate must be in [0, 1), got {rate}")));
-        }
+        check_rate(rate).map_err(|detail| Error::invalid(&name, detail))?;
         Ok(DropoutLayer { name, rate, shape: input.to_vec(), seed: 0, mask: Vec::new(), y: Tensor::empty(), dx: Tensor::empty() })
     }
 }
@@ -33,6 +40,9 @@ impl DropoutLayer {
 impl Layer for DropoutLayer {
     fn kind(&self) -> &'static str {
         "dropout"
+    }
+    fn label(&self) -> &str {
+        &self.name
     }
     fn output_shape(&self) -> &[usize] {
         &self.shape

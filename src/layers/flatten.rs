@@ -23,6 +23,9 @@ impl Layer for FlattenLayer {
     fn kind(&self) -> &'static str {
         "flatten"
     }
+    fn label(&self) -> &str {
+        &self.name
+    }
     fn output_shape(&self) -> &[usize] {
         &self.output
     }

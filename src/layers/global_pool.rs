@@ -26,6 +26,9 @@ impl Layer for GlobalAvgPoolLayer {
     fn kind(&self) -> &'static str {
         "global_avg_pool"
     }
+    fn label(&self) -> &str {
+        &self.name
+    }
     fn output_shape(&self) -> &[usize] {
         &self.output
     }

@@ -26,6 +26,9 @@ impl Layer for LrnLayer {
     fn kind(&self) -> &'static str {
         "lrn"
     }
+    fn label(&self) -> &str {
+        &self.name
+    }
     fn output_shape(&self) -> &[usize] {
         &self.shape
     }

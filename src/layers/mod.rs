@@ -20,6 +20,7 @@ pub mod global_pool;
 pub mod lrn;
 pub mod pool;
 pub mod residual;
+pub mod sequential;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -34,6 +35,7 @@ pub use global_pool::GlobalAvgPoolLayer;
 pub use lrn::LrnLayer;
 pub use pool::{AvgPoolLayer, MaxPoolLayer};
 pub use residual::ResidualLayer;
+pub use sequential::Sequential;
 
 /// Training or evaluation: layers such as dropout and batch norm behave differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +47,8 @@ pub enum Mode {
 /// One parameter tensor with its gradient and how it is regularised.
 #[derive(Clone, Debug)]
 pub struct Param {
-    /// "weight", "bias", "gamma", ...; within a residual block prefixed with the sub-layer,
-    /// e.g. "0.conv2d.weight".
+    /// The full name, "4.residual.2.conv2d.weight" (the rule: `model::plan`). A layer names its
+    /// parameters by role ("weight", "bias", "gamma", ...) and the builder prefixes them.
     pub name: String,
     pub value: Tensor,
     pub grad: Tensor,
@@ -69,11 +71,19 @@ impl Param {
     pub fn buffer(name: impl Into<String>, value: Tensor) -> Param {
         Param { name: name.into(), grad: Tensor::empty(), value, l2: 0.0, decay: false, trainable: false }
     }
+
+    /// The role, the last part of the name: "weight", "bias", "gamma", "running_mean", ...
+    pub fn role(&self) -> &str {
+        self.name.rsplit('.').next().unwrap_or(&self.name)
+    }
 }
 
 pub trait Layer: Send {
     /// The layer's type as written in configs: "conv2d", "max_pool", ...
     fn kind(&self) -> &'static str;
+    /// How messages, tables and pictures name the layer: "layer 3 (max_pool)", "layer 0
+    /// (conv2d + relu)" for a conv with its relu folded in, "layer 4.1 (conv2d)" inside block 4.
+    fn label(&self) -> &str;
     /// Output shape of one example (without the batch axis).
     fn output_shape(&self) -> &[usize];
     /// Computes the output of batch `x` into the buffer that `output` returns.

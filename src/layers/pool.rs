@@ -36,6 +36,9 @@ impl Layer for MaxPoolLayer {
     fn kind(&self) -> &'static str {
         "max_pool"
     }
+    fn label(&self) -> &str {
+        &self.name
+    }
     fn output_shape(&self) -> &[usize] {
         &self.output
     }
@@ -77,6 +80,9 @@ impl AvgPoolLayer {
 impl Layer for AvgPoolLayer {
     fn kind(&self) -> &'static str {
         "avg_pool"
+    }
+    fn label(&self) -> &str {
+        &self.name
     }
     fn output_shape(&self) -> &[usize] {
         &self.output

@@ -5,7 +5,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-use super::config::Init;
+use super::spec::Init;
 use crate::tensor::Tensor;
 
 pub fn init_weight(init: Init, shape: &[usize], fan_in: usize, fan_out: usize, rng: &mut ChaCha8Rng) -> Tensor {

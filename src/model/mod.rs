@@ -1,10 +1,14 @@
-//! Models: the config file format, weight initialisers, and the network built from a config.
+//! Models: the spec (input, initialiser, layers), the one shape walk that resolves it (the
+//! plan, which also gives every parameter its name), weight initialisers, the builder, and the
+//! network built from a spec.
 
 pub mod build;
-pub mod config;
 pub mod init;
 pub mod network;
+pub mod plan;
+pub mod spec;
 pub mod summary;
 
-pub use config::{DatasetKind, LayerConfig, ModelConfig};
-pub use network::{Network, StepStats};
+pub use network::{Loss, Network, StepStats};
+pub use plan::{LayerPlan, Plan, PlannedOp};
+pub use spec::{Init, LayerConfig, ModelSpec};

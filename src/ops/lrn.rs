@@ -28,12 +28,22 @@ pub struct LrnParams {
 }
 
 impl LrnParams {
-    pub fn validate(&self) -> Result<()> {
-        let valid = self.bias > 0.0 && self.alpha >= 0.0 && self.beta >= 0.0; // false for NaN too
-        if !valid {
-            return Err(Error::invalid("lrn", format!("bias must be > 0 and alpha, beta >= 0, got {self:?}")));
+    /// bias > 0, alpha >= 0, beta >= 0, all finite; the message names the key.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        // Written so that NaN fails: it compares false with everything.
+        if !(self.bias > 0.0 && self.bias.is_finite()) {
+            return Err(format!("bias must be a positive finite number, got {}", self.bias));
+        }
+        for (key, v) in [("alpha", self.alpha), ("beta", self.beta)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(format!("{key} must be a non-negative finite number, got {v}"));
+            }
         }
         Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.check().map_err(|detail| Error::invalid("lrn", detail))
     }
 }
 

@@ -1,9 +1,12 @@
 //! Checkpoints: one safetensors file holds everything needed to evaluate, predict or resume.
 //!
-//! Tensors: every parameter as "<layer index>.<kind>.<weight|bias>" (shapes as in the model),
-//! and the optimiser state as "optim.<param>.<m|v|momentum>".
-//! Metadata: "config" (the model config, JSON) and "convnet" (class names, normalisation,
-//! epochs done, optimiser step, seed, best validation accuracy; JSON).
+//! Tensors: every parameter under its name (the rule: `model::plan`, e.g.
+//! "4.residual.2.conv2d.weight"; shapes as in the model), and the optimiser state as
+//! "optim.<param name>.<m|v|momentum>".
+//! Metadata (JSON): "model" (the model spec), "run" (the run's settings), "convnet" (the format
+//! tag, class names, normalisation, epochs done, optimiser step, seed, best validation
+//! accuracy) and, in last.safetensors, "history" (the text of metrics.csv).
+//! Files of the previous format, `convnet-checkpoint-1`, still load (see `checkpoint_v1`).
 //! Written to a temporary file in the same folder, fsync'd, then renamed over the old one, so a
 //! crash leaves either the old checkpoint or the new one, never half of one.
 
@@ -13,20 +16,24 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint_v1;
+use crate::config::Config;
 use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::fs::write_atomically;
-use crate::model::{LayerConfig, ModelConfig, Network};
+use crate::model::{LayerConfig, ModelSpec, Network};
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::train::metrics::{metrics_csv, parse_metrics_csv, EpochMetrics};
+use crate::train::run::RunConfig;
 
-pub const FORMAT: &str = "convnet-checkpoint-1";
+/// The format this version writes: the model and the run as two metadata entries, and
+/// parameter names by config index at every depth.
+pub const FORMAT: &str = "convnet-checkpoint-2";
 
-/// Everything in a checkpoint besides the tensors and the config.
+/// Everything in a checkpoint besides the tensors, the model and the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
-    pub format: String,
     pub class_names: Vec<String>,
     pub normalization: Normalization,
     /// Epochs completed when this was written.
@@ -36,14 +43,30 @@ pub struct CheckpointMeta {
     pub best_val_accuracy: f32,
 }
 
+/// The "convnet" metadata entry: the format tag beside the meta.
+#[derive(Serialize)]
+struct StoredMeta<'a> {
+    format: &'a str,
+    #[serde(flatten)]
+    meta: &'a CheckpointMeta,
+}
+
+/// The format tag alone, read before anything else.
+#[derive(Deserialize)]
+struct FormatTag {
+    format: String,
+}
+
 /// A checkpoint read back from disk.
 pub struct Checkpoint {
     pub path: PathBuf,
-    pub config: ModelConfig,
+    /// The model and the run it was trained with.
+    pub config: Config,
     pub meta: CheckpointMeta,
-    /// The metrics of the epochs so far, when the checkpoint carries them (last.safetensors
-    /// written by this version; empty otherwise).
+    /// The metrics of the epochs so far, when the checkpoint carries them (last.safetensors;
+    /// empty otherwise).
     pub history: Vec<EpochMetrics>,
+    /// By today's names, whatever the file's format.
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
@@ -51,9 +74,10 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Writes `net` (and the optimiser state, if given) to `path` atomically.
-pub fn save_checkpoint(path: &Path, net: &Network, optimizer: Option<&Optimizer>, meta: &CheckpointMeta) -> Result<()> {
-    save_checkpoint_with_history(path, net, optimizer, meta, &[])
+/// Writes `net`, the run it is trained with (and the optimiser state, if given) to `path`
+/// atomically.
+pub fn save_checkpoint(path: &Path, net: &Network, run: &RunConfig, optimizer: Option<&Optimizer>, meta: &CheckpointMeta) -> Result<()> {
+    save_checkpoint_with_history(path, net, run, optimizer, meta, &[])
 }
 
 /// [`save_checkpoint`], with the metrics of every epoch so far in the metadata ("history",
@@ -62,16 +86,13 @@ pub fn save_checkpoint(path: &Path, net: &Network, optimizer: Option<&Optimizer>
 pub fn save_checkpoint_with_history(
     path: &Path,
     net: &Network,
+    run: &RunConfig,
     optimizer: Option<&Optimizer>,
     meta: &CheckpointMeta,
     history: &[EpochMetrics],
 ) -> Result<()> {
-    let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = net
-        .param_names()
-        .iter()
-        .zip(net.params())
-        .map(|(name, p)| (name.clone(), p.value.shape().to_vec(), f32_bytes(p.value.data())))
-        .collect();
+    let mut named: Vec<(String, Vec<usize>, Vec<u8>)> =
+        net.params().iter().map(|p| (p.name.clone(), p.value.shape().to_vec(), f32_bytes(p.value.data()))).collect();
     if let Some(opt) = optimizer {
         for (name, v) in opt.state() {
             named.push((format!("optim.{name}"), vec![v.len()], f32_bytes(&v)));
@@ -83,9 +104,11 @@ pub fn save_checkpoint_with_history(
         .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| ck(format!("cannot build tensor view: {e:?}")))?;
+    let json = |value: std::result::Result<String, serde_json::Error>| value.map_err(|e| ck(e.to_string()));
     let mut info = HashMap::new();
-    info.insert("config".to_string(), serde_json::to_string(&net.config).map_err(|e| ck(e.to_string()))?);
-    info.insert("convnet".to_string(), serde_json::to_string(meta).map_err(|e| ck(e.to_string()))?);
+    info.insert("model".to_string(), json(serde_json::to_string(net.spec()))?);
+    info.insert("run".to_string(), json(serde_json::to_string(run))?);
+    info.insert("convnet".to_string(), json(serde_json::to_string(&StoredMeta { format: FORMAT, meta }))?);
     if !history.is_empty() {
         info.insert("history".to_string(), metrics_csv(history));
     }
@@ -143,13 +166,20 @@ impl Checkpoint {
             .as_ref()
             .ok_or_else(|| ck("a safetensors file without convnet metadata (not written by convnet train?)".into()))?;
         let get = |key: &str| info.get(key).ok_or_else(|| ck(format!("metadata has no \"{key}\" entry (not written by convnet train?)")));
-        let config: ModelConfig = serde_json::from_str(get("config")?).map_err(|e| ck(format!("bad config in metadata: {e}")))?;
+        let stored = get("convnet")?;
+        let format = serde_json::from_str::<FormatTag>(stored).map_err(|e| ck(format!("bad metadata: {e}")))?.format;
+        let config = match format.as_str() {
+            FORMAT => {
+                let model: ModelSpec = serde_json::from_str(get("model")?).map_err(|e| ck(format!("bad model in metadata: {e}")))?;
+                let run: RunConfig = serde_json::from_str(get("run")?).map_err(|e| ck(format!("bad run settings in metadata: {e}")))?;
+                Config { model, run }
+            }
+            checkpoint_v1::FORMAT => checkpoint_v1::config(get("config")?).map_err(|e| ck(format!("bad config in metadata: {e}")))?,
+            other => return Err(ck(format!("format \"{other}\" is not \"{FORMAT}\" (nor the older \"{}\")", checkpoint_v1::FORMAT))),
+        };
         config.validate("(in the checkpoint)").map_err(|e| ck(e.to_string()))?;
-        let meta: CheckpointMeta = serde_json::from_str(get("convnet")?).map_err(|e| ck(format!("bad metadata: {e}")))?;
-        if meta.format != FORMAT {
-            return Err(ck(format!("format \"{}\" is not \"{FORMAT}\"", meta.format)));
-        }
-        meta.normalization.validate(config.input[2]).map_err(|e| ck(format!("metadata: {e}")))?;
+        let meta: CheckpointMeta = serde_json::from_str(stored).map_err(|e| ck(format!("bad metadata: {e}")))?;
+        meta.normalization.validate(config.model.input[2]).map_err(|e| ck(format!("metadata: {e}")))?;
         let history = match info.get("history") {
             Some(text) => parse_metrics_csv(text, path).map_err(|e| match e {
                 Error::Data { detail, .. } => ck(format!("metadata \"history\": {detail}")),
@@ -165,6 +195,10 @@ impl Checkpoint {
             let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             tensors.insert(name, (view.shape().to_vec(), data));
         }
+        if format == checkpoint_v1::FORMAT {
+            let plan = config.model.plan().map_err(|e| ck(e.to_string()))?;
+            tensors = checkpoint_v1::rename_tensors(&plan.layers, tensors);
+        }
         Ok(Checkpoint { path: path.to_path_buf(), config, meta, history, tensors })
     }
 
@@ -175,7 +209,7 @@ impl Checkpoint {
         // A header that claims a large model over a few stored values is refused before the
         // model's memory is allocated.
         let stored: u64 = self.tensors.iter().filter(|(k, _)| !k.starts_with("optim.")).map(|(_, (_, d))| d.len() as u64).sum();
-        if let Some(needed) = self.config.estimated_params().filter(|&n| n > stored) {
+        if let Some(needed) = self.config.model.param_count().filter(|&n| n > stored) {
             return Err(Error::Checkpoint {
                 path: self.path.clone(),
                 detail: format!(
@@ -183,7 +217,8 @@ impl Checkpoint {
                 ),
             });
         }
-        let mut net = Network::build(&self.config, 0).map_err(|e| Error::Checkpoint { path: self.path.clone(), detail: e.to_string() })?;
+        let mut net =
+            Network::build(&self.config.model, 0).map_err(|e| Error::Checkpoint { path: self.path.clone(), detail: e.to_string() })?;
         if net.num_classes() != self.meta.class_names.len() {
             return Err(Error::Checkpoint {
                 path: self.path.clone(),
@@ -194,11 +229,13 @@ impl Checkpoint {
         Ok(net)
     }
 
-    /// Checks that this checkpoint was written for `config`'s model (same input and layers),
-    /// before its weights are loaded into a network built from `config` (`train --resume`).
-    pub fn check_compatible(&self, config: &ModelConfig) -> Result<()> {
+    /// Checks that this checkpoint holds a network of `config`'s architecture (same input and
+    /// layers; the name, description and initialiser may differ), before its weights are loaded
+    /// into a network built from `config` (`train --resume`). The run's settings are not
+    /// compared: a run may resume with more epochs, say.
+    pub fn check_compatible(&self, config: &ModelSpec) -> Result<()> {
         let ck = |detail: String| Error::Checkpoint { path: self.path.clone(), detail };
-        let theirs = &self.config;
+        let theirs = &self.config.model;
         if theirs.input != config.input {
             return Err(ck(format!(
                 "belongs to another model: it was written for model \"{}\" with input {:?}, the config's model \"{}\" has input {:?}",
@@ -225,8 +262,8 @@ impl Checkpoint {
 
     /// Copies the checkpoint's weights into `net`, which must have the same architecture.
     pub fn load_weights_into(&self, net: &mut Network) -> Result<()> {
-        let names = net.param_names().to_vec();
-        for (name, p) in names.iter().zip(net.params_mut()) {
+        for p in net.params_mut() {
+            let name = &p.name;
             let (shape, data) = self.tensors.get(name).ok_or_else(|| Error::Checkpoint {
                 path: self.path.clone(),
                 detail: format!("tensor {name} is missing (the checkpoint belongs to another model?)"),

@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
 use crate::data::{load_cifar10_dir, load_idx_dir, load_image_folder, Dataset, FASHION_MNIST_CLASSES};
 use crate::error::{Error, Result};
-use crate::model::{DatasetKind, ModelConfig};
+use crate::train::run::DatasetKind;
 
 pub struct Splits {
     pub train: Dataset,
@@ -14,38 +15,42 @@ pub struct Splits {
 }
 
 /// The data folder: the override (command line), else the config's path, else the default.
-pub fn data_dir(cfg: &ModelConfig, over: Option<&Path>) -> PathBuf {
+pub fn data_dir(cfg: &Config, over: Option<&Path>) -> PathBuf {
+    let data = &cfg.run.data;
     over.map(Path::to_path_buf)
-        .or_else(|| cfg.data.path.as_ref().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(cfg.data.dataset.default_path()))
+        .or_else(|| data.path.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(data.dataset.default_path()))
 }
 
 /// Loads the training and test sets and takes the validation set from the end of training.
-pub fn load_splits(cfg: &ModelConfig, over: Option<&Path>) -> Result<Splits> {
+pub fn load_splits(cfg: &Config, over: Option<&Path>) -> Result<Splits> {
     let dir = data_dir(cfg, over);
     let (train, test) = load_train_test(cfg, &dir)?;
-    let [h, w, c] = cfg.input;
+    let [h, w, c] = cfg.model.input;
     for ds in [&train, &test] {
         if (ds.height, ds.width, ds.channels) != (h, w, c) {
             return Err(Error::data(
                 &dir,
-                format!("images are {}x{}x{} but the model {} expects input [{h}, {w}, {c}]", ds.height, ds.width, ds.channels, cfg.name),
+                format!(
+                    "images are {}x{}x{} but the model {} expects input [{h}, {w}, {c}]",
+                    ds.height, ds.width, ds.channels, cfg.model.name
+                ),
             ));
         }
     }
     let class_names = train.class_names.clone();
-    let (train, val) = train.split_validation(cfg.data.validation)?;
+    let (train, val) = train.split_validation(cfg.run.data.validation)?;
     Ok(Splits { train, val, test, class_names })
 }
 
 /// (train, test) of the kind the config names.
-pub fn load_train_test(cfg: &ModelConfig, dir: &Path) -> Result<(Dataset, Dataset)> {
-    match cfg.data.dataset {
+pub fn load_train_test(cfg: &Config, dir: &Path) -> Result<(Dataset, Dataset)> {
+    match cfg.run.data.dataset {
         DatasetKind::Cifar10 => load_cifar10_dir(dir),
         DatasetKind::FashionMnist => load_idx_dir(dir, FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect()),
         DatasetKind::Mnist => load_idx_dir(dir, (0..10).map(|d| d.to_string()).collect()),
         DatasetKind::ImageFolder => {
-            let [h, w, c] = cfg.input;
+            let [h, w, c] = cfg.model.input;
             let train = load_image_folder(dir.join("train"), h, w, c)?;
             let test = load_image_folder(dir.join("test"), h, w, c)?;
             if train.class_names != test.class_names {

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::model::network::argmax;
 use crate::model::Network;
 use crate::ops::softmax::softmax;
+use crate::train::run::RunConfig;
 
 #[derive(Clone, Debug)]
 pub struct Evaluation {
@@ -34,10 +35,26 @@ impl Evaluation {
     }
 }
 
-/// Evaluates in eval mode. With the config's `train.tta_flip`, each image and its mirror image
-/// are both classified and their probabilities averaged (test-time augmentation).
-pub fn evaluate(net: &mut Network, ds: &Dataset, norm: &Normalization, batch_size: usize) -> Result<Evaluation> {
-    let tta = net.config.train.tta_flip;
+/// How to evaluate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// Images per forward pass (memory, not results: evaluation does not depend on it).
+    pub batch_size: usize,
+    /// Classify each image and its mirror image and average their probabilities (flip
+    /// test-time augmentation; a run's `train.tta_flip`).
+    pub tta_flip: bool,
+}
+
+impl EvalOptions {
+    /// What training and `convnet eval` use: batches of 256, and the run's TTA setting.
+    pub fn for_run(run: &RunConfig) -> EvalOptions {
+        EvalOptions { batch_size: 256, tta_flip: run.train.tta_flip }
+    }
+}
+
+/// Evaluates `net` on `ds` in eval mode.
+pub fn evaluate(net: &mut Network, ds: &Dataset, norm: &Normalization, options: EvalOptions) -> Result<Evaluation> {
+    let (tta, batch_size) = (options.tta_flip, options.batch_size);
     let k = net.num_classes();
     let mut confusion = vec![vec![0usize; k]; k];
     let mut loss_sum = 0.0f64;

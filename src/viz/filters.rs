@@ -14,12 +14,11 @@ use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::tensor::Tensor;
 
-/// The name ("layer 0 (conv2d)") and weight of the first convolution of `net`, if any.
+/// The label ("layer 0 (conv2d + relu)") and weight of the first convolution of `net`, if any.
 pub fn first_conv_weight(net: &Network) -> Option<(String, Tensor)> {
-    net.layers().iter().enumerate().find(|(_, l)| l.kind() == "conv2d").and_then(|(i, l)| {
-        let w = l.params().into_iter().find(|p| p.name == "weight")?;
-        Some((crate::model::network::layer_name(net.config_index(i), "conv2d"), w.value.clone()))
-    })
+    let conv = net.layers().iter().find(|l| l.kind() == "conv2d")?;
+    let weight = conv.params().into_iter().find(|p| p.role() == "weight")?;
+    Some((conv.label().to_string(), weight.value.clone()))
 }
 
 /// The tiles of a conv weight [kh, kw, C_in, C_out] and the number of columns to lay them out

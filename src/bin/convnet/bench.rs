@@ -4,7 +4,8 @@ use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
 use convnet::bench::{layer_breakdown, run_bench, BenchMode, BenchSettings};
-use convnet::model::ModelConfig;
+use convnet::train::run::MAX_BATCH;
+use convnet::Config;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
@@ -53,7 +54,7 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> convnet::Result<()> {
     crate::set_threads(args.threads)?;
-    let cfg = ModelConfig::load(&args.config)?;
+    let cfg = Config::load(&args.config)?;
     let mode = match args.mode {
         Mode::Train => BenchMode::Train,
         Mode::Infer => BenchMode::Infer,
@@ -65,11 +66,8 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
     }
     s.reps = args.reps.max(1);
     s.warmup = args.warmup;
-    if s.batch == 0 || s.batch > convnet::model::config::MAX_BATCH {
-        return Err(convnet::Error::invalid(
-            "--batch-size",
-            format!("must be from 1 to {}, got {}", convnet::model::config::MAX_BATCH, s.batch),
-        ));
+    if s.batch == 0 || s.batch > MAX_BATCH {
+        return Err(convnet::Error::invalid("--batch-size", format!("must be from 1 to {MAX_BATCH}, got {}", s.batch)));
     }
     if args.layers {
         let train = s.mode == BenchMode::Train;
@@ -77,7 +75,7 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         let total: f64 = rows.iter().map(|r| r.1 + r.2).sum();
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5);
         let what = if train { "training step" } else { "inference pass (forward only)" };
-        println!("{} {what}, batch {}, {} threads: median ms per layer", cfg.name, s.batch, rayon::current_num_threads());
+        println!("{} {what}, batch {}, {} threads: median ms per layer", cfg.model.name, s.batch, rayon::current_num_threads());
         println!("  {:<width$}  {:>9}  {:>9}  {:>6}", "layer", "forward", "backward", "share");
         for (name, f, b) in &rows {
             println!("  {name:<width$}  {f:>9.3}  {b:>9.3}  {:>5.1}%", 100.0 * (f + b) / total);

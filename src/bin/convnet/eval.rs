@@ -4,7 +4,7 @@ use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
 use convnet::train::datasets::load_splits;
-use convnet::train::{evaluate, Checkpoint};
+use convnet::train::{evaluate, Checkpoint, EvalOptions};
 use convnet::viz::write_confusion_png;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -60,8 +60,8 @@ pub fn run(args: EvalArgs) -> convnet::Result<()> {
         Split::Val => ("validation", &splits.val),
         Split::Test => ("test", &splits.test),
     };
-    let e = evaluate(&mut net, ds, &ck.meta.normalization, 256)?;
-    println!("{} on {name} ({} images): accuracy {:.2}%, loss {:.4}", ck.config.name, ds.len(), 100.0 * e.accuracy, e.loss);
+    let e = evaluate(&mut net, ds, &ck.meta.normalization, EvalOptions::for_run(&ck.config.run))?;
+    println!("{} on {name} ({} images): accuracy {:.2}%, loss {:.4}", ck.config.model.name, ds.len(), 100.0 * e.accuracy, e.loss);
     let names = &ck.meta.class_names;
     let width = names.iter().map(|n| n.len()).max().unwrap_or(5).max(5);
     println!("\nper-class accuracy:");
@@ -84,7 +84,7 @@ pub fn run(args: EvalArgs) -> convnet::Result<()> {
         println!();
     }
     let picture = args.confusion.unwrap_or_else(|| args.model.with_file_name("confusion.png"));
-    let title = format!("{}: confusion matrix on {name} ({} images, accuracy {:.2}%)", ck.config.name, ds.len(), 100.0 * e.accuracy);
+    let title = format!("{}: confusion matrix on {name} ({} images, accuracy {:.2}%)", ck.config.model.name, ds.len(), 100.0 * e.accuracy);
     write_confusion_png(&e.confusion, names, &title, &picture)?;
     println!("\nconfusion matrix picture: {}", picture.display());
     Ok(())

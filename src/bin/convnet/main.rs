@@ -75,15 +75,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Builds the network of `cfg` to check its shapes, naming the config file in the error:
-/// "config FILE: layer 5 (dense): shape mismatch: expected ..., got [4, 4, 4]".
-pub fn check_model(cfg: &convnet::model::ModelConfig, file: &std::path::Path) -> convnet::Result<convnet::model::Network> {
-    convnet::model::Network::build(cfg, cfg.train.seed).map_err(|e| match e {
-        e @ convnet::Error::Config { .. } => e,
-        other => convnet::Error::Config { file: file.display().to_string(), detail: other.to_string() },
-    })
-}
-
 /// Says on stderr what was done to an image to fit the model: a colour conversion ("note:
 /// shirt.png is grayscale, converted to RGB for the model") and an enlargement of an image
 /// smaller than the model's input (a 1x1 image works, but says little).

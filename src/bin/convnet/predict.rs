@@ -24,7 +24,7 @@ pub struct PredictArgs {
 pub fn run(args: PredictArgs) -> convnet::Result<()> {
     let ck = Checkpoint::load(&args.model)?;
     let mut net = ck.network()?;
-    let [h, w, c] = ck.config.input;
+    let [h, w, c] = ck.config.model.input;
     for path in &args.images {
         let img = read_image(path, Some((h, w)), c)?;
         crate::image_notes(path, &img);

@@ -3,7 +3,8 @@
 use clap::Args;
 use std::path::PathBuf;
 
-use convnet::model::{summary::summary, ModelConfig};
+use convnet::model::{summary::summary, Network};
+use convnet::Config;
 
 /// Print a model's layers, output shapes, parameter counts and forward MFLOPs per image,
 /// checking every shape on the way (like Keras' model.summary()).
@@ -15,8 +16,9 @@ pub struct SummaryArgs {
 }
 
 pub fn run(args: SummaryArgs) -> convnet::Result<()> {
-    let cfg = ModelConfig::load(&args.config)?;
-    let net = crate::check_model(&cfg, &args.config)?;
+    // Loading checks every shape, naming the file; building cannot fail on them after that.
+    let cfg = Config::load(&args.config)?;
+    let net = Network::build(&cfg.model, cfg.run.train.seed)?;
     print!("{}", summary(&net));
     Ok(())
 }

@@ -3,9 +3,9 @@
 use clap::Args;
 use std::path::PathBuf;
 
-use convnet::model::ModelConfig;
 use convnet::train::{train, EpochMetrics, TrainOptions};
 use convnet::viz::write_curves_for;
+use convnet::Config;
 
 /// Train a model. Writes runs/<name>/ with config.toml, metrics.csv (per epoch: loss, train,
 /// validation and test accuracy, time), last.safetensors (resumable) and best.safetensors (best
@@ -47,23 +47,24 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> convnet::Result<()> {
     crate::set_threads(args.threads)?;
-    let mut cfg = ModelConfig::load(&args.config)?;
+    let mut cfg = Config::load(&args.config)?;
+    let run = &mut cfg.run;
     if let Some(e) = args.epochs {
-        cfg.train.epochs = e;
+        run.train.epochs = e;
     }
     if let Some(b) = args.batch_size {
-        cfg.train.batch_size = b;
+        run.train.batch_size = b;
     }
     if let Some(lr) = args.lr {
-        cfg.optimizer = cfg.optimizer.with_lr(lr);
+        run.optimizer = run.optimizer.clone().with_lr(lr);
     }
     if let Some(s) = args.seed {
-        cfg.train.seed = s;
+        run.train.seed = s;
     }
+    // The overrides are checked as the file was; the model's shapes were checked by load.
     cfg.validate(&args.config.display().to_string())?;
-    crate::check_model(&cfg, &args.config)?;
-    let out_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-    let label = cfg.name.clone();
+    let out_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.model.name));
+    let label = cfg.model.name.clone();
     let opts = TrainOptions { config: cfg, data_dir: args.data, out_dir: out_dir.clone(), resume: args.resume, verbose: !args.quiet };
     let (curves_png, curves_svg) = (out_dir.join("curves.png"), out_dir.join("curves.svg"));
     // Redraw the curves after every epoch; a picture that cannot be drawn must not stop training.

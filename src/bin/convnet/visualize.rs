@@ -107,8 +107,8 @@ fn filters(args: FiltersArgs) -> convnet::Result<()> {
     let ck = Checkpoint::load(&args.model)?;
     let net = ck.network()?;
     let (layer, weight) = first_conv_weight(&net)
-        .ok_or_else(|| convnet::Error::invalid("visualize filters", format!("{} has no conv2d layer", ck.config.name)))?;
-    let title = format!("First-layer filters of {} ({layer}, after {} epochs)", ck.config.name, ck.meta.epoch);
+        .ok_or_else(|| convnet::Error::invalid("visualize filters", format!("{} has no conv2d layer", ck.config.model.name)))?;
+    let title = format!("First-layer filters of {} ({layer}, after {} epochs)", ck.config.model.name, ck.meta.epoch);
     write_filters_png(&weight, &title, &args.out)?;
     println!("wrote {} ({layer}, weight {:?})", args.out.display(), weight.shape());
     Ok(())
@@ -117,7 +117,7 @@ fn filters(args: FiltersArgs) -> convnet::Result<()> {
 fn activations(args: ActivationsArgs) -> convnet::Result<()> {
     let ck = Checkpoint::load(&args.model)?;
     let mut net = ck.network()?;
-    let [h, w, c] = ck.config.input;
+    let [h, w, c] = ck.config.model.input;
     ck.meta.normalization.validate(c).map_err(|e| convnet::Error::Checkpoint { path: args.model.clone(), detail: e.to_string() })?;
     let img = read_image(&args.image, Some((h, w)), c)?;
     crate::image_notes(&args.image, &img);
@@ -133,7 +133,7 @@ fn activations(args: ActivationsArgs) -> convnet::Result<()> {
         notes.push(format!("prediction: {name} ({:.1}%)", 100.0 * probs.data()[best]));
     }
     let file = args.image.file_name().map_or_else(|| args.image.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let title = format!("Activations of {} for {file}", ck.config.name);
+    let title = format!("Activations of {} for {file}", ck.config.model.name);
     let input = Tile::new(w, h, c, pixels, "")?;
     let scale = match args.scale {
         ScaleArg::Layer => ActivationScale::Layer,

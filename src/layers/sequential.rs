@@ -1,0 +1,123 @@
+//! Layers in order, like torch.nn.Sequential: the body of a network and of a residual block.
+//! Forward runs them first to last, each reading the output of the one before (the first reads
+//! the input x); backward runs them last to first, each reading the input gradient of the one
+//! after (the last reads dy).
+//! Nothing is copied between layers: each reads the buffer the layer before it owns, as in
+//! Caffe. The timed variants (for `convnet bench --layers`) are the same loops with a clock.
+
+use std::time::Instant;
+
+use super::{Layer, Mode, Param};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub struct Sequential {
+    layers: Vec<Box<dyn Layer>>,
+}
+
+impl Sequential {
+    /// At least one layer, each taking the output shape of the one before.
+    pub fn new(layers: Vec<Box<dyn Layer>>) -> Result<Sequential> {
+        if layers.is_empty() {
+            return Err(Error::invalid("sequential", "needs at least one layer"));
+        }
+        Ok(Sequential { layers })
+    }
+
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// One example's output shape (the last layer's).
+    pub fn output_shape(&self) -> &[usize] {
+        self.last().output_shape()
+    }
+
+    /// The last forward pass's output (the last layer's).
+    pub fn output(&self) -> &Tensor {
+        self.last().output()
+    }
+
+    /// The last backward pass's input gradient (the first layer's).
+    pub fn input_grad(&self) -> &Tensor {
+        self.layers[0].input_grad()
+    }
+
+    fn last(&self) -> &dyn Layer {
+        match self.layers.last() {
+            Some(l) => l.as_ref(),
+            None => unreachable!("a Sequential has at least one layer (checked by new)"),
+        }
+    }
+
+    /// Runs batch `x` through every layer; each keeps its output.
+    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<()> {
+        self.run_forward(x, mode, None)
+    }
+
+    /// `forward`, with each layer's seconds written to `seconds[i]`.
+    pub fn forward_timed(&mut self, x: &Tensor, mode: Mode, seconds: &mut [f64]) -> Result<()> {
+        self.run_forward(x, mode, Some(seconds))
+    }
+
+    /// Backpropagates `dy` (the gradient of the last output) through every layer, filling
+    /// their parameter gradients; `x` is the last forward pass's input. The first layer
+    /// computes its input gradient only if `need_input_grad`.
+    pub fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
+        self.run_backward(x, dy, need_input_grad, None)
+    }
+
+    /// `backward`, with each layer's seconds written to `seconds[i]`.
+    pub fn backward_timed(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool, seconds: &mut [f64]) -> Result<()> {
+        self.run_backward(x, dy, need_input_grad, Some(seconds))
+    }
+
+    fn run_forward(&mut self, x: &Tensor, mode: Mode, mut seconds: Option<&mut [f64]>) -> Result<()> {
+        for i in 0..self.layers.len() {
+            let (before, rest) = self.layers.split_at_mut(i);
+            let input = before.last().map_or(x, |l| l.output());
+            let start = seconds.is_some().then(Instant::now);
+            rest[0].forward(input, mode)?;
+            if let (Some(s), Some(start)) = (seconds.as_deref_mut(), start) {
+                s[i] = start.elapsed().as_secs_f64();
+            }
+        }
+        Ok(())
+    }
+
+    fn run_backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool, mut seconds: Option<&mut [f64]>) -> Result<()> {
+        for i in (0..self.layers.len()).rev() {
+            let (before, rest) = self.layers.split_at_mut(i);
+            let (current, after) = rest.split_at_mut(1);
+            let input = before.last().map_or(x, |l| l.output());
+            let d_output = after.first().map_or(dy, |l| l.input_grad());
+            let start = seconds.is_some().then(Instant::now);
+            current[0].backward(input, d_output, i > 0 || need_input_grad)?;
+            if let (Some(s), Some(start)) = (seconds.as_deref_mut(), start) {
+                s[i] = start.elapsed().as_secs_f64();
+            }
+        }
+        Ok(())
+    }
+
+    /// Seeds each layer's randomness (dropout) for the next training step: layer i gets
+    /// `seed_of(i)`.
+    pub fn set_seeds(&mut self, seed_of: impl Fn(usize) -> u64) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.set_seed(seed_of(i));
+        }
+    }
+
+    pub fn params(&self) -> Vec<&Param> {
+        self.layers.iter().flat_map(|l| l.params()).collect()
+    }
+
+    pub fn params_mut(&mut self) -> Vec<&mut Param> {
+        self.layers.iter_mut().flat_map(|l| l.params_mut()).collect()
+    }
+
+    /// Forward multiply-adds x 2 per example.
+    pub fn flops(&self) -> u64 {
+        self.layers.iter().map(|l| l.flops()).sum()
+    }
+}

@@ -1,0 +1,94 @@
+//! The run: how a model is trained, as a config file's `[data]`, `[train]`, `[optimizer]`,
+//! `[schedule]` and `[augment]` tables hold it (the model itself is `model::ModelSpec`;
+//! `crate::config::Config` is the whole file). A checkpoint carries it as JSON, so that a run
+//! resumes with its own settings.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::augment::AugmentConfig;
+use crate::optim::{OptimizerConfig, ScheduleConfig};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub data: DataConfig,
+    pub train: TrainConfig,
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub augment: AugmentConfig,
+}
+
+/// Largest batch size.
+pub const MAX_BATCH: usize = 1 << 20;
+
+impl RunConfig {
+    /// Checks the values that serde cannot: a batch size from 1 to [`MAX_BATCH`], label
+    /// smoothing in [0, 1), a valid optimiser and schedule. The message names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let eps = self.train.label_smoothing;
+        if !(0.0..1.0).contains(&eps) {
+            return Err(format!("train.label_smoothing must be in [0, 1), got {eps}"));
+        }
+        if self.train.batch_size == 0 {
+            return Err("train.batch_size must be at least 1, got 0".into());
+        }
+        if self.train.batch_size > MAX_BATCH {
+            return Err(format!("train.batch_size {} is over the limit of {MAX_BATCH}", self.train.batch_size));
+        }
+        self.optimizer.validate().map_err(|e| e.to_string())?;
+        self.schedule.validate().map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// Where the data set lives; each kind has a default (see `DatasetKind::default_path`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Examples taken from the end of the training set for validation.
+    #[serde(default)]
+    pub validation: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// CIFAR-10, binary version.
+    Cifar10,
+    /// Fashion-MNIST, IDX files.
+    FashionMnist,
+    /// MNIST digits, IDX files.
+    Mnist,
+    /// One sub-folder per class of PNG/JPEG images, with a `test` and a `train` folder.
+    ImageFolder,
+}
+
+impl DatasetKind {
+    pub fn default_path(self) -> &'static str {
+        match self {
+            DatasetKind::Cifar10 => "../shared/data/cifar-10-batches-bin",
+            DatasetKind::FashionMnist => "/usr/share/datasets/fashion-mnist",
+            DatasetKind::Mnist => "/usr/share/datasets/mnist",
+            DatasetKind::ImageFolder => "data/images",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    pub epochs: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// Label smoothing eps in [0, 1): targets (1 - eps) onehot + eps / classes.
+    #[serde(default)]
+    pub label_smoothing: f32,
+    /// Evaluate on each image and its mirror image, averaging the probabilities.
+    #[serde(default)]
+    pub tta_flip: bool,
+}
