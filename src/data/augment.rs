@@ -62,9 +62,19 @@ fn source(i: usize, offset: usize, pad: usize, n: usize, mode: CropPadding) -> O
     }
 }
 
-/// One image [h, w, c] transformed into `out`: shifted by the crop offsets and maybe mirrored.
-#[allow(clippy::too_many_arguments)]
-fn crop_flip(src: &[u8], h: usize, w: usize, c: usize, cfg: &AugmentConfig, oy: usize, ox: usize, flip: bool, out: &mut [u8]) {
+/// Where one image's crop starts in its padded version, and whether it is mirrored.
+#[derive(Clone, Copy)]
+struct Placement {
+    oy: usize,
+    ox: usize,
+    flip: bool,
+}
+
+/// One image [h, w, c] of `ds` transformed into `out`: shifted by the crop offsets and maybe
+/// mirrored.
+fn crop_flip(ds: &Dataset, i: usize, cfg: &AugmentConfig, at: Placement, out: &mut [u8]) {
+    let (src, h, w, c) = (ds.image(i), ds.height, ds.width, ds.channels);
+    let Placement { oy, ox, flip } = at;
     let pad = cfg.crop_padding;
     for i in 0..h {
         let si = source(i, oy, pad, h, cfg.padding_mode);
@@ -96,7 +106,7 @@ pub fn make_augmented_batch(
         let pad = cfg.crop_padding;
         let (oy, ox) = if pad > 0 { (rng.gen_range(0..=2 * pad), rng.gen_range(0..=2 * pad)) } else { (0, 0) };
         let flip = cfg.flip && rng.gen::<bool>();
-        crop_flip(ds.image(i), h, w, c, cfg, oy, ox, flip, &mut pixels[k * size..][..size]);
+        crop_flip(ds, i, cfg, Placement { oy, ox, flip }, &mut pixels[k * size..][..size]);
         if cfg.cutout > 0 {
             cutouts.push((rng.gen_range(0..h), rng.gen_range(0..w)));
         }

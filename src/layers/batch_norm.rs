@@ -4,7 +4,7 @@
 
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::Result;
-use crate::ops::batch_norm::{batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, BatchNormCache};
+use crate::ops::batch_norm::{batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, BatchNormCache, RunningStats};
 use crate::tensor::Tensor;
 
 /// The running statistics' momentum must be in [0, 1] and eps positive (it keeps
@@ -65,17 +65,14 @@ impl Layer for BatchNormLayer {
         check_input(&self.name, x, &self.shape)?;
         let (g, b) = (self.gamma.value.data(), self.beta.value.data());
         match mode {
-            Mode::Train => batch_norm_forward_train(
-                x,
-                g,
-                b,
-                self.running_mean.value.data_mut(),
-                self.running_var.value.data_mut(),
-                self.momentum,
-                self.eps,
-                &mut self.y,
-                &mut self.cache,
-            ),
+            Mode::Train => {
+                let running = RunningStats {
+                    mean: self.running_mean.value.data_mut(),
+                    var: self.running_var.value.data_mut(),
+                    momentum: self.momentum,
+                };
+                batch_norm_forward_train(x, g, b, running, self.eps, &mut self.y, &mut self.cache)
+            }
             Mode::Eval => {
                 batch_norm_forward_eval(x, g, b, self.running_mean.value.data(), self.running_var.value.data(), self.eps, &mut self.y)
             }

@@ -54,19 +54,24 @@ pub struct BatchNormCache {
     pub inv_std: Vec<f32>,
 }
 
+/// The running statistics a training pass updates, and how fast: new = (1 - m) old + m batch.
+pub struct RunningStats<'a> {
+    pub mean: &'a mut [f32],
+    pub var: &'a mut [f32],
+    pub momentum: f32,
+}
+
 /// Training forward: normalises with the batch statistics and updates the running ones.
-#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_train(
     x: &Tensor,
     gamma: &[f32],
     beta: &[f32],
-    running_mean: &mut [f32],
-    running_var: &mut [f32],
-    momentum: f32,
+    running: RunningStats,
     eps: f32,
     y: &mut Tensor,
     cache: &mut BatchNormCache,
 ) -> Result<()> {
+    let RunningStats { mean: running_mean, var: running_var, momentum } = running;
     let c = channels(x)?;
     let rows = x.len() / c;
     if rows < 2 {

@@ -6,7 +6,9 @@
 use rayon::prelude::*;
 
 /// `c[m x n] = op(a)[m x k] · op(b)[k x n] + beta * c`, where op(a) is `a` (stored m x k) or,
-/// with `a_t`, the transpose of `a` (stored k x m); likewise for `b`.
+/// with `a_t`, the transpose of `a` (stored k x m); likewise for `b`. The argument list is
+/// BLAS's sgemm (sizes, operands with their transposes, beta, output) on purpose: readers know
+/// it, and each call reads as the formula it computes.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
     gemm_with(m, k, n, a, a_t, b, b_t, beta, c, gemm::Parallelism::None)

@@ -15,6 +15,8 @@
 //! `w -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)`. On the first step
 //! m_hat = g and v_hat = g^2, so every weight moves by about `lr * sign(g)`.
 
+use super::Param;
+
 /// The Adam / AdamW update rule. The per-parameter state is the two moment buffers `m` and `v`,
 /// kept by the caller (`Optimizer`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,9 +32,10 @@ pub struct Adam {
 
 impl Adam {
     /// Updates one parameter tensor in place. `m` and `v` are its moment buffers (the same length
-    /// as `value`); `t` is the 1-based number of this step, which sets the bias corrections.
-    #[allow(clippy::too_many_arguments)]
-    pub fn update(&self, value: &mut [f32], grad: &[f32], decay: bool, m: &mut [f32], v: &mut [f32], t: u64, lr: f32) {
+    /// as its value); `t` is the 1-based number of this step, which sets the bias corrections.
+    pub fn update(&self, p: &mut Param, m: &mut [f32], v: &mut [f32], t: u64, lr: f32) {
+        let Param { value, grad, decay, .. } = p;
+        let (value, grad, decay) = (&mut **value, &**grad, *decay);
         debug_assert!(t >= 1);
         debug_assert!(value.len() == grad.len() && m.len() == value.len() && v.len() == value.len());
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);

@@ -254,9 +254,9 @@ impl Optimizer {
         let t = self.steps + 1;
         for (p, slot) in params.iter_mut().zip(slots.iter_mut()) {
             match (&self.rule, slot.buffers.as_mut_slice()) {
-                (Rule::Sgd(sgd), []) => sgd.update(p.value, p.grad, p.decay, &mut [], lr),
-                (Rule::Sgd(sgd), [velocity]) => sgd.update(p.value, p.grad, p.decay, velocity, lr),
-                (Rule::Adam(adam), [m, v]) => adam.update(p.value, p.grad, p.decay, m, v, t, lr),
+                (Rule::Sgd(sgd), []) => sgd.update(p, &mut [], lr),
+                (Rule::Sgd(sgd), [velocity]) => sgd.update(p, velocity, lr),
+                (Rule::Adam(adam), [m, v]) => adam.update(p, m, v, t, lr),
                 _ => unreachable!("slots always hold the buffers their rule names"),
             }
         }

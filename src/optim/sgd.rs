@@ -11,6 +11,8 @@
 //!
 //! With `mu = 0` there is no velocity and this is plain SGD: `w = w - lr * g`.
 
+use super::Param;
+
 /// The SGD update rule. The per-parameter state is one velocity buffer, kept by the caller
 /// (`Optimizer`) and only when `momentum > 0`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,9 +28,11 @@ impl Sgd {
         self.momentum != 0.0
     }
 
-    /// Updates one parameter tensor in place. `velocity` must be the same length as `value` when
-    /// `has_momentum()`, and is ignored (may be empty) otherwise.
-    pub fn update(&self, value: &mut [f32], grad: &[f32], decay: bool, velocity: &mut [f32], lr: f32) {
+    /// Updates one parameter tensor in place. `velocity` must be the same length as its value
+    /// when `has_momentum()`, and is ignored (may be empty) otherwise.
+    pub fn update(&self, p: &mut Param, velocity: &mut [f32], lr: f32) {
+        let Param { value, grad, decay, .. } = p;
+        let (value, grad, decay) = (&mut **value, &**grad, *decay);
         debug_assert_eq!(value.len(), grad.len());
         let mu = self.momentum;
         // Zero decay is skipped rather than multiplied in, so that wd = 0 is bit-identical to
