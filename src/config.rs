@@ -126,7 +126,7 @@ fn suggestion(message: &str) -> Option<String> {
 }
 
 /// Levenshtein distance between two short names.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -24,7 +24,7 @@ fn temp_path(dir: &Path, file_name: &str) -> PathBuf {
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`, then
 /// syncs the folder: a crash at any moment leaves either the old file or the new one, whole.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -57,7 +57,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// killed between writing one and renaming it (`.<name>.tmp-<pid>`), except those of a process
 /// that is still running (on Linux, where /proc tells). Returns how many were removed. The
 /// files they would have replaced are intact: the old version is still in place.
-pub fn remove_stale_temp_files(dir: &Path) -> usize {
+pub(crate) fn remove_stale_temp_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut removed = 0;
     for entry in entries.flatten() {

@@ -3,7 +3,7 @@
 //! Layout (all integers big-endian):
 //! - bytes 0-1: zero; byte 2: element type (only 0x08, unsigned byte, is supported);
 //!   byte 3: number of dimensions `d`. So images have magic 0x00000803 ([n, rows, cols])
-//!   and labels 0x00000801 ([n]).
+//!   and labels 0x00000801 (`[n]`).
 //! - `d` u32 dimension sizes, then exactly `product(dims)` bytes of data, row-major.
 //!
 //! Compression is detected from the gzip magic bytes 1f 8b, not from the file name, because
@@ -283,7 +283,7 @@ fn load_split(dir: &Path, prefix: &str, class_names: &[String]) -> Result<Datase
     idx_pair_to_dataset(images, &images_path, labels, &labels_path, labels_gzip, class_names)
 }
 
-/// Checks that an images array ([n, rows, cols]) and a labels array ([n]) make a data set
+/// Checks that an images array `[n, rows, cols]` and a labels array `[n]` make a data set
 /// with labels below `class_names.len()`, and builds it (single channel). The paths name the
 /// files in errors; `labels_gzip` says the label file was compressed (offsets are then in the
 /// decompressed stream).

@@ -1,5 +1,5 @@
 //! Convolution layer: y = conv(x, W) + b, optionally with ReLU fused into the same pass.
-//! Shapes: x [N, H, W, C_in] -> y [N, oh, ow, C_out]; W [kh, kw, C_in, C_out], b [C_out].
+//! Shapes: x `[N, H, W, C_in]` -> y `[N, oh, ow, C_out]`; W `[kh, kw, C_in, C_out]`, b `[C_out]`.
 //! See `ops::conv2d` for the formulas. With ReLU fused, backward first masks dy with y > 0.
 
 use super::{check_backward, check_input, Layer, Mode, Param};

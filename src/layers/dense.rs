@@ -1,4 +1,4 @@
-//! Fully connected layer: y = x W + b. Shapes: x [N, in] -> y [N, out]; W [in, out], b [out].
+//! Fully connected layer: y = x W + b. Shapes: x `[N, in]` -> y `[N, out]`; W `[in, out]`, b `[out]`.
 //! See `ops::dense` for the formulas.
 
 use super::{check_backward, check_input, Layer, Mode, Param};
@@ -17,7 +17,7 @@ pub struct DenseLayer {
 }
 
 impl DenseLayer {
-    /// `input` must be [features]: a flatten layer goes before a dense layer on images.
+    /// `input` must be `[features]`: a flatten layer goes before a dense layer on images.
     pub fn new(name: String, input: &[usize], weight: Param, bias: Param) -> Result<DenseLayer> {
         let (fin, fout) = weight.value.dims2(&name)?;
         if input != [fin] {

@@ -1,7 +1,9 @@
 //! Inverted dropout: in training each value is kept with probability 1 - rate and scaled by
 //! 1 / (1 - rate), so evaluation (which passes values through unchanged) needs no rescaling.
+//! ```text
 //!   forward:  y = x * mask,  mask[i] = 1/(1-rate) with probability 1-rate, else 0
 //!   backward: dx = dy * mask
+//! ```
 //! The mask comes from a seeded RNG set for every step (`set_seed`): runs are reproducible.
 
 use rand::{Rng, SeedableRng};

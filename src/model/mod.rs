@@ -2,7 +2,7 @@
 //! plan, which also gives every parameter its name), weight initialisers, the builder, and the
 //! network built from a spec.
 
-pub mod build;
+mod build;
 pub mod init;
 pub mod network;
 pub mod plan;

@@ -32,7 +32,7 @@ use crate::ops::{Padding, Window};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub layers: Vec<LayerPlan>,
-    /// One example's output: [classes].
+    /// One example's output: `[classes]`.
     pub output: Vec<usize>,
     /// Values of every parameter (weights, biases, batch-norm statistics).
     pub param_count: u64,

@@ -192,7 +192,7 @@ pub enum LayerConfig {
     Dropout {
         rate: f32,
     },
-    /// [H, W, C] -> [C]: the mean of each channel.
+    /// `[H, W, C]` -> `[C]`: the mean of each channel.
     GlobalAvgPool {},
     /// y = F(x) + x, F being the sub-list `layers`; a 1x1 convolution projects x when F changes
     /// the shape.

@@ -1,6 +1,7 @@
 //! Batch normalisation over the channels (the last axis): statistics are taken over every
 //! other axis (N, H, W for images; N for features).
 //!
+//! ```text
 //!   train:    mean[c], var[c] over the batch (biased);  xhat = (x - mean) / sqrt(var + eps)
 //!             y = gamma * xhat + beta
 //!             running_mean = (1 - m) running_mean + m mean;  running_var likewise with the
@@ -8,6 +9,7 @@
 //!   eval:     y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta
 //!   backward: d_beta = sum dy;  d_gamma = sum dy * xhat
 //!             dx = gamma / sqrt(var + eps) / M * (M dy - d_beta - xhat d_gamma),  M = rows
+//! ```
 //!
 //! Sums run over fixed chunks of rows reduced in order, in f64: the same result on any number
 //! of threads.

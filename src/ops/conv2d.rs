@@ -1,11 +1,13 @@
 //! 2-D convolution, the fast path: Winograd or im2col + GEMM, parallel over the batch.
 //!
+//! ```text
 //! Shapes: x [N, H, W, C_in], w [kh, kw, C_in, C_out] (HWIO), b [C_out] -> y [N, oh, ow, C_out].
 //!   forward:  y[n, i, j, o] = b[o] + sum_{ki, kj, c} x_pad[n, i*sh + ki, j*sw + kj, c] * w[ki, kj, c, o]
 //!             per image: Y[oh*ow, C_out] = col(x)[oh*ow, K] · W[K, C_out],  K = kh*kw*C_in
 //!   backward: dW = sum_n col(x_n)^T · dY_n     (sum of dZ times the input patch)
 //!             db = sum over n, i, j of dY      (sum of dZ)
 //!             dX = col2im(dY_n · W^T)          (scatter of W times dZ)
+//! ```
 //! With a ReLU fused into the forward pass, backward first masks dy: dz = dy where y > 0.
 //! A 5x5 stride-1 convolution with enough channels goes by Winograd instead (`ops::winograd`),
 //! and so does its dX, which for stride 1 is itself such a convolution (see `input_grad_window`);
@@ -38,7 +40,7 @@ pub enum Algorithm {
 /// The algorithm for a convolution with `window` over `c_in` input channels: the one place
 /// that decides, for the forward pass and for the input gradient (a convolution over the
 /// output's channels). Winograd needs a 5x5 kernel at stride 1 (any padding) and at least
-/// [`winograd::MIN_IN_CHANNELS`] input channels: with fewer (the 3 of an RGB input), its 36
+/// `winograd::MIN_IN_CHANNELS` (16) input channels: with fewer (the 3 of an RGB input), its 36
 /// products are too thin to pay for the transforms.
 pub fn algorithm(window: &Window, c_in: usize) -> Algorithm {
     if (window.kh, window.kw, window.sh, window.sw) == (5, 5, 1, 1) && c_in >= winograd::MIN_IN_CHANNELS {
@@ -280,7 +282,9 @@ fn relu_masked<'a>(dy: OutputGrad<'a>, out_size: usize, buf: &'a mut Tensor) -> 
 }
 
 /// For stride 1, the input gradient as a convolution of its own:
+/// ```text
 ///   dX[i, j, ci] = sum over ki, kj, co of dY[i + pt - ki, j + pl - kj, co] W[ki, kj, ci, co]
+/// ```
 /// is the correlation of dY, padded by (kh - 1 - pt) before and (kh - 1 - pb) after (likewise
 /// for the columns), with the kernel flipped in both axes and its channels swapped. Returns that
 /// convolution's window; None for a stride other than 1 or a padding over kh - 1.

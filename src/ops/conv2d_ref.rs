@@ -7,7 +7,7 @@ use super::window::Window;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-/// Z[n, i, j, o] = sum over the window of a_slice_prev * W[..., o] + b[o]  (conv_single_step).
+/// `Z[n, i, j, o] = sum over the window of a_slice_prev * W[..., o] + b[o]` (conv_single_step).
 pub fn conv_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window) -> Result<Tensor> {
     let ConvShape { geometry: g, batch: n, c_in, c_out } = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
     let (xd, wd) = (x.data(), w.data());

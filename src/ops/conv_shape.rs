@@ -1,6 +1,8 @@
 //! The shapes of one convolution, checked against each other once: the batch, the window
 //! resolved on the input (output size, padding) and the channels.
+//! ```text
 //!   x [N, H, W, C_in], w [kh, kw, C_in, C_out] (HWIO), b [C_out] -> y [N, oh, ow, C_out]
+//! ```
 
 use super::window::{Geometry, Window};
 use crate::error::{Error, Result};

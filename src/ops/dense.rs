@@ -1,5 +1,5 @@
 //! Fully connected layer: y = x W + b.
-//! Shapes: x [N, in], W [in, out], b [out] -> y [N, out].
+//! Shapes: x `[N, in]`, W `[in, out]`, b `[out]` -> y `[N, out]`.
 //!   dX = dY W^T,   dW = X^T dY,   db = sum over the batch of dY.
 
 use super::gemm::gemm_parallel as gemm;

@@ -1,13 +1,17 @@
 //! Local response normalisation across channels, with TensorFlow's definition (tf.nn.lrn):
 //!
+//! ```text
 //!   sqr_sum[c] = sum_{c' = c - r .. c + r, inside 0..C} x[c']^2      (r = depth_radius)
 //!   scale[c]   = bias + alpha * sqr_sum[c]
 //!   y[c]       = x[c] * scale[c]^(-beta)
+//! ```
 //!
 //! and its exact gradient (the window is symmetric, so c' is in c's window iff c is in c''s):
+//! ```text
 //!   dx[c] = dy[c] * scale[c]^(-beta)
 //!           - 2 * alpha * beta * x[c] * sum_{c' in window(c)} dy[c'] * x[c'] * scale[c']^(-beta - 1)
 //! where x[c'] * scale[c']^(-beta - 1) = y[c'] / scale[c'].
+//! ```
 //!
 //! PyTorch's nn.LocalResponseNorm divides alpha by the window size: TF's alpha = torch's
 //! alpha / (2r + 1). Shapes: any [.., C] with channels last; the op works on rows of C values.

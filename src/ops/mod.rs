@@ -7,8 +7,9 @@ pub mod conv2d;
 pub mod conv2d_ref;
 pub mod conv_shape;
 pub mod dense;
+#[doc(hidden)]
 pub mod gemm;
-pub mod im2col;
+mod im2col;
 pub mod l2;
 pub mod lrn;
 pub mod pool;

@@ -2,10 +2,12 @@
 //! parallel over the batch. TensorFlow semantics for SAME: out = ceil(in / s); padded cells
 //! never win a max and are not counted in an average.
 //!
+//! ```text
 //! Shapes: x [N, H, W, C] -> y [N, oh, ow, C].
 //!   max:     y = max over the window;        dx[argmax] += dy  (ties: the first cell in
 //!            row-major window order wins, as in TensorFlow and PyTorch)
 //!   average: y = mean over the window cells inside the image; dx[cell] += dy / count
+//! ```
 //! The plain-loop twin used by the tests is `pool_ref`.
 
 use rayon::prelude::*;
@@ -131,7 +133,7 @@ unsafe fn max_window_avx2(x: &[f32], cells: &[usize], best: &mut [f32], arg: &mu
 /// Whether `v` replaces the running maximum `best`: strictly greater keeps the first maximum;
 /// a NaN always wins so that a diverged input shows in the output instead of vanishing.
 #[inline]
-pub fn wins(v: f32, best: f32) -> bool {
+pub(crate) fn wins(v: f32, best: f32) -> bool {
     v > best || v.is_nan()
 }
 

@@ -1,7 +1,9 @@
 //! Softmax cross-entropy on logits, fused and numerically stable.
+//! ```text
 //!   log p[k] = z[k] - logsumexp(z),  logsumexp(z) = m + ln sum_k e^(z[k] - m),  m = max z
 //!   loss     = mean over the batch of -log p[label]
 //!   dz       = (p - onehot(label)) / N
+//! ```
 //! The network's last layer outputs raw logits: the softmax lives only here (the tutorial's
 //! code applied it twice).
 
@@ -31,7 +33,9 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(f32, 
 
 /// Cross-entropy against smoothed targets q = (1 - eps) onehot(label) + eps / K (label
 /// smoothing, as PyTorch's `label_smoothing`):
+/// ```text
 ///   loss = mean over the batch of -sum_k q[k] log p[k],   dz = (p - q) / N
+/// ```
 pub fn softmax_cross_entropy_smoothed(logits: &Tensor, labels: &[usize], eps: f32) -> Result<(f32, Tensor)> {
     let (n, k) = logits.dims2("softmax_cross_entropy")?;
     if labels.len() != n {

@@ -3,7 +3,7 @@
 //!
 //! The optimiser keeps its per-parameter state (momentum, Adam moments) by position, so the model
 //! must pass the same list, in the same order and with the same sizes, on every step. Names are
-//! used to label that state in checkpoints ("<name>.m", "<name>.v", "<name>.momentum") and in
+//! used to label that state in checkpoints (`<name>.m`, `<name>.v`, `<name>.momentum`) and in
 //! error messages, so they must be unique.
 
 #[derive(Debug)]

@@ -6,10 +6,10 @@
 //!   from its config list, so a relu folded into the conv before it shifted the later ones: the
 //!   second conv of `[conv2d, relu, conv2d, relu]` in block 2 was "2.residual.1.conv2d.weight"
 //!   and is now "2.residual.2.conv2d.weight"; and a projection shortcut was
-//!   "<block>.residual.shortcut.weight", now "<block>.residual.shortcut.conv2d.weight".
+//!   `<block>.residual.shortcut.weight`, now `<block>.residual.shortcut.conv2d.weight`.
 //!   Top-level names are the same in both (they always used config indexes).
 //!
-//! Such a file is read by renaming its tensors (and its optimiser state, "optim.<name>.m", ...)
+//! Such a file is read by renaming its tensors (and its optimiser state, `optim.<name>.m`, ...)
 //! to today's names, found by walking the model's plan as the old builder numbered it.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! From a config's [data] section to train / validation / test sets.
+//! From a config's `[data]` section to train / validation / test sets.
 
 use std::path::{Path, PathBuf};
 

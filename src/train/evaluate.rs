@@ -13,7 +13,7 @@ pub struct Evaluation {
     /// Mean cross-entropy (without the L2 penalty).
     pub loss: f32,
     pub accuracy: f32,
-    /// confusion[true][predicted] counts.
+    /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<usize>>,
 }
 

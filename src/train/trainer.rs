@@ -5,7 +5,7 @@
 //! position) (see `seeds`), nothing else is needed to continue bit-identically.
 //!
 //! In steps: [`train`] prepares the run folder and the state (fresh, or resumed from the last
-//! checkpoint), then for each epoch runs [`train_epoch`] and [`end_epoch`] (evaluation, best
+//! checkpoint), then for each epoch runs `train_epoch` and `end_epoch` (evaluation, best
 //! and last checkpoints, metrics).
 
 use std::path::{Path, PathBuf};

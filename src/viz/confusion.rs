@@ -24,7 +24,7 @@ fn heat(f: f64) -> RGBColor {
     RGBColor(lerp(255.0, 8.0), lerp(255.0, 48.0), lerp(255.0, 107.0))
 }
 
-/// Writes `confusion` (confusion[true][predicted] counts, square) as a labelled PNG heat map.
+/// Writes `confusion` (`confusion[true][predicted]` counts, square) as a labelled PNG heat map.
 /// `class_names` label the rows and columns (indices are used where a name is missing).
 pub fn write_confusion_png(confusion: &[Vec<usize>], class_names: &[String], title: &str, out: &Path) -> Result<()> {
     let (buf, w, h) = render_confusion(confusion, class_names, title).map_err(|e| draw_error(out, e))?;
