@@ -115,14 +115,10 @@ fn resuming_a_format_1_checkpoint_continues_bit_identically_to_the_old_run() {
 #[test]
 fn an_unknown_format_is_refused_naming_both_known_ones() {
     let bytes = std::fs::read(fixture("best.safetensors")).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let (mut header, _) = common::header(&bytes);
     let meta = header["__metadata__"]["convnet"].as_str().unwrap().replace("convnet-checkpoint-1", "convnet-checkpoint-9");
     header["__metadata__"]["convnet"] = serde_json::Value::String(meta);
-    let text = serde_json::to_vec(&header).unwrap();
-    let mut edited = (text.len() as u64).to_le_bytes().to_vec();
-    edited.extend(text);
-    edited.extend_from_slice(&bytes[8 + n..]);
+    let edited = common::with_header(&bytes, &header);
     let err = Checkpoint::from_bytes(&edited, Path::new("future.safetensors")).err().expect("refused").to_string();
     assert!(err.contains("future.safetensors") && err.contains("\"convnet-checkpoint-9\""), "{err}");
     assert!(err.contains("convnet-checkpoint-2") && err.contains("convnet-checkpoint-1"), "{err}");

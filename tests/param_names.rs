@@ -2,6 +2,7 @@
 //!   <config index>[.residual.<index in the block's layer list>]...<kind>.<param>
 //! with config indexes, never built-layer indexes, and "<block>.residual.shortcut.conv2d.<param>"
 //! for a projection shortcut. Checkpoints store tensors under exactly these names.
+mod common;
 use std::path::Path;
 
 use convnet::data::Normalization;
@@ -144,9 +145,7 @@ fn a_checkpoint_stores_its_tensors_under_the_parameter_names() {
         best_val_accuracy: 0.0,
     };
     save_checkpoint(&path, &net, &cfg.run, None, &meta).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let (header, _) = common::header(&std::fs::read(&path).unwrap());
     let mut stored: Vec<String> = header.as_object().unwrap().keys().filter(|k| *k != "__metadata__").cloned().collect();
     let mut expected = names(&net);
     stored.sort();

@@ -487,22 +487,6 @@ fn grayscale_and_rgb_images_are_converted_with_a_note_and_a_1x1_image_is_enlarge
 
 // ---------------------------------------------------------------- checkpoints
 
-/// The JSON header of a safetensors file, and where its data starts.
-fn header(bytes: &[u8]) -> (serde_json::Value, usize) {
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), 8 + n)
-}
-
-/// `bytes` with the header replaced by `value`.
-fn with_header(bytes: &[u8], value: &serde_json::Value) -> Vec<u8> {
-    let (_, start) = header(bytes);
-    let text = serde_json::to_vec(value).unwrap();
-    let mut out = (text.len() as u64).to_le_bytes().to_vec();
-    out.extend(text);
-    out.extend_from_slice(&bytes[start..]);
-    out
-}
-
 #[test]
 fn bad_checkpoints_are_refused_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! Layers: an op with its parameters, their gradients and what the forward pass keeps for the
-//! backward pass. A network is a sequence of layers; backpropagation walks it in reverse.
+//! backward pass. A network is a sequence of layers (`Sequential`); backpropagation walks it in
+//! reverse.
 //!
 //!   forward(x, mode)          y into the layer's own buffer (`output`); keeps what backward
 //!                             needs beyond x and y (an argmax, a scale)

@@ -41,7 +41,8 @@ pub struct Plan {
 /// One layer to build.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerPlan {
-    /// The index of its entry in its config list (the block's list inside a residual block).
+    /// The index of its entry in its config list (the block's list inside a residual block; a
+    /// shortcut has its block's).
     pub index: usize,
     /// How messages, tables and pictures name it: "layer 3 (max_pool)", "layer 4.2 (conv2d +
     /// relu)" (a relu folded in), "layer 5 (residual) shortcut".

@@ -133,3 +133,19 @@ units = 10
         dir.display()
     )
 }
+
+/// The JSON header of a safetensors file, and where its data starts.
+pub fn header(bytes: &[u8]) -> (serde_json::Value, usize) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), 8 + n)
+}
+
+/// `bytes` with the header replaced by `value`.
+pub fn with_header(bytes: &[u8], value: &serde_json::Value) -> Vec<u8> {
+    let (_, start) = header(bytes);
+    let text = serde_json::to_vec(value).unwrap();
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend_from_slice(&bytes[start..]);
+    out
+}
