@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::layers::Mode;
 use crate::model::{Loss, Network};
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, OptimizerConfig};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -70,26 +70,44 @@ pub fn run_bench(cfg: &Config, s: &BenchSettings) -> Result<BenchResult> {
     crate::threads::on_workers(|| run_bench_on_workers(cfg, s))
 }
 
+/// What a bench runs: a synthetic batch, the run's loss, and an optimiser for training steps.
+struct Workload {
+    x: Tensor,
+    labels: Vec<usize>,
+    loss: Loss,
+    optimizer: Optimizer,
+}
+
+impl Workload {
+    /// Deterministic pseudo-random inputs in [-1, 1) and labels for `net`, `batch` images.
+    fn new(cfg: &Config, net: &Network, batch: usize) -> Result<Workload> {
+        let [h, w, c] = cfg.model.input;
+        let n = h * w * c * batch;
+        let x = Tensor::from_vec(&[batch, h, w, c], (0..n).map(|i| ((i as u64 * 2654435761) % 2000) as f32 / 1000.0 - 1.0).collect())?;
+        let labels: Vec<usize> = (0..batch).map(|i| (i * 7) % net.num_classes()).collect();
+        // The loss the run trains with (label smoothing costs a little time too).
+        let loss = Loss { label_smoothing: cfg.run.train.label_smoothing };
+        let optimizer = Optimizer::new(OptimizerConfig::Adam { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })?;
+        Ok(Workload { x, labels, loss, optimizer })
+    }
+
+    /// One step: forward, loss, backward and an Adam update (`Train`), or a forward pass in
+    /// evaluation mode.
+    fn step(&mut self, net: &mut Network, mode: BenchMode) -> Result<()> {
+        match mode {
+            BenchMode::Train => {
+                net.compute_gradients(&self.x, &self.labels, self.loss)?;
+                net.apply_gradients(&mut self.optimizer, 1e-4)
+            }
+            BenchMode::Infer | BenchMode::Latency => net.forward(&self.x, Mode::Eval).map(|_| ()),
+        }
+    }
+}
+
 fn run_bench_on_workers(cfg: &Config, s: &BenchSettings) -> Result<BenchResult> {
     let mut net = Network::build(&cfg.model, 0)?;
-    let [h, w, c] = cfg.model.input;
-    let n = h * w * c * s.batch;
-    // Deterministic pseudo-random inputs in [-1, 1) and labels.
-    let x = Tensor::from_vec(&[s.batch, h, w, c], (0..n).map(|i| ((i as u64 * 2654435761) % 2000) as f32 / 1000.0 - 1.0).collect())?;
-    let labels: Vec<usize> = (0..s.batch).map(|i| (i * 7) % net.num_classes()).collect();
-    // The loss the run trains with (label smoothing costs a little time too).
-    let loss = Loss { label_smoothing: cfg.run.train.label_smoothing };
-    let mut optimizer =
-        Optimizer::new(crate::optim::OptimizerConfig::Adam { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })?;
-    let mut step = |net: &mut Network| -> Result<()> {
-        match s.mode {
-            BenchMode::Train => {
-                net.compute_gradients(&x, &labels, loss)?;
-                net.apply_gradients(&mut optimizer, 1e-4)
-            }
-            _ => net.forward(&x, Mode::Eval).map(|_| ()),
-        }
-    };
+    let mut work = Workload::new(cfg, &net, s.batch)?;
+    let mut step = |net: &mut Network| work.step(net, s.mode);
     for _ in 0..s.warmup {
         step(&mut net)?;
     }
@@ -151,11 +169,7 @@ pub fn layer_breakdown(cfg: &Config, batch: usize, steps: usize, warmup: usize, 
 
 fn layer_breakdown_on_workers(cfg: &Config, batch: usize, steps: usize, warmup: usize, train: bool) -> Result<Vec<(String, f64, f64)>> {
     let mut net = Network::build(&cfg.model, 0)?;
-    let [h, w, c] = cfg.model.input;
-    let n = h * w * c * batch;
-    let x = Tensor::from_vec(&[batch, h, w, c], (0..n).map(|i| ((i as u64 * 2654435761) % 2000) as f32 / 1000.0 - 1.0).collect())?;
-    let labels: Vec<usize> = (0..batch).map(|i| (i * 7) % net.num_classes()).collect();
-    let loss = Loss { label_smoothing: cfg.run.train.label_smoothing };
+    let Workload { x, labels, loss, .. } = Workload::new(cfg, &net, batch)?;
     for _ in 0..warmup {
         net.profile_step(&x, &labels, loss, train)?;
     }
@@ -170,4 +184,83 @@ fn layer_breakdown_on_workers(cfg: &Config, batch: usize, steps: usize, warmup: 
     Ok((0..runs[0].len())
         .map(|i| (runs[0][i].0.clone(), median(runs.iter().map(|r| r[i].1).collect()), median(runs.iter().map(|r| r[i].2).collect())))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TINY: &str = r#"
+name = "tiny"
+input = [6, 6, 1]
+[data]
+dataset = "mnist"
+[train]
+batch_size = 4
+epochs = 1
+[optimizer]
+kind = "sgd"
+lr = 0.1
+[[layers]]
+type = "conv2d"
+filters = 2
+kernel = 3
+[[layers]]
+type = "relu"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+units = 3
+"#;
+
+    fn weights(net: &Network) -> Vec<Tensor> {
+        net.params().iter().map(|p| p.value.clone()).collect()
+    }
+
+    #[test]
+    fn a_training_step_updates_the_weights_and_an_inference_step_does_not() {
+        let cfg = Config::from_toml(TINY, "tiny").unwrap();
+        let mut net = Network::build(&cfg.model, 0).unwrap();
+        let mut work = Workload::new(&cfg, &net, 4).unwrap();
+        assert_eq!(work.x.shape(), [4, 6, 6, 1]);
+        assert_eq!(work.labels, [0, 1, 2, 0], "(i * 7) % 3");
+        let before = weights(&net);
+        for mode in [BenchMode::Infer, BenchMode::Latency] {
+            work.step(&mut net, mode).unwrap();
+            assert_eq!(weights(&net), before, "{mode:?} leaves the weights alone");
+        }
+        work.step(&mut net, BenchMode::Train).unwrap();
+        assert_ne!(weights(&net), before, "a training step updates them");
+        assert_eq!(work.optimizer.steps_taken(), 1);
+    }
+
+    #[test]
+    fn bench_results_describe_the_run() {
+        let cfg = Config::from_toml(TINY, "tiny").unwrap();
+        for mode in [BenchMode::Train, BenchMode::Infer, BenchMode::Latency] {
+            let s = BenchSettings { steps: 2, reps: 3, warmup: 1, ..BenchSettings::defaults(mode, None) };
+            let r = run_bench(&cfg, &s).unwrap();
+            assert_eq!((r.bench.as_str(), r.mode, r.batch, r.steps, r.reps), ("tiny", mode, s.batch, 2, 3));
+            assert_eq!(r.batch, if mode == BenchMode::Latency { 1 } else { 64 }, "the default batches");
+            assert!(r.img_per_s_min <= r.img_per_s_median && r.img_per_s_median <= r.img_per_s_max, "{r:?}");
+            assert!(r.ms_per_step_min <= r.ms_per_step_median && r.ms_per_step_median <= r.ms_per_step_max, "{r:?}");
+            assert!(r.img_per_s_median > 0.0 && r.gflops_achieved_median >= 0.0, "{r:?}");
+        }
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_mib().is_some_and(|m| m > 1.0), "VmHWM of this test process");
+        }
+    }
+
+    #[test]
+    fn the_layer_breakdown_has_a_row_per_built_layer() {
+        let cfg = Config::from_toml(TINY, "tiny").unwrap();
+        let labels = ["layer 0 (conv2d + relu)", "layer 2 (flatten)", "layer 3 (dense)"];
+        let train = layer_breakdown(&cfg, 4, 3, 1, true).unwrap();
+        assert_eq!(train.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), labels);
+        assert!(train.iter().all(|r| r.1 > 0.0 && r.2 > 0.0), "every layer runs forward and backward: {train:?}");
+        let infer = layer_breakdown(&cfg, 4, 3, 1, false).unwrap();
+        assert_eq!(infer.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), labels);
+        assert!(infer.iter().all(|r| r.1 > 0.0 && r.2 == 0.0), "no backward pass: {infer:?}");
+    }
 }

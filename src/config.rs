@@ -138,3 +138,38 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distances_by_hand() {
+        // kitten -> sitten -> sittin -> sitting: two substitutions and an insertion.
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("flaw", "lawn"), 2, "a deletion and an insertion");
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("filters", "filters"), 0);
+        assert_eq!(edit_distance("filtres", "filters"), 2, "a swap is two substitutions");
+    }
+
+    #[test]
+    fn a_suggestion_needs_a_distance_of_at_most_half_the_word_plus_one() {
+        // For a 7-letter word the bound is 7 / 2 + 1 = 4.
+        let message = |wrong: &str, known: &str| format!("unknown field `{wrong}`, expected one of `{known}`, `zzzzzzzzzzzzzz`");
+        assert_eq!(suggestion(&message("abcdefg", "abcwxyz")), Some("abcwxyz".into()), "distance 4");
+        assert_eq!(suggestion(&message("abcdefg", "abvwxyz")), None, "distance 5");
+        assert_eq!(suggestion("unknown variant `maxpool`, expected one of `conv2d`, `max_pool`"), Some("max_pool".into()));
+        assert_eq!(suggestion("missing field `lr`"), None, "nothing to suggest from");
+    }
+
+    #[test]
+    fn an_unknown_key_is_reported_on_its_own_line_even_first_in_its_table() {
+        let text = "name = \"t\"\ninput = [4, 4, 1]\n[data]\ndataset = \"mnist\"\n[train]\nbatch_size = 1\nepochs = 1\n\
+                    [optimizer]\nkind = \"sgd\"\nlr = 0.1\n[[layers]]\nfiltres = 2\ntype = \"conv2d\"\nkernel = 3\n";
+        let err = Config::from_toml(text, "t.toml").expect_err("refused").to_string();
+        assert!(err.contains("line 12: unknown field `filtres`"), "{err}");
+        assert!(err.contains("did you mean `filters`?"), "{err}");
+    }
+}

@@ -72,3 +72,45 @@ pub(crate) fn remove_stale_temp_files(dir: &Path) -> usize {
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_whole_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.csv");
+        write_atomically(&path, b"old").unwrap();
+        write_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["metrics.csv"], "the temporary file was renamed, not left behind");
+        // Into a folder that does not exist: an error naming the file, nothing written.
+        let missing = dir.path().join("nowhere/last.safetensors");
+        let err = write_atomically(&missing, b"x").unwrap_err().to_string();
+        assert!(err.contains("nowhere/last.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn only_the_temporary_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| {
+            std::fs::write(dir.path().join(name), b"partial").unwrap();
+            dir.path().join(name)
+        };
+        // No process has this id (Linux ids stay below 2^22).
+        let dead = [file(".last.safetensors.tmp-4000000000"), file(".metrics.csv.tmp-4000000001")];
+        let ours = file(&format!(".best.safetensors.tmp-{}", std::process::id()));
+        let unrelated = [file("last.safetensors"), file(".hidden"), file(".notes.tmp-abc")];
+        let init = cfg!(target_os = "linux").then(|| file(".config.toml.tmp-1"));
+        assert_eq!(remove_stale_temp_files(dir.path()), 2);
+        assert!(dead.iter().all(|p| !p.exists()), "a dead process's files are removed");
+        assert!(ours.exists(), "this process may still rename its own");
+        assert!(unrelated.iter().all(|p| p.exists()), "other files are left alone");
+        if let Some(init) = init {
+            assert!(init.exists(), "process 1 is running: its file stays");
+        }
+        assert_eq!(remove_stale_temp_files(&dir.path().join("missing")), 0, "a missing folder has nothing to remove");
+    }
+}

@@ -62,6 +62,42 @@ fn summary_prints_shapes_parameters_and_flops() {
     assert!(stdout.contains("4864") && stdout.contains("9.83"), "{stdout}");
     // Total forward: 64.36 MFLOPs per image, as in ../shared/bench/seed_model.py --check.
     assert!(stdout.contains("64.36 MFLOPs"), "{stdout}");
+    // The ResNet, by hand (2 x multiply-adds): conv 3->16 at 32x32, 2*1024*16*27 = 884,736; five
+    // 3x3 products of 9,437,184 each (conv 16->32 at 32x32, the two convs of block 7 at 16x16,
+    // conv 32->64 at 16x16, conv 64->128 at 8x8, the two convs of block 16 at 4x4 counting as
+    // two halves); dense 128->10, 2,560: 48,073,216 in all, each block 9.44 of them.
+    let (code, stdout, stderr) = convnet(&["summary", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/configs/cifar10-resnet.toml")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("48.07 MFLOPs"), "{stdout}");
+    let block = stdout.lines().find(|l| l.starts_with("layer 7 (residual)")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(block.trim_end().ends_with("9.44"), "{block}");
+}
+
+#[test]
+fn the_summary_of_the_default_model_is_its_hand_computed_table() {
+    // Parameters: conv 3*3*1*32 + 32 = 320; conv 3*3*32*64 + 64 = 18,496; dense 3136*128 + 128 =
+    // 401,536 (7*7*64 = 3136 inputs); dense 128*10 + 10 = 1,290; 421,642 in all.
+    // MFLOPs (2 x multiply-adds): 2*28*28*32*9 = 451,584; 2*14*14*64*288 = 7,225,344;
+    // 2*3136*128 = 802,816; 2*128*10 = 2,560 (0.00, but not "-": it has some); 8,482,304 in all.
+    let (code, stdout, stderr) = convnet(&["summary", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/configs/fashion-mnist.toml")]);
+    assert_eq!(code, 0, "{stderr}");
+    let rule = "-".repeat(57);
+    let expected = format!(
+        "Model: fashion-mnist\n{rule}\n\
+         Layer                    Output shape      Params  MFLOPs\n{rule}\n\
+         input                    [28, 28, 1]            0       -\n\
+         layer 0 (conv2d + relu)  [28, 28, 32]         320    0.45\n\
+         layer 2 (max_pool)       [14, 14, 32]           0       -\n\
+         layer 3 (conv2d + relu)  [14, 14, 64]       18496    7.23\n\
+         layer 5 (max_pool)       [7, 7, 64]             0       -\n\
+         layer 6 (flatten)        [3136]                 0       -\n\
+         layer 7 (dense)          [128]             401536    0.80\n\
+         layer 8 (relu)           [128]                  0       -\n\
+         layer 9 (dense)          [10]                1290    0.00\n{rule}\n\
+         Total parameters: 421642\n\
+         Forward: 8.48 MFLOPs per image (a training step is about 3x)\n"
+    );
+    assert_eq!(stdout, expected);
 }
 
 #[test]
@@ -102,4 +138,33 @@ fn user_errors_exit_2_with_a_message_naming_the_culprit() {
     let (code, _, stderr) = convnet(&["train", "--config", cfg.to_str().unwrap(), "--batch-size", "0"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("batch_size"), "{stderr}");
+}
+
+#[test]
+fn bench_prints_one_json_line_or_a_layer_table_and_refuses_a_zero_batch() {
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("tiny.toml");
+    std::fs::write(&cfg, tiny_config(work.path(), 1, "kind = \"adam\"\nlr = 0.01")).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let quick = ["--steps", "2", "--reps", "2", "--warmup", "0"];
+    let (code, stdout, stderr) =
+        convnet(&[&["bench", "--config", cfg, "--mode", "infer", "--batch-size", "3", "--json"][..], &quick].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(
+        (r["bench"].as_str(), r["mode"].as_str(), r["batch"].as_u64(), r["reps"].as_u64()),
+        (Some("tiny"), Some("infer"), Some(3), Some(2))
+    );
+    assert!(r["img_per_s_median"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+    let (code, stdout, stderr) = convnet(&[&["bench", "--config", cfg, "--mode", "train", "--layers"][..], &quick].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("training step, batch 64") && stdout.contains("layer 0 (conv2d + relu)") && stdout.contains("total"),
+        "{stdout}"
+    );
+    for bad in ["0", "1048577"] {
+        let (code, _, stderr) = convnet(&["bench", "--config", cfg, "--batch-size", bad]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("--batch-size") && stderr.contains(&format!("must be from 1 to 1048576, got {bad}")), "{stderr}");
+    }
 }

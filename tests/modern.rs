@@ -284,3 +284,25 @@ fn one_cycle_schedule_values() {
     assert!((lr(12) - 0.052).abs() < 1e-6);
     assert!(lr(50) < lr(30) && lr(30) < lr(24));
 }
+
+#[test]
+fn dropout_inside_a_residual_block_draws_its_mask_from_the_step() {
+    // The block passes its seed on to its body (`set_seed`): the same step gives the same
+    // mask, another step another one.
+    let text = RESNET_TINY.replace(
+        "  { type = \"conv2d\", filters = 6, kernel = 3, stride = 2, padding = \"same\" },\n  { type = \"sigmoid\" },",
+        "  { type = \"conv2d\", filters = 6, kernel = 3, stride = 2, padding = \"same\" },\n  { type = \"dropout\", rate = 0.5 },",
+    );
+    let cfg = Config::from_toml(&text, "resnet-dropout").unwrap();
+    let mut net = Network::build(&cfg.model, 3).unwrap();
+    let x = random(&[4, 6, 6, 2], 5);
+    // Built layer 4 is the second block; its output holds its body's dropout mask.
+    let block_output = |net: &mut Network, step: u64| {
+        net.set_step_seed(1, step);
+        net.forward(&x, Mode::Train).unwrap();
+        net.layers()[4].output().clone()
+    };
+    let first = block_output(&mut net, 0);
+    assert_eq!(first, block_output(&mut net, 0), "same step, same mask");
+    assert_ne!(first, block_output(&mut net, 1), "another step, another mask");
+}

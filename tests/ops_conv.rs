@@ -330,3 +330,14 @@ fn winograd_is_chosen_for_5x5_stride_1_with_16_or_more_input_channels_only() {
     assert_eq!(algorithm(&Window::new(5, 5, 2, 2, Padding::Same), 64), Algorithm::Im2col, "stride 2");
     assert_eq!(algorithm(&Window::new(5, 3, 1, 1, Padding::Same), 64), Algorithm::Im2col, "5x3");
 }
+
+#[test]
+fn the_benches_im2col_path_matches_the_reference_where_winograd_would_be_taken() {
+    use convnet::ops::conv2d::{algorithm, conv2d_forward_im2col_into, Algorithm, ConvScratch};
+    let win = Window::new(5, 5, 1, 1, Padding::Same);
+    let (x, w, b) = (random(&[2, 7, 6, 16], 71), random(&[5, 5, 16, 5], 72), random(&[5], 73));
+    assert_eq!(algorithm(&win, 16), Algorithm::Winograd, "conv2d_forward would not take im2col here");
+    let mut y = Tensor::empty();
+    conv2d_forward_im2col_into(&x, &w, &b, &win, false, &mut y, &mut ConvScratch::default()).unwrap();
+    assert_close(&y, &conv_forward(&x, &w, &b, &win).unwrap(), 1e-5, "im2col path");
+}

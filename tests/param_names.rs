@@ -76,6 +76,10 @@ fn a_block_of_conv_relu_conv_relu_is_named_by_its_config_indexes() {
     // The shortcut is the 1x1 projection from the block's 3 input channels to its 4.
     let shortcut = net.params().into_iter().find(|p| p.name == "2.residual.shortcut.conv2d.weight").unwrap();
     assert_eq!(shortcut.value.shape(), [1, 1, 3, 4]);
+    // The block's forward FLOPs, by hand (multiply-adds x 2 on its 6x6 output): conv 3->4 3x3,
+    // 2*36*4*27 = 7776; conv 4->4 3x3, 2*36*4*36 = 10368; the 1x1 shortcut 3->4, 2*36*4*3 = 864.
+    assert_eq!(net.layers()[1].label(), "layer 2 (residual)");
+    assert_eq!(net.layers()[1].flops(), 7776 + 10368 + 864);
     // Batch norm's running statistics are saved state, not trained.
     let trainable: Vec<String> = net.trainable_sizes().into_iter().map(|(n, _)| n).collect();
     assert!(!trainable.iter().any(|n| n.contains("running_")), "{trainable:?}");
@@ -151,4 +155,81 @@ fn a_checkpoint_stores_its_tensors_under_the_parameter_names() {
     stored.sort();
     expected.sort();
     assert_eq!(stored, expected);
+}
+
+#[test]
+fn every_layer_is_labelled_by_its_config_index_and_kind() {
+    let text = r#"
+name = "labels"
+input = [8, 8, 2]
+[data]
+dataset = "mnist"
+[train]
+batch_size = 4
+epochs = 1
+[optimizer]
+kind = "sgd"
+lr = 0.1
+[[layers]]
+type = "conv2d"
+filters = 3
+kernel = 3
+padding = "same"
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "lrn"
+[[layers]]
+type = "residual"
+layers = [
+  { type = "conv2d", filters = 4, kernel = 3, padding = "same" },
+  { type = "relu" },
+  { type = "tanh" },
+]
+[[layers]]
+type = "max_pool"
+size = 2
+[[layers]]
+type = "avg_pool"
+size = 2
+[[layers]]
+type = "sigmoid"
+[[layers]]
+type = "dropout"
+rate = 0.1
+[[layers]]
+type = "global_avg_pool"
+[[layers]]
+type = "dense"
+units = 3
+"#;
+    let cfg = Config::from_toml(text, "labels").unwrap();
+    let net = Network::build(&cfg.model, 1).unwrap();
+    let labels: Vec<&str> = net.layers().iter().map(|l| l.label()).collect();
+    let expected = [
+        "layer 0 (conv2d)",
+        "layer 1 (batch_norm)",
+        "layer 2 (relu)",
+        "layer 3 (lrn)",
+        "layer 4 (residual)",
+        "layer 5 (max_pool)",
+        "layer 6 (avg_pool)",
+        "layer 7 (sigmoid)",
+        "layer 8 (dropout)",
+        "layer 9 (global_avg_pool)",
+        "layer 10 (dense)",
+    ];
+    assert_eq!(labels, expected);
+    let residual = cfg.model.plan().unwrap().layers.remove(4);
+    let convnet::model::PlannedOp::Residual { body, shortcut } = residual.op else { panic!("layer 4 is a block") };
+    assert_eq!(body.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), ["layer 4.0 (conv2d + relu)", "layer 4.2 (tanh)"]);
+    assert_eq!(shortcut.map(|s| s.label), Some("layer 4 (residual) shortcut".to_string()));
+    // The trace and the summary use the same labels.
+    let mut net = net;
+    let trace = net.forward_trace(&convnet::Tensor::zeros(&[1, 8, 8, 2])).unwrap();
+    assert_eq!(trace.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), expected);
+    let table = convnet::model::summary::summary(&net);
+    assert!(expected.iter().all(|l| table.contains(l)), "{table}");
 }

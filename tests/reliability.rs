@@ -347,6 +347,29 @@ fn absurd_sizes_and_bad_names_are_refused_before_anything_is_allocated() {
 }
 
 #[test]
+fn batch_norm_dropout_and_lrn_settings_are_checked_naming_the_layer() {
+    let with = |layer: &str| base_config().replace(LRN, layer);
+    let bn = |momentum: &str, eps: &str| with(&format!("type = \"batch_norm\"\nmomentum = {momentum}\neps = {eps}"));
+    let bn_error = "layer 3 (batch_norm): momentum must be in [0, 1] and eps a positive number";
+    for (momentum, eps) in [("1.5", "1e-5"), ("-0.1", "1e-5"), ("0.1", "0.0"), ("0.1", "-1.0"), ("0.1", "inf"), ("nan", "1e-5")] {
+        summary_error(&bn(momentum, eps), &[bn_error]);
+    }
+    for (momentum, eps) in [("0.0", "1e-5"), ("1.0", "1e-12")] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bn.toml");
+        std::fs::write(&path, bn(momentum, eps)).unwrap();
+        let (code, _, stderr) = convnet(&["summary", "--config", s(&path)]);
+        assert_eq!(code, 0, "momentum {momentum} and eps {eps} are valid: {stderr}");
+    }
+    for rate in ["1.0", "-0.5", "nan"] {
+        summary_error(&with(&format!("type = \"dropout\"\nrate = {rate}")), &["layer 3 (dropout): rate must be in [0, 1)"]);
+    }
+    summary_error(&with("type = \"lrn\"\nbias = 0.0"), &["layer 3 (lrn): bias must be a positive finite number, got 0"]);
+    summary_error(&with("type = \"lrn\"\nbeta = -1.0"), &["layer 3 (lrn): beta must be a non-negative finite number, got -1"]);
+    summary_error(&with("type = \"lrn\"\nalpha = inf"), &["layer 3 (lrn): alpha must be a non-negative finite number, got inf"]);
+}
+
+#[test]
 fn missing_config_or_a_folder_for_a_config() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.toml");

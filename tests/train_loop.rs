@@ -199,3 +199,31 @@ fn the_seed_network_trains_bit_identically_on_any_thread_count() {
     assert_eq!(one, run(2));
     assert_eq!(one, run(4));
 }
+
+#[test]
+fn the_first_layer_computes_no_input_gradient_and_every_other_layer_does() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = Config::from_toml(&tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01"), "tiny").unwrap();
+    let mut net = Network::build(&cfg.model, 5).unwrap();
+    let x = random(&[3, 8, 8, 1], 11);
+    net.compute_gradients(&x, &[1, 2, 3], Loss::default()).unwrap();
+    let lens: Vec<usize> = net.layers().iter().map(|l| l.input_grad().len()).collect();
+    assert_eq!(lens[0], 0, "nothing needs d loss / d image: {lens:?}");
+    for (i, pair) in net.layers().windows(2).enumerate() {
+        let input: usize = pair[0].output_shape().iter().product();
+        assert_eq!(lens[i + 1], 3 * input, "{}: the gradient of its whole input batch", pair[1].label());
+    }
+}
+
+#[test]
+fn a_non_finite_loss_names_the_first_layer_whose_output_is_not_finite() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = Config::from_toml(&tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01"), "tiny").unwrap();
+    let x = random(&[2, 8, 8, 1], 12);
+    for (param, layer) in [("5.dense.weight", "layer 5 (dense)"), ("0.conv2d.bias", "layer 0 (conv2d + relu)")] {
+        let mut net = Network::build(&cfg.model, 5).unwrap();
+        net.params_mut().into_iter().find(|p| p.name == param).unwrap().value.data_mut()[0] = f32::NAN;
+        let err = net.compute_gradients(&x, &[1, 2], Loss::default()).unwrap_err().to_string();
+        assert!(err.contains(&format!("the output of {layer} is not finite")), "{param}: {err}");
+    }
+}

@@ -32,10 +32,6 @@ impl ResidualLayer {
     pub fn body(&self) -> &Sequential {
         &self.body
     }
-
-    pub fn projection(&self) -> Option<&dyn Layer> {
-        self.projection.as_deref()
-    }
 }
 
 impl Layer for ResidualLayer {

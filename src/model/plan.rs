@@ -353,3 +353,51 @@ fn conv_params(kh: usize, kw: usize, c_in: usize, filters: usize) -> u64 {
 fn shape_values(shape: &[usize]) -> u64 {
     shape.iter().fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model of `input` that pools it globally into a dense layer of 2.
+    fn flat(input: [usize; 3]) -> ModelSpec {
+        let layers = vec![LayerConfig::GlobalAvgPool {}, LayerConfig::Dense { units: 2, l2: 0.0, init: None }];
+        ModelSpec { name: "m".into(), description: String::new(), input, init: Init::He, layers }
+    }
+
+    fn refusal(input: [usize; 3]) -> String {
+        flat(input).plan().err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_input_limits_hold_at_their_bounds() {
+        for ok in [[MAX_SIDE, 1, 1], [1, MAX_SIDE, 1], [1, 1, MAX_UNITS], [1 << 14, 1 << 14, 1]] {
+            assert_eq!(flat(ok).plan().ok().map(|p| p.output), Some(vec![2]), "{ok:?} is within the limits");
+        }
+        for side in [[MAX_SIDE + 1, 1, 1], [1, MAX_SIDE + 1, 1], [1, 1, MAX_UNITS + 1]] {
+            assert!(refusal(side).contains("is too large"), "{side:?}: {}", refusal(side));
+        }
+        // 2^28 values is the most an example may have.
+        let over = [1 << 14, (1 << 14) + 1, 1];
+        assert!(refusal(over).contains("values per example, over the limit of 268435456"), "{}", refusal(over));
+        assert!(refusal([0, 1, 1]).contains("must have no zero dimension"));
+    }
+
+    #[test]
+    fn a_layer_may_output_exactly_the_most_values_and_a_model_have_exactly_the_most_parameters() {
+        let relu_first = |input: [usize; 3]| {
+            let mut m = flat(input);
+            m.layers.insert(0, LayerConfig::Relu {});
+            m.plan().err().map(|e| e.to_string())
+        };
+        assert_eq!(relu_first([1 << 14, 1 << 14, 1]), None, "2^28 values at the relu's output");
+        // 16383 inputs into 16384 units: 16383 * 16384 weights + 16384 biases = 2^28.
+        let dense = |inputs: usize| {
+            let mut m = flat([1, 1, inputs]);
+            m.layers[1] = LayerConfig::Dense { units: 1 << 14, l2: 0.0, init: None };
+            m.plan().map(|p| p.param_count).map_err(|e| e.to_string())
+        };
+        assert_eq!(dense((1 << 14) - 1), Ok(MAX_PARAMS));
+        let over = dense(1 << 14).unwrap_err();
+        assert!(over.contains("layer 1 (dense) brings the model to 268451840 parameters, over the limit of 268435456"), "{over}");
+    }
+}

@@ -242,13 +242,6 @@ impl LayerConfig {
             LayerConfig::Dense { .. } => "dense",
         }
     }
-
-    pub fn lrn_params(&self) -> Option<LrnParams> {
-        match *self {
-            LayerConfig::Lrn { depth_radius, bias, alpha, beta } => Some(LrnParams { depth_radius, bias, alpha, beta }),
-            _ => None,
-        }
-    }
 }
 
 /// The window of a pooling layer.
@@ -338,5 +331,79 @@ impl LayerConfig {
             | LayerConfig::Flatten {}
             | LayerConfig::GlobalAvgPool {} => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, init: Init, layer_init: Option<Init>) -> ModelSpec {
+        let layers = vec![LayerConfig::Flatten {}, LayerConfig::Dense { units: 2, l2: 0.0, init: layer_init }];
+        ModelSpec { name: name.into(), description: String::new(), input: [2, 2, 1], init, layers }
+    }
+
+    fn refusal(m: &ModelSpec) -> String {
+        m.validate().err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_name_must_be_one_plain_folder_name() {
+        for bad in ["", ".", "..", "a/b", "a\\b", "nul\0"] {
+            assert!(refusal(&spec(bad, Init::He, None)).contains("must be a plain folder name"), "{bad:?}");
+        }
+        for good in ["tiny", "cifar10-resnet", ".hidden", "a..b"] {
+            assert!(spec(good, Init::He, None).validate().is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_normal_needs_a_positive_finite_stddev_for_the_model_and_for_a_layer() {
+        for stddev in [0.0, -0.05, f32::INFINITY, f32::NAN] {
+            let bad = Init::TruncatedNormal { stddev };
+            assert!(refusal(&spec("m", bad, None)).contains(&format!("init stddev must be a positive number, got {stddev}")), "{stddev}");
+            let layer = refusal(&spec("m", Init::He, Some(bad)));
+            assert!(layer.contains(&format!("layer 1 (dense): init stddev must be a positive number, got {stddev}")), "{layer}");
+        }
+        let tiny = Init::TruncatedNormal { stddev: 1e-9 };
+        assert!(spec("m", tiny, Some(tiny)).validate().is_ok());
+    }
+
+    #[test]
+    fn paddings_resolve_by_name_in_any_case_by_number_or_by_side() {
+        let resolve = |p: PaddingConfig| p.resolve("layer 0 (conv2d)").map_err(|e| e.to_string());
+        assert_eq!(resolve(PaddingConfig::Named("SAME".into())), Ok(Padding::Same));
+        assert_eq!(resolve(PaddingConfig::Named("Valid".into())), Ok(Padding::Valid));
+        assert_eq!(resolve(PaddingConfig::Symmetric(2)), Ok(Padding::symmetric(2)));
+        assert_eq!(resolve(PaddingConfig::Sides([1, 2, 3, 4])), Ok(Padding::Explicit { top: 1, bottom: 2, left: 3, right: 4 }));
+        let err = resolve(PaddingConfig::Named("full".into())).unwrap_err();
+        assert!(err.contains("layer 0 (conv2d)") && err.contains("padding \"full\" is not one of"), "{err}");
+    }
+
+    #[test]
+    fn lrn_defaults_are_tensorflows() {
+        // tf.nn.lrn: depth_radius 5, bias 1, alpha 1, beta 0.5.
+        let layer: LayerConfig = toml::from_str("type = \"lrn\"").unwrap();
+        assert_eq!(layer, LayerConfig::Lrn { depth_radius: 5, bias: 1.0, alpha: 1.0, beta: 0.5 });
+        let bn: LayerConfig = toml::from_str("type = \"batch_norm\"").unwrap();
+        assert_eq!(bn, LayerConfig::BatchNorm { momentum: 0.1, eps: 1e-5 }, "PyTorch's");
+    }
+
+    #[test]
+    fn sizes_may_reach_their_limits_and_not_pass_them() {
+        let conv = |kernel: usize, filters: usize| LayerConfig::Conv2d {
+            filters,
+            kernel: Pair::Both(kernel),
+            stride: Pair::Both(1),
+            padding: PaddingConfig::Symmetric(MAX_SIDE),
+            l2: 0.0,
+            init: None,
+        };
+        assert_eq!(conv(MAX_SIDE, MAX_UNITS).check_values(), Ok(()));
+        assert_eq!(conv(MAX_SIDE + 1, 1).check_values(), Err(format!("kernel {} is over the limit of {MAX_SIDE}", MAX_SIDE + 1)));
+        assert_eq!(conv(1, MAX_UNITS + 1).check_values(), Err(format!("filters {} is over the limit of {MAX_UNITS}", MAX_UNITS + 1)));
+        let dense = |units: usize| LayerConfig::Dense { units, l2: 0.0, init: None };
+        assert_eq!(dense(MAX_UNITS).check_values(), Ok(()));
+        assert!(dense(MAX_UNITS + 1).check_values().is_err());
     }
 }
