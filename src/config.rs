@@ -150,6 +150,8 @@ mod tests {
         assert_eq!(edit_distance("flaw", "lawn"), 2, "a deletion and an insertion");
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("abc", "ab"), 1, "a deletion at the end");
+        assert_eq!(edit_distance("batch_size", "batchsize"), 1, "a deletion in the middle");
         assert_eq!(edit_distance("filters", "filters"), 0);
         assert_eq!(edit_distance("filtres", "filters"), 2, "a swap is two substitutions");
     }

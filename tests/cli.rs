@@ -168,3 +168,20 @@ fn bench_prints_one_json_line_or_a_layer_table_and_refuses_a_zero_batch() {
         assert!(stderr.contains("--batch-size") && stderr.contains(&format!("must be from 1 to 1048576, got {bad}")), "{stderr}");
     }
 }
+
+#[test]
+fn a_config_without_a_data_path_reads_its_data_sets_default_folder_and_names_it() {
+    // Run from an empty folder, where CIFAR-10's default (../shared/data/...) does not exist.
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("c.toml");
+    let text = "name = \"c\"\ninput = [32, 32, 3]\n[data]\ndataset = \"cifar10\"\n[train]\nbatch_size = 4\nepochs = 1\n[optimizer]\nkind = \"sgd\"\nlr = 0.1\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 10\n";
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_convnet"))
+        .args(["train", "--quiet", "--config", cfg.to_str().unwrap(), "--out", "run"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("../shared/data/cifar-10-batches-bin"), "{stderr}");
+}

@@ -52,6 +52,20 @@ fn lrn_known_answer() {
 }
 
 #[test]
+fn lrn_refuses_parameters_outside_their_domain_naming_the_key() {
+    let x = random(&[1, 2, 2, 3], 5);
+    let good = LrnParams { depth_radius: 1, bias: 1.0, alpha: 0.1, beta: 0.75 };
+    for (bad, key) in [
+        (LrnParams { bias: 0.0, ..good }, "bias"),
+        (LrnParams { alpha: -0.1, ..good }, "alpha"),
+        (LrnParams { beta: f32::NAN, ..good }, "beta"),
+    ] {
+        let err = lrn_forward(&x, &bad).expect_err("refused").to_string();
+        assert!(err.contains("lrn") && err.contains(key), "{err}");
+    }
+}
+
+#[test]
 fn activation_gradients_match_finite_differences() {
     for (i, act) in [Activation::Relu, Activation::Sigmoid, Activation::Tanh].into_iter().enumerate() {
         // Keep inputs away from relu's kink at 0.

@@ -13,16 +13,6 @@ use convnet::Config;
 /// conv, relu (folded into the conv), a block [conv2d, relu, conv2d, relu] that changes the
 /// channels (so it has a projection shortcut), batch norm, flatten, dense.
 const BLOCK_WITH_FOLDED_RELUS: &str = r#"
-name = "names"
-input = [6, 6, 2]
-[data]
-dataset = "mnist"
-[train]
-batch_size = 4
-epochs = 1
-[optimizer]
-kind = "sgd"
-lr = 0.1
 [[layers]]
 type = "conv2d"
 filters = 3
@@ -52,7 +42,7 @@ fn names(net: &Network) -> Vec<String> {
 
 #[test]
 fn a_block_of_conv_relu_conv_relu_is_named_by_its_config_indexes() {
-    let cfg = Config::from_toml(BLOCK_WITH_FOLDED_RELUS, "names").unwrap();
+    let cfg = Config::from_toml(&common::model_config("names", "[6, 6, 2]", BLOCK_WITH_FOLDED_RELUS), "names").unwrap();
     let net = Network::build(&cfg.model, 1).unwrap();
     // Read off the config by hand: the block is entry 2, its convs are entries 0 and 2 of its
     // list (the relus at 1 and 3 are folded into them and have no parameters).
@@ -136,7 +126,7 @@ fn every_shipped_config_is_named_by_the_rule_and_the_resnet_as_read_off_its_file
 
 #[test]
 fn a_checkpoint_stores_its_tensors_under_the_parameter_names() {
-    let cfg = Config::from_toml(BLOCK_WITH_FOLDED_RELUS, "names").unwrap();
+    let cfg = Config::from_toml(&common::model_config("names", "[6, 6, 2]", BLOCK_WITH_FOLDED_RELUS), "names").unwrap();
     let net = Network::build(&cfg.model, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("names.safetensors");
@@ -159,17 +149,7 @@ fn a_checkpoint_stores_its_tensors_under_the_parameter_names() {
 
 #[test]
 fn every_layer_is_labelled_by_its_config_index_and_kind() {
-    let text = r#"
-name = "labels"
-input = [8, 8, 2]
-[data]
-dataset = "mnist"
-[train]
-batch_size = 4
-epochs = 1
-[optimizer]
-kind = "sgd"
-lr = 0.1
+    let layers = r#"
 [[layers]]
 type = "conv2d"
 filters = 3
@@ -205,7 +185,7 @@ type = "global_avg_pool"
 type = "dense"
 units = 3
 "#;
-    let cfg = Config::from_toml(text, "labels").unwrap();
+    let cfg = Config::from_toml(&common::model_config("labels", "[8, 8, 2]", layers), "labels").unwrap();
     let net = Network::build(&cfg.model, 1).unwrap();
     let labels: Vec<&str> = net.layers().iter().map(|l| l.label()).collect();
     let expected = [

@@ -66,6 +66,12 @@ fn run(dir: &std::path::Path, out: &std::path::Path, epochs: usize, resume: bool
     train(&opts, &mut |_| Ok(())).unwrap()
 }
 
+/// The run folder's metrics.csv without its timing columns.
+fn metrics_without_timing(dir: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    text.lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect()
+}
+
 fn weights(path: &std::path::Path) -> Vec<Tensor> {
     let net = Checkpoint::load(path).unwrap().network().unwrap();
     net.params().iter().map(|p| p.value.clone()).collect()
@@ -93,7 +99,14 @@ fn training_learns_the_quadrant_data_set_and_writes_the_run_folder() {
     // best.safetensors is enough to rebuild the network and predict.
     let ck = Checkpoint::load(&out.path().join("best.safetensors")).unwrap();
     assert_eq!(ck.meta.class_names.len(), 10);
-    assert!(ck.meta.epoch >= 1 && ck.meta.epoch <= 4);
+    // The validation accuracy picks the best epoch; a tie keeps the first.
+    let best = report.epochs.iter().map(|m| m.val_accuracy).fold(f32::NEG_INFINITY, f32::max);
+    let first_best = report.epochs.iter().position(|m| m.val_accuracy == best).unwrap() + 1;
+    assert_eq!(ck.meta.epoch, first_best, "{:?}", report.epochs.iter().map(|m| m.val_accuracy).collect::<Vec<_>>());
+    // Each epoch's speed is its 384 training images (400 less 16 for validation) over its seconds.
+    for m in &report.epochs {
+        assert!((m.images_per_second * m.seconds - 384.0).abs() < 0.5, "{} images/s over {} s", m.images_per_second, m.seconds);
+    }
 }
 
 #[test]
@@ -116,14 +129,7 @@ fn same_seed_gives_bit_identical_runs_and_resume_continues_bit_identically() {
     assert_eq!(strip(&ra), strip(&rb));
     assert_eq!(strip(&ra), strip(&rc));
     // The metrics files agree except for the timing columns.
-    let drop_timing = |p: &std::path::Path| {
-        std::fs::read_to_string(p.join("metrics.csv"))
-            .unwrap()
-            .lines()
-            .map(|l| l.split(',').take(8).collect::<Vec<_>>().join(","))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(drop_timing(a.path()), drop_timing(c.path()));
+    assert_eq!(metrics_without_timing(a.path()), metrics_without_timing(c.path()));
     // A different seed gives different weights (the comparison above can fail).
     let d = tempfile::tempdir().unwrap();
     let cfg =
@@ -131,6 +137,49 @@ fn same_seed_gives_bit_identical_runs_and_resume_continues_bit_identically() {
     train(&TrainOptions { config: cfg, data_dir: None, out_dir: d.path().to_path_buf(), resume: false, verbose: false }, &mut |_| Ok(()))
         .unwrap();
     assert_ne!(wa, weights(&d.path().join("last.safetensors")));
+}
+
+/// Resume's edge cases, each against the uninterrupted two-epoch run `a`.
+#[test]
+fn resume_keeps_the_runs_seed_reads_older_histories_from_metrics_and_reports_a_finished_run() {
+    let data = tempfile::tempdir().unwrap();
+    write_quadrant_idx(data.path(), 120, 24, 4);
+    let a = tempfile::tempdir().unwrap();
+    let ra = run(data.path(), a.path(), 2, false);
+    let last = |dir: &tempfile::TempDir| dir.path().join("last.safetensors");
+
+    // Resumed under a config that says seed 4: the run goes on with its own seed, 3.
+    let b = tempfile::tempdir().unwrap();
+    run(data.path(), b.path(), 1, false);
+    let reseeded = tiny_config(data.path(), 2, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 4");
+    let opts = TrainOptions {
+        config: Config::from_toml(&reseeded, "tiny").unwrap(),
+        data_dir: None,
+        out_dir: b.path().to_path_buf(),
+        resume: true,
+        verbose: false,
+    };
+    train(&opts, &mut |_| Ok(())).unwrap();
+    assert_eq!(weights(&last(&a)), weights(&last(&b)), "resumed with the config's seed, not the run's");
+
+    // A checkpoint from before checkpoints carried the history, next to a metrics.csv one epoch
+    // ahead of it (killed between the two writes): the history is metrics.csv's first epoch.
+    let c = tempfile::tempdir().unwrap();
+    run(data.path(), c.path(), 1, false);
+    let bytes = std::fs::read(last(&c)).unwrap();
+    let (mut header, _) = common::header(&bytes);
+    assert!(header["__metadata__"].as_object_mut().unwrap().remove("history").is_some());
+    std::fs::write(last(&c), common::with_header(&bytes, &header)).unwrap();
+    std::fs::copy(a.path().join("metrics.csv"), c.path().join("metrics.csv")).unwrap();
+    run(data.path(), c.path(), 2, true);
+    assert_eq!(metrics_without_timing(a.path()), metrics_without_timing(c.path()));
+    assert_eq!(weights(&last(&a)), weights(&last(&c)));
+
+    // A finished run resumed: no epoch trained, and the test set evaluated by its weights.
+    let again = run(data.path(), a.path(), 2, true);
+    assert_eq!(again.epochs.len(), 2);
+    let (before, after) = (ra.final_test.unwrap(), again.final_test.expect("a finished run still reports its test figures"));
+    assert_eq!((before.loss, before.accuracy, before.confusion), (after.loss, after.accuracy, after.confusion));
 }
 
 #[test]

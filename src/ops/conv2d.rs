@@ -409,3 +409,25 @@ fn sum_chunk_partials(chunks: &[ChunkScratch], w_shape: &[usize], d_weight: &mut
         d_bias.data_mut().iter_mut().zip(&s.db).for_each(|(a, v)| *a += v);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// dX of a stride-1 convolution is a stride-1 convolution padded by kh - 1 - p on each
+    /// side; other strides have no such window, nor does a padding over kh - 1.
+    #[test]
+    fn the_input_gradient_window_pads_by_the_kernel_less_one_less_the_padding() {
+        let dx_window = |side, window: Window| input_grad_window(&Geometry::new("t", side, side, &window).unwrap(), &window);
+        let explicit = |top, bottom, left, right| Padding::Explicit { top, bottom, left, right };
+        let stride_one = |k, padding| Window::new(k, k, 1, 1, padding);
+        // SAME 5x5 pads 2 on each side, and so does its gradient; VALID becomes "full" (4).
+        assert_eq!(dx_window(8, stride_one(5, Padding::Same)), Some(stride_one(5, explicit(2, 2, 2, 2))));
+        assert_eq!(dx_window(8, stride_one(5, Padding::Valid)), Some(stride_one(5, explicit(4, 4, 4, 4))));
+        // SAME 4x4 pads 1 before and 2 after (as TensorFlow); its gradient 2 before and 1 after.
+        assert_eq!(dx_window(8, stride_one(4, Padding::Same)), Some(stride_one(4, explicit(2, 1, 2, 1))));
+        assert_eq!(dx_window(8, Window::new(5, 5, 2, 2, Padding::Same)), None);
+        assert_eq!(dx_window(8, Window::new(5, 5, 1, 2, Padding::Same)), None);
+        assert_eq!(dx_window(8, stride_one(3, explicit(3, 3, 0, 0))), None);
+    }
+}

@@ -92,3 +92,22 @@ pub struct TrainConfig {
     #[serde(default)]
     pub tta_flip: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MAX_BATCH;
+    use crate::Config;
+
+    #[test]
+    fn the_batch_size_may_reach_its_limit_and_not_pass_it() {
+        let config = |batch: usize| {
+            let text = format!(
+                "name = \"b\"\ninput = [2, 2, 1]\n[data]\ndataset = \"mnist\"\n[train]\nbatch_size = {batch}\nepochs = 1\n[optimizer]\nkind = \"sgd\"\nlr = 0.1\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 10\n"
+            );
+            Config::from_toml(&text, "b.toml")
+        };
+        config(MAX_BATCH).unwrap();
+        let err = config(MAX_BATCH + 1).expect_err("over the limit").to_string();
+        assert!(err.contains(&format!("train.batch_size {} is over the limit of {MAX_BATCH}", MAX_BATCH + 1)), "{err}");
+    }
+}

@@ -93,6 +93,12 @@ pub fn write_quadrant_idx(dir: &std::path::Path, n_train: usize, n_test: usize, 
 
 /// A tiny model config for the quadrant data set in `dir` (MNIST layout, 4 classes... the
 /// MNIST reader names 10 classes, so the model outputs 10 scores).
+/// A config of the given model (name, input shape, `[[layers]]` TOML) with the smallest run
+/// that validates: for tests that build a network and never train it.
+pub fn model_config(name: &str, input: &str, layers: &str) -> String {
+    format!("name = \"{name}\"\ninput = {input}\n[data]\ndataset = \"mnist\"\n[train]\nbatch_size = 4\nepochs = 1\n[optimizer]\nkind = \"sgd\"\nlr = 0.1\n{layers}")
+}
+
 pub fn tiny_config(dir: &std::path::Path, epochs: usize, optimizer: &str) -> String {
     format!(
         r#"
