@@ -11,7 +11,7 @@ use convnet::ops::batch_norm::batch_norm_forward_ref;
 use convnet::ops::softmax::softmax_cross_entropy_smoothed;
 use convnet::optim::ScheduleConfig;
 use convnet::{Config, Tensor};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 /// Forward of a layer in train mode as a function of its input, for finite differences.
 fn layer_fn<'a>(layer: &'a std::cell::RefCell<Box<dyn Layer>>) -> impl Fn(&Tensor) -> Tensor + 'a {
@@ -252,13 +252,23 @@ fn augmentation_flip_crop_and_cutout() {
     // Shift down by one (offset 0 of 0..=2) with reflect: row -1 mirrors row 1 -> first row is 4 5 6 7.
     // Found by trying seeds: some crop must produce it.
     assert!((0..200).any(|s| values(&reflect, s)[..4] == [4, 5, 6, 7]));
-    // Cutout of side 2 zeroes a 2x2 (or border-clipped) square: 1 to 4 values become 0.
-    let cut = AugmentConfig { cutout: 2, ..Default::default() };
-    for s in 0..10 {
-        let v = values(&cut, s);
-        let zeros = v.iter().enumerate().filter(|(i, &x)| x == 0 && *i != 0).count();
-        assert!((0..=4).contains(&zeros) && v.iter().filter(|&&x| x == 0).count() >= 1, "{v:?}");
+    // Cutout of side k zeroes the k x k square whose top-left corner is k / 2 up and left of a
+    // centre (row, column) drawn from the seeded generator, clipped at the border; nothing
+    // else changes. The centre is drawn here as the batch draws it (row in 0..3, column in 0..4).
+    let mut full_holes = 0;
+    for side in [2usize, 3] {
+        let cut = AugmentConfig { cutout: side, ..Default::default() };
+        for s in 0..10 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s);
+            let (cy, cx): (usize, usize) = (rng.gen_range(0..3), rng.gen_range(0..4));
+            let (top, left) = (cy as i64 - (side / 2) as i64, cx as i64 - (side / 2) as i64);
+            let in_hole = |y: i64, x: i64| (top..top + side as i64).contains(&y) && (left..left + side as i64).contains(&x);
+            let expected: Vec<i32> = (0..12).map(|i| if in_hole(i / 4, i % 4) { 0 } else { i as i32 }).collect();
+            assert_eq!(values(&cut, s), expected, "cutout {side}, centre ({cy}, {cx})");
+            full_holes += usize::from((0..12).filter(|&i| in_hole(i / 4, i % 4)).count() == side * side);
+        }
     }
+    assert!(full_holes > 0, "no hole away from the border was tried");
     // Same seed, same augmentation.
     let all = AugmentConfig { crop_padding: 1, flip: true, cutout: 2, padding_mode: CropPadding::Reflect };
     assert_eq!(values(&all, 5), values(&all, 5));
