@@ -252,6 +252,20 @@ fn augmentation_flip_crop_and_cutout() {
     // Shift down by one (offset 0 of 0..=2) with reflect: row -1 mirrors row 1 -> first row is 4 5 6 7.
     // Found by trying seeds: some crop must produce it.
     assert!((0..200).any(|s| values(&reflect, s)[..4] == [4, 5, 6, 7]));
+    // With zero padding p the crops are exactly the (2p + 1)^2 shifts of the image by -p..=p
+    // rows and columns, zeros brought in: the offsets are drawn from 0..=2p on each axis.
+    for pad in [1usize, 2] {
+        let shifted = |dy: i64, dx: i64| -> Vec<i32> {
+            let at = |y: i64, x: i64| if (0..3).contains(&y) && (0..4).contains(&x) { (y * 4 + x) as i32 } else { 0 };
+            (0..12).map(|i| at(i / 4 + dy, i % 4 + dx)).collect()
+        };
+        let p = pad as i64;
+        let expected: std::collections::HashSet<Vec<i32>> =
+            (-p..=p).flat_map(|dy| (-p..=p).map(move |dx| (dy, dx))).map(|(dy, dx)| shifted(dy, dx)).collect();
+        let crop = AugmentConfig { crop_padding: pad, ..Default::default() };
+        let seen: std::collections::HashSet<Vec<i32>> = (0..400).map(|s| values(&crop, s)).collect();
+        assert_eq!(seen, expected, "crops with zero padding {pad}");
+    }
     // Cutout of side k zeroes the k x k square whose top-left corner is k / 2 up and left of a
     // centre (row, column) drawn from the seeded generator, clipped at the border; nothing
     // else changes. The centre is drawn here as the batch draws it (row in 0..3, column in 0..4).
