@@ -330,3 +330,45 @@ fn dropout_inside_a_residual_block_draws_its_mask_from_the_step() {
     assert_eq!(first, block_output(&mut net, 0), "same step, same mask");
     assert_ne!(first, block_output(&mut net, 1), "another step, another mask");
 }
+
+#[test]
+fn a_batch_of_colour_images_is_augmented_image_by_image_in_the_generators_order() {
+    // Two 3x4 RGB images, every value distinct: image i, row y, column x, channel ch holds
+    // 36 i + 3 (4 y + x) + ch. The batch takes image 1, then image 0.
+    let indices = [1usize, 0];
+    let ds = Dataset::new((0..72).collect(), vec![0, 0], 3, 4, 3, vec!["a".into()]).unwrap();
+    let norm = Normalization { mean: vec![0.0; 3], std: vec![1.0 / 255.0; 3] };
+    let batch = |cfg: &AugmentConfig, seed: u64| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        make_augmented_batch(&ds, &indices, &norm, cfg, &mut rng).0.data().iter().map(|v| v.round() as i32).collect::<Vec<_>>()
+    };
+    // Each image's expected values, pixel (y, x) read from the source pixel `from(y, x)` (or 0).
+    let image = |i: usize, from: &dyn Fn(i64, i64) -> Option<(i64, i64)>| -> Vec<i32> {
+        (0..36)
+            .map(|n| {
+                let (y, x, ch) = (n / 12, n / 3 % 4, n % 3);
+                from(y, x)
+                    .filter(|&(sy, sx)| (0..3).contains(&sy) && (0..4).contains(&sx))
+                    .map_or(0, |(sy, sx)| (36 * i as i64 + 3 * (4 * sy + sx) + ch) as i32)
+            })
+            .collect()
+    };
+    for seed in 0..10 {
+        // Crops (zero padding 1): two offsets in 0..=2 an image, drawn in batch order.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut expected = Vec::new();
+        for &i in &indices {
+            let (oy, ox): (i64, i64) = (rng.gen_range(0..=2), rng.gen_range(0..=2));
+            expected.extend(image(i, &|y, x| Some((y + oy - 1, x + ox - 1))));
+        }
+        assert_eq!(batch(&AugmentConfig { crop_padding: 1, ..Default::default() }, seed), expected, "crops, seed {seed}");
+        // Cutout of side 2: a centre an image, every channel of the hole zeroed.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut expected = Vec::new();
+        for &i in &indices {
+            let (cy, cx): (i64, i64) = (rng.gen_range(0..3), rng.gen_range(0..4));
+            expected.extend(image(i, &|y, x| (!((cy - 1..=cy).contains(&y) && (cx - 1..=cx).contains(&x))).then_some((y, x))));
+        }
+        assert_eq!(batch(&AugmentConfig { cutout: 2, ..Default::default() }, seed), expected, "cutout, seed {seed}");
+    }
+}
