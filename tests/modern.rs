@@ -372,3 +372,35 @@ fn a_batch_of_colour_images_is_augmented_image_by_image_in_the_generators_order(
         assert_eq!(batch(&AugmentConfig { cutout: 2, ..Default::default() }, seed), expected, "cutout, seed {seed}");
     }
 }
+
+#[test]
+fn reflect_crops_mirror_once_and_hold_the_edge_where_the_padding_exceeds_the_image() {
+    let ds = ramp_dataset();
+    let norm = Normalization { mean: vec![0.0], std: vec![1.0 / 255.0] };
+    let cfg = AugmentConfig { crop_padding: 4, padding_mode: CropPadding::Reflect, ..Default::default() };
+    let seen: std::collections::HashSet<Vec<i32>> = (0..2000)
+        .map(|s| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s);
+            make_augmented_batch(&ds, &[0], &norm, &cfg, &mut rng).0.data().iter().map(|v| v.round() as i32).collect()
+        })
+        .collect();
+    // The documented rule on an axis of n: mirror without repeating the border (-1 -> 1,
+    // n -> n - 2), then hold the nearest edge. Offsets 0..=8 on each axis shift by -4..=4.
+    let reflect = |p: i64, n: i64| {
+        if p < 0 {
+            (-p).min(n - 1)
+        } else if p >= n {
+            (2 * (n - 1) - p).max(0)
+        } else {
+            p
+        }
+    };
+    let expected: std::collections::HashSet<Vec<i32>> = (-4..=4)
+        .flat_map(|dy| (-4..=4).map(move |dx| (dy, dx)))
+        .map(|(dy, dx)| (0..12).map(|i: i64| (4 * reflect(i / 4 + dy, 3) + reflect(i % 4 + dx, 4)) as i32).collect())
+        .collect();
+    assert_eq!(seen, expected);
+    // By hand, the shift (-4, -4): rows -4, -3, -2 mirror to 4, 3, 2 and hold at 2; columns
+    // -4..-1 mirror to 4, 3, 2, 1, the 4 held at 3. Every row is row 2's [11, 11, 10, 9].
+    assert!(seen.contains(&[11, 11, 10, 9].repeat(3)));
+}

@@ -665,3 +665,29 @@ fn an_unwritable_run_folder_is_reported_before_the_data_is_read() {
         &[s(&m.config()), "it is a file, not a folder"],
     );
 }
+
+#[test]
+fn a_bad_metrics_csv_is_an_error_naming_the_file_and_the_line() {
+    use convnet::train::metrics::{parse_metrics_csv, CSV_HEADER};
+    let path = Path::new("run/metrics.csv");
+    let row = |epoch: usize| format!("{epoch},0.5,0.8,0.6,0.7,0.6,0.75,0.001,1.5,100");
+    // A good file reads back row by row.
+    let good = format!("{CSV_HEADER}\n{}\n{}\n", row(1), row(2));
+    let rows = parse_metrics_csv(&good, path).unwrap();
+    assert_eq!(
+        rows.iter().map(|m| (m.epoch, m.test_accuracy, m.images_per_second)).collect::<Vec<_>>(),
+        [(1, 0.75, 100.0), (2, 0.75, 100.0)]
+    );
+    assert!(parse_metrics_csv(CSV_HEADER, path).unwrap().is_empty(), "a header alone is a run with no epochs");
+    for (text, says) in [
+        (String::new(), "line 1 is not the metrics.csv header"),
+        (format!("epoch,loss\n{}", row(1)), "line 1 is not the metrics.csv header"),
+        (format!("{CSV_HEADER}\n{}\n1,0.5,nan?,0.6", row(1)), "line 3 is not a metrics row"),
+        (format!("{CSV_HEADER}\n{}\n{},extra", row(1), row(2)), "line 3 is not a metrics row"),
+        (format!("{CSV_HEADER}\n{}\n{}", row(1), row(3)), "line 3 is for epoch 3, expected epoch 2"),
+        (format!("{CSV_HEADER}\n{}", row(0)), "line 2 is for epoch 0, expected epoch 1"),
+    ] {
+        let err = parse_metrics_csv(&text, path).expect_err(says).to_string();
+        assert!(err.contains("run/metrics.csv") && err.contains(says), "{err}");
+    }
+}
