@@ -404,3 +404,42 @@ fn reflect_crops_mirror_once_and_hold_the_edge_where_the_padding_exceeds_the_ima
     // -4..-1 mirror to 4, 3, 2, 1, the 4 held at 3. Every row is row 2's [11, 11, 10, 9].
     assert!(seen.contains(&[11, 11, 10, 9].repeat(3)));
 }
+
+#[test]
+fn a_checkpoint_of_a_network_with_batch_norm_dropout_and_residual_blocks_predicts_the_same_logits() {
+    use convnet::optim::Optimizer;
+    use convnet::train::{save_checkpoint, Checkpoint, CheckpointMeta};
+    let cfg = Config::from_toml(RESNET_TINY, "resnet-tiny").unwrap();
+    let mut net = Network::build(&cfg.model, 3).unwrap();
+    // A few training steps, so that the weights and batch norm's running statistics have left
+    // their initial values (a reader that dropped them would show).
+    let mut optimizer = Optimizer::new(cfg.run.optimizer.clone()).unwrap();
+    let x = random(&[4, 6, 6, 2], 5);
+    for step in 0..3 {
+        net.set_step_seed(1, step);
+        net.compute_gradients(&x, &[0, 2, 1, 2], Loss { label_smoothing: 0.1 }).unwrap();
+        net.apply_gradients(&mut optimizer, 0.1).unwrap();
+    }
+    let fresh = Network::build(&cfg.model, 3).unwrap();
+    let running = |n: &Network| n.params().into_iter().filter(|p| p.name.contains("running_")).map(|p| p.value.clone()).collect::<Vec<_>>();
+    assert_ne!(running(&net), running(&fresh), "training moved the running statistics");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let meta = CheckpointMeta {
+        class_names: vec!["a".into(), "b".into(), "c".into()],
+        normalization: Normalization { mean: vec![0.5; 2], std: vec![0.25; 2] },
+        epoch: 1,
+        optimizer_step: 3,
+        seed: 3,
+        best_val_accuracy: 0.0,
+    };
+    save_checkpoint(&path, &net, &cfg.run, Some(&optimizer), &meta).unwrap();
+    let mut back = Checkpoint::load(&path).unwrap().network().unwrap();
+    assert_eq!(back.param_names(), net.param_names());
+    assert_eq!(running(&back), running(&net));
+    let probe = random(&[3, 6, 6, 2], 9);
+    let (before, after) = (net.predict(&probe).unwrap(), back.predict(&probe).unwrap());
+    assert_eq!(before.data(), after.data(), "logits after the round trip");
+    assert_ne!(before.data(), Network::build(&cfg.model, 3).unwrap().predict(&probe).unwrap().data());
+}
