@@ -46,12 +46,35 @@ fn train_eval_predict_round_trip() {
         image::RgbImage::from_fn(20, 30, |x, y| if x < 10 && y < 15 { image::Rgb([230, 230, 230]) } else { image::Rgb([30, 30, 30]) });
     let png = work.path().join("corner.png");
     img.save(&png).unwrap();
-    let (code, stdout, stderr) = convnet(&["predict", "--model", model.to_str().unwrap(), png.to_str().unwrap()]);
+    // And a bright bottom-right corner, quadrant 3, as a second image of the same call.
+    let img = image::GrayImage::from_fn(8, 8, |x, y| image::Luma([if x >= 4 && y >= 4 { 230 } else { 30 }]));
+    let png3 = work.path().join("corner3.png");
+    img.save(&png3).unwrap();
+    let (code, stdout, stderr) = convnet(&["predict", "--model", model.to_str().unwrap(), png.to_str().unwrap(), png3.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    // The model learnt quadrant 0 is class "0"; it should rank it first.
-    let first = stdout.lines().nth(1).unwrap_or_default();
-    assert!(first.trim_end().ends_with(" 0"), "{stdout}");
-    assert_eq!(stdout.lines().count(), 6, "a header and the top 5: {stdout}");
+    // Per image, in the order given: "<path>:" and the top 5 as "  pp.pp%  <class>", most
+    // probable first; the model learnt quadrant k is class "k".
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 12, "a header and the top 5 per image: {stdout}");
+    for (block, (path, top)) in lines.chunks(6).zip([(&png, "0"), (&png3, "3")]) {
+        assert_eq!(block[0], format!("{}:", path.display()));
+        let ranked: Vec<(f32, &str)> = block[1..]
+            .iter()
+            .map(|l| {
+                let (p, class) = l.trim().split_once("%  ").unwrap_or_else(|| panic!("{l:?}"));
+                (p.trim().parse().unwrap(), class)
+            })
+            .collect();
+        assert_eq!(ranked[0].1, top, "{stdout}");
+        assert!(ranked.windows(2).all(|w| w[0].0 >= w[1].0), "most probable first: {stdout}");
+        let classes: std::collections::HashSet<&str> = ranked.iter().map(|r| r.1).collect();
+        assert_eq!(classes.len(), 5, "five different classes: {stdout}");
+        assert!(classes.iter().all(|c| c.len() == 1 && c.as_bytes()[0].is_ascii_digit()), "the checkpoint's class names: {stdout}");
+        // Five of ten probabilities: at most 100 % in all (to the printed rounding), and the top
+        // one well over the uniform 10 %.
+        let sum: f32 = ranked.iter().map(|r| r.0).sum();
+        assert!(sum <= 100.03 && ranked[0].0 > 50.0, "{stdout}");
+    }
 }
 
 #[test]
