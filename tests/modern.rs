@@ -221,15 +221,18 @@ fn ramp_dataset() -> Dataset {
     Dataset::new((0..12).collect(), vec![0], 3, 4, 1, vec!["a".into()]).unwrap()
 }
 
+/// The batch of `indices` augmented with the generator seeded by `seed`, as pixel values
+/// (normalised by mean 0 and std 1/255, which gives the pixels back).
+fn augmented_pixels(ds: &Dataset, indices: &[usize], cfg: &AugmentConfig, seed: u64) -> Vec<i32> {
+    let norm = Normalization { mean: vec![0.0; ds.channels], std: vec![1.0 / 255.0; ds.channels] };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    make_augmented_batch(ds, indices, &norm, cfg, &mut rng).0.data().iter().map(|v| v.round() as i32).collect()
+}
+
 #[test]
 fn augmentation_flip_crop_and_cutout() {
     let ds = ramp_dataset();
-    // mean 0, std 1/255: normalised values equal the pixel values.
-    let norm = Normalization { mean: vec![0.0], std: vec![1.0 / 255.0] };
-    let values = |cfg: &AugmentConfig, seed: u64| {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        make_augmented_batch(&ds, &[0], &norm, cfg, &mut rng).0.data().iter().map(|v| v.round() as i32).collect::<Vec<_>>()
-    };
+    let values = |cfg: &AugmentConfig, seed: u64| augmented_pixels(&ds, &[0], cfg, seed);
     // A flip mirrors each row: [0 1 2 3] -> [3 2 1 0]. Over seeds both outcomes appear.
     let flip = AugmentConfig { flip: true, ..Default::default() };
     let outcomes: std::collections::HashSet<Vec<i32>> = (0..20).map(|s| values(&flip, s)).collect();
@@ -337,11 +340,7 @@ fn a_batch_of_colour_images_is_augmented_image_by_image_in_the_generators_order(
     // 36 i + 3 (4 y + x) + ch. The batch takes image 1, then image 0.
     let indices = [1usize, 0];
     let ds = Dataset::new((0..72).collect(), vec![0, 0], 3, 4, 3, vec!["a".into()]).unwrap();
-    let norm = Normalization { mean: vec![0.0; 3], std: vec![1.0 / 255.0; 3] };
-    let batch = |cfg: &AugmentConfig, seed: u64| {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        make_augmented_batch(&ds, &indices, &norm, cfg, &mut rng).0.data().iter().map(|v| v.round() as i32).collect::<Vec<_>>()
-    };
+    let batch = |cfg: &AugmentConfig, seed: u64| augmented_pixels(&ds, &indices, cfg, seed);
     // Each image's expected values, pixel (y, x) read from the source pixel `from(y, x)` (or 0).
     let image = |i: usize, from: &dyn Fn(i64, i64) -> Option<(i64, i64)>| -> Vec<i32> {
         (0..36)
@@ -376,14 +375,8 @@ fn a_batch_of_colour_images_is_augmented_image_by_image_in_the_generators_order(
 #[test]
 fn reflect_crops_mirror_once_and_hold_the_edge_where_the_padding_exceeds_the_image() {
     let ds = ramp_dataset();
-    let norm = Normalization { mean: vec![0.0], std: vec![1.0 / 255.0] };
     let cfg = AugmentConfig { crop_padding: 4, padding_mode: CropPadding::Reflect, ..Default::default() };
-    let seen: std::collections::HashSet<Vec<i32>> = (0..2000)
-        .map(|s| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s);
-            make_augmented_batch(&ds, &[0], &norm, &cfg, &mut rng).0.data().iter().map(|v| v.round() as i32).collect()
-        })
-        .collect();
+    let seen: std::collections::HashSet<Vec<i32>> = (0..2000).map(|s| augmented_pixels(&ds, &[0], &cfg, s)).collect();
     // The documented rule on an axis of n: mirror without repeating the border (-1 -> 1,
     // n -> n - 2), then hold the nearest edge. Offsets 0..=8 on each axis shift by -4..=4.
     let reflect = |p: i64, n: i64| {
