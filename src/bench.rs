@@ -30,6 +30,8 @@ pub struct BenchResult {
     pub bench: String,
     pub mode: BenchMode,
     pub threads: usize,
+    /// The instruction-set level our kernels ran at ("portable", "avx2"; `ops::simd`).
+    pub simd_level: &'static str,
     pub batch: usize,
     pub steps: usize,
     pub reps: usize,
@@ -128,6 +130,7 @@ fn run_bench_on_workers(cfg: &Config, s: &BenchSettings) -> Result<BenchResult> 
         bench: cfg.model.name.clone(),
         mode: s.mode,
         threads: rayon::current_num_threads(),
+        simd_level: crate::ops::simd::simd_level().name(),
         batch: s.batch,
         steps: s.steps,
         reps: s.reps,

@@ -84,7 +84,7 @@ pub fn lrn_forward_into(x: &Tensor, p: &LrnParams, y: &mut Tensor, scale: &mut T
 }
 
 simd_dispatch! {
-    /// Rows of `c` channels (one pixel each); AVX2 + FMA where the CPU has them (8 lanes instead
+    /// Rows of `c` channels (one pixel each); AVX2 + FMA where the SIMD level allows (8 lanes instead
     /// of SSE's 4 for the window sums, square roots and divisions).
     fn lrn_rows => lrn_rows_plain(x: &[f32], p: &LrnParams, y: &mut [f32], scale: &mut [f32], padded: &mut [f32])
 }
@@ -166,7 +166,7 @@ struct BackwardRows<'a> {
 }
 
 simd_dispatch! {
-    /// The backward pass over a run of pixels; AVX2 + FMA where the CPU has them.
+    /// The backward pass over a run of pixels; AVX2 + FMA where the SIMD level allows.
     fn lrn_backward_rows => lrn_backward_rows_plain(rows: &BackwardRows, p: &LrnParams, dx: &mut [f32], padded: &mut [f32], window: &mut [f32])
 }
 

@@ -14,7 +14,7 @@ pub mod l2;
 pub mod lrn;
 pub mod pool;
 pub mod pool_ref;
-mod simd;
+pub mod simd;
 pub mod softmax;
 pub mod window;
 mod winograd;

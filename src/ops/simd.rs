@@ -1,10 +1,125 @@
-//! Runtime CPU-feature dispatch for plain loops.
+//! Runtime CPU-feature dispatch for plain loops, and the instruction-set level it may use.
 //!
 //! `simd_dispatch!` defines a function that runs a plain-Rust body compiled for AVX2 + FMA when
-//! the CPU has them (8-lane vectors instead of the baseline's 4), and compiled for the baseline
-//! otherwise. The body must be an `#[inline(always)]` function, so that it is compiled again
-//! inside the AVX2 copy. Both copies run the same IEEE operations in the same order (Rust never
-//! fuses a multiply and an add on its own), so they give the same bits.
+//! the level allows it (8-lane vectors instead of the baseline's 4), and compiled for the
+//! baseline otherwise. The body must be an `#[inline(always)]` function, so that it is compiled
+//! again inside the AVX2 copy. Both copies run the same IEEE operations in the same order (Rust
+//! never fuses a multiply and an add on its own), so they give the same bits.
+//!
+//! The level is the best the CPU has, unless lowered: by the environment variable `CONVNET_SIMD`
+//! (`portable` or `avx2`, read once at the first dispatch) or by [`set_simd_level`]. Lowering it
+//! is how the tests run every copy of a kernel on one machine (tests/simd_levels.rs), and how a
+//! user rules a vector path out when chasing a difference. It never rises above what the CPU
+//! has. The GEMM crate dispatches on its own and is not affected.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::error::{Error, Result};
+
+/// An instruction-set level of our own kernels, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SimdLevel {
+    /// The baseline of the target (SSE2 on x86_64): what every CPU runs.
+    Portable,
+    /// AVX2 and FMA (x86_64).
+    Avx2,
+}
+
+impl SimdLevel {
+    const ALL: [SimdLevel; 2] = [SimdLevel::Portable, SimdLevel::Avx2];
+
+    /// The name used by `CONVNET_SIMD`: "portable", "avx2".
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Portable => "portable",
+            SimdLevel::Avx2 => "avx2",
+        }
+    }
+
+    /// The level named `name` (as in `CONVNET_SIMD`), if there is one.
+    pub fn from_name(name: &str) -> Option<SimdLevel> {
+        Self::ALL.into_iter().find(|l| l.name() == name.trim().to_ascii_lowercase())
+    }
+}
+
+/// The best level this CPU supports.
+pub fn detected_simd_level() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return SimdLevel::Avx2;
+        }
+    }
+    SimdLevel::Portable
+}
+
+/// Every level this CPU can run, lowest first: the ones a test should cover.
+pub fn available_simd_levels() -> Vec<SimdLevel> {
+    SimdLevel::ALL.into_iter().filter(|&l| l <= detected_simd_level()).collect()
+}
+
+/// The environment variable that lowers the level for the whole process.
+pub const SIMD_ENV: &str = "CONVNET_SIMD";
+
+/// The level in force, as `SimdLevel as u8 + 1`; 0 until the first dispatch reads the CPU and
+/// `CONVNET_SIMD`.
+static LEVEL: AtomicU8 = AtomicU8::new(0);
+
+/// The level the kernels use now: the CPU's best, or lower where `CONVNET_SIMD` or
+/// [`set_simd_level`] asked for it. A `CONVNET_SIMD` that names no level, or one the CPU lacks,
+/// is ignored with a warning on stderr.
+pub fn simd_level() -> SimdLevel {
+    match LEVEL.load(Ordering::Relaxed) {
+        0 => {
+            let level = level_from_env();
+            // Another thread may have set a level meanwhile; that one wins.
+            let _ = LEVEL.compare_exchange(0, level as u8 + 1, Ordering::Relaxed, Ordering::Relaxed);
+            simd_level()
+        }
+        n => SimdLevel::ALL[n as usize - 1],
+    }
+}
+
+fn level_from_env() -> SimdLevel {
+    let best = detected_simd_level();
+    let Ok(value) = std::env::var(SIMD_ENV) else { return best };
+    match SimdLevel::from_name(&value) {
+        Some(level) if level <= best => level,
+        Some(level) => {
+            eprintln!(
+                "warning: {SIMD_ENV}={value}: this CPU has no {} (it has up to {}); using {}",
+                level.name(),
+                best.name(),
+                best.name()
+            );
+            best
+        }
+        None => {
+            let names: Vec<&str> = SimdLevel::ALL.iter().map(|l| l.name()).collect();
+            eprintln!("warning: {SIMD_ENV}={value:?} is not a level ({}); using {}", names.join(", "), best.name());
+            best
+        }
+    }
+}
+
+/// Makes every kernel use `level` from now on, for the whole process. Fails, changing nothing,
+/// if the CPU does not have it. Meant for tests and experiments: a pass that runs while the
+/// level changes may use either copy for each of its kernels.
+pub fn set_simd_level(level: SimdLevel) -> Result<()> {
+    let best = detected_simd_level();
+    if level > best {
+        return Err(Error::invalid("simd level", format!("this CPU has no {} (it has up to {})", level.name(), best.name())));
+    }
+    LEVEL.store(level as u8 + 1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether the AVX2 + FMA copies may run: the level in force allows them (which implies the
+/// CPU has them, so calling a `#[target_feature(enable = "avx2,fma")]` function is sound).
+#[inline]
+pub(crate) fn avx2_allowed() -> bool {
+    simd_level() >= SimdLevel::Avx2
+}
 
 macro_rules! simd_dispatch {
     ($(#[$attr:meta])* $vis:vis fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
@@ -26,8 +141,9 @@ macro_rules! simd_dispatch {
             unsafe fn avx2($($arg: $ty),*) {
                 $plain($($arg),*)
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            if $crate::ops::simd::avx2_allowed() {
+                // SAFETY: the level allows AVX2, so the CPU supports AVX2 and FMA (simd_level
+                // never exceeds detected_simd_level).
                 return unsafe { avx2($($arg),*) };
             }
         }
@@ -36,3 +152,21 @@ macro_rules! simd_dispatch {
 }
 
 pub(crate) use simd_dispatch;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_names_round_trip_and_order() {
+        for level in SimdLevel::ALL {
+            assert_eq!(SimdLevel::from_name(level.name()), Some(level));
+        }
+        assert_eq!(SimdLevel::from_name(" AVX2 "), Some(SimdLevel::Avx2));
+        assert_eq!(SimdLevel::from_name("sse9"), None);
+        assert!(SimdLevel::Portable < SimdLevel::Avx2);
+        let levels = available_simd_levels();
+        assert_eq!(levels.first(), Some(&SimdLevel::Portable));
+        assert_eq!(levels.last(), Some(&detected_simd_level()));
+    }
+}

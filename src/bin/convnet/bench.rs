@@ -87,7 +87,10 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
-        println!("{} {:?}: batch {}, {} threads, {} samples of {} steps", r.bench, r.mode, r.batch, r.threads, r.reps, r.steps);
+        println!(
+            "{} {:?}: batch {}, {} threads, {} kernels, {} samples of {} steps",
+            r.bench, r.mode, r.batch, r.threads, r.simd_level, r.reps, r.steps
+        );
         println!("  images/s      median {:>9.1}   min {:>9.1}   max {:>9.1}", r.img_per_s_median, r.img_per_s_min, r.img_per_s_max);
         println!("  ms per step   median {:>9.3}   min {:>9.3}   max {:>9.3}", r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max);
         println!("  achieved      {:.2} GFLOP/s", r.gflops_achieved_median);

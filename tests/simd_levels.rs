@@ -1,0 +1,171 @@
+//! Every instruction-set level of our kernels on this CPU (`convnet::ops::simd`): the portable
+//! copies and the vector ones give the same bits, and agree with the plain reference loops.
+//! Without this, only the best level the CPU has would ever run in the tests.
+//!
+//! The level is process-wide, so this file holds one test that walks the levels in turn (a
+//! second test here could run while the level is forced).
+mod common;
+
+use common::*;
+use convnet::model::{Loss, Network};
+use convnet::ops::conv2d::{algorithm, conv2d_backward, conv2d_forward, Algorithm};
+use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
+use convnet::ops::lrn::{lrn_backward, lrn_backward_ref, lrn_forward, lrn_forward_ref, LrnParams};
+use convnet::ops::pool::{max_pool2d_backward, max_pool2d_forward};
+use convnet::ops::pool_ref::{pool_backward, pool_forward, PoolMode};
+use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level, simd_level, SimdLevel};
+use convnet::ops::{Padding, Window};
+use convnet::optim::Optimizer;
+use convnet::{Config, Tensor};
+use std::process::Command;
+
+/// Everything the SIMD kernels compute, as raw bits: Winograd forward (with and without the
+/// fused ReLU) and input gradient, LRN forward and backward, max pool forward (with ties) and
+/// backward, and three training steps of a network that uses all of them.
+fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
+    let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+    let mut out = Vec::new();
+
+    // A 5x5 stride-1 convolution with 16 input channels goes by Winograd (SAME and VALID).
+    for (name, padding) in [("same", Padding::Same), ("valid", Padding::Valid)] {
+        let window = Window::new(5, 5, 1, 1, padding);
+        assert_eq!(algorithm(&window, 16), Algorithm::Winograd, "the test must reach the Winograd kernels");
+        let x = random(&[2, 9, 11, 16], 1);
+        let w = random(&[5, 5, 16, 8], 2);
+        let b = random(&[8], 3);
+        let y = conv2d_forward(&x, &w, &b, &window, false).unwrap();
+        assert_close(&y, &conv_forward(&x, &w, &b, &window).unwrap(), 1e-4, &format!("winograd {name} at {:?}", simd_level()));
+        let y_relu = conv2d_forward(&x, &w, &b, &window, true).unwrap();
+        let dy = random(y.shape(), 4);
+        let g = conv2d_backward(&x, &w, &dy, &window).unwrap();
+        let r = conv_backward(&x, &w, &dy, &window).unwrap();
+        assert_close(&g.d_input, &r.d_input, 1e-4, &format!("winograd {name} dX at {:?}", simd_level()));
+        out.extend([("winograd y", bits(&y)), ("winograd y relu", bits(&y_relu)), ("winograd dX", bits(&g.d_input))]);
+    }
+
+    // LRN over 13 channels (one full 8-lane vector and a remainder), the tutorial's settings.
+    let p = LrnParams { depth_radius: 4, bias: 1.0, alpha: 0.001 / 9.0, beta: 0.75 };
+    let x = random(&[3, 4, 5, 13], 5);
+    let (y, scale) = lrn_forward(&x, &p).unwrap();
+    assert_close(&y, &lrn_forward_ref(&x, &p).unwrap(), 1e-5, &format!("lrn at {:?}", simd_level()));
+    let dy = random(y.shape(), 6);
+    let dx = lrn_backward(&x, &y, &scale, &dy, &p).unwrap();
+    assert_close(&dx, &lrn_backward_ref(&x, &dy, &p).unwrap(), 1e-4, &format!("lrn dX at {:?}", simd_level()));
+    out.extend([("lrn y", bits(&y)), ("lrn dX", bits(&dx))]);
+
+    // Max pool 3x3/2 SAME over 19 channels, on values with ties (rounded to a coarse grid), so
+    // the vector path must also pick the first of equal cells, as the plain loop does.
+    let window = Window::new(3, 3, 2, 2, Padding::Same);
+    let mut x = random(&[2, 7, 6, 19], 7);
+    x.data_mut().iter_mut().for_each(|v| *v = (*v * 3.0).round());
+    let (y, argmax) = max_pool2d_forward(&x, &window).unwrap();
+    assert_eq!(y.data(), pool_forward(&x, &window, PoolMode::Max).unwrap().data(), "max pool at {:?}", simd_level());
+    let dy = random(y.shape(), 8);
+    let dx = max_pool2d_backward(&dy, &argmax, x.shape()).unwrap();
+    assert_close(&dx, &pool_backward(&x, &dy, &window, PoolMode::Max).unwrap(), 1e-6, &format!("max pool dX at {:?}", simd_level()));
+    out.extend([("max pool y", bits(&y)), ("max pool argmax", argmax), ("max pool dX", bits(&dx))]);
+
+    // Three training steps of a small seed-like network (Winograd conv, max pool, LRN).
+    let cfg = Config::from_toml(SEED_LIKE, "seed-like").unwrap();
+    let mut net = Network::build(&cfg.model, 4).unwrap();
+    let mut opt = Optimizer::new(cfg.run.optimizer.clone()).unwrap();
+    let x = random(&[4, 12, 12, 3], 9);
+    for step in 0..3 {
+        net.set_step_seed(1, step);
+        net.compute_gradients(&x, &[0, 1, 2, 1], Loss { label_smoothing: 0.0 }).unwrap();
+        net.apply_gradients(&mut opt, 1e-3).unwrap();
+    }
+    for p in net.params() {
+        out.push(("trained weights", bits(&p.value)));
+    }
+    out
+}
+
+const SEED_LIKE: &str = r#"
+name = "seed-like"
+input = [12, 12, 3]
+[data]
+dataset = "cifar10"
+[train]
+batch_size = 4
+epochs = 1
+[optimizer]
+kind = "adam"
+lr = 0.001
+[[layers]]
+type = "conv2d"
+filters = 16
+kernel = 5
+padding = "same"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool"
+size = 3
+stride = 2
+padding = "same"
+[[layers]]
+type = "lrn"
+depth_radius = 4
+[[layers]]
+type = "conv2d"
+filters = 16
+kernel = 5
+padding = "same"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+units = 3
+"#;
+
+#[test]
+fn every_simd_level_gives_the_same_bits_and_matches_the_reference_loops() {
+    let levels = available_simd_levels();
+    eprintln!("SIMD levels on this CPU: {levels:?}");
+    assert_eq!(levels[0], SimdLevel::Portable);
+    // Forcing a level the CPU lacks is refused and changes nothing.
+    if detected_simd_level() < SimdLevel::Avx2 {
+        assert!(set_simd_level(SimdLevel::Avx2).is_err());
+    }
+    let mut first: Option<Vec<(&str, Vec<u32>)>> = None;
+    for &level in &levels {
+        set_simd_level(level).unwrap();
+        assert_eq!(simd_level(), level);
+        let outputs = kernel_outputs();
+        match &first {
+            None => first = Some(outputs),
+            Some(portable) => {
+                assert_eq!(portable.len(), outputs.len());
+                for ((what, a), (_, b)) in portable.iter().zip(&outputs) {
+                    assert!(a == b, "{what}: {level:?} differs from the portable copy in the last bits");
+                }
+            }
+        }
+    }
+    set_simd_level(detected_simd_level()).unwrap();
+
+    // CONVNET_SIMD lowers the level of a whole process; `convnet bench` reports what ran, and
+    // a level that is not one is named in a warning and ignored.
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("seed-like.toml");
+    std::fs::write(&cfg, SEED_LIKE).unwrap();
+    let bench = |simd: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_convnet"))
+            .args(["bench", "--config", cfg.to_str().unwrap(), "--mode", "infer", "--batch-size", "2", "--steps", "1"])
+            .args(["--reps", "1", "--warmup", "0", "--json"])
+            .env("CONVNET_SIMD", simd)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (r["simd_level"].as_str().unwrap().to_string(), stderr)
+    };
+    assert_eq!(bench("portable").0, "portable");
+    let (level, stderr) = bench("sse9");
+    assert_eq!(level, detected_simd_level().name());
+    assert!(stderr.contains("CONVNET_SIMD=\"sse9\" is not a level (portable, avx2)"), "{stderr}");
+}
