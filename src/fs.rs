@@ -9,11 +9,26 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// Test hook (used by tests/crash_safety.rs, harmless otherwise): when the environment variable
-/// `CONVNET_TEST_SLOW_CHECKPOINT_MS` holds a number, [`write_atomically`] sleeps that many
-/// milliseconds between writing the temporary file and renaming it, so that a test can kill
-/// the process while a checkpoint (or metrics.csv) is being written.
+/// `CONVNET_TEST_WRITE_HANDSHAKE` is `1`, [`write_atomically`] stops between writing the
+/// temporary file and renaming it, prints [`HANDSHAKE_PREFIX`] and the file's name as one line
+/// on stderr, and waits for a line (or the end) on stdin before it renames. A test reads that
+/// line and then either answers, or kills the process knowing that the kill lands inside the
+/// write: no clock, no polling.
 #[doc(hidden)]
-pub const SLOW_WRITE_ENV: &str = "CONVNET_TEST_SLOW_CHECKPOINT_MS";
+pub const WRITE_HANDSHAKE_ENV: &str = "CONVNET_TEST_WRITE_HANDSHAKE";
+
+/// The start of the line the handshake prints: "convnet-test: inside the write of last.safetensors".
+#[doc(hidden)]
+pub const HANDSHAKE_PREFIX: &str = "convnet-test: inside the write of ";
+
+/// With the handshake on, says which file is being written and waits for stdin (see
+/// [`WRITE_HANDSHAKE_ENV`]).
+fn handshake_inside_write(file_name: &str) {
+    if std::env::var(WRITE_HANDSHAKE_ENV).is_ok_and(|v| v.trim() == "1") {
+        eprintln!("{HANDSHAKE_PREFIX}{file_name}");
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
+}
 
 /// The temporary file [`write_atomically`] writes before renaming it to `path`:
 /// `.<file name>.tmp-<process id>` in the same folder (a rename is atomic only within one
@@ -31,15 +46,12 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
     let tmp = temp_path(&dir, &file_name);
-    let slow = std::env::var(SLOW_WRITE_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok());
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        if let Some(ms) = slow {
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-        }
+        handshake_inside_write(&file_name);
         std::fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         if let Ok(d) = std::fs::File::open(&dir) {

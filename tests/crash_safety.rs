@@ -5,40 +5,41 @@
 //! the files in the run folder must be whole: a checkpoint that loads and a metrics.csv that
 //! parses, or none yet.
 //!
-//! The test hook CONVNET_TEST_SLOW_CHECKPOINT_MS makes every atomic write pause between
-//! writing its temporary file and renaming it, so that a kill can be aimed inside the write.
+//! The test hook CONVNET_TEST_WRITE_HANDSHAKE makes every atomic write stop between writing its
+//! temporary file and renaming it, say so on stderr and wait for a line on stdin: a kill is
+//! aimed inside a write by reading that line, with no clock involved.
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, ChildStderr, ChildStdin, Command, Stdio};
+use std::time::Duration;
 
 use common::*;
-use convnet::fs::SLOW_WRITE_ENV;
+use convnet::fs::{HANDSHAKE_PREFIX, WRITE_HANDSHAKE_ENV};
 use convnet::train::metrics::read_metrics;
 use convnet::train::Checkpoint;
 use convnet::Tensor;
 use rand::Rng;
 
 const EPOCHS: usize = 5;
-/// How long each atomic write pauses before its rename in the interrupted runs.
-const SLOW_MS: &str = "150";
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
 }
 
-/// `convnet train` on `cfg` into `out`, resuming when `out` holds a checkpoint.
-fn spawn_train(cfg: &Path, out: &Path, slow: bool) -> Child {
+/// `convnet train` on `cfg` into `out`, resuming when `out` holds a checkpoint; with
+/// `handshake`, every atomic write waits for a line on stdin before its rename.
+fn spawn_train(cfg: &Path, out: &Path, handshake: bool) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_convnet"));
     cmd.args(["train", "--config", s(cfg), "--out", s(out), "--seed", "5", "--threads", "2", "--quiet"]);
     if out.join("last.safetensors").exists() {
         cmd.arg("--resume");
     }
-    if slow {
-        cmd.env(SLOW_WRITE_ENV, SLOW_MS);
+    if handshake {
+        cmd.env(WRITE_HANDSHAKE_ENV, "1").stdin(Stdio::piped());
     } else {
-        cmd.env_remove(SLOW_WRITE_ENV);
+        cmd.env_remove(WRITE_HANDSHAKE_ENV).stdin(Stdio::null());
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start convnet train")
 }
@@ -61,43 +62,89 @@ fn temp_file_of_pid(dir: &Path, name: &str, pid: u32) -> PathBuf {
 /// When to kill a run.
 #[derive(Clone, Copy, Debug)]
 enum Moment {
-    /// While `name` is being written: its temporary file exists, the rename has not happened.
+    /// While `name` is being written: its temporary file is written, the rename has not
+    /// happened (the process has said so and waits).
     DuringWriteOf(&'static str),
-    /// After this many milliseconds.
+    /// After this many milliseconds, wherever the run is then.
     After(u64),
+}
+
+/// A handshake child's stdin and stderr.
+type Pipes = (ChildStdin, ChildStderr);
+
+fn pipes(child: &mut Child) -> Pipes {
+    (child.stdin.take().expect("a handshake child has a stdin pipe"), child.stderr.take().expect("stderr is piped"))
+}
+
+/// Reads the child's stderr line by line: each handshake line is passed to `on_write` with the
+/// file's name (it answers on stdin, or returns false to stop reading); other lines are kept.
+/// Returns the lines kept and whether the end of stderr (the child's exit) was reached.
+fn follow_stderr(pipes: Pipes, mut on_write: impl FnMut(&str, &mut ChildStdin) -> bool) -> (String, bool) {
+    let (mut stdin, stderr) = pipes;
+    let mut lines = BufReader::new(stderr).lines();
+    let mut other = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read the child's stderr");
+        match line.strip_prefix(HANDSHAKE_PREFIX) {
+            Some(name) if !on_write(name, &mut stdin) => return (other, false),
+            Some(_) => {}
+            None => other.push_str(&line),
+        }
+    }
+    (other, true)
+}
+
+/// Lets the write go on.
+fn answer(stdin: &mut ChildStdin) {
+    // The child may be gone already (a kill from the other thread): nothing to answer then.
+    let _ = stdin.write_all(b"\n").and_then(|()| stdin.flush());
 }
 
 /// Runs one attempt and kills it at `moment`. Returns false if the run finished first.
 fn run_and_kill(cfg: &Path, out: &Path, moment: Moment) -> bool {
     let mut child = spawn_train(cfg, out, true);
-    let start = Instant::now();
-    let deadline = Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("poll the child") {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                e.read_to_string(&mut err).ok();
-            }
-            assert!(status.success(), "convnet train failed ({status}) before the kill at {moment:?}: {err}");
-            return false;
-        }
-        let now = match moment {
-            Moment::DuringWriteOf(name) => temp_file_of_pid(out, name, child.id()).exists(),
-            Moment::After(ms) => start.elapsed() >= Duration::from_millis(ms),
-        };
-        if now {
-            break;
-        }
-        assert!(start.elapsed() < deadline, "waited a minute for {moment:?}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
     let pid = child.id();
+    match moment {
+        Moment::DuringWriteOf(target) => {
+            let (err, ended) = follow_stderr(pipes(&mut child), |name, stdin| {
+                if name == target {
+                    return false; // the child waits inside the write: kill it there
+                }
+                answer(stdin);
+                true
+            });
+            if ended {
+                let status = child.wait().expect("reap the child");
+                assert!(status.success(), "convnet train failed ({status}) before the kill at {moment:?}: {err}");
+                return false;
+            }
+        }
+        Moment::After(ms) => {
+            // Another thread answers every write while this one waits.
+            let pipes = pipes(&mut child);
+            let follower = std::thread::spawn(move || {
+                follow_stderr(pipes, |_, stdin| {
+                    answer(stdin);
+                    true
+                })
+            });
+            std::thread::sleep(Duration::from_millis(ms));
+            if let Some(status) = child.try_wait().expect("poll the child") {
+                let (err, _) = follower.join().expect("the stderr follower");
+                assert!(status.success(), "convnet train failed ({status}) before the kill at {moment:?}: {err}");
+                return false;
+            }
+            child.kill().expect("SIGKILL convnet train");
+            child.wait().expect("reap the child");
+            follower.join().expect("the stderr follower");
+            return true;
+        }
+    }
     child.kill().expect("SIGKILL convnet train");
     child.wait().expect("reap the child");
+    // The kill landed between writing the temporary file and the rename: the temporary file is
+    // left behind, the real one untouched.
     if let Moment::DuringWriteOf(name) = moment {
-        // The kill landed between writing the temporary file and the rename: the temporary
-        // file is left behind, the real one untouched.
         assert!(temp_file_of_pid(out, name, pid).exists(), "the kill aimed inside the write of {name} came after its rename");
     }
     true
@@ -152,25 +199,34 @@ fn killed_and_resumed_runs_end_bit_identical_to_an_uninterrupted_one() {
 
     // The reference: one run, never interrupted, no pauses.
     let reference = work.path().join("reference");
+    let start = std::time::Instant::now();
     let output = spawn_train(&cfg, &reference, false).wait_with_output().unwrap();
+    let reference_ms = start.elapsed().as_millis() as u64;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
     let out = work.path().join("killed");
-    let mut rng = rng(17);
-    let mut moments = vec![
-        // Inside the very first checkpoints: the run has to start afresh afterwards (best is
-        // written first, and only while validation accuracy improves, so it comes early).
+    // The aimed kills first: each lands for sure (the run cannot finish while it waits inside
+    // a write). Inside the very first checkpoints the run has to start afresh afterwards (best
+    // is written first, and only while validation accuracy improves, so it comes early).
+    let aimed = [
         Moment::DuringWriteOf("best.safetensors"),
         Moment::DuringWriteOf("last.safetensors"),
-        Moment::After(rng.gen_range(100..600)),
         Moment::DuringWriteOf("metrics.csv"),
         Moment::DuringWriteOf("last.safetensors"),
     ];
-    moments.extend((0..3).map(|_| Moment::After(rng.gen_range(50..1500))));
+    // Then kills at random moments, each a share of the uninterrupted run's wall time: most land
+    // somewhere in an epoch; one that comes after the run has finished is not counted.
+    let mut rng = rng(17);
+    let random = (0..4).map(|_| Moment::After((reference_ms as f64 * rng.gen_range(0.05..0.5)) as u64 + 1));
     let mut kills = 0;
-    for &moment in &moments {
-        if !run_and_kill(&cfg, &out, moment) {
-            break; // finished before the kill
+    for moment in aimed.into_iter().chain(random) {
+        let landed = run_and_kill(&cfg, &out, moment);
+        if let Moment::DuringWriteOf(name) = moment {
+            assert!(landed, "the run finished before the kill inside the write of {name}");
+        }
+        if !landed {
+            eprintln!("no kill at {moment:?}: the run had finished");
+            continue;
         }
         kills += 1;
         check_consistent(&out, moment);
@@ -178,12 +234,12 @@ fn killed_and_resumed_runs_end_bit_identical_to_an_uninterrupted_one() {
         let rows = read_metrics(&out.join("metrics.csv")).map_or(0, |r| r.len());
         eprintln!("kill {kills} at {moment:?}: last.safetensors after epoch {epoch}, metrics.csv {rows} epochs");
     }
-    assert!(kills >= 5, "only {kills} kills landed before the run finished");
+    assert!(kills >= aimed.len());
 
     // Resume until the run completes.
     for attempt in 0.. {
         assert!(attempt < 3, "the run does not complete");
-        let output = spawn_train(&cfg, &out, true).wait_with_output().unwrap();
+        let output = spawn_train(&cfg, &out, false).wait_with_output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         if read_metrics(&out.join("metrics.csv")).unwrap().len() == EPOCHS {
             break;

@@ -460,12 +460,11 @@ fn a_100_megapixel_image_is_refused_from_its_header_before_decoding() {
     let model = image_model(dir.path(), 3);
     let huge = dir.path().join("huge.png");
     std::fs::write(&huge, lying_png(10_000, 10_000)).unwrap();
-    let start = std::time::Instant::now();
     let why = "image is 10000x10000 (100.0 megapixels), over the 50 megapixel limit; refused before decoding";
     expect_error(&["predict", "--model", s(&model), s(&huge)], 2, &[s(&huge), why]);
     expect_error(&["filter", "--kernel", "sobel-x", s(&huge), s(&dir.path().join("o.png"))], 2, &[s(&huge), why]);
-    // Decoding 100 megapixels would take seconds and 300 MB; refusing from the header does not.
-    assert!(start.elapsed().as_secs_f32() < 10.0, "took {:?}", start.elapsed());
+    // The file holds a header and almost no pixel data: had the decoder been started, it would
+    // have failed on the missing data ("cannot decode", as below) instead of naming the limit.
     // Beyond what the decoder itself accepts.
     std::fs::write(&huge, lying_png(200_000, 3)).unwrap();
     expect_error(&["predict", "--model", s(&model), s(&huge)], 2, &[s(&huge), "cannot decode PNG image"]);
