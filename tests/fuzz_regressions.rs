@@ -1,17 +1,17 @@
 //! The parsers the fuzz targets (fuzz/fuzz_targets/) exercise, on the inputs that once crashed
 //! them or nearly did (tests/fuzz_regressions/<target>/, each expected to give an error, not
 //! a panic) and on the seed corpora (fuzz/corpus/<target>/seed-*, valid files, each expected to
-//! parse). The checks here run the same code as the targets, so a regression shows in
-//! `cargo test` without cargo-fuzz. See docs/reliability.md for the fuzzing runs.
+//! parse). The checks here run the targets' own code (fuzz/checks.rs, included below), so a
+//! regression shows in `cargo test` without cargo-fuzz; each kept input must be refused for
+//! the reason it was kept. See docs/reliability.md for the fuzzing runs.
 
 use std::path::{Path, PathBuf};
 
-use convnet::data::{idx_pair_to_dataset, parse_cifar10_records, parse_class_names, parse_idx, parse_idx_rank, Dataset, Normalization};
-use convnet::model::{Loss, Network};
-use convnet::optim::Optimizer;
-use convnet::train::Checkpoint;
+#[path = "../fuzz/checks.rs"]
+mod checks;
+
+use convnet::model::Network;
 use convnet::Config;
-use convnet::Tensor;
 
 /// The files of `dir` whose names start with `prefix`, sorted.
 fn files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -42,143 +42,105 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     v
 }
 
-// ---------------------------------------------------------------- the targets' code
-
-/// fuzz_targets/idx.rs: the whole input as one IDX file, then split into an images file and a
-/// labels file by its first two bytes. Returns whether the pair made a data set.
-fn idx_target(data: &[u8]) -> (convnet::Result<convnet::data::IdxArray>, bool) {
-    let whole = parse_idx(data, "fuzz-idx");
-    if data.len() < 2 {
-        return (whole, false);
-    }
-    let rest = &data[2..];
-    let split = usize::from(u16::from_le_bytes([data[0], data[1]])) % (rest.len() + 1);
-    let (images_bytes, labels_bytes) = rest.split_at(split);
-    let (images_path, labels_path) = (Path::new("fuzz-images"), Path::new("fuzz-labels"));
-    let (Ok(images), Ok(labels)) = (parse_idx_rank(images_bytes, images_path, Some(3)), parse_idx_rank(labels_bytes, labels_path, Some(1)))
-    else {
-        return (whole, false);
-    };
-    let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();
-    let gzip = labels_bytes.starts_with(&[0x1f, 0x8b]);
-    match idx_pair_to_dataset(images, images_path, labels, labels_path, gzip, &classes) {
-        Ok(ds) => {
-            let _ = Normalization::from_dataset(&ds);
-            let _ = ds.split_validation(1);
-            (whole, true)
-        }
-        Err(_) => (whole, false),
-    }
-}
-
-/// fuzz_targets/cifar10.rs: the first byte is the number of classes, the rest a batch file;
-/// the whole input is also read as batches.meta.txt. Returns (records ok, class names ok).
-fn cifar10_target(data: &[u8]) -> (bool, bool) {
-    let Some((&classes, rest)) = data.split_first() else { return (false, false) };
-    let n_classes = usize::from(classes);
-    let records = match parse_cifar10_records(rest, "fuzz-batch.bin", n_classes) {
-        Ok((images, labels)) => {
-            assert_eq!(images.len(), labels.len() * 3072);
-            Dataset::new(images, labels, 32, 32, 3, (0..n_classes).map(|i| i.to_string()).collect()).unwrap();
-            true
-        }
-        Err(_) => false,
-    };
-    (records, parse_class_names(data, "fuzz-batches.meta.txt").is_ok())
-}
-
-/// fuzz_targets/config.rs: parse, round-trip through to_toml, build, run a batch of one.
-fn config_target(data: &[u8]) -> Result<(), String> {
-    let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
-    let cfg = Config::from_toml(text, "fuzz.toml").map_err(|e| e.to_string())?;
-    let back = Config::from_toml(&cfg.to_toml(), "config.toml").expect("a valid config survives to_toml");
-    assert_eq!(back, cfg);
-    if cfg.model.param_count().is_none_or(|p| p > 2_000_000) {
-        return Ok(());
-    }
-    let mut net = Network::build(&cfg.model, 0).map_err(|e| e.to_string())?;
-    let [h, w, c] = cfg.model.input;
-    if h * w * c > 1 << 14 || net.flops() > 50_000_000 {
-        return Ok(());
-    }
-    let x = Tensor::zeros(&[1, h, w, c]);
-    let _ = net.predict(&x);
-    let _ = net.compute_gradients(&x, &[0], Loss::default());
-    Ok(())
-}
-
-/// fuzz_targets/checkpoint.rs: parse, build the network, load the optimiser state.
-fn checkpoint_target(data: &[u8]) -> Result<(), String> {
-    let ck = Checkpoint::from_bytes(data, Path::new("fuzz.safetensors")).map_err(|e| e.to_string())?;
-    if ck.config.model.param_count().is_none_or(|p| p > 2_000_000) {
-        return Ok(());
-    }
-    let net = ck.network().map_err(|e| e.to_string())?;
-    ck.check_compatible(&ck.config.model).map_err(|e| e.to_string())?;
-    let mut optimizer = Optimizer::new(ck.config.run.optimizer.clone()).map_err(|e| e.to_string())?;
-    let sizes = net.trainable_sizes();
-    // best.safetensors has no optimiser state: an error here is fine, a panic is not.
-    let _ = optimizer.load_state(ck.meta.optimizer_step, ck.optimizer_state(), &sizes);
-    Ok(())
-}
-
 // ---------------------------------------------------------------- seeds parse
 
 #[test]
 fn the_seed_corpora_are_valid_files() {
     for (path, bytes) in seeds("idx") {
-        let (whole, pair) = idx_target(&bytes);
+        let outcome = checks::idx(&bytes);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.contains("pair") {
-            assert!(pair, "{name}: the pair makes a data set");
+            outcome.pair.unwrap_or_else(|e| panic!("{name}: the pair makes a data set: {e}"));
         } else {
-            whole.unwrap_or_else(|e| panic!("{name}: {e}"));
+            outcome.whole.unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
     for (path, bytes) in seeds("cifar10") {
-        let (records, names) = cifar10_target(&bytes);
-        assert!(records || names, "{}: neither records nor class names", path.display());
+        let (records, names) = checks::cifar10(&bytes);
+        assert!(records.is_ok() || names.is_ok(), "{}: neither records nor class names: {records:?} {names:?}", path.display());
     }
     for (path, bytes) in seeds("config") {
-        config_target(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        checks::config(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
     for (path, bytes) in seeds("checkpoint") {
-        checkpoint_target(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        checks::checkpoint(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
 
-// ---------------------------------------------------------------- kept inputs give errors
+// ---------------------------------------------------------------- kept inputs, each refused for its reason
 
-#[test]
-fn kept_idx_inputs_give_errors_not_panics() {
-    for (path, bytes) in regressions("idx") {
-        let (whole, pair) = idx_target(&bytes);
-        assert!(whole.is_err() && !pair, "{}: expected an error", path.display());
-    }
+/// The kept inputs of `target` and what each must be refused for: the file's name and the
+/// words its error must hold. Every file in the folder must be listed, and every listed file
+/// must be there.
+fn kept<'a>(target: &str, reasons: &[(&str, &'a [&'a str])]) -> Vec<(String, Vec<u8>, &'a [&'a str])> {
+    let files = regressions(target);
+    let names: Vec<String> = files.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let mut listed: Vec<&str> = reasons.iter().map(|r| r.0).collect();
+    listed.sort();
+    assert_eq!(names, listed, "tests/fuzz_regressions/{target}: files and reasons differ");
+    files.into_iter().zip(names).map(|((_, bytes), name)| (name.clone(), bytes, reasons.iter().find(|r| r.0 == name).unwrap().1)).collect()
 }
 
-#[test]
-fn kept_cifar10_inputs_give_errors_not_panics() {
-    for (path, bytes) in regressions("cifar10") {
-        assert_eq!(cifar10_target(&bytes), (false, false), "{}: expected errors", path.display());
-    }
-}
-
-#[test]
-fn kept_config_inputs_give_errors_not_panics() {
-    for (path, bytes) in regressions("config") {
-        let result = config_target(&bytes);
-        assert!(result.is_err(), "{}: expected an error, got {result:?}", path.display());
-        eprintln!("{}: {}", path.display(), result.unwrap_err());
+fn assert_refused_for(what: &str, outcome: &checks::Outcome, words: &[&str]) {
+    match outcome {
+        Ok(()) => panic!("{what}: accepted, expected an error with {words:?}"),
+        Err(e) => assert!(words.iter().all(|w| e.contains(w)), "{what}: the error {e:?} does not say {words:?}"),
     }
 }
 
 #[test]
-fn kept_checkpoint_inputs_give_errors_not_panics() {
-    for (path, bytes) in regressions("checkpoint") {
-        let result = checkpoint_target(&bytes);
-        assert!(result.is_err(), "{}: expected an error", path.display());
-        eprintln!("{}: {}", path.display(), result.unwrap_err());
+fn kept_idx_inputs_are_refused_for_their_reasons() {
+    let reasons: &[(&str, &[&str])] = &[
+        ("review-dims-overflow", &["dimensions [4294967295, 4294967295, 4294967295] overflow the address space"]),
+        ("review-lying-header", &["need 1000000000000000 bytes of data after the 16-byte header, found 16"]),
+        ("review-zero-dims", &["magic number 0x00000800 declares 0 dimensions"]),
+    ];
+    for (name, bytes, words) in kept("idx", reasons) {
+        let outcome = checks::idx(&bytes);
+        assert_refused_for(&name, &outcome.whole, words);
+        assert!(outcome.pair.is_err(), "{name}: the pair made a data set");
+    }
+}
+
+#[test]
+fn kept_cifar10_inputs_are_refused_for_their_reasons() {
+    let reasons: &[(&str, &[&str])] = &[
+        ("review-label-out-of-range", &["record 0 (byte offset 0): label 10 is out of range for the 10 classes"]),
+        ("review-no-classes", &["label 3 is out of range for the 0 classes"]),
+    ];
+    for (name, bytes, words) in kept("cifar10", reasons) {
+        let (records, names) = checks::cifar10(&bytes);
+        assert_refused_for(&name, &records, words);
+        assert!(names.is_err(), "{name}: read as class names");
+    }
+}
+
+#[test]
+fn kept_config_inputs_are_refused_for_their_reasons() {
+    let reasons: &[(&str, &[&str])] = &[
+        ("review-huge-stride.toml", &["layer 2 (max_pool): stride 9223372036854775807 is over the limit of 65536"]),
+        ("review-padding-overflow.toml", &["layer 0 (conv2d): padding 9223372036854775807 is over the limit of 65536"]),
+        ("review-units-terabytes.toml", &["layer 5 (dense): units 1000000000000 is over the limit of 1048576"]),
+    ];
+    for (name, bytes, words) in kept("config", reasons) {
+        let outcome = checks::config(&bytes);
+        assert_refused_for(&name, &outcome, words);
+    }
+}
+
+#[test]
+fn kept_checkpoint_inputs_are_refused_for_their_reasons() {
+    let reasons: &[(&str, &[&str])] = &[
+        (
+            "review-config-padding-overflow.safetensors",
+            &["config (in the checkpoint): layer 0 (conv2d): padding 9223372036854775807 is over the limit"],
+        ),
+        ("review-model-larger-than-file.safetensors", &["33020 parameters but the file holds 350 values"]),
+        ("review-normalization-channels.safetensors", &["normalization: 1 means and 3 stds for 1-channel images"]),
+    ];
+    for (name, bytes, words) in kept("checkpoint", reasons) {
+        let outcome = checks::checkpoint(&bytes);
+        assert_refused_for(&name, &outcome, words);
     }
 }
 
@@ -199,7 +161,7 @@ fn checkpoint_with_normalisation_for_other_channels_is_refused() {
     let mut edited = (text.len() as u64).to_le_bytes().to_vec();
     edited.extend(text);
     edited.extend_from_slice(&bytes[8 + n..]);
-    let err = checkpoint_target(&edited).unwrap_err();
+    let err = checks::checkpoint(&edited).unwrap_err();
     assert!(err.contains("normalization: 1 means and 3 stds for 1-channel images"), "{err}");
 }
 
@@ -230,7 +192,7 @@ fn configs_asking_for_absurd_sizes_are_refused() {
             assert!(text.contains(from), "{from}");
             text = text.replacen(from, to, 1);
         }
-        let err = config_target(text.as_bytes()).expect_err(&text);
+        let err = checks::config(text.as_bytes()).expect_err(&text);
         assert!(err.contains("over the limit") || err.contains("too large"), "{case:?}: {err}");
     }
 }
