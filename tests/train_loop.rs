@@ -103,6 +103,22 @@ fn training_learns_the_quadrant_data_set_and_writes_the_run_folder() {
     let best = report.epochs.iter().map(|m| m.val_accuracy).fold(f32::NEG_INFINITY, f32::max);
     let first_best = report.epochs.iter().position(|m| m.val_accuracy == best).unwrap() + 1;
     assert_eq!(ck.meta.epoch, first_best, "{:?}", report.epochs.iter().map(|m| m.val_accuracy).collect::<Vec<_>>());
+    // best.safetensors is enough to rebuild the network and predict: its own normalisation and
+    // weights, image by image through `predict`, classify the 80 test images as the trainer's
+    // evaluation of that epoch did.
+    let mut net = ck.network().unwrap();
+    let (_, test) = convnet::data::load_idx_dir(data.path(), ck.meta.class_names.clone()).unwrap();
+    let pixels = test.height * test.width * test.channels;
+    let mut correct = 0;
+    for (image, &label) in test.images.chunks_exact(pixels).zip(&test.labels) {
+        let mut x = Tensor::zeros(&[1, test.height, test.width, test.channels]);
+        ck.meta.normalization.apply(image, x.data_mut());
+        let logits = net.predict(&x).unwrap();
+        correct += usize::from(convnet::model::network::argmax(logits.data()) == usize::from(label));
+    }
+    assert_eq!(test.labels.len(), 80);
+    assert_eq!(correct as f32 / 80.0, report.epochs[first_best - 1].test_accuracy, "the rebuilt network's test accuracy");
+    assert!(correct >= 76, "{correct}/80");
     // Each epoch's speed is its 384 training images (400 less 16 for validation) over its seconds.
     for m in &report.epochs {
         assert!((m.images_per_second * m.seconds - 384.0).abs() < 0.5, "{} images/s over {} s", m.images_per_second, m.seconds);
