@@ -78,15 +78,17 @@ fn pipes(child: &mut Child) -> Pipes {
 
 /// Reads the child's stderr line by line: each handshake line is passed to `on_write` with the
 /// file's name (it answers on stdin, or returns false to stop reading); other lines are kept.
-/// Returns the lines kept and whether the end of stderr (the child's exit) was reached.
-fn follow_stderr(pipes: Pipes, mut on_write: impl FnMut(&str, &mut ChildStdin) -> bool) -> (String, bool) {
-    let (mut stdin, stderr) = pipes;
+/// Returns the lines kept and whether the end of stderr (the child's exit) was reached. The
+/// pipes stay open with the caller: a child stopped inside a write stays there (closing its
+/// stdin would let it go on).
+fn follow_stderr(pipes: &mut Pipes, mut on_write: impl FnMut(&str, &mut ChildStdin) -> bool) -> (String, bool) {
+    let (stdin, stderr) = pipes;
     let mut lines = BufReader::new(stderr).lines();
     let mut other = String::new();
     for line in lines.by_ref() {
         let line = line.expect("read the child's stderr");
         match line.strip_prefix(HANDSHAKE_PREFIX) {
-            Some(name) if !on_write(name, &mut stdin) => return (other, false),
+            Some(name) if !on_write(name, stdin) => return (other, false),
             Some(_) => {}
             None => other.push_str(&line),
         }
@@ -106,7 +108,8 @@ fn run_and_kill(cfg: &Path, out: &Path, moment: Moment) -> bool {
     let pid = child.id();
     match moment {
         Moment::DuringWriteOf(target) => {
-            let (err, ended) = follow_stderr(pipes(&mut child), |name, stdin| {
+            let mut pipes = pipes(&mut child);
+            let (err, ended) = follow_stderr(&mut pipes, |name, stdin| {
                 if name == target {
                     return false; // the child waits inside the write: kill it there
                 }
@@ -118,12 +121,19 @@ fn run_and_kill(cfg: &Path, out: &Path, moment: Moment) -> bool {
                 assert!(status.success(), "convnet train failed ({status}) before the kill at {moment:?}: {err}");
                 return false;
             }
+            // Killed while it waits inside the write (its stdin still open): the temporary file
+            // is left behind, the real one untouched.
+            child.kill().expect("SIGKILL convnet train");
+            child.wait().expect("reap the child");
+            drop(pipes);
+            assert!(temp_file_of_pid(out, target, pid).exists(), "the kill aimed inside the write of {target} came after its rename");
+            true
         }
         Moment::After(ms) => {
             // Another thread answers every write while this one waits.
-            let pipes = pipes(&mut child);
+            let mut pipes = pipes(&mut child);
             let follower = std::thread::spawn(move || {
-                follow_stderr(pipes, |_, stdin| {
+                follow_stderr(&mut pipes, |_, stdin| {
                     answer(stdin);
                     true
                 })
@@ -137,17 +147,9 @@ fn run_and_kill(cfg: &Path, out: &Path, moment: Moment) -> bool {
             child.kill().expect("SIGKILL convnet train");
             child.wait().expect("reap the child");
             follower.join().expect("the stderr follower");
-            return true;
+            true
         }
     }
-    child.kill().expect("SIGKILL convnet train");
-    child.wait().expect("reap the child");
-    // The kill landed between writing the temporary file and the rename: the temporary file is
-    // left behind, the real one untouched.
-    if let Moment::DuringWriteOf(name) = moment {
-        assert!(temp_file_of_pid(out, name, pid).exists(), "the kill aimed inside the write of {name} came after its rename");
-    }
-    true
 }
 
 /// Whatever a kill left must be whole: the checkpoints load, metrics.csv parses and is not
