@@ -745,3 +745,43 @@ fn predict_prints_the_top_5_of_the_librarys_softmax_with_the_checkpoints_class_n
         assert!(printed.windows(2).all(|w| w[0].0 >= w[1].0), "most probable first: {stdout}");
     }
 }
+
+#[test]
+fn a_run_without_a_validation_split_prints_no_val_figures_and_eval_refuses_its_val_split() {
+    let data = tempfile::tempdir().unwrap();
+    write_mislabelled_quadrants(data.path());
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("noval.toml");
+    let text = tiny_config(data.path(), 2, "kind = \"adam\"\nlr = 0.01");
+    assert!(text.contains("validation = 16\n"));
+    std::fs::write(&cfg, text.replace("validation = 16\n", "validation = 0\n")).unwrap();
+    let run = work.path().join("noval");
+    let (code, _, stderr) = convnet(&["train", "--config", s(&cfg), "--out", s(&run), "--threads", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    let epochs: Vec<&str> = stderr.lines().filter(|l| l.starts_with("epoch ")).collect();
+    assert_eq!(epochs.len(), 2, "{stderr}");
+    assert!(epochs.iter().all(|l| l.contains(" test ") && !l.contains("val") && !l.contains("NaN")), "{stderr}");
+    let model = run.join("best.safetensors");
+    let (code, stdout, stderr) = convnet(&["eval", "--model", s(&model), "--split", "val"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("--split") && stderr.contains("keeps no validation split ([train] validation = 0)"), "{stderr}");
+    assert!(stdout.is_empty() && !work.path().join("noval/confusion.png").exists(), "nothing printed or drawn: {stdout}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn output_into_a_closed_pipe_ends_the_process_quietly_as_head_expects() {
+    use std::os::unix::process::ExitStatusExt;
+    // The reading end is closed before convnet starts, so its first print meets a broken pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_convnet"))
+        .args(["summary", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/configs/cifar10-resnet.toml")])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    const SIGPIPE: i32 = 13;
+    assert_eq!(out.status.signal(), Some(SIGPIPE), "ended by SIGPIPE, as `ls | head` is: {:?}", out.status);
+}

@@ -269,14 +269,14 @@ fn end_epoch(
         images_per_second: n as f32 / trained.seconds,
     };
     if verbose {
+        // Without a validation split, no "val NaN%".
+        let val_text = if val.is_some() { format!("  val {:.2}% (loss {:.4})", 100.0 * m.val_accuracy, m.val_loss) } else { String::new() };
         eprintln!(
-            "epoch {}/{}: loss {:.4}  train {:.2}%  val {:.2}% (loss {:.4})  test {:.2}%  {:.1} s ({:.0} images/s)",
+            "epoch {}/{}: loss {:.4}  train {:.2}%{val_text}  test {:.2}%  {:.1} s ({:.0} images/s)",
             m.epoch,
             cfg.run.train.epochs,
             m.train_loss,
             100.0 * m.train_accuracy,
-            100.0 * m.val_accuracy,
-            m.val_loss,
             100.0 * m.test_accuracy,
             m.seconds,
             m.images_per_second

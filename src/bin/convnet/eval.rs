@@ -60,6 +60,13 @@ pub fn run(args: EvalArgs) -> convnet::Result<()> {
         Split::Val => ("validation", &splits.val),
         Split::Test => ("test", &splits.test),
     };
+    if ds.is_empty() {
+        // Only the validation split can be empty: the config sets aside no training examples.
+        return Err(convnet::Error::invalid(
+            "--split",
+            format!("{}'s config keeps no validation split ([train] validation = 0): use --split test or train", args.model.display()),
+        ));
+    }
     let e = evaluate(&mut net, ds, &ck.meta.normalization, EvalOptions::for_run(&ck.config.run))?;
     println!("{} on {name} ({} images): accuracy {:.2}%, loss {:.4}", ck.config.model.name, ds.len(), 100.0 * e.accuracy, e.loss);
     let names = &ck.meta.class_names;

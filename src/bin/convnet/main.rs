@@ -47,6 +47,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train::run(a),
@@ -72,6 +73,18 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// `convnet eval ... | head` ends quietly when `head` has read enough, as `ls | head` does: the
+/// Rust runtime ignores SIGPIPE, which turns every later print into a panic ("failed printing
+/// to stdout: Broken pipe"); the default action ends the process instead.
+fn restore_sigpipe() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
