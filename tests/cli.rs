@@ -208,3 +208,66 @@ fn a_config_without_a_data_path_reads_its_data_sets_default_folder_and_names_it(
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("../shared/data/cifar-10-batches-bin"), "{stderr}");
 }
+
+#[test]
+fn bench_in_every_mode_reports_figures_that_agree_with_each_other() {
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("tiny.toml");
+    std::fs::write(&cfg, tiny_config(work.path(), 1, "kind = \"adam\"\nlr = 0.01")).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    // FLOPs per image by hand: conv 3x3, 1 -> 4 channels, SAME at 8x8: 2 * 64 * 4 * 9 = 4,608;
+    // dense 64 -> 10: 2 * 640 = 1,280 (pooling and LRN count none).
+    let mflops = (4608.0 + 1280.0) / 1e6;
+    for (mode, batch, flops_per_image) in [("train", 4, 3.0 * mflops), ("infer", 4, mflops), ("latency", 1, mflops)] {
+        let mut args = vec!["bench", "--config", cfg, "--mode", mode, "--steps", "2", "--reps", "3", "--warmup", "1", "--json"];
+        if mode != "latency" {
+            args.extend(["--batch-size", "4"]);
+        }
+        let (code, stdout, stderr) = convnet(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{mode}: no {k} in {r}"));
+        assert_eq!(
+            (r["mode"].as_str(), r["batch"].as_u64(), r["steps"].as_u64(), r["reps"].as_u64()),
+            (Some(mode), Some(batch), Some(2), Some(3))
+        );
+        assert!(f("img_per_s_min") <= f("img_per_s_median") && f("img_per_s_median") <= f("img_per_s_max"), "{r}");
+        assert!(f("ms_per_step_min") <= f("ms_per_step_median") && f("ms_per_step_median") <= f("ms_per_step_max"), "{r}");
+        // images/s = batch / seconds per step, each rounded (to 0.1 and 0.001 ms).
+        let ms = f("ms_per_step_median");
+        let from_ms = batch as f64 * 1e3 / ms;
+        assert!((from_ms - f("img_per_s_median")).abs() <= from_ms * (0.0005 / ms + 1e-3) + 0.1, "{mode}: {from_ms} vs {r}");
+        // GFLOP/s = the summary's MFLOPs per image (3x for a training step) x images/s.
+        let gflops = flops_per_image * 1e6 * f("img_per_s_median") / 1e9;
+        assert!((gflops - f("gflops_achieved_median")).abs() <= 0.02 * gflops + 0.01, "{mode}: {gflops} vs {r}");
+        if cfg!(target_os = "linux") {
+            // VmHWM of a process that loaded a model: more than a MiB, far less than the machine.
+            assert!(f("peak_rss_mib") > 1.0 && f("peak_rss_mib") < 4096.0, "{r}");
+        }
+        assert_eq!(r["threads"].as_u64(), Some(std::thread::available_parallelism().map_or(1, |n| n.get()) as u64), "{r}");
+    }
+    // --layers: a row per built layer, whose shares add up to 100 % and whose times add up to
+    // the total row (each to the printed rounding); inference rows have no backward time.
+    for (mode, backward) in [("train", true), ("infer", false)] {
+        let (code, stdout, stderr) =
+            convnet(&["bench", "--config", cfg, "--mode", mode, "--batch-size", "4", "--steps", "3", "--warmup", "0", "--layers"]);
+        assert_eq!(code, 0, "{stderr}");
+        let rows: Vec<Vec<&str>> =
+            stdout.lines().skip(2).map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect()).collect();
+        let (total, layers) = rows.split_last().unwrap();
+        assert_eq!(total[0], "total", "{stdout}");
+        let names: Vec<&str> = layers.iter().map(|r| r[0]).collect();
+        assert_eq!(
+            names,
+            ["layer 0 (conv2d + relu)", "layer 2 (max_pool)", "layer 3 (lrn)", "layer 4 (flatten)", "layer 5 (dense)"],
+            "{stdout}"
+        );
+        let num = |s: &str| s.trim_end_matches('%').parse::<f64>().unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let (sum_f, sum_b, share): (f64, f64, f64) =
+            layers.iter().fold((0.0, 0.0, 0.0), |(f, b, s), r| (f + num(r[1]), b + num(r[2]), s + num(r[3])));
+        assert!((sum_f - num(total[1])).abs() <= 0.001 * layers.len() as f64, "{stdout}");
+        assert!((sum_b - num(total[2])).abs() <= 0.001 * layers.len() as f64, "{stdout}");
+        assert!((share - 100.0).abs() <= 0.05 * layers.len() as f64, "{stdout}");
+        assert_eq!(num(total[2]) > 0.0, backward, "{stdout}");
+    }
+}
