@@ -97,3 +97,27 @@ fn every_layer_refuses_an_input_of_the_wrong_shape_naming_what_it_expects() {
     let mut flatten = FlattenLayer::new("L flatten".into(), &INPUT);
     assert_refused(flatten.forward(&batch(2, &[4, 4, 2], 13), Mode::Eval), "L flatten", &["[N, 4, 4, 3]"]);
 }
+
+#[test]
+fn every_layer_says_its_config_type_label_and_parameters() {
+    let kinds: Vec<(String, &str, usize)> = layers().iter().map(|(l, _)| (l.label().to_string(), l.kind(), l.params().len())).collect();
+    for (label, kind, params) in &kinds {
+        // Labelled "L <type>" above; the parameters: conv and dense a weight and a bias, batch
+        // norm gamma, beta and its running statistics, the residual block its body's conv.
+        assert_eq!(*kind, label.strip_prefix("L ").unwrap(), "{label}");
+        let expected = match *kind {
+            "conv2d" | "dense" | "residual" => 2,
+            "batch_norm" => 4,
+            _ => 0,
+        };
+        assert_eq!(*params, expected, "{label}");
+    }
+    assert_eq!(FlattenLayer::new("f".into(), &INPUT).kind(), "flatten");
+    let sigmoid = ActivationLayer::new("s".into(), &INPUT, Activation::Sigmoid);
+    let tanh = ActivationLayer::new("t".into(), &INPUT, Activation::Tanh);
+    assert_eq!((sigmoid.kind(), tanh.kind()), ("sigmoid", "tanh"));
+    // A parameter's role is the last part of its name.
+    let p = Param::new("4.residual.shortcut.conv2d.weight", Tensor::zeros(&[1]), 0.0, true);
+    assert_eq!(p.role(), "weight");
+    assert_eq!(Param::buffer("running_mean", Tensor::zeros(&[1])).role(), "running_mean");
+}
