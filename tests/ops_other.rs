@@ -66,6 +66,18 @@ fn lrn_refuses_parameters_outside_their_domain_naming_the_key() {
 }
 
 #[test]
+fn lrn_refuses_a_tensor_without_channels_naming_the_shape() {
+    let p = LrnParams { depth_radius: 2, bias: 1.0, alpha: 1e-3, beta: 0.75 };
+    for shape in [&[2, 3, 3, 0][..], &[]] {
+        let x = Tensor::zeros(shape);
+        let err = lrn_forward(&x, &p).unwrap_err().to_string();
+        assert!(err.contains("lrn") && err.contains("a tensor with channels last") && err.contains(&format!("{shape:?}")), "{err}");
+        let err = lrn_backward(&x, &x, &x, &x, &p).unwrap_err().to_string();
+        assert!(err.contains("a tensor with channels last") && err.contains(&format!("{shape:?}")), "{err}");
+    }
+}
+
+#[test]
 fn activation_gradients_match_finite_differences() {
     for (i, act) in [Activation::Relu, Activation::Sigmoid, Activation::Tanh].into_iter().enumerate() {
         // Keep inputs away from relu's kink at 0.
