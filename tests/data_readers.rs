@@ -317,6 +317,17 @@ fn cifar_missing_files() {
     std::fs::remove_file(dir.path().join("batches.meta.txt")).unwrap();
     assert_contains(&err(load_cifar10_dir(dir.path())), &["batches.meta.txt", "not found", "class names"]);
 
+    // The class names padded with blank lines to the 1 MiB limit load; one byte more is refused
+    // (not read up to the limit and taken as it is).
+    let limit = 1 << 20;
+    let mut meta = CIFAR_CLASSES.as_bytes().to_vec();
+    meta.resize(limit, b'\n');
+    std::fs::write(dir.path().join("batches.meta.txt"), &meta).unwrap();
+    assert_eq!(load_cifar10_dir(dir.path()).unwrap().0.class_names.len(), 10);
+    meta.push(b'\n');
+    std::fs::write(dir.path().join("batches.meta.txt"), &meta).unwrap();
+    assert_contains(&err(load_cifar10_dir(dir.path())), &["batches.meta.txt", "larger than 1048576 bytes"]);
+
     assert_contains(&err(load_cifar10_dir(dir.path().join("absent"))), &["absent", "not found"]);
 }
 
