@@ -54,6 +54,29 @@ fn batch_norm_matches_reference_and_its_gradients_match_finite_differences() {
 }
 
 #[test]
+fn batch_norm_known_answer_per_channel_and_its_shape_errors() {
+    // Two channels over a batch of two: means [2, 20], variances [1, 100] (biased), so both
+    // channels normalise to [-1, 1]; y = gamma * xhat + beta with gamma [2, 1], beta [0.5, 0].
+    // Running statistics (momentum 0.5, from mean 0 and variance 1): mean 0.5 * [2, 20] =
+    // [1, 10]; variance 0.5 * 1 + 0.5 * unbiased [2, 200] = [1.5, 100.5].
+    use convnet::ops::batch_norm::{batch_norm_forward_train, BatchNormCache, RunningStats};
+    let x = Tensor::from_vec(&[2, 2], vec![1.0, 10.0, 3.0, 30.0]).unwrap();
+    let (mut mean, mut var) = (vec![0.0; 2], vec![1.0; 2]);
+    let (mut y, mut cache) = (Tensor::empty(), BatchNormCache::default());
+    let running = RunningStats { mean: &mut mean, var: &mut var, momentum: 0.5 };
+    batch_norm_forward_train(&x, &[2.0, 1.0], &[0.5, 0.0], running, 1e-12, &mut y, &mut cache).unwrap();
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-5);
+    assert!(close(y.data(), &[-1.5, -1.0, 2.5, 1.0]), "{:?}", y.data());
+    assert!(close(&mean, &[1.0, 10.0]) && close(&var, &[1.5, 100.5]), "{mean:?} {var:?}");
+    assert!(close(&batch_norm_forward_ref(&x, &[2.0, 1.0], &[0.5, 0.0], 1e-12).unwrap().data(), &[-1.5, -1.0, 2.5, 1.0]));
+    // No channel axis, or no channels: refused, naming the shape.
+    for shape in [&[4][..], &[2, 0]] {
+        let err = batch_norm_forward_ref(&Tensor::zeros(shape), &[], &[], 1e-5).unwrap_err().to_string();
+        assert!(err.contains("batch_norm") && err.contains("[N, ..., C]") && err.contains(&format!("{shape:?}")), "{err}");
+    }
+}
+
+#[test]
 fn batch_norm_running_statistics_and_eval_mode() {
     // One channel, values 1, 2, 3, 4: mean 2.5, biased var 1.25, unbiased 5/3.
     let x = Tensor::from_vec(&[4, 1], vec![1., 2., 3., 4.]).unwrap();
