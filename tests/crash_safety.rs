@@ -83,14 +83,13 @@ fn pipes(child: &mut Child) -> Pipes {
 /// stdin would let it go on).
 fn follow_stderr(pipes: &mut Pipes, mut on_write: impl FnMut(&str, &mut ChildStdin) -> bool) -> (String, bool) {
     let (stdin, stderr) = pipes;
-    let mut lines = BufReader::new(stderr).lines();
     let mut other = String::new();
-    for line in lines.by_ref() {
+    for line in BufReader::new(stderr).lines() {
         let line = line.expect("read the child's stderr");
         match line.strip_prefix(HANDSHAKE_PREFIX) {
             Some(name) if !on_write(name, stdin) => return (other, false),
             Some(_) => {}
-            None => other.push_str(&line),
+            None => other.extend([line.as_str(), "\n"]),
         }
     }
     (other, true)

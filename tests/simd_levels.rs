@@ -66,7 +66,7 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     out.extend([("max pool y", bits(&y)), ("max pool argmax", argmax), ("max pool dX", bits(&dx))]);
 
     // Three training steps of a small seed-like network (Winograd conv, max pool, LRN).
-    let cfg = Config::from_toml(SEED_LIKE, "seed-like").unwrap();
+    let cfg = Config::from_toml(&seed_like(), "seed-like").unwrap();
     let mut net = Network::build(&cfg.model, 4).unwrap();
     let mut opt = Optimizer::new(cfg.run.optimizer.clone()).unwrap();
     let x = random(&[4, 12, 12, 3], 9);
@@ -81,17 +81,12 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     out
 }
 
-const SEED_LIKE: &str = r#"
-name = "seed-like"
-input = [12, 12, 3]
-[data]
-dataset = "cifar10"
-[train]
-batch_size = 4
-epochs = 1
-[optimizer]
-kind = "adam"
-lr = 0.001
+/// A small seed-like network: Winograd convolutions (5x5, 16 channels), max pool, LRN.
+fn seed_like() -> String {
+    model_config(
+        "seed-like",
+        "[12, 12, 3]",
+        r#"
 [[layers]]
 type = "conv2d"
 filters = 16
@@ -119,7 +114,9 @@ type = "flatten"
 [[layers]]
 type = "dense"
 units = 3
-"#;
+"#,
+    )
+}
 
 #[test]
 fn every_simd_level_gives_the_same_bits_and_matches_the_reference_loops() {
@@ -151,7 +148,7 @@ fn every_simd_level_gives_the_same_bits_and_matches_the_reference_loops() {
     // a level that is not one is named in a warning and ignored.
     let work = tempfile::tempdir().unwrap();
     let cfg = work.path().join("seed-like.toml");
-    std::fs::write(&cfg, SEED_LIKE).unwrap();
+    std::fs::write(&cfg, seed_like()).unwrap();
     let bench = |simd: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_convnet"))
             .args(["bench", "--config", cfg.to_str().unwrap(), "--mode", "infer", "--batch-size", "2", "--steps", "1"])

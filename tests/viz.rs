@@ -5,6 +5,8 @@
 //! filter and activation tiles equal to the weights and layer outputs under the documented
 //! grey-level mappings, read back from the PNG. All data is generated here.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -866,17 +868,12 @@ fn filters_png_of_three_input_channels_shows_each_filter_as_one_rgb_tile() {
     }
 }
 
-const ACT_NET: &str = r#"
-name = "act"
-input = [6, 10, 1]
-[data]
-dataset = "mnist"
-[train]
-batch_size = 1
-epochs = 1
-[optimizer]
-kind = "sgd"
-lr = 0.1
+/// conv 3 -> relu -> max pool -> conv 2 -> flatten -> dense 2, on 6x10 grey images.
+fn act_net() -> String {
+    common::model_config(
+        "act",
+        "[6, 10, 1]",
+        r#"
 [[layers]]
 type = "conv2d"
 filters = 3
@@ -895,7 +892,9 @@ type = "flatten"
 [[layers]]
 type = "dense"
 units = 2
-"#;
+"#,
+    )
+}
 
 /// The grey level of each value of channel `ch` of a [1, h, w, c] feature map under the
 /// documented mapping: linear from min(0, lowest) (black) to max(0, highest) (white), the range
@@ -912,7 +911,7 @@ fn grey_levels(t: &Tensor, ch: usize, per_layer: bool) -> Vec<f64> {
 #[test]
 fn activations_png_tiles_are_the_layer_outputs_scaled_per_channel_or_per_layer() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::from_toml(ACT_NET, "act").unwrap();
+    let cfg = Config::from_toml(&act_net(), "act").unwrap();
     let mut net = Network::build(&cfg.model, 5).unwrap();
     // A diagonal stripe over a ramp, so that every layer has structure.
     let pixels: Vec<u8> = (0..60).map(|i| if (i / 10 + i % 10) % 4 == 0 { 250 } else { (i * 4) as u8 }).collect();

@@ -71,7 +71,8 @@ pub fn max_pool2d_forward_into(x: &Tensor, window: &Window, y: &mut Tensor, argm
 
 /// The maximum over the window cells at offsets `cells` (in row-major window order, at least
 /// one) of every channel, and the index of the first cell that holds it. AVX2 where the SIMD
-/// level allows it (`ops::simd`), keeping the running maximum in registers across the cells; a plain loop otherwise.
+/// level allows it (`ops::simd`), keeping the running maximum in registers across the cells; a
+/// plain loop otherwise.
 #[inline]
 fn max_window(x: &[f32], cells: &[usize], best: &mut [f32], arg: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
