@@ -54,6 +54,63 @@ fn batch_norm_matches_reference_and_its_gradients_match_finite_differences() {
 }
 
 #[test]
+fn batch_norm_with_its_relu_folded_in_equals_batch_norm_then_relu_bit_for_bit() {
+    // The fused layer applies the ReLU in its own pass and masks dy by recomputing x a + b
+    // (rather than reading y): the same values as the separate layers, on any thread count.
+    // 40 channels: five 8-lane vectors; 5 x 7 x 9 rows: a chunk of 256 rows and a part one.
+    let mut x = random(&[5, 7, 9, 40], 11);
+    x.data_mut().iter_mut().enumerate().for_each(|(i, v)| *v = *v * 3.0 + (i % 40) as f32 * 0.1 - 2.0);
+    let dy = random(x.shape(), 12);
+    let run = |threads: usize, fused: bool| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut bn = BatchNormLayer::new("bn".into(), &[7, 9, 40], 0.1, 1e-5);
+            bn.gamma.value = random(&[40], 13);
+            bn.beta.value = random(&[40], 14);
+            bn.relu = fused;
+            let mut relu = ActivationLayer::new("relu".into(), &[7, 9, 40], Activation::Relu);
+            bn.forward(&x, Mode::Train).unwrap();
+            let y = if fused {
+                bn.output().clone()
+            } else {
+                relu.forward(bn.output(), Mode::Train).unwrap();
+                relu.backward(bn.output(), &dy, true).unwrap();
+                relu.output().clone()
+            };
+            let d_bn = if fused { dy.clone() } else { relu.input_grad().clone() };
+            bn.backward(&x, &d_bn, true).unwrap();
+            (y, bn.input_grad().clone(), bn.gamma.grad.clone(), bn.beta.grad.clone(), bn.running_var.value.clone())
+        })
+    };
+    let separate = run(1, false);
+    assert!(separate.0.data().contains(&0.0) && separate.0.data().iter().any(|&v| v > 0.0), "the relu must cut");
+    for threads in [1, 2, 3] {
+        let fused = run(threads, true);
+        assert_eq!(fused.0.data(), separate.0.data(), "y on {threads} threads");
+        assert_eq!(fused.1.data(), separate.1.data(), "dx on {threads} threads");
+        assert_eq!((fused.2.data(), fused.3.data()), (separate.2.data(), separate.3.data()), "d_gamma, d_beta on {threads} threads");
+        assert_eq!(fused.4.data(), separate.4.data(), "running variance on {threads} threads");
+    }
+}
+
+#[test]
+fn batch_norm_statistics_keep_their_precision_when_the_mean_is_large() {
+    // Values around 1000 with a spread of about 0.1: a one-pass E[x^2] - E[x]^2 in f32 would
+    // lose the variance entirely (an f32 near 10^6 is good to 0.06); the shifted sums keep it.
+    // (What remains is the f32 mean's own rounding, 3e-5: 3e-4 of the spread.)
+    let mut x = random(&[4, 6, 6, 3], 21);
+    x.data_mut().iter_mut().for_each(|v| *v = 1000.0 + *v * 0.1);
+    let mut bn = BatchNormLayer::new("bn".into(), &[6, 6, 3], 1.0, 1e-12);
+    bn.forward(&x, Mode::Train).unwrap();
+    let reference = batch_norm_forward_ref(&x, bn.gamma.value.data(), bn.beta.value.data(), 1e-12).unwrap();
+    assert_close(bn.output(), &reference, 1e-3, "batch_norm forward at mean 1000");
+    // With momentum 1 the running variance is the batch's unbiased one: about (0.1)^2 / 3.
+    for &v in bn.running_var.value.data() {
+        assert!((2e-3..5e-3).contains(&v), "running variance {v}");
+    }
+}
+
+#[test]
 fn batch_norm_known_answer_per_channel_and_its_shape_errors() {
     // Two channels over a batch of two: means [2, 20], variances [1, 100] (biased), so both
     // channels normalise to [-1, 1]; y = gamma * xhat + beta with gamma [2, 1], beta [0.5, 0].
@@ -64,7 +121,7 @@ fn batch_norm_known_answer_per_channel_and_its_shape_errors() {
     let (mut mean, mut var) = (vec![0.0; 2], vec![1.0; 2]);
     let (mut y, mut cache) = (Tensor::empty(), BatchNormCache::default());
     let running = RunningStats { mean: &mut mean, var: &mut var, momentum: 0.5 };
-    batch_norm_forward_train(&x, &[2.0, 1.0], &[0.5, 0.0], running, 1e-12, &mut y, &mut cache).unwrap();
+    batch_norm_forward_train(&x, &[2.0, 1.0], &[0.5, 0.0], running, 1e-12, false, &mut y, &mut cache).unwrap();
     let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-5);
     assert!(close(y.data(), &[-1.5, -1.0, 2.5, 1.0]), "{:?}", y.data());
     assert!(close(&mean, &[1.0, 10.0]) && close(&var, &[1.5, 100.5]), "{mean:?} {var:?}");

@@ -190,8 +190,8 @@ units = 3
     let labels: Vec<&str> = net.layers().iter().map(|l| l.label()).collect();
     let expected = [
         "layer 0 (conv2d)",
-        "layer 1 (batch_norm)",
-        "layer 2 (relu)",
+        // The relu after a batch norm is folded into it, as into a conv2d.
+        "layer 1 (batch_norm + relu)",
         "layer 3 (lrn)",
         "layer 4 (residual)",
         "layer 5 (max_pool)",
@@ -202,7 +202,7 @@ units = 3
         "layer 10 (dense)",
     ];
     assert_eq!(labels, expected);
-    let residual = cfg.model.plan().unwrap().layers.remove(4);
+    let residual = cfg.model.plan().unwrap().layers.into_iter().find(|p| p.index == 4).expect("a plan for layer 4");
     let convnet::model::PlannedOp::Residual { body, shortcut } = residual.op else { panic!("layer 4 is a block") };
     assert_eq!(body.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), ["layer 4.0 (conv2d + relu)", "layer 4.2 (tanh)"]);
     assert_eq!(shortcut.map(|s| s.label), Some("layer 4 (residual) shortcut".to_string()));

@@ -26,12 +26,12 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
     let mut out = Vec::new();
 
-    // A 5x5 stride-1 convolution with 16 input channels goes by Winograd (SAME and VALID).
-    for (name, padding) in [("same", Padding::Same), ("valid", Padding::Valid)] {
-        let window = Window::new(5, 5, 1, 1, padding);
+    // 5x5 and 3x3 stride-1 convolutions with 16 input channels go by Winograd (SAME and VALID).
+    for (name, k, padding) in [("same", 5, Padding::Same), ("valid", 5, Padding::Valid), ("3x3 same", 3, Padding::Same)] {
+        let window = Window::new(k, k, 1, 1, padding);
         assert_eq!(algorithm(&window, 16), Algorithm::Winograd, "the test must reach the Winograd kernels");
         let x = random(&[2, 9, 11, 16], 1);
-        let w = random(&[5, 5, 16, 8], 2);
+        let w = random(&[k, k, 16, 8], 2);
         let b = random(&[8], 3);
         let y = conv2d_forward(&x, &w, &b, &window, false).unwrap();
         assert_close(&y, &conv_forward(&x, &w, &b, &window).unwrap(), 1e-4, &format!("winograd {name} at {:?}", simd_level()));

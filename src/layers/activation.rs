@@ -1,7 +1,10 @@
 //! Elementwise activation layer (relu, sigmoid, tanh). The backward pass needs only its own
 //! output y; see `ops::activation` for the derivatives.
 
+use rayon::prelude::*;
+
 use super::{check_backward, check_input, Layer, Mode};
+use crate::chunks::VALUES_PER_CHUNK;
 use crate::error::Result;
 use crate::ops::activation::Activation;
 use crate::tensor::Tensor;
@@ -32,8 +35,12 @@ impl Layer for ActivationLayer {
     }
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.shape)?;
-        self.y.copy_from(x);
-        self.activation.forward(self.y.data_mut());
+        // One pass (copy and activate per chunk, while the chunk is in cache), on every core.
+        self.y.resize(x.shape());
+        self.y.data_mut().par_chunks_mut(VALUES_PER_CHUNK).zip(x.data().par_chunks(VALUES_PER_CHUNK)).for_each(|(y, x)| {
+            y.copy_from_slice(x);
+            self.activation.forward(y);
+        });
         Ok(())
     }
     fn output(&self) -> &Tensor {
@@ -42,8 +49,10 @@ impl Layer for ActivationLayer {
     fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
         check_backward(&self.name, x, &self.y, dy)?;
         if need_input_grad {
-            self.dx.copy_from(dy);
-            self.activation.backward(self.y.data(), self.dx.data_mut());
+            let activation = self.activation;
+            self.dx.resize(dy.shape());
+            let chunks = self.dx.data_mut().par_chunks_mut(VALUES_PER_CHUNK).zip(dy.data().par_chunks(VALUES_PER_CHUNK));
+            chunks.zip(self.y.data().par_chunks(VALUES_PER_CHUNK)).for_each(|((dx, dy), y)| activation.backward_into(y, dy, dx));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Batch normalisation layer: per-channel normalisation with learnt scale (gamma) and shift
 //! (beta). Train mode uses the batch statistics and updates running averages; eval mode uses
-//! the running averages. See `ops::batch_norm` for the formulas.
+//! the running averages. A relu that follows is folded in (`relu`), as into a convolution: the
+//! backward pass masks dy with y > 0. See `ops::batch_norm` for the formulas.
 
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::Result;
@@ -26,6 +27,8 @@ pub struct BatchNormLayer {
     pub running_var: Param,
     momentum: f32,
     eps: f32,
+    /// ReLU applied in the same pass (a following relu layer folded in).
+    pub relu: bool,
     y: Tensor,
     dx: Tensor,
     cache: BatchNormCache,
@@ -44,6 +47,7 @@ impl BatchNormLayer {
             running_var: Param::buffer("running_var", Tensor::filled(&[c], 1.0)),
             momentum,
             eps,
+            relu: false,
             y: Tensor::empty(),
             dx: Tensor::empty(),
             cache: BatchNormCache::default(),
@@ -71,10 +75,11 @@ impl Layer for BatchNormLayer {
                     var: self.running_var.value.data_mut(),
                     momentum: self.momentum,
                 };
-                batch_norm_forward_train(x, g, b, running, self.eps, &mut self.y, &mut self.cache)
+                batch_norm_forward_train(x, g, b, running, self.eps, self.relu, &mut self.y, &mut self.cache)
             }
             Mode::Eval => {
-                batch_norm_forward_eval(x, g, b, self.running_mean.value.data(), self.running_var.value.data(), self.eps, &mut self.y)
+                let (mean, var) = (self.running_mean.value.data(), self.running_var.value.data());
+                batch_norm_forward_eval(x, g, b, mean, var, self.eps, self.relu, &mut self.y)
             }
         }
     }
@@ -84,7 +89,8 @@ impl Layer for BatchNormLayer {
     fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
         check_backward(&self.name, x, &self.y, dy)?;
         let dx = if need_input_grad { Some(&mut self.dx) } else { None };
-        batch_norm_backward(dy, self.gamma.value.data(), &self.cache, dx, self.gamma.grad.data_mut(), self.beta.grad.data_mut())
+        let (gamma, d_gamma, d_beta) = (self.gamma.value.data(), self.gamma.grad.data_mut(), self.beta.grad.data_mut());
+        batch_norm_backward(x, dy, gamma, &mut self.cache, dx, d_gamma, d_beta)
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx

@@ -3,8 +3,11 @@
 //!   backward: dx = dF/dx(dy) + d shortcut/dx(dy)   (the gradient flows through both paths)
 //! A ReLU after the addition, as in ResNet, is an ordinary relu layer after the block.
 
+use rayon::prelude::*;
+
 use super::Sequential;
 use super::{check_backward, check_input, Layer, Mode, Param};
+use crate::chunks::VALUES_PER_CHUNK;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -59,9 +62,7 @@ impl Layer for ResidualLayer {
         };
         let body_out = self.body.output();
         self.y.resize(body_out.shape());
-        for ((y, a), b) in self.y.data_mut().iter_mut().zip(body_out.data()).zip(shortcut.data()) {
-            *y = a + b;
-        }
+        add_into(self.y.data_mut(), body_out.data(), shortcut.data());
         Ok(())
     }
     fn output(&self) -> &Tensor {
@@ -77,9 +78,7 @@ impl Layer for ResidualLayer {
             let d_body = self.body.input_grad();
             let d_short = self.projection.as_ref().map_or(dy, |p| p.input_grad());
             self.dx.resize(x.shape());
-            for ((d, a), b) in self.dx.data_mut().iter_mut().zip(d_body.data()).zip(d_short.data()) {
-                *d = a + b;
-            }
+            add_into(self.dx.data_mut(), d_body.data(), d_short.data());
         }
         Ok(())
     }
@@ -103,4 +102,12 @@ impl Layer for ResidualLayer {
     fn flops(&self) -> u64 {
         self.body.flops() + self.projection.as_ref().map_or(0, |p| p.flops())
     }
+}
+
+/// out = a + b, elementwise, on every core.
+fn add_into(out: &mut [f32], a: &[f32], b: &[f32]) {
+    let chunks = out.par_chunks_mut(VALUES_PER_CHUNK).zip(a.par_chunks(VALUES_PER_CHUNK));
+    chunks.zip(b.par_chunks(VALUES_PER_CHUNK)).for_each(|((out, a), b)| {
+        out.iter_mut().zip(a).zip(b).for_each(|((o, a), b)| *o = a + b);
+    });
 }

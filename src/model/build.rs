@@ -30,7 +30,11 @@ fn build_layer(plan: &LayerPlan, rng: &mut ChaCha8Rng) -> Result<Box<dyn Layer>>
         PlannedOp::Activation(activation) => Box::new(ActivationLayer::new(label, input, *activation)),
         PlannedOp::Lrn(params) => Box::new(LrnLayer::new(label, input, *params)?),
         PlannedOp::Flatten => Box::new(FlattenLayer::new(label, input)),
-        PlannedOp::BatchNorm { momentum, eps } => Box::new(BatchNormLayer::new(label, input, *momentum, *eps)),
+        PlannedOp::BatchNorm { momentum, eps, relu } => {
+            let mut bn = BatchNormLayer::new(label, input, *momentum, *eps);
+            bn.relu = *relu;
+            Box::new(bn)
+        }
         PlannedOp::Dropout { rate } => Box::new(DropoutLayer::new(label, input, *rate)?),
         PlannedOp::GlobalAvgPool => Box::new(GlobalAvgPoolLayer::new(label, input)),
         PlannedOp::Residual { body, shortcut } => {

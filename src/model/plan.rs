@@ -67,6 +67,8 @@ pub enum PlannedOp {
     BatchNorm {
         momentum: f32,
         eps: f32,
+        /// A relu that follows in the config, folded into this layer's pass.
+        relu: bool,
     },
     Dropout {
         rate: f32,
@@ -203,11 +205,13 @@ impl Walk<'_> {
         while i < cfgs.len() {
             let cfg = &cfgs[i];
             let name = path.label(i, cfg.kind());
-            // A relu that follows a convolution is folded into it: one pass over memory less.
-            let fold_relu = matches!(cfg, LayerConfig::Conv2d { .. }) && matches!(cfgs.get(i + 1), Some(LayerConfig::Relu {}));
+            // A relu that follows a convolution or a batch norm is folded into it: one pass over
+            // memory less each way.
+            let fold_relu = matches!(cfg, LayerConfig::Conv2d { .. } | LayerConfig::BatchNorm { .. })
+                && matches!(cfgs.get(i + 1), Some(LayerConfig::Relu {}));
             let (op, output) = self.layer(cfg, &shape, &name, path, i, fold_relu)?;
             self.check_limits(&name, &output)?;
-            let label = if fold_relu { path.label(i, "conv2d + relu") } else { name };
+            let label = if fold_relu { path.label(i, &format!("{} + relu", cfg.kind())) } else { name };
             let param_prefix = format!("{}{i}.{}.", path.param, cfg.kind());
             plans.push(LayerPlan { index: i, label, param_prefix, input: shape, output: output.clone(), op });
             shape = output;
@@ -266,7 +270,7 @@ impl Walk<'_> {
                 // gamma, beta, and the running mean and variance (stored with the weights).
                 let c = shape.last().copied().unwrap_or(0) as u64;
                 self.params = self.params.saturating_add(c.saturating_mul(4));
-                (PlannedOp::BatchNorm { momentum: *momentum, eps: *eps }, shape.to_vec())
+                (PlannedOp::BatchNorm { momentum: *momentum, eps: *eps, relu }, shape.to_vec())
             }
             LayerConfig::Dropout { rate } => (PlannedOp::Dropout { rate: *rate }, shape.to_vec()),
             LayerConfig::GlobalAvgPool {} => {

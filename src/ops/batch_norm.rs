@@ -9,13 +9,15 @@
 //!   eval:     y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta
 //!   backward: d_beta = sum dy;  d_gamma = sum dy * xhat
 //!             dx = gamma / sqrt(var + eps) / M * (M dy - d_beta - xhat d_gamma),  M = rows
+//!   with a ReLU fused after it: y = max(0, ...), and dy becomes dz = dy where y > 0
 //! ```
 //!
-//! Sums run over fixed chunks of rows reduced in order, in f64: the same result on any number
-//! of threads.
+//! Sums run over fixed chunks of rows, each in f32, and the chunks are added in order in f64:
+//! the same result on any number of threads.
 
 use rayon::prelude::*;
 
+use super::simd::simd_dispatch;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -28,32 +30,19 @@ fn channels(x: &Tensor) -> Result<usize> {
     }
 }
 
-/// Per-channel sums of f(row values) over all rows, in a fixed order.
-fn channel_sums(data: &[f32], c: usize, f: impl Fn(usize, f32) -> f64 + Sync) -> Vec<f64> {
-    let partials: Vec<Vec<f64>> = data
-        .par_chunks(ROWS * c)
-        .map(|chunk| {
-            let mut s = vec![0.0f64; c];
-            for row in chunk.chunks_exact(c) {
-                for (ch, (acc, &v)) in s.iter_mut().zip(row).enumerate() {
-                    *acc += f(ch, v);
-                }
-            }
-            s
-        })
-        .collect();
-    let mut total = vec![0.0f64; c];
-    for p in &partials {
-        total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
-    }
-    total
-}
-
-/// What the training forward pass keeps for the backward pass.
+/// What the training forward pass keeps for the backward pass: the batch's mean and
+/// 1 / sqrt(var + eps) per channel, and y = (x - mean) a + beta's a (x itself is kept by the
+/// layer before, so xhat, and a fused ReLU's mask, are recomputed rather than stored or read:
+/// fewer passes over memory each way), and the per-chunk partial sums.
 #[derive(Default)]
 pub struct BatchNormCache {
-    pub xhat: Tensor,
+    pub mean: Vec<f32>,
     pub inv_std: Vec<f32>,
+    scale: Vec<f32>,
+    beta: Vec<f32>,
+    /// Whether the forward pass fused a ReLU.
+    relu: bool,
+    partials: Vec<f32>,
 }
 
 /// The running statistics a training pass updates, and how fast: new = (1 - m) old + m batch.
@@ -63,13 +52,101 @@ pub struct RunningStats<'a> {
     pub momentum: f32,
 }
 
-/// Training forward: normalises with the batch statistics and updates the running ones.
+/// Sums two per-channel quantities over every row of `data` ([rows][c]) in one pass: `kernel`
+/// fills the 2c sums of one chunk of ROWS rows (in f32), and the chunks are added in order in
+/// f64, so the result does not depend on the threads. `partials` is reused scratch.
+fn two_channel_sums(
+    rows: usize,
+    c: usize,
+    partials: &mut Vec<f32>,
+    kernel: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
+) -> (Vec<f64>, Vec<f64>) {
+    let chunks = rows.div_ceil(ROWS);
+    partials.resize(chunks * 2 * c, 0.0);
+    partials.par_chunks_mut(2 * c).enumerate().for_each(|(i, out)| kernel(i * ROWS..rows.min((i + 1) * ROWS), out));
+    let (mut first, mut second) = (vec![0.0f64; c], vec![0.0f64; c]);
+    for p in partials.chunks_exact(2 * c) {
+        let (a, b) = p.split_at(c);
+        first.iter_mut().zip(a).for_each(|(t, &v)| *t += v as f64);
+        second.iter_mut().zip(b).for_each(|(t, &v)| *t += v as f64);
+    }
+    (first, second)
+}
+
+simd_dispatch! {
+    /// sums = [sum of d, sum of d^2] per channel over the rows of `x` ([rows][c]), d = x - shift.
+    fn shifted_sums => shifted_sums_plain(x: &[f32], shift: &[f32], sums: &mut [f32])
+}
+
+#[inline(always)]
+fn shifted_sums_plain(x: &[f32], shift: &[f32], sums: &mut [f32]) {
+    let c = shift.len();
+    let (s1, s2) = sums.split_at_mut(c);
+    s1.fill(0.0);
+    s2.fill(0.0);
+    for row in x.chunks_exact(c) {
+        for (((s1, s2), &v), &k) in s1.iter_mut().zip(s2.iter_mut()).zip(row).zip(shift) {
+            let d = v - k;
+            *s1 += d;
+            *s2 += d * d;
+        }
+    }
+}
+
+/// The per-channel affine map of a normalisation, y = (x - m) a + b. Written with the
+/// subtraction first (not as x a + (b - m a)): x - m is exact for x near m, so a large mean
+/// with a small spread keeps its precision.
+#[derive(Clone, Copy)]
+struct Affine<'a> {
+    m: &'a [f32],
+    a: &'a [f32],
+    b: &'a [f32],
+}
+
+impl Affine<'_> {
+    #[inline(always)]
+    fn at(self, ch: usize, x: f32) -> f32 {
+        (x - self.m[ch]) * self.a[ch] + self.b[ch]
+    }
+}
+
+simd_dispatch! {
+    /// y = (x - m) a + b per channel, then ReLU if `relu` (NaN passes through, as
+    /// Activation::Relu).
+    fn scale_shift => scale_shift_plain(x: &[f32], f: Affine, relu: bool, y: &mut [f32])
+}
+
+#[inline(always)]
+fn scale_shift_plain(x: &[f32], f: Affine, relu: bool, y: &mut [f32]) {
+    let c = f.a.len();
+    let f = Affine { m: &f.m[..c], a: &f.a[..c], b: &f.b[..c] };
+    for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        for ch in 0..c {
+            let v = f.at(ch, x[ch]);
+            y[ch] = if relu && v < 0.0 { 0.0 } else { v };
+        }
+    }
+}
+
+/// y = (x - m) a + b (+ ReLU) over the whole batch, in parallel chunks of rows.
+fn apply_scale_shift(x: &Tensor, f: Affine, relu: bool, y: &mut Tensor) {
+    let c = f.a.len();
+    y.resize(x.shape());
+    y.data_mut().par_chunks_mut(ROWS * c).zip(x.data().par_chunks(ROWS * c)).for_each(|(y, x)| scale_shift(x, f, relu, y));
+}
+
+/// Training forward: normalises with the batch statistics and updates the running ones; with
+/// `relu`, the ReLU that follows is applied in the same pass. Two passes over x: the statistics
+/// (sums of x - x[0] and its square: shifted by the first row, so that the variance does not
+/// cancel away when the mean is large), then y.
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_train(
     x: &Tensor,
     gamma: &[f32],
     beta: &[f32],
     running: RunningStats,
     eps: f32,
+    relu: bool,
     y: &mut Tensor,
     cache: &mut BatchNormCache,
 ) -> Result<()> {
@@ -79,34 +156,32 @@ pub fn batch_norm_forward_train(
     if rows < 2 {
         return Err(Error::invalid("batch_norm", format!("training needs more than one value per channel, got input {:?}", x.shape())));
     }
-    let sums = channel_sums(x.data(), c, |_, v| v as f64);
-    let mean: Vec<f64> = sums.iter().map(|s| s / rows as f64).collect();
-    let sq = channel_sums(x.data(), c, |ch, v| (v as f64 - mean[ch]).powi(2));
-    let var: Vec<f64> = sq.iter().map(|s| s / rows as f64).collect();
-    cache.inv_std = var.iter().map(|v| (1.0 / (v + eps as f64).sqrt()) as f32).collect();
+    let data = x.data();
+    let shift = &data[..c];
+    let (s1, s2) = two_channel_sums(rows, c, &mut cache.partials, |r, out| shifted_sums(&data[r.start * c..r.end * c], shift, out));
+    let n = rows as f64;
+    cache.mean.clear();
+    cache.inv_std.clear();
     for ch in 0..c {
-        running_mean[ch] = (1.0 - momentum) * running_mean[ch] + momentum * mean[ch] as f32;
-        let unbiased = var[ch] * rows as f64 / (rows - 1) as f64;
+        let d_mean = s1[ch] / n;
+        let var = (s2[ch] / n - d_mean * d_mean).max(0.0);
+        let mean = shift[ch] as f64 + d_mean;
+        cache.mean.push(mean as f32);
+        cache.inv_std.push((1.0 / (var + eps as f64).sqrt()) as f32);
+        running_mean[ch] = (1.0 - momentum) * running_mean[ch] + momentum * mean as f32;
+        let unbiased = var * n / (n - 1.0);
         running_var[ch] = (1.0 - momentum) * running_var[ch] + momentum * unbiased as f32;
     }
-    let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    y.resize(x.shape());
-    cache.xhat.resize(x.shape());
-    let inv_std = &cache.inv_std;
-    y.data_mut().par_chunks_mut(ROWS * c).zip(cache.xhat.data_mut().par_chunks_mut(ROWS * c)).zip(x.data().par_chunks(ROWS * c)).for_each(
-        |((y, xhat), x)| {
-            for ((y, xh), x) in y.chunks_exact_mut(c).zip(xhat.chunks_exact_mut(c)).zip(x.chunks_exact(c)) {
-                for ch in 0..c {
-                    xh[ch] = (x[ch] - mean32[ch]) * inv_std[ch];
-                    y[ch] = gamma[ch] * xh[ch] + beta[ch];
-                }
-            }
-        },
-    );
+    // y = (x - mean) a + beta, a = gamma inv_std.
+    cache.scale = (0..c).map(|ch| gamma[ch] * cache.inv_std[ch]).collect();
+    cache.beta = beta[..c].to_vec();
+    cache.relu = relu;
+    apply_scale_shift(x, Affine { m: &cache.mean, a: &cache.scale, b: &cache.beta }, relu, y);
     Ok(())
 }
 
-/// Evaluation forward with the running statistics.
+/// Evaluation forward with the running statistics (then ReLU if `relu`).
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_eval(
     x: &Tensor,
     gamma: &[f32],
@@ -114,78 +189,116 @@ pub fn batch_norm_forward_eval(
     running_mean: &[f32],
     running_var: &[f32],
     eps: f32,
+    relu: bool,
     y: &mut Tensor,
 ) -> Result<()> {
     let c = channels(x)?;
-    // y = x * a + b with a = gamma / sqrt(var + eps), b = beta - mean * a.
-    let a: Vec<f32> = (0..c).map(|ch| gamma[ch] / (running_var[ch] + eps).sqrt()).collect();
-    let b: Vec<f32> = (0..c).map(|ch| beta[ch] - running_mean[ch] * a[ch]).collect();
-    y.resize(x.shape());
-    y.data_mut().par_chunks_mut(ROWS * c).zip(x.data().par_chunks(ROWS * c)).for_each(|(y, x)| {
-        for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-            for ch in 0..c {
-                y[ch] = x[ch] * a[ch] + b[ch];
-            }
-        }
-    });
+    // y = (x - running_mean) a + beta, a = gamma / sqrt(running_var + eps).
+    let a: Vec<f32> = gamma[..c].iter().zip(running_var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+    apply_scale_shift(x, Affine { m: &running_mean[..c], a: &a, b: &beta[..c] }, relu, y);
     Ok(())
 }
 
-/// Backward of the training forward: fills dx, d_gamma and d_beta.
+/// What the backward kernels read per channel: the mean, and for a fused ReLU the forward's
+/// affine map (its mask is recomputed from x: the same operations give the same bits, so the
+/// same decision, without reading y).
+#[derive(Clone, Copy)]
+struct Channels<'a> {
+    mean: &'a [f32],
+    relu: Option<Affine<'a>>,
+}
+
+impl Channels<'_> {
+    /// dz: dy, or 0 where the fused ReLU's input was not positive (as Activation::Relu, which
+    /// passes the gradient where y > 0).
+    #[inline(always)]
+    fn dz(self, ch: usize, x: f32, dy: f32) -> f32 {
+        match self.relu {
+            Some(f) if f.at(ch, x) <= 0.0 => 0.0,
+            _ => dy,
+        }
+    }
+}
+
+simd_dispatch! {
+    /// sums = [sum of dz, sum of dz (x - mean)] per channel over the rows of x and dy.
+    fn grad_sums => grad_sums_plain(x: &[f32], dy: &[f32], k: Channels, sums: &mut [f32])
+}
+
+#[inline(always)]
+fn grad_sums_plain(x: &[f32], dy: &[f32], k: Channels, sums: &mut [f32]) {
+    let c = k.mean.len();
+    let (s1, s2) = sums.split_at_mut(c);
+    s1.fill(0.0);
+    s2.fill(0.0);
+    for (x, dy) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
+        for ch in 0..c {
+            let dz = k.dz(ch, x[ch], dy[ch]);
+            s1[ch] += dz;
+            s2[ch] += dz * (x[ch] - k.mean[ch]);
+        }
+    }
+}
+
+simd_dispatch! {
+    /// dx = c1 dz + c2 (x - mean) + c3 per channel.
+    fn input_grad => input_grad_plain(x: &[f32], dy: &[f32], k: Channels, coef: [&[f32]; 3], dx: &mut [f32])
+}
+
+#[inline(always)]
+fn input_grad_plain(x: &[f32], dy: &[f32], k: Channels, coef: [&[f32]; 3], dx: &mut [f32]) {
+    let c = k.mean.len();
+    let [c1, c2, c3] = coef;
+    let (c1, c2, c3) = (&c1[..c], &c2[..c], &c3[..c]);
+    for ((dx, x), dy) in dx.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(dy.chunks_exact(c)) {
+        for ch in 0..c {
+            let dz = k.dz(ch, x[ch], dy[ch]);
+            dx[ch] = c1[ch] * dz + c2[ch] * (x[ch] - k.mean[ch]) + c3[ch];
+        }
+    }
+}
+
+/// Backward of the training forward, given its input `x` and the output gradient `dy` (with a
+/// fused ReLU, the gradient flows only where the forward output was positive). Fills dx (if
+/// asked), d_gamma and d_beta, in two passes over x and dy: the two sums, then dx.
 pub fn batch_norm_backward(
+    x: &Tensor,
     dy: &Tensor,
     gamma: &[f32],
-    cache: &BatchNormCache,
+    cache: &mut BatchNormCache,
     dx: Option<&mut Tensor>,
     d_gamma: &mut [f32],
     d_beta: &mut [f32],
 ) -> Result<()> {
     let c = channels(dy)?;
-    if cache.xhat.shape() != dy.shape() {
-        return Err(Error::shape("batch_norm backward", format!("dy {:?}", cache.xhat.shape()), format!("{:?}", dy.shape())));
+    if x.shape() != dy.shape() || cache.mean.len() != c {
+        let expected = format!("dy of the forward input's shape {:?} ({} channels)", x.shape(), cache.mean.len());
+        return Err(Error::shape("batch_norm backward", expected, format!("{:?}", dy.shape())));
     }
     let rows = dy.len() / c;
-    let xhat = cache.xhat.data();
-    let db = channel_sums(dy.data(), c, |_, v| v as f64);
-    // sum dy * xhat: index the matching xhat value through the row position.
-    let dg = {
-        let partials: Vec<Vec<f64>> = dy
-            .data()
-            .par_chunks(ROWS * c)
-            .zip(xhat.par_chunks(ROWS * c))
-            .map(|(d, xh)| {
-                let mut s = vec![0.0f64; c];
-                for (d, xh) in d.chunks_exact(c).zip(xh.chunks_exact(c)) {
-                    for ch in 0..c {
-                        s[ch] += d[ch] as f64 * xh[ch] as f64;
-                    }
-                }
-                s
-            })
-            .collect();
-        let mut total = vec![0.0f64; c];
-        for p in &partials {
-            total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
-        }
-        total
-    };
+    let (xd, dyd) = (x.data(), dy.data());
+    let BatchNormCache { mean, inv_std, scale, beta, relu, partials } = cache;
+    let k = Channels { mean, relu: relu.then_some(Affine { m: mean, a: scale, b: beta }) };
+    let (db, dxm) = two_channel_sums(rows, c, partials, |r, out| {
+        let span = r.start * c..r.end * c;
+        grad_sums(&xd[span.clone()], &dyd[span], k, out)
+    });
+    // d_gamma = sum dz xhat = inv_std sum dz (x - mean).
     for ch in 0..c {
         d_beta[ch] = db[ch] as f32;
-        d_gamma[ch] = dg[ch] as f32;
+        d_gamma[ch] = (dxm[ch] * inv_std[ch] as f64) as f32;
     }
     if let Some(dx) = dx {
-        dx.resize(dy.shape());
+        // dx = k (M dz - d_beta - xhat d_gamma), k = gamma inv_std / M, xhat = (x - mean) inv_std.
         let m = rows as f32;
-        let k: Vec<f32> = (0..c).map(|ch| gamma[ch] * cache.inv_std[ch] / m).collect();
-        dx.data_mut().par_chunks_mut(ROWS * c).zip(dy.data().par_chunks(ROWS * c)).zip(xhat.par_chunks(ROWS * c)).for_each(
-            |((dx, dy), xh)| {
-                for ((dx, dy), xh) in dx.chunks_exact_mut(c).zip(dy.chunks_exact(c)).zip(xh.chunks_exact(c)) {
-                    for ch in 0..c {
-                        dx[ch] = k[ch] * (m * dy[ch] - d_beta[ch] - xh[ch] * d_gamma[ch]);
-                    }
-                }
-            },
-        );
+        let c1: Vec<f32> = (0..c).map(|ch| gamma[ch] * inv_std[ch]).collect();
+        let c2: Vec<f32> = (0..c).map(|ch| -c1[ch] / m * d_gamma[ch] * inv_std[ch]).collect();
+        let c3: Vec<f32> = (0..c).map(|ch| -c1[ch] / m * d_beta[ch]).collect();
+        dx.resize(dy.shape());
+        dx.data_mut().par_chunks_mut(ROWS * c).enumerate().for_each(|(i, dx)| {
+            let span = i * ROWS * c..i * ROWS * c + dx.len();
+            input_grad(&xd[span.clone()], &dyd[span], k, [&c1, &c2, &c3], dx);
+        });
     }
     Ok(())
 }

@@ -9,7 +9,7 @@
 //!             dX = col2im(dY_n · W^T)          (scatter of W times dZ)
 //! ```
 //! With a ReLU fused into the forward pass, backward first masks dy: dz = dy where y > 0.
-//! A 5x5 stride-1 convolution with enough channels goes by Winograd instead (`ops::winograd`),
+//! A 3x3 or 5x5 stride-1 convolution with enough channels goes by Winograd instead (`ops::winograd`),
 //! and so does its dX, which for stride 1 is itself such a convolution (see `input_grad_window`);
 //! [`algorithm`] makes that choice for both. The backward pass recomputes col(x) instead of
 //! keeping it: it is kh*kw times the input. The plain-loop twin, used by the tests as the oracle,
@@ -31,7 +31,8 @@ use crate::threads::PerThread;
 /// How a convolution is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
-    /// Winograd F(2x2, 5x5): 2.8 times fewer multiplications, for 5x5 kernels at stride 1.
+    /// Winograd, for 3x3 and 5x5 kernels at stride 1: F(4x4, 3x3) with 4 times fewer
+    /// multiplications, F(2x2, 5x5) with 2.8 times fewer.
     Winograd,
     /// A column matrix of the patches times the weights (any window).
     Im2col,
@@ -39,11 +40,12 @@ pub enum Algorithm {
 
 /// The algorithm for a convolution with `window` over `c_in` input channels: the one place
 /// that decides, for the forward pass and for the input gradient (a convolution over the
-/// output's channels). Winograd needs a 5x5 kernel at stride 1 (any padding) and at least
-/// `winograd::MIN_IN_CHANNELS` (16) input channels: with fewer (the 3 of an RGB input), its 36
-/// products are too thin to pay for the transforms.
+/// output's channels). Winograd needs a square kernel it has a variant for (3x3 or 5x5) at
+/// stride 1 (any padding) and at least `winograd::MIN_IN_CHANNELS` (16) input channels: with
+/// fewer (the 3 of an RGB input), its 36 products are too thin to pay for the transforms.
 pub fn algorithm(window: &Window, c_in: usize) -> Algorithm {
-    if (window.kh, window.kw, window.sh, window.sw) == (5, 5, 1, 1) && c_in >= winograd::MIN_IN_CHANNELS {
+    let square = window.kh == window.kw && winograd::Variant::for_kernel(window.kh).is_some();
+    if square && (window.sh, window.sw) == (1, 1) && c_in >= winograd::MIN_IN_CHANNELS {
         Algorithm::Winograd
     } else {
         Algorithm::Im2col
@@ -166,7 +168,7 @@ pub fn conv2d_forward_into(
     let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
     y.resize(&shape.output_shape());
     match algorithm(window, shape.c_in) {
-        Algorithm::Winograd => winograd::conv5x5_forward_into(x, w, b, &shape, relu, y, &mut scratch.winograd),
+        Algorithm::Winograd => winograd::forward_into(x, w, b, &shape, relu, y, &mut scratch.winograd),
         Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, y, scratch),
     }
     Ok(())
@@ -320,7 +322,7 @@ fn input_grad_by_winograd(
     let geometry = Geometry::new("conv2d backward", g.oh, g.ow, dx_window)?;
     let transposed = ConvShape { batch: shape.batch, geometry, c_in: shape.c_out, c_out: shape.c_in };
     dx.resize(&[shape.batch, g.ih, g.iw, shape.c_in]);
-    winograd::conv5x5_forward_into(dz, w_flipped, zero_bias, &transposed, false, dx, winograd);
+    winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, dx, winograd);
     Ok(())
 }
 

@@ -1,18 +1,21 @@
-//! 5x5 stride-1 convolution by Winograd's minimal filtering, F(2x2, 5x5) (Lavin and Gray, "Fast
-//! Algorithms for Convolutional Neural Networks", 2016): the forward pass of the seed network's
-//! second convolution with 2.8 times fewer multiplications than im2col + GEMM.
+//! Stride-1 convolution by Winograd's minimal filtering (Lavin and Gray, "Fast Algorithms for
+//! Convolutional Neural Networks", 2016), in two variants that share a 6x6 input tile:
+//!   F(2x2, 5x5): each 2x2 block of output from 36 multiplications per channel pair instead of
+//!                2 x 2 x 25 = 100 (the seed network's second convolution), and
+//!   F(4x4, 3x3): each 4x4 block from 36 instead of 4 x 4 x 9 = 144 (the 3x3 convolutions of
+//!                the modern networks).
 //!
-//! Each 2x2 block of output comes from a 6x6 tile d of the (zero-padded) input:
-//!   Y = A^T [ U ⊙ V ] A,   U = G g G^T (the 5x5 kernel g, transformed to 6x6),
+//! Each block of output comes from a 6x6 tile d of the (zero-padded) input:
+//!   Y = A^T [ U ⊙ V ] A,   U = G g G^T (the kernel g, transformed to 6x6),
 //!                          V = B^T d B (the input tile, transformed to 6x6)
-//! 36 multiplications per input and output channel instead of 2 x 2 x 25 = 100. Summed over
-//! the input channels, the elementwise product becomes 36 matrix products, one per position ξ
-//! of the 6x6 tile:  M[ξ] (tiles x C_out) = V[ξ] (tiles x C_in) · U[ξ] (C_in x C_out).
-//! The interpolation points are 0, 1, -1, 2, -2 and infinity; the unit test below checks the
-//! matrices against the direct correlation in exact arithmetic.
+//! Summed over the input channels, the elementwise product becomes 36 matrix products, one per
+//! position ξ of the 6x6 tile:  M[ξ] (tiles x C_out) = V[ξ] (tiles x C_in) · U[ξ] (C_in x C_out).
+//! Both variants use the interpolation points 0, 1, -1, 2, -2 and infinity, so they have the
+//! same B^T; G has one column per kernel tap and A^T one row per output. The unit tests below
+//! check the matrices against the direct correlation in exact arithmetic.
 //!
 //! Same shapes and results as `conv2d` (within rounding: the transforms scale values by up to
-//! 5 and 1/24, so outputs differ from im2col's in the last bits; the tests bound it). Used for
+//! 8 and 1/24, so outputs differ from im2col's in the last bits; the tests bound it). Used for
 //! the forward pass and for the input gradient, which for stride 1 is such a convolution too
 //! (`conv2d::conv2d_backward_into`); `conv2d::algorithm` decides where it applies. dW and db stay
 //! with im2col.
@@ -27,8 +30,7 @@ use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::tensor::Tensor;
 use crate::threads::PerThread;
 
-/// Output rows and columns per tile, and the tile's size in the input.
-const OUT: usize = 2;
+/// The tile's size in the input (both variants).
 const TILE: usize = 6;
 const POSITIONS: usize = TILE * TILE;
 
@@ -42,12 +44,67 @@ const GROUP_TILES: usize = 512;
 /// first layer of an RGB network has 3).
 pub(crate) const MIN_IN_CHANNELS: usize = 16;
 
-// A^T and B^T as matrices, for readers and the tests; `at6` and `bt6` compute them with shared
-// terms.
-#[cfg_attr(not(test), allow(dead_code))]
-const AT: [[f32; TILE]; OUT] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 1.0]];
+/// Which minimal filtering algorithm: the kernel size fixes it (stride 1 always).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// F(2x2, 5x5): 2x2 outputs per tile, 2.8 times fewer multiplications than direct.
+    F2x2Kernel5x5,
+    /// F(4x4, 3x3): 4x4 outputs per tile, 4 times fewer multiplications than direct.
+    F4x4Kernel3x3,
+}
 
-const G: [[f32; 5]; TILE] = [
+impl Variant {
+    /// The variant for a square kernel of side `kernel`, if there is one.
+    pub fn for_kernel(kernel: usize) -> Option<Variant> {
+        match kernel {
+            5 => Some(Variant::F2x2Kernel5x5),
+            3 => Some(Variant::F4x4Kernel3x3),
+            _ => None,
+        }
+    }
+
+    /// Output rows (and columns) per tile: TILE - kernel + 1.
+    pub fn out(self) -> usize {
+        TILE + 1 - self.kernel()
+    }
+
+    /// The kernel's side.
+    pub fn kernel(self) -> usize {
+        match self {
+            Variant::F2x2Kernel5x5 => 5,
+            Variant::F4x4Kernel3x3 => 3,
+        }
+    }
+
+    /// The weight transform G ([6][kernel], padded with zero columns to 5).
+    fn g(self) -> &'static [[f32; 5]; TILE] {
+        match self {
+            Variant::F2x2Kernel5x5 => &G5,
+            Variant::F4x4Kernel3x3 => &G3,
+        }
+    }
+}
+
+// A^T and B^T as matrices, for readers and the tests; `at6`, `at6x4` and `bt6` compute them
+// with shared terms.
+#[cfg_attr(not(test), allow(dead_code))]
+const AT2: [[f32; TILE]; 2] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 1.0]];
+#[cfg_attr(not(test), allow(dead_code))]
+const AT4: [[f32; TILE]; 4] =
+    [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 0.0], [0.0, 1.0, 1.0, 4.0, 4.0, 0.0], [0.0, 1.0, -1.0, 8.0, -8.0, 1.0]];
+
+/// G of F(4x4, 3x3), in the first three columns.
+const G3: [[f32; 5]; TILE] = [
+    [1.0 / 4.0, 0.0, 0.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, 0.0, 0.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0, 0.0, 0.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0, 0.0, 0.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0, 0.0, 0.0],
+    [0.0, 0.0, 1.0, 0.0, 0.0],
+];
+
+/// G of F(2x2, 5x5).
+const G5: [[f32; 5]; TILE] = [
     [1.0 / 4.0, 0.0, 0.0, 0.0, 0.0],
     [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
     [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
@@ -73,15 +130,15 @@ const BT: [[f32; TILE]; TILE] = [
 #[derive(Default)]
 pub struct WinogradScratch {
     u: Vec<f32>,
-    u_version: Option<u64>,
+    u_version: Option<(u64, Variant)>,
     v: Vec<f32>,
     m: Vec<f32>,
     thread_vm: PerThread<(Vec<f32>, Vec<f32>)>,
 }
 
-/// y = conv(x, w) + b (then ReLU if `relu`) for a 5x5 stride-1 convolution of `shape`; `y`
-/// already has its shape [n, oh, ow, c_out].
-pub(crate) fn conv5x5_forward_into(
+/// y = conv(x, w) + b (then ReLU if `relu`) for a stride-1 convolution of `shape` whose kernel
+/// has a [`Variant`] (3x3 or 5x5); `y` already has its shape [n, oh, ow, c_out].
+pub(crate) fn forward_into(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
@@ -92,15 +149,20 @@ pub(crate) fn conv5x5_forward_into(
 ) {
     let ConvShape { geometry: ref g, c_in, c_out, .. } = *shape;
     let n = shape.batch;
-    let s = Shape { g: *g, c_in, c_out, tiles_h: g.oh.div_ceil(OUT), tiles_w: g.ow.div_ceil(OUT) };
-    if scratch.u_version != Some(w.version()) {
-        transform_weights(w.data(), c_in, c_out, &mut scratch.u);
-        scratch.u_version = Some(w.version());
+    let variant = match Variant::for_kernel(g.kh) {
+        Some(v) if g.kw == g.kh => v,
+        _ => unreachable!("conv2d::algorithm picks Winograd for 3x3 and 5x5 kernels only"),
+    };
+    let out = variant.out();
+    let s = Shape { g: *g, c_in, c_out, variant, tiles_h: g.oh.div_ceil(out), tiles_w: g.ow.div_ceil(out) };
+    if scratch.u_version != Some((w.version(), variant)) {
+        transform_weights(w.data(), variant, c_in, c_out, &mut scratch.u);
+        scratch.u_version = Some((w.version(), variant));
     }
     let u = &scratch.u;
     let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
     let tiles = s.tiles_h * s.tiles_w;
-    let y_rows = OUT * g.ow * c_out; // the output rows of one row of tiles
+    let y_rows = out * g.ow * c_out; // the output rows of one row of tiles
     let epilogue = Epilogue { bias: b.data(), relu };
 
     if n >= 2 * CHUNK || n * tiles > SMALL_BATCH_MAX_TILES {
@@ -190,6 +252,7 @@ struct Shape {
     g: Geometry,
     c_in: usize,
     c_out: usize,
+    variant: Variant,
     tiles_h: usize,
     tiles_w: usize,
 }
@@ -247,30 +310,31 @@ impl Planes {
 }
 
 /// U[a][b] = sum over k, l of G[a][k] g[k][l] G[b][l], for every (c_in, c_out) pair at once:
-/// w is HWIO [5][5][c_in][c_out], so g[k][l] is a contiguous block of c_in * c_out values, and
-/// U comes out as [36][c_in][c_out], one GEMM operand per position.
-fn transform_weights(w: &[f32], c_in: usize, c_out: usize, u: &mut Vec<f32>) {
+/// w is HWIO [r][r][c_in][c_out] (r the kernel side), so g[k][l] is a contiguous block of
+/// c_in * c_out values, and U comes out as [36][c_in][c_out], one GEMM operand per position.
+fn transform_weights(w: &[f32], variant: Variant, c_in: usize, c_out: usize, u: &mut Vec<f32>) {
     let block = c_in * c_out;
     u.resize(POSITIONS * block, 0.0);
     u.par_chunks_mut(TILE * block).enumerate().for_each(|(a, u_row)| {
-        let mut gg = vec![0.0f32; 5 * block];
-        weight_row(w, a, &mut gg, u_row);
+        let mut gg = vec![0.0f32; variant.kernel() * block];
+        weight_row(w, variant, a, &mut gg, u_row);
     });
 }
 
 simd_dispatch! {
-    /// Row `a` of U: (G g)[a] (5 blocks), then U[a][b] for the 6 columns b.
-    fn weight_row => weight_row_plain(w: &[f32], a: usize, gg: &mut [f32], u_row: &mut [f32])
+    /// Row `a` of U: (G g)[a] (one block per kernel column), then U[a][b] for the 6 columns b.
+    fn weight_row => weight_row_plain(w: &[f32], variant: Variant, a: usize, gg: &mut [f32], u_row: &mut [f32])
 }
 
 #[inline(always)]
-fn weight_row_plain(w: &[f32], a: usize, gg: &mut [f32], u_row: &mut [f32]) {
-    let block = gg.len() / 5;
+fn weight_row_plain(w: &[f32], variant: Variant, a: usize, gg: &mut [f32], u_row: &mut [f32]) {
+    let (r, g) = (variant.kernel(), variant.g());
+    let block = gg.len() / r;
     for (l, out) in gg.chunks_exact_mut(block).enumerate() {
-        combine(out, G[a].iter().enumerate().map(|(k, &coef)| (coef, &w[(k * 5 + l) * block..][..block])));
+        combine(out, g[a][..r].iter().enumerate().map(|(k, &coef)| (coef, &w[(k * r + l) * block..][..block])));
     }
     for (bcol, out) in u_row.chunks_exact_mut(block).enumerate() {
-        combine(out, G[bcol].iter().enumerate().map(|(l, &coef)| (coef, &gg[l * block..][..block])));
+        combine(out, g[bcol][..r].iter().enumerate().map(|(l, &coef)| (coef, &gg[l * block..][..block])));
     }
 }
 
@@ -289,9 +353,10 @@ fn input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, fir
     let patch = &mut work.patch[..POSITIONS * c];
     let half = &mut work.half[..POSITIONS * c];
     for tj in 0..s.tiles_w {
-        // Gather the 6x6 tile whose top-left input pixel is (2ti - pad_top, 2tj - pad_left);
+        // Gather the 6x6 tile whose top-left input pixel is (out ti - pad_top, out tj - pad_left);
         // pixels outside the image are the zero padding.
-        let (r0, s0) = ((OUT * ti) as isize - g.pad_top as isize, (OUT * tj) as isize - g.pad_left as isize);
+        let out = s.variant.out();
+        let (r0, s0) = ((out * ti) as isize - g.pad_top as isize, (out * tj) as isize - g.pad_left as isize);
         for kr in 0..TILE {
             let row = &mut patch[kr * TILE * c..][..TILE * c];
             let r = r0 + kr as isize;
@@ -356,7 +421,7 @@ fn bt6(d: [&[f32]; TILE], o: [&mut [f32]; TILE]) {
 simd_dispatch! {
     /// Y = A^T M A (+ bias, ReLU) for the tiles of one tile row, tile tj being row
     /// `first_row + tj` of every M[ξ] (`m` is [36][rows][c_out]); `y_part` is that tile row's
-    /// output rows (two, or one when oh is odd and this is the last).
+    /// output rows (out of them, or fewer for the last tile row when out does not divide oh).
     fn output_transform_row => output_transform_row_plain(m: &[f32], rows: usize, s: &Shape, first_row: usize, epilogue: Epilogue, y_part: &mut [f32], work: &mut TileWork)
 }
 
@@ -371,55 +436,91 @@ fn output_transform_row_plain(
     work: &mut TileWork,
 ) {
     let Epilogue { bias, relu } = epilogue;
-    let (g, c) = (&s.g, s.c_out);
+    let (g, c, variant) = (&s.g, s.c_out, s.variant);
+    let out = variant.out();
     let TileWork { patch, half } = work;
-    let half = &mut half[..OUT * TILE * c];
+    let half = &mut half[..out * TILE * c];
     let out_rows = y_part.len() / (g.ow * c);
     for tj in 0..s.tiles_w {
         let m_at = |xi: usize| &m[(xi * rows + first_row + tj) * c..][..c];
         // half[i][b] = sum_a AT[i][a] M[a][b];  y[i][j] = sum_b half[i][b] AT[j][b] + bias.
         for bcol in 0..TILE {
             let col: [&[f32]; TILE] = six(|a| m_at(a * TILE + bcol));
-            let (h0, h1) = half.split_at_mut(TILE * c);
-            at6(col, [&mut h0[bcol * c..][..c], &mut h1[bcol * c..][..c]], None, false);
+            let mut h = half.chunks_exact_mut(TILE * c).map(|r| &mut r[bcol * c..][..c]);
+            let mut next = || h.next().expect("one half row per output row");
+            match variant {
+                Variant::F2x2Kernel5x5 => at6([next(), next()], col, None, false),
+                Variant::F4x4Kernel3x3 => at6x4([next(), next(), next(), next()], col, None, false),
+            }
         }
+        // The last tile of a width that out does not divide has columns outside the output:
+        // those go to `patch`, unread.
+        let col = out * tj;
+        let inside = out.min(g.ow - col);
         for i in 0..out_rows {
             let row: [&[f32]; TILE] = six(|b| &half[(i * TILE + b) * c..][..c]);
-            let col = OUT * tj;
-            if col + 1 < g.ow {
-                let (y0, y1) = y_part[(i * g.ow + col) * c..][..2 * c].split_at_mut(c);
-                at6(row, [y0, y1], Some(bias), relu);
-            } else {
-                // The last tile of an odd width: only its first column is inside the output.
-                at6(row, [&mut y_part[(i * g.ow + col) * c..][..c], &mut patch[..c]], Some(bias), relu);
+            let y_cols = y_part[(i * g.ow + col) * c..][..inside * c].chunks_exact_mut(c);
+            let mut o = y_cols.chain(patch[..(out - inside) * c].chunks_exact_mut(c));
+            let mut next = || o.next().expect("one slice per output column");
+            match variant {
+                Variant::F2x2Kernel5x5 => at6([next(), next()], row, Some(bias), relu),
+                Variant::F4x4Kernel3x3 => at6x4([next(), next(), next(), next()], row, Some(bias), relu),
             }
         }
     }
 }
 
-/// o[i] = sum_a AT[i][a] m[a] (+ bias, then ReLU) for six channel vectors, in one pass:
+/// Adds the bias, then the ReLU if asked for (as Activation::Relu: NaN passes through).
+#[inline(always)]
+fn finish(v: f32, bias: Option<f32>, relu: bool) -> f32 {
+    let v = match bias {
+        Some(b) => v + b,
+        None => v,
+    };
+    if relu && v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// o[i] = sum_a AT2[i][a] m[a] (+ bias, then ReLU) for six channel vectors, in one pass
+/// (F(2x2, 5x5)):
 ///   o0 = m0 + m1 + m2 + m3 + m4,   o1 = (m1 - m2) + 2 (m3 - m4) + m5
 #[inline(always)]
-fn at6(m: [&[f32]; TILE], o: [&mut [f32]; OUT], bias: Option<&[f32]>, relu: bool) {
+fn at6(o: [&mut [f32]; 2], m: [&[f32]; TILE], bias: Option<&[f32]>, relu: bool) {
     let c = o[0].len();
     let [m0, m1, m2, m3, m4, m5] = m;
     let (m0, m1, m2, m3, m4, m5) = (&m0[..c], &m1[..c], &m2[..c], &m3[..c], &m4[..c], &m5[..c]);
     let [o0, o1] = o;
     let (o0, o1) = (&mut o0[..c], &mut o1[..c]);
+    let bias = bias.map(|b| &b[..c]);
     for ch in 0..c {
         let (m0, m1, m2, m3, m4, m5) = (m0[ch], m1[ch], m2[ch], m3[ch], m4[ch], m5[ch]);
-        let (mut a, mut b) = (m0 + m1 + m2 + m3 + m4, (m1 - m2) + 2.0 * (m3 - m4) + m5);
-        if let Some(bias) = bias {
-            a += bias[ch];
-            b += bias[ch];
-        }
-        if relu {
-            // As Activation::Relu: NaN passes through.
-            a = if a < 0.0 { 0.0 } else { a };
-            b = if b < 0.0 { 0.0 } else { b };
-        }
-        o0[ch] = a;
-        o1[ch] = b;
+        let b = bias.map(|b| b[ch]);
+        o0[ch] = finish(m0 + m1 + m2 + m3 + m4, b, relu);
+        o1[ch] = finish((m1 - m2) + 2.0 * (m3 - m4) + m5, b, relu);
+    }
+}
+
+/// o[i] = sum_a AT4[i][a] m[a] (+ bias, then ReLU) for six channel vectors, in one pass
+/// (F(4x4, 3x3)), with p = m1 + m2, q = m1 - m2, r = m3 + m4, t = m3 - m4:
+///   o0 = m0 + p + r,   o1 = q + 2 t,   o2 = p + 4 r,   o3 = q + 8 t + m5
+#[inline(always)]
+fn at6x4(o: [&mut [f32]; 4], m: [&[f32]; TILE], bias: Option<&[f32]>, relu: bool) {
+    let c = o[0].len();
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let (m0, m1, m2, m3, m4, m5) = (&m0[..c], &m1[..c], &m2[..c], &m3[..c], &m4[..c], &m5[..c]);
+    let [o0, o1, o2, o3] = o;
+    let (o0, o1, o2, o3) = (&mut o0[..c], &mut o1[..c], &mut o2[..c], &mut o3[..c]);
+    let bias = bias.map(|b| &b[..c]);
+    for ch in 0..c {
+        let (p, q, r, t) = (m1[ch] + m2[ch], m1[ch] - m2[ch], m3[ch] + m4[ch], m3[ch] - m4[ch]);
+        let b = bias.map(|b| b[ch]);
+        o0[ch] = finish(m0[ch] + p + r, b, relu);
+        o1[ch] = finish(q + 2.0 * t, b, relu);
+        o2[ch] = finish(p + 4.0 * r, b, relu);
+        o3[ch] = finish(q + 8.0 * t + m5[ch], b, relu);
     }
 }
 
@@ -471,36 +572,57 @@ mod tests {
         }
         let bias: Vec<f32> = (0..c).map(|ch| ch as f32 * 0.5 - 2.0).collect();
         for relu in [false, true] {
-            let (mut o0, mut o1) = (vec![0.0f32; c], vec![0.0f32; c]);
-            at6(d, [&mut o0, &mut o1], Some(&bias), relu);
-            for (i, o) in [&o0, &o1].into_iter().enumerate() {
-                for ch in 0..c {
-                    let mut expected: f32 = (0..TILE).map(|a| AT[i][a] * input[a][ch]).sum::<f32>() + bias[ch];
-                    if relu {
-                        expected = expected.max(0.0);
+            let mut o = vec![vec![0.0f32; c]; 4];
+            let check = |o: &[Vec<f32>], at: &[[f32; TILE]], name: &str| {
+                for (i, o) in o.iter().enumerate().take(at.len()) {
+                    for ch in 0..c {
+                        let mut expected: f32 = (0..TILE).map(|a| at[i][a] * input[a][ch]).sum::<f32>() + bias[ch];
+                        if relu {
+                            expected = expected.max(0.0);
+                        }
+                        assert!((o[ch] - expected).abs() < 1e-5, "{name} row {i} channel {ch} relu {relu}");
                     }
-                    assert!((o[ch] - expected).abs() < 1e-5, "at6 row {i} channel {ch} relu {relu}");
                 }
-            }
+            };
+            let [o0, o1, _, _] = &mut o[..] else { unreachable!() };
+            at6([o0, o1], d, Some(&bias), relu);
+            check(&o, &AT2, "at6");
+            let [o0, o1, o2, o3] = &mut o[..] else { unreachable!() };
+            at6x4([o0, o1, o2, o3], d, Some(&bias), relu);
+            check(&o, &AT4, "at6x4");
         }
     }
 
     /// The matrices compute the correlation exactly: in one dimension, for every unit input d
     /// and unit kernel g, A^T [(G g) ⊙ (B^T d)] = sum_k d[i + k] g[k] (exact in f64: every
-    /// entry is a small dyadic or a sixth, and the sums cancel to integers).
+    /// entry is a small dyadic or a sixth, and the sums cancel to integers). Both variants.
     #[test]
     fn matrices_compute_the_one_dimensional_correlation() {
-        for da in 0..TILE {
-            for gb in 0..5 {
-                for i in 0..OUT {
-                    let mut y = 0.0f64;
-                    for j in 0..TILE {
-                        y += AT[i][j] as f64 * G[j][gb] as f64 * BT[j][da] as f64;
+        for (variant, at) in [(Variant::F2x2Kernel5x5, &AT2[..]), (Variant::F4x4Kernel3x3, &AT4[..])] {
+            assert_eq!(at.len(), variant.out());
+            let g = variant.g();
+            for da in 0..TILE {
+                for gb in 0..variant.kernel() {
+                    for i in 0..variant.out() {
+                        let mut y = 0.0f64;
+                        for j in 0..TILE {
+                            y += at[i][j] as f64 * g[j][gb] as f64 * BT[j][da] as f64;
+                        }
+                        let expected = if da == i + gb { 1.0 } else { 0.0 };
+                        assert!((y - expected).abs() < 1e-6, "{variant:?}: d{da} g{gb} y{i}: {y} != {expected}");
                     }
-                    let expected = if da == i + gb { 1.0 } else { 0.0 };
-                    assert!((y - expected).abs() < 1e-6, "d{da} g{gb} y{i}: {y} != {expected}");
                 }
             }
+            // The padding columns of G are zero (the weight transform reads only `kernel`).
+            assert!(g.iter().all(|row| row[variant.kernel()..].iter().all(|&v| v == 0.0)), "{variant:?}");
         }
+    }
+
+    #[test]
+    fn variants_follow_the_kernel_size() {
+        assert_eq!(Variant::for_kernel(3), Some(Variant::F4x4Kernel3x3));
+        assert_eq!(Variant::for_kernel(5), Some(Variant::F2x2Kernel5x5));
+        assert_eq!(Variant::for_kernel(4), None);
+        assert_eq!((Variant::F4x4Kernel3x3.out(), Variant::F2x2Kernel5x5.out()), (4, 2));
     }
 }
