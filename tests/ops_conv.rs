@@ -205,21 +205,21 @@ fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_
         // 4,225 tiles: too many for the stage-by-stage path even at batch 1.
         ("same 130x130 batch 1 (large image)", [1, 130, 130, 16], 2, Window::new(5, 5, 1, 1, Padding::Same)),
         // F(4x4, 3x3): 16x16 is 4x4 whole tiles; 7x9 leaves 3 rows and 1 column of the last.
-        ("3x3 same 16x16 batch 1", [1, 16, 16, 16], 8, Window::new(3, 3, 1, 1, Padding::Same)),
-        ("3x3 same 7x9 batch 3", [3, 7, 9, 17], 5, Window::new(3, 3, 1, 1, Padding::Same)),
-        ("3x3 valid 10x9 batch 2", [2, 10, 9, 16], 4, Window::new(3, 3, 1, 1, Padding::Valid)),
+        ("3x3 same 16x16 batch 1", [1, 16, 16, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same 7x9 batch 3", [3, 7, 9, 33], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 valid 10x9 batch 2", [2, 10, 9, 32], 35, Window::new(3, 3, 1, 1, Padding::Valid)),
         (
             "3x3 explicit uneven batch 1",
-            [1, 6, 11, 20],
-            3,
+            [1, 6, 11, 40],
+            32,
             Window::new(3, 3, 1, 1, Padding::Explicit { top: 0, bottom: 2, left: 2, right: 1 }),
         ),
-        ("3x3 same 5x6 batch 17 (chunks)", [17, 5, 6, 16], 6, Window::new(3, 3, 1, 1, Padding::Same)),
-        ("3x3 same 32x32 batch 17 (groups)", [17, 32, 32, 16], 3, Window::new(3, 3, 1, 1, Padding::Same)),
-        ("3x3 same 8x8 batch 64, 32 channels", [64, 8, 8, 32], 16, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same 5x6 batch 17 (chunks)", [17, 5, 6, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same 12x12 batch 17", [17, 12, 12, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same 8x8 batch 64", [64, 8, 8, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
     ];
     for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
-        assert_eq!(algorithm(&win, xs[3]), Algorithm::Winograd, "{name}: should take the Winograd path");
+        assert_eq!(algorithm(&win, xs[3], c_out), Algorithm::Winograd, "{name}: should take the Winograd path");
         let seed = 900 + i as u64 * 10;
         let x = random(&xs, seed);
         let w = random(&[win.kh, win.kw, xs[3], c_out], seed + 1);
@@ -280,16 +280,17 @@ fn conv2d_backward_with_winograd_input_gradient_matches_reference_loops() {
         ("explicit uneven batch 2", [2, 7, 11, 2], 16, Window::new(5, 5, 1, 1, Padding::Explicit { top: 0, bottom: 3, left: 4, right: 1 })),
         ("padding beyond the kernel", [1, 4, 4, 2], 16, Window::new(5, 5, 1, 1, Padding::symmetric(5))),
         ("same batch 17", [17, 6, 6, 3], 16, Window::new(5, 5, 1, 1, Padding::Same)),
-        ("3x3 same batch 3", [3, 9, 8, 4], 16, Window::new(3, 3, 1, 1, Padding::Same)),
-        ("3x3 valid batch 1", [1, 10, 9, 3], 17, Window::new(3, 3, 1, 1, Padding::Valid)),
+        // 3x3 takes Winograd for dX with 32 channels or more on both sides.
+        ("3x3 same batch 3", [3, 9, 8, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 valid batch 1", [1, 10, 9, 32], 33, Window::new(3, 3, 1, 1, Padding::Valid)),
         (
             "3x3 explicit uneven batch 2",
-            [2, 7, 11, 2],
-            16,
+            [2, 7, 11, 32],
+            32,
             Window::new(3, 3, 1, 1, Padding::Explicit { top: 0, bottom: 2, left: 2, right: 1 }),
         ),
-        ("3x3 padding beyond the kernel", [1, 4, 4, 2], 16, Window::new(3, 3, 1, 1, Padding::symmetric(3))),
-        ("3x3 same batch 64", [64, 8, 8, 5], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 padding beyond the kernel", [1, 4, 4, 32], 32, Window::new(3, 3, 1, 1, Padding::symmetric(3))),
+        ("3x3 same batch 64", [64, 8, 8, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
     ];
     for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
         let seed = 1300 + i as u64 * 10;
@@ -343,20 +344,22 @@ fn grads<'a>(dx: &'a mut Tensor, dw: &'a mut Tensor, db: &'a mut Tensor) -> conv
 }
 
 #[test]
-fn winograd_is_chosen_for_3x3_and_5x5_stride_1_with_16_or_more_input_channels_only() {
+fn winograd_is_chosen_for_3x3_and_5x5_stride_1_with_enough_channels_only() {
     use convnet::ops::conv2d::{algorithm, Algorithm};
     let five = Window::new(5, 5, 1, 1, Padding::Same);
     let three = Window::new(3, 3, 1, 1, Padding::Same);
-    assert_eq!(algorithm(&five, 16), Algorithm::Winograd);
-    assert_eq!(algorithm(&three, 16), Algorithm::Winograd);
-    assert_eq!(algorithm(&Window::new(5, 5, 1, 1, Padding::symmetric(7)), 64), Algorithm::Winograd, "any padding");
-    assert_eq!(algorithm(&five, 15), Algorithm::Im2col, "too few channels (an RGB input has 3)");
-    assert_eq!(algorithm(&three, 3), Algorithm::Im2col, "too few channels (an RGB input has 3)");
-    assert_eq!(algorithm(&Window::new(3, 3, 2, 2, Padding::Same), 64), Algorithm::Im2col, "3x3 stride 2");
-    assert_eq!(algorithm(&Window::new(4, 4, 1, 1, Padding::Same), 64), Algorithm::Im2col, "4x4: no variant");
-    assert_eq!(algorithm(&Window::new(1, 1, 1, 1, Padding::Valid), 64), Algorithm::Im2col, "1x1");
-    assert_eq!(algorithm(&Window::new(5, 5, 2, 2, Padding::Same), 64), Algorithm::Im2col, "stride 2");
-    assert_eq!(algorithm(&Window::new(5, 3, 1, 1, Padding::Same), 64), Algorithm::Im2col, "5x3");
+    assert_eq!(algorithm(&five, 16, 1), Algorithm::Winograd);
+    assert_eq!(algorithm(&three, 32, 32), Algorithm::Winograd);
+    assert_eq!(algorithm(&Window::new(5, 5, 1, 1, Padding::symmetric(7)), 64, 64), Algorithm::Winograd, "any padding");
+    assert_eq!(algorithm(&five, 15, 64), Algorithm::Im2col, "too few channels (an RGB input has 3)");
+    assert_eq!(algorithm(&three, 3, 64), Algorithm::Im2col, "too few channels (an RGB input has 3)");
+    assert_eq!(algorithm(&three, 31, 64), Algorithm::Im2col, "3x3 needs 32 input channels");
+    assert_eq!(algorithm(&three, 64, 31), Algorithm::Im2col, "3x3 needs 32 output channels");
+    assert_eq!(algorithm(&Window::new(3, 3, 2, 2, Padding::Same), 64, 64), Algorithm::Im2col, "3x3 stride 2");
+    assert_eq!(algorithm(&Window::new(4, 4, 1, 1, Padding::Same), 64, 64), Algorithm::Im2col, "4x4: no variant");
+    assert_eq!(algorithm(&Window::new(1, 1, 1, 1, Padding::Valid), 64, 64), Algorithm::Im2col, "1x1");
+    assert_eq!(algorithm(&Window::new(5, 5, 2, 2, Padding::Same), 64, 64), Algorithm::Im2col, "stride 2");
+    assert_eq!(algorithm(&Window::new(5, 3, 1, 1, Padding::Same), 64, 64), Algorithm::Im2col, "5x3");
 }
 
 #[test]
@@ -364,7 +367,7 @@ fn the_benches_im2col_path_matches_the_reference_where_winograd_would_be_taken()
     use convnet::ops::conv2d::{algorithm, conv2d_forward_im2col_into, Algorithm, ConvScratch};
     let win = Window::new(5, 5, 1, 1, Padding::Same);
     let (x, w, b) = (random(&[2, 7, 6, 16], 71), random(&[5, 5, 16, 5], 72), random(&[5], 73));
-    assert_eq!(algorithm(&win, 16), Algorithm::Winograd, "conv2d_forward would not take im2col here");
+    assert_eq!(algorithm(&win, 16, 5), Algorithm::Winograd, "conv2d_forward would not take im2col here");
     let mut y = Tensor::empty();
     conv2d_forward_im2col_into(&x, &w, &b, &win, false, &mut y, &mut ConvScratch::default()).unwrap();
     assert_close(&y, &conv_forward(&x, &w, &b, &win).unwrap(), 1e-5, "im2col path");

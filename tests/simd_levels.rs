@@ -26,13 +26,14 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
     let mut out = Vec::new();
 
-    // 5x5 and 3x3 stride-1 convolutions with 16 input channels go by Winograd (SAME and VALID).
-    for (name, k, padding) in [("same", 5, Padding::Same), ("valid", 5, Padding::Valid), ("3x3 same", 3, Padding::Same)] {
-        let window = Window::new(k, k, 1, 1, padding);
-        assert_eq!(algorithm(&window, 16), Algorithm::Winograd, "the test must reach the Winograd kernels");
-        let x = random(&[2, 9, 11, 16], 1);
-        let w = random(&[k, k, 16, 8], 2);
-        let b = random(&[8], 3);
+    // 5x5 stride-1 convolutions with 16 input channels (SAME and VALID) and 3x3 ones with 32
+    // on both sides go by Winograd.
+    for (name, k, c) in [("same", 5, [16, 8]), ("valid", 5, [16, 8]), ("3x3 same", 3, [32, 32])] {
+        let window = Window::new(k, k, 1, 1, if name == "valid" { Padding::Valid } else { Padding::Same });
+        assert_eq!(algorithm(&window, c[0], c[1]), Algorithm::Winograd, "the test must reach the Winograd kernels");
+        let x = random(&[2, 9, 11, c[0]], 1);
+        let w = random(&[k, k, c[0], c[1]], 2);
+        let b = random(&[c[1]], 3);
         let y = conv2d_forward(&x, &w, &b, &window, false).unwrap();
         assert_close(&y, &conv_forward(&x, &w, &b, &window).unwrap(), 1e-4, &format!("winograd {name} at {:?}", simd_level()));
         let y_relu = conv2d_forward(&x, &w, &b, &window, true).unwrap();

@@ -44,6 +44,10 @@ const GROUP_TILES: usize = 512;
 /// first layer of an RGB network has 3).
 pub(crate) const MIN_IN_CHANNELS: usize = 16;
 
+/// F(4x4, 3x3) saves less per transformed value than F(2x2, 5x5) (a 6x6 tile for 9 taps, not
+/// 25): it needs this many channels on both sides to beat im2col.
+pub(crate) const MIN_CHANNELS_3X3: usize = 32;
+
 /// Which minimal filtering algorithm: the kernel size fixes it (stride 1 always).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
