@@ -1,10 +1,16 @@
-//! Every layer of the seed network, forward and backward, at its shapes in a batch of 64, so
-//! that a regression in one kernel shows up by name. Run: cargo bench --bench layers
+//! Every layer of the seed network, forward and backward, at its shapes in a batch of 64, and
+//! the 3x3 convolutions and batch norms of the ResNet config at batch 128, so that a regression
+//! in one kernel shows up by name. The ResNet's 3x3 convolutions run both ways where Winograd
+//! F(4x4, 3x3) is taken (`.../forward`) and by im2col (`.../im2col_forward`).
+//! Run: cargo bench --bench layers
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;
 
-use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+use convnet::layers::{BatchNormLayer, Layer, Mode};
+use convnet::ops::conv2d::{
+    conv2d_backward_into, conv2d_forward_im2col_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad,
+};
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
 use convnet::ops::lrn::{lrn_backward_into, lrn_forward_into, LrnParams};
 use convnet::ops::pool::{max_pool2d_backward_into, max_pool2d_forward_into};
@@ -61,7 +67,37 @@ fn dense(c: &mut Criterion, name: &str, n: usize, fin: usize, fout: usize) {
     });
 }
 
+/// A 3x3 SAME convolution by the path `conv2d` picks, and its forward by im2col for comparison.
+fn conv3x3(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize) {
+    conv(c, name, x_shape, c_out, 3, true);
+    let win = Window::new(3, 3, 1, 1, Padding::Same);
+    let (x, w, b) = (ramp(&x_shape), ramp(&[3, 3, x_shape[3], c_out]), ramp(&[c_out]));
+    let (mut y, mut s) = (Tensor::empty(), ConvScratch::default());
+    c.bench_function(&format!("{name}/im2col_forward"), |bch| {
+        bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap())
+    });
+}
+
+/// Training-mode batch norm with its ReLU folded in, forward and backward.
+fn batch_norm_relu(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
+    let x = ramp(&x_shape);
+    let dy = ramp(&x_shape);
+    let mut bn = BatchNormLayer::new(name.to_string(), &x_shape[1..], 0.1, 1e-5);
+    bn.relu = true;
+    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| bn.forward(&x, Mode::Train).unwrap()));
+    c.bench_function(&format!("{name}/backward"), |bch| bch.iter(|| bn.backward(&x, &dy, true).unwrap()));
+}
+
 fn bench(c: &mut Criterion) {
+    let n = 128;
+    conv3x3(c, "resnet/conv_3x3x16x32_32x32", [n, 32, 32, 16], 32);
+    conv3x3(c, "resnet/conv_3x3x32x32_16x16", [n, 16, 16, 32], 32);
+    conv3x3(c, "resnet/conv_3x3x32x64_16x16", [n, 16, 16, 32], 64);
+    conv3x3(c, "resnet/conv_3x3x64x128_8x8", [n, 8, 8, 64], 128);
+    conv3x3(c, "resnet/conv_3x3x128x128_4x4", [n, 4, 4, 128], 128);
+    batch_norm_relu(c, "resnet/batch_norm_relu_32x32x32", [n, 32, 32, 32]);
+    batch_norm_relu(c, "resnet/batch_norm_relu_16x16x64", [n, 16, 16, 64]);
+
     let n = 64;
     conv(c, "seed/conv1_5x5x3x64", [n, 32, 32, 3], 64, 5, false);
     pool(c, "seed/pool1_3x3s2_same", [n, 32, 32, 64], Window::new(3, 3, 2, 2, Padding::Same));
