@@ -589,3 +589,88 @@ fn a_checkpoint_of_a_network_with_batch_norm_dropout_and_residual_blocks_predict
     assert_eq!(before.data(), after.data(), "logits after the round trip");
     assert_ne!(before.data(), Network::build(&cfg.model, 3).unwrap().predict(&probe).unwrap().data());
 }
+
+/// A network with every conv -> batch norm pairing the evaluation pass can fold: with and
+/// without the norm's relu, at 32 channels (Winograd) and 8 (im2col), inside a residual block,
+/// and a conv whose relu comes before its norm (not folded).
+fn folding_network() -> Network {
+    let layers = r#"
+[[layers]]
+type = "conv2d"
+filters = 8
+kernel = 3
+padding = "same"
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "conv2d"
+filters = 32
+kernel = 3
+padding = "same"
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "residual"
+layers = [
+  { type = "conv2d", filters = 32, kernel = 3, padding = "same" },
+  { type = "batch_norm" },
+  { type = "relu" },
+  { type = "conv2d", filters = 32, kernel = 3, padding = "same" },
+  { type = "relu" },
+  { type = "batch_norm" },
+]
+[[layers]]
+type = "global_avg_pool"
+[[layers]]
+type = "dense"
+units = 3
+"#;
+    let cfg = Config::from_toml(&model_config("fold", "[6, 7, 3]", layers), "fold").unwrap();
+    let mut net = Network::build(&cfg.model, 5).unwrap();
+    // Batch norms with statistics and scales of their own, so that the folding has work to do.
+    for (i, p) in net.params_mut().into_iter().enumerate() {
+        let role = p.role().to_string();
+        let values = random(p.value.shape(), 100 + i as u64);
+        let fill = |f: &dyn Fn(f32) -> f32| values.data().iter().map(|&v| f(v)).collect::<Vec<f32>>();
+        let data = match role.as_str() {
+            "gamma" => fill(&|v| 1.0 + 0.5 * v),
+            "beta" | "running_mean" | "bias" => fill(&|v| 0.3 * v),
+            "running_var" => fill(&|v| 1.0 + 0.9 * v),
+            _ => continue,
+        };
+        p.value = Tensor::from_vec(p.value.shape(), data).unwrap();
+    }
+    net
+}
+
+#[test]
+fn evaluation_folds_batch_norm_into_the_convolution_before_it_and_keeps_the_results() {
+    // The evaluation pass folds each conv -> batch norm pair into one convolution (weights
+    // W gamma / sqrt(var + eps), bias (b - mean) gamma / sqrt(var + eps) + beta); the trace
+    // runs every layer on its own. Both give the same logits, to rounding.
+    let mut net = folding_network();
+    let x = random(&[5, 6, 7, 3], 7);
+    let fused = net.forward(&x, Mode::Eval).unwrap();
+    let trace = net.forward_trace(&x).unwrap();
+    let each = &trace.last().unwrap().1;
+    assert_close(&fused, each, 1e-5, "folded against layer by layer");
+    // The fused pass takes another route: the first norm's output (with its relu) comes out of
+    // the conv's pass, and the conv keeps no output of its own.
+    net.forward(&x, Mode::Eval).unwrap();
+    assert_eq!(trace[1].0, "layer 1 (batch_norm + relu)");
+    assert_close(net.layers()[1].output(), &trace[1].1, 1e-5, "the first norm's output");
+    assert!(rel_err(net.layers()[0].output(), &trace[0].1) > 1e-2, "the conv's own output is not kept when folded");
+    // A change to any batch-norm tensor or conv weight reaches the folded weights.
+    for role in ["gamma", "beta", "running_mean", "running_var", "weight", "bias"] {
+        let p = net.params_mut().into_iter().find(|p| p.role() == role).unwrap();
+        p.value.data_mut().iter_mut().for_each(|v| *v = *v * 0.5 + 0.25);
+        let fused = net.forward(&x, Mode::Eval).unwrap();
+        let each = net.forward_trace(&x).unwrap().pop().unwrap().1;
+        assert_close(&fused, &each, 1e-5, &format!("after changing the first {role}"));
+    }
+    // Training mode is never folded: the batch statistics are used, as layer by layer.
+    let train = net.forward(&x, Mode::Train).unwrap();
+    assert!(rel_err(&train, &fused) > 1e-3, "train and eval outputs should differ (batch statistics)");
+}

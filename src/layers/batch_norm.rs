@@ -3,7 +3,7 @@
 //! the running averages. A relu that follows is folded in (`relu`), as into a convolution: the
 //! backward pass masks dy with y > 0. See `ops::batch_norm` for the formulas.
 
-use super::{check_backward, check_input, Layer, Mode, Param};
+use super::{check_backward, check_input, EvalNorm, Layer, Mode, Param};
 use crate::error::Result;
 use crate::ops::batch_norm::{batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, BatchNormCache, RunningStats};
 use crate::tensor::Tensor;
@@ -94,6 +94,21 @@ impl Layer for BatchNormLayer {
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx
+    }
+    fn eval_norm(&self) -> Option<EvalNorm<'_>> {
+        let (g, b, m, v) = (&self.gamma.value, &self.beta.value, &self.running_mean.value, &self.running_var.value);
+        Some(EvalNorm {
+            gamma: g.data(),
+            beta: b.data(),
+            mean: m.data(),
+            var: v.data(),
+            eps: self.eps,
+            relu: self.relu,
+            versions: [g.version(), b.version(), m.version(), v.version()],
+        })
+    }
+    fn take_output(&mut self, y: &mut Tensor) {
+        std::mem::swap(&mut self.y, y);
     }
     fn params(&self) -> Vec<&Param> {
         vec![&self.gamma, &self.beta, &self.running_mean, &self.running_var]

@@ -1,9 +1,13 @@
 //! Convolution layer: y = conv(x, W) + b, optionally with ReLU fused into the same pass.
 //! Shapes: x `[N, H, W, C_in]` -> y `[N, oh, ow, C_out]`; W `[kh, kw, C_in, C_out]`, b `[C_out]`.
 //! See `ops::conv2d` for the formulas. With ReLU fused, backward first masks dy with y > 0.
+//! In evaluation mode a batch norm after it (and that norm's relu) is folded in exactly:
+//!   BN(conv(x, W) + b) = conv(x, W a) + (b - mean) a + beta,   a = gamma / sqrt(var + eps)
+//! per output channel, so the pair costs one convolution (`forward_eval_fused`).
 
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::Result;
+use crate::layers::EvalNorm;
 use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
 use crate::ops::conv_shape::ConvShape;
 use crate::ops::Window;
@@ -21,6 +25,36 @@ pub struct Conv2dLayer {
     y: Tensor,
     dx: Tensor,
     scratch: ConvScratch,
+    folded: FoldedWeights,
+}
+
+/// The weights and bias with a following batch norm folded in, and the versions of the six
+/// tensors they came from (recomputed when any changes).
+#[derive(Default)]
+struct FoldedWeights {
+    key: Option<[u64; 6]>,
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl FoldedWeights {
+    /// W' = W a and b' = (b - mean) a + beta per output channel (W is [kh, kw, C_in, C_out]).
+    fn update(&mut self, weight: &Tensor, bias: &Tensor, norm: &EvalNorm) {
+        let [g, b, m, v] = norm.versions;
+        let key = [weight.version(), bias.version(), g, b, m, v];
+        if self.key == Some(key) {
+            return;
+        }
+        let a: Vec<f32> = norm.gamma.iter().zip(norm.var).map(|(g, v)| g / (v + norm.eps).sqrt()).collect();
+        self.weight.copy_from(weight);
+        for row in self.weight.data_mut().chunks_exact_mut(a.len()) {
+            row.iter_mut().zip(&a).for_each(|(w, a)| *w *= a);
+        }
+        self.bias.resize(bias.shape());
+        let folded = bias.data().iter().zip(norm.mean).zip(&a).zip(norm.beta).map(|(((b, m), a), beta)| (b - m) * a + beta);
+        self.bias.data_mut().iter_mut().zip(folded).for_each(|(o, v)| *o = v);
+        self.key = Some(key);
+    }
 }
 
 impl Conv2dLayer {
@@ -40,6 +74,7 @@ impl Conv2dLayer {
             y: Tensor::empty(),
             dx: Tensor::empty(),
             scratch: ConvScratch::default(),
+            folded: FoldedWeights::default(),
         })
     }
 }
@@ -73,6 +108,19 @@ impl Layer for Conv2dLayer {
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx
+    }
+    fn forward_eval_fused(&mut self, x: &Tensor, next: &mut dyn Layer) -> Result<bool> {
+        // A relu between the two (folded into this layer) would not commute with the norm.
+        let Some(norm) = next.eval_norm().filter(|n| !self.relu && n.gamma.len() == self.bias.value.len()) else {
+            return Ok(false);
+        };
+        check_input(&self.name, x, &self.input)?;
+        self.folded.update(&self.weight.value, &self.bias.value, &norm);
+        let relu = norm.relu;
+        let FoldedWeights { weight, bias, .. } = &self.folded;
+        conv2d_forward_into(x, weight, bias, &self.window, relu, &mut self.y, &mut self.scratch)?;
+        next.take_output(&mut self.y);
+        Ok(true)
     }
     fn params(&self) -> Vec<&Param> {
         vec![&self.weight, &self.bias]

@@ -104,10 +104,36 @@ pub trait Layer: Send {
     }
     /// Seeds the layer's randomness (dropout) for the next training step.
     fn set_seed(&mut self, _seed: u64) {}
+    /// Evaluation mode only: computes this layer and `next` in one pass when it can (a
+    /// convolution followed by a batch norm, folded into its weights), leaving the result as
+    /// `next`'s output (this layer's own output is then not kept). Returns false, having done
+    /// nothing, when it cannot.
+    fn forward_eval_fused(&mut self, _x: &Tensor, _next: &mut dyn Layer) -> Result<bool> {
+        Ok(false)
+    }
+    /// This layer in evaluation mode as a per-channel affine map, if it is one (batch norm).
+    fn eval_norm(&self) -> Option<EvalNorm<'_>> {
+        None
+    }
+    /// Takes `y`, computed by the layer before in a fused pass, as this layer's output (the
+    /// buffers are swapped, nothing is copied).
+    fn take_output(&mut self, _y: &mut Tensor) {}
     /// Forward multiply-adds x 2 per example.
     fn flops(&self) -> u64 {
         0
     }
+}
+
+/// A batch norm in evaluation mode: y = gamma (x - mean) / sqrt(var + eps) + beta per channel
+/// (the running statistics), then ReLU if `relu`; `versions` identify the four tensors' values.
+pub struct EvalNorm<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub mean: &'a [f32],
+    pub var: &'a [f32],
+    pub eps: f32,
+    pub relu: bool,
+    pub versions: [u64; 4],
 }
 
 /// Checks that backward gets the batch that forward saw (its output has that batch size).

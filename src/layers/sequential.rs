@@ -50,14 +50,23 @@ impl Sequential {
         }
     }
 
-    /// Runs batch `x` through every layer; each keeps its output.
+    /// Runs batch `x` through every layer. In evaluation mode a layer may compute the next one
+    /// with it in one pass (a batch norm folded into the convolution before it); the output of
+    /// the first of such a pair is then not kept. Every other layer keeps its output.
     pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<()> {
-        self.run_forward(x, mode, None)
+        self.run_forward(x, mode, None, true)
     }
 
-    /// `forward`, with each layer's seconds written to `seconds[i]`.
+    /// `forward` without fusing layers: every layer keeps its own output (for pictures of
+    /// each layer's activations).
+    pub fn forward_each(&mut self, x: &Tensor, mode: Mode) -> Result<()> {
+        self.run_forward(x, mode, None, false)
+    }
+
+    /// `forward`, with each layer's seconds written to `seconds[i]` (a fused pair's time goes
+    /// to its first layer).
     pub fn forward_timed(&mut self, x: &Tensor, mode: Mode, seconds: &mut [f64]) -> Result<()> {
-        self.run_forward(x, mode, Some(seconds))
+        self.run_forward(x, mode, Some(seconds), true)
     }
 
     /// Backpropagates `dy` (the gradient of the last output) through every layer, filling
@@ -72,15 +81,26 @@ impl Sequential {
         self.run_backward(x, dy, need_input_grad, Some(seconds))
     }
 
-    fn run_forward(&mut self, x: &Tensor, mode: Mode, mut seconds: Option<&mut [f64]>) -> Result<()> {
-        for i in 0..self.layers.len() {
+    fn run_forward(&mut self, x: &Tensor, mode: Mode, mut seconds: Option<&mut [f64]>, fuse: bool) -> Result<()> {
+        let mut i = 0;
+        while i < self.layers.len() {
             let (before, rest) = self.layers.split_at_mut(i);
             let input = before.last().map_or(x, |l| l.output());
             let start = seconds.is_some().then(Instant::now);
-            rest[0].forward(input, mode)?;
+            let fused = match rest {
+                [current, next, ..] if fuse && mode == Mode::Eval => current.forward_eval_fused(input, next.as_mut())?,
+                _ => false,
+            };
+            if !fused {
+                rest[0].forward(input, mode)?;
+            }
             if let (Some(s), Some(start)) = (seconds.as_deref_mut(), start) {
                 s[i] = start.elapsed().as_secs_f64();
+                if fused {
+                    s[i + 1] = 0.0;
+                }
             }
+            i += if fused { 2 } else { 1 };
         }
         Ok(())
     }

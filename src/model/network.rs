@@ -111,9 +111,11 @@ impl Network {
 
     /// Runs `x` through the network in evaluation mode and returns every layer's label and
     /// output, in order: "layer 0 (conv2d + relu)" (a relu folded into its conv is named with
-    /// it), "layer 2 (max_pool)", ... The last entry holds the logits.
+    /// it), "layer 2 (max_pool)", ... The last entry holds the logits. No layers are fused
+    /// here, so that each keeps its own output.
     pub fn forward_trace(&mut self, x: &Tensor) -> Result<Vec<(String, Tensor)>> {
-        self.run_forward(x, Mode::Eval)?;
+        let layers = &mut self.layers;
+        on_workers(|| layers.forward_each(x, Mode::Eval))?;
         Ok(self.layers().iter().map(|l| (l.label().to_string(), l.output().clone())).collect())
     }
 

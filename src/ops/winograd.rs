@@ -453,8 +453,8 @@ fn output_transform_row_plain(
             let mut h = half.chunks_exact_mut(TILE * c).map(|r| &mut r[bcol * c..][..c]);
             let mut next = || h.next().expect("one half row per output row");
             match variant {
-                Variant::F2x2Kernel5x5 => at6([next(), next()], col, None, false),
-                Variant::F4x4Kernel3x3 => at6x4([next(), next(), next(), next()], col, None, false),
+                Variant::F2x2Kernel5x5 => at6::<false, false>([next(), next()], col, &[]),
+                Variant::F4x4Kernel3x3 => at6x4::<false, false>([next(), next(), next(), next()], col, &[]),
             }
         }
         // The last tile of a width that out does not divide has columns outside the output:
@@ -466,22 +466,22 @@ fn output_transform_row_plain(
             let y_cols = y_part[(i * g.ow + col) * c..][..inside * c].chunks_exact_mut(c);
             let mut o = y_cols.chain(patch[..(out - inside) * c].chunks_exact_mut(c));
             let mut next = || o.next().expect("one slice per output column");
-            match variant {
-                Variant::F2x2Kernel5x5 => at6([next(), next()], row, Some(bias), relu),
-                Variant::F4x4Kernel3x3 => at6x4([next(), next(), next(), next()], row, Some(bias), relu),
+            // The ReLU as a constant, so that each loop is compiled without a test in it.
+            match (variant, relu) {
+                (Variant::F2x2Kernel5x5, false) => at6::<true, false>([next(), next()], row, bias),
+                (Variant::F2x2Kernel5x5, true) => at6::<true, true>([next(), next()], row, bias),
+                (Variant::F4x4Kernel3x3, false) => at6x4::<true, false>([next(), next(), next(), next()], row, bias),
+                (Variant::F4x4Kernel3x3, true) => at6x4::<true, true>([next(), next(), next(), next()], row, bias),
             }
         }
     }
 }
 
-/// Adds the bias, then the ReLU if asked for (as Activation::Relu: NaN passes through).
+/// Adds the bias (if BIAS), then the ReLU (if RELU; as Activation::Relu: NaN passes through).
 #[inline(always)]
-fn finish(v: f32, bias: Option<f32>, relu: bool) -> f32 {
-    let v = match bias {
-        Some(b) => v + b,
-        None => v,
-    };
-    if relu && v < 0.0 {
+fn finish<const BIAS: bool, const RELU: bool>(v: f32, bias: f32) -> f32 {
+    let v = if BIAS { v + bias } else { v };
+    if RELU && v < 0.0 {
         0.0
     } else {
         v
@@ -491,40 +491,42 @@ fn finish(v: f32, bias: Option<f32>, relu: bool) -> f32 {
 /// o[i] = sum_a AT2[i][a] m[a] (+ bias, then ReLU) for six channel vectors, in one pass
 /// (F(2x2, 5x5)):
 ///   o0 = m0 + m1 + m2 + m3 + m4,   o1 = (m1 - m2) + 2 (m3 - m4) + m5
+/// `bias` is read only if BIAS.
 #[inline(always)]
-fn at6(o: [&mut [f32]; 2], m: [&[f32]; TILE], bias: Option<&[f32]>, relu: bool) {
+fn at6<const BIAS: bool, const RELU: bool>(o: [&mut [f32]; 2], m: [&[f32]; TILE], bias: &[f32]) {
     let c = o[0].len();
     let [m0, m1, m2, m3, m4, m5] = m;
     let (m0, m1, m2, m3, m4, m5) = (&m0[..c], &m1[..c], &m2[..c], &m3[..c], &m4[..c], &m5[..c]);
     let [o0, o1] = o;
     let (o0, o1) = (&mut o0[..c], &mut o1[..c]);
-    let bias = bias.map(|b| &b[..c]);
+    let bias = if BIAS { &bias[..c] } else { &[][..] };
     for ch in 0..c {
         let (m0, m1, m2, m3, m4, m5) = (m0[ch], m1[ch], m2[ch], m3[ch], m4[ch], m5[ch]);
-        let b = bias.map(|b| b[ch]);
-        o0[ch] = finish(m0 + m1 + m2 + m3 + m4, b, relu);
-        o1[ch] = finish((m1 - m2) + 2.0 * (m3 - m4) + m5, b, relu);
+        let b = if BIAS { bias[ch] } else { 0.0 };
+        o0[ch] = finish::<BIAS, RELU>(m0 + m1 + m2 + m3 + m4, b);
+        o1[ch] = finish::<BIAS, RELU>((m1 - m2) + 2.0 * (m3 - m4) + m5, b);
     }
 }
 
 /// o[i] = sum_a AT4[i][a] m[a] (+ bias, then ReLU) for six channel vectors, in one pass
 /// (F(4x4, 3x3)), with p = m1 + m2, q = m1 - m2, r = m3 + m4, t = m3 - m4:
 ///   o0 = m0 + p + r,   o1 = q + 2 t,   o2 = p + 4 r,   o3 = q + 8 t + m5
+/// `bias` is read only if BIAS.
 #[inline(always)]
-fn at6x4(o: [&mut [f32]; 4], m: [&[f32]; TILE], bias: Option<&[f32]>, relu: bool) {
+fn at6x4<const BIAS: bool, const RELU: bool>(o: [&mut [f32]; 4], m: [&[f32]; TILE], bias: &[f32]) {
     let c = o[0].len();
     let [m0, m1, m2, m3, m4, m5] = m;
     let (m0, m1, m2, m3, m4, m5) = (&m0[..c], &m1[..c], &m2[..c], &m3[..c], &m4[..c], &m5[..c]);
     let [o0, o1, o2, o3] = o;
     let (o0, o1, o2, o3) = (&mut o0[..c], &mut o1[..c], &mut o2[..c], &mut o3[..c]);
-    let bias = bias.map(|b| &b[..c]);
+    let bias = if BIAS { &bias[..c] } else { &[][..] };
     for ch in 0..c {
         let (p, q, r, t) = (m1[ch] + m2[ch], m1[ch] - m2[ch], m3[ch] + m4[ch], m3[ch] - m4[ch]);
-        let b = bias.map(|b| b[ch]);
-        o0[ch] = finish(m0[ch] + p + r, b, relu);
-        o1[ch] = finish(q + 2.0 * t, b, relu);
-        o2[ch] = finish(p + 4.0 * r, b, relu);
-        o3[ch] = finish(q + 8.0 * t + m5[ch], b, relu);
+        let b = if BIAS { bias[ch] } else { 0.0 };
+        o0[ch] = finish::<BIAS, RELU>(m0[ch] + p + r, b);
+        o1[ch] = finish::<BIAS, RELU>(q + 2.0 * t, b);
+        o2[ch] = finish::<BIAS, RELU>(p + 4.0 * r, b);
+        o3[ch] = finish::<BIAS, RELU>(q + 8.0 * t + m5[ch], b);
     }
 }
 
@@ -589,10 +591,18 @@ mod tests {
                 }
             };
             let [o0, o1, _, _] = &mut o[..] else { unreachable!() };
-            at6([o0, o1], d, Some(&bias), relu);
+            if relu {
+                at6::<true, true>([o0, o1], d, &bias);
+            } else {
+                at6::<true, false>([o0, o1], d, &bias);
+            }
             check(&o, &AT2, "at6");
             let [o0, o1, o2, o3] = &mut o[..] else { unreachable!() };
-            at6x4([o0, o1, o2, o3], d, Some(&bias), relu);
+            if relu {
+                at6x4::<true, true>([o0, o1, o2, o3], d, &bias);
+            } else {
+                at6x4::<true, false>([o0, o1, o2, o3], d, &bias);
+            }
             check(&o, &AT4, "at6x4");
         }
     }
