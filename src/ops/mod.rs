@@ -18,5 +18,6 @@ pub mod simd;
 pub mod softmax;
 pub mod window;
 mod winograd;
+mod winograd_dw;
 
 pub use window::{Geometry, Padding, Window};
