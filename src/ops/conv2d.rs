@@ -23,7 +23,6 @@ use super::gemm::gemm;
 use super::im2col::{col2im, im2col, im2col_rows};
 use super::window::{Geometry, Padding, Window};
 use super::winograd::{self, WinogradScratch};
-use super::winograd_dw::{weight_grad_into, WeightGradWork};
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -142,8 +141,6 @@ struct ChunkScratch {
     db: Vec<f32>,
     /// One image's output gradient masked by a fused ReLU.
     dz: Vec<f32>,
-    /// dW by Winograd's buffers.
-    dw_work: WeightGradWork,
 }
 
 /// Output rows of one image per forward task. A large batch keeps every thread busy with whole
@@ -241,9 +238,8 @@ pub fn conv2d_backward(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> 
 
 /// The backward pass into reused buffers: given the forward input `x`, the weight `w` and the
 /// gradient at the output, fills the gradients `grads` asks for. dX goes by Winograd where
-/// [`algorithm`] picks it for the input gradient's own convolution, dW where it picks it for the
-/// convolution itself (`winograd_dw`); otherwise by im2col + GEMM, chunk by chunk of images.
-/// db is a sum per chunk.
+/// [`algorithm`] picks it for the input gradient's own convolution; otherwise, and for dW and db
+/// always, by im2col + GEMM, chunk by chunk of images.
 pub fn conv2d_backward_into(
     x: &Tensor,
     w: &Tensor,
@@ -266,20 +262,14 @@ pub fn conv2d_backward_into(
     let ConvScratch { chunks, dx_winograd, .. } = scratch;
     let dx_by_winograd =
         input_grad_window(&shape.geometry, window).filter(|dx_window| algorithm(dx_window, shape.c_out, shape.c_in) == Algorithm::Winograd);
-    let dw_by = if algorithm(window, shape.c_in, shape.c_out) == Algorithm::Winograd { DwBy::Winograd } else { DwBy::Im2col };
-    let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
     match (d_input, dx_by_winograd) {
         (Some(dx), Some(dx_window)) => {
+            let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
             input_grad_by_winograd(dz, w, &shape, &dx_window, dx, (w_flipped, zero_bias, winograd))?;
-            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, None, dw_by, chunks);
+            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, None, chunks);
         }
-        // dW by Winograd reads a chunk's dz at once: mask it for the whole batch first.
-        (dx, _) if dw_by == DwBy::Winograd => {
-            let dz = relu_masked(dy, shape.output_len(), dz);
-            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, dx, dw_by, chunks);
-        }
-        (dx, _) => chunk_partials(x, w, dy, &shape, dx, dw_by, chunks),
+        (dx, _) => chunk_partials(x, w, dy, &shape, dx, chunks),
     }
     sum_chunk_partials(&chunks[..shape.batch.div_ceil(CHUNK)], w.shape(), d_weight, d_bias);
     Ok(())
@@ -363,51 +353,23 @@ fn flip_weights(w: &Tensor, wf: &mut Tensor) {
     }
 }
 
-/// How the weight gradient is computed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum DwBy {
-    /// Per image, im2col(x)^T · dz, added up.
-    Im2col,
-    /// Per chunk, by `winograd_dw` (the output gradient `dy` must then be `Plain`).
-    Winograd,
-}
-
 /// Each chunk of `CHUNK` images computes its own partial dW and db (summed afterwards in chunk
 /// order, so the result does not depend on the threads) and, if `dx` is given, its images' dX
 /// by col2im.
-fn chunk_partials(
-    x: &Tensor,
-    w: &Tensor,
-    dy: OutputGrad,
-    shape: &ConvShape,
-    dx: Option<&mut Tensor>,
-    dw_by: DwBy,
-    store: &mut Vec<ChunkScratch>,
-) {
+fn chunk_partials(x: &Tensor, w: &Tensor, dy: OutputGrad, shape: &ConvShape, dx: Option<&mut Tensor>, store: &mut Vec<ChunkScratch>) {
     let (n, g, c_in, c_out) = (shape.batch, &shape.geometry, shape.c_in, shape.c_out);
     let (m, k, in_size, out_size) = (shape.pixels(), shape.patch_len(), shape.input_len(), shape.output_len());
-    let col_len = if dw_by == DwBy::Im2col || dx.is_some() { m * k } else { 0 };
-    let chunks = prepare_chunks(store, n, col_len, k * c_out, c_out);
+    let chunks = prepare_chunks(store, n, m * k, k * c_out, c_out);
     let chunk_grads = |chunk: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
+        s.dw.fill(0.0);
         s.db.fill(0.0);
         let images = CHUNK.min(n - chunk * CHUNK);
-        let first = chunk * CHUNK;
-        match dw_by {
-            DwBy::Winograd => {
-                let x_chunk = &x.data()[first * in_size..][..images * in_size];
-                let dz_chunk = &dy.dy().data()[first * out_size..][..images * out_size];
-                weight_grad_into(x_chunk, dz_chunk, images, shape, &mut s.dw_work, &mut s.dw);
-            }
-            DwBy::Im2col => s.dw.fill(0.0),
-        }
         let mut dx_imgs = dx_chunk.map(|d| d.chunks_exact_mut(in_size));
         for i in 0..images {
-            let img = first + i;
+            let img = chunk * CHUNK + i;
             let dz = dy.image(img, out_size, &mut s.dz);
-            if dw_by == DwBy::Im2col {
-                im2col(&x.data()[img * in_size..][..in_size], g, c_in, &mut s.col);
-                gemm(k, m, c_out, &s.col, true, dz, false, 1.0, &mut s.dw);
-            }
+            im2col(&x.data()[img * in_size..][..in_size], g, c_in, &mut s.col);
+            gemm(k, m, c_out, &s.col, true, dz, false, 1.0, &mut s.dw);
             for row in dz.chunks_exact(c_out) {
                 s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
             }
@@ -440,10 +402,7 @@ fn prepare_chunks(store: &mut Vec<ChunkScratch>, n: usize, col_len: usize, dw_le
         store.resize_with(chunks, ChunkScratch::default);
     }
     for c in &mut store[..chunks] {
-        // Without a column matrix to build (dW by Winograd, no dX by col2im) it keeps its size.
-        if col_len > 0 {
-            c.col.resize(col_len, 0.0);
-        }
+        c.col.resize(col_len, 0.0);
         c.dw.resize(dw_len, 0.0);
         c.db.resize(db_len, 0.0);
     }

@@ -18,6 +18,5 @@ pub mod simd;
 pub mod softmax;
 pub mod window;
 mod winograd;
-mod winograd_dw;
 
 pub use window::{Geometry, Padding, Window};

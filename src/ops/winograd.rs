@@ -31,8 +31,8 @@ use crate::tensor::Tensor;
 use crate::threads::PerThread;
 
 /// The tile's size in the input (both variants).
-pub(super) const TILE: usize = 6;
-pub(super) const POSITIONS: usize = TILE * TILE;
+const TILE: usize = 6;
+const POSITIONS: usize = TILE * TILE;
 
 /// The stage-by-stage path for small batches keeps V and M for the whole batch: at most this
 /// many tiles (37 MB for V at 64 channels); beyond it, the chunked path.
@@ -118,7 +118,7 @@ const G5: [[f32; 5]; TILE] = [
 ];
 
 #[cfg_attr(not(test), allow(dead_code))]
-pub(super) const BT: [[f32; TILE]; TILE] = [
+const BT: [[f32; TILE]; TILE] = [
     [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
     [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
     [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
@@ -244,7 +244,7 @@ pub(crate) fn forward_into(
 
 /// The first `len` values of `buf`, grown if needed but never shrunk: a smaller last chunk
 /// must not make the next step zero-fill megabytes again.
-pub(super) fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
@@ -252,13 +252,13 @@ pub(super) fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 #[derive(Clone, Copy)]
-pub(super) struct Shape {
-    pub(super) g: Geometry,
-    pub(super) c_in: usize,
-    pub(super) c_out: usize,
-    pub(super) variant: Variant,
-    pub(super) tiles_h: usize,
-    pub(super) tiles_w: usize,
+struct Shape {
+    g: Geometry,
+    c_in: usize,
+    c_out: usize,
+    variant: Variant,
+    tiles_h: usize,
+    tiles_w: usize,
 }
 
 /// What the output transform adds to each value: the bias, then the ReLU if fused.
@@ -269,13 +269,13 @@ struct Epilogue<'a> {
 }
 
 /// Per-task scratch: a gathered 6x6 input tile and a half-transformed one, channels innermost.
-pub(super) struct TileWork {
-    pub(super) patch: Vec<f32>,
-    pub(super) half: Vec<f32>,
+struct TileWork {
+    patch: Vec<f32>,
+    half: Vec<f32>,
 }
 
 impl TileWork {
-    pub(super) fn new(channels: usize) -> TileWork {
+    fn new(channels: usize) -> TileWork {
         TileWork { patch: vec![0.0; POSITIONS * channels], half: vec![0.0; POSITIONS * channels] }
     }
 }
@@ -284,7 +284,7 @@ impl TileWork {
 /// contiguous row-major matrix for its GEMM; the input transform writes one row of all 36 at a
 /// time, from several threads at once (each its own rows), hence the raw pointer.
 #[derive(Clone, Copy)]
-pub(super) struct Planes {
+struct Planes {
     ptr: *mut f32,
     rows: usize,
     c: usize,
@@ -296,7 +296,7 @@ unsafe impl Send for Planes {}
 unsafe impl Sync for Planes {}
 
 impl Planes {
-    pub(super) fn new(buf: &mut Vec<f32>, rows: usize, c: usize) -> Planes {
+    fn new(buf: &mut Vec<f32>, rows: usize, c: usize) -> Planes {
         Planes { ptr: grow(buf, POSITIONS * rows * c).as_mut_ptr(), rows, c }
     }
 
@@ -306,7 +306,7 @@ impl Planes {
     /// The buffer must still be alive and not otherwise borrowed, and no other thread may use
     /// the same (ξ, row) while the returned slice lives.
     #[inline(always)]
-    pub(super) unsafe fn row<'a>(self, xi: usize, row: usize) -> &'a mut [f32] {
+    unsafe fn row<'a>(self, xi: usize, row: usize) -> &'a mut [f32] {
         assert!(xi < POSITIONS && row < self.rows, "Planes::row out of range");
         // SAFETY: in range (asserted), and the caller's contract above.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add((xi * self.rows + row) * self.c), self.c) }
@@ -348,7 +348,7 @@ simd_dispatch! {
     ///
     /// # Safety
     /// As `Planes::row`, for those rows.
-    pub(super) unsafe fn input_transform_row => input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, first_row: usize, work: &mut TileWork)
+    unsafe fn input_transform_row => input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, first_row: usize, work: &mut TileWork)
 }
 
 #[inline(always)]
@@ -361,18 +361,31 @@ fn input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, fir
         // pixels outside the image are the zero padding.
         let out = s.variant.out();
         let (r0, s0) = ((out * ti) as isize - g.pad_top as isize, (out * tj) as isize - g.pad_left as isize);
-        let inside = |start: isize, len: usize| start >= 0 && start as usize + TILE <= len;
-        // A tile wholly inside the image is read where it lies; one across an edge is gathered
-        // into `patch` with its zeros. Either way row k of it starts at k * stride.
-        let (tile, stride): (&[f32], usize) = if inside(r0, g.ih) && inside(s0, g.iw) {
-            (&x_img[(r0 as usize * g.iw + s0 as usize) * c..], g.iw * c)
-        } else {
-            gather_tile(x_img, g, c, r0, s0, patch);
-            (patch, TILE * c)
-        };
+        for kr in 0..TILE {
+            let row = &mut patch[kr * TILE * c..][..TILE * c];
+            let r = r0 + kr as isize;
+            if r < 0 || r >= g.ih as isize {
+                row.fill(0.0);
+                continue;
+            }
+            let x_row = &x_img[r as usize * g.iw * c..][..g.iw * c];
+            if s0 >= 0 && s0 as usize + TILE <= g.iw {
+                row.copy_from_slice(&x_row[s0 as usize * c..][..TILE * c]);
+                continue;
+            }
+            for kc in 0..TILE {
+                let col = s0 + kc as isize;
+                let dst = &mut row[kc * c..][..c];
+                if col < 0 || col >= g.iw as isize {
+                    dst.fill(0.0);
+                } else {
+                    dst.copy_from_slice(&x_row[col as usize * c..][..c]);
+                }
+            }
+        }
         // half[a][col] = sum_k BT[a][k] d[k][col];  V[a][b] = sum_k half[a][k] BT[b][k].
         for col in 0..TILE {
-            let d: [&[f32]; TILE] = six(|k| &tile[k * stride + col * c..][..c]);
+            let d: [&[f32]; TILE] = six(|k| &patch[(k * TILE + col) * c..][..c]);
             let mut rows = half.chunks_exact_mut(TILE * c).map(|r| &mut r[col * c..][..c]);
             let out: [&mut [f32]; TILE] = six(|_| rows.next().expect("6 rows"));
             bt6(d, out);
@@ -382,34 +395,6 @@ fn input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, fir
             // SAFETY: the caller owns these rows (this function's contract).
             let out: [&mut [f32]; TILE] = six(|bcol| unsafe { v.row(a * TILE + bcol, first_row + tj) });
             bt6(h, out);
-        }
-    }
-}
-
-/// Copies the 6x6 tile of `x_img` ([ih, iw, c]) whose top-left pixel is (r0, s0) into `patch`
-/// ([6][6][c]); pixels outside the image are the zero padding.
-#[inline(always)]
-fn gather_tile(x_img: &[f32], g: &Geometry, c: usize, r0: isize, s0: isize, patch: &mut [f32]) {
-    for kr in 0..TILE {
-        let row = &mut patch[kr * TILE * c..][..TILE * c];
-        let r = r0 + kr as isize;
-        if r < 0 || r >= g.ih as isize {
-            row.fill(0.0);
-            continue;
-        }
-        let x_row = &x_img[r as usize * g.iw * c..][..g.iw * c];
-        if s0 >= 0 && s0 as usize + TILE <= g.iw {
-            row.copy_from_slice(&x_row[s0 as usize * c..][..TILE * c]);
-            continue;
-        }
-        for kc in 0..TILE {
-            let col = s0 + kc as isize;
-            let dst = &mut row[kc * c..][..c];
-            if col < 0 || col >= g.iw as isize {
-                dst.fill(0.0);
-            } else {
-                dst.copy_from_slice(&x_row[col as usize * c..][..c]);
-            }
         }
     }
 }
@@ -553,7 +538,7 @@ fn six<T>(mut f: impl FnMut(usize) -> T) -> [T; TILE] {
 
 /// out = sum of coef * input over the (coef, input) pairs, skipping zero coefficients.
 #[inline(always)]
-pub(super) fn combine<'a>(out: &mut [f32], terms: impl Iterator<Item = (f32, &'a [f32])>) {
+fn combine<'a>(out: &mut [f32], terms: impl Iterator<Item = (f32, &'a [f32])>) {
     let mut first = true;
     for (coef, input) in terms {
         if coef == 0.0 {
