@@ -74,7 +74,7 @@ fn conv3x3(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize) {
     let (x, w, b) = (ramp(&x_shape), ramp(&[3, 3, x_shape[3], c_out]), ramp(&[c_out]));
     let (mut y, mut s) = (Tensor::empty(), ConvScratch::default());
     c.bench_function(&format!("{name}/im2col_forward"), |bch| {
-        bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap())
+        bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, true, &mut y, &mut s).unwrap())
     });
 }
 

@@ -137,7 +137,7 @@ fn apply_scale_shift(x: &Tensor, f: Affine, relu: bool, y: &mut Tensor) {
 
 /// Training forward: normalises with the batch statistics and updates the running ones; with
 /// `relu`, the ReLU that follows is applied in the same pass. Two passes over x: the statistics
-/// (sums of x - x[0] and its square: shifted by the first row, so that the variance does not
+/// (sums of x - x_0 and its square, x_0 the first row, so that the variance does not
 /// cancel away when the mean is large), then y.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_train(
