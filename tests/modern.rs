@@ -58,8 +58,10 @@ fn batch_norm_with_its_relu_folded_in_equals_batch_norm_then_relu_bit_for_bit() 
     // The fused layer applies the ReLU in its own pass and masks dy by recomputing x a + b
     // (rather than reading y): the same values as the separate layers, on any thread count.
     // 40 channels: five 8-lane vectors; 5 x 7 x 9 rows: a chunk of 256 rows and a part one.
+    // Channel 0 is constant, with a negative gamma and a beta of -0: its outputs are -0, which
+    // the relu passes through unchanged (it zeroes only values below 0), bit for bit.
     let mut x = random(&[5, 7, 9, 40], 11);
-    x.data_mut().iter_mut().enumerate().for_each(|(i, v)| *v = *v * 3.0 + (i % 40) as f32 * 0.1 - 2.0);
+    x.data_mut().iter_mut().enumerate().for_each(|(i, v)| *v = if i % 40 == 0 { 2.0 } else { *v * 3.0 + (i % 40) as f32 * 0.1 - 2.0 });
     let dy = random(x.shape(), 12);
     let run = |threads: usize, fused: bool| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -67,6 +69,8 @@ fn batch_norm_with_its_relu_folded_in_equals_batch_norm_then_relu_bit_for_bit() 
             let mut bn = BatchNormLayer::new("bn".into(), &[7, 9, 40], 0.1, 1e-5);
             bn.gamma.value = random(&[40], 13);
             bn.beta.value = random(&[40], 14);
+            bn.gamma.value.data_mut()[0] = -0.5;
+            bn.beta.value.data_mut()[0] = -0.0;
             bn.relu = fused;
             let mut relu = ActivationLayer::new("relu".into(), &[7, 9, 40], Activation::Relu);
             bn.forward(&x, Mode::Train).unwrap();
@@ -83,6 +87,7 @@ fn batch_norm_with_its_relu_folded_in_equals_batch_norm_then_relu_bit_for_bit() 
         })
     };
     let separate = run(1, false);
+    assert!(separate.0.data().iter().step_by(40).all(|v| v.to_bits() == (-0.0f32).to_bits()), "channel 0 holds -0");
     assert!(separate.0.data().contains(&0.0) && separate.0.data().iter().any(|&v| v > 0.0), "the relu must cut");
     for threads in [1, 2, 3] {
         let fused = run(threads, true);
@@ -126,6 +131,15 @@ fn batch_norm_known_answer_per_channel_and_its_shape_errors() {
     assert!(close(y.data(), &[-1.5, -1.0, 2.5, 1.0]), "{:?}", y.data());
     assert!(close(&mean, &[1.0, 10.0]) && close(&var, &[1.5, 100.5]), "{mean:?} {var:?}");
     assert!(close(batch_norm_forward_ref(&x, &[2.0, 1.0], &[0.5, 0.0], 1e-12).unwrap().data(), &[-1.5, -1.0, 2.5, 1.0]));
+    // Backward needs dy of the forward input's shape, and a forward pass before it.
+    use convnet::ops::batch_norm::batch_norm_backward;
+    let (mut dg, mut db, mut dx) = (vec![0.0; 2], vec![0.0; 2], Tensor::empty());
+    let other = Tensor::zeros(&[3, 2]);
+    let err = batch_norm_backward(&x, &other, &[2.0, 1.0], &mut cache, Some(&mut dx), &mut dg, &mut db).unwrap_err().to_string();
+    assert!(err.contains("batch_norm backward") && err.contains("[3, 2]") && err.contains("[2, 2]"), "{err}");
+    let err = batch_norm_backward(&x, &x, &[2.0, 1.0], &mut BatchNormCache::default(), None, &mut dg, &mut db).unwrap_err().to_string();
+    assert!(err.contains("batch_norm backward") && err.contains("0 channels"), "{err}");
+    batch_norm_backward(&x, &x, &[2.0, 1.0], &mut cache, Some(&mut dx), &mut dg, &mut db).unwrap();
     // No channel axis, or no channels: refused, naming the shape.
     for shape in [&[4][..], &[2, 0]] {
         let err = batch_norm_forward_ref(&Tensor::zeros(shape), &[], &[], 1e-5).unwrap_err().to_string();
@@ -673,4 +687,20 @@ fn evaluation_folds_batch_norm_into_the_convolution_before_it_and_keeps_the_resu
     // Training mode is never folded: the batch statistics are used, as layer by layer.
     let train = net.forward(&x, Mode::Train).unwrap();
     assert!(rel_err(&train, &fused) > 1e-3, "train and eval outputs should differ (batch statistics)");
+}
+
+#[test]
+fn a_folded_pair_is_timed_as_one_layer_in_the_inference_profile() {
+    // `convnet bench --layers --mode infer` gives a folded conv + batch norm's time to the conv
+    // and 0 to the norm; training runs (and times) both. The trace's per-layer outputs aside,
+    // the profile names every layer once.
+    let mut net = folding_network();
+    let x = random(&[4, 6, 7, 3], 9);
+    let loss = Loss { label_smoothing: 0.0 };
+    let infer = net.profile_step(&x, &[0, 1, 2, 0], loss, false).unwrap();
+    assert_eq!(infer[0].0, "layer 0 (conv2d)");
+    assert!(infer[0].1 > 0.0 && infer[1].1 == 0.0, "conv timed, its folded norm not: {:?}", &infer[..2]);
+    assert!(infer.iter().all(|l| l.2 == 0.0), "no backward pass in inference");
+    let train = net.profile_step(&x, &[0, 1, 2, 0], loss, true).unwrap();
+    assert!(train[0].1 > 0.0 && train[1].1 > 0.0 && train[1].2 > 0.0, "training times both: {:?}", &train[..2]);
 }

@@ -464,7 +464,7 @@ fn output_transform_row_plain(
         for i in 0..out_rows {
             let row: [&[f32]; TILE] = six(|b| &half[(i * TILE + b) * c..][..c]);
             let y_cols = y_part[(i * g.ow + col) * c..][..inside * c].chunks_exact_mut(c);
-            let mut o = y_cols.chain(patch[..(out - inside) * c].chunks_exact_mut(c));
+            let mut o = y_cols.chain(patch.chunks_exact_mut(c));
             let mut next = || o.next().expect("one slice per output column");
             // The ReLU as a constant, so that each loop is compiled without a test in it.
             match (variant, relu) {
@@ -630,6 +630,19 @@ mod tests {
             // The padding columns of G are zero (the weight transform reads only `kernel`).
             assert!(g.iter().all(|row| row[variant.kernel()..].iter().all(|&v| v == 0.0)), "{variant:?}");
         }
+    }
+
+    /// Only square 3x3 and 5x5 kernels have a variant: a 3x5 one (which `conv2d::algorithm`
+    /// never sends here) is refused rather than computed as 3x3.
+    #[test]
+    #[should_panic(expected = "3x3 and 5x5 kernels only")]
+    fn a_kernel_without_a_variant_is_refused() {
+        use crate::ops::window::{Padding, Window};
+        let window = Window::new(3, 5, 1, 1, Padding::Same);
+        let (x, w, b) = (Tensor::zeros(&[1, 8, 8, 32]), Tensor::zeros(&[3, 5, 32, 32]), Tensor::zeros(&[32]));
+        let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), &window).unwrap();
+        let mut y = Tensor::zeros(&shape.output_shape());
+        forward_into(&x, &w, &b, &shape, false, &mut y, &mut WinogradScratch::default());
     }
 
     #[test]
