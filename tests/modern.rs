@@ -91,8 +91,10 @@ fn batch_norm_with_its_relu_folded_in_equals_batch_norm_then_relu_bit_for_bit() 
     assert!(separate.0.data().contains(&0.0) && separate.0.data().iter().any(|&v| v > 0.0), "the relu must cut");
     for threads in [1, 2, 3] {
         let fused = run(threads, true);
-        assert_eq!(fused.0.data(), separate.0.data(), "y on {threads} threads");
-        assert_eq!(fused.1.data(), separate.1.data(), "dx on {threads} threads");
+        // As bits: -0 and +0 compare equal as floats.
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(bits(&fused.0), bits(&separate.0), "y on {threads} threads");
+        assert_eq!(bits(&fused.1), bits(&separate.1), "dx on {threads} threads");
         assert_eq!((fused.2.data(), fused.3.data()), (separate.2.data(), separate.3.data()), "d_gamma, d_beta on {threads} threads");
         assert_eq!(fused.4.data(), separate.4.data(), "running variance on {threads} threads");
     }
