@@ -137,11 +137,11 @@ fn batch_norm_known_answer_per_channel_and_its_shape_errors() {
     use convnet::ops::batch_norm::batch_norm_backward;
     let (mut dg, mut db, mut dx) = (vec![0.0; 2], vec![0.0; 2], Tensor::empty());
     let other = Tensor::zeros(&[3, 2]);
-    let err = batch_norm_backward(&x, &other, &[2.0, 1.0], &mut cache, Some(&mut dx), &mut dg, &mut db).unwrap_err().to_string();
+    let err = batch_norm_backward(&x, &other, &mut cache, Some(&mut dx), &mut dg, &mut db).unwrap_err().to_string();
     assert!(err.contains("batch_norm backward") && err.contains("[3, 2]") && err.contains("[2, 2]"), "{err}");
-    let err = batch_norm_backward(&x, &x, &[2.0, 1.0], &mut BatchNormCache::default(), None, &mut dg, &mut db).unwrap_err().to_string();
+    let err = batch_norm_backward(&x, &x, &mut BatchNormCache::default(), None, &mut dg, &mut db).unwrap_err().to_string();
     assert!(err.contains("batch_norm backward") && err.contains("0 channels"), "{err}");
-    batch_norm_backward(&x, &x, &[2.0, 1.0], &mut cache, Some(&mut dx), &mut dg, &mut db).unwrap();
+    batch_norm_backward(&x, &x, &mut cache, Some(&mut dx), &mut dg, &mut db).unwrap();
     // No channel axis, or no channels: refused, naming the shape.
     for shape in [&[4][..], &[2, 0]] {
         let err = batch_norm_forward_ref(&Tensor::zeros(shape), &[], &[], 1e-5).unwrap_err().to_string();

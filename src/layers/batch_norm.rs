@@ -89,8 +89,7 @@ impl Layer for BatchNormLayer {
     fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
         check_backward(&self.name, x, &self.y, dy)?;
         let dx = if need_input_grad { Some(&mut self.dx) } else { None };
-        let (gamma, d_gamma, d_beta) = (self.gamma.value.data(), self.gamma.grad.data_mut(), self.beta.grad.data_mut());
-        batch_norm_backward(x, dy, gamma, &mut self.cache, dx, d_gamma, d_beta)
+        batch_norm_backward(x, dy, &mut self.cache, dx, self.gamma.grad.data_mut(), self.beta.grad.data_mut())
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx

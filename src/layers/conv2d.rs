@@ -8,6 +8,7 @@
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::Result;
 use crate::layers::EvalNorm;
+use crate::ops::batch_norm::eval_scale;
 use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
 use crate::ops::conv_shape::ConvShape;
 use crate::ops::Window;
@@ -45,7 +46,7 @@ impl FoldedWeights {
         if self.key == Some(key) {
             return;
         }
-        let a: Vec<f32> = norm.gamma.iter().zip(norm.var).map(|(g, v)| g / (v + norm.eps).sqrt()).collect();
+        let a = eval_scale(norm.gamma, norm.var, norm.eps);
         self.weight.copy_from(weight);
         for row in self.weight.data_mut().chunks_exact_mut(a.len()) {
             row.iter_mut().zip(&a).for_each(|(w, a)| *w *= a);

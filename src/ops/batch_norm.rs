@@ -173,8 +173,10 @@ pub fn batch_norm_forward_train(
         running_var[ch] = (1.0 - momentum) * running_var[ch] + momentum * unbiased as f32;
     }
     // y = (x - mean) a + beta, a = gamma inv_std.
-    cache.scale = (0..c).map(|ch| gamma[ch] * cache.inv_std[ch]).collect();
-    cache.beta = beta[..c].to_vec();
+    cache.scale.clear();
+    cache.scale.extend(gamma[..c].iter().zip(&cache.inv_std).map(|(g, s)| g * s));
+    cache.beta.clear();
+    cache.beta.extend_from_slice(&beta[..c]);
     cache.relu = relu;
     apply_scale_shift(x, Affine { m: &cache.mean, a: &cache.scale, b: &cache.beta }, relu, y);
     Ok(())
@@ -193,10 +195,16 @@ pub fn batch_norm_forward_eval(
     y: &mut Tensor,
 ) -> Result<()> {
     let c = channels(x)?;
-    // y = (x - running_mean) a + beta, a = gamma / sqrt(running_var + eps).
-    let a: Vec<f32> = gamma[..c].iter().zip(running_var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+    // y = (x - running_mean) a + beta.
+    let a = eval_scale(&gamma[..c], running_var, eps);
     apply_scale_shift(x, Affine { m: &running_mean[..c], a: &a, b: &beta[..c] }, relu, y);
     Ok(())
+}
+
+/// Evaluation mode's scale per channel, a = gamma / sqrt(running_var + eps): y = (x - mean) a +
+/// beta. (A convolution before the norm absorbs it: `layers::conv2d`'s folded weights.)
+pub fn eval_scale(gamma: &[f32], running_var: &[f32], eps: f32) -> Vec<f32> {
+    gamma.iter().zip(running_var).map(|(g, v)| g / (v + eps).sqrt()).collect()
 }
 
 /// What the backward kernels read per channel: the mean, and for a fused ReLU the forward's
@@ -260,11 +268,11 @@ fn input_grad_plain(x: &[f32], dy: &[f32], k: Channels, coef: [&[f32]; 3], dx: &
 
 /// Backward of the training forward, given its input `x` and the output gradient `dy` (with a
 /// fused ReLU, the gradient flows only where the forward output was positive). Fills dx (if
-/// asked), d_gamma and d_beta, in two passes over x and dy: the two sums, then dx.
+/// asked), d_gamma and d_beta, in two passes over x and dy: the two sums, then dx. gamma is the
+/// forward pass's, kept in `cache` (as gamma inv_std).
 pub fn batch_norm_backward(
     x: &Tensor,
     dy: &Tensor,
-    gamma: &[f32],
     cache: &mut BatchNormCache,
     dx: Option<&mut Tensor>,
     d_gamma: &mut [f32],
@@ -291,13 +299,13 @@ pub fn batch_norm_backward(
     if let Some(dx) = dx {
         // dx = k (M dz - d_beta - xhat d_gamma), k = gamma inv_std / M, xhat = (x - mean) inv_std.
         let m = rows as f32;
-        let c1: Vec<f32> = (0..c).map(|ch| gamma[ch] * inv_std[ch]).collect();
+        let c1 = &scale[..];
         let c2: Vec<f32> = (0..c).map(|ch| -c1[ch] / m * d_gamma[ch] * inv_std[ch]).collect();
         let c3: Vec<f32> = (0..c).map(|ch| -c1[ch] / m * d_beta[ch]).collect();
         dx.resize(dy.shape());
         dx.data_mut().par_chunks_mut(ROWS * c).enumerate().for_each(|(i, dx)| {
             let span = i * ROWS * c..i * ROWS * c + dx.len();
-            input_grad(&xd[span.clone()], &dyd[span], k, [&c1, &c2, &c3], dx);
+            input_grad(&xd[span.clone()], &dyd[span], k, [c1, &c2, &c3], dx);
         });
     }
     Ok(())
