@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine: install Fashion-MNIST if it is missing, build in
 # release mode, train the default model (configs/fashion-mnist.toml), evaluate the best
-# checkpoint on the test set. Extra arguments go to `convnet train` (e.g. --epochs 5).
+# checkpoint on the test set. Extra arguments go to `convnet train` (e.g. --epochs 5). Each run
+# starts afresh in runs/fashion-mnist (--overwrite), unless --resume is given: after a Ctrl-C,
+# `scripts/main.sh --resume` continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=/usr/share/datasets/fashion-mnist
@@ -12,5 +14,7 @@ if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
   $SUDO apt-get install -y -qq dataset-fashion-mnist
 fi
 cargo build --release --locked
-./target/release/convnet train "$@"
+FRESH=--overwrite
+for arg in "$@"; do [ "$arg" = --resume ] && FRESH=""; done
+./target/release/convnet train $FRESH "$@"
 ./target/release/convnet eval --model runs/fashion-mnist/best.safetensors

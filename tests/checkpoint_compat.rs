@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::write_quadrant_idx;
 use convnet::train::datasets::load_splits;
-use convnet::train::{evaluate, train, Checkpoint, EvalOptions, TrainOptions};
+use convnet::train::{evaluate, train, Checkpoint, EvalOptions, ExistingRun, TrainOptions};
 use convnet::{Config, Tensor};
 use safetensors::SafeTensors;
 
@@ -96,7 +96,11 @@ fn untimed(ck: &Checkpoint) -> Vec<(f32, f32, f32, f32, f32)> {
 fn train_fixture(out: &Path, data: &Path, epochs: usize, resume: bool) -> convnet::train::TrainReport {
     let mut config = Config::load(&fixture("config.toml")).unwrap();
     config.run.train.epochs = epochs;
-    let opts = TrainOptions { config, data_dir: Some(data.to_path_buf()), out_dir: out.to_path_buf(), resume, verbose: false };
+    let opts = TrainOptions {
+        data_dir: Some(data.to_path_buf()),
+        existing: if resume { ExistingRun::Resume } else { ExistingRun::Refuse },
+        ..TrainOptions::new(config, out)
+    };
     train(&opts, &mut |_| Ok(())).unwrap()
 }
 

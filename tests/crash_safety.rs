@@ -19,7 +19,6 @@ use common::*;
 use convnet::fs::{HANDSHAKE_PREFIX, WRITE_HANDSHAKE_ENV};
 use convnet::train::metrics::read_metrics;
 use convnet::train::Checkpoint;
-use convnet::Tensor;
 use rand::Rng;
 
 const EPOCHS: usize = 5;
@@ -28,14 +27,15 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
 }
 
-/// `convnet train` on `cfg` into `out`, resuming when `out` holds a checkpoint; with
+/// `convnet train` on `cfg` into `out`, resuming when `out` holds a checkpoint (starting afresh
+/// otherwise); with
 /// `handshake`, every atomic write waits for a line on stdin before its rename.
 fn spawn_train(cfg: &Path, out: &Path, handshake: bool) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_convnet"));
     cmd.args(["train", "--config", s(cfg), "--out", s(out), "--seed", "5", "--threads", "2", "--quiet"]);
-    if out.join("last.safetensors").exists() {
-        cmd.arg("--resume");
-    }
+    // A kill inside the first epoch's writes can leave best.safetensors without
+    // last.safetensors: nothing to resume, and a run to start afresh over.
+    cmd.arg(if out.join("last.safetensors").exists() { "--resume" } else { "--overwrite" });
     if handshake {
         cmd.env(WRITE_HANDSHAKE_ENV, "1").stdin(Stdio::piped());
     } else {
@@ -178,18 +178,6 @@ fn check_consistent(out: &Path, after: Moment) {
     }
 }
 
-/// Parameters and optimiser state of a checkpoint.
-fn state(path: &Path) -> (Vec<Tensor>, Vec<(String, Vec<f32>)>) {
-    let ck = Checkpoint::load(path).unwrap();
-    let net = ck.network().unwrap();
-    (net.params().iter().map(|p| p.value.clone()).collect(), ck.optimizer_state())
-}
-
-/// metrics.csv without the two timing columns (seconds, images/s).
-fn metrics_without_timing(out: &Path) -> Vec<String> {
-    std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect()
-}
-
 #[test]
 fn killed_and_resumed_runs_end_bit_identical_to_an_uninterrupted_one() {
     let data = tempfile::tempdir().unwrap();
@@ -247,8 +235,16 @@ fn killed_and_resumed_runs_end_bit_identical_to_an_uninterrupted_one() {
         }
     }
 
-    assert_eq!(state(&out.join("last.safetensors")), state(&reference.join("last.safetensors")), "weights or optimiser state differ");
-    assert_eq!(state(&out.join("best.safetensors")).0, state(&reference.join("best.safetensors")).0, "best.safetensors differs");
+    assert_eq!(
+        checkpoint_state(&out.join("last.safetensors")),
+        checkpoint_state(&reference.join("last.safetensors")),
+        "weights or optimiser state differ"
+    );
+    assert_eq!(
+        checkpoint_state(&out.join("best.safetensors")).0,
+        checkpoint_state(&reference.join("best.safetensors")).0,
+        "best.safetensors differs"
+    );
     assert_eq!(metrics_without_timing(&out), metrics_without_timing(&reference));
     assert_eq!(metrics_without_timing(&out).len(), EPOCHS + 1);
     // The temporary files the kills left behind were cleared by the runs that followed.

@@ -528,7 +528,7 @@ units = 4
     );
     let out = tempfile::tempdir().unwrap();
     let config = Config::from_toml(&text, "quadrants.toml").unwrap();
-    let opts = TrainOptions { config, data_dir: None, out_dir: out.path().to_path_buf(), resume: false, verbose: false };
+    let opts = TrainOptions::new(config, out.path());
     let report = train(&opts, &mut |_| Ok(())).unwrap();
     assert_eq!(report.class_names, QUADRANT_CLASSES.map(|(c, _)| c));
     let last = report.epochs.last().unwrap();
@@ -625,8 +625,8 @@ units = 10
 /// Trains `config` in `out`; with `stop_after`, the run is stopped (its epoch hook fails) once
 /// that many epochs are done, as a killed run would be.
 fn train_run(config: Config, out: &std::path::Path, resume: bool, stop_after: Option<usize>) {
-    use convnet::train::{train, TrainOptions};
-    let opts = TrainOptions { config, data_dir: None, out_dir: out.to_path_buf(), resume, verbose: false };
+    use convnet::train::{train, ExistingRun, TrainOptions};
+    let opts = TrainOptions { existing: if resume { ExistingRun::Resume } else { ExistingRun::Refuse }, ..TrainOptions::new(config, out) };
     let result = train(&opts, &mut |history| match stop_after {
         Some(k) if history.len() == k => Err(convnet::Error::invalid("test", "stopped")),
         _ => Ok(()),

@@ -182,7 +182,7 @@ fn cifar_wrong_record_size_label_out_of_range_and_missing_files() {
     let (dir, data, cfg) = cifar_setup();
     let out = dir.path().join("run");
     let train = |parts: &[&str]| {
-        expect_error(&["train", "--config", s(&cfg), "--out", s(&out), "--quiet", "--threads", "1"], 2, parts);
+        expect_error(&["train", "--config", s(&cfg), "--out", s(&out), "--quiet", "--threads", "1", "--overwrite"], 2, parts);
     };
     // The folder is good: training works.
     let (code, _, stderr) = convnet(&["train", "--config", s(&cfg), "--out", s(&out), "--quiet", "--threads", "1"]);

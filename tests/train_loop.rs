@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use convnet::model::{Loss, Network};
 use convnet::optim::Optimizer;
-use convnet::train::{train, Checkpoint, TrainOptions};
+use convnet::train::{train, Checkpoint, ExistingRun, TrainOptions};
 use convnet::{Config, Tensor};
 
 #[test]
@@ -62,7 +62,7 @@ units = 4
 
 fn run(dir: &std::path::Path, out: &std::path::Path, epochs: usize, resume: bool) -> convnet::train::TrainReport {
     let cfg = Config::from_toml(&tiny_config(dir, epochs, "kind = \"adam\"\nlr = 0.01"), "tiny").unwrap();
-    let opts = TrainOptions { config: cfg, data_dir: None, out_dir: out.to_path_buf(), resume, verbose: false };
+    let opts = TrainOptions { existing: if resume { ExistingRun::Resume } else { ExistingRun::Refuse }, ..TrainOptions::new(cfg, out) };
     train(&opts, &mut |_| Ok(())).unwrap()
 }
 
@@ -150,8 +150,7 @@ fn same_seed_gives_bit_identical_runs_and_resume_continues_bit_identically() {
     let d = tempfile::tempdir().unwrap();
     let cfg =
         Config::from_toml(&tiny_config(data.path(), 3, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 4"), "tiny").unwrap();
-    train(&TrainOptions { config: cfg, data_dir: None, out_dir: d.path().to_path_buf(), resume: false, verbose: false }, &mut |_| Ok(()))
-        .unwrap();
+    train(&TrainOptions::new(cfg, d.path()), &mut |_| Ok(())).unwrap();
     assert_ne!(wa, weights(&d.path().join("last.safetensors")));
 }
 
@@ -168,13 +167,7 @@ fn resume_keeps_the_runs_seed_reads_older_histories_from_metrics_and_reports_a_f
     let b = tempfile::tempdir().unwrap();
     run(data.path(), b.path(), 1, false);
     let reseeded = tiny_config(data.path(), 2, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 4");
-    let opts = TrainOptions {
-        config: Config::from_toml(&reseeded, "tiny").unwrap(),
-        data_dir: None,
-        out_dir: b.path().to_path_buf(),
-        resume: true,
-        verbose: false,
-    };
+    let opts = TrainOptions { existing: ExistingRun::Resume, ..TrainOptions::new(Config::from_toml(&reseeded, "tiny").unwrap(), b.path()) };
     train(&opts, &mut |_| Ok(())).unwrap();
     assert_eq!(weights(&last(&a)), weights(&last(&b)), "resumed with the config's seed, not the run's");
 
@@ -208,12 +201,7 @@ fn a_diverging_run_stops_with_a_message_naming_the_step_and_keeps_the_last_check
     // An absurd learning rate with plain SGD blows the weights up.
     let cfg = Config::from_toml(&tiny_config(data.path(), 3, "kind = \"sgd\"\nlr = 1e12"), "tiny").unwrap();
     let fresh = tempfile::tempdir().unwrap();
-    let err = train(
-        &TrainOptions { config: cfg.clone(), data_dir: None, out_dir: fresh.path().to_path_buf(), resume: false, verbose: false },
-        &mut |_| Ok(()),
-    )
-    .err()
-    .expect("training should diverge");
+    let err = train(&TrainOptions::new(cfg.clone(), fresh.path()), &mut |_| Ok(())).err().expect("training should diverge");
     let msg = err.to_string();
     assert!(msg.contains("diverged at epoch 1 step") && (msg.contains("layer") || msg.contains("loss")), "{msg}");
     assert!(!fresh.path().join("last.safetensors").exists(), "no checkpoint of a diverged model");

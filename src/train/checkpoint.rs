@@ -5,7 +5,8 @@
 //! "optim.<param name>.<m|v|momentum>".
 //! Metadata (JSON): "model" (the model spec), "run" (the run's settings), "convnet" (the format
 //! tag, class names, normalisation, epochs done, optimiser step, seed, best validation
-//! accuracy) and, in last.safetensors, "history" (the text of metrics.csv).
+//! accuracy) and, in last.safetensors, "history" (the text of metrics.csv) and, when it was
+//! written inside an epoch, "progress" (how far that epoch had gone: [`EpochProgress`]).
 //! Files of the previous format, `convnet-checkpoint-1`, still load (see `checkpoint_v1`).
 //! Written to a temporary file in the same folder, fsync'd, then renamed over the old one, so a
 //! crash leaves either the old checkpoint or the new one, never half of one.
@@ -43,6 +44,30 @@ pub struct CheckpointMeta {
     pub best_val_accuracy: f32,
 }
 
+/// How far training had gone inside the epoch that follows the completed ones, in a
+/// last.safetensors written mid-epoch (a periodic checkpoint, or a stop on Ctrl-C): the
+/// resumed run does the remaining steps of that epoch and ends bit-identical to a run never
+/// stopped. The sums are those of the epoch's metrics so far.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochProgress {
+    /// Training steps done in the epoch, 1 to `steps_per_epoch` (all of them when the stop came
+    /// between the last step and the epoch's evaluation).
+    pub steps_done: usize,
+    /// The epoch's steps and the batch size they were counted with: a mid-epoch resume needs
+    /// the same ones, or the step would point at other examples.
+    pub steps_per_epoch: usize,
+    pub batch_size: usize,
+    /// The sum of the loss over the examples trained on so far in the epoch (f64: exact in JSON).
+    pub loss_sum: f64,
+    /// Training examples classified correctly so far in the epoch.
+    pub correct: usize,
+    /// The learning rate of the last step.
+    pub lr: f32,
+    /// Seconds of training so far in the epoch, over all the processes that trained it.
+    pub seconds: f32,
+}
+
 /// The "convnet" metadata entry: the format tag beside the meta.
 #[derive(Serialize)]
 struct StoredMeta<'a> {
@@ -66,6 +91,8 @@ pub struct Checkpoint {
     /// The metrics of the epochs so far, when the checkpoint carries them (last.safetensors;
     /// empty otherwise).
     pub history: Vec<EpochMetrics>,
+    /// Where inside the next epoch it was written, for a mid-epoch checkpoint.
+    pub progress: Option<EpochProgress>,
     /// By today's names, whatever the file's format.
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
@@ -77,19 +104,21 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 /// Writes `net`, the run it is trained with (and the optimiser state, if given) to `path`
 /// atomically.
 pub fn save_checkpoint(path: &Path, net: &Network, run: &RunConfig, optimizer: Option<&Optimizer>, meta: &CheckpointMeta) -> Result<()> {
-    save_checkpoint_with_history(path, net, run, optimizer, meta, &[])
+    save_run_checkpoint(path, net, run, optimizer, meta, &[], None)
 }
 
 /// [`save_checkpoint`], with the metrics of every epoch so far in the metadata ("history",
-/// the text of metrics.csv): a resumed run then takes its history from the checkpoint, so
-/// the checkpoint alone is the state of the run and metrics.csv can always be rewritten.
-pub fn save_checkpoint_with_history(
+/// the text of metrics.csv) and, inside an epoch, how far it has gone ("progress"): a resumed
+/// run then takes both from the checkpoint, so the checkpoint alone is the state of the run
+/// and metrics.csv can always be rewritten.
+pub fn save_run_checkpoint(
     path: &Path,
     net: &Network,
     run: &RunConfig,
     optimizer: Option<&Optimizer>,
     meta: &CheckpointMeta,
     history: &[EpochMetrics],
+    progress: Option<&EpochProgress>,
 ) -> Result<()> {
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> =
         net.params().iter().map(|p| (p.name.clone(), p.value.shape().to_vec(), f32_bytes(p.value.data()))).collect();
@@ -111,6 +140,9 @@ pub fn save_checkpoint_with_history(
     info.insert("convnet".to_string(), json(serde_json::to_string(&StoredMeta { format: FORMAT, meta }))?);
     if !history.is_empty() {
         info.insert("history".to_string(), metrics_csv(history));
+    }
+    if let Some(progress) = progress {
+        info.insert("progress".to_string(), json(serde_json::to_string(progress))?);
     }
     let bytes = safetensors::serialize(views, &Some(info)).map_err(|e| ck(format!("cannot serialise: {e:?}")))?;
     write_atomically(path, &bytes)
@@ -187,6 +219,19 @@ impl Checkpoint {
             })?,
             None => Vec::new(),
         };
+        let progress = match info.get("progress") {
+            Some(text) => {
+                let p: EpochProgress = serde_json::from_str(text).map_err(|e| ck(format!("bad metadata \"progress\": {e}")))?;
+                if p.steps_done == 0 || p.steps_done > p.steps_per_epoch || p.batch_size == 0 {
+                    return Err(ck(format!(
+                        "bad metadata \"progress\": step {} of {} with batch size {}",
+                        p.steps_done, p.steps_per_epoch, p.batch_size
+                    )));
+                }
+                Some(p)
+            }
+            None => None,
+        };
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
@@ -199,7 +244,7 @@ impl Checkpoint {
             let plan = config.model.plan().map_err(|e| ck(e.to_string()))?;
             tensors = checkpoint_v1::rename_tensors(&plan.layers, tensors);
         }
-        Ok(Checkpoint { path: path.to_path_buf(), config, meta, history, tensors })
+        Ok(Checkpoint { path: path.to_path_buf(), config, meta, history, progress, tensors })
     }
 
     /// Builds the network of the checkpoint's config and loads its weights, checking that

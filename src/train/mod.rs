@@ -1,15 +1,21 @@
 //! Training: the run's settings, the loop, evaluation, metrics and checkpoints.
 
 pub mod checkpoint;
+pub mod checkpoint_every;
 mod checkpoint_v1;
 pub mod datasets;
 pub mod evaluate;
 pub mod metrics;
 pub mod run;
+pub mod run_folder;
+mod step_handshake;
 pub mod trainer;
 
-pub use checkpoint::{save_checkpoint, Checkpoint, CheckpointMeta};
+pub use checkpoint::{save_checkpoint, Checkpoint, CheckpointMeta, EpochProgress};
+pub use checkpoint_every::CheckpointEvery;
 pub use evaluate::{evaluate, EvalOptions, Evaluation};
 pub use metrics::EpochMetrics;
 pub use run::RunConfig;
-pub use trainer::{train, TrainOptions, TrainReport};
+pub use run_folder::ExistingRun;
+pub use step_handshake::{STEP_HANDSHAKE_ENV, STEP_HANDSHAKE_PREFIX};
+pub use trainer::{train, StoppedAt, TrainOptions, TrainReport};

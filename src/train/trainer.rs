@@ -2,26 +2,34 @@
 //! then validation and test evaluation, metrics.csv, last.safetensors and best.safetensors in
 //! the run folder. `resume` continues from last.safetensors with the optimiser state; because
 //! each epoch's shuffle and each step's augmentation and dropout are derived from (seed,
-//! position) (see `seeds`), nothing else is needed to continue bit-identically.
+//! position) (see `seeds`), nothing else is needed to continue bit-identically, from the end of
+//! an epoch or from any step inside one.
 //!
-//! In steps: [`train`] prepares the run folder and the state (fresh, or resumed from the last
-//! checkpoint), then for each epoch runs `train_epoch` and `end_epoch` (evaluation, best
-//! and last checkpoints, metrics).
+//! In steps: [`train`] locks the run folder and prepares the state (fresh, or resumed from the
+//! last checkpoint), then for each epoch runs `train_epoch` and `end_epoch` (evaluation, best
+//! and last checkpoints, metrics). Inside an epoch, last.safetensors is also written when
+//! `checkpoint_every` says so, and when a stop is requested (Ctrl-C): the run then ends after
+//! the step in progress, with its position saved.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::checkpoint::{save_checkpoint, save_checkpoint_with_history, Checkpoint, CheckpointMeta};
+use super::checkpoint::{save_checkpoint, save_run_checkpoint, Checkpoint, CheckpointMeta, EpochProgress};
+use super::checkpoint_every::CheckpointEvery;
 use super::datasets::{load_splits, Splits};
 use super::evaluate::{evaluate, EvalOptions, Evaluation};
 use super::metrics::{read_metrics, write_metrics, EpochMetrics};
+use super::run_folder::{ExistingRun, RunFolder};
+use super::step_handshake::StepHandshake;
 use crate::config::Config;
 use crate::data::augment::make_augmented_batch;
 use crate::data::{batch_ranges, epoch_order, make_batch, Normalization};
 use crate::error::{Error, Result};
-use crate::fs::{remove_stale_temp_files, write_atomically};
+use crate::fs::write_atomically;
 use crate::model::{Loss, Network};
 use crate::optim::Optimizer;
 
@@ -31,20 +39,71 @@ pub struct TrainOptions {
     pub data_dir: Option<PathBuf>,
     /// The run folder (metrics.csv, config.toml, last/best.safetensors).
     pub out_dir: PathBuf,
-    pub resume: bool,
+    /// What to do with an earlier run in the folder: resume it, replace it, or refuse.
+    pub existing: ExistingRun,
     /// Show a progress bar and per-epoch lines on stderr.
     pub verbose: bool,
+    /// How often last.safetensors is written inside an epoch.
+    pub checkpoint_every: CheckpointEvery,
+    /// Set to true (by a signal handler, another thread, a binding's KeyboardInterrupt) to end
+    /// the run after the step in progress, with last.safetensors holding its exact position;
+    /// [`TrainReport::stopped`] then says where.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl TrainOptions {
+    /// A fresh run of `config` into `out_dir`: an earlier run there is refused, quiet,
+    /// checkpoints inside epochs at the default interval, no stop flag.
+    pub fn new(config: Config, out_dir: impl Into<PathBuf>) -> TrainOptions {
+        TrainOptions {
+            config,
+            data_dir: None,
+            out_dir: out_dir.into(),
+            existing: ExistingRun::Refuse,
+            verbose: false,
+            checkpoint_every: CheckpointEvery::default(),
+            stop: None,
+        }
+    }
 }
 
 pub struct TrainReport {
     pub epochs: Vec<EpochMetrics>,
-    /// The test set's evaluation by the final weights (the last epoch's own).
+    /// The test set's evaluation by the final weights (the last epoch's own); none for a run
+    /// that stopped before its end.
     pub final_test: Option<Evaluation>,
     pub class_names: Vec<String>,
+    /// Where the run stopped, when a stop was requested before its last epoch ended.
+    pub stopped: Option<StoppedAt>,
+}
+
+/// The position a stopped run saved in last.safetensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoppedAt {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Steps done in the epoch after them (0: at the end of an epoch).
+    pub steps_done: usize,
+    pub steps_per_epoch: usize,
+    pub epochs: usize,
+}
+
+impl std::fmt::Display for StoppedAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.epochs_done, self.steps_done) {
+            (0, 0) => write!(f, "stopped before the first step"),
+            (done, 0) => write!(f, "stopped after epoch {done} of {}", self.epochs),
+            (done, step) => write!(f, "stopped at epoch {} of {}, step {step} of {}", done + 1, self.epochs, self.steps_per_epoch),
+        }
+    }
 }
 
 /// Called after every epoch with the metrics so far (curves, logs).
 pub type EpochHook<'a> = &'a mut dyn FnMut(&[EpochMetrics]) -> Result<()>;
+
+/// The best score before any epoch: below every accuracy (and finite, unlike -inf, so that a
+/// checkpoint written inside the first epoch can say it in JSON).
+const NO_BEST_YET: f32 = -1.0;
 
 /// Everything a run carries from epoch to epoch; what last.safetensors saves.
 struct TrainState {
@@ -57,48 +116,68 @@ struct TrainState {
     seed: u64,
 }
 
-/// The files of a run folder.
-struct RunFolder {
-    dir: PathBuf,
-    last: PathBuf,
-    best: PathBuf,
-    metrics: PathBuf,
-}
-
 /// The data of a run, loaded once.
 struct RunData {
     splits: Splits,
     norm: Normalization,
 }
 
-/// What one epoch's training steps measured.
-struct EpochTraining {
-    loss_sum: f64,
-    correct: usize,
-    /// The learning rate of the last step.
-    lr: f32,
-    seconds: f32,
+/// A run's position: epochs completed, and steps done in the next one.
+type Position = (usize, usize);
+
+/// When last.safetensors is written inside an epoch, and what it holds.
+struct Checkpointing {
+    every: CheckpointEvery,
+    last_write: Instant,
+    /// The position last.safetensors holds, if it holds this run's.
+    saved: Option<Position>,
+    stop: Option<Arc<AtomicBool>>,
+    handshake: StepHandshake,
+}
+
+impl Checkpointing {
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+}
+
+/// How an epoch's training steps ended.
+enum EpochOutcome {
+    /// All of them done: the epoch's sums, to be evaluated and saved.
+    Trained(EpochProgress),
+    /// A stop was requested; last.safetensors holds this position.
+    Stopped(Position),
 }
 
 pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     let cfg = &opts.config;
-    // The run folder comes first, so that an unwritable one is reported before the data is
-    // read; on resume the checkpoint is read and checked before anything in it is written.
-    let folder = RunFolder::create(&opts.out_dir)?;
-    let mut state = if opts.resume { resume(cfg, &folder, opts.verbose)? } else { start(cfg)? };
+    let resuming = opts.existing == ExistingRun::Resume;
+    // The run folder comes first, so that an unwritable one (or one in use) is reported before
+    // the data is read; on resume the checkpoint is read and checked before anything in it is
+    // written.
+    let folder = RunFolder::open(&opts.out_dir, opts.existing, opts.verbose)?;
+    let (mut state, mut progress) = if resuming { resume(cfg, &folder, opts.verbose)? } else { (start(cfg)?, None) };
     // Only now, with the checkpoint (if any) read and checked, is anything in the folder written.
     write_atomically(&folder.dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    if opts.resume {
+    if resuming {
         // A kill between writing the checkpoint and metrics.csv leaves the file one epoch
         // behind; rewrite it from the checkpoint so the two agree again.
         write_metrics(&folder.metrics, &state.history)?;
         if opts.verbose {
-            eprintln!("resuming {} after epoch {}", folder.dir.display(), state.history.len());
+            let at = match &progress {
+                Some(p) => format!("at epoch {}, step {} of {}", state.history.len() + 1, p.steps_done, p.steps_per_epoch),
+                None => format!("after epoch {}", state.history.len()),
+            };
+            eprintln!("resuming {} {at}", folder.dir.display());
         }
     }
     let data = load_data(cfg, &state.net, opts.data_dir.as_deref())?;
+    let (n, train) = (data.splits.train.len(), &cfg.run.train);
+    let steps_per_epoch = n.div_ceil(train.batch_size);
+    if let Some(p) = &progress {
+        check_same_steps(p, train.batch_size, steps_per_epoch, &folder.last, state.history.len())?;
+    }
     if opts.verbose {
-        let (n, train) = (data.splits.train.len(), &cfg.run.train);
         eprintln!(
             "training {} on {} examples ({} validation, {} test), {} epochs of {} steps, {} threads",
             cfg.model.name,
@@ -106,32 +185,54 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
             data.splits.val.len(),
             data.splits.test.len(),
             train.epochs,
-            n.div_ceil(train.batch_size),
+            steps_per_epoch,
             rayon::current_num_threads()
         );
     }
+    let mut checkpointing = Checkpointing {
+        every: opts.checkpoint_every,
+        last_write: Instant::now(),
+        saved: resuming.then(|| (state.history.len(), progress.as_ref().map_or(0, |p| p.steps_done))),
+        stop: opts.stop.clone(),
+        handshake: StepHandshake::from_env(),
+    };
     let mut final_test = None;
     for epoch in state.history.len()..cfg.run.train.epochs {
-        let trained = train_epoch(&mut state, cfg, &data, &folder, epoch, opts.verbose)?;
-        final_test = Some(end_epoch(&mut state, cfg, &data, &folder, epoch, trained, opts.verbose)?);
+        match train_epoch(&mut state, cfg, &data, &folder, epoch, progress.take(), &mut checkpointing, opts.verbose)? {
+            EpochOutcome::Trained(trained) => {
+                final_test = Some(end_epoch(&mut state, cfg, &data, &folder, epoch, trained, opts.verbose)?);
+                checkpointing.saved = Some((epoch + 1, 0));
+                checkpointing.last_write = Instant::now();
+            }
+            EpochOutcome::Stopped((epochs_done, steps_done)) => {
+                let stopped = StoppedAt { epochs_done, steps_done, steps_per_epoch, epochs: cfg.run.train.epochs };
+                return Ok(TrainReport {
+                    epochs: state.history,
+                    final_test: None,
+                    class_names: data.splits.class_names,
+                    stopped: Some(stopped),
+                });
+            }
+        }
         on_epoch(&state.history)?;
     }
     if final_test.is_none() && !state.history.is_empty() {
         // A resumed run that had already done all its epochs: nothing was evaluated here yet.
         final_test = Some(evaluate(&mut state.net, &data.splits.test, &data.norm, EvalOptions::for_run(&cfg.run))?);
     }
-    Ok(TrainReport { epochs: state.history, final_test, class_names: data.splits.class_names })
+    Ok(TrainReport { epochs: state.history, final_test, class_names: data.splits.class_names, stopped: None })
 }
 
 /// A new run: the network with weights from the run's seed, an optimiser with no state.
 fn start(cfg: &Config) -> Result<TrainState> {
     let net = Network::build(&cfg.model, cfg.run.train.seed)?;
     let optimizer = Optimizer::new(cfg.run.optimizer.clone())?;
-    Ok(TrainState { net, optimizer, history: Vec::new(), best: f32::NEG_INFINITY, seed: cfg.run.train.seed })
+    Ok(TrainState { net, optimizer, history: Vec::new(), best: NO_BEST_YET, seed: cfg.run.train.seed })
 }
 
-/// The state saved in last.safetensors, checked against the config being trained.
-fn resume(cfg: &Config, folder: &RunFolder, verbose: bool) -> Result<TrainState> {
+/// The state saved in last.safetensors, checked against the config being trained, and how far
+/// into the next epoch it was written (for a checkpoint written inside an epoch).
+fn resume(cfg: &Config, folder: &RunFolder, verbose: bool) -> Result<(TrainState, Option<EpochProgress>)> {
     let ck = resume_checkpoint(&folder.last, cfg)?;
     let ck_err = |e: Error| match e {
         e @ Error::Checkpoint { .. } => e,
@@ -159,7 +260,26 @@ fn resume(cfg: &Config, folder: &RunFolder, verbose: bool) -> Result<TrainState>
     if state.history.len() != ck.meta.epoch {
         return Err(Error::data(&folder.metrics, format!("has {} epochs but the checkpoint has {}", state.history.len(), ck.meta.epoch)));
     }
-    Ok(state)
+    Ok((state, ck.progress))
+}
+
+/// A checkpoint written inside an epoch resumes only with the steps it counted: the same batch
+/// size over the same number of training examples.
+fn check_same_steps(p: &EpochProgress, batch_size: usize, steps_per_epoch: usize, last: &Path, epochs_done: usize) -> Result<()> {
+    if p.batch_size == batch_size && p.steps_per_epoch == steps_per_epoch {
+        return Ok(());
+    }
+    Err(Error::Checkpoint {
+        path: last.to_path_buf(),
+        detail: format!(
+            "was written inside epoch {} (step {} of {}, batch size {}); resuming inside an epoch needs the same steps,              but the run now has batch size {batch_size} and {steps_per_epoch} steps per epoch (pass --batch-size {} and              the same data)",
+            epochs_done + 1,
+            p.steps_done,
+            p.steps_per_epoch,
+            p.batch_size,
+            p.batch_size
+        ),
+    })
 }
 
 /// The splits, checked against the network, and the normalisation of the training set.
@@ -177,25 +297,44 @@ fn load_data(cfg: &Config, net: &Network, data_dir: Option<&Path>) -> Result<Run
     Ok(RunData { splits, norm })
 }
 
-/// One epoch of training steps over the shuffled training set.
+/// One epoch of training steps over the shuffled training set, from the start or from where a
+/// checkpoint written inside it left off. Ends early, after the step in progress, when a stop
+/// is requested, with the position saved in last.safetensors.
+#[allow(clippy::too_many_arguments)]
 fn train_epoch(
     state: &mut TrainState,
     cfg: &Config,
     data: &RunData,
     folder: &RunFolder,
     epoch: usize,
+    resumed: Option<EpochProgress>,
+    checkpointing: &mut Checkpointing,
     verbose: bool,
-) -> Result<EpochTraining> {
+) -> Result<EpochOutcome> {
     let train = &data.splits.train;
     let (n, batch, epochs) = (train.len(), cfg.run.train.batch_size, cfg.run.train.epochs);
     let steps_per_epoch = n.div_ceil(batch);
     let base_lr = cfg.run.optimizer.lr();
     let loss = Loss { label_smoothing: cfg.run.train.label_smoothing };
     let order = epoch_order(n, state.seed, epoch);
+    let mut progress = resumed.unwrap_or(EpochProgress {
+        steps_done: 0,
+        steps_per_epoch,
+        batch_size: batch,
+        loss_sum: 0.0,
+        correct: 0,
+        lr: base_lr,
+        seconds: 0.0,
+    });
     let bar = progress_bar(verbose, steps_per_epoch as u64, epoch + 1, epochs);
-    let start = Instant::now();
-    let mut trained = EpochTraining { loss_sum: 0.0, correct: 0, lr: base_lr, seconds: 0.0 };
-    for (step, range) in batch_ranges(n, batch).enumerate() {
+    bar.set_position(progress.steps_done as u64);
+    let (start, seconds_before) = (Instant::now(), progress.seconds);
+    // A stop that came while the data was read, or during the last epoch's evaluation.
+    if checkpointing.stop_requested() {
+        bar.finish_and_clear();
+        return stop_here(state, cfg, data, folder, epoch, &progress, checkpointing);
+    }
+    for (step, range) in batch_ranges(n, batch).enumerate().skip(progress.steps_done) {
         let global_step = epoch * steps_per_epoch + step;
         // Augmentation and dropout draw from generators seeded by (seed, step): the same on
         // every run and after a resume.
@@ -215,29 +354,107 @@ fn train_epoch(
             )),
             other => other,
         })?;
-        trained.lr = cfg.run.schedule.lr_at(base_lr, global_step, steps_per_epoch, epochs);
-        state.net.apply_gradients(&mut state.optimizer, trained.lr)?;
-        trained.loss_sum += stats.loss as f64 * labels.len() as f64;
-        trained.correct += stats.correct;
+        progress.lr = cfg.run.schedule.lr_at(base_lr, global_step, steps_per_epoch, epochs);
+        state.net.apply_gradients(&mut state.optimizer, progress.lr)?;
+        progress.steps_done = step + 1;
+        progress.loss_sum += stats.loss as f64 * labels.len() as f64;
+        progress.correct += stats.correct;
+        progress.seconds = seconds_before + start.elapsed().as_secs_f32();
         let seen = ((step + 1) * batch).min(n);
-        bar.set_message(format!("loss {:.4} acc {:.2}%", trained.loss_sum / seen as f64, 100.0 * trained.correct as f64 / seen as f64));
+        bar.set_message(format!("loss {:.4} acc {:.2}%", progress.loss_sum / seen as f64, 100.0 * progress.correct as f64 / seen as f64));
         bar.inc(1);
+        checkpointing.handshake.after_step(global_step);
+        // Not after the epoch's last step: the end of the epoch writes one a moment later.
+        if step + 1 < steps_per_epoch && checkpointing.every.is_due(global_step as u64, checkpointing.last_write.elapsed()) {
+            save_inside_epoch(state, cfg, data, folder, epoch, &progress, checkpointing)?;
+        }
+        // After the periodic checkpoint: a stop requested during its write needs no other.
+        if checkpointing.stop_requested() {
+            bar.finish_and_clear();
+            return stop_here(state, cfg, data, folder, epoch, &progress, checkpointing);
+        }
     }
-    trained.seconds = start.elapsed().as_secs_f32();
     bar.finish_and_clear();
-    // The last step's update is not checked by a forward pass before the checkpoint is
-    // written: check the weights themselves, so a checkpoint never holds NaN weights.
-    if let Some(p) = state.net.params().into_iter().find(|p| !p.value.is_finite()) {
-        return Err(Error::Diverged(format!(
-            "training diverged at epoch {} step {steps_per_epoch} (global step {}): parameter {} is not finite \
-             (NaN or infinity) after the update; {}",
+    check_finite(state, folder, epoch, steps_per_epoch, steps_per_epoch)?;
+    Ok(EpochOutcome::Trained(progress))
+}
+
+/// Ends the run at this position: last.safetensors is written unless it holds it already.
+fn stop_here(
+    state: &TrainState,
+    cfg: &Config,
+    data: &RunData,
+    folder: &RunFolder,
+    epoch: usize,
+    progress: &EpochProgress,
+    checkpointing: &mut Checkpointing,
+) -> Result<EpochOutcome> {
+    let position = (epoch, progress.steps_done);
+    if checkpointing.saved != Some(position) {
+        save_inside_epoch(state, cfg, data, folder, epoch, progress, checkpointing)?;
+    }
+    Ok(EpochOutcome::Stopped(position))
+}
+
+/// Writes last.safetensors at `progress` inside `epoch` (at its start when no step is done),
+/// after checking that the weights are finite.
+fn save_inside_epoch(
+    state: &TrainState,
+    cfg: &Config,
+    data: &RunData,
+    folder: &RunFolder,
+    epoch: usize,
+    progress: &EpochProgress,
+    checkpointing: &mut Checkpointing,
+) -> Result<()> {
+    check_finite(state, folder, epoch, progress.steps_done, progress.steps_per_epoch)?;
+    let inside = (progress.steps_done > 0).then_some(progress);
+    save_last(state, cfg, data, folder, epoch, inside)?;
+    checkpointing.saved = Some((epoch, progress.steps_done));
+    checkpointing.last_write = Instant::now();
+    Ok(())
+}
+
+/// The last step's update is not checked by a forward pass before a checkpoint is written:
+/// check the weights themselves, so that a checkpoint never holds NaN weights. `steps_done`
+/// counts the steps of epoch `epoch` (from 0) so far.
+fn check_finite(state: &TrainState, folder: &RunFolder, epoch: usize, steps_done: usize, steps_per_epoch: usize) -> Result<()> {
+    match state.net.params().into_iter().find(|p| !p.value.is_finite()) {
+        None => Ok(()),
+        Some(p) => Err(Error::Diverged(format!(
+            "training diverged at epoch {} step {steps_done} (global step {}): parameter {} is not finite (NaN or infinity) \
+             after the update; {}",
             epoch + 1,
-            (epoch + 1) * steps_per_epoch - 1,
+            (epoch * steps_per_epoch + steps_done).saturating_sub(1),
             p.name,
             last_good(&folder.last)
-        )));
+        ))),
     }
-    Ok(trained)
+}
+
+/// last.safetensors: weights, optimiser state and the run's history after `epochs_done` epochs,
+/// and `inside` the next one when written mid-epoch.
+fn save_last(
+    state: &TrainState,
+    cfg: &Config,
+    data: &RunData,
+    folder: &RunFolder,
+    epochs_done: usize,
+    inside: Option<&EpochProgress>,
+) -> Result<()> {
+    let meta = checkpoint_meta(state, data, epochs_done);
+    save_run_checkpoint(&folder.last, &state.net, &cfg.run, Some(&state.optimizer), &meta, &state.history, inside)
+}
+
+fn checkpoint_meta(state: &TrainState, data: &RunData, epochs_done: usize) -> CheckpointMeta {
+    CheckpointMeta {
+        class_names: data.splits.class_names.clone(),
+        normalization: data.norm.clone(),
+        epoch: epochs_done,
+        optimizer_step: state.optimizer.steps_taken(),
+        seed: state.seed,
+        best_val_accuracy: state.best,
+    }
 }
 
 /// The end of an epoch: validation and test evaluation, the epoch's metrics, best.safetensors
@@ -248,7 +465,7 @@ fn end_epoch(
     data: &RunData,
     folder: &RunFolder,
     epoch: usize,
-    trained: EpochTraining,
+    trained: EpochProgress,
     verbose: bool,
 ) -> Result<Evaluation> {
     let options = EvalOptions::for_run(&cfg.run);
@@ -289,41 +506,15 @@ fn end_epoch(
     if improved {
         state.best = score;
     }
-    let meta = CheckpointMeta {
-        class_names: splits.class_names.clone(),
-        normalization: data.norm.clone(),
-        epoch: epoch + 1,
-        optimizer_step: state.optimizer.steps_taken(),
-        seed: state.seed,
-        best_val_accuracy: state.best,
-    };
     // Order matters for a crash between two writes: best before last (a resumed run redoes
     // the epoch and rewrites best), metrics.csv last (resume rewrites it from the
     // checkpoint's history). Each write is atomic.
     if improved {
-        save_checkpoint(&folder.best, &state.net, &cfg.run, None, &meta)?;
+        save_checkpoint(&folder.best, &state.net, &cfg.run, None, &checkpoint_meta(state, data, epoch + 1))?;
     }
-    save_checkpoint_with_history(&folder.last, &state.net, &cfg.run, Some(&state.optimizer), &meta, &state.history)?;
+    save_last(state, cfg, data, folder, epoch + 1, None)?;
     write_metrics(&folder.metrics, &state.history)?;
     Ok(test)
-}
-
-impl RunFolder {
-    /// Creates the run folder (with its parents) and removes temporary files that a killed run
-    /// left behind; a folder that cannot be created is reported with its path.
-    fn create(dir: &Path) -> Result<RunFolder> {
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::data(dir, "cannot use as the run folder: it is a file, not a folder"));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| Error::data(dir, format!("cannot create the run folder: {e}")))?;
-        remove_stale_temp_files(dir);
-        Ok(RunFolder {
-            dir: dir.to_path_buf(),
-            last: dir.join("last.safetensors"),
-            best: dir.join("best.safetensors"),
-            metrics: dir.join("metrics.csv"),
-        })
-    }
 }
 
 /// last.safetensors for `train --resume`, checked against the model being trained.

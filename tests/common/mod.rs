@@ -155,3 +155,16 @@ pub fn with_header(bytes: &[u8], value: &serde_json::Value) -> Vec<u8> {
     out.extend_from_slice(&bytes[start..]);
     out
 }
+
+/// Parameters (batch norm's running statistics included) and optimiser state of a checkpoint.
+pub fn checkpoint_state(path: &std::path::Path) -> (Vec<Tensor>, Vec<(String, Vec<f32>)>) {
+    let ck = convnet::train::Checkpoint::load(path).unwrap();
+    let net = ck.network().unwrap();
+    (net.params().iter().map(|p| p.value.clone()).collect(), ck.optimizer_state())
+}
+
+/// A run folder's metrics.csv without the two timing columns (seconds, images/s), which differ
+/// between two runs of the same training.
+pub fn metrics_without_timing(out: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect()
+}

@@ -5,6 +5,7 @@ mod eval;
 mod filter;
 mod plot;
 mod predict;
+mod signals;
 mod summary;
 mod train;
 mod visualize;
@@ -49,18 +50,20 @@ enum Command {
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
+    let success = |r: convnet::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
+        // A training stopped by Ctrl-C or SIGTERM ends with 130 or 143.
         Command::Train(a) => train::run(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Eval(a) => eval::run(a),
-        Command::Predict(a) => predict::run(a),
-        Command::Summary(a) => summary::run(a),
-        Command::Plot(a) => plot::run(a),
-        Command::Filter(a) => filter::run(a),
-        Command::Visualize(a) => visualize::run(a),
+        Command::Bench(a) => success(bench::run(a)),
+        Command::Eval(a) => success(eval::run(a)),
+        Command::Predict(a) => success(predict::run(a)),
+        Command::Summary(a) => success(summary::run(a)),
+        Command::Plot(a) => success(plot::run(a)),
+        Command::Filter(a) => success(filter::run(a)),
+        Command::Visualize(a) => success(visualize::run(a)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // One line, whatever a library below put in its message.
             let text = e.to_string();

@@ -1,9 +1,10 @@
 //! `convnet train`: train a model from a config, writing everything to a run folder.
 
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use convnet::train::{train, EpochMetrics, TrainOptions};
+use convnet::train::{train, CheckpointEvery, EpochMetrics, ExistingRun, TrainOptions};
 use convnet::viz::write_curves_for;
 use convnet::Config;
 
@@ -11,6 +12,12 @@ use convnet::Config;
 /// validation and test accuracy, time), last.safetensors (resumable) and best.safetensors (best
 /// validation accuracy), and curves.png / curves.svg (loss and accuracy per epoch, redrawn after
 /// every epoch; see `convnet plot --help`). With no arguments: Fashion-MNIST with configs/fashion-mnist.toml.
+///
+/// Ctrl-C (or SIGTERM) stops after the step in progress and saves the exact position in
+/// last.safetensors: `--resume` continues from there and ends with the same weights as a run
+/// never stopped. A second Ctrl-C quits at once (the last checkpoint stays whole). One training
+/// at a time may use a run folder; one that holds an earlier run needs `--resume` or
+/// `--overwrite`.
 #[derive(Args)]
 pub struct TrainArgs {
     /// The model config (TOML): layers, optimiser, schedule, batch size, epochs, data set.
@@ -37,15 +44,25 @@ pub struct TrainArgs {
     /// The run folder [default: runs/<config name>].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in the run folder from its last.safetensors.
+    /// Continue the run in the run folder from its last.safetensors (from the end of an epoch
+    /// or from the step where it was stopped). Give the same config and overrides.
     #[arg(long)]
     resume: bool,
+    /// Start afresh in a run folder that holds an earlier run, deleting its checkpoints,
+    /// metrics.csv and curves.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
+    /// Also write last.safetensors inside epochs this often, so that a kill nothing can catch
+    /// (SIGKILL, a power cut) loses at most this much work: 30s, 10m, 2h, 500steps, or 0 for
+    /// only at the end of each epoch.
+    #[arg(long, value_name = "DURATION", default_value_t = CheckpointEvery::default())]
+    checkpoint_every: CheckpointEvery,
     /// No progress bar or per-epoch lines.
     #[arg(long, short)]
     quiet: bool,
 }
 
-pub fn run(args: TrainArgs) -> convnet::Result<()> {
+pub fn run(args: TrainArgs) -> convnet::Result<ExitCode> {
     crate::set_threads(args.threads)?;
     let mut cfg = Config::load(&args.config)?;
     let run = &mut cfg.run;
@@ -63,9 +80,22 @@ pub fn run(args: TrainArgs) -> convnet::Result<()> {
     }
     // The overrides are checked as the file was; the model's shapes were checked by load.
     cfg.validate(&args.config.display().to_string())?;
-    let out_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.model.name));
+    let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&cfg.model.name));
     let label = cfg.model.name.clone();
-    let opts = TrainOptions { config: cfg, data_dir: args.data, out_dir: out_dir.clone(), resume: args.resume, verbose: !args.quiet };
+    let existing = match (args.resume, args.overwrite) {
+        (true, _) => ExistingRun::Resume,
+        (false, true) => ExistingRun::Overwrite,
+        (false, false) => ExistingRun::Refuse,
+    };
+    let stop = crate::signals::StopOnSignal::install()?;
+    let opts = TrainOptions {
+        data_dir: args.data.clone(),
+        existing,
+        verbose: !args.quiet,
+        checkpoint_every: args.checkpoint_every,
+        stop: Some(stop.flag()),
+        ..TrainOptions::new(cfg, out_dir.clone())
+    };
     let (curves_png, curves_svg) = (out_dir.join("curves.png"), out_dir.join("curves.svg"));
     // Redraw the curves after every epoch; a picture that cannot be drawn must not stop training.
     let mut on_epoch = |history: &[EpochMetrics]| -> convnet::Result<()> {
@@ -75,9 +105,41 @@ pub fn run(args: TrainArgs) -> convnet::Result<()> {
         Ok(())
     };
     let report = train(&opts, &mut on_epoch)?;
+    if let Some(at) = report.stopped {
+        // Said even with --quiet: the one line that tells how to go on.
+        eprintln!("{at}: resume with `{}`", resume_command(&args, &out_dir));
+        return Ok(stop.exit_code());
+    }
     if let Some(test) = report.final_test {
         println!("final test accuracy: {:.2}% (loss {:.4})", 100.0 * test.accuracy, test.loss);
     }
     println!("run folder: {}", out_dir.display());
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command that continues this run: the same config and overrides, with --resume.
+fn resume_command(args: &TrainArgs, out_dir: &Path) -> String {
+    let mut words = vec!["convnet".to_string(), "train".into(), "--config".into(), shell_word(&args.config.display().to_string())];
+    let mut option = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            words.extend([format!("--{name}"), shell_word(&v)]);
+        }
+    };
+    option("data", args.data.as_ref().map(|d| d.display().to_string()));
+    option("epochs", args.epochs.map(|v| v.to_string()));
+    option("batch-size", args.batch_size.map(|v| v.to_string()));
+    option("lr", args.lr.map(|v| v.to_string()));
+    option("seed", args.seed.map(|v| v.to_string()));
+    words.extend(["--resume".into(), "--out".into(), shell_word(&out_dir.display().to_string())]);
+    words.join(" ")
+}
+
+/// `text` as one word for a POSIX shell: as it is when it is plain, in single quotes otherwise.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
