@@ -585,7 +585,7 @@ fn resuming_with_another_model_or_without_a_checkpoint_is_refused() {
     expect_error(
         &["train", "--config", s(&cfg), "--out", s(&out), "--resume", "--quiet"],
         2,
-        &[&format!("{}", out.join("last.safetensors").display()), "cannot resume: the file does not exist", "without --resume"],
+        &[&format!("{}", out.join("last.safetensors").display()), "cannot resume: the file does not exist", "--overwrite instead of --resume"],
     );
     let (code, _, stderr) = convnet(&["train", "--config", s(&cfg), "--out", s(&out), "--quiet", "--threads", "1"]);
     assert_eq!(code, 0, "{stderr}");

@@ -522,8 +522,8 @@ fn resume_checkpoint(last_path: &Path, cfg: &Config) -> Result<Checkpoint> {
     if !last_path.exists() {
         return Err(Error::Checkpoint {
             path: last_path.to_path_buf(),
-            detail: "cannot resume: the file does not exist (no epoch of this run has finished yet?); \
-                     train without --resume to start the run afresh"
+            detail: "cannot resume: the file does not exist (the run was killed before its first checkpoint, or \
+                     never started?); train with --overwrite instead of --resume to start it afresh"
                 .into(),
         });
     }
