@@ -10,7 +10,7 @@ use std::process::Command;
 use common::*;
 use convnet::data::{write_cifar10_records, Normalization};
 use convnet::model::Network;
-use convnet::train::{save_checkpoint, CheckpointMeta};
+use convnet::train::{save_checkpoint, Checkpoint, CheckpointMeta};
 use convnet::Config;
 use tempfile::TempDir;
 
@@ -559,6 +559,24 @@ fn bad_checkpoints_are_refused_with_the_file_named() {
     let (mut h, _) = header(&good);
     h.as_object_mut().unwrap().remove("__metadata__");
     refused(&with_header(&good, &h), &["without convnet metadata"]);
+    // A position inside an epoch that cannot be: no step done, more steps than the epoch has,
+    // batch size 0.
+    let with_progress = |steps_done: usize, steps: usize, batch: usize| {
+        let (mut h, _) = header(&good);
+        h["__metadata__"]["progress"] = serde_json::Value::String(format!(
+            "{{\"steps_done\":{steps_done},\"steps_per_epoch\":{steps},\"batch_size\":{batch},\"loss_sum\":1.5,\"correct\":3,\"lr\":0.1,\"seconds\":1.0}}"
+        ));
+        with_header(&good, &h)
+    };
+    let steps_done =
+        |bytes: Vec<u8>| Checkpoint::from_bytes(&bytes, &bad).map(|ck| ck.progress.unwrap().steps_done).map_err(|e| e.to_string());
+    assert_eq!(steps_done(with_progress(3, 48, 8)), Ok(3));
+    assert_eq!(steps_done(with_progress(48, 48, 8)), Ok(48), "every step done, the evaluation not");
+    for (done, steps, batch) in [(0, 48, 8), (49, 48, 8), (3, 48, 0)] {
+        let err = steps_done(with_progress(done, steps, batch)).unwrap_err();
+        assert!(err.contains(&format!("bad metadata \"progress\": step {done} of {steps} with batch size {batch}")), "{err}");
+    }
+    refused(&with_progress(0, 48, 8), &["bad metadata \"progress\": step 0 of 48 with batch size 8"]);
     // A folder.
     expect_error(&["eval", "--model", s(dir.path())], 2, &[s(dir.path()), "is a directory"]);
 }
@@ -585,7 +603,11 @@ fn resuming_with_another_model_or_without_a_checkpoint_is_refused() {
     expect_error(
         &["train", "--config", s(&cfg), "--out", s(&out), "--resume", "--quiet"],
         2,
-        &[&format!("{}", out.join("last.safetensors").display()), "cannot resume: the file does not exist", "--overwrite instead of --resume"],
+        &[
+            &format!("{}", out.join("last.safetensors").display()),
+            "cannot resume: the file does not exist",
+            "--overwrite instead of --resume",
+        ],
     );
     let (code, _, stderr) = convnet(&["train", "--config", s(&cfg), "--out", s(&out), "--quiet", "--threads", "1"]);
     assert_eq!(code, 0, "{stderr}");

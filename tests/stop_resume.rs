@@ -177,6 +177,8 @@ struct Attempt {
     status: ExitStatus,
     stderr: String,
     pid: u32,
+    /// Writes of last.safetensors that began after the (first) signal.
+    last_writes_after_signal: usize,
 }
 
 /// Runs one attempt from wherever `out` stands and interrupts it as `what` says.
@@ -188,11 +190,17 @@ fn run_and_interrupt(cfg: &Path, out: &Path, what: Interrupt) -> Attempt {
     let mut other = String::new();
     // Armed: the step has passed, waiting for the write it aims at.
     let mut armed = false;
+    let mut signalled = false;
+    let mut last_writes_after_signal = 0;
     for line in stderr.lines() {
         let line = line.expect("read the child's stderr");
+        if signalled && event(&line) == Event::Write("last.safetensors".into()) {
+            last_writes_after_signal += 1;
+        }
         let answer = match (event(&line), what) {
             (Event::Step(g), Interrupt::SignalAfterStep(sig, at)) if g == at => {
                 signal(&child, sig);
+                signalled = true;
                 true
             }
             (Event::Step(g), Interrupt::KillAfterStep(at)) if g == at => {
@@ -206,11 +214,13 @@ fn run_and_interrupt(cfg: &Path, out: &Path, what: Interrupt) -> Attempt {
             (Event::Write(name), Interrupt::SignalInsideNextCheckpoint(sig, _)) if armed && name == "last.safetensors" => {
                 armed = false;
                 signal(&child, sig);
+                signalled = true;
                 true
             }
             (Event::Step(g), Interrupt::SecondSigintInsideStopWrite(at)) if g == at => {
                 signal(&child, libc::SIGINT);
                 armed = true;
+                signalled = true;
                 true
             }
             (Event::Write(name), Interrupt::SecondSigintInsideStopWrite(_)) if armed && name == "last.safetensors" => {
@@ -229,7 +239,7 @@ fn run_and_interrupt(cfg: &Path, out: &Path, what: Interrupt) -> Attempt {
         }
     }
     let status = child.wait().unwrap();
-    Attempt { status, stderr: other, pid }
+    Attempt { status, stderr: other, pid, last_writes_after_signal }
 }
 
 /// Where the run that last.safetensors holds stands.
@@ -320,11 +330,14 @@ fn runs_stopped_by_signals_and_kills_inside_epochs_resume_bit_identical_to_one_n
         match what {
             Interrupt::SignalAfterStep(sig, g) => {
                 assert_eq!(now, g + 1, "{what:?}: the stop saves the step just done");
+                // Its own write, or the periodic one that was due at that step: one either way.
+                assert_eq!(attempt.last_writes_after_signal, 1, "{what:?}");
                 assert_eq!(code, Some(if sig == libc::SIGINT { 130 } else { 143 }), "{what:?}: {}", attempt.stderr);
                 assert_eq!(attempt.stderr.trim_end(), stop_line(cfg, &out, at), "{what:?}");
             }
             Interrupt::SignalInsideNextCheckpoint(sig, g) => {
                 assert_eq!(now, next_checkpoint(g + 1), "{what:?}: the write goes on, and the run stops there");
+                assert_eq!(attempt.last_writes_after_signal, 0, "{what:?}: that checkpoint holds the position, no other is written");
                 assert_eq!(code, Some(if sig == libc::SIGINT { 130 } else { 143 }), "{what:?}: {}", attempt.stderr);
                 assert_eq!(attempt.stderr.trim_end(), stop_line(cfg, &out, at), "{what:?}");
             }
@@ -353,6 +366,10 @@ fn runs_stopped_by_signals_and_kills_inside_epochs_resume_bit_identical_to_one_n
     assert_eq!(checkpoint_state(&out.join("best.safetensors")).0, checkpoint_state(&reference.join("best.safetensors")).0);
     assert_eq!(metrics_without_timing(&out), metrics_without_timing(&reference));
     assert_eq!(metrics_without_timing(&out).len(), EPOCHS + 1);
+    // Each epoch's time adds up the attempts that trained it.
+    for m in read_metrics(&out.join("metrics.csv")).unwrap() {
+        assert!(m.seconds > 0.0 && m.images_per_second > 0.0, "{m:?}");
+    }
     let leftovers: Vec<_> =
         std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
     assert!(leftovers.is_empty(), "temporary or lock files left: {leftovers:?}");
@@ -397,7 +414,8 @@ fn a_second_training_on_a_run_folder_exits_2_naming_the_holder_and_a_killed_hold
 #[test]
 fn an_earlier_run_is_kept_unless_resumed_or_overwritten_and_a_mid_epoch_resume_needs_its_batch_size() {
     let setup = setup();
-    let out = setup.work.join("run");
+    // A name a shell would split: the resume command quotes it.
+    let out = setup.work.join("run 'x'");
     let run = |extra: &[&str]| spawn_train(&setup.cfg, &out, extra, false).wait_with_output().unwrap();
     let first = run(&["--epochs", "1"]);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
@@ -428,10 +446,40 @@ fn an_earlier_run_is_kept_unless_resumed_or_overwritten_and_a_mid_epoch_resume_n
     // Stopped inside an epoch, then resumed with another batch size: refused, saying which.
     let stopped = run_and_interrupt(&setup.cfg, &out, Interrupt::SignalAfterStep(libc::SIGINT, STEPS_PER_EPOCH + 4));
     assert_eq!(stopped.status.code(), Some(130), "{}", stopped.stderr);
+    let quoted = format!(r"'{}/run '\''x'\'''", s(&setup.work));
+    assert!(stopped.stderr.trim_end().ends_with(&format!("--resume --out {quoted}`")), "{}", stopped.stderr);
     let other_batch = run(&["--resume", "--batch-size", "16"]);
     let err = String::from_utf8_lossy(&other_batch.stderr);
     assert_eq!(other_batch.status.code(), Some(2), "{err}");
     assert!(err.contains("was written inside epoch 2 (step 5 of 48, batch size 8)") && err.contains("pass --batch-size 8"), "{err}");
+    // The same batch size over another training set (64 examples kept for validation, not 16).
+    let other_split = setup.work.join("other-split.toml");
+    std::fs::write(&other_split, std::fs::read_to_string(&setup.cfg).unwrap().replace("validation = 16", "validation = 64")).unwrap();
+    let output = spawn_train(&other_split, &out, &["--resume"], false).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("the run now has batch size 8 and 42 steps per epoch"), "{err}");
+}
+
+#[test]
+fn periodic_checkpoints_come_every_k_steps_and_not_again_at_an_epochs_end() {
+    let setup = setup();
+    let out = setup.work.join("run");
+    let mut child = spawn_train(&setup.cfg, &out, &["--epochs", "2", "--checkpoint-every", "12steps"], true);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut writes = Vec::new();
+    let mut steps = 0;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        match event(&line.unwrap()) {
+            Event::Step(_) => steps += 1,
+            Event::Write(name) if name == "last.safetensors" => writes.push(steps),
+            _ => {}
+        }
+        let _ = stdin.write_all(b"\n").and_then(|()| stdin.flush());
+    }
+    assert!(child.wait().unwrap().success());
+    // After steps 12, 24 and 36 of each epoch, and at its end (48): not twice there.
+    assert_eq!(writes, [12, 24, 36, 48, 60, 72, 84, 96]);
 }
 
 #[test]

@@ -66,12 +66,6 @@ fn run(dir: &std::path::Path, out: &std::path::Path, epochs: usize, resume: bool
     train(&opts, &mut |_| Ok(())).unwrap()
 }
 
-/// The run folder's metrics.csv without its timing columns.
-fn metrics_without_timing(dir: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    text.lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect()
-}
-
 fn weights(path: &std::path::Path) -> Vec<Tensor> {
     let net = Checkpoint::load(path).unwrap().network().unwrap();
     net.params().iter().map(|p| p.value.clone()).collect()
@@ -87,6 +81,8 @@ fn training_learns_the_quadrant_data_set_and_writes_the_run_folder() {
     let last = report.epochs.last().unwrap();
     assert!(last.test_accuracy > 0.95, "test accuracy {}", last.test_accuracy);
     assert!(report.epochs[3].train_loss < report.epochs[0].train_loss);
+    // The training accuracy, counted over each epoch's steps, rises with it.
+    assert!(last.train_accuracy > 0.9 && last.train_accuracy > report.epochs[0].train_accuracy, "{:?}", report.epochs);
     for f in ["metrics.csv", "config.toml", "last.safetensors", "best.safetensors"] {
         assert!(out.path().join(f).is_file(), "{f} missing");
     }
@@ -279,4 +275,24 @@ fn a_non_finite_loss_names_the_first_layer_whose_output_is_not_finite() {
         let err = net.compute_gradients(&x, &[1, 2], Loss::default()).unwrap_err().to_string();
         assert!(err.contains(&format!("the output of {layer} is not finite")), "{param}: {err}");
     }
+}
+
+#[test]
+fn weights_that_overflow_at_an_epochs_last_step_are_caught_before_the_checkpoint() {
+    // One step per epoch (the batch is the whole training set), and a learning rate and weight
+    // decay that take every weight past f32's range at once (1e38 x 1e10 x w): that step's
+    // forward pass was finite, so only the check of the weights after the update sees it, before
+    // last.safetensors is written.
+    let data = tempfile::tempdir().unwrap();
+    write_quadrant_idx(data.path(), 200, 40, 3);
+    let text = tiny_config(data.path(), 1, "kind = \"sgd\"\nlr = 1e38\nweight_decay = 1e10").replace("batch_size = 8", "batch_size = 1024");
+    let out = tempfile::tempdir().unwrap();
+    let cfg = Config::from_toml(&text, "tiny").unwrap();
+    let err = train(&TrainOptions::new(cfg, out.path()), &mut |_| Ok(())).err().expect("the weights overflow").to_string();
+    assert!(
+        err.contains("training diverged at epoch 1 step 1 (global step 0): parameter")
+            && err.contains("is not finite (NaN or infinity) after the update"),
+        "{err}"
+    );
+    assert!(!out.path().join("last.safetensors").exists(), "no checkpoint of a diverged model");
 }

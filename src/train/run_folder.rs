@@ -4,7 +4,7 @@
 //!   the whole run (the operating system releases it when the process ends, however it ends). A
 //!   second training on the folder is refused at once with the process that holds it; the file
 //!   holds that process's id. A lock file left by a process that was killed is taken over, with
-//!   a note.
+//!   a note. On a file system that cannot lock, the run goes on without the lock, with a warning.
 //! - **No silent overwrite**: a folder that holds an earlier run (a checkpoint or metrics.csv)
 //!   is trained into only to resume it, or to replace it when asked (`--overwrite`).
 
@@ -39,7 +39,8 @@ pub(crate) struct RunFolder {
     pub last: PathBuf,
     pub best: PathBuf,
     pub metrics: PathBuf,
-    _lock: RunLock,
+    /// None where the file system cannot lock (some network mounts): the run goes on unguarded.
+    _lock: Option<RunLock>,
 }
 
 impl RunFolder {
@@ -97,33 +98,32 @@ struct RunLock {
 }
 
 impl RunLock {
-    fn take(dir: &Path, verbose: bool) -> Result<RunLock> {
+    /// The lock, or None where the file system has no locks (said when `verbose`).
+    fn take(dir: &Path, verbose: bool) -> Result<Option<RunLock>> {
         let path = dir.join(LOCK_FILE);
-        let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| Error::io(&path, e));
-        let mut file = open()?;
-        let mut attempts = 0;
-        loop {
-            match file.try_lock() {
-                // A holder that was ending may have removed the file between our open and our
-                // lock: then the lock is on a file no one else will open; take it again.
-                Ok(()) if !is_still_at(&file, &path) && attempts < 10 => {
-                    attempts += 1;
-                    file = open()?;
-                }
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) => {
-                    let holder = holder_of(&mut file).map_or_else(|| "another process".to_string(), |pid| format!("process {pid}"));
-                    return Err(Error::data(
-                        dir,
-                        format!(
-                            "the run folder is in use: another convnet train ({holder}) is training into it; wait for it \
-                         to end, stop it (Ctrl-C, or kill -INT with its process id), or train into another folder with --out"
-                        ),
-                    ));
-                }
-                Err(TryLockError::Error(e)) => return Err(Error::data(&path, format!("cannot lock the run folder: {e}"))),
+        let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+        let mut file = match open_and_lock(&path, open).map_err(|e| Error::io(&path, e))? {
+            Locked::Ours(file) => file,
+            Locked::Held(mut file) => {
+                let holder = holder_of(&mut file).map_or_else(|| "another process".to_string(), |pid| format!("process {pid}"));
+                return Err(Error::data(
+                    dir,
+                    format!(
+                        "the run folder is in use: another convnet train ({holder}) is training into it; wait for it to \
+                         end, stop it (Ctrl-C, or kill -INT with its process id), or train into another folder with --out"
+                    ),
+                ));
             }
-        }
+            Locked::Unsupported(e) => {
+                // The lock guards against a mistake; a file system without locks should not
+                // stop every training on it.
+                if verbose {
+                    eprintln!("warning: {}: cannot lock the run folder ({e}): nothing stops a second training on it", dir.display());
+                }
+                let _ = std::fs::remove_file(&path);
+                return Ok(None);
+            }
+        };
         // The lock is ours: a process id still in the file is that of a run that ended without
         // releasing it (killed, or its machine went down).
         let mut previous = String::new();
@@ -140,7 +140,33 @@ impl RunLock {
             file.flush()
         };
         write_pid(&mut file).map_err(|e| Error::io(&path, e))?;
-        Ok(RunLock { path, file })
+        Ok(Some(RunLock { path, file }))
+    }
+}
+
+/// What locking a lock file found.
+enum Locked {
+    /// The lock is ours.
+    Ours(File),
+    /// Another open file holds it.
+    Held(File),
+    /// The file system cannot lock.
+    Unsupported(std::io::Error),
+}
+
+/// Opens the lock file at `path` with `open` and locks it without waiting. A holder that was
+/// ending may remove the file between our open and our lock: the lock is then on a file that
+/// no one else will open, so the file is opened again (a few times at most).
+fn open_and_lock(path: &Path, mut open: impl FnMut() -> std::io::Result<File>) -> std::io::Result<Locked> {
+    let mut reopened = 0;
+    loop {
+        let file = open()?;
+        match file.try_lock() {
+            Ok(()) if !is_still_at(&file, path) && reopened < 10 => reopened += 1,
+            Ok(()) => return Ok(Locked::Ours(file)),
+            Err(TryLockError::WouldBlock) => return Ok(Locked::Held(file)),
+            Err(TryLockError::Error(e)) => return Ok(Locked::Unsupported(e)),
+        }
     }
 }
 
@@ -207,6 +233,38 @@ mod tests {
         drop(first);
         assert_eq!(names(dir.path()), Vec::<String>::new(), "the lock file goes with the lock");
         RunFolder::open(dir.path(), ExistingRun::Refuse, false).expect("free again");
+    }
+
+    #[test]
+    fn a_lock_file_removed_between_its_open_and_its_lock_is_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let mut opens = 0;
+        let open = || {
+            opens += 1;
+            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+            if opens == 1 {
+                // What a holder that ends does: the file goes, our handle stays.
+                std::fs::remove_file(&path)?;
+            }
+            Ok(file)
+        };
+        let Locked::Ours(file) = open_and_lock(&path, open).unwrap() else { panic!("nobody holds it") };
+        assert!(is_still_at(&file, &path), "the lock is on the file that is there");
+        assert_eq!(opens, 2, "opened once more, and only once");
+        // Held by that open file, another is refused.
+        let other = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        assert!(matches!(open_and_lock(&path, || other.try_clone()).unwrap(), Locked::Held(_)));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_removed_stops_an_overwrite_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("metrics.csv"), "old").unwrap();
+        // A folder where a picture belongs: remove_file cannot remove it.
+        std::fs::create_dir_all(dir.path().join("curves.png/inside")).unwrap();
+        let err = RunFolder::open(dir.path(), ExistingRun::Overwrite, false).err().expect("refused").to_string();
+        assert!(err.contains("curves.png"), "{err}");
     }
 
     #[test]

@@ -122,6 +122,14 @@ struct RunData {
     norm: Normalization,
 }
 
+/// What stays the same through a run: its settings, data and folder.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    cfg: &'a Config,
+    data: &'a RunData,
+    folder: &'a RunFolder,
+}
+
 /// A run's position: epochs completed, and steps done in the next one.
 type Position = (usize, usize);
 
@@ -196,11 +204,12 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
         stop: opts.stop.clone(),
         handshake: StepHandshake::from_env(),
     };
+    let run = Run { cfg, data: &data, folder: &folder };
     let mut final_test = None;
     for epoch in state.history.len()..cfg.run.train.epochs {
-        match train_epoch(&mut state, cfg, &data, &folder, epoch, progress.take(), &mut checkpointing, opts.verbose)? {
+        match train_epoch(&mut state, &run, epoch, progress.take(), &mut checkpointing, opts.verbose)? {
             EpochOutcome::Trained(trained) => {
-                final_test = Some(end_epoch(&mut state, cfg, &data, &folder, epoch, trained, opts.verbose)?);
+                final_test = Some(end_epoch(&mut state, &run, epoch, trained, opts.verbose)?);
                 checkpointing.saved = Some((epoch + 1, 0));
                 checkpointing.last_write = Instant::now();
             }
@@ -300,17 +309,15 @@ fn load_data(cfg: &Config, net: &Network, data_dir: Option<&Path>) -> Result<Run
 /// One epoch of training steps over the shuffled training set, from the start or from where a
 /// checkpoint written inside it left off. Ends early, after the step in progress, when a stop
 /// is requested, with the position saved in last.safetensors.
-#[allow(clippy::too_many_arguments)]
 fn train_epoch(
     state: &mut TrainState,
-    cfg: &Config,
-    data: &RunData,
-    folder: &RunFolder,
+    run: &Run,
     epoch: usize,
     resumed: Option<EpochProgress>,
     checkpointing: &mut Checkpointing,
     verbose: bool,
 ) -> Result<EpochOutcome> {
+    let Run { cfg, data, folder } = *run;
     let train = &data.splits.train;
     let (n, batch, epochs) = (train.len(), cfg.run.train.batch_size, cfg.run.train.epochs);
     let steps_per_epoch = n.div_ceil(batch);
@@ -332,7 +339,7 @@ fn train_epoch(
     // A stop that came while the data was read, or during the last epoch's evaluation.
     if checkpointing.stop_requested() {
         bar.finish_and_clear();
-        return stop_here(state, cfg, data, folder, epoch, &progress, checkpointing);
+        return stop_here(state, run, epoch, &progress, checkpointing);
     }
     for (step, range) in batch_ranges(n, batch).enumerate().skip(progress.steps_done) {
         let global_step = epoch * steps_per_epoch + step;
@@ -366,12 +373,12 @@ fn train_epoch(
         checkpointing.handshake.after_step(global_step);
         // Not after the epoch's last step: the end of the epoch writes one a moment later.
         if step + 1 < steps_per_epoch && checkpointing.every.is_due(global_step as u64, checkpointing.last_write.elapsed()) {
-            save_inside_epoch(state, cfg, data, folder, epoch, &progress, checkpointing)?;
+            save_inside_epoch(state, run, epoch, &progress, checkpointing)?;
         }
         // After the periodic checkpoint: a stop requested during its write needs no other.
         if checkpointing.stop_requested() {
             bar.finish_and_clear();
-            return stop_here(state, cfg, data, folder, epoch, &progress, checkpointing);
+            return stop_here(state, run, epoch, &progress, checkpointing);
         }
     }
     bar.finish_and_clear();
@@ -382,16 +389,14 @@ fn train_epoch(
 /// Ends the run at this position: last.safetensors is written unless it holds it already.
 fn stop_here(
     state: &TrainState,
-    cfg: &Config,
-    data: &RunData,
-    folder: &RunFolder,
+    run: &Run,
     epoch: usize,
     progress: &EpochProgress,
     checkpointing: &mut Checkpointing,
 ) -> Result<EpochOutcome> {
     let position = (epoch, progress.steps_done);
     if checkpointing.saved != Some(position) {
-        save_inside_epoch(state, cfg, data, folder, epoch, progress, checkpointing)?;
+        save_inside_epoch(state, run, epoch, progress, checkpointing)?;
     }
     Ok(EpochOutcome::Stopped(position))
 }
@@ -400,16 +405,14 @@ fn stop_here(
 /// after checking that the weights are finite.
 fn save_inside_epoch(
     state: &TrainState,
-    cfg: &Config,
-    data: &RunData,
-    folder: &RunFolder,
+    run: &Run,
     epoch: usize,
     progress: &EpochProgress,
     checkpointing: &mut Checkpointing,
 ) -> Result<()> {
-    check_finite(state, folder, epoch, progress.steps_done, progress.steps_per_epoch)?;
+    check_finite(state, run.folder, epoch, progress.steps_done, progress.steps_per_epoch)?;
     let inside = (progress.steps_done > 0).then_some(progress);
-    save_last(state, cfg, data, folder, epoch, inside)?;
+    save_last(state, run, epoch, inside)?;
     checkpointing.saved = Some((epoch, progress.steps_done));
     checkpointing.last_write = Instant::now();
     Ok(())
@@ -434,14 +437,8 @@ fn check_finite(state: &TrainState, folder: &RunFolder, epoch: usize, steps_done
 
 /// last.safetensors: weights, optimiser state and the run's history after `epochs_done` epochs,
 /// and `inside` the next one when written mid-epoch.
-fn save_last(
-    state: &TrainState,
-    cfg: &Config,
-    data: &RunData,
-    folder: &RunFolder,
-    epochs_done: usize,
-    inside: Option<&EpochProgress>,
-) -> Result<()> {
+fn save_last(state: &TrainState, run: &Run, epochs_done: usize, inside: Option<&EpochProgress>) -> Result<()> {
+    let Run { cfg, data, folder } = *run;
     let meta = checkpoint_meta(state, data, epochs_done);
     save_run_checkpoint(&folder.last, &state.net, &cfg.run, Some(&state.optimizer), &meta, &state.history, inside)
 }
@@ -459,15 +456,8 @@ fn checkpoint_meta(state: &TrainState, data: &RunData, epochs_done: usize) -> Ch
 
 /// The end of an epoch: validation and test evaluation, the epoch's metrics, best.safetensors
 /// if validation improved, last.safetensors and metrics.csv. Returns the test evaluation.
-fn end_epoch(
-    state: &mut TrainState,
-    cfg: &Config,
-    data: &RunData,
-    folder: &RunFolder,
-    epoch: usize,
-    trained: EpochProgress,
-    verbose: bool,
-) -> Result<Evaluation> {
+fn end_epoch(state: &mut TrainState, run: &Run, epoch: usize, trained: EpochProgress, verbose: bool) -> Result<Evaluation> {
+    let Run { cfg, data, folder } = *run;
     let options = EvalOptions::for_run(&cfg.run);
     let splits = &data.splits;
     let val = if splits.val.is_empty() { None } else { Some(evaluate(&mut state.net, &splits.val, &data.norm, options)?) };
@@ -512,7 +502,7 @@ fn end_epoch(
     if improved {
         save_checkpoint(&folder.best, &state.net, &cfg.run, None, &checkpoint_meta(state, data, epoch + 1))?;
     }
-    save_last(state, cfg, data, folder, epoch + 1, None)?;
+    save_last(state, run, epoch + 1, None)?;
     write_metrics(&folder.metrics, &state.history)?;
     Ok(test)
 }
