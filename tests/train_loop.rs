@@ -296,3 +296,25 @@ fn weights_that_overflow_at_an_epochs_last_step_are_caught_before_the_checkpoint
     );
     assert!(!out.path().join("last.safetensors").exists(), "no checkpoint of a diverged model");
 }
+
+#[test]
+fn an_epochs_training_loss_and_accuracy_are_those_of_its_steps() {
+    // One step per epoch (the batch is the whole training set), no L2 penalty, no dropout: the
+    // epoch's training loss and accuracy are that one step's, i.e. the initial network's on the
+    // training set, which `evaluate` computes on its own.
+    let data = tempfile::tempdir().unwrap();
+    write_quadrant_idx(data.path(), 200, 40, 3);
+    let text =
+        tiny_config(data.path(), 1, "kind = \"sgd\"\nlr = 0.01").replace("l2 = 0.001", "").replace("batch_size = 8", "batch_size = 1024");
+    let cfg = Config::from_toml(&text, "tiny").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = train(&TrainOptions::new(cfg.clone(), out.path()), &mut |_| Ok(())).unwrap();
+    let splits = convnet::train::datasets::load_splits(&cfg, None).unwrap();
+    let norm = convnet::data::Normalization::from_dataset(&splits.train);
+    let mut initial = Network::build(&cfg.model, cfg.run.train.seed).unwrap();
+    let expected = convnet::train::evaluate(&mut initial, &splits.train, &norm, convnet::train::EvalOptions::for_run(&cfg.run)).unwrap();
+    let m = &report.epochs[0];
+    assert!((m.train_loss - expected.loss).abs() <= 1e-5 * expected.loss, "{} vs {}", m.train_loss, expected.loss);
+    assert_eq!(m.train_accuracy, expected.accuracy);
+    assert!(expected.accuracy > 0.0 && expected.accuracy < 1.0, "{}", expected.accuracy);
+}

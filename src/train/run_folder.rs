@@ -158,7 +158,7 @@ enum Locked {
 /// ending may remove the file between our open and our lock: the lock is then on a file that
 /// no one else will open, so the file is opened again (a few times at most).
 fn open_and_lock(path: &Path, mut open: impl FnMut() -> std::io::Result<File>) -> std::io::Result<Locked> {
-    let mut reopened = 0;
+    let mut reopened: usize = 0;
     loop {
         let file = open()?;
         match file.try_lock() {
@@ -255,6 +255,36 @@ mod tests {
         // Held by that open file, another is refused.
         let other = OpenOptions::new().read(true).write(true).open(&path).unwrap();
         assert!(matches!(open_and_lock(&path, || other.try_clone()).unwrap(), Locked::Held(_)));
+        drop(file);
+
+        // Removed and created again by someone else: another file (same device, another inode).
+        std::fs::remove_file(&path).unwrap();
+        let mut opens = 0;
+        let replaced = || {
+            opens += 1;
+            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+            if opens == 1 {
+                std::fs::remove_file(&path)?;
+                std::fs::write(&path, "")?;
+            }
+            Ok(file)
+        };
+        let Locked::Ours(file) = open_and_lock(&path, replaced).unwrap() else { panic!("nobody holds it") };
+        assert!(is_still_at(&file, &path));
+        assert_eq!(opens, 2);
+        drop(file);
+
+        // A file that is removed every time: a bounded number of tries (11 opens), not a hang.
+        let mut opens = 0;
+        let vanishing = || {
+            opens += 1;
+            assert!(opens < 100, "still reopening");
+            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(file)
+        };
+        assert!(matches!(open_and_lock(&path, vanishing).unwrap(), Locked::Ours(_)));
+        assert_eq!(opens, 11);
     }
 
     #[test]
