@@ -19,8 +19,10 @@ use crate::fs::remove_stale_temp_files;
 /// The lock file's name in the run folder.
 pub const LOCK_FILE: &str = ".convnet.lock";
 
-/// The files an earlier run leaves, which `--overwrite` removes.
-const RUN_FILES: [&str; 5] = ["last.safetensors", "best.safetensors", "metrics.csv", "curves.png", "curves.svg"];
+/// The files an earlier run leaves, which `--overwrite` removes: the first three are the run
+/// itself; the pictures are drawn from it (`convnet eval` draws confusion.png beside the
+/// checkpoint).
+const RUN_FILES: [&str; 6] = ["last.safetensors", "best.safetensors", "metrics.csv", "curves.png", "curves.svg", "confusion.png"];
 
 /// What to do with a folder that already holds a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -324,6 +326,7 @@ mod tests {
             assert_eq!(names(dir.path()), both, "a resume keeps the run");
             if i == 0 {
                 std::fs::write(dir.path().join("curves.svg"), "old").unwrap();
+                std::fs::write(dir.path().join("confusion.png"), "old").unwrap();
             }
             drop(RunFolder::open(dir.path(), ExistingRun::Overwrite, false).unwrap());
             assert_eq!(names(dir.path()), ["config.toml"], "an overwrite removes the run's files");

@@ -49,7 +49,7 @@ pub struct TrainArgs {
     #[arg(long)]
     resume: bool,
     /// Start afresh in a run folder that holds an earlier run, deleting its checkpoints,
-    /// metrics.csv and curves.
+    /// metrics.csv and pictures.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
     /// Also write last.safetensors inside epochs this often, so that a kill nothing can catch
