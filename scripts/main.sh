@@ -3,7 +3,7 @@
 # release mode, train the default model (configs/fashion-mnist.toml), evaluate the best
 # checkpoint on the test set. Extra arguments go to `convnet train` (e.g. --epochs 5). Each run
 # starts afresh in runs/fashion-mnist (--overwrite), unless --resume is given: after a Ctrl-C,
-# `scripts/main.sh --resume` continues where it stopped.
+# `scripts/main.sh --resume` (with the same extra arguments) continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=/usr/share/datasets/fashion-mnist
@@ -15,6 +15,6 @@ if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
 fi
 cargo build --release --locked
 FRESH=--overwrite
-for arg in "$@"; do [ "$arg" = --resume ] && FRESH=""; done
+for arg in "$@"; do case "$arg" in --resume|--overwrite) FRESH="" ;; esac; done
 ./target/release/convnet train $FRESH "$@"
 ./target/release/convnet eval --model runs/fashion-mnist/best.safetensors

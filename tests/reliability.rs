@@ -564,7 +564,7 @@ fn bad_checkpoints_are_refused_with_the_file_named() {
     let with_progress = |steps_done: usize, steps: usize, batch: usize| {
         let (mut h, _) = header(&good);
         h["__metadata__"]["progress"] = serde_json::Value::String(format!(
-            "{{\"steps_done\":{steps_done},\"steps_per_epoch\":{steps},\"batch_size\":{batch},\"loss_sum\":1.5,\"correct\":3,\"lr\":0.1,\"seconds\":1.0}}"
+            "{{\"steps_done\":{steps_done},\"steps_per_epoch\":{steps},\"batch_size\":{batch},\"train_examples\":384,\"loss_sum\":1.5,\"correct\":3,\"lr\":0.1,\"seconds\":1.0}}"
         ));
         with_header(&good, &h)
     };

@@ -286,7 +286,8 @@ fn stop_line(cfg: &Path, out: &Path, at: Position) -> String {
     } else {
         format!("stopped at epoch {} of {EPOCHS}, step {} of {STEPS_PER_EPOCH}", at.epochs_done + 1, at.steps_done)
     };
-    format!("{text}: resume with `convnet train --config {} --seed 5 --resume --out {}`", s(cfg), s(out))
+    let program = env!("CARGO_BIN_EXE_convnet");
+    format!("{text}: resume with `{program} train --config {} --seed 5 --checkpoint-every 7steps --resume --out {}`", s(cfg), s(out))
 }
 
 fn temp_file_of(out: &Path, name: &str, pid: u32) -> PathBuf {
@@ -451,14 +452,19 @@ fn an_earlier_run_is_kept_unless_resumed_or_overwritten_and_a_mid_epoch_resume_n
     let other_batch = run(&["--resume", "--batch-size", "16"]);
     let err = String::from_utf8_lossy(&other_batch.stderr);
     assert_eq!(other_batch.status.code(), Some(2), "{err}");
-    assert!(err.contains("was written inside epoch 2 (step 5 of 48, batch size 8)") && err.contains("pass --batch-size 8"), "{err}");
+    assert!(err.contains("was written inside epoch 2 (step 5 of 48, batch size 8, 384 training examples); resuming inside an epoch needs the same steps over the same examples, but the run now has batch size 16 and 384 training examples (pass --batch-size 8,"), "{err}");
     // The same batch size over another training set (64 examples kept for validation, not 16).
     let other_split = setup.work.join("other-split.toml");
     std::fs::write(&other_split, std::fs::read_to_string(&setup.cfg).unwrap().replace("validation = 16", "validation = 64")).unwrap();
     let output = spawn_train(&other_split, &out, &["--resume"], false).wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{err}");
-    assert!(err.contains("the run now has batch size 8 and 42 steps per epoch"), "{err}");
+    assert!(err.contains("the run now has batch size 8 and 336 training examples"), "{err}");
+    // Fewer epochs than the one it stopped inside.
+    let output = spawn_train(&setup.cfg, &out, &["--resume", "--epochs", "1"], false).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("384 training examples), but the run now has 1 epochs: pass --epochs 2 or more to finish it"), "{err}");
 }
 
 #[test]

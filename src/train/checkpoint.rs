@@ -58,7 +58,10 @@ pub struct EpochProgress {
     /// the same ones, or the step would point at other examples.
     pub steps_per_epoch: usize,
     pub batch_size: usize,
-    /// The sum of the loss over the examples trained on so far in the epoch (f64: exact in JSON).
+    /// The training examples the steps went over (the epoch's shuffle depends on their number).
+    pub train_examples: usize,
+    /// The sum of the loss over the examples trained on so far in the epoch (an f64: serde_json's
+    /// `float_roundtrip` reads it back exactly).
     pub loss_sum: f64,
     /// Training examples classified correctly so far in the epoch.
     pub correct: usize,

@@ -47,9 +47,9 @@ pub(crate) struct RunFolder {
 
 impl RunFolder {
     /// Creates the run folder (with its parents), locks it, removes the temporary files that a
-    /// killed run left behind, and applies `existing` to an earlier run found there. A folder
-    /// that cannot be created, is in use, or holds a run that `existing` refuses is an error
-    /// naming it.
+    /// killed run left behind, and refuses an earlier run found there unless `existing` says
+    /// to resume or replace it (see [`RunFolder::remove_earlier_run`]). A folder that cannot be
+    /// created, is in use, or holds a run that `existing` refuses is an error naming it.
     pub fn open(dir: &Path, existing: ExistingRun, verbose: bool) -> Result<RunFolder> {
         if dir.exists() && !dir.is_dir() {
             return Err(Error::data(dir, "cannot use as the run folder: it is a file, not a folder"));
@@ -66,29 +66,30 @@ impl RunFolder {
             _lock: lock,
         };
         let found: Vec<&str> = RUN_FILES[..3].iter().copied().filter(|name| dir.join(name).exists()).collect();
-        match existing {
-            ExistingRun::Refuse if !found.is_empty() => {
-                return Err(Error::data(
-                    dir,
-                    format!(
-                        "holds an earlier run ({}): continue it with --resume, or start afresh with --overwrite, which \
-                         deletes its files; or train into another folder with --out",
-                        found.join(", ")
-                    ),
-                ));
-            }
-            ExistingRun::Overwrite => {
-                for name in RUN_FILES {
-                    let path = dir.join(name);
-                    match std::fs::remove_file(&path) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(path, e)),
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
+        if existing == ExistingRun::Refuse && !found.is_empty() {
+            return Err(Error::data(
+                dir,
+                format!(
+                    "holds an earlier run ({}): continue it with --resume, or start afresh with --overwrite, which deletes \
+                     its files; or train into another folder with --out",
+                    found.join(", ")
+                ),
+            ));
         }
         Ok(folder)
+    }
+
+    /// `--overwrite`: deletes the files of an earlier run (called once the new run's config and
+    /// data have been checked, so that a typo does not cost the old run).
+    pub fn remove_earlier_run(&self) -> Result<()> {
+        for name in RUN_FILES {
+            let path = self.dir.join(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(path, e)),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -119,10 +120,9 @@ impl RunLock {
             Locked::Unsupported(e) => {
                 // The lock guards against a mistake; a file system without locks should not
                 // stop every training on it.
-                if verbose {
-                    eprintln!("warning: {}: cannot lock the run folder ({e}): nothing stops a second training on it", dir.display());
-                }
-                let _ = std::fs::remove_file(&path);
+                // Said even when quiet: the run goes on without a guarantee it would have had.
+                let _ = verbose;
+                eprintln!("warning: {}: cannot lock the run folder ({e}): nothing stops a second training on it", dir.display());
                 return Ok(None);
             }
         };
@@ -206,9 +206,11 @@ fn holder_of(file: &mut File) -> Option<u32> {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        // Removed while still locked, so that no other process finds our id in it; the lock
-        // itself goes with the file handle.
-        let _ = std::fs::remove_file(&self.path);
+        // Removed while still locked, so that no other process finds our id in it (unless the
+        // path names another file by now); the lock itself goes with the file handle.
+        if is_still_at(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
         let _ = self.file.unlock();
     }
 }
@@ -295,7 +297,8 @@ mod tests {
         std::fs::write(dir.path().join("metrics.csv"), "old").unwrap();
         // A folder where a picture belongs: remove_file cannot remove it.
         std::fs::create_dir_all(dir.path().join("curves.png/inside")).unwrap();
-        let err = RunFolder::open(dir.path(), ExistingRun::Overwrite, false).err().expect("refused").to_string();
+        let folder = RunFolder::open(dir.path(), ExistingRun::Overwrite, false).unwrap();
+        let err = folder.remove_earlier_run().expect_err("refused").to_string();
         assert!(err.contains("curves.png"), "{err}");
     }
 
@@ -328,7 +331,12 @@ mod tests {
                 std::fs::write(dir.path().join("curves.svg"), "old").unwrap();
                 std::fs::write(dir.path().join("confusion.png"), "old").unwrap();
             }
-            drop(RunFolder::open(dir.path(), ExistingRun::Overwrite, false).unwrap());
+            let before = names(dir.path());
+            let folder = RunFolder::open(dir.path(), ExistingRun::Overwrite, false).unwrap();
+            let during: Vec<String> = names(dir.path()).into_iter().filter(|n| n != LOCK_FILE).collect();
+            assert_eq!(during, before, "nothing is removed before the run has checked its data");
+            folder.remove_earlier_run().unwrap();
+            drop(folder);
             assert_eq!(names(dir.path()), ["config.toml"], "an overwrite removes the run's files");
         }
         // config.toml alone (written before the first epoch) is no run to protect.

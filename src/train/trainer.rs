@@ -23,6 +23,7 @@ use super::checkpoint_every::CheckpointEvery;
 use super::datasets::{load_splits, Splits};
 use super::evaluate::{evaluate, EvalOptions, Evaluation};
 use super::metrics::{read_metrics, write_metrics, EpochMetrics};
+use super::run::TrainConfig;
 use super::run_folder::{ExistingRun, RunFolder};
 use super::step_handshake::StepHandshake;
 use crate::config::Config;
@@ -183,7 +184,11 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     let (n, train) = (data.splits.train.len(), &cfg.run.train);
     let steps_per_epoch = n.div_ceil(train.batch_size);
     if let Some(p) = &progress {
-        check_same_steps(p, train.batch_size, steps_per_epoch, &folder.last, state.history.len())?;
+        check_resumable_inside(p, train, n, &folder.last, state.history.len())?;
+    }
+    // Only with the data read and checked is an earlier run's work deleted.
+    if opts.existing == ExistingRun::Overwrite {
+        folder.remove_earlier_run()?;
     }
     if opts.verbose {
         eprintln!(
@@ -272,23 +277,34 @@ fn resume(cfg: &Config, folder: &RunFolder, verbose: bool) -> Result<(TrainState
     Ok((state, ck.progress))
 }
 
-/// A checkpoint written inside an epoch resumes only with the steps it counted: the same batch
-/// size over the same number of training examples.
-fn check_same_steps(p: &EpochProgress, batch_size: usize, steps_per_epoch: usize, last: &Path, epochs_done: usize) -> Result<()> {
-    if p.batch_size == batch_size && p.steps_per_epoch == steps_per_epoch {
-        return Ok(());
+/// A checkpoint written inside an epoch resumes only into that epoch of the same run: the same
+/// batch size over the same training examples (the shuffle depends on their number), and an
+/// epoch count that still includes it.
+fn check_resumable_inside(p: &EpochProgress, train: &TrainConfig, examples: usize, last: &Path, epochs_done: usize) -> Result<()> {
+    let refuse = |detail: String| Err(Error::Checkpoint { path: last.to_path_buf(), detail });
+    let written = format!(
+        "was written inside epoch {} (step {} of {}, batch size {}, {} training examples)",
+        epochs_done + 1,
+        p.steps_done,
+        p.steps_per_epoch,
+        p.batch_size,
+        p.train_examples
+    );
+    if p.batch_size != train.batch_size || p.train_examples != examples {
+        return refuse(format!(
+            "{written}; resuming inside an epoch needs the same steps over the same examples, but the run now has batch \
+             size {} and {examples} training examples (pass --batch-size {}, the same data and the same validation split)",
+            train.batch_size, p.batch_size
+        ));
     }
-    Err(Error::Checkpoint {
-        path: last.to_path_buf(),
-        detail: format!(
-            "was written inside epoch {} (step {} of {}, batch size {}); resuming inside an epoch needs the same steps,              but the run now has batch size {batch_size} and {steps_per_epoch} steps per epoch (pass --batch-size {} and              the same data)",
-            epochs_done + 1,
-            p.steps_done,
-            p.steps_per_epoch,
-            p.batch_size,
-            p.batch_size
-        ),
-    })
+    if train.epochs <= epochs_done {
+        return refuse(format!(
+            "{written}, but the run now has {} epochs: pass --epochs {} or more to finish it",
+            train.epochs,
+            epochs_done + 1
+        ));
+    }
+    Ok(())
 }
 
 /// The splits, checked against the network, and the normalisation of the training set.
@@ -328,6 +344,7 @@ fn train_epoch(
         steps_done: 0,
         steps_per_epoch,
         batch_size: batch,
+        train_examples: n,
         loss_sum: 0.0,
         correct: 0,
         lr: base_lr,

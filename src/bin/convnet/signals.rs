@@ -25,6 +25,11 @@ impl StopOnSignal {
         let signal = Arc::new(AtomicUsize::new(0));
         let failed = |e: std::io::Error| convnet::Error::invalid("signal handlers", e.to_string());
         for sig in [SIGINT, SIGTERM] {
+            // A SIGINT ignored from the start (`nohup`, `cmd &` in a script) stays ignored: a
+            // Ctrl-C meant for the foreground job must not stop this run.
+            if sig == SIGINT && is_ignored(sig) {
+                continue;
+            }
             // The order matters: the shutdown looks at the flag before this signal sets it, so
             // it acts only on a second signal.
             flag::register_conditional_shutdown(sig, exit_status(sig), Arc::clone(&requested)).map_err(failed)?;
@@ -54,6 +59,17 @@ impl StopOnSignal {
             130
         };
         ExitCode::from(status as u8)
+    }
+}
+
+/// Whether the process started with `sig` ignored (inherited from its parent).
+#[cfg(unix)]
+fn is_ignored(sig: i32) -> bool {
+    // SAFETY: sigaction with a null new action only reads the current one into `old`, a
+    // zero-initialised plain C struct.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
     }
 }
 

@@ -117,9 +117,11 @@ pub fn run(args: TrainArgs) -> convnet::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The command that continues this run: the same config and overrides, with --resume.
+/// The command that continues this run: this program as it was started, the same config,
+/// overrides and checkpoint interval, with --resume.
 fn resume_command(args: &TrainArgs, out_dir: &Path) -> String {
-    let mut words = vec!["convnet".to_string(), "train".into(), "--config".into(), shell_word(&args.config.display().to_string())];
+    let program = std::env::args().next().unwrap_or_else(|| "convnet".into());
+    let mut words = vec![shell_word(&program), "train".into(), "--config".into(), shell_word(&args.config.display().to_string())];
     let mut option = |name: &str, value: Option<String>| {
         if let Some(v) = value {
             words.extend([format!("--{name}"), shell_word(&v)]);
@@ -130,6 +132,7 @@ fn resume_command(args: &TrainArgs, out_dir: &Path) -> String {
     option("batch-size", args.batch_size.map(|v| v.to_string()));
     option("lr", args.lr.map(|v| v.to_string()));
     option("seed", args.seed.map(|v| v.to_string()));
+    option("checkpoint-every", (args.checkpoint_every != CheckpointEvery::default()).then(|| args.checkpoint_every.to_string()));
     words.extend(["--resume".into(), "--out".into(), shell_word(&out_dir.display().to_string())]);
     words.join(" ")
 }
