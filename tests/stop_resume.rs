@@ -521,3 +521,34 @@ fn the_library_stops_at_its_flag_and_resumes_from_there() {
     assert!(report.stopped.is_none() && report.final_test.is_some());
     assert_eq!(checkpoint_state(&out.join("last.safetensors")), checkpoint_state(&reference.join("last.safetensors")));
 }
+
+#[test]
+fn a_sigint_ignored_from_the_start_stays_ignored_and_sigterm_still_stops() {
+    // As under `nohup`, or `cmd &` in a script: the Ctrl-C of the terminal's foreground job
+    // must not stop this run.
+    use std::os::unix::process::CommandExt;
+    let setup = setup();
+    let out = setup.work.join("run");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_convnet"));
+    cmd.args(["train", "--config", s(&setup.cfg), "--out", s(&out), "--seed", "5", "--threads", "2", "--quiet"]);
+    cmd.env(STEP_HANDSHAKE_ENV, "1").env_remove(WRITE_HANDSHAKE_ENV).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    // SAFETY: signal(2) is async-signal-safe, the one call made between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        match event(&line.unwrap()) {
+            Event::Step(3) => signal(&child, libc::SIGINT),
+            Event::Step(9) => signal(&child, libc::SIGTERM),
+            _ => {}
+        }
+        let _ = stdin.write_all(b"\n").and_then(|()| stdin.flush());
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(143), "SIGINT went unnoticed, SIGTERM stopped the run");
+    assert_eq!(position(&out).steps(), 10);
+}
