@@ -24,9 +24,8 @@ pub const HANDSHAKE_PREFIX: &str = "convnet-test: inside the write of ";
 /// With the handshake on, says which file is being written and waits for stdin (see
 /// [`WRITE_HANDSHAKE_ENV`]).
 fn handshake_inside_write(file_name: &str) {
-    if std::env::var(WRITE_HANDSHAKE_ENV).is_ok_and(|v| v.trim() == "1") {
-        eprintln!("{HANDSHAKE_PREFIX}{file_name}");
-        let _ = std::io::stdin().read_line(&mut String::new());
+    if crate::test_hooks::is_on(WRITE_HANDSHAKE_ENV) {
+        crate::test_hooks::say_and_wait(format_args!("{HANDSHAKE_PREFIX}{file_name}"));
     }
 }
 

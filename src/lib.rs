@@ -86,6 +86,7 @@ pub mod threads;
 
 mod chunks;
 mod seeds;
+mod test_hooks;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -15,7 +15,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -112,7 +112,7 @@ fn setup() -> Setup {
 
 /// `convnet train` on `cfg` into `out` with `extra` arguments; with `hooks`, it waits on stdin
 /// after every step and inside every write.
-fn spawn_train(cfg: &Path, out: &Path, extra: &[&str], hooks: bool) -> Child {
+fn train_command(cfg: &Path, out: &Path, extra: &[&str], hooks: bool) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_convnet"));
     cmd.args(["train", "--config", s(cfg), "--out", s(out), "--seed", "5", "--threads", "2", "--quiet"]).args(extra);
     if hooks {
@@ -120,7 +120,18 @@ fn spawn_train(cfg: &Path, out: &Path, extra: &[&str], hooks: bool) -> Child {
     } else {
         cmd.env_remove(STEP_HANDSHAKE_ENV).env_remove(WRITE_HANDSHAKE_ENV).stdin(Stdio::null());
     }
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start convnet train")
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd
+}
+
+fn spawn_train(cfg: &Path, out: &Path, extra: &[&str], hooks: bool) -> Child {
+    train_command(cfg, out, extra, hooks).spawn().expect("start convnet train")
+}
+
+/// Lets a hooked child go on from where it waits.
+fn answer(stdin: &mut ChildStdin) {
+    // The child may be gone already: nothing to answer then.
+    let _ = stdin.write_all(b"\n").and_then(|()| stdin.flush());
 }
 
 /// Resume when there is something to resume, start afresh otherwise.
@@ -197,7 +208,7 @@ fn run_and_interrupt(cfg: &Path, out: &Path, what: Interrupt) -> Attempt {
         if signalled && event(&line) == Event::Write("last.safetensors".into()) {
             last_writes_after_signal += 1;
         }
-        let answer = match (event(&line), what) {
+        let go_on = match (event(&line), what) {
             (Event::Step(g), Interrupt::SignalAfterStep(sig, at)) if g == at => {
                 signal(&child, sig);
                 signalled = true;
@@ -233,9 +244,8 @@ fn run_and_interrupt(cfg: &Path, out: &Path, what: Interrupt) -> Attempt {
             }
             _ => true,
         };
-        if answer {
-            // The child may be gone already: nothing to answer then.
-            let _ = stdin.write_all(b"\n").and_then(|()| stdin.flush());
+        if go_on {
+            answer(&mut stdin);
         }
     }
     let status = child.wait().unwrap();
@@ -481,7 +491,7 @@ fn periodic_checkpoints_come_every_k_steps_and_not_again_at_an_epochs_end() {
             Event::Write(name) if name == "last.safetensors" => writes.push(steps),
             _ => {}
         }
-        let _ = stdin.write_all(b"\n").and_then(|()| stdin.flush());
+        answer(&mut stdin);
     }
     assert!(child.wait().unwrap().success());
     // After steps 12, 24 and 36 of each epoch, and at its end (48): not twice there.
@@ -529,9 +539,7 @@ fn a_sigint_ignored_from_the_start_stays_ignored_and_sigterm_still_stops() {
     use std::os::unix::process::CommandExt;
     let setup = setup();
     let out = setup.work.join("run");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_convnet"));
-    cmd.args(["train", "--config", s(&setup.cfg), "--out", s(&out), "--seed", "5", "--threads", "2", "--quiet"]);
-    cmd.env(STEP_HANDSHAKE_ENV, "1").env_remove(WRITE_HANDSHAKE_ENV).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut cmd = train_command(&setup.cfg, &out, &[], true);
     // SAFETY: signal(2) is async-signal-safe, the one call made between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -547,7 +555,7 @@ fn a_sigint_ignored_from_the_start_stays_ignored_and_sigterm_still_stops() {
             Event::Step(9) => signal(&child, libc::SIGTERM),
             _ => {}
         }
-        let _ = stdin.write_all(b"\n").and_then(|()| stdin.flush());
+        answer(&mut stdin);
     }
     assert_eq!(child.wait().unwrap().code(), Some(143), "SIGINT went unnoticed, SIGTERM stopped the run");
     assert_eq!(position(&out).steps(), 10);

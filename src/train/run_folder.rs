@@ -104,8 +104,7 @@ impl RunLock {
     /// The lock, or None where the file system has no locks (said when `verbose`).
     fn take(dir: &Path, verbose: bool) -> Result<Option<RunLock>> {
         let path = dir.join(LOCK_FILE);
-        let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
-        let mut file = match open_and_lock(&path, open).map_err(|e| Error::io(&path, e))? {
+        let mut file = match open_and_lock(&path, || open_lock_file(&path)).map_err(|e| Error::io(&path, e))? {
             Locked::Ours(file) => file,
             Locked::Held(mut file) => {
                 let holder = holder_of(&mut file).map_or_else(|| "another process".to_string(), |pid| format!("process {pid}"));
@@ -121,7 +120,6 @@ impl RunLock {
                 // The lock guards against a mistake; a file system without locks should not
                 // stop every training on it.
                 // Said even when quiet: the run goes on without a guarantee it would have had.
-                let _ = verbose;
                 eprintln!("warning: {}: cannot lock the run folder ({e}): nothing stops a second training on it", dir.display());
                 return Ok(None);
             }
@@ -144,6 +142,11 @@ impl RunLock {
         write_pid(&mut file).map_err(|e| Error::io(&path, e))?;
         Ok(Some(RunLock { path, file }))
     }
+}
+
+/// The lock file, opened for reading and writing, created if missing, its contents kept.
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
 }
 
 /// What locking a lock file found.
@@ -246,7 +249,7 @@ mod tests {
         let mut opens = 0;
         let open = || {
             opens += 1;
-            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+            let file = open_lock_file(&path)?;
             if opens == 1 {
                 // What a holder that ends does: the file goes, our handle stays.
                 std::fs::remove_file(&path)?;
@@ -266,7 +269,7 @@ mod tests {
         let mut opens = 0;
         let replaced = || {
             opens += 1;
-            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+            let file = open_lock_file(&path)?;
             if opens == 1 {
                 std::fs::remove_file(&path)?;
                 std::fs::write(&path, "")?;
@@ -283,7 +286,7 @@ mod tests {
         let vanishing = || {
             opens += 1;
             assert!(opens < 100, "still reopening");
-            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+            let file = open_lock_file(&path)?;
             std::fs::remove_file(&path)?;
             Ok(file)
         };

@@ -4,7 +4,7 @@
 //! [`STEP_HANDSHAKE_PREFIX`] and the step's whole-run index (from 0) as one line on stderr, and
 //! waits for a line (or the end) on stdin. A test that reads the line knows exactly where the run
 //! is: it can send SIGINT, SIGTERM or SIGKILL there, with no clock involved. The same protocol
-//! as the write handshake of `crate::fs`.
+//! as the write handshake of `crate::fs` (`crate::test_hooks`).
 
 /// The variable that turns the hook on.
 #[doc(hidden)]
@@ -21,14 +21,13 @@ pub(crate) struct StepHandshake {
 
 impl StepHandshake {
     pub fn from_env() -> StepHandshake {
-        StepHandshake { on: std::env::var(STEP_HANDSHAKE_ENV).is_ok_and(|v| v.trim() == "1") }
+        StepHandshake { on: crate::test_hooks::is_on(STEP_HANDSHAKE_ENV) }
     }
 
     /// Says that the step `global_step` is done and waits for stdin, when on.
     pub fn after_step(&self, global_step: usize) {
         if self.on {
-            eprintln!("{STEP_HANDSHAKE_PREFIX}{global_step}");
-            let _ = std::io::stdin().read_line(&mut String::new());
+            crate::test_hooks::say_and_wait(format_args!("{STEP_HANDSHAKE_PREFIX}{global_step}"));
         }
     }
 }
