@@ -38,7 +38,7 @@ fn temp_path(dir: &Path, file_name: &str) -> PathBuf {
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`, then
 /// syncs the folder: a crash at any moment leaves either the old file or the new one, whole.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

@@ -18,6 +18,7 @@
 //! - [`train`]: the run's settings ([`train::RunConfig`]), the training loop, evaluation, metrics
 //!   and checkpoints.
 //! - [`viz`]: curves, filters, activations, confusion matrices and hand-written kernels, as PNG.
+//! - [`interop`]: models in and out: ONNX export and import (a hand-written protobuf codec).
 //! - [`config`]: a config file, the model and the run in one TOML file ([`Config`]).
 //! - [`error`]: the [`Error`] type, whose messages name the file, layer or value at fault.
 //!
@@ -68,6 +69,7 @@
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod interop;
 pub mod layers;
 pub mod model;
 pub mod ops;

@@ -50,6 +50,10 @@ pub struct TrainOptions {
     /// the run after the step in progress, with last.safetensors holding its exact position;
     /// [`TrainReport::stopped`] then says where.
     pub stop: Option<Arc<AtomicBool>>,
+    /// A fresh run starts from this checkpoint's weights instead of the seed's (fine-tuning an
+    /// imported or earlier model): every parameter of the config's model must be in it, under
+    /// its name and with its shape. The optimiser starts afresh. Not used when resuming.
+    pub init_from: Option<PathBuf>,
 }
 
 impl TrainOptions {
@@ -64,6 +68,7 @@ impl TrainOptions {
             verbose: false,
             checkpoint_every: CheckpointEvery::default(),
             stop: None,
+            init_from: None,
         }
     }
 }
@@ -113,6 +118,10 @@ struct TrainState {
     history: Vec<EpochMetrics>,
     /// The best validation accuracy so far (the test accuracy without a validation set).
     best: f32,
+    /// The input normalisation the weights were trained with, when it is not the training
+    /// set's own: that of the `init_from` checkpoint, kept by the run's checkpoints and so
+    /// by a resumed run.
+    norm: Option<Normalization>,
     /// The run's own seed (a resumed run keeps it, whatever the config now says).
     seed: u64,
 }
@@ -165,7 +174,8 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     // the data is read; on resume the checkpoint is read and checked before anything in it is
     // written.
     let folder = RunFolder::open(&opts.out_dir, opts.existing, opts.verbose)?;
-    let (mut state, mut progress) = if resuming { resume(cfg, &folder, opts.verbose)? } else { (start(cfg)?, None) };
+    let (mut state, mut progress) =
+        if resuming { resume(cfg, &folder, opts.verbose)? } else { (start(cfg, opts.init_from.as_deref())?, None) };
     // Only now, with the checkpoint (if any) read and checked, is anything in the folder written.
     write_atomically(&folder.dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     if resuming {
@@ -180,7 +190,7 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
             eprintln!("resuming {} {at}", folder.dir.display());
         }
     }
-    let data = load_data(cfg, &state.net, opts.data_dir.as_deref())?;
+    let data = load_data(cfg, &state.net, opts.data_dir.as_deref(), state.norm.take())?;
     let (n, train) = (data.splits.train.len(), &cfg.run.train);
     let steps_per_epoch = n.div_ceil(train.batch_size);
     if let Some(p) = &progress {
@@ -237,11 +247,18 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     Ok(TrainReport { epochs: state.history, final_test, class_names: data.splits.class_names, stopped: None })
 }
 
-/// A new run: the network with weights from the run's seed, an optimiser with no state.
-fn start(cfg: &Config) -> Result<TrainState> {
-    let net = Network::build(&cfg.model, cfg.run.train.seed)?;
+/// A new run: the network with weights from the run's seed (or from `init_from`), an
+/// optimiser with no state.
+fn start(cfg: &Config, init_from: Option<&Path>) -> Result<TrainState> {
+    let mut net = Network::build(&cfg.model, cfg.run.train.seed)?;
+    let mut norm = None;
+    if let Some(path) = init_from {
+        let ck = Checkpoint::load(path)?;
+        ck.load_weights_into(&mut net)?;
+        norm = Some(ck.meta.normalization);
+    }
     let optimizer = Optimizer::new(cfg.run.optimizer.clone())?;
-    Ok(TrainState { net, optimizer, history: Vec::new(), best: NO_BEST_YET, seed: cfg.run.train.seed })
+    Ok(TrainState { net, optimizer, history: Vec::new(), best: NO_BEST_YET, seed: cfg.run.train.seed, norm })
 }
 
 /// The state saved in last.safetensors, checked against the config being trained, and how far
@@ -252,8 +269,9 @@ fn resume(cfg: &Config, folder: &RunFolder, verbose: bool) -> Result<(TrainState
         e @ Error::Checkpoint { .. } => e,
         other => Error::Checkpoint { path: folder.last.clone(), detail: other.to_string() },
     };
-    let mut state = start(cfg)?;
+    let mut state = start(cfg, None)?;
     ck.load_weights_into(&mut state.net).map_err(ck_err)?;
+    state.norm = Some(ck.meta.normalization.clone());
     let sizes = state.net.trainable_sizes();
     state.optimizer.load_state(ck.meta.optimizer_step, ck.optimizer_state(), &sizes).map_err(ck_err)?;
     state.best = ck.meta.best_val_accuracy;
@@ -307,8 +325,9 @@ fn check_resumable_inside(p: &EpochProgress, train: &TrainConfig, examples: usiz
     Ok(())
 }
 
-/// The splits, checked against the network, and the normalisation of the training set.
-fn load_data(cfg: &Config, net: &Network, data_dir: Option<&Path>) -> Result<RunData> {
+/// The splits, checked against the network, and the normalisation: `norm` where the weights
+/// come with one (checked against the images' channels), else the training set's.
+fn load_data(cfg: &Config, net: &Network, data_dir: Option<&Path>, norm: Option<Normalization>) -> Result<RunData> {
     let splits = load_splits(cfg, data_dir)?;
     let k = splits.class_names.len();
     let config_error = |detail: String| Error::Config { file: cfg.model.name.clone(), detail };
@@ -318,7 +337,13 @@ fn load_data(cfg: &Config, net: &Network, data_dir: Option<&Path>) -> Result<Run
     if splits.train.is_empty() {
         return Err(config_error("no training examples left after the validation split".into()));
     }
-    let norm = Normalization::from_dataset(&splits.train);
+    let norm = match norm {
+        Some(n) => {
+            n.validate(splits.train.channels)?;
+            n
+        }
+        None => Normalization::from_dataset(&splits.train),
+    };
     Ok(RunData { splits, norm })
 }
 

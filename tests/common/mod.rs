@@ -168,3 +168,39 @@ pub fn checkpoint_state(path: &std::path::Path) -> (Vec<Tensor>, Vec<(String, Ve
 pub fn metrics_without_timing(out: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect()
 }
+
+/// Every parameter drawn at random (so that biases, batch-norm shifts and running statistics
+/// all matter), the running variances positive.
+pub fn randomize(net: &mut convnet::model::Network, seed: u64) {
+    let mut r = rng(seed);
+    for p in net.params_mut() {
+        let positive = p.name.ends_with("running_var");
+        for v in p.value.data_mut() {
+            *v = if positive { r.gen_range(0.5..1.5) } else { r.gen_range(-0.5..0.5) };
+        }
+    }
+}
+
+/// A checkpoint of `config_text`'s model with random weights and normalisation, in `dir`.
+pub fn random_checkpoint(dir: &std::path::Path, config_text: &str, seed: u64) -> std::path::PathBuf {
+    let cfg = convnet::Config::from_toml(config_text, "test.toml").unwrap();
+    let mut net = convnet::model::Network::build(&cfg.model, seed).unwrap();
+    randomize(&mut net, seed);
+    let c = cfg.model.input[2];
+    let mut r = rng(seed + 1);
+    let normalization = convnet::data::Normalization {
+        mean: (0..c).map(|_| r.gen_range(0.2..0.6)).collect(),
+        std: (0..c).map(|_| r.gen_range(0.2..0.4)).collect(),
+    };
+    let meta = convnet::train::CheckpointMeta {
+        class_names: (0..net.num_classes()).map(|i| format!("class {i}")).collect(),
+        normalization,
+        epoch: 1,
+        optimizer_step: 1,
+        seed,
+        best_val_accuracy: 0.5,
+    };
+    let path = dir.join(format!("{}.safetensors", cfg.model.name));
+    convnet::train::save_checkpoint(&path, &net, &cfg.run, None, &meta).unwrap();
+    path
+}

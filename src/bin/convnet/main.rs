@@ -2,7 +2,9 @@
 
 mod bench;
 mod eval;
+mod export;
 mod filter;
+mod import;
 mod plot;
 mod predict;
 mod signals;
@@ -28,7 +30,10 @@ See what the network does:\n  \
 convnet plot runs/fashion-mnist                      # loss and accuracy curves\n  \
 convnet visualize filters --model runs/fashion-mnist/best.safetensors filters.png\n  \
 convnet visualize activations --model runs/fashion-mnist/best.safetensors shirt.png act.png\n  \
-convnet filter --kernel sobel-x photo.png edges.png   # one hand-written kernel"
+convnet filter --kernel sobel-x photo.png edges.png   # one hand-written kernel\n\n\
+Take a model elsewhere:\n  \
+convnet export --model runs/fashion-mnist/best.safetensors model.onnx\n  \
+convnet import model.onnx --out imported.safetensors"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +50,8 @@ enum Command {
     Plot(plot::PlotArgs),
     Filter(filter::FilterArgs),
     Visualize(visualize::VisualizeArgs),
+    Export(export::ExportArgs),
+    Import(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +68,8 @@ fn main() -> ExitCode {
         Command::Plot(a) => success(plot::run(a)),
         Command::Filter(a) => success(filter::run(a)),
         Command::Visualize(a) => success(visualize::run(a)),
+        Command::Export(a) => success(export::run(a)),
+        Command::Import(a) => success(import::run(a)),
     };
     match result {
         Ok(code) => code,

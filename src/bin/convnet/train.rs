@@ -52,6 +52,11 @@ pub struct TrainArgs {
     /// metrics.csv and pictures.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// Start from this checkpoint's weights and input normalisation instead of random ones
+    /// (fine-tuning a model from `convnet import` or an earlier run): the config's model must
+    /// have the same parameters, by name and shape. The optimiser starts afresh.
+    #[arg(long, value_name = "CKPT", conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
     /// Also write last.safetensors inside epochs this often, so that a kill nothing can catch
     /// (SIGKILL, a power cut) loses at most this much work: 30s, 10m, 2h, 500steps, or 0 for
     /// only at the end of each epoch.
@@ -94,6 +99,7 @@ pub fn run(args: TrainArgs) -> convnet::Result<ExitCode> {
         verbose: !args.quiet,
         checkpoint_every: args.checkpoint_every,
         stop: Some(stop.flag()),
+        init_from: args.init_from.clone(),
         ..TrainOptions::new(cfg, out_dir.clone())
     };
     let (curves_png, curves_svg) = (out_dir.join("curves.png"), out_dir.join("curves.svg"));

@@ -1,0 +1,369 @@
+//! ONNX import: graphs built with the `onnx` Python package's helpers (tests/data/onnx, with
+//! the script that made them and onnxruntime's outputs) import and compute what onnxruntime
+//! computed; convnet's own exports import back to the same logits and the same accuracy; what
+//! convnet cannot express is refused with the node, its op and the attribute.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use convnet::interop::onnx::proto::{AttributeValue, Model};
+use convnet::interop::onnx::{export_onnx, import_onnx, Imported};
+use convnet::ops::softmax::softmax;
+use convnet::train::Checkpoint;
+use convnet::Tensor;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx").join(name)
+}
+
+fn convnet(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_convnet")).args(args).output().expect("run convnet");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The imported network's logits for u8 images [n, h, w, c], normalised as `predict` does.
+fn logits(imported: &Imported, path: &Path, pixels: &[u8], n: usize) -> Tensor {
+    let [h, w, c] = imported.model.input;
+    let mut x = Tensor::zeros(&[n, h, w, c]);
+    imported.normalization.apply(pixels, x.data_mut());
+    imported.network(path).unwrap().predict(&x).unwrap()
+}
+
+/// max |a - b| / max |b|.
+fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    input_shape: Vec<usize>,
+    output: Vec<f32>,
+}
+
+/// The script's input: pixel (37 i + 11) % 256 at flat index i of the graph's input layout,
+/// given back in convnet's NHWC order.
+fn script_pixels(input_shape: &[usize], nhwc_input: bool) -> (usize, Vec<u8>) {
+    let n = input_shape[0];
+    let (c, h, w) =
+        if nhwc_input { (input_shape[3], input_shape[1], input_shape[2]) } else { (input_shape[1], input_shape[2], input_shape[3]) };
+    let mut out = vec![0u8; n * h * w * c];
+    for img in 0..n {
+        for k in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let i = if nhwc_input { ((img * h + y) * w + x) * c + k } else { ((img * c + k) * h + y) * w + x };
+                    out[((img * h + y) * w + x) * c + k] = ((37 * i + 11) % 256) as u8;
+                }
+            }
+        }
+    }
+    (n, out)
+}
+
+fn check_python_model(name: &str, nhwc_input: bool, softmax_output: bool) -> Imported {
+    let path = data(&format!("{name}.onnx"));
+    let imported = import_onnx(&std::fs::read(&path).unwrap(), &path).unwrap();
+    let expected: Expected = serde_json::from_str(&std::fs::read_to_string(data(&format!("{name}.json"))).unwrap()).unwrap();
+    let (n, pixels) = script_pixels(&expected.input_shape, nhwc_input);
+    let mut ours = logits(&imported, &path, &pixels, n);
+    if softmax_output {
+        ours = softmax(&ours).unwrap();
+    }
+    let d = rel_diff(ours.data(), &expected.output);
+    assert!(d <= 1e-4, "{name}: convnet's outputs differ from onnxruntime's by {d:e}");
+    imported
+}
+
+#[test]
+fn a_torch_style_graph_imports_and_computes_what_onnxruntime_computed() {
+    let imported = check_python_model("torch_style", false, false);
+    let kinds: Vec<&str> = imported.model.layers.iter().map(|l| l.kind()).collect();
+    assert_eq!(kinds, ["conv2d", "relu", "max_pool", "batch_norm", "conv2d", "residual", "flatten", "dense", "relu", "dense"]);
+    assert_eq!(imported.model.input, [9, 8, 3]);
+    let norm = &imported.normalization;
+    assert!(norm.mean.iter().all(|m| (0.3..0.6).contains(m)) && norm.std.iter().all(|s| (0.2..0.3).contains(s)), "{norm:?}");
+}
+
+#[test]
+fn a_keras_style_graph_with_an_nhwc_input_and_a_softmax_imports() {
+    let imported = check_python_model("keras_style", true, true);
+    assert_eq!(imported.model.input, [8, 8, 1]);
+    assert_eq!(imported.normalization.std, [0.25]);
+    assert!(imported.notes.iter().any(|n| n.contains("Softmax")), "{:?}", imported.notes);
+    let kinds: Vec<&str> = imported.model.layers.iter().map(|l| l.kind()).collect();
+    assert_eq!(kinds, ["conv2d", "tanh", "lrn", "avg_pool", "residual", "global_avg_pool", "dense"]);
+}
+
+const NETWORKS: [(&str, &str, &str); 2] = [
+    (
+        "plain",
+        "[13, 11, 3]",
+        r#"
+[[layers]]
+type = "conv2d"
+filters = 5
+kernel = 3
+stride = 2
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool"
+size = 3
+stride = 2
+padding = "same"
+[[layers]]
+type = "lrn"
+depth_radius = 2
+alpha = 0.1
+beta = 0.75
+[[layers]]
+type = "conv2d"
+filters = 4
+kernel = [2, 3]
+padding = [1, 0, 2, 1]
+[[layers]]
+type = "sigmoid"
+[[layers]]
+type = "avg_pool"
+size = 2
+stride = 1
+padding = "same"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dropout"
+rate = 0.5
+[[layers]]
+type = "dense"
+units = 7
+[[layers]]
+type = "tanh"
+[[layers]]
+type = "dense"
+units = 3
+"#,
+    ),
+    (
+        "resnet",
+        "[9, 10, 2]",
+        r#"
+[[layers]]
+type = "conv2d"
+filters = 6
+kernel = 3
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "residual"
+layers = [
+  { type = "conv2d", filters = 6, kernel = 3 },
+  { type = "batch_norm" },
+  { type = "relu" },
+  { type = "residual", layers = [{ type = "conv2d", filters = 6, kernel = 1 }] },
+]
+[[layers]]
+type = "residual"
+layers = [
+  { type = "conv2d", filters = 8, kernel = 3, stride = 2 },
+  { type = "batch_norm", eps = 0.001 },
+]
+[[layers]]
+type = "global_avg_pool"
+[[layers]]
+type = "dense"
+units = 4
+"#,
+    ),
+];
+
+/// Export, import, and compare the logits of the two checkpoints on random images.
+fn round_trip(ck_path: &Path, seed: u64) -> Imported {
+    let ck = Checkpoint::load(ck_path).unwrap();
+    let onnx = export_onnx(&ck).unwrap();
+    let imported = import_onnx(&onnx, Path::new("exported.onnx")).unwrap();
+    assert_eq!(imported.normalization, ck.meta.normalization);
+    assert_eq!(imported.class_names, ck.meta.class_names);
+    assert_eq!(imported.run, ck.config.run);
+    let [h, w, c] = ck.config.model.input;
+    let n = 3;
+    let mut r = common::rng(seed);
+    let pixels: Vec<u8> = (0..n * h * w * c).map(|_| rand::Rng::gen(&mut r)).collect();
+    let theirs = logits(&imported, Path::new("exported.onnx"), &pixels, n);
+    let mut x = Tensor::zeros(&[n, h, w, c]);
+    ck.meta.normalization.apply(&pixels, x.data_mut());
+    let ours = ck.network().unwrap().predict(&x).unwrap();
+    let d = rel_diff(theirs.data(), ours.data());
+    assert!(d <= 1e-6, "{}: the imported export's logits differ by {d:e}", ck_path.display());
+    imported
+}
+
+#[test]
+fn exports_import_back_to_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (name, input, layers)) in NETWORKS.iter().enumerate() {
+        let ck = common::random_checkpoint(dir.path(), &common::model_config(name, input, layers), 10 + i as u64);
+        let imported = round_trip(&ck, 20 + i as u64);
+        assert_eq!(imported.model.name, *name);
+    }
+    for entry in std::fs::read_dir("configs").unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let ck = common::random_checkpoint(dir.path(), &text, 30);
+        round_trip(&ck, 31);
+    }
+}
+
+#[test]
+fn the_imported_config_leaves_out_only_what_an_inference_graph_has_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (name, input, layers) = NETWORKS[0];
+    let ck_path = common::random_checkpoint(dir.path(), &common::model_config(name, input, layers), 1);
+    let imported = round_trip(&ck_path, 2);
+    let original = Checkpoint::load(&ck_path).unwrap().config.model;
+    let without_dropout: Vec<_> = original.layers.iter().filter(|l| l.kind() != "dropout").cloned().collect();
+    assert_eq!(imported.model.layers, without_dropout);
+}
+
+/// The torch-style model with one node changed by `edit`; the import's error message.
+fn import_error(edit: impl FnOnce(&mut Model)) -> String {
+    let path = data("torch_style.onnx");
+    let mut model = Model::decode(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut model);
+    match import_onnx(&model.encode(), Path::new("edited.onnx")) {
+        Ok(_) => panic!("the edited model imported"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn node<'a>(m: &'a mut Model, name: &str) -> &'a mut convnet::interop::onnx::proto::Node {
+    m.graph.nodes.iter_mut().find(|n| n.name == name).unwrap()
+}
+
+#[test]
+fn what_convnet_cannot_express_is_refused_with_the_node_op_and_attribute() {
+    let e = import_error(|m| node(m, "relu1").op_type = "Gelu".into());
+    assert!(e.contains("edited.onnx") && e.contains("node \"relu1\" (Gelu)") && e.contains("operator Gelu is not supported"), "{e}");
+    let e = import_error(|m| {
+        node(m, "conv1").attributes.push(convnet::interop::onnx::proto::Attribute { name: "group".into(), value: AttributeValue::Int(2) })
+    });
+    assert!(e.contains("node \"conv1\" (Conv)") && e.contains("attribute group"), "{e}");
+    let e = import_error(|m| {
+        node(m, "conv1")
+            .attributes
+            .push(convnet::interop::onnx::proto::Attribute { name: "dilations".into(), value: AttributeValue::Ints(vec![2, 2]) })
+    });
+    assert!(e.contains("attribute dilations"), "{e}");
+    let e = import_error(|m| {
+        let n = node(m, "pool1");
+        n.attributes.push(convnet::interop::onnx::proto::Attribute { name: "ceil_mode".into(), value: AttributeValue::Int(1) })
+    });
+    assert!(e.contains("node \"pool1\" (MaxPool)") && e.contains("ceil_mode"), "{e}");
+    let e = import_error(|m| {
+        let n = node(m, "pool1");
+        n.op_type = "AveragePool".into();
+        n.attributes.push(convnet::interop::onnx::proto::Attribute { name: "pads".into(), value: AttributeValue::Ints(vec![1, 1, 1, 1]) });
+        n.attributes.push(convnet::interop::onnx::proto::Attribute { name: "count_include_pad".into(), value: AttributeValue::Int(1) });
+    });
+    assert!(e.contains("count_include_pad"), "{e}");
+    let e = import_error(|m| {
+        node(m, "fc1").attributes.push(convnet::interop::onnx::proto::Attribute { name: "alpha".into(), value: AttributeValue::Float(2.0) })
+    });
+    assert!(e.contains("node \"fc1\" (Gemm)") && e.contains("alpha = 1"), "{e}");
+    // An Add that is not a residual block's.
+    let e = import_error(|m| {
+        let n = node(m, "relu2");
+        n.op_type = "Add".into();
+        n.inputs.push("h1".into());
+    });
+    assert!(e.contains("(Add)"), "{e}");
+    let e = import_error(|m| m.graph.inputs[0].shape[2] = convnet::interop::onnx::proto::Dim::Param("H".into()));
+    assert!(e.contains("image dimensions given as numbers"), "{e}");
+}
+
+#[test]
+fn malformed_files_are_refused_not_panicked_on() {
+    let bytes = std::fs::read(data("torch_style.onnx")).unwrap();
+    for cut in [1, 10, bytes.len() / 2, bytes.len() - 1] {
+        let r = import_onnx(&bytes[..cut], Path::new("cut.onnx"));
+        let e = r.err().map(|e| e.to_string()).unwrap_or_else(|| panic!("a file cut at {cut} bytes imported"));
+        assert!(e.starts_with("cut.onnx:"), "{e}");
+    }
+    let e = import_onnx(b"not an onnx file at all", Path::new("text.onnx")).err().unwrap().to_string();
+    assert!(e.contains("text.onnx") && e.contains("not a valid ONNX file"), "{e}");
+}
+
+#[test]
+fn export_then_import_then_eval_gives_the_same_accuracy_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    common::write_quadrant_idx(&data_dir, 64, 40, 5);
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(&config, common::tiny_config(&data_dir, 2, "kind = \"adam\"\nlr = 0.01")).unwrap();
+    let out = dir.path().join("run");
+    let (code, _, err) = convnet(&["train", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let best = out.join("best.safetensors");
+    let onnx = dir.path().join("tiny.onnx");
+    let (code, stdout, err) = convnet(&["export", "--model", best.to_str().unwrap(), onnx.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("ONNX opset 17"), "{stdout}");
+    let imported = dir.path().join("imported.safetensors");
+    let (code, stdout, err) = convnet(&["import", onnx.to_str().unwrap(), "--out", imported.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("imported.toml"), "{stdout}");
+    let accuracy = |model: &Path| {
+        let (code, stdout, err) = convnet(&["eval", "--model", model.to_str().unwrap(), "--data", data_dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        stdout.lines().find(|l| l.contains("accuracy")).unwrap().to_string()
+    };
+    assert_eq!(accuracy(&best), accuracy(&imported));
+    // The config written beside it fine-tunes the imported weights: with a learning rate of
+    // 1e-9 the weights after an epoch are the imported ones, to far better than a fresh
+    // initialisation could come.
+    let tuned = dir.path().join("tuned");
+    let (code, _, err) = convnet(&[
+        "train",
+        "--config",
+        dir.path().join("imported.toml").to_str().unwrap(),
+        "--init-from",
+        imported.to_str().unwrap(),
+        "--data",
+        data_dir.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-9",
+        "--out",
+        tuned.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (before, _) = common::checkpoint_state(&imported);
+    let (after, _) = common::checkpoint_state(&tuned.join("last.safetensors"));
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        let d = b.data().iter().zip(a.data()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(d < 1e-5, "a weight moved by {d} from the imported one");
+    }
+    // And the run kept the imported normalisation, not the data set's own.
+    let norm = |p: &Path| Checkpoint::load(p).unwrap().meta.normalization;
+    assert_eq!(norm(&imported), norm(&tuned.join("last.safetensors")));
+}
+
+#[test]
+fn the_command_line_refuses_a_bad_file_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, b"\x08\x96").unwrap();
+    let out = dir.path().join("out.safetensors");
+    let (code, _, err) = convnet(&["import", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.onnx") && err.contains("not a valid ONNX file"), "{err}");
+    assert!(!out.exists());
+}
