@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use convnet::data::{idx_pair_to_dataset, parse_cifar10_records, parse_class_names, parse_idx, parse_idx_rank, Dataset, Normalization};
+use convnet::interop::onnx::{export_onnx, import_onnx};
 use convnet::model::{Loss, Network};
 use convnet::optim::Optimizer;
 use convnet::train::Checkpoint;
@@ -112,5 +113,23 @@ pub fn checkpoint(data: &[u8]) -> Outcome {
     let mut optimizer = Optimizer::new(ck.config.run.optimizer.clone()).map_err(message)?;
     // best.safetensors has no optimiser state: an error here is fine, a panic is not.
     let _ = optimizer.load_state(ck.meta.optimizer_step, ck.optimizer_state(), &net.trainable_sizes());
+    Ok(())
+}
+
+/// The ONNX importer: any bytes give a model or an error, never a panic. A model that imports
+/// (and is small enough to build) gets its weights loaded, and its checkpoint exported again.
+pub fn onnx(data: &[u8]) -> Outcome {
+    let path = Path::new("fuzz.onnx");
+    let imported = import_onnx(data, path).map_err(message)?;
+    if imported.model.param_count().is_none_or(|p| p > MAX_BUILD_PARAMS) {
+        return Ok(());
+    }
+    imported.network(path).map_err(message)?;
+    let dir = std::env::temp_dir().join(format!("convnet-fuzz-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let ck_path = dir.join("imported.safetensors");
+    imported.save(path, &ck_path, None).map_err(message)?;
+    let ck = Checkpoint::load(&ck_path).map_err(message)?;
+    export_onnx(&ck).map_err(message)?;
     Ok(())
 }

@@ -65,6 +65,9 @@ fn the_seed_corpora_are_valid_files() {
     for (path, bytes) in seeds("checkpoint") {
         checks::checkpoint(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
+    for (path, bytes) in seeds("onnx") {
+        checks::onnx(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
 }
 
 // ---------------------------------------------------------------- kept inputs, each refused for its reason

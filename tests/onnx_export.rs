@@ -31,22 +31,26 @@ fn convnet_logits(ck: &Checkpoint, pixels: &[u8], n: usize) -> Tensor {
 
 /// tract's logits for the images, given as the exported graph wants them: NCHW in [0, 1].
 fn tract_logits(onnx: &[u8], pixels: &[u8], n: usize, [h, w, c]: [usize; 3]) -> Tensor {
-    let mut nchw = vec![0f32; pixels.len()];
-    for img in 0..n {
-        for y in 0..h {
-            for x in 0..w {
-                for k in 0..c {
-                    nchw[((img * c + k) * h + y) * w + x] = f32::from(pixels[((img * h + y) * w + x) * c + k]) / 255.0;
-                }
-            }
-        }
-    }
+    let nchw = common::nchw_unit(pixels, n, [h, w, c]);
     let model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).expect("tract reads the model");
     let plan = model.into_optimized().expect("tract optimises the model").into_runnable().expect("tract plans the model");
     let input = TractTensor::from_shape(&[n, c, h, w], &nchw).unwrap();
     let out = plan.run(tvec![input.into()]).expect("tract runs the model");
     let view = out[0].to_plain_array_view::<f32>().unwrap();
     Tensor::from_vec(view.shape(), view.iter().copied().collect()).unwrap()
+}
+
+/// With CONVNET_ONNX_DUMP=DIR, writes DIR/<name>.onnx and DIR/<name>.json (the input, NCHW in
+/// [0, 1], and convnet's logits) for scripts/check_onnx.py, which runs them in onnxruntime
+/// (.ci/run does both).
+fn dump_for_onnxruntime(name: &str, onnx: &[u8], pixels: &[u8], n: usize, [h, w, c]: [usize; 3], logits: &Tensor) {
+    let Some(dir) = std::env::var_os("CONVNET_ONNX_DUMP") else { return };
+    let dir = Path::new(&dir);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.onnx")), onnx).unwrap();
+    let nchw = common::nchw_unit(pixels, n, [h, w, c]);
+    let json = serde_json::json!({ "input_shape": [n, c, h, w], "input": nchw, "logits_shape": logits.shape(), "logits": logits.data() });
+    std::fs::write(dir.join(format!("{name}.json")), json.to_string()).unwrap();
 }
 
 /// max |a - b| / max |b|.
@@ -64,138 +68,35 @@ fn export_and_compare(ck_path: &Path, seed: u64) -> f32 {
     let pixels = images(n, ck.config.model.input, seed);
     let ours = convnet_logits(&ck, &pixels, n);
     let theirs = tract_logits(&onnx, &pixels, n, ck.config.model.input);
+    dump_for_onnxruntime(&ck.config.model.name, &onnx, &pixels, n, ck.config.model.input, &ours);
     let d = rel_diff(&theirs, &ours);
     assert!(d <= 1e-4, "{}: tract's logits differ from convnet's by {d:e} (relative)", ck_path.display());
     d
 }
 
-fn config(name: &str, input: &str, layers: &str) -> String {
-    common::model_config(name, input, layers)
+/// A random checkpoint of common::INTEROP_NETWORKS[i] in `dir`.
+fn network(dir: &Path, i: usize, seed: u64) -> std::path::PathBuf {
+    let (name, input, layers) = common::INTEROP_NETWORKS[i];
+    common::random_checkpoint(dir, &common::model_config(name, input, layers), seed)
 }
-
-const EVERY_LAYER: &str = r#"
-[[layers]]
-type = "conv2d"
-filters = 5
-kernel = 3
-stride = 2
-padding = "same"
-[[layers]]
-type = "relu"
-[[layers]]
-type = "max_pool"
-size = 3
-stride = 2
-padding = "same"
-[[layers]]
-type = "lrn"
-depth_radius = 2
-bias = 1.5
-alpha = 0.1
-beta = 0.75
-[[layers]]
-type = "conv2d"
-filters = 4
-kernel = [2, 3]
-padding = "valid"
-[[layers]]
-type = "sigmoid"
-[[layers]]
-type = "avg_pool"
-size = 2
-stride = 1
-padding = "same"
-[[layers]]
-type = "flatten"
-[[layers]]
-type = "dropout"
-rate = 0.5
-[[layers]]
-type = "dense"
-units = 7
-[[layers]]
-type = "tanh"
-[[layers]]
-type = "dense"
-units = 3
-"#;
 
 #[test]
 fn every_plain_layer_type_on_odd_sizes_matches_tract() {
     let dir = tempfile::tempdir().unwrap();
-    let ck = common::random_checkpoint(dir.path(), &config("plain", "[13, 11, 3]", EVERY_LAYER), 1);
-    export_and_compare(&ck, 2);
+    export_and_compare(&network(dir.path(), 0, 1), 2);
 }
 
 #[test]
 fn batch_norm_and_residual_blocks_match_tract() {
-    let layers = r#"
-[[layers]]
-type = "conv2d"
-filters = 6
-kernel = 3
-[[layers]]
-type = "batch_norm"
-[[layers]]
-type = "relu"
-[[layers]]
-type = "residual"
-layers = [
-  { type = "conv2d", filters = 6, kernel = 3 },
-  { type = "batch_norm" },
-  { type = "relu" },
-  { type = "conv2d", filters = 6, kernel = 3 },
-]
-[[layers]]
-type = "residual"
-layers = [
-  { type = "conv2d", filters = 8, kernel = 3, stride = 2 },
-  { type = "batch_norm", eps = 0.001 },
-]
-[[layers]]
-type = "relu"
-[[layers]]
-type = "global_avg_pool"
-[[layers]]
-type = "dense"
-units = 4
-"#;
     let dir = tempfile::tempdir().unwrap();
-    let ck = common::random_checkpoint(dir.path(), &config("resnet", "[9, 10, 2]", layers), 3);
-    export_and_compare(&ck, 4);
+    export_and_compare(&network(dir.path(), 1, 3), 4);
 }
 
 #[test]
 fn explicit_padding_and_a_flatten_not_followed_by_dense_match_tract() {
     // The flatten feeds a batch norm over features, so the graph transposes to NHWC first.
-    let layers = r#"
-[[layers]]
-type = "conv2d"
-filters = 3
-kernel = 3
-padding = [1, 2, 0, 1]
-[[layers]]
-type = "avg_pool"
-size = 3
-stride = 2
-padding = [1, 1, 1, 0]
-[[layers]]
-type = "max_pool"
-size = 2
-stride = [1, 2]
-padding = [0, 1, 1, 0]
-[[layers]]
-type = "flatten"
-[[layers]]
-type = "batch_norm"
-[[layers]]
-type = "relu"
-[[layers]]
-type = "dense"
-units = 5
-"#;
     let dir = tempfile::tempdir().unwrap();
-    let ck = common::random_checkpoint(dir.path(), &config("padded", "[7, 8, 2]", layers), 5);
+    let ck = network(dir.path(), 2, 5);
     export_and_compare(&ck, 6);
     let model = onnx_model(&Checkpoint::load(&ck).unwrap()).unwrap();
     let ops: Vec<&str> = model.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
@@ -220,7 +121,7 @@ fn every_config_in_configs_matches_tract() {
 #[test]
 fn the_graph_follows_the_onnx_conventions() {
     let dir = tempfile::tempdir().unwrap();
-    let ck_path = common::random_checkpoint(dir.path(), &config("plain", "[13, 11, 3]", EVERY_LAYER), 1);
+    let ck_path = network(dir.path(), 0, 1);
     let ck = Checkpoint::load(&ck_path).unwrap();
     let bytes = export_onnx(&ck).unwrap();
     let model = Model::decode(&bytes).unwrap();

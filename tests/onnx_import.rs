@@ -98,90 +98,6 @@ fn a_keras_style_graph_with_an_nhwc_input_and_a_softmax_imports() {
     assert_eq!(kinds, ["conv2d", "tanh", "lrn", "avg_pool", "residual", "global_avg_pool", "dense"]);
 }
 
-const NETWORKS: [(&str, &str, &str); 2] = [
-    (
-        "plain",
-        "[13, 11, 3]",
-        r#"
-[[layers]]
-type = "conv2d"
-filters = 5
-kernel = 3
-stride = 2
-[[layers]]
-type = "relu"
-[[layers]]
-type = "max_pool"
-size = 3
-stride = 2
-padding = "same"
-[[layers]]
-type = "lrn"
-depth_radius = 2
-alpha = 0.1
-beta = 0.75
-[[layers]]
-type = "conv2d"
-filters = 4
-kernel = [2, 3]
-padding = [1, 0, 2, 1]
-[[layers]]
-type = "sigmoid"
-[[layers]]
-type = "avg_pool"
-size = 2
-stride = 1
-padding = "same"
-[[layers]]
-type = "flatten"
-[[layers]]
-type = "dropout"
-rate = 0.5
-[[layers]]
-type = "dense"
-units = 7
-[[layers]]
-type = "tanh"
-[[layers]]
-type = "dense"
-units = 3
-"#,
-    ),
-    (
-        "resnet",
-        "[9, 10, 2]",
-        r#"
-[[layers]]
-type = "conv2d"
-filters = 6
-kernel = 3
-[[layers]]
-type = "batch_norm"
-[[layers]]
-type = "relu"
-[[layers]]
-type = "residual"
-layers = [
-  { type = "conv2d", filters = 6, kernel = 3 },
-  { type = "batch_norm" },
-  { type = "relu" },
-  { type = "residual", layers = [{ type = "conv2d", filters = 6, kernel = 1 }] },
-]
-[[layers]]
-type = "residual"
-layers = [
-  { type = "conv2d", filters = 8, kernel = 3, stride = 2 },
-  { type = "batch_norm", eps = 0.001 },
-]
-[[layers]]
-type = "global_avg_pool"
-[[layers]]
-type = "dense"
-units = 4
-"#,
-    ),
-];
-
 /// Export, import, and compare the logits of the two checkpoints on random images.
 fn round_trip(ck_path: &Path, seed: u64) -> Imported {
     let ck = Checkpoint::load(ck_path).unwrap();
@@ -206,7 +122,7 @@ fn round_trip(ck_path: &Path, seed: u64) -> Imported {
 #[test]
 fn exports_import_back_to_the_same_logits() {
     let dir = tempfile::tempdir().unwrap();
-    for (i, (name, input, layers)) in NETWORKS.iter().enumerate() {
+    for (i, (name, input, layers)) in common::INTEROP_NETWORKS.iter().enumerate() {
         let ck = common::random_checkpoint(dir.path(), &common::model_config(name, input, layers), 10 + i as u64);
         let imported = round_trip(&ck, 20 + i as u64);
         assert_eq!(imported.model.name, *name);
@@ -221,7 +137,7 @@ fn exports_import_back_to_the_same_logits() {
 #[test]
 fn the_imported_config_leaves_out_only_what_an_inference_graph_has_not() {
     let dir = tempfile::tempdir().unwrap();
-    let (name, input, layers) = NETWORKS[0];
+    let (name, input, layers) = common::INTEROP_NETWORKS[0];
     let ck_path = common::random_checkpoint(dir.path(), &common::model_config(name, input, layers), 1);
     let imported = round_trip(&ck_path, 2);
     let original = Checkpoint::load(&ck_path).unwrap().config.model;

@@ -204,3 +204,135 @@ pub fn random_checkpoint(dir: &std::path::Path, config_text: &str, seed: u64) ->
     convnet::train::save_checkpoint(&path, &net, &cfg.run, None, &meta).unwrap();
     path
 }
+
+/// Small networks for the export and import tests (name, input, layers): every layer type,
+/// SAME, VALID and explicit padding, odd sizes and strides, nested residual blocks with and
+/// without a projection, a flatten before a dense layer and one before a batch norm.
+pub const INTEROP_NETWORKS: [(&str, &str, &str); 3] = [
+    (
+        "plain",
+        "[13, 11, 3]",
+        r#"
+[[layers]]
+type = "conv2d"
+filters = 5
+kernel = 3
+stride = 2
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool"
+size = 3
+stride = 2
+padding = "same"
+[[layers]]
+type = "lrn"
+depth_radius = 2
+alpha = 0.1
+beta = 0.75
+[[layers]]
+type = "conv2d"
+filters = 4
+kernel = [2, 3]
+padding = [1, 0, 2, 1]
+[[layers]]
+type = "sigmoid"
+[[layers]]
+type = "avg_pool"
+size = 2
+stride = 1
+padding = "same"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dropout"
+rate = 0.5
+[[layers]]
+type = "dense"
+units = 7
+[[layers]]
+type = "tanh"
+[[layers]]
+type = "dense"
+units = 3
+"#,
+    ),
+    (
+        "resnet",
+        "[9, 10, 2]",
+        r#"
+[[layers]]
+type = "conv2d"
+filters = 6
+kernel = 3
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "residual"
+layers = [
+  { type = "conv2d", filters = 6, kernel = 3 },
+  { type = "batch_norm" },
+  { type = "relu" },
+  { type = "residual", layers = [{ type = "conv2d", filters = 6, kernel = 1 }] },
+]
+[[layers]]
+type = "residual"
+layers = [
+  { type = "conv2d", filters = 8, kernel = 3, stride = 2 },
+  { type = "batch_norm", eps = 0.001 },
+]
+[[layers]]
+type = "global_avg_pool"
+[[layers]]
+type = "dense"
+units = 4
+"#,
+    ),
+    (
+        "padded",
+        "[7, 8, 2]",
+        r#"
+[[layers]]
+type = "conv2d"
+filters = 3
+kernel = 3
+padding = [1, 2, 0, 1]
+[[layers]]
+type = "avg_pool"
+size = 3
+stride = 2
+padding = [1, 1, 1, 0]
+[[layers]]
+type = "max_pool"
+size = 2
+stride = [1, 2]
+padding = [0, 1, 1, 0]
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "dense"
+units = 5
+"#,
+    ),
+];
+
+/// u8 NHWC images as f32 NCHW in [0, 1]: what exported models take.
+pub fn nchw_unit(pixels: &[u8], n: usize, [h, w, c]: [usize; 3]) -> Vec<f32> {
+    let mut nchw = vec![0f32; pixels.len()];
+    for img in 0..n {
+        for y in 0..h {
+            for x in 0..w {
+                for k in 0..c {
+                    nchw[((img * c + k) * h + y) * w + x] = f32::from(pixels[((img * h + y) * w + x) * c + k]) / 255.0;
+                }
+            }
+        }
+    }
+    nchw
+}
