@@ -283,3 +283,44 @@ fn the_command_line_refuses_a_bad_file_with_exit_code_2() {
     assert!(err.contains("bad.onnx") && err.contains("not a valid ONNX file"), "{err}");
     assert!(!out.exists());
 }
+
+/// PyTorch's own exports (scripts/torch_onnx_models.py: the TorchScript exporter and, with
+/// onnxscript installed, the torch.export one, whose weights lie in a .onnx.data file beside
+/// the model) import and give PyTorch's logits. Needs the script's output, so it runs in CI's
+/// PyTorch step.
+#[test]
+#[ignore = "needs CONVNET_TORCH_ONNX_DIR, written by scripts/torch_onnx_models.py (.ci/run's PyTorch step)"]
+fn pytorch_exports_import_and_give_pytorchs_logits() {
+    let dir = PathBuf::from(std::env::var_os("CONVNET_TORCH_ONNX_DIR").expect("CONVNET_TORCH_ONNX_DIR"));
+    let mut models: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    models.sort();
+    assert!(models.len() >= 2, "no models in {}", dir.display());
+    #[derive(serde::Deserialize)]
+    struct Record {
+        input_shape: Vec<usize>,
+        input: Vec<f32>,
+        logits: Vec<f32>,
+    }
+    for path in models {
+        let imported = import_onnx(&std::fs::read(&path).unwrap(), &path).unwrap_or_else(|e| panic!("{e}"));
+        let record: Record = serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap()).unwrap();
+        let [n, c, h, w] = record.input_shape[..] else { panic!("input shape {:?}", record.input_shape) };
+        assert_eq!(imported.model.input, [h, w, c]);
+        // The input in convnet's layout; these graphs have no normalisation of their own.
+        let mut x = Tensor::zeros(&[n, h, w, c]);
+        for img in 0..n {
+            for k in 0..c {
+                for y in 0..h {
+                    for xx in 0..w {
+                        x.data_mut()[((img * h + y) * w + xx) * c + k] = record.input[((img * c + k) * h + y) * w + xx];
+                    }
+                }
+            }
+        }
+        let ours = imported.network(&path).unwrap().predict(&x).unwrap();
+        let d = rel_diff(ours.data(), &record.logits);
+        eprintln!("{}: max relative difference {d:e}", path.display());
+        assert!(d <= 1e-4, "{}: convnet's logits differ from PyTorch's by {d:e}", path.display());
+    }
+}

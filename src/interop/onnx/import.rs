@@ -14,7 +14,8 @@
 //! Flatten (axis 1), Reshape to [N, -1]                 flatten: the next dense layer's rows
 //!                                                      go from (c, h, w) to (h, w, c) order,
 //!                                                      unless a Transpose to NHWC came first
-//! GlobalAveragePool (+ Flatten / Reshape)              global_avg_pool
+//! GlobalAveragePool, ReduceMean over axes [2, 3]
+//!   (+ Flatten / Reshape / Squeeze)                   global_avg_pool
 //! Gemm (alpha = beta = 1), MatMul (+ Add)              dense
 //! Add of a value and a chain that starts from it       residual (shortcut: x or a 1x1 Conv)
 //! Dropout, Identity; a Softmax at the very end         nothing
@@ -50,7 +51,12 @@ pub struct Imported {
 /// Reads an ONNX file's bytes (`path` names it in errors).
 pub fn import_onnx(bytes: &[u8], path: &Path) -> Result<Imported> {
     let fail = |detail: String| Error::data(path, detail);
-    let model = Model::decode(bytes).map_err(|e| fail(format!("not a valid ONNX file: {e}")))?;
+    let mut model = Model::decode(bytes).map_err(|e| fail(format!("not a valid ONNX file: {e}")))?;
+    // Weights kept beside the model (torch.onnx.export's default for the dynamo exporter).
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for t in &mut model.graph.initializers {
+        t.read_external(dir).map_err(fail)?;
+    }
     let mut reader = GraphReader::new(&model, path)?;
     let (layers, notes) = reader.read()?;
     let meta = |key: &str| model.metadata_props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
@@ -651,6 +657,30 @@ impl<'a> GraphReader<'a> {
                 let (_, _, c) = image("GlobalAveragePool")?;
                 layers.push(LayerConfig::GlobalAvgPool {});
                 Shape::Image { h: 1, w: 1, c, nhwc: false, pooled: true }
+            }
+            // torch.export's AdaptiveAvgPool2d(1): the mean over axes 2 and 3 (an attribute
+            // before opset 18, an input since).
+            "ReduceMean" => {
+                self.only_known(i, &["axes", "keepdims", "noop_with_empty_axes"])?;
+                let (_, _, c) = image("ReduceMean")?;
+                let axes = match self.ints(i, "axes")? {
+                    Some(a) => a,
+                    None => match node.inputs.get(1).map(|_| self.constant(i, 1)).transpose()? {
+                        Some(OnnxTensor { data: TensorData::Int64(v), .. }) => v.clone(),
+                        _ => return Err(self.node_error(i, "only a mean over the spatial axes [2, 3] is supported")),
+                    },
+                };
+                let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+                axes.sort_unstable();
+                if axes != [2, 3] {
+                    return Err(self.node_error(i, format!("a mean over axes {axes:?} is not supported (only the spatial axes [2, 3])")));
+                }
+                layers.push(LayerConfig::GlobalAvgPool {});
+                if self.int(i, "keepdims", 1)? != 0 {
+                    Shape::Image { h: 1, w: 1, c, nhwc: false, pooled: true }
+                } else {
+                    Shape::Flat { n: c, chw_from: None }
+                }
             }
             "Gemm" | "MatMul" => self.dense(i, shape, &format!("{prefix}{}.dense.", layers.len()), layers)?,
             "Softmax" if out == self.output => {

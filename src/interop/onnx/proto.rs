@@ -86,6 +86,19 @@ pub enum TensorData {
     Int64(Vec<i64>),
     /// Another element type, by its TensorProto.DataType number.
     Other(i32),
+    /// Values kept in a file beside the model (data_location EXTERNAL), not read yet: see
+    /// [`Tensor::read_external`].
+    External(External),
+}
+
+/// Where a tensor's values lie outside the model file: `location` relative to the model's
+/// folder, from byte `offset`, `length` bytes (to the end of the file when not given).
+#[derive(Clone, Debug, PartialEq)]
+pub struct External {
+    pub data_type: i32,
+    pub location: String,
+    pub offset: u64,
+    pub length: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -138,6 +151,50 @@ impl Tensor {
 
     pub fn int64(name: &str, dims: &[usize], data: Vec<i64>) -> Tensor {
         Tensor { name: name.into(), dims: dims.iter().map(|&d| d as i64).collect(), data: TensorData::Int64(data) }
+    }
+}
+
+impl Tensor {
+    /// Reads the values of a tensor kept in an external file, from `dir` (the model's folder).
+    /// The location must be a plain relative path inside that folder; the bytes must be exactly
+    /// the tensor's values.
+    pub fn read_external(&mut self, dir: &std::path::Path) -> std::result::Result<(), String> {
+        use std::io::{Read, Seek, SeekFrom};
+        use std::path::Component;
+        let TensorData::External(e) = &self.data else { return Ok(()) };
+        let name = &self.name;
+        let location = std::path::Path::new(&e.location);
+        if !location.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(format!("tensor \"{name}\": external data location \"{}\" must be a plain relative path", e.location));
+        }
+        let path = dir.join(location);
+        let width = match e.data_type {
+            FLOAT | INT32 => 4,
+            INT64 | DOUBLE => 8,
+            other => return Err(format!("tensor \"{name}\": external data of element type {other} is not read")),
+        };
+        let count = self.dims.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d)));
+        let bytes =
+            count.and_then(|c| c.checked_mul(width)).ok_or_else(|| format!("tensor \"{name}\" has bad dimensions {:?}", self.dims))?;
+        if e.length.is_some_and(|l| l != bytes as u64) {
+            return Err(format!("tensor \"{name}\": external data of {} bytes, expected {bytes}", e.length.unwrap_or(0)));
+        }
+        let describe = |err: std::io::Error| format!("tensor \"{name}\": {}: {err}", path.display());
+        let mut file = std::fs::File::open(&path).map_err(describe)?;
+        file.seek(SeekFrom::Start(e.offset)).map_err(describe)?;
+        let mut raw = vec![0u8; bytes.min(file.metadata().map_err(describe)?.len() as usize)];
+        file.read_exact(&mut raw).map_err(describe)?;
+        if raw.len() != bytes {
+            return Err(format!("tensor \"{name}\": {} holds fewer than the {bytes} bytes expected", path.display()));
+        }
+        let words = raw.chunks_exact(width);
+        self.data = match e.data_type {
+            FLOAT => TensorData::Float(words.map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
+            DOUBLE => TensorData::Float(words.map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32).collect()),
+            INT32 => TensorData::Int64(words.map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4")))).collect()),
+            _ => TensorData::Int64(words.map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect()),
+        };
+        Ok(())
     }
 }
 
@@ -259,6 +316,22 @@ impl Tensor {
             TensorData::Other(t) => {
                 w.int64(2, i64::from(*t));
                 w.string(8, &self.name);
+            }
+            TensorData::External(e) => {
+                w.int64(2, i64::from(e.data_type));
+                w.string(8, &self.name);
+                let mut entry = |k: &str, v: &str| {
+                    w.message(13, |m| {
+                        m.string(1, k);
+                        m.string(2, v);
+                    })
+                };
+                entry("location", &e.location);
+                entry("offset", &e.offset.to_string());
+                if let Some(len) = e.length {
+                    entry("length", &len.to_string());
+                }
+                w.int64(14, 1);
             }
         }
     }
@@ -434,6 +507,7 @@ impl Tensor {
         let (mut floats, mut ints) = (Vec::new(), Vec::new());
         let mut doubles = Vec::new();
         let mut external = false;
+        let mut external_data: Vec<(String, String)> = Vec::new();
         let mut segmented = false;
         for_fields(r, |f| {
             match f.number {
@@ -454,13 +528,35 @@ impl Tensor {
                         _ => return Err(DecodeError { offset: f.offset, detail: "bad double_data".into() }),
                     }
                 }
+                13 => {
+                    let (mut key, mut value) = (String::new(), String::new());
+                    for_fields(f.message()?, |g| {
+                        match g.number {
+                            1 => key = g.string()?,
+                            2 => value = g.string()?,
+                            _ => {}
+                        }
+                        Ok(())
+                    })?;
+                    external_data.push((key, value));
+                }
                 14 => external = f.int32()? == 1,
                 _ => {}
             }
             Ok(())
         })?;
         if external {
-            return Err(error(format!("tensor \"{name}\" keeps its data in an external file, which convnet does not read")));
+            let get = |k: &str| external_data.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+            let number = |k: &str| -> DecodeResult<Option<u64>> {
+                get(k)
+                    .map(|v| v.parse::<u64>().map_err(|_| error(format!("tensor \"{name}\": external data {k} \"{v}\" is not a number"))))
+                    .transpose()
+            };
+            let location =
+                get("location").ok_or_else(|| error(format!("tensor \"{name}\" keeps its data in an external file but names none")))?;
+            let ext =
+                External { data_type, location: location.to_string(), offset: number("offset")?.unwrap_or(0), length: number("length")? };
+            return Ok(Tensor { name, dims, data: TensorData::External(ext) });
         }
         if segmented {
             return Err(error(format!("tensor \"{name}\" is segmented, which convnet does not read")));
@@ -501,7 +597,7 @@ impl Tensor {
         let len = match &data {
             TensorData::Float(v) => Some(v.len()),
             TensorData::Int64(v) => Some(v.len()),
-            TensorData::Other(_) => None,
+            TensorData::Other(_) | TensorData::External(_) => None,
         };
         if let Some(len) = len.filter(|&l| l != count) {
             return Err(error(format!("tensor \"{name}\" of dimensions {dims:?} holds {len} values, expected {count}")));
@@ -625,7 +721,32 @@ mod tests {
         w.int64(2, i64::from(FLOAT));
         w.int64(14, 1);
         let bytes = w.into_bytes();
-        assert!(Tensor::decode(Reader::new(&bytes), 0).unwrap_err().detail.contains("external file"));
+        assert!(Tensor::decode(Reader::new(&bytes), 0).unwrap_err().detail.contains("names none"));
+    }
+
+    #[test]
+    fn external_data_is_read_from_beside_the_model_and_only_from_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let values: Vec<u8> = [9.0f32, 1.0, 2.0, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.path().join("w.bin"), &values).unwrap();
+        let external = |location: &str, offset: u64, length: Option<u64>| Tensor {
+            name: "w".into(),
+            dims: vec![3],
+            data: TensorData::External(External { data_type: FLOAT, location: location.into(), offset, length }),
+        };
+        let mut t = external("w.bin", 4, Some(12));
+        // Written and read back as external, then resolved.
+        let mut w = Writer::new();
+        t.encode(&mut w);
+        let bytes = w.into_bytes();
+        assert_eq!(Tensor::decode(Reader::new(&bytes), 0).unwrap(), t);
+        t.read_external(dir.path()).unwrap();
+        assert_eq!(t.data, TensorData::Float(vec![1.0, 2.0, 3.0]));
+        assert!(external("../w.bin", 0, None).read_external(dir.path()).unwrap_err().contains("plain relative path"));
+        assert!(external("/etc/passwd", 0, None).read_external(dir.path()).unwrap_err().contains("plain relative path"));
+        assert!(external("w.bin", 8, None).read_external(dir.path()).unwrap_err().contains("fewer than the 12 bytes"));
+        assert!(external("w.bin", 0, Some(16)).read_external(dir.path()).unwrap_err().contains("16 bytes, expected 12"));
+        assert!(external("missing.bin", 0, None).read_external(dir.path()).unwrap_err().contains("missing.bin"));
     }
 
     #[test]
