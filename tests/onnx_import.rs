@@ -74,6 +74,7 @@ fn check_python_model(name: &str, nhwc_input: bool, softmax_output: bool) -> Imp
         ours = softmax(&ours).unwrap();
     }
     let d = rel_diff(ours.data(), &expected.output);
+    eprintln!("{name}: max relative difference from onnxruntime {d:e}");
     assert!(d <= 1e-4, "{name}: convnet's outputs differ from onnxruntime's by {d:e}");
     imported
 }
@@ -115,6 +116,7 @@ fn round_trip(ck_path: &Path, seed: u64) -> Imported {
     ck.meta.normalization.apply(&pixels, x.data_mut());
     let ours = ck.network().unwrap().predict(&x).unwrap();
     let d = rel_diff(theirs.data(), ours.data());
+    eprintln!("{}: export -> import max relative difference {d:e}", ck_path.display());
     assert!(d <= 1e-6, "{}: the imported export's logits differ by {d:e}", ck_path.display());
     imported
 }
