@@ -199,6 +199,11 @@ fn what_convnet_cannot_express_is_refused_with_the_node_op_and_attribute() {
         n.inputs.push("h1".into());
     });
     assert!(e.contains("(Add)"), "{e}");
+    // A cycle: relu2 feeds fc1 again, which fed relu2.
+    let e = import_error(|m| {
+        node(m, "relu2").outputs = vec!["f".into()];
+    });
+    assert!(e.contains("cycle"), "{e}");
     let e = import_error(|m| m.graph.inputs[0].shape[2] = convnet::interop::onnx::proto::Dim::Param("H".into()));
     assert!(e.contains("image dimensions given as numbers"), "{e}");
 }
@@ -325,4 +330,55 @@ fn pytorch_exports_import_and_give_pytorchs_logits() {
         eprintln!("{}: max relative difference {d:e}", path.display());
         assert!(d <= 1e-4, "{}: convnet's logits differ from PyTorch's by {d:e}", path.display());
     }
+}
+
+/// A graph of `depth` residual blocks nested inside each other (each body: a Relu and the next
+/// block), then Flatten and Gemm.
+fn nested_blocks(depth: usize) -> Model {
+    use convnet::interop::onnx::proto::{Dim, Graph, Node, Tensor as OnnxTensor, ValueInfo, FLOAT};
+    fn block(value: &str, depth: usize, nodes: &mut Vec<Node>) -> String {
+        let relu = format!("{value}.r");
+        nodes.push(Node::new("Relu", &format!("relu{depth}"), &[value], &[&relu]));
+        if depth == 0 {
+            return relu;
+        }
+        let inner = block(&relu, depth - 1, nodes);
+        let out = format!("{value}.add");
+        nodes.push(Node::new("Add", &format!("add{depth}"), &[&inner, value], &[&out]));
+        out
+    }
+    let mut nodes = Vec::new();
+    let out = block("x", depth, &mut nodes);
+    nodes.push(Node::new("Flatten", "flatten", &[&out], &["f"]).with("axis", AttributeValue::Int(1)));
+    nodes.push(Node::new("Gemm", "fc", &["f", "w"], &["logits"]).with("transB", AttributeValue::Int(1)));
+    Model {
+        ir_version: 8,
+        opset_import: vec![(String::new(), 17)],
+        graph: Graph {
+            nodes,
+            initializers: vec![OnnxTensor::float("w", &[2, 4], vec![0.5; 8])],
+            inputs: vec![ValueInfo {
+                name: "x".into(),
+                elem_type: FLOAT,
+                shape: vec![Dim::Param("N".into()), Dim::Value(1), Dim::Value(2), Dim::Value(2)],
+            }],
+            outputs: vec![ValueInfo { name: "logits".into(), elem_type: FLOAT, shape: vec![] }],
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn nested_residual_blocks_import_up_to_a_depth_limit() {
+    let imported = import_onnx(&nested_blocks(10).encode(), Path::new("nested.onnx")).unwrap();
+    let mut depth = 0;
+    let mut layers = &imported.model.layers;
+    while let Some(convnet::model::spec::LayerConfig::Residual { layers: inner }) = layers.iter().find(|l| l.kind() == "residual") {
+        depth += 1;
+        layers = inner;
+    }
+    assert_eq!(depth, 10);
+    let e = import_onnx(&nested_blocks(65).encode(), Path::new("deep.onnx")).err().unwrap().to_string();
+    assert!(e.contains("nested more than 64 deep"), "{e}");
 }

@@ -176,7 +176,14 @@ struct GraphReader<'a> {
     notes: Vec<String>,
     /// Nodes folded into the one before them (an Add after a MatMul).
     folded: HashSet<usize>,
+    /// Nodes read so far: reading one twice means the graph has a cycle.
+    read: HashSet<usize>,
+    /// Residual blocks open around the node being read.
+    depth: usize,
 }
+
+/// Residual blocks nested deeper than this are refused (the reader recurses into each).
+const MAX_NESTING: usize = 64;
 
 fn attr<'n>(node: &'n Node, name: &str) -> Option<&'n AttributeValue> {
     node.attribute(name)
@@ -246,6 +253,8 @@ impl<'a> GraphReader<'a> {
             params: Vec::new(),
             notes: Vec::new(),
             folded: HashSet::new(),
+            read: HashSet::new(),
+            depth: 0,
         })
     }
 
@@ -424,6 +433,9 @@ impl<'a> GraphReader<'a> {
                     }
                 }
             };
+            if !self.read.insert(i) {
+                return Err(self.node_error(i, "is reached twice: the graph has a cycle"));
+            }
             let (out, next_shape) = self.layer(i, shape, prefix, &mut layers)?;
             value = out;
             shape = next_shape;
@@ -468,7 +480,13 @@ impl<'a> GraphReader<'a> {
         };
         let body_end =
             add_inputs.iter().find(|v| **v != short_value).cloned().ok_or_else(|| self.node_error(add, "adds a value to itself"))?;
-        let (body, body_shape) = self.chain(value.to_string(), body_end, Some(body_first), shape, prefix)?;
+        if self.depth == MAX_NESTING {
+            return Err(self.node_error(add, format!("ends a residual block nested more than {MAX_NESTING} deep")));
+        }
+        self.depth += 1;
+        let body = self.chain(value.to_string(), body_end, Some(body_first), shape, prefix);
+        self.depth -= 1;
+        let (body, body_shape) = body?;
         if let Some(s) = shortcut {
             let mut scratch = Vec::new();
             let short_shape = self.conv(s, shape, &format!("{prefix}shortcut.conv2d."), &mut scratch)?;
