@@ -182,8 +182,9 @@ impl Tensor {
         let describe = |err: std::io::Error| format!("tensor \"{name}\": {}: {err}", path.display());
         let mut file = std::fs::File::open(&path).map_err(describe)?;
         file.seek(SeekFrom::Start(e.offset)).map_err(describe)?;
-        let mut raw = vec![0u8; bytes.min(file.metadata().map_err(describe)?.len() as usize)];
-        file.read_exact(&mut raw).map_err(describe)?;
+        // At most `bytes` bytes, however long the file claims to be.
+        let mut raw = Vec::new();
+        file.take(bytes as u64).read_to_end(&mut raw).map_err(describe)?;
         if raw.len() != bytes {
             return Err(format!("tensor \"{name}\": {} holds fewer than the {bytes} bytes expected", path.display()));
         }
