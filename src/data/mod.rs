@@ -6,11 +6,14 @@
 //! - `image_folder`: torchvision-style `root/<class>/<image>` folders of PNG/JPEG
 //! - `normalize`: per-channel mean/std normalisation measured on the training set
 //! - `batches`: per-epoch shuffling that can be recomputed on resume, and batch tensors
+//! - `download`: fetching CIFAR-10, Fashion-MNIST and MNIST (`convnet download`): checksums,
+//!   resumed transfers, files that are whole or absent, safe unpacking
 
 pub mod augment;
 pub mod batches;
 pub mod cifar10;
 pub mod dataset;
+pub mod download;
 pub mod idx;
 pub mod image_folder;
 pub mod normalize;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::data::download::{official_source, shell_word};
 use crate::data::{load_cifar10_dir, load_idx_dir, load_image_folder, Dataset, FASHION_MNIST_CLASSES};
 use crate::error::{Error, Result};
 use crate::train::run::DatasetKind;
@@ -43,8 +44,31 @@ pub fn load_splits(cfg: &Config, over: Option<&Path>) -> Result<Splits> {
     Ok(Splits { train, val, test, class_names })
 }
 
-/// (train, test) of the kind the config names.
+/// (train, test) of the kind the config names. When files of CIFAR-10, Fashion-MNIST or MNIST
+/// are missing, the error says how to download them into `dir`.
 pub fn load_train_test(cfg: &Config, dir: &Path) -> Result<(Dataset, Dataset)> {
+    load_kind(cfg, dir).map_err(|e| with_download_hint(e, cfg.run.data.dataset, dir))
+}
+
+/// Adds "(download it with `convnet download <name> --dir <dir>`)" to a data error when the data
+/// set's files are not all in `dir` (and not to one about a file that is there but bad).
+fn with_download_hint(e: Error, kind: DatasetKind, dir: &Path) -> Error {
+    let name = match kind {
+        DatasetKind::Cifar10 => "cifar10",
+        DatasetKind::FashionMnist => "fashion-mnist",
+        DatasetKind::Mnist => "mnist",
+        DatasetKind::ImageFolder => return e,
+    };
+    let missing = official_source(name).is_some_and(|source| !source.missing_files(dir).is_empty());
+    match e {
+        Error::Data { path, detail } if missing && !dir.is_file() => {
+            Error::Data { path, detail: format!("{detail} (download it with `convnet download {name} --dir {}`)", shell_word(dir)) }
+        }
+        e => e,
+    }
+}
+
+fn load_kind(cfg: &Config, dir: &Path) -> Result<(Dataset, Dataset)> {
     match cfg.run.data.dataset {
         DatasetKind::Cifar10 => load_cifar10_dir(dir),
         DatasetKind::FashionMnist => load_idx_dir(dir, FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect()),

@@ -1,6 +1,7 @@
 //! The convnet command line: train, evaluate, predict and inspect convolutional networks.
 
 mod bench;
+mod download;
 mod eval;
 mod export;
 mod filter;
@@ -24,6 +25,7 @@ use std::process::ExitCode;
 Models are small TOML files (see configs/). Start with:\n  \
 convnet summary --config configs/cifar10-seed.toml   # layers, shapes, parameters, FLOPs\n  \
 convnet train                                        # Fashion-MNIST with configs/fashion-mnist.toml\n  \
+convnet download cifar10                             # into data/cifar10, for train --data data/cifar10\n  \
 convnet eval --model runs/fashion-mnist/best.safetensors\n  \
 convnet predict --model runs/fashion-mnist/best.safetensors shirt.png\n\n\
 See what the network does:\n  \
@@ -52,6 +54,7 @@ enum Command {
     Visualize(visualize::VisualizeArgs),
     Export(export::ExportArgs),
     Import(import::ImportArgs),
+    Download(download::DownloadArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Visualize(a) => success(visualize::run(a)),
         Command::Export(a) => success(export::run(a)),
         Command::Import(a) => success(import::run(a)),
+        Command::Download(a) => success(download::run(a)),
     };
     match result {
         Ok(code) => code,
