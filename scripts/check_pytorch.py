@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 def load_net(folder):
     spec = importlib.util.spec_from_file_location(f"convnet_export_{folder.name}", folder / "model.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     net = module.Net().eval()
     net.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
@@ -40,9 +41,10 @@ def main(root):
         with torch.no_grad():
             got = load_net(folder)(x)
         rel = float((got - expected).abs().max() / expected.abs().max().clamp(min=1e-6))
-        ok = rel <= 1e-4
+        classes_ok = sys.modules[f"convnet_export_{folder.name}"].CLASSES == record["classes"]
+        ok = rel <= 1e-4 and classes_ok
         failed += not ok
-        print(f"{folder.name}: torch {torch.__version__} vs convnet: max relative difference {rel:.2e} {'ok' if ok else 'FAIL'}")
+        print(f"{folder.name}: torch {torch.__version__} vs convnet: max relative difference {rel:.2e}, class names {'ok' if classes_ok else 'differ'}: {'ok' if ok else 'FAIL'}")
     return 1 if failed else 0
 
 

@@ -139,12 +139,15 @@ fn exports_import_back_to_the_same_logits() {
 #[test]
 fn the_imported_config_leaves_out_only_what_an_inference_graph_has_not() {
     let dir = tempfile::tempdir().unwrap();
-    let (name, input, layers) = common::INTEROP_NETWORKS[0];
-    let ck_path = common::random_checkpoint(dir.path(), &common::model_config(name, input, layers), 1);
-    let imported = round_trip(&ck_path, 2);
-    let original = Checkpoint::load(&ck_path).unwrap().config.model;
-    let without_dropout: Vec<_> = original.layers.iter().filter(|l| l.kind() != "dropout").cloned().collect();
-    assert_eq!(imported.model.layers, without_dropout);
+    for (i, (name, input, layers)) in common::INTEROP_NETWORKS.iter().enumerate() {
+        // A batch-norm momentum other than the default comes back too.
+        let layers = layers.replace("{ type = \"batch_norm\" }", "{ type = \"batch_norm\", momentum = 0.01 }");
+        let ck_path = common::random_checkpoint(dir.path(), &common::model_config(name, input, &layers), 1 + i as u64);
+        let imported = round_trip(&ck_path, 2);
+        let original = Checkpoint::load(&ck_path).unwrap().config.model;
+        let without_dropout: Vec<_> = original.layers.iter().filter(|l| l.kind() != "dropout").cloned().collect();
+        assert_eq!(imported.model.layers, without_dropout, "{name}");
+    }
 }
 
 /// The torch-style model with one node changed by `edit`; the import's error message.
@@ -204,8 +207,52 @@ fn what_convnet_cannot_express_is_refused_with_the_node_op_and_attribute() {
         node(m, "relu2").outputs = vec!["f".into()];
     });
     assert!(e.contains("cycle"), "{e}");
+    // A 1x1 convolution on a shortcut whose body keeps the shape: convnet would add x itself.
+    let e = import_error(|m| {
+        m.graph.initializers.push(convnet::interop::onnx::proto::Tensor::float("sc.w", &[5, 5, 1, 1], vec![0.1; 25]));
+        let sc = convnet::interop::onnx::proto::Node::new("Conv", "shortcut", &["a5", "sc.w"], &["scv"]);
+        m.graph.nodes.insert(10, sc);
+        node(m, "res_add").inputs = vec!["r3".into(), "scv".into()];
+    });
+    assert!(e.contains("node \"shortcut\" (Conv)") && e.contains("only where the body changes the shape"), "{e}");
+    let e = import_error(|m| node(m, "relu1").outputs.clear());
+    assert!(e.contains("node \"relu1\" (Relu) has no output"), "{e}");
+    let e = import_error(|m| m.graph.inputs[0].shape[2] = convnet::interop::onnx::proto::Dim::Value(1 << 40));
+    assert!(e.contains("larger than any image"), "{e}");
+    let e = import_error(|m| {
+        node(m, "conv1").attributes.retain(|a| a.name != "pads");
+        node(m, "conv1")
+            .attributes
+            .push(convnet::interop::onnx::proto::Attribute { name: "pads".into(), value: AttributeValue::Ints(vec![1, 1, 1, 1 << 40]) });
+    });
+    assert!(e.contains("attribute pads"), "{e}");
     let e = import_error(|m| m.graph.inputs[0].shape[2] = convnet::interop::onnx::proto::Dim::Param("H".into()));
     assert!(e.contains("image dimensions given as numbers"), "{e}");
+}
+
+/// The keras-style model with `edit` applied; the import's error message.
+fn keras_error(edit: impl FnOnce(&mut Model)) -> String {
+    let mut model = Model::decode(&std::fs::read(data("keras_style.onnx")).unwrap()).unwrap();
+    edit(&mut model);
+    match import_onnx(&model.encode(), Path::new("edited.onnx")) {
+        Ok(_) => panic!("the edited model imported"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_reshape_must_keep_the_batch_and_an_lrn_must_say_its_size() {
+    use convnet::interop::onnx::proto::TensorData;
+    for bad in [vec![-1, 3], vec![-1, -1], vec![2, 3], vec![0, 5, 1]] {
+        let e = keras_error(|m| {
+            let t = m.graph.initializers.iter_mut().find(|t| t.name == "shape").unwrap();
+            t.dims = vec![bad.len() as i64];
+            t.data = TensorData::Int64(bad.clone());
+        });
+        assert!(e.contains("node \"reshape\" (Reshape): only a reshape to [N, 6]"), "{bad:?}: {e}");
+    }
+    let e = keras_error(|m| node(m, "lrn").attributes.retain(|a| a.name != "size"));
+    assert!(e.contains("node \"lrn\" (LRN): attribute size is missing"), "{e}");
 }
 
 #[test]
@@ -277,6 +324,24 @@ fn export_then_import_then_eval_gives_the_same_accuracy_from_the_command_line() 
     // And the run kept the imported normalisation, not the data set's own.
     let norm = |p: &Path| Checkpoint::load(p).unwrap().meta.normalization;
     assert_eq!(norm(&imported), norm(&tuned.join("last.safetensors")));
+    // --overwrite would empty the folder the run starts from: refused, the checkpoint kept.
+    let start = tuned.join("last.safetensors");
+    let (code, _, err) = convnet(&[
+        "train",
+        "--config",
+        dir.path().join("imported.toml").to_str().unwrap(),
+        "--init-from",
+        start.to_str().unwrap(),
+        "--data",
+        data_dir.to_str().unwrap(),
+        "--overwrite",
+        "--out",
+        tuned.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("lies in the run folder that --overwrite would empty"), "{err}");
+    assert!(start.is_file());
 }
 
 #[test]
@@ -371,6 +436,13 @@ fn nested_blocks(depth: usize) -> Model {
 
 #[test]
 fn nested_residual_blocks_import_up_to_a_depth_limit() {
+    use convnet::interop::onnx::import::MAX_NESTING;
+    // The deepest accepted import makes a checkpoint that loads back.
+    let dir = tempfile::tempdir().unwrap();
+    let deepest = import_onnx(&nested_blocks(MAX_NESTING).encode(), Path::new("nested.onnx")).unwrap();
+    let ck = dir.path().join("deep.safetensors");
+    deepest.save(Path::new("nested.onnx"), &ck, None).unwrap();
+    Checkpoint::load(&ck).unwrap().network().unwrap();
     let imported = import_onnx(&nested_blocks(10).encode(), Path::new("nested.onnx")).unwrap();
     let mut depth = 0;
     let mut layers = &imported.model.layers;
@@ -379,6 +451,6 @@ fn nested_residual_blocks_import_up_to_a_depth_limit() {
         layers = inner;
     }
     assert_eq!(depth, 10);
-    let e = import_onnx(&nested_blocks(65).encode(), Path::new("deep.onnx")).err().unwrap().to_string();
-    assert!(e.contains("nested more than 64 deep"), "{e}");
+    let e = import_onnx(&nested_blocks(MAX_NESTING + 1).encode(), Path::new("deep.onnx")).err().unwrap().to_string();
+    assert!(e.contains("nested more than 32 deep"), "{e}");
 }

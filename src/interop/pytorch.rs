@@ -95,18 +95,18 @@ pub fn pytorch_export(ck: &Checkpoint) -> Result<PytorchExport> {
     let mut py = String::new();
     let _ = write!(
         py,
-        "{HEADER}\n\nclass Net(nn.Module):\n    \"\"\"{name}: input float32 [N, {c}, {h}, {w}], pixels in [0, 1]; output logits [N, {classes}].\n\n    Classes: {classes_list}\n    \"\"\"\n\n    \
+        "{HEADER}\n\n# The model's name and class names (JSON strings are Python string literals).\nNAME = {name}\nCLASSES = {classes_list}\n\n\nclass Net(nn.Module):\n    \"\"\"Input float32 [N, {c}, {h}, {w}], pixels in [0, 1]; output logits [N, {classes}] (see CLASSES).\"\"\"\n\n    \
          def __init__(self):\n        super().__init__()\n        \
          self.register_buffer(\"mean\", torch.tensor([{mean}]).view(1, -1, 1, 1), persistent=False)\n        \
          self.register_buffer(\"std\", torch.tensor([{std}]).view(1, -1, 1, 1), persistent=False)\n        \
          self.layers = nn.Sequential(\n{modules}        )\n\n    \
          def forward(self, x):\n        return self.layers((x - self.mean) / self.std)\n",
-        name = spec.name,
+        name = serde_json::to_string(&spec.name).map_err(|e| Error::invalid("export", e.to_string()))?,
         c = spec.input[2],
         h = spec.input[0],
         w = spec.input[1],
         classes = plan.output[0],
-        classes_list = ck.meta.class_names.join(", "),
+        classes_list = serde_json::to_string(&ck.meta.class_names).map_err(|e| Error::invalid("export", e.to_string()))?,
         mean = list(&norm.mean),
         std = list(&norm.std),
     );

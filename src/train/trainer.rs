@@ -173,6 +173,19 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     // The run folder comes first, so that an unwritable one (or one in use) is reported before
     // the data is read; on resume the checkpoint is read and checked before anything in it is
     // written.
+    if let Some(init) = opts.init_from.as_deref().filter(|_| opts.existing == ExistingRun::Overwrite) {
+        // --overwrite deletes the folder's checkpoints: not the one the run starts from.
+        let dir_of = |p: &Path| p.parent().and_then(|d| d.canonicalize().ok());
+        if dir_of(init).is_some_and(|d| opts.out_dir.canonicalize().is_ok_and(|out| out == d)) {
+            return Err(Error::Config {
+                file: cfg.model.name.clone(),
+                detail: format!(
+                    "--init-from {} lies in the run folder that --overwrite would empty: copy it elsewhere first",
+                    init.display()
+                ),
+            });
+        }
+    }
     let folder = RunFolder::open(&opts.out_dir, opts.existing, opts.verbose)?;
     let (mut state, mut progress) =
         if resuming { resume(cfg, &folder, opts.verbose)? } else { (start(cfg, opts.init_from.as_deref())?, None) };

@@ -275,7 +275,7 @@ layers = [
   { type = "conv2d", filters = 6, kernel = 3 },
   { type = "batch_norm" },
   { type = "relu" },
-  { type = "residual", layers = [{ type = "conv2d", filters = 6, kernel = 1 }] },
+  { type = "residual", layers = [{ type = "conv2d", filters = 6, kernel = 1, padding = "valid" }] },
 ]
 [[layers]]
 type = "residual"

@@ -253,7 +253,7 @@ impl<'a> GraphBuilder<'a> {
                     }
                     _ => self.node("Flatten", &name, &[&x], vec![("axis", A::Int(1))]),
                 },
-                PlannedOp::BatchNorm { eps, relu, .. } => {
+                PlannedOp::BatchNorm { eps, momentum, relu } => {
                     let inputs = ["gamma", "beta", "running_mean", "running_var"].map(|p| format!("{name}.{p}"));
                     for p in &inputs {
                         let t = self.param(p)?;
@@ -263,7 +263,8 @@ impl<'a> GraphBuilder<'a> {
                         "BatchNormalization",
                         &name,
                         &[&x, &inputs[0], &inputs[1], &inputs[2], &inputs[3]],
-                        vec![("epsilon", A::Float(*eps))],
+                        // ONNX's momentum weighs the running value: 1 - convnet's (PyTorch's).
+                        vec![("epsilon", A::Float(*eps)), ("momentum", A::Float(1.0 - momentum))],
                     );
                     if *relu {
                         self.node("Relu", &format!("{name}.relu"), &[&y], vec![])

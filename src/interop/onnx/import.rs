@@ -32,7 +32,7 @@ use super::export::{META_CLASS_NAMES, META_MODEL, META_RUN};
 use super::proto::{AttributeValue, Dim, Model, Node, Tensor as OnnxTensor, TensorData};
 use crate::data::normalize::Normalization;
 use crate::error::{Error, Result};
-use crate::model::spec::{LayerConfig, PaddingConfig, Pair};
+use crate::model::spec::{LayerConfig, PaddingConfig, Pair, MAX_PARAMS, MAX_SIDE, MAX_UNITS};
 use crate::model::{ModelSpec, Network};
 use crate::train::{save_checkpoint, CheckpointMeta, RunConfig};
 
@@ -54,7 +54,15 @@ pub fn import_onnx(bytes: &[u8], path: &Path) -> Result<Imported> {
     let mut model = Model::decode(bytes).map_err(|e| fail(format!("not a valid ONNX file: {e}")))?;
     // Weights kept beside the model (torch.onnx.export's default for the dynamo exporter).
     let dir = path.parent().unwrap_or(Path::new("."));
-    for t in &mut model.graph.initializers {
+    let used: HashSet<String> = model.graph.nodes.iter().flat_map(|n| n.inputs.iter().cloned()).collect();
+    let mut external_bytes = 0u64;
+    for t in model.graph.initializers.iter_mut().filter(|t| used.contains(&t.name)) {
+        if let TensorData::External(e) = &t.data {
+            external_bytes = external_bytes.saturating_add(t.dims.iter().fold(8u64, |acc, &d| acc.saturating_mul(d.max(0) as u64)));
+            if external_bytes > MAX_PARAMS * 8 {
+                return Err(fail(format!("the tensors kept in {} and beside it are larger than any model convnet builds", e.location)));
+            }
+        }
         t.read_external(dir).map_err(fail)?;
     }
     let mut reader = GraphReader::new(&model, path)?;
@@ -117,6 +125,12 @@ impl Imported {
                 ));
             }
             p.value.data_mut().copy_from_slice(data);
+        }
+        if let Some(name) = by_name.keys().next() {
+            return Err(Error::data(
+                path,
+                format!("the graph gives values for {name}, which the model has not (a convnet bug: please report)"),
+            ));
         }
         Ok(net)
     }
@@ -182,8 +196,14 @@ struct GraphReader<'a> {
     depth: usize,
 }
 
-/// Residual blocks nested deeper than this are refused (the reader recurses into each).
-const MAX_NESTING: usize = 64;
+/// Residual blocks nested deeper than this are refused: the reader recurses into each, and a
+/// checkpoint's JSON metadata nests two levels per block (serde_json reads 128 at most).
+pub const MAX_NESTING: usize = 32;
+/// Graphs of more nodes than this are refused (a ResNet-152 has about 500): finding where a
+/// residual block's branches meet walks the nodes after it.
+pub const MAX_NODES: usize = 10_000;
+/// Kernel sizes, strides and pads above this are refused (convnet's largest image side).
+const MAX_WINDOW: i64 = MAX_SIDE as i64;
 
 fn attr<'n>(node: &'n Node, name: &str) -> Option<&'n AttributeValue> {
     node.attribute(name)
@@ -193,6 +213,12 @@ impl<'a> GraphReader<'a> {
     fn new(model: &'a Model, path: &'a Path) -> Result<GraphReader<'a>> {
         let g = &model.graph;
         let fail = |detail: String| Error::data(path, detail);
+        if g.nodes.len() > MAX_NODES {
+            return Err(fail(format!("the graph has {} nodes, more than the {MAX_NODES} convnet reads", g.nodes.len())));
+        }
+        if let Some(n) = g.nodes.iter().find(|n| n.outputs.first().is_none_or(|o| o.is_empty())) {
+            return Err(fail(format!("node \"{}\" ({}) has no output", n.name, n.op_type)));
+        }
         let mut constants: HashMap<&str, &OnnxTensor> = g.initializers.iter().map(|t| (t.name.as_str(), t)).collect();
         for n in &g.nodes {
             if n.op_type == "Constant" {
@@ -217,7 +243,14 @@ impl<'a> GraphReader<'a> {
         let dims: Vec<Option<usize>> =
             input.shape.iter().map(|d| if let Dim::Value(v) = d { usize::try_from(*v).ok().filter(|&v| v > 0) } else { None }).collect();
         let declared = match dims[..] {
-            [_, Some(a), Some(b), Some(c)] => [a, b, c],
+            // Bounded here, before anything is sized by them; the model's own limits follow.
+            [_, Some(a), Some(b), Some(c)] if a.max(b).max(c) <= MAX_UNITS => [a, b, c],
+            [_, Some(_), Some(_), Some(_)] => {
+                return Err(fail(format!(
+                    "input \"{}\" has shape {:?}: larger than any image convnet takes (each dimension at most {MAX_UNITS})",
+                    input.name, input.shape
+                )))
+            }
             _ => {
                 return Err(fail(format!(
                     "input \"{}\" has shape {:?}; convnet needs [N, C, H, W] (or NHWC) with the image dimensions given as numbers",
@@ -290,6 +323,7 @@ impl<'a> GraphReader<'a> {
     fn floats(&self, i: usize, input: usize) -> Result<(Vec<usize>, &'a [f32])> {
         let t = self.constant(i, input)?;
         match &t.data {
+            TensorData::Float(v) if v.is_empty() => Err(self.node_error(i, format!("constant \"{}\" is empty", t.name))),
             TensorData::Float(v) => Ok((t.dims.iter().map(|&d| d as usize).collect(), v)),
             _ => Err(self.node_error(i, format!("constant \"{}\" must be float32", t.name))),
         }
@@ -496,6 +530,12 @@ impl<'a> GraphReader<'a> {
                 (Shape::Image { h, w, .. }, Shape::Image { h: oh, w: ow, .. }) => Some(pair(h.div_ceil(oh.max(1)), w.div_ceil(ow.max(1)))),
                 _ => None,
             };
+            if body_shape == shape {
+                return Err(self.node_error(
+                    s,
+                    "a 1x1 convolution on a residual block's shortcut is supported only where the body changes the shape (convnet adds the input itself otherwise)",
+                ));
+            }
             if *kernel != Pair::Both(1)
                 || *padding != PaddingConfig::Named("valid".into())
                 || Some(*stride) != expected_stride
@@ -595,6 +635,9 @@ impl<'a> GraphReader<'a> {
             "LRN" => {
                 self.only_known(i, &["size", "alpha", "beta", "bias"])?;
                 image("LRN")?;
+                if attr(node, "size").is_none() {
+                    return Err(self.node_error(i, "attribute size is missing"));
+                }
                 let size = self.int(i, "size", 0)?;
                 if size < 1 || size % 2 == 0 {
                     return Err(self.node_error(i, format!("attribute size {size} must be odd (convnet's window is symmetric)")));
@@ -629,7 +672,9 @@ impl<'a> GraphReader<'a> {
                     }
                     self.param(format!("{name}{p}"), vec![channels], data.to_vec());
                 }
-                let momentum = 1.0 - self.float(i, "momentum", 0.9)?;
+                // ONNX weighs the running value by momentum, convnet (like PyTorch) the batch's;
+                // read to 6 decimals, so that 0.1 written as 0.9 in f32 comes back as 0.1.
+                let momentum = ((1.0 - f64::from(self.float(i, "momentum", 0.9)?)) * 1e6).round() as f32 / 1e6;
                 let eps = self.float(i, "epsilon", 1e-5)?;
                 layers.push(LayerConfig::BatchNorm { momentum, eps });
                 shape
@@ -651,10 +696,21 @@ impl<'a> GraphReader<'a> {
                     return Err(self.node_error(i, "attribute axis must be 1 (keep the batch axis)"));
                 }
                 if node.op_type == "Reshape" {
+                    // [N, features], the batch as 0 (kept), -1 or a number, the features as -1
+                    // or their number.
+                    let features = match shape {
+                        Shape::Image { pooled: true, c, .. } => c,
+                        Shape::Image { h, w, c, .. } => h * w * c,
+                        Shape::Flat { n, .. } => n,
+                    } as i64;
                     let t = self.constant(i, 1)?;
-                    let ok = matches!(&t.data, TensorData::Int64(v) if v.len() == 2 && (v[0] == 0 || v[0] == -1 || v[1] == -1 || v[0] > 0));
-                    if !ok {
-                        return Err(self.node_error(i, "only a reshape to [N, features] is supported"));
+                    let ok = matches!(&t.data, TensorData::Int64(v) if v.len() == 2
+                        && (v[1] == features || (v[1] == -1 && v[0] != -1))
+                        && (v[0] == 0 || v[0] == -1 || v[0] > 0));
+                    // allowzero = 1 makes a 0 mean zero, not "keep": only a shape with a 0 minds.
+                    let zero = matches!(&t.data, TensorData::Int64(v) if v.contains(&0));
+                    if !ok || (zero && self.int(i, "allowzero", 0)? != 0) {
+                        return Err(self.node_error(i, format!("only a reshape to [N, {features}] is supported")));
                     }
                 }
                 match shape {
@@ -725,8 +781,8 @@ impl<'a> GraphReader<'a> {
             "NOTSET" => match self.ints(i, "pads")? {
                 None => [0; 4],
                 Some(p) => match p[..] {
-                    [t, l, b, r] if p.iter().all(|&v| v >= 0) => [t as usize, l as usize, b as usize, r as usize],
-                    _ => return Err(self.node_error(i, format!("attribute pads {p:?} must be 4 numbers >= 0"))),
+                    [t, l, b, r] if p.iter().all(|&v| (0..=MAX_WINDOW).contains(&v)) => [t as usize, l as usize, b as usize, r as usize],
+                    _ => return Err(self.node_error(i, format!("attribute pads {p:?} must be 4 numbers from 0 to {MAX_WINDOW}"))),
                 },
             },
             "VALID" => [0; 4],
@@ -868,9 +924,10 @@ impl<'a> GraphReader<'a> {
     }
 }
 
+/// Two kernel sizes or strides, each from 1 to MAX_WINDOW.
 fn two(v: &[i64]) -> Option<(usize, usize)> {
     match v[..] {
-        [a, b] if a > 0 && b > 0 => Some((a as usize, b as usize)),
+        [a, b] if (1..=MAX_WINDOW).contains(&a) && (1..=MAX_WINDOW).contains(&b) => Some((a as usize, b as usize)),
         _ => None,
     }
 }
@@ -892,7 +949,9 @@ fn same_pads(h: usize, w: usize, kh: usize, kw: usize, sh: usize, sw: usize) -> 
 
 /// out = floor((in + before + after - k) / s) + 1 on both axes, None when k is larger.
 fn window_out(h: usize, w: usize, kh: usize, kw: usize, sh: usize, sw: usize, pads: &[usize; 4]) -> Option<(usize, usize)> {
-    let axis = |i: usize, k: usize, s: usize, before: usize, after: usize| (i + before + after).checked_sub(k).map(|v| v / s + 1);
+    let axis = |i: usize, k: usize, s: usize, before: usize, after: usize| {
+        i.checked_add(before)?.checked_add(after)?.checked_sub(k).map(|v| v / s + 1)
+    };
     Some((axis(h, kh, sh, pads[0], pads[2])?, axis(w, kw, sw, pads[1], pads[3])?))
 }
 
