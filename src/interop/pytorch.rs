@@ -26,7 +26,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::onnx::export::{chw_to_hwc_order, dense_out_in, hwio_to_oihw};
+use super::layout::{chw_to_hwc_order, dense_out_in, hwio_to_oihw};
 use crate::error::{Error, Result};
 use crate::fs::write_atomically;
 use crate::model::plan::{LayerPlan, PlannedOp};

@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 
+use super::super::layout::{chw_to_hwc_order, dense_out_in, hwio_to_oihw};
 use super::proto::{AttributeValue as A, Dim, Graph, Model, Node, Tensor as OnnxTensor, ValueInfo, FLOAT};
 use crate::error::{Error, Result};
 use crate::model::plan::{LayerPlan, PlannedOp};
@@ -114,51 +115,6 @@ pub fn onnx_pads(label: &str, input: &[usize], window: &Window) -> Result<Vec<i6
         _ => (after(g.oh, g.sh, g.kh, g.ih, g.pad_top), after(g.ow, g.sw, g.kw, g.iw, g.pad_left)),
     };
     Ok([g.pad_top, g.pad_left, bottom, right].iter().map(|&p| p as i64).collect())
-}
-
-/// convnet's HWIO conv weights [kh, kw, cin, cout] as ONNX's OIHW.
-pub fn hwio_to_oihw(w: &Tensor) -> Vec<f32> {
-    let [kh, kw, ci, co] = w.shape()[..] else { panic!("conv weights are 4-D, got {:?}", w.shape()) };
-    let d = w.data();
-    let mut out = vec![0.0; d.len()];
-    for o in 0..co {
-        for i in 0..ci {
-            for y in 0..kh {
-                for x in 0..kw {
-                    out[((o * ci + i) * kh + y) * kw + x] = d[((y * kw + x) * ci + i) * co + o];
-                }
-            }
-        }
-    }
-    out
-}
-
-/// convnet's dense weights [in, out] as [out, in], the inputs taken in the order `order` gives:
-/// row `order[k]` of convnet's matrix becomes column k.
-pub fn dense_out_in(w: &Tensor, order: &[usize]) -> Vec<f32> {
-    let [fin, fout] = w.shape()[..] else { panic!("dense weights are 2-D, got {:?}", w.shape()) };
-    debug_assert_eq!(order.len(), fin);
-    let d = w.data();
-    let mut out = vec![0.0; d.len()];
-    for o in 0..fout {
-        for (k, &row) in order.iter().enumerate() {
-            out[o * fin + k] = d[row * fout + o];
-        }
-    }
-    out
-}
-
-/// For each position of a (c, h, w) flattening, the (h, w, c) position holding the same value.
-pub fn chw_to_hwc_order(h: usize, w: usize, c: usize) -> Vec<usize> {
-    let mut order = Vec::with_capacity(h * w * c);
-    for k in 0..c {
-        for i in 0..h {
-            for j in 0..w {
-                order.push((i * w + j) * c + k);
-            }
-        }
-    }
-    order
 }
 
 struct GraphBuilder<'a> {
@@ -341,27 +297,5 @@ mod tests {
         assert_eq!(onnx_pads("t", &[8, 8, 1], &w).unwrap(), [1, 3, 2, 0]);
         let w = Window::new(3, 3, 2, 2, Padding::Valid);
         assert_eq!(onnx_pads("t", &[8, 8, 1], &w).unwrap(), [0, 0, 0, 0]);
-    }
-
-    #[test]
-    fn weights_change_layout_as_the_formulas_say() {
-        // w[y][x][i][o] = 1000y + 100x + 10i + o.
-        let (kh, kw, ci, co) = (2, 3, 2, 4);
-        let data = (0..kh * kw * ci * co)
-            .map(|n| {
-                let (o, i, x, y) = (n % co, n / co % ci, n / (co * ci) % kw, n / (co * ci * kw));
-                (1000 * y + 100 * x + 10 * i + o) as f32
-            })
-            .collect();
-        let w = Tensor::from_vec(&[kh, kw, ci, co], data).unwrap();
-        let oihw = hwio_to_oihw(&w);
-        // out[o][i][y][x]
-        assert_eq!(oihw[((3 * ci + 1) * kh + 1) * kw + 2], 1213.0);
-        assert_eq!(oihw[0], 0.0);
-        // Dense [3, 2]: rows r, columns o, value 10r + o; order takes row 2 first.
-        let w = Tensor::from_vec(&[3, 2], vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0]).unwrap();
-        assert_eq!(dense_out_in(&w, &[2, 0, 1]), [20.0, 0.0, 10.0, 21.0, 1.0, 11.0]);
-        // h 1, w 2, c 3: NCHW position (k, 0, j) holds NHWC (0, j, k) = j*3 + k.
-        assert_eq!(chw_to_hwc_order(1, 2, 3), [0, 3, 1, 4, 2, 5]);
     }
 }

@@ -28,6 +28,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use super::super::layout::{chw_to_hwc_order, oihw_to_hwio};
 use super::export::{META_CLASS_NAMES, META_MODEL, META_RUN};
 use super::proto::{AttributeValue, Dim, Model, Node, Tensor as OnnxTensor, TensorData};
 use crate::data::normalize::Normalization;
@@ -830,16 +831,7 @@ impl<'a> GraphReader<'a> {
         let (padding, pads) = self.padding(i, h, w, kh, kw, sh, sw)?;
         let (oh, ow) =
             window_out(h, w, kh, kw, sh, sw, &pads).ok_or_else(|| self.node_error(i, "the kernel is larger than the padded input"))?;
-        let mut hwio = vec![0.0; data.len()];
-        for o in 0..co {
-            for k in 0..ci {
-                for y in 0..kh {
-                    for x in 0..kw {
-                        hwio[((y * kw + x) * ci + k) * co + o] = data[((o * ci + k) * kh + y) * kw + x];
-                    }
-                }
-            }
-        }
+        let hwio = oihw_to_hwio(data, [co, ci, kh, kw]);
         let bias = match self.nodes[i].inputs.get(2).filter(|s| !s.is_empty()) {
             Some(_) => {
                 let (_, b) = self.floats(i, 2)?;
@@ -886,7 +878,7 @@ impl<'a> GraphReader<'a> {
         let onnx_at = |kk: usize, o: usize| if trans_b { data[o * k + kk] } else { data[kk * fout + o] };
         let mut w = vec![0.0; k * fout];
         let order: Vec<usize> = match chw_from {
-            Some((h, wd, c)) => super::export::chw_to_hwc_order(h, wd, c),
+            Some((h, wd, c)) => chw_to_hwc_order(h, wd, c),
             None => (0..k).collect(),
         };
         for (kk, &row) in order.iter().enumerate() {

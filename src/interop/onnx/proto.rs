@@ -367,6 +367,20 @@ fn for_fields<'a>(mut r: Reader<'a>, mut each: impl FnMut(super::super::protobuf
     Ok(())
 }
 
+/// A StringStringEntryProto (key 1, value 2): metadata_props, external_data.
+fn string_pair(f: super::super::protobuf::Field) -> DecodeResult<(String, String)> {
+    let (mut key, mut value) = (String::new(), String::new());
+    for_fields(f.message()?, |g| {
+        match g.number {
+            1 => key = g.string()?,
+            2 => value = g.string()?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok((key, value))
+}
+
 impl Model {
     /// Parses a whole .onnx file.
     pub fn decode(bytes: &[u8]) -> DecodeResult<Model> {
@@ -391,18 +405,7 @@ impl Model {
                     })?;
                     m.opset_import.push((domain, version));
                 }
-                14 => {
-                    let (mut key, mut value) = (String::new(), String::new());
-                    for_fields(f.message()?, |g| {
-                        match g.number {
-                            1 => key = g.string()?,
-                            2 => value = g.string()?,
-                            _ => {}
-                        }
-                        Ok(())
-                    })?;
-                    m.metadata_props.push((key, value));
-                }
+                14 => m.metadata_props.push(string_pair(f)?),
                 _ => {}
             }
             Ok(())
@@ -529,18 +532,7 @@ impl Tensor {
                         _ => return Err(DecodeError { offset: f.offset, detail: "bad double_data".into() }),
                     }
                 }
-                13 => {
-                    let (mut key, mut value) = (String::new(), String::new());
-                    for_fields(f.message()?, |g| {
-                        match g.number {
-                            1 => key = g.string()?,
-                            2 => value = g.string()?,
-                            _ => {}
-                        }
-                        Ok(())
-                    })?;
-                    external_data.push((key, value));
-                }
+                13 => external_data.push(string_pair(f)?),
                 14 => external = f.int32()? == 1,
                 _ => {}
             }
