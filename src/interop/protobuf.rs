@@ -36,8 +36,6 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-pub type DecodeResult<T> = std::result::Result<T, DecodeError>;
-
 const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
 const LENGTH_DELIMITED: u32 = 2;
@@ -145,7 +143,7 @@ impl<'a> Reader<'a> {
         DecodeError { offset: self.base + self.pos, detail: detail.into() }
     }
 
-    fn read_varint(&mut self) -> DecodeResult<u64> {
+    fn read_varint(&mut self) -> std::result::Result<u64, DecodeError> {
         let mut v = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -164,7 +162,7 @@ impl<'a> Reader<'a> {
         Err(self.error("a varint longer than 10 bytes"))
     }
 
-    fn take(&mut self, n: usize, what: &str) -> DecodeResult<&'a [u8]> {
+    fn take(&mut self, n: usize, what: &str) -> std::result::Result<&'a [u8], DecodeError> {
         let left = self.buf.len() - self.pos;
         if n > left {
             return Err(self.error(format!("{what} of {n} bytes, but only {left} are left")));
@@ -175,7 +173,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field, or None at the end of the message.
-    pub fn next_field(&mut self) -> DecodeResult<Option<Field<'a>>> {
+    pub fn next_field(&mut self) -> std::result::Result<Option<Field<'a>>, DecodeError> {
         if self.pos == self.buf.len() {
             return Ok(None);
         }
@@ -209,7 +207,7 @@ impl<'a> Field<'a> {
         self.error(format!("field {} holds {}, expected {expected}", self.number, self.value.kind()))
     }
 
-    pub fn int64(&self) -> DecodeResult<i64> {
+    pub fn int64(&self) -> std::result::Result<i64, DecodeError> {
         match self.value {
             Value::Varint(v) => Ok(v as i64),
             _ => Err(self.mismatch("a varint")),
@@ -217,32 +215,32 @@ impl<'a> Field<'a> {
     }
 
     /// An int32 or enum field (written as a sign-extended varint).
-    pub fn int32(&self) -> DecodeResult<i32> {
+    pub fn int32(&self) -> std::result::Result<i32, DecodeError> {
         let v = self.int64()?;
         i32::try_from(v).map_err(|_| self.error(format!("field {} holds {v}, which does not fit an int32", self.number)))
     }
 
-    pub fn float(&self) -> DecodeResult<f32> {
+    pub fn float(&self) -> std::result::Result<f32, DecodeError> {
         match self.value {
             Value::Fixed32(v) => Ok(f32::from_bits(v)),
             _ => Err(self.mismatch("a float")),
         }
     }
 
-    pub fn bytes(&self) -> DecodeResult<&'a [u8]> {
+    pub fn bytes(&self) -> std::result::Result<&'a [u8], DecodeError> {
         match self.value {
             Value::Bytes(b) => Ok(b),
             _ => Err(self.mismatch("bytes")),
         }
     }
 
-    pub fn string(&self) -> DecodeResult<String> {
+    pub fn string(&self) -> std::result::Result<String, DecodeError> {
         let b = self.bytes()?;
         String::from_utf8(b.to_vec()).map_err(|_| self.error(format!("field {} is not valid UTF-8", self.number)))
     }
 
     /// A nested message's reader; its errors give offsets in the outer buffer.
-    pub fn message(&self) -> DecodeResult<Reader<'a>> {
+    pub fn message(&self) -> std::result::Result<Reader<'a>, DecodeError> {
         Ok(Reader { buf: self.bytes()?, pos: 0, base: self.offset + self.length_prefix() })
     }
 
@@ -263,7 +261,7 @@ impl<'a> Field<'a> {
     }
 
     /// A repeated int64 field, one element (unpacked) or a packed run, appended to `out`.
-    pub fn push_int64s(&self, out: &mut Vec<i64>) -> DecodeResult<()> {
+    pub fn push_int64s(&self, out: &mut Vec<i64>) -> std::result::Result<(), DecodeError> {
         match self.value {
             Value::Varint(v) => out.push(v as i64),
             Value::Bytes(_) => {
@@ -278,7 +276,7 @@ impl<'a> Field<'a> {
     }
 
     /// A repeated float field, one element (unpacked) or a packed run, appended to `out`.
-    pub fn push_floats(&self, out: &mut Vec<f32>) -> DecodeResult<()> {
+    pub fn push_floats(&self, out: &mut Vec<f32>) -> std::result::Result<(), DecodeError> {
         match self.value {
             Value::Fixed32(v) => out.push(f32::from_bits(v)),
             Value::Bytes(b) => {

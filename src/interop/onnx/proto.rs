@@ -23,7 +23,7 @@
 //! Data types (TensorProto.DataType): FLOAT 1, INT32 6, INT64 7, DOUBLE 11. Attribute types:
 //! FLOAT 1, INT 2, STRING 3, TENSOR 4, GRAPH 5, FLOATS 6, INTS 7, STRINGS 8.
 
-use super::super::protobuf::{DecodeError, DecodeResult, Reader, Writer};
+use super::super::protobuf::{DecodeError, Reader, Writer};
 
 pub const FLOAT: i32 = 1;
 pub const INT32: i32 = 6;
@@ -360,7 +360,10 @@ impl ValueInfo {
 // ---- reading ----
 
 /// Calls `each` on every field of the message `r`.
-fn for_fields<'a>(mut r: Reader<'a>, mut each: impl FnMut(super::super::protobuf::Field<'a>) -> DecodeResult<()>) -> DecodeResult<()> {
+fn for_fields<'a>(
+    mut r: Reader<'a>,
+    mut each: impl FnMut(super::super::protobuf::Field<'a>) -> std::result::Result<(), DecodeError>,
+) -> std::result::Result<(), DecodeError> {
     while let Some(f) = r.next_field()? {
         each(f)?;
     }
@@ -368,7 +371,7 @@ fn for_fields<'a>(mut r: Reader<'a>, mut each: impl FnMut(super::super::protobuf
 }
 
 /// A StringStringEntryProto (key 1, value 2): metadata_props, external_data.
-fn string_pair(f: super::super::protobuf::Field) -> DecodeResult<(String, String)> {
+fn string_pair(f: super::super::protobuf::Field) -> std::result::Result<(String, String), DecodeError> {
     let (mut key, mut value) = (String::new(), String::new());
     for_fields(f.message()?, |g| {
         match g.number {
@@ -383,7 +386,7 @@ fn string_pair(f: super::super::protobuf::Field) -> DecodeResult<(String, String
 
 impl Model {
     /// Parses a whole .onnx file.
-    pub fn decode(bytes: &[u8]) -> DecodeResult<Model> {
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Model, DecodeError> {
         let mut m = Model::default();
         let mut graph = None;
         for_fields(Reader::new(bytes), |f| {
@@ -416,7 +419,7 @@ impl Model {
 }
 
 impl Graph {
-    fn decode(r: Reader) -> DecodeResult<Graph> {
+    fn decode(r: Reader) -> std::result::Result<Graph, DecodeError> {
         let mut g = Graph::default();
         for_fields(r, |f| {
             match f.number {
@@ -434,7 +437,7 @@ impl Graph {
 }
 
 impl Node {
-    fn decode(r: Reader) -> DecodeResult<Node> {
+    fn decode(r: Reader) -> std::result::Result<Node, DecodeError> {
         let mut n = Node::default();
         for_fields(r, |f| {
             match f.number {
@@ -453,7 +456,7 @@ impl Node {
 }
 
 impl Attribute {
-    fn decode(r: Reader) -> DecodeResult<Attribute> {
+    fn decode(r: Reader) -> std::result::Result<Attribute, DecodeError> {
         let mut name = String::new();
         let mut kind = None;
         let (mut f32v, mut i64v, mut bytes, mut tensor) = (None, None, None, None);
@@ -502,7 +505,7 @@ impl Attribute {
 }
 
 impl Tensor {
-    fn decode(r: Reader, offset: usize) -> DecodeResult<Tensor> {
+    fn decode(r: Reader, offset: usize) -> std::result::Result<Tensor, DecodeError> {
         let error = |detail: String| DecodeError { offset, detail };
         let mut name = String::new();
         let mut dims = Vec::new();
@@ -540,7 +543,7 @@ impl Tensor {
         })?;
         if external {
             let get = |k: &str| external_data.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-            let number = |k: &str| -> DecodeResult<Option<u64>> {
+            let number = |k: &str| -> std::result::Result<Option<u64>, DecodeError> {
                 get(k)
                     .map(|v| v.parse::<u64>().map_err(|_| error(format!("tensor \"{name}\": external data {k} \"{v}\" is not a number"))))
                     .transpose()
@@ -600,7 +603,7 @@ impl Tensor {
 }
 
 impl ValueInfo {
-    fn decode(r: Reader) -> DecodeResult<ValueInfo> {
+    fn decode(r: Reader) -> std::result::Result<ValueInfo, DecodeError> {
         let mut v = ValueInfo::default();
         for_fields(r, |f| {
             match f.number {
