@@ -454,3 +454,14 @@ fn nested_residual_blocks_import_up_to_a_depth_limit() {
     let e = import_onnx(&nested_blocks(MAX_NESTING + 1).encode(), Path::new("deep.onnx")).err().unwrap().to_string();
     assert!(e.contains("nested more than 32 deep"), "{e}");
 }
+
+#[test]
+fn a_graph_of_more_nodes_than_the_limit_is_refused_before_it_is_read() {
+    use convnet::interop::onnx::import::MAX_NODES;
+    use convnet::interop::onnx::proto::Node;
+    let mut model = nested_blocks(0);
+    let relus = (0..MAX_NODES).map(|i| Node::new("Relu", &format!("extra{i}"), &[&format!("e{i}")], &[&format!("e{}", i + 1)]));
+    model.graph.nodes.extend(relus);
+    let e = import_onnx(&model.encode(), Path::new("big.onnx")).err().unwrap().to_string();
+    assert!(e.contains(&format!("has {} nodes, more than the {MAX_NODES}", MAX_NODES + 3)), "{e}");
+}
