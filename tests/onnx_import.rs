@@ -465,3 +465,26 @@ fn a_graph_of_more_nodes_than_the_limit_is_refused_before_it_is_read() {
     let e = import_onnx(&model.encode(), Path::new("big.onnx")).err().unwrap().to_string();
     assert!(e.contains(&format!("has {} nodes, more than the {MAX_NODES}", MAX_NODES + 3)), "{e}");
 }
+
+#[test]
+fn external_data_is_bounded_by_the_largest_model_before_it_is_read() {
+    use convnet::interop::onnx::proto::{External, TensorData};
+    // The torch-style model with its first conv's weights declared external, with `elements`
+    // values, in a file beside it that holds 4 bytes.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("w.bin"), [0u8; 4]).unwrap();
+    let error = |elements: i64| {
+        let mut model = Model::decode(&std::fs::read(data("torch_style.onnx")).unwrap()).unwrap();
+        let t = model.graph.initializers.iter_mut().find(|t| t.name == "c1.w").unwrap();
+        t.dims = vec![elements];
+        t.data = TensorData::External(External { data_type: 1, location: "w.bin".into(), offset: 0, length: None });
+        let path = dir.path().join("model.onnx");
+        import_onnx(&model.encode(), &path).err().unwrap().to_string()
+    };
+    // 2^27 floats (at most 2^30 bytes) may be a model's: the file is read, and is too short.
+    let e = error(1 << 27);
+    assert!(e.contains("holds fewer than the 536870912 bytes"), "{e}");
+    // 2^29 values (up to 2^32 bytes) are more than any model convnet builds: refused unread.
+    let e = error(1 << 29);
+    assert!(e.contains("larger than any model convnet builds"), "{e}");
+}

@@ -65,6 +65,14 @@ fn the_state_dict_has_pytorchs_keys_shapes_and_layouts() {
     assert!(py.contains("Conv2dTF(2, 6, (3, 3), (1, 1), \"same\"),  # layer 0 (conv2d)"), "{py}");
     assert!(py.contains("nn.BatchNorm2d(6, eps=1e-5, momentum=0.1),  # layer 1 (batch_norm + relu)\n            nn.ReLU(),"), "{py}");
     assert!(py.contains("Residual("), "{py}");
+    // One top-level module per config index, in order (the folded relu keeps its own index).
+    let top: Vec<&str> = py
+        .lines()
+        .filter(|l| l.starts_with("            ") && !l.starts_with("             ") && !l.trim_start().starts_with(')'))
+        .map(|l| l.trim())
+        .collect();
+    let kinds: Vec<&str> = top.iter().map(|l| l.split(['(', ',']).next().unwrap()).collect();
+    assert_eq!(kinds, ["Conv2dTF", "nn.BatchNorm2d", "nn.ReLU", "Residual", "Residual", "GlobalAvgPool", "nn.Linear"], "{py}");
 }
 
 #[test]
