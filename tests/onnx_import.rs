@@ -488,3 +488,55 @@ fn external_data_is_bounded_by_the_largest_model_before_it_is_read() {
     let e = error(1 << 29);
     assert!(e.contains("larger than any model convnet builds"), "{e}");
 }
+
+#[test]
+fn residual_blocks_one_after_another_are_not_nested() {
+    use convnet::interop::onnx::import::MAX_NESTING;
+    use convnet::interop::onnx::proto::Node;
+    // MAX_NESTING + 1 identity blocks in a row (Relu, Add), then the usual head.
+    let mut model = nested_blocks(0);
+    let head = model.graph.nodes.split_off(1);
+    let mut value = model.graph.nodes[0].outputs[0].clone();
+    for i in 0..=MAX_NESTING {
+        let (r, a) = (format!("b{i}.r"), format!("b{i}.add"));
+        model.graph.nodes.push(Node::new("Relu", &format!("b{i}.relu"), &[&value], &[&r]));
+        model.graph.nodes.push(Node::new("Add", &format!("b{i}.add"), &[&r, &value], &[&a]));
+        value = a;
+    }
+    model.graph.nodes.extend(head);
+    model.graph.nodes.iter_mut().find(|n| n.name == "flatten").unwrap().inputs = vec![value];
+    let imported = import_onnx(&model.encode(), Path::new("row.onnx")).unwrap();
+    assert_eq!(imported.model.layers.iter().filter(|l| l.kind() == "residual").count(), MAX_NESTING + 1);
+}
+
+#[test]
+fn squeeze_only_flattens_a_pooled_map_and_reduce_mean_reads_its_axes_either_way() {
+    // Squeeze on an image larger than 1x1 is not a flatten.
+    let e = import_error(|m| node(m, "flatten").op_type = "Squeeze".into());
+    assert!(e.contains("node \"flatten\" (Squeeze): squeezes an image larger than 1x1"), "{e}");
+    // The keras-style model's GlobalAveragePool as ReduceMean over [2, 3], the axes as an
+    // attribute (before opset 18) or as a constant input (since): the same outputs.
+    let path = data("keras_style.onnx");
+    let reference = import_onnx(&std::fs::read(&path).unwrap(), &path).unwrap();
+    for as_input in [false, true] {
+        let mut model = Model::decode(&std::fs::read(&path).unwrap()).unwrap();
+        let gap = node(&mut model, "gap");
+        gap.op_type = "ReduceMean".into();
+        if as_input {
+            gap.inputs.push("axes".into());
+            model.graph.initializers.push(convnet::interop::onnx::proto::Tensor::int64("axes", &[2], vec![-1, 2]));
+        } else {
+            gap.attributes.push(convnet::interop::onnx::proto::Attribute { name: "axes".into(), value: AttributeValue::Ints(vec![2, 3]) });
+        }
+        let imported = import_onnx(&model.encode(), &path).unwrap();
+        assert_eq!(imported.model.layers, reference.model.layers, "axes as input: {as_input}");
+        assert_eq!(imported.params, reference.params);
+    }
+    // Other axes are not a global pool.
+    let e = keras_error(|m| {
+        let gap = node(m, "gap");
+        gap.op_type = "ReduceMean".into();
+        gap.attributes.push(convnet::interop::onnx::proto::Attribute { name: "axes".into(), value: AttributeValue::Ints(vec![1]) });
+    });
+    assert!(e.contains("a mean over axes [1] is not supported"), "{e}");
+}

@@ -75,6 +75,12 @@ impl Writer {
         self.varint(v as u64);
     }
 
+    /// A fixed64 or double field (ONNX writes doubles this way).
+    pub fn key_fixed64(&mut self, field: u32, bits: u64) {
+        self.key(field, FIXED64);
+        self.buf.extend_from_slice(&bits.to_le_bytes());
+    }
+
     pub fn float(&mut self, field: u32, v: f32) {
         self.key(field, FIXED32);
         self.buf.extend_from_slice(&v.to_le_bytes());

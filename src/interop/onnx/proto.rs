@@ -700,6 +700,36 @@ mod tests {
     }
 
     #[test]
+    fn attributes_without_a_type_and_unpacked_doubles_read() {
+        // Old files leave AttributeProto.type out: the field that is set says it.
+        for (field, expected) in [(2, AttributeValue::Float(1.5)), (3, AttributeValue::Int(-2))] {
+            let mut w = Writer::new();
+            w.string(1, "a");
+            if field == 2 {
+                w.float(2, 1.5);
+            } else {
+                w.int64(3, -2);
+            }
+            let bytes = w.into_bytes();
+            assert_eq!(Attribute::decode(Reader::new(&bytes)).unwrap().value, expected);
+        }
+        let mut w = Writer::new();
+        w.string(1, "s");
+        w.bytes(4, b"text");
+        let bytes = w.into_bytes();
+        assert_eq!(Attribute::decode(Reader::new(&bytes)).unwrap().value, AttributeValue::String(b"text".to_vec()));
+        // DOUBLE values, one 8-byte field each (unpacked), become f32.
+        let mut w = Writer::new();
+        w.int64(1, 2);
+        w.int64(2, i64::from(DOUBLE));
+        for v in [0.25f64, -3.0] {
+            w.key_fixed64(10, v.to_bits());
+        }
+        let bytes = w.into_bytes();
+        assert_eq!(Tensor::decode(Reader::new(&bytes), 0).unwrap().data, TensorData::Float(vec![0.25, -3.0]));
+    }
+
+    #[test]
     fn a_tensor_whose_data_does_not_fit_its_dims_is_refused() {
         let mut t = Tensor::float("w", &[2, 2], vec![1.0; 4]);
         t.dims = vec![2, 3];
