@@ -1,7 +1,33 @@
 //! Weight and value layouts between convnet (NHWC images, HWIO conv weights, [in, out] dense
 //! weights, flattening in (h, w, c) order) and ONNX / PyTorch (NCHW, OIHW, [out, in], (c, h, w)).
 
+use crate::model::plan::{LayerPlan, PlannedOp};
 use crate::tensor::Tensor;
+
+/// How an NCHW graph flattens the flatten layer `layers[i]` so that it computes what convnet's
+/// (h, w, c) flatten does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FlattenOrder {
+    /// Nothing to reorder: the input is already flat, or a 1x1 map.
+    AsIs,
+    /// A plain (c, h, w) flatten, the rows of the dense layer that follows (past element-wise
+    /// layers) taken in this order ([`dense_out_in`]).
+    PermuteNextDense(Vec<usize>),
+    /// Something other than a dense layer follows: transpose to NHWC, then flatten.
+    Nhwc,
+}
+
+pub fn flatten_order(layers: &[LayerPlan], i: usize) -> FlattenOrder {
+    let [h, w, c] = layers[i].input[..] else { return FlattenOrder::AsIs };
+    if h * w == 1 {
+        return FlattenOrder::AsIs;
+    }
+    let next = layers[i + 1..].iter().find(|l| !matches!(l.op, PlannedOp::Activation(_) | PlannedOp::Dropout { .. }));
+    match next.map(|l| &l.op) {
+        Some(PlannedOp::Dense { .. }) => FlattenOrder::PermuteNextDense(chw_to_hwc_order(h, w, c)),
+        _ => FlattenOrder::Nhwc,
+    }
+}
 
 /// convnet's HWIO conv weights [kh, kw, cin, cout] as ONNX's OIHW.
 pub fn hwio_to_oihw(w: &Tensor) -> Vec<f32> {

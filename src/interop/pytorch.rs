@@ -26,7 +26,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::layout::{chw_to_hwc_order, dense_out_in, hwio_to_oihw};
+use super::layout::{dense_out_in, flatten_order, hwio_to_oihw, FlattenOrder};
 use crate::error::{Error, Result};
 use crate::fs::write_atomically;
 use crate::model::plan::{LayerPlan, PlannedOp};
@@ -179,17 +179,13 @@ impl<'a> Writer<'a> {
                     Activation::Tanh => "nn.Tanh()".into(),
                 },
                 PlannedOp::Lrn(p) => format!("LocalResponseNormTF({}, {:?}, {:?}, {:?})", p.depth_radius, p.bias, p.alpha, p.beta),
-                PlannedOp::Flatten => match layer.input[..] {
-                    [h, w, c] if h * w > 1 => {
-                        let next = layers[i + 1..].iter().find(|l| !matches!(l.op, PlannedOp::Activation(_) | PlannedOp::Dropout { .. }));
-                        if matches!(next.map(|l| &l.op), Some(PlannedOp::Dense { .. })) {
-                            dense_order = Some(chw_to_hwc_order(h, w, c));
-                            "nn.Flatten()".into()
-                        } else {
-                            "FlattenNHWC()".into()
-                        }
+                PlannedOp::Flatten => match flatten_order(layers, i) {
+                    FlattenOrder::AsIs => "nn.Flatten()".into(),
+                    FlattenOrder::PermuteNextDense(order) => {
+                        dense_order = Some(order);
+                        "nn.Flatten()".into()
                     }
-                    _ => "nn.Flatten()".into(),
+                    FlattenOrder::Nhwc => "FlattenNHWC()".into(),
                 },
                 PlannedOp::BatchNorm { momentum, eps, relu } => {
                     let c = *layer.input.last().unwrap_or(&0);

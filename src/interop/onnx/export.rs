@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use super::super::layout::{chw_to_hwc_order, dense_out_in, hwio_to_oihw};
+use super::super::layout::{dense_out_in, flatten_order, hwio_to_oihw, FlattenOrder};
 use super::proto::{AttributeValue as A, Dim, Graph, Model, Node, Tensor as OnnxTensor, ValueInfo, FLOAT};
 use crate::error::{Error, Result};
 use crate::model::plan::{LayerPlan, PlannedOp};
@@ -194,21 +194,20 @@ impl<'a> GraphBuilder<'a> {
                         ],
                     )
                 }
-                PlannedOp::Flatten => match layer.input[..] {
-                    [h, w, c] if h * w > 1 => {
-                        // A dense layer next (past element-wise layers) takes its rows in NCHW
-                        // order; anything else gets the values in convnet's order.
-                        let next = layers[i + 1..].iter().find(|l| !matches!(l.op, PlannedOp::Activation(_) | PlannedOp::Dropout { .. }));
-                        if matches!(next.map(|l| &l.op), Some(PlannedOp::Dense { .. })) {
-                            dense_order = Some(chw_to_hwc_order(h, w, c));
-                            self.node("Flatten", &name, &[&x], vec![("axis", A::Int(1))])
-                        } else {
+                PlannedOp::Flatten => {
+                    let flat = |g: &mut Self, x: &str| g.node("Flatten", &name, &[x], vec![("axis", A::Int(1))]);
+                    match flatten_order(layers, i) {
+                        FlattenOrder::AsIs => flat(self, &x),
+                        FlattenOrder::PermuteNextDense(order) => {
+                            dense_order = Some(order);
+                            flat(self, &x)
+                        }
+                        FlattenOrder::Nhwc => {
                             let nhwc = self.node("Transpose", &format!("{name}.to_nhwc"), &[&x], vec![("perm", A::Ints(vec![0, 2, 3, 1]))]);
-                            self.node("Flatten", &name, &[&nhwc], vec![("axis", A::Int(1))])
+                            flat(self, &nhwc)
                         }
                     }
-                    _ => self.node("Flatten", &name, &[&x], vec![("axis", A::Int(1))]),
-                },
+                }
                 PlannedOp::BatchNorm { eps, momentum, relu } => {
                     let inputs = ["gamma", "beta", "running_mean", "running_var"].map(|p| format!("{name}.{p}"));
                     for p in &inputs {

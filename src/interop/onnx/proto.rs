@@ -168,10 +168,8 @@ impl Tensor {
             return Err(format!("tensor \"{name}\": external data location \"{}\" must be a plain relative path", e.location));
         }
         let path = dir.join(location);
-        let width = match e.data_type {
-            FLOAT | INT32 => 4,
-            INT64 | DOUBLE => 8,
-            other => return Err(format!("tensor \"{name}\": external data of element type {other} is not read")),
+        let Some(width) = element_width(e.data_type) else {
+            return Err(format!("tensor \"{name}\": external data of element type {} is not read", e.data_type));
         };
         let count = self.dims.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d)));
         let bytes =
@@ -188,14 +186,30 @@ impl Tensor {
         if raw.len() != bytes {
             return Err(format!("tensor \"{name}\": {} holds fewer than the {bytes} bytes expected", path.display()));
         }
-        let words = raw.chunks_exact(width);
-        self.data = match e.data_type {
-            FLOAT => TensorData::Float(words.map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
-            DOUBLE => TensorData::Float(words.map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32).collect()),
-            INT32 => TensorData::Int64(words.map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4")))).collect()),
-            _ => TensorData::Int64(words.map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect()),
-        };
+        self.data = from_le_bytes(e.data_type, &raw);
         Ok(())
+    }
+}
+
+/// Bytes per value of the element types convnet reads, None for the others.
+fn element_width(data_type: i32) -> Option<usize> {
+    match data_type {
+        FLOAT | INT32 => Some(4),
+        INT64 | DOUBLE => Some(8),
+        _ => None,
+    }
+}
+
+/// Little-endian values of a type [`element_width`] knows (`raw` a whole number of them):
+/// float and double as f32, int32 and int64 as i64.
+fn from_le_bytes(data_type: i32, raw: &[u8]) -> TensorData {
+    let width = element_width(data_type).expect("a type convnet reads");
+    let words = raw.chunks_exact(width);
+    match data_type {
+        FLOAT => TensorData::Float(words.map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
+        DOUBLE => TensorData::Float(words.map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32).collect()),
+        INT32 => TensorData::Int64(words.map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4")))).collect()),
+        _ => TensorData::Int64(words.map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect()),
     }
 }
 
@@ -564,31 +578,20 @@ impl Tensor {
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
             .ok_or_else(|| error(format!("tensor \"{name}\" has dimensions {dims:?} whose product overflows")))?;
-        let width = match data_type {
-            FLOAT | INT32 => 4,
-            INT64 | DOUBLE => 8,
-            _ => 0,
-        };
-        let data = match (data_type, raw) {
-            (FLOAT | INT32 | INT64 | DOUBLE, Some(raw)) => {
+        let data = match (element_width(data_type), raw) {
+            (Some(width), Some(raw)) => {
                 if Some(raw.len()) != count.checked_mul(width) {
                     return Err(error(format!(
                         "tensor \"{name}\" of dimensions {dims:?} has {} bytes of raw data, expected {count} values of {width} bytes",
                         raw.len()
                     )));
                 }
-                let words = raw.chunks_exact(width);
-                match data_type {
-                    FLOAT => TensorData::Float(words.map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
-                    DOUBLE => TensorData::Float(words.map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32).collect()),
-                    INT32 => TensorData::Int64(words.map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4")))).collect()),
-                    _ => TensorData::Int64(words.map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect()),
-                }
+                from_le_bytes(data_type, raw)
             }
-            (FLOAT, None) => TensorData::Float(floats),
-            (DOUBLE, None) => TensorData::Float(doubles.into_iter().map(|v| v as f32).collect()),
-            (INT32 | INT64, None) => TensorData::Int64(ints),
-            (other, _) => TensorData::Other(other),
+            (_, None) if data_type == FLOAT => TensorData::Float(floats),
+            (_, None) if data_type == DOUBLE => TensorData::Float(doubles.into_iter().map(|v| v as f32).collect()),
+            (_, None) if data_type == INT32 || data_type == INT64 => TensorData::Int64(ints),
+            _ => TensorData::Other(data_type),
         };
         let len = match &data {
             TensorData::Float(v) => Some(v.len()),
