@@ -17,8 +17,8 @@ enum Format {
     Pytorch,
 }
 
-/// Export a checkpoint for other runtimes. ONNX runs in onnxruntime, tract, OpenCV's dnn and the
-/// browser; its metadata carries the class names, normalisation and config, so `convnet import`
+/// Export a checkpoint for other runtimes. ONNX: checked against onnxruntime and tract; its
+/// metadata carries the class names, normalisation and config, so `convnet import`
 /// gets the same checkpoint back. PyTorch: `Net().load_state_dict(load_file(...))` gives
 /// convnet's logits. Test-time augmentation is not part of either. See docs/interop.md.
 #[derive(Args)]

@@ -7,7 +7,7 @@ use convnet::interop::onnx::import_onnx;
 use convnet::model::summary::summary;
 use convnet::{Config, Error};
 
-/// Read an ONNX model (as PyTorch's torch.onnx.export or a Keras converter writes a CNN) into a
+/// Read an ONNX model (as PyTorch's torch.onnx.export writes a CNN, or an NHWC graph in the style of Keras converters) into a
 /// convnet checkpoint that eval, predict, visualize and `train --init-from` accept. The graph's
 /// input is NCHW (or NHWC) float32 pixels in [0, 1]; per-channel Sub/Div at its start become
 /// the checkpoint's normalisation. An operator or attribute convnet cannot express is an error
