@@ -53,13 +53,6 @@ fn dump_for_onnxruntime(name: &str, onnx: &[u8], pixels: &[u8], n: usize, [h, w,
     std::fs::write(dir.join(format!("{name}.json")), json.to_string()).unwrap();
 }
 
-/// max |a - b| / max |b|.
-fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    let scale = b.data().iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    a.data().iter().zip(b.data()).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
-
 /// Exports the checkpoint, runs it in tract on 3 random images, returns the relative difference.
 fn export_and_compare(ck_path: &Path, seed: u64) -> f32 {
     let ck = Checkpoint::load(ck_path).unwrap();
@@ -69,7 +62,7 @@ fn export_and_compare(ck_path: &Path, seed: u64) -> f32 {
     let ours = convnet_logits(&ck, &pixels, n);
     let theirs = tract_logits(&onnx, &pixels, n, ck.config.model.input);
     dump_for_onnxruntime(&ck.config.model.name, &onnx, &pixels, n, ck.config.model.input, &ours);
-    let d = rel_diff(&theirs, &ours);
+    let d = common::rel_err(&theirs, &ours);
     assert!(d <= 1e-4, "{}: tract's logits differ from convnet's by {d:e} (relative)", ck_path.display());
     d
 }

@@ -31,13 +31,6 @@ fn logits(imported: &Imported, path: &Path, pixels: &[u8], n: usize) -> Tensor {
     imported.network(path).unwrap().predict(&x).unwrap()
 }
 
-/// max |a - b| / max |b|.
-fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
-
 #[derive(serde::Deserialize)]
 struct Expected {
     input_shape: Vec<usize>,
@@ -73,7 +66,7 @@ fn check_python_model(name: &str, nhwc_input: bool, softmax_output: bool) -> Imp
     if softmax_output {
         ours = softmax(&ours).unwrap();
     }
-    let d = rel_diff(ours.data(), &expected.output);
+    let d = common::rel_err_of(ours.data(), &expected.output);
     eprintln!("{name}: max relative difference from onnxruntime {d:e}");
     assert!(d <= 1e-4, "{name}: convnet's outputs differ from onnxruntime's by {d:e}");
     imported
@@ -115,7 +108,7 @@ fn round_trip(ck_path: &Path, seed: u64) -> Imported {
     let mut x = Tensor::zeros(&[n, h, w, c]);
     ck.meta.normalization.apply(&pixels, x.data_mut());
     let ours = ck.network().unwrap().predict(&x).unwrap();
-    let d = rel_diff(theirs.data(), ours.data());
+    let d = common::rel_err_of(theirs.data(), ours.data());
     eprintln!("{}: export -> import max relative difference {d:e}", ck_path.display());
     assert!(d <= 1e-6, "{}: the imported export's logits differ by {d:e}", ck_path.display());
     imported
@@ -150,15 +143,22 @@ fn the_imported_config_leaves_out_only_what_an_inference_graph_has_not() {
     }
 }
 
-/// The torch-style model with one node changed by `edit`; the import's error message.
-fn import_error(edit: impl FnOnce(&mut Model)) -> String {
-    let path = data("torch_style.onnx");
-    let mut model = Model::decode(&std::fs::read(&path).unwrap()).unwrap();
+/// The import's error message for tests/data/onnx/`file` with `edit` applied to it.
+fn edited_error(file: &str, edit: impl FnOnce(&mut Model)) -> String {
+    let mut model = Model::decode(&std::fs::read(data(file)).unwrap()).unwrap();
     edit(&mut model);
     match import_onnx(&model.encode(), Path::new("edited.onnx")) {
         Ok(_) => panic!("the edited model imported"),
         Err(e) => e.to_string(),
     }
+}
+
+fn import_error(edit: impl FnOnce(&mut Model)) -> String {
+    edited_error("torch_style.onnx", edit)
+}
+
+fn keras_error(edit: impl FnOnce(&mut Model)) -> String {
+    edited_error("keras_style.onnx", edit)
 }
 
 fn node<'a>(m: &'a mut Model, name: &str) -> &'a mut convnet::interop::onnx::proto::Node {
@@ -228,16 +228,6 @@ fn what_convnet_cannot_express_is_refused_with_the_node_op_and_attribute() {
     assert!(e.contains("attribute pads"), "{e}");
     let e = import_error(|m| m.graph.inputs[0].shape[2] = convnet::interop::onnx::proto::Dim::Param("H".into()));
     assert!(e.contains("image dimensions given as numbers"), "{e}");
-}
-
-/// The keras-style model with `edit` applied; the import's error message.
-fn keras_error(edit: impl FnOnce(&mut Model)) -> String {
-    let mut model = Model::decode(&std::fs::read(data("keras_style.onnx")).unwrap()).unwrap();
-    edit(&mut model);
-    match import_onnx(&model.encode(), Path::new("edited.onnx")) {
-        Ok(_) => panic!("the edited model imported"),
-        Err(e) => e.to_string(),
-    }
 }
 
 #[test]
@@ -391,7 +381,7 @@ fn pytorch_exports_import_and_give_pytorchs_logits() {
             }
         }
         let ours = imported.network(&path).unwrap().predict(&x).unwrap();
-        let d = rel_diff(ours.data(), &record.logits);
+        let d = common::rel_err_of(ours.data(), &record.logits);
         eprintln!("{}: max relative difference {d:e}", path.display());
         assert!(d <= 1e-4, "{}: convnet's logits differ from PyTorch's by {d:e}", path.display());
     }

@@ -30,8 +30,14 @@ pub fn distinct(shape: &[usize], seed: u64) -> Tensor {
 /// max |a - b| / max(|b|, 1e-6) over the tensors: the relative error of `a` against `b`.
 pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.shape(), b.shape(), "shapes differ");
-    let diff = a.data().iter().zip(b.data()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-    let scale = b.data().iter().map(|y| y.abs()).fold(0.0, f32::max).max(1e-6);
+    rel_err_of(a.data(), b.data())
+}
+
+/// [`rel_err`] of two slices of the same length.
+pub fn rel_err_of(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let scale = b.iter().map(|y| y.abs()).fold(0.0, f32::max).max(1e-6);
     diff / scale
 }
 
