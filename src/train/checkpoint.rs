@@ -123,6 +123,20 @@ pub fn save_run_checkpoint(
     history: &[EpochMetrics],
     progress: Option<&EpochProgress>,
 ) -> Result<()> {
+    write_atomically(path, &checkpoint_bytes(path, net, run, optimizer, meta, history, progress)?)
+}
+
+/// The bytes [`save_run_checkpoint`] writes (`path` names the file in errors): for a binding
+/// that keeps a model in memory and reads it back with [`Checkpoint::from_bytes`].
+pub fn checkpoint_bytes(
+    path: &Path,
+    net: &Network,
+    run: &RunConfig,
+    optimizer: Option<&Optimizer>,
+    meta: &CheckpointMeta,
+    history: &[EpochMetrics],
+    progress: Option<&EpochProgress>,
+) -> Result<Vec<u8>> {
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> =
         net.params().iter().map(|p| (p.name.clone(), p.value.shape().to_vec(), f32_bytes(p.value.data()))).collect();
     if let Some(opt) = optimizer {
@@ -147,8 +161,7 @@ pub fn save_run_checkpoint(
     if let Some(progress) = progress {
         info.insert("progress".to_string(), json(serde_json::to_string(progress))?);
     }
-    let bytes = safetensors::serialize(views, &Some(info)).map_err(|e| ck(format!("cannot serialise: {e:?}")))?;
-    write_atomically(path, &bytes)
+    safetensors::serialize(views, &Some(info)).map_err(|e| ck(format!("cannot serialise: {e:?}")))
 }
 
 /// A safetensors parse error in words.

@@ -11,7 +11,7 @@ pub mod run_folder;
 mod step_handshake;
 pub mod trainer;
 
-pub use checkpoint::{save_checkpoint, Checkpoint, CheckpointMeta, EpochProgress};
+pub use checkpoint::{checkpoint_bytes, save_checkpoint, Checkpoint, CheckpointMeta, EpochProgress};
 pub use checkpoint_every::CheckpointEvery;
 pub use evaluate::{evaluate, EvalOptions, Evaluation};
 pub use metrics::EpochMetrics;
