@@ -46,7 +46,8 @@ def _f32(x: Any, name: str) -> np.ndarray:
     array = np.asarray(x)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    # np.asarray with order="C", not np.ascontiguousarray, which turns a 0-d array into shape (1,).
+    return np.asarray(array, dtype=np.float32, order="C")
 
 
 def _rank(x: np.ndarray, name: str, rank: int, layout: str) -> None:
@@ -271,13 +272,34 @@ def lrn(
     """
     A = _f32(A, "A")
     _rank(A, "A", 4, "(m, n_H, n_W, n_C)")
-    hparameters = {"depth_radius": int(depth_radius), "bias": float(bias), "alpha": float(alpha), "beta": float(beta)}
-    return _convnet.lrn_forward(A, hparameters["depth_radius"], bias, alpha, beta), (A, hparameters)
+    hparameters = _lrn_hparameters({"depth_radius": depth_radius, "bias": bias, "alpha": alpha, "beta": beta})
+    h = hparameters
+    return _convnet.lrn_forward(A, h["depth_radius"], h["bias"], h["alpha"], h["beta"]), (A, hparameters)
+
+
+def _lrn_hparameters(h: Dict[str, Any]) -> Dict[str, Any]:
+    """LRN's hyperparameters checked: depth_radius an integer >= 0, the others real numbers (their
+    ranges are checked by the engine: bias > 0, alpha >= 0, beta >= 0)."""
+    if not isinstance(h, dict):
+        raise ValueError(f"lrn's hparameters must be a dict, got {type(h).__name__}")
+    radius = _hparameter(h, "depth_radius", 0)
+    checked: Dict[str, Any] = {"depth_radius": radius}
+    for key in ("bias", "alpha", "beta"):
+        if key not in h:
+            raise ValueError(f'lrn\'s hparameters have no "{key}" (they hold {sorted(h)})')
+        value = h[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{key} must be a real number, got {value!r}")
+        checked[key] = float(value)
+    return checked
 
 
 def lrn_backward(dB: Any, cache: tuple) -> np.ndarray:
     """dA of ``lrn``, given dB (A's shape) and its cache."""
     A, h = _unpack(cache, 2, "lrn's (A, hparameters)")
+    A = _f32(A, "cache's A")
+    _rank(A, "cache's A", 4, "(m, n_H, n_W, n_C)")
+    h = _lrn_hparameters(h)
     dB = _f32(dB, "dB")
     if dB.shape != A.shape:
         raise ValueError(f"dB has shape {dB.shape} but lrn's input A has shape {A.shape}")

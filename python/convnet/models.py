@@ -55,10 +55,7 @@ class Model:
         are normalised as in training. Returns (m, n_classes) probabilities (rows summing to 1),
         or (n_classes,) for one image; raw logits with ``logits=True``.
         """
-        array = np.asarray(images)
-        single = array.ndim == 3
-        if single:
-            array = array[np.newaxis]
+        array, single = self._batch(images)
         if array.dtype == np.uint8:
             out = self._native.predict_uint8(np.ascontiguousarray(array), logits)
         elif array.dtype.kind == "f":
@@ -70,13 +67,25 @@ class Model:
             )
         return out[0] if single else out
 
+    def _batch(self, images: Any) -> Tuple[np.ndarray, bool]:
+        """images as a batch (m, h, w, c) of the model's input size, and whether it was one image."""
+        array = np.asarray(images)
+        single = array.ndim == 3
+        if single:
+            array = array[np.newaxis]
+        if array.ndim != 4 or array.shape[1:] != tuple(self.input_shape):
+            h, w, c = self.input_shape
+            raise ValueError(
+                f"images must have shape (m, {h}, {w}, {c}) or ({h}, {w}, {c}) for model {self.name!r}, "
+                f"got {np.shape(images)}"
+            )
+        return array, single
+
     def activations(self, images: Any) -> List[Tuple[str, np.ndarray]]:
         """Every layer's output for images (as ``predict`` takes them, uint8 or [0, 1] floats):
         [(label, array)], e.g. ("layer 0 (conv2d + relu)", (m, 32, 32, 64)); the last is the
         logits. For pictures of feature maps."""
-        array = np.asarray(images)
-        if array.ndim == 3:
-            array = array[np.newaxis]
+        array, _ = self._batch(images)
         x = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else np.asarray(array, dtype=np.float32)
         mean, std = self.normalization
         x = np.ascontiguousarray((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32), dtype=np.float32)
@@ -177,6 +186,8 @@ def train(
     Returns {"epochs": [metrics per epoch], "test_loss", "test_accuracy" (the final weights on
     the test set), "class_names", "stopped", "run_dir", "checkpoint"}.
     """
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     return _convnet.train(
         os.fspath(config),
         data=None if data is None else os.fspath(data),

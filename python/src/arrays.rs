@@ -21,10 +21,14 @@ pub fn tensor(array: &PyReadonlyArrayDyn<'_, f32>, name: &str) -> PyResult<Tenso
     Tensor::from_vec(array.shape(), data).map_err(|e| PyValueError::new_err(format!("{name}: {e}")))
 }
 
-/// `tensor` for an array that must have `rank` dimensions.
+/// `tensor` for an array that must have `rank` dimensions, none of them empty.
 pub fn tensor_of_rank(array: &PyReadonlyArrayDyn<'_, f32>, name: &str, rank: usize) -> PyResult<Tensor> {
     if array.ndim() != rank {
         return Err(PyValueError::new_err(format!("{name} must have {rank} dimensions, got shape {:?}", array.shape())));
+    }
+    if array.shape().contains(&0) {
+        // The kernels split their work by channels and rows: an empty axis has no work to split.
+        return Err(PyValueError::new_err(format!("{name} has an empty axis: shape {:?}", array.shape())));
     }
     tensor(array, name)
 }

@@ -4,6 +4,7 @@
 //! every 50 ms to let Python handle signals: Ctrl-C raises KeyboardInterrupt there, which sets
 //! the run's stop flag; the run ends after the step in progress with last.safetensors holding
 //! its exact position (resumable with `resume=True`), and the KeyboardInterrupt is re-raised.
+//! After every epoch the run folder's curves.png and curves.svg are redrawn, as by the command.
 //! The `on_epoch` callback runs on the training thread, holding the GIL for its duration; an
 //! exception it raises ends the run (the epoch's checkpoint is already written) and is
 //! re-raised.
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use convnet::train::{train, EpochMetrics, ExistingRun, TrainOptions, TrainReport};
+use convnet::viz::write_curves_for;
 use convnet::Config;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -95,7 +97,14 @@ fn train_native<'py>(
 
     // An exception raised by the callback, to be re-raised once the run has ended.
     let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
+    let (curves_png, curves_svg) = (out_dir.join("curves.png"), out_dir.join("curves.svg"));
+    let label = opts.config.model.name.clone();
     let mut hook = |history: &[EpochMetrics]| -> convnet::Result<()> {
+        // The curves, redrawn after every epoch as `convnet train` does; a picture that cannot be
+        // drawn does not stop training.
+        if let Err(e) = write_curves_for(&[(label.clone(), history.to_vec())], &curves_png, Some(&curves_svg)) {
+            eprintln!("warning: could not draw the training curves: {e}");
+        }
         let (Some(callback), Some(last)) = (on_epoch.as_ref(), history.last()) else { return Ok(()) };
         Python::attach(|py| {
             let result = metrics_dict(py, last).and_then(|d| callback.call1(py, (d,)));
