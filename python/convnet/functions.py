@@ -47,7 +47,19 @@ def _f32(x: Any, name: str) -> np.ndarray:
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
     # np.asarray with order="C", not np.ascontiguousarray, which turns a 0-d array into shape (1,).
-    return np.asarray(array, dtype=np.float32, order="C")
+    contiguous = np.asarray(array, dtype=np.float32, order="C")
+    # A view at an odd byte offset is contiguous but not aligned; the engine reads whole f32s.
+    return contiguous if contiguous.flags.aligned else contiguous.copy()
+
+
+#: The most values an array made here may hold (8 GiB of float32): a larger shape (a pad of
+#: millions of pixels, say) is refused before anything is allocated.
+MAX_VALUES = 2**31
+
+
+def _check_size(shape: Tuple[int, ...], what: str) -> None:
+    if int(np.prod(shape, dtype=np.float64)) > MAX_VALUES:
+        raise ValueError(f"{what} would have shape {shape}, over {MAX_VALUES} values")
 
 
 def _rank(x: np.ndarray, name: str, rank: int, layout: str) -> None:
@@ -59,20 +71,23 @@ def _hparameter(hparameters: Dict[str, Any], key: str, minimum: int) -> int:
     if not isinstance(hparameters, dict):
         raise ValueError(f"hparameters must be a dict, got {type(hparameters).__name__}")
     if key not in hparameters:
-        raise ValueError(f'hparameters has no "{key}" (it holds {sorted(hparameters)})')
+        raise ValueError(f'hparameters has no "{key}" (it holds {sorted(map(repr, hparameters))})')
     value = hparameters[key]
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f'hparameters["{key}"] must be an integer, got {value!r}')
     if value < minimum:
         raise ValueError(f'hparameters["{key}"] must be at least {minimum}, got {value}')
+    if value > MAX_VALUES:
+        raise ValueError(f'hparameters["{key}"] is too large: {value}')
     return int(value)
 
 
 def _out_size(n_prev: int, f: int, pad: int, stride: int, axis: str, what: str) -> int:
-    """The tutorial's ``floor((n_prev + 2 pad - f) / stride) + 1``, refused below 1."""
+    """The tutorial's ``floor((n_prev + 2 pad - f) / stride) + 1``, refused below 1; ``what``
+    names the window and the arrays' shapes."""
     if n_prev + 2 * pad < f:
         raise ValueError(
-            f"the {f}-wide {what} does not fit in {axis} {n_prev} + 2 x pad {pad} = {n_prev + 2 * pad}"
+            f"the {what} is {f} wide and does not fit in the {axis} {n_prev} + 2 x pad {pad} = {n_prev + 2 * pad}"
         )
     return (n_prev + 2 * pad - f) // stride + 1
 
@@ -120,9 +135,13 @@ def _conv_args(A_prev: Any, W: Any, b: Any, hparameters: Dict[str, Any]):
         )
     if b.size != W.shape[3] or (b.ndim != 1 and b.shape != (1, 1, 1, W.shape[3])):
         raise ValueError(f"b must have shape (1, 1, 1, {W.shape[3]}) for W of shape {W.shape}, got {b.shape}")
-    n_H = _out_size(A_prev.shape[1], W.shape[0], pad, stride, "height", "filter")
-    n_W = _out_size(A_prev.shape[2], W.shape[1], pad, stride, "width", "filter")
-    return A_prev, W, b.reshape(-1), stride, pad, (A_prev.shape[0], n_H, n_W, W.shape[3])
+    what = f"filter of W {W.shape} over A_prev {A_prev.shape}"
+    n_H = _out_size(A_prev.shape[1], W.shape[0], pad, stride, "height", what)
+    n_W = _out_size(A_prev.shape[2], W.shape[1], pad, stride, "width", what)
+    z_shape = (A_prev.shape[0], n_H, n_W, W.shape[3])
+    _check_size(z_shape, "Z")
+    _check_size((A_prev.shape[0], A_prev.shape[1] + 2 * pad, A_prev.shape[2] + 2 * pad, A_prev.shape[3]), "the padded A_prev")
+    return A_prev, W, b.reshape(-1), stride, pad, z_shape
 
 
 def conv_forward(A_prev: Any, W: Any, b: Any, hparameters: Dict[str, Any]) -> Tuple[np.ndarray, tuple]:
@@ -146,8 +165,9 @@ def conv_backward(dZ: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray, np.nda
     """The backward pass of a convolution.
 
     dZ: (m, n_H, n_W, n_C), the gradient of the cost with respect to ``conv_forward``'s Z;
-    cache: ``conv_forward``'s. Returns (dA_prev, dW, db) with the shapes of A_prev
-    (m, n_H_prev, n_W_prev, n_C_prev), W (f, f, n_C_prev, n_C) and b (1, 1, 1, n_C).
+    cache: ``conv_forward``'s. Returns (dA_prev, dW, db): dA_prev (m, n_H_prev, n_W_prev,
+    n_C_prev) and dW (f, f, n_C_prev, n_C) shaped like A_prev and W, db (1, 1, 1, n_C) (also for
+    a b given as (n_C,)).
 
     Differs from the tutorial's code: that code cuts the padding off with
     ``da_prev_pad[pad:-pad, pad:-pad, :]``, which is empty for pad = 0; here pad = 0 works.
@@ -177,8 +197,9 @@ def _pool_args(A_prev: Any, hparameters: Dict[str, Any]):
     _rank(A_prev, "A_prev", 4, "(m, n_H_prev, n_W_prev, n_C_prev)")
     f = _hparameter(hparameters, "f", 1)
     stride = _hparameter(hparameters, "stride", 1)
-    n_H = _out_size(A_prev.shape[1], f, 0, stride, "height", "pooling window")
-    n_W = _out_size(A_prev.shape[2], f, 0, stride, "width", "pooling window")
+    what = f"pooling window over A_prev {A_prev.shape}"
+    n_H = _out_size(A_prev.shape[1], f, 0, stride, "height", what)
+    n_W = _out_size(A_prev.shape[2], f, 0, stride, "width", what)
     return A_prev, f, stride, (A_prev.shape[0], n_H, n_W, A_prev.shape[3])
 
 
@@ -232,9 +253,16 @@ def create_mask_from_window(x: Any) -> np.ndarray:
 def distribute_value(dz: float, shape: Tuple[int, int]) -> np.ndarray:
     """dz spread evenly over an (n_H, n_W) window: an array of that shape, every entry
     dz / (n_H n_W), float32 (the backward pass of average pooling)."""
+    if (
+        not isinstance(shape, (tuple, list))
+        or len(shape) != 2
+        or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in shape)
+    ):
+        raise ValueError(f"shape must be (n_H, n_W), two integers, got {shape!r}")
     n_H, n_W = shape
     if n_H < 1 or n_W < 1:
         raise ValueError(f"shape must be at least (1, 1), got {shape}")
+    _check_size((n_H, n_W), "the window")
     return np.full((n_H, n_W), np.float32(dz) / np.float32(n_H * n_W), dtype=np.float32)
 
 
@@ -274,7 +302,13 @@ def lrn(
     _rank(A, "A", 4, "(m, n_H, n_W, n_C)")
     hparameters = _lrn_hparameters({"depth_radius": depth_radius, "bias": bias, "alpha": alpha, "beta": beta})
     h = hparameters
-    return _convnet.lrn_forward(A, h["depth_radius"], h["bias"], h["alpha"], h["beta"]), (A, hparameters)
+    return _convnet.lrn_forward(A, _radius(h, A), h["bias"], h["alpha"], h["beta"]), (A, hparameters)
+
+
+def _radius(h: Dict[str, Any], A: np.ndarray) -> int:
+    """depth_radius capped at the channel count: a wider window already covers every channel
+    (same result), and the engine's buffers grow with the radius."""
+    return min(h["depth_radius"], A.shape[3])
 
 
 def _lrn_hparameters(h: Dict[str, Any]) -> Dict[str, Any]:
@@ -303,7 +337,7 @@ def lrn_backward(dB: Any, cache: tuple) -> np.ndarray:
     dB = _f32(dB, "dB")
     if dB.shape != A.shape:
         raise ValueError(f"dB has shape {dB.shape} but lrn's input A has shape {A.shape}")
-    return _convnet.lrn_backward(dB, A, h["depth_radius"], h["bias"], h["alpha"], h["beta"])
+    return _convnet.lrn_backward(dB, A, _radius(h, A), h["bias"], h["alpha"], h["beta"])
 
 
 def softmax(logits: Any) -> np.ndarray:
@@ -343,4 +377,6 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> Tuple[float, tuple]:
 def softmax_cross_entropy_backward(cache: tuple) -> np.ndarray:
     """d loss / d logits = (softmax(logits) - one_hot(labels)) / m, logits' shape."""
     _, _, dz = _unpack(cache, 3, "softmax_cross_entropy's cache")
+    if not isinstance(dz, np.ndarray):
+        raise ValueError("cache must be the one softmax_cross_entropy returned")
     return dz.copy()

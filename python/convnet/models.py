@@ -10,6 +10,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _convnet
+from .functions import _f32
+
+#: The largest image `read_image` makes (as `convnet predict` refuses larger files).
+MAX_IMAGE_PIXELS = 50_000_000
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -59,7 +63,7 @@ class Model:
         if array.dtype == np.uint8:
             out = self._native.predict_uint8(np.ascontiguousarray(array), logits)
         elif array.dtype.kind == "f":
-            out = self._native.predict_float(np.ascontiguousarray(array, dtype=np.float32), logits)
+            out = self._native.predict_float(_f32(array, "images"), logits)
         else:
             raise TypeError(
                 f"images must be uint8 (0..255) or float ([0, 1]), got dtype {array.dtype}: "
@@ -86,9 +90,11 @@ class Model:
         [(label, array)], e.g. ("layer 0 (conv2d + relu)", (m, 32, 32, 64)); the last is the
         logits. For pictures of feature maps."""
         array, _ = self._batch(images)
+        if array.shape[0] == 0:
+            raise ValueError("images is an empty batch: activations needs at least one image")
         x = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else np.asarray(array, dtype=np.float32)
         mean, std = self.normalization
-        x = np.ascontiguousarray((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32), dtype=np.float32)
+        x = _f32((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32), "images")
         return self._native.activations(x)
 
     def summary(self) -> str:
@@ -106,7 +112,7 @@ class Model:
         self._native.export_onnx(os.fspath(path))
 
     def export_pytorch(self, directory: PathLike) -> None:
-        """Writes a PyTorch module into a folder (model.py, weights.safetensors, ...), as
+        """Writes a PyTorch module into a folder (model.py and its state_dict model.safetensors), as
         ``convnet export --format pytorch`` does (docs/interop.md)."""
         self._native.export_pytorch(os.fspath(directory))
 
@@ -129,6 +135,8 @@ class Model:
 
     @class_names.setter
     def class_names(self, names: Sequence[str]) -> None:
+        if isinstance(names, str):
+            raise ValueError(f"class_names must be a list of names, got the string {names!r}")
         self._native.class_names = list(names)
 
     @property
@@ -186,6 +194,8 @@ def train(
     Returns {"epochs": [metrics per epoch], "test_loss", "test_accuracy" (the final weights on
     the test set), "class_names", "stopped", "run_dir", "checkpoint"}.
     """
+    if on_epoch is not None and not callable(on_epoch):
+        raise ValueError(f"on_epoch must be callable (a function of one dict), got {on_epoch!r}")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     return _convnet.train(
@@ -215,6 +225,13 @@ def load_dataset(
 def read_image(path: PathLike, size: Optional[Tuple[int, int]] = None, channels: int = 3) -> np.ndarray:
     """A PNG or JPEG file as uint8 (height, width, channels): 3 for RGB, 1 for grey; resized
     to ``size`` = (height, width) when given."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if size is not None:
+        if len(size) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in size):
+            raise ValueError(f"size must be (height, width), two positive integers, got {size!r}")
+        if size[0] * size[1] > MAX_IMAGE_PIXELS:
+            raise ValueError(f"size {size} is over {MAX_IMAGE_PIXELS} pixels")
     return _convnet.read_image(os.fspath(path), size, channels)
 
 
@@ -243,5 +260,9 @@ def save_grid(
     """Writes a PNG of labelled pictures: tiles = [(array, label)], each (h, w) grey or
     (h, w, 3) RGB; uint8 as is, other values scaled from their own min..max to black..white.
     ``scale`` enlarges every pixel; ``columns`` 0 fits as many as 1600 pixels allow."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 64:
+        raise ValueError(f"scale must be an integer from 1 to 64, got {scale!r}")
+    if isinstance(columns, bool) or not isinstance(columns, int) or not 0 <= columns <= 10_000:
+        raise ValueError(f"columns must be an integer from 0 (as many as fit) to 10000, got {columns!r}")
     converted = [(_tile_u8(a), str(label)) for a, label in tiles]
     _convnet.save_grid(os.fspath(path), converted, title, columns, scale, list(notes))

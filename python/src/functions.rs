@@ -204,7 +204,7 @@ fn lrn_backward_native<'py>(
 #[pyfunction(name = "softmax")]
 fn softmax_native<'py>(py: Python<'py>, logits: PyReadonlyArrayDyn<'py, f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let z = tensor_of_rank(&logits, "logits", 2)?;
-    Ok(numpy(py, softmax(&z).py()?))
+    Ok(numpy(py, py.detach(move || softmax(&z)).py()?))
 }
 
 /// (mean cross-entropy, d loss / d logits) for logits (m, n_classes) and class indices (m,).

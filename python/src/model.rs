@@ -30,7 +30,10 @@ pub struct PyModel {
     /// class to be Sync); a forward pass needs the network mutably (its buffers).
     net: Mutex<Network>,
     config: Config,
-    meta: CheckpointMeta,
+    /// Behind a lock so that `class_names` can be set through a shared reference.
+    meta: Mutex<CheckpointMeta>,
+    /// Fixed at construction: the number of parameters, read without waiting for the network.
+    num_params: usize,
 }
 
 /// The metadata of a model that has not been trained: classes "0", "1", ..., and the identity
@@ -49,11 +52,15 @@ fn untrained_meta(net: &Network, seed: u64) -> CheckpointMeta {
 
 impl PyModel {
     pub fn from_checkpoint(ck: &Checkpoint) -> convnet::Result<PyModel> {
-        Ok(PyModel { net: Mutex::new(ck.network()?), config: ck.config.clone(), meta: ck.meta.clone() })
+        Ok(PyModel::new(ck.network()?, ck.config.clone(), ck.meta.clone()))
     }
 
     fn new(net: Network, config: Config, meta: CheckpointMeta) -> PyModel {
-        PyModel { net: Mutex::new(net), config, meta }
+        PyModel { num_params: net.num_params(), net: Mutex::new(net), config, meta: Mutex::new(meta) }
+    }
+
+    fn meta(&self) -> MutexGuard<'_, CheckpointMeta> {
+        self.meta.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The network; a panic in an earlier call (a convnet bug) does not make it unusable.
@@ -63,7 +70,7 @@ impl PyModel {
 
     /// The model as a checkpoint in memory (`path` names it in errors), for the exporters.
     fn checkpoint(&self, path: &Path) -> convnet::Result<Checkpoint> {
-        let bytes = checkpoint_bytes(path, &self.net(), &self.config.run, None, &self.meta, &[], None)?;
+        let bytes = checkpoint_bytes(path, &self.net(), &self.config.run, None, &self.meta().clone(), &[], None)?;
         Checkpoint::from_bytes(&bytes, path)
     }
 
@@ -156,7 +163,8 @@ impl PyModel {
             Err(_) => images.as_array().iter().copied().collect(),
         };
         let mut x = vec![0.0; pixels.len()];
-        self.meta.normalization.apply(&pixels, &mut x);
+        let norm = self.meta().normalization.clone();
+        norm.apply(&pixels, &mut x);
         let out = self.run(py, x, images.shape()[0], !logits)?;
         Ok(numpy(py, out))
     }
@@ -171,7 +179,7 @@ impl PyModel {
         logits: bool,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         self.check_images(images.shape())?;
-        let Normalization { mean, std } = &self.meta.normalization;
+        let Normalization { mean, std } = self.meta().normalization.clone();
         let c = mean.len();
         let x: Vec<f32> = images.as_array().iter().enumerate().map(|(i, &v)| (v - mean[i % c]) / std[i % c]).collect();
         let out = self.run(py, x, images.shape()[0], !logits)?;
@@ -192,14 +200,14 @@ impl PyModel {
     }
 
     /// A Keras-style table: layer, output shape, parameters, MFLOPs per image.
-    fn summary(&self) -> String {
-        summary(&self.net())
+    fn summary(&self, py: Python<'_>) -> String {
+        py.detach(|| summary(&self.net()))
     }
 
     /// Writes the model as a checkpoint (safetensors), atomically.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         py.detach(|| {
-            let bytes = checkpoint_bytes(&path, &self.net(), &self.config.run, None, &self.meta, &[], None)?;
+            let bytes = checkpoint_bytes(&path, &self.net(), &self.config.run, None, &self.meta().clone(), &[], None)?;
             convnet::fs::write_atomically(&path, &bytes)
         })
         .py()
@@ -214,7 +222,7 @@ impl PyModel {
         .py()
     }
 
-    /// Writes a PyTorch module (model.py, weights.safetensors, ...) into a folder.
+    /// Writes a PyTorch module (model.py and its state_dict model.safetensors) into a folder.
     fn export_pytorch(&self, py: Python<'_>, dir: PathBuf) -> PyResult<()> {
         py.detach(|| export_pytorch(&self.checkpoint(&dir.join("model.safetensors"))?, &dir)).py()
     }
@@ -222,10 +230,11 @@ impl PyModel {
     /// A copy of every parameter, by name: {"0.conv2d.weight": array, ...}.
     fn parameters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
-        for p in self.net().params() {
-            let array = ArrayD::from_shape_vec(IxDyn(p.value.shape()), p.value.data().to_vec())
-                .map_err(|e| PyValueError::new_err(format!("{}: {e}", p.name)))?;
-            dict.set_item(&p.name, array.into_pyarray(py))?;
+        let copies: Vec<(String, Vec<usize>, Vec<f32>)> =
+            py.detach(|| self.net().params().iter().map(|p| (p.name.clone(), p.value.shape().to_vec(), p.value.data().to_vec())).collect());
+        for (name, shape, values) in copies {
+            let array = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| PyValueError::new_err(format!("{name}: {e}")))?;
+            dict.set_item(&name, array.into_pyarray(py))?;
         }
         Ok(dict)
     }
@@ -243,29 +252,30 @@ impl PyModel {
 
     #[getter]
     fn class_names(&self) -> Vec<String> {
-        self.meta.class_names.clone()
+        self.meta().class_names.clone()
     }
 
     #[setter]
-    fn set_class_names(&mut self, names: Vec<String>) -> PyResult<()> {
-        let classes = self.net().num_classes();
+    fn set_class_names(&self, names: Vec<String>) -> PyResult<()> {
+        let classes = self.meta().class_names.len();
         if names.len() != classes {
             return Err(PyValueError::new_err(format!("the model outputs {classes} classes, got {} class names", names.len())));
         }
-        self.meta.class_names = names;
+        self.meta().class_names = names;
         Ok(())
     }
 
     #[getter]
     fn num_params(&self) -> usize {
-        self.net().num_params()
+        self.num_params
     }
 
     /// (mean, std) per channel on the [0, 1] scale: how images are normalised before the
     /// first layer.
     #[getter]
     fn normalization(&self) -> (Vec<f32>, Vec<f32>) {
-        (self.meta.normalization.mean.clone(), self.meta.normalization.std.clone())
+        let meta = self.meta();
+        (meta.normalization.mean.clone(), meta.normalization.std.clone())
     }
 
     /// The config as TOML text (the model and its run settings).
@@ -278,7 +288,7 @@ impl PyModel {
         format!(
             "<convnet.Model {:?}: input ({h}, {w}, {c}), {} classes, {} parameters>",
             self.config.model.name,
-            self.meta.class_names.len(),
+            self.meta().class_names.len(),
             self.num_params()
         )
     }

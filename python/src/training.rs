@@ -4,14 +4,15 @@
 //! every 50 ms to let Python handle signals: Ctrl-C raises KeyboardInterrupt there, which sets
 //! the run's stop flag; the run ends after the step in progress with last.safetensors holding
 //! its exact position (resumable with `resume=True`), and the KeyboardInterrupt is re-raised.
-//! After every epoch the run folder's curves.png and curves.svg are redrawn, as by the command.
-//! The `on_epoch` callback runs on the training thread, holding the GIL for its duration; an
-//! exception it raises ends the run (the epoch's checkpoint is already written) and is
-//! re-raised.
+//! A second Ctrl-C while the run is ending is noted and otherwise ignored (the run ends within a
+//! step). After every epoch the run folder's curves.png and curves.svg are redrawn, as by the
+//! command. The `on_epoch` callback runs on the calling thread, while the training thread waits
+//! for it; an exception it raises ends the run (the epoch's checkpoint is already written) and
+//! is re-raised.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use convnet::train::{train, EpochMetrics, ExistingRun, TrainOptions, TrainReport};
@@ -95,49 +96,64 @@ fn train_native<'py>(
         _ => ExistingRun::Refuse,
     };
 
-    // An exception raised by the callback, to be re-raised once the run has ended.
-    let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
+    // The hook on the training thread hands each epoch's metrics to the calling thread (which
+    // holds the GIL between its sleeps) and waits for the callback's verdict: the callback then
+    // runs on the caller's thread, where Python code expects to run (signal handlers, GUI
+    // toolkits, asyncio), and a Ctrl-C inside it is an ordinary exception of the callback.
+    let (metrics_tx, metrics_rx) = mpsc::channel::<EpochMetrics>();
+    // Behind a lock only because waiting on it with the GIL released needs it shared (Sync).
+    let metrics_rx = Mutex::new(metrics_rx);
+    let (verdict_tx, verdict_rx) = mpsc::channel::<bool>();
+    let wants_callback = on_epoch.is_some();
     let (curves_png, curves_svg) = (out_dir.join("curves.png"), out_dir.join("curves.svg"));
     let label = opts.config.model.name.clone();
-    let mut hook = |history: &[EpochMetrics]| -> convnet::Result<()> {
+    let mut hook = move |history: &[EpochMetrics]| -> convnet::Result<()> {
         // The curves, redrawn after every epoch as `convnet train` does; a picture that cannot be
         // drawn does not stop training.
         if let Err(e) = write_curves_for(&[(label.clone(), history.to_vec())], &curves_png, Some(&curves_svg)) {
             eprintln!("warning: could not draw the training curves: {e}");
         }
-        let (Some(callback), Some(last)) = (on_epoch.as_ref(), history.last()) else { return Ok(()) };
-        Python::attach(|py| {
-            let result = metrics_dict(py, last).and_then(|d| callback.call1(py, (d,)));
-            match result {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    let detail = format!("the on_epoch callback raised {}", e);
-                    *callback_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    Err(convnet::Error::invalid("train", detail))
-                }
-            }
-        })
+        let Some(last) = history.last().filter(|_| wants_callback) else { return Ok(()) };
+        // The calling thread is alive until this thread ends, so neither channel is closed here.
+        let answered = metrics_tx.send(last.clone()).is_ok() && verdict_rx.recv().unwrap_or(false);
+        if answered {
+            Ok(())
+        } else {
+            Err(convnet::Error::invalid("train", "the on_epoch callback raised an exception"))
+        }
     };
 
     let mut interrupt: Option<PyErr> = None;
+    let mut callback_error: Option<PyErr> = None;
     let result = std::thread::scope(|scope| {
         let run = std::thread::Builder::new()
             .name("convnet-train".into())
             .spawn_scoped(scope, || train(&opts, &mut hook))
             .map_err(|e| PyErr::new::<pyo3::exceptions::PyRuntimeError, _>(format!("cannot start the training thread: {e}")))?;
         while !run.is_finished() {
-            py.detach(|| std::thread::sleep(SIGNAL_POLL));
-            if interrupt.is_none() {
-                if let Err(e) = py.check_signals() {
+            let metrics = py.detach(|| metrics_rx.lock().ok()?.recv_timeout(SIGNAL_POLL).ok());
+            if let (Some(metrics), Some(callback)) = (metrics, on_epoch.as_ref()) {
+                let outcome = metrics_dict(py, &metrics).and_then(|d| callback.call1(py, (d,)));
+                if let Err(e) = &outcome {
+                    callback_error = Some(e.clone_ref(py));
+                }
+                // The training thread waits for this answer; it ends if the receiver is gone.
+                let _ = verdict_tx.send(outcome.is_ok());
+            }
+            if let Err(e) = py.check_signals() {
+                if interrupt.is_none() {
                     stop.store(true, Ordering::SeqCst);
                     interrupt = Some(e);
+                } else if verbose {
+                    // A second Ctrl-C: the run is already ending after the step in progress.
+                    eprintln!("already stopping after the step in progress (last.safetensors keeps its position)");
                 }
             }
         }
         run.join()
             .map_err(|_| PyErr::new::<pyo3::exceptions::PyRuntimeError, _>("the training thread panicked (a convnet bug: please report)"))
     })?;
-    if let Some(e) = callback_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    if let Some(e) = callback_error {
         return Err(e);
     }
     let report = result.map_err(to_py)?;

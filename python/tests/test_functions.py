@@ -870,14 +870,14 @@ BAD_INPUTS = [
     ("zero_pad negative", lambda: cn.zero_pad(A5, -1), ValueError, _e("pad must be a non-negative integer, got -1")),
     ("zero_pad float", lambda: cn.zero_pad(A5, 1.5), ValueError, _e("pad must be a non-negative integer, got 1.5")),
     # Windows that do not fit.
-    ("filter too large", lambda: cn.conv_forward(A5, np.zeros((7, 7, 3, 2)), B2, HP), ValueError, _e("the 7-wide filter does not fit in height 5 + 2 x pad 0 = 5")),
+    ("filter too large", lambda: cn.conv_forward(A5, np.zeros((7, 7, 3, 2)), B2, HP), ValueError, _e("W (7, 7, 3, 2) over A_prev (2, 5, 5, 3) is 7 wide and does not fit in the height 5 + 2 x pad 0 = 5")),
     (
         "filter too wide",
         lambda: cn.conv_forward(np.zeros((1, 9, 4, 3)), np.zeros((3, 7, 3, 2)), B2, {"stride": 1, "pad": 1}),
         ValueError,
-        _e("the 7-wide filter does not fit in width 4 + 2 x pad 1 = 6"),
+        _e("is 7 wide and does not fit in the width 4 + 2 x pad 1 = 6"),
     ),
-    ("pool window too large", lambda: cn.pool_forward(A5, {"f": 6, "stride": 1}), ValueError, _e("the 6-wide pooling window does not fit in height 5")),
+    ("pool window too large", lambda: cn.pool_forward(A5, {"f": 6, "stride": 1}), ValueError, _e("pooling window over A_prev (2, 5, 5, 3) is 6 wide and does not fit in the height 5")),
     # Gradients of the wrong shape.
     ("dZ shape", lambda: cn.conv_backward(np.zeros((2, 3, 3, 3)), CONV_CACHE), ValueError, _e("dZ has shape (2, 3, 3, 3) but conv_forward's Z has shape (2, 3, 3, 2)")),
     ("dZ rank", lambda: cn.conv_backward(np.zeros((3, 3, 2)), CONV_CACHE), ValueError, _e("dZ has shape (3, 3, 2) but conv_forward's Z has shape (2, 3, 3, 2)")),
@@ -979,3 +979,73 @@ def test_lrn_backward_takes_any_real_cached_A_and_checks_the_dict(rng, which):
 def test_activations_keep_a_0d_shape(forward):
     A, cache = forward(np.array(-2.0))
     assert A.shape == ()
+
+
+def test_more_bad_arguments_are_value_errors():
+    A = np.ones((1, 4, 4, 2), np.float32)
+    W = np.ones((3, 3, 2, 3), np.float32)
+    b = np.zeros((1, 1, 1, 3), np.float32)
+    with pytest.raises(ValueError, match=r"over 2147483648 values"):
+        cn.conv_forward(A, W, b, {"stride": 1, "pad": 2**22})
+    with pytest.raises(ValueError, match=r'"stride"\] is too large'):
+        cn.conv_forward(A, W, b, {"stride": 2**70, "pad": 0})
+    with pytest.raises(ValueError, match=re.escape("W (3, 3, 2, 3) over A_prev (1, 2, 2, 2)")):
+        cn.conv_forward(np.ones((1, 2, 2, 2)), W, b, {"stride": 1, "pad": 0})
+    with pytest.raises(ValueError, match='has no "f"'):
+        cn.pool_forward(A, {1: 2, "stride": 1})
+    for shape in [(2, 2, 2), 4, (2.0, 2)]:
+        with pytest.raises(ValueError, match="shape must be"):
+            cn.distribute_value(1.0, shape)
+    with pytest.raises(ValueError, match="cache must be"):
+        cn.softmax_cross_entropy_backward((1, 2, 3))
+
+
+def test_a_huge_lrn_radius_is_the_whole_channel_window():
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((1, 2, 2, 6)).astype(np.float32)
+    dB = rng.standard_normal(A.shape).astype(np.float32)
+    B_huge, cache_huge = cn.lrn(A, depth_radius=2**31)
+    B_all, cache_all = cn.lrn(A, depth_radius=6)
+    np.testing.assert_array_equal(B_huge, B_all)
+    np.testing.assert_array_equal(cn.lrn_backward(dB, cache_huge), cn.lrn_backward(dB, cache_all))
+    assert cache_huge[1]["depth_radius"] == 2**31
+
+
+def test_a_misaligned_float32_view_gives_the_same_result():
+    raw = bytearray(4 * 32 + 1)
+    A = np.frombuffer(raw, np.float32, offset=1, count=32).reshape(1, 2, 4, 4)
+    assert not A.flags.aligned
+    A_aligned = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4) - 10
+    np.frombuffer(raw, np.uint8, offset=1, count=128)[:] = A_aligned.view(np.uint8).reshape(-1)
+    np.testing.assert_array_equal(cn.relu(A)[0], cn.relu(A_aligned)[0])
+
+
+def test_the_gil_is_released_while_the_engine_computes():
+    # A Python thread notes the time over and over while conv_forward runs (about 0.1 s here). With
+    # the GIL held by the call, that thread could run only around its start and end (a switch
+    # interval is 5 ms), never in the middle; released, it runs throughout.
+    import threading
+    import time
+
+    A = np.ones((64, 32, 32, 64), np.float32)
+    W = np.ones((5, 5, 64, 64), np.float32) * 0.01
+    b = np.zeros((1, 1, 1, 64), np.float32)
+    stamps, running = [], [True]
+
+    def note_times():
+        while running[0]:
+            stamps.append(time.perf_counter())
+
+    t = threading.Thread(target=note_times)
+    t.start()
+    try:
+        start = time.perf_counter()
+        cn.conv_forward(A, W, b, {"stride": 1, "pad": 2})
+        end = time.perf_counter()
+    finally:
+        running[0] = False
+        t.join()
+    margin = max(0.02, (end - start) / 4)
+    inside = [s for s in stamps if start + margin < s < end - margin]
+    assert end - start > 2 * margin + 0.005, f"conv_forward took {end - start:.3f} s, too short to tell"
+    assert len(inside) > 100, f"{len(inside)} notes in the middle of a {end - start:.3f} s call"
