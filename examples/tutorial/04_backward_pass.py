@@ -265,9 +265,13 @@ def main() -> int:
     add_image_arguments(parser)
     add_out_argument(parser)
     args = parser.parse_args()
+    if not 0 < args.eps <= 0.02:
+        # Larger steps can cross ReLU's kink (inputs are kept at least 0.05 from it) or change a
+        # pooling window's maximum; 0 divides by zero.
+        parser.error(f"--eps must be in (0, 0.02], got {args.eps:g}")
     load_image(args)  # first, so that missing data stops the script at once
     rng = np.random.default_rng(args.seed)
-    print(f"J = sum(layer output * G), G random; numeric = central differences, eps {args.eps:g}; float32 throughout")
+    print(f"J = sum(layer output * G), G random; numeric = central differences, eps {args.eps:g} (1e-3 for max pooling and the chain); float32 throughout")
     print(f"max error = max over coordinates of |analytic - numeric| / max(|analytic|, |numeric|, 1), tolerance {args.tolerance:g};")
     print("norm error = ||analytic - numeric|| / (||analytic|| + ||numeric||)\n")
     report = Report(args.tolerance)

@@ -2,8 +2,8 @@
 //!
 //! In: a float32 array is copied into a tensor (one memcpy when it is C-contiguous, which the
 //! Python layer arranges): the engine's tensors own their buffers, so borrowing NumPy's memory
-//! would need a view type through every kernel. The copy costs about 3% of a `conv_forward`
-//! on the tutorial's second layer (docs/python.md). Out: the tensor's buffer becomes the
+//! would need a view type through every kernel. The copy took 1.1% of a `conv_forward` on
+//! the tutorial's second layer (docs/python.md). Out: the tensor's buffer becomes the
 //! array's, without a copy.
 
 use convnet::Tensor;
