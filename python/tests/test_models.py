@@ -479,3 +479,12 @@ def test_model_argument_checks(write_config, tmp_path):
     with pytest.raises(ValueError, match="scale must be"):
         cn.save_grid(tmp_path / "g.png", [(np.zeros((2, 2), np.uint8), "a")], scale=-1)
     assert not (tmp_path / "g.png").exists()
+
+
+def test_the_native_model_checks_image_shapes_itself(write_config):
+    # The Python layer checks first; the native methods must not trust their caller either.
+    native = cn.Model.from_config(write_config())._native
+    with pytest.raises(ValueError, match=re.escape("(m, 8, 8, 1)")):
+        native.predict_uint8(np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=re.escape("(m, 8, 8, 1)")):
+        native.predict_float(np.zeros((2, 7, 8, 1), np.float32))
