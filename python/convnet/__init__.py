@@ -13,7 +13,7 @@ The number of threads is the machine's CPUs; set RAYON_NUM_THREADS before the fi
 use fewer. docs/python.md has the whole API, docs/tutorial.md the tutorial as scripts.
 """
 
-from . import _convnet
+from . import _convnet, functions, models
 from .functions import (
     conv_backward,
     conv_forward,
@@ -37,29 +37,4 @@ from .models import DEFAULT_DATA, Model, import_onnx, load_dataset, read_image, 
 
 __version__ = _convnet.__version__
 
-__all__ = [
-    "zero_pad",
-    "conv_single_step",
-    "conv_forward",
-    "conv_backward",
-    "pool_forward",
-    "pool_backward",
-    "create_mask_from_window",
-    "distribute_value",
-    "relu",
-    "relu_backward",
-    "sigmoid",
-    "sigmoid_backward",
-    "lrn",
-    "lrn_backward",
-    "softmax",
-    "softmax_cross_entropy",
-    "softmax_cross_entropy_backward",
-    "Model",
-    "train",
-    "import_onnx",
-    "load_dataset",
-    "read_image",
-    "save_grid",
-    "DEFAULT_DATA",
-]
+__all__ = functions.__all__ + models.__all__
