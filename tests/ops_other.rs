@@ -41,6 +41,23 @@ fn lrn_fast_matches_reference_loops() {
 }
 
 #[test]
+fn an_lrn_radius_past_every_channel_is_the_whole_channel_window() {
+    // 6 channels: radius 6, radius 13 (the reference loops' own windows) and radius 2^40 (which
+    // once made the kernels ask for 2^43 bytes of scratch) all sum every channel's square.
+    let mut x = random(&[2, 3, 3, 6], 7);
+    x.data_mut().iter_mut().for_each(|v| *v *= 3.0);
+    let dy = random(x.shape(), 8);
+    let with = |r: usize| LrnParams { depth_radius: r, ..STRONG_LRN };
+    let (y6, s6) = lrn_forward(&x, &with(6)).unwrap();
+    let dx6 = lrn_backward(&x, &y6, &s6, &dy, &with(6)).unwrap();
+    assert_close(&y6, &lrn_forward_ref(&x, &with(13)).unwrap(), 1e-5, "lrn forward, radius 6 against the loops' 13");
+    assert_close(&dx6, &lrn_backward_ref(&x, &dy, &with(13)).unwrap(), 1e-4, "lrn backward, radius 6 against the loops' 13");
+    let (y_huge, s_huge) = lrn_forward(&x, &with(1 << 40)).unwrap();
+    assert_eq!(y_huge, y6);
+    assert_eq!(lrn_backward(&x, &y_huge, &s_huge, &dy, &with(1 << 40)).unwrap(), dx6);
+}
+
+#[test]
 fn lrn_known_answer() {
     // Two channels, radius 1: both see x0^2 + x1^2 = 1 + 4 = 5. With bias 1, alpha 0.2, beta 0.5:
     // scale = 1 + 0.2 * 5 = 2, y = x / sqrt(2).

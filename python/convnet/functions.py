@@ -302,13 +302,8 @@ def lrn(
     _rank(A, "A", 4, "(m, n_H, n_W, n_C)")
     hparameters = _lrn_hparameters({"depth_radius": depth_radius, "bias": bias, "alpha": alpha, "beta": beta})
     h = hparameters
-    return _convnet.lrn_forward(A, _radius(h, A), h["bias"], h["alpha"], h["beta"]), (A, hparameters)
+    return _convnet.lrn_forward(A, h["depth_radius"], h["bias"], h["alpha"], h["beta"]), (A, hparameters)
 
-
-def _radius(h: Dict[str, Any], A: np.ndarray) -> int:
-    """depth_radius capped at the channel count: a wider window already covers every channel
-    (same result), and the engine's buffers grow with the radius."""
-    return min(h["depth_radius"], A.shape[3])
 
 
 def _lrn_hparameters(h: Dict[str, Any]) -> Dict[str, Any]:
@@ -337,7 +332,7 @@ def lrn_backward(dB: Any, cache: tuple) -> np.ndarray:
     dB = _f32(dB, "dB")
     if dB.shape != A.shape:
         raise ValueError(f"dB has shape {dB.shape} but lrn's input A has shape {A.shape}")
-    return _convnet.lrn_backward(dB, A, _radius(h, A), h["bias"], h["alpha"], h["beta"])
+    return _convnet.lrn_backward(dB, A, h["depth_radius"], h["bias"], h["alpha"], h["beta"])
 
 
 def softmax(logits: Any) -> np.ndarray:

@@ -49,6 +49,13 @@ impl LrnParams {
     pub fn validate(&self) -> Result<()> {
         self.check().map_err(|detail| Error::invalid("lrn", detail))
     }
+
+    /// The same normalisation over `c` channels with the radius capped at `c`: a window that
+    /// reaches past every channel sums the same squares, and the kernels' scratch and shifted
+    /// sums grow with the radius (a radius of 2^34 from a config would otherwise ask for 64 GB).
+    fn for_channels(&self, c: usize) -> LrnParams {
+        LrnParams { depth_radius: self.depth_radius.min(c), ..*self }
+    }
 }
 
 /// Pixels per parallel task.
@@ -72,6 +79,7 @@ pub fn lrn_forward(x: &Tensor, p: &LrnParams) -> Result<(Tensor, Tensor)> {
 pub fn lrn_forward_into(x: &Tensor, p: &LrnParams, y: &mut Tensor, scale: &mut Tensor) -> Result<()> {
     p.validate()?;
     let c = channels("lrn", x)?;
+    let p = &p.for_channels(c);
     y.resize(x.shape());
     scale.resize(x.shape());
     let chunk = ROWS_PER_TASK * c;
@@ -144,6 +152,7 @@ pub fn lrn_backward_into(x: &Tensor, y: &Tensor, scale: &Tensor, dy: &Tensor, p:
     }
     dx.resize(x.shape());
     let chunk = ROWS_PER_TASK * c;
+    let p = &p.for_channels(c);
     let r = p.depth_radius;
     dx.data_mut().par_chunks_mut(chunk).enumerate().for_each_init(
         || (vec![0.0f32; c + 2 * r], vec![0.0f32; c]),
