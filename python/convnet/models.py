@@ -60,19 +60,12 @@ class Model:
         or (n_classes,) for one image; raw logits with ``logits=True``.
         """
         array, single = self._batch(images)
-        if array.dtype == np.uint8:
-            out = self._native.predict_uint8(np.ascontiguousarray(array), logits)
-        elif array.dtype.kind == "f":
-            out = self._native.predict_float(_f32(array, "images"), logits)
-        else:
-            raise TypeError(
-                f"images must be uint8 (0..255) or float ([0, 1]), got dtype {array.dtype}: "
-                "convert with .astype(np.uint8) or / 255.0"
-            )
+        out = self._native.predict(array, logits)
         return out[0] if single else out
 
     def _batch(self, images: Any) -> Tuple[np.ndarray, bool]:
-        """images as a batch (m, h, w, c) of the model's input size, and whether it was one image."""
+        """images as a batch (m, h, w, c) of the model's input size, contiguous uint8 or float32
+        (what the engine reads), and whether it was one image."""
         array = np.asarray(images)
         single = array.ndim == 3
         if single:
@@ -83,19 +76,21 @@ class Model:
                 f"images must have shape (m, {h}, {w}, {c}) or ({h}, {w}, {c}) for model {self.name!r}, "
                 f"got {np.shape(images)}"
             )
-        return array, single
+        if array.dtype == np.uint8:
+            return np.ascontiguousarray(array), single
+        if array.dtype.kind == "f":
+            return _f32(array, "images"), single
+        raise TypeError(
+            f"images must be uint8 (0..255) or float ([0, 1]), got dtype {array.dtype}: "
+            "convert with .astype(np.uint8) or / 255.0"
+        )
 
     def activations(self, images: Any) -> List[Tuple[str, np.ndarray]]:
         """Every layer's output for images (as ``predict`` takes them, uint8 or [0, 1] floats):
         [(label, array)], e.g. ("layer 0 (conv2d + relu)", (m, 32, 32, 64)); the last is the
         logits. For pictures of feature maps."""
         array, _ = self._batch(images)
-        if array.shape[0] == 0:
-            raise ValueError("images is an empty batch: activations needs at least one image")
-        x = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else np.asarray(array, dtype=np.float32)
-        mean, std = self.normalization
-        x = _f32((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32), "images")
-        return self._native.activations(x)
+        return self._native.activations(array)
 
     def summary(self) -> str:
         """A Keras-style table: each layer, its output shape, parameters and MFLOPs per image."""

@@ -24,6 +24,13 @@ use crate::errors::OrPyErr;
 /// Images per forward pass in `predict`: bounds the activations' memory for a large array.
 const PREDICT_BATCH: usize = 256;
 
+/// A batch of images (m, h, w, c): uint8 pixels, or floats on the [0, 1] scale.
+#[derive(FromPyObject)]
+pub enum Images<'py> {
+    Uint8(PyReadonlyArray4<'py, u8>),
+    Float(PyReadonlyArray4<'py, f32>),
+}
+
 #[pyclass(name = "Model", module = "convnet._convnet")]
 pub struct PyModel {
     /// Behind a lock because a Python object may be shared between threads (PyO3 needs the
@@ -68,10 +75,14 @@ impl PyModel {
         self.net.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The model as checkpoint bytes (`path` names the file in errors).
+    fn bytes(&self, path: &Path) -> convnet::Result<Vec<u8>> {
+        checkpoint_bytes(path, &self.net(), &self.config.run, None, &self.meta(), &[], None)
+    }
+
     /// The model as a checkpoint in memory (`path` names it in errors), for the exporters.
     fn checkpoint(&self, path: &Path) -> convnet::Result<Checkpoint> {
-        let bytes = checkpoint_bytes(path, &self.net(), &self.config.run, None, &self.meta().clone(), &[], None)?;
-        Checkpoint::from_bytes(&bytes, path)
+        Checkpoint::from_bytes(&self.bytes(path)?, path)
     }
 
     /// Checks a batch of images against the model's input: (m, h, w, c) with the model's own
@@ -85,6 +96,40 @@ impl PyModel {
             )));
         }
         Ok(())
+    }
+
+    /// The images checked against the model's input and normalised as in training: uint8 by
+    /// the normalisation's own table (as training batches are made), floats on the [0, 1]
+    /// scale by the same formula. Returns the values and the number of images.
+    fn normalized(&self, images: &Images<'_>) -> PyResult<(Vec<f32>, usize)> {
+        let shape = match images {
+            Images::Uint8(a) => a.shape(),
+            Images::Float(a) => a.shape(),
+        };
+        self.check_images(shape)?;
+        let m = shape[0];
+        let norm = self.meta().normalization.clone();
+        let x = match images {
+            Images::Uint8(a) => {
+                let copied;
+                let pixels = match a.as_slice() {
+                    Ok(contiguous) => contiguous,
+                    Err(_) => {
+                        copied = a.as_array().iter().copied().collect::<Vec<u8>>();
+                        &copied
+                    }
+                };
+                let mut x = vec![0.0; pixels.len()];
+                norm.apply(pixels, &mut x);
+                x
+            }
+            Images::Float(a) => {
+                let Normalization { mean, std } = &norm;
+                let c = mean.len();
+                a.as_array().iter().enumerate().map(|(i, &v)| (v - mean[i % c]) / std[i % c]).collect()
+            }
+        };
+        Ok((x, m))
     }
 
     /// Logits or probabilities of normalised images, PREDICT_BATCH at a time, GIL released.
@@ -149,52 +194,24 @@ impl PyModel {
         .py()
     }
 
-    /// Probabilities (or logits) of uint8 images (m, h, w, c), normalised as in training.
+    /// Probabilities (or logits) of images (m, h, w, c), uint8 or float32 on the [0, 1] scale,
+    /// normalised as in training.
     #[pyo3(signature = (images, logits=false))]
-    fn predict_uint8<'py>(
-        &self,
-        py: Python<'py>,
-        images: PyReadonlyArray4<'py, u8>,
-        logits: bool,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        self.check_images(images.shape())?;
-        let pixels: Vec<u8> = match images.as_slice() {
-            Ok(s) => s.to_vec(),
-            Err(_) => images.as_array().iter().copied().collect(),
-        };
-        let mut x = vec![0.0; pixels.len()];
-        let norm = self.meta().normalization.clone();
-        norm.apply(&pixels, &mut x);
-        let out = self.run(py, x, images.shape()[0], !logits)?;
+    fn predict<'py>(&self, py: Python<'py>, images: Images<'py>, logits: bool) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let (x, m) = self.normalized(&images)?;
+        let out = self.run(py, x, m, !logits)?;
         Ok(numpy(py, out))
     }
 
-    /// Probabilities (or logits) of float images (m, h, w, c) with values on the [0, 1] scale
-    /// (a uint8 image divided by 255), normalised as in training.
-    #[pyo3(signature = (images, logits=false))]
-    fn predict_float<'py>(
-        &self,
-        py: Python<'py>,
-        images: PyReadonlyArray4<'py, f32>,
-        logits: bool,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        self.check_images(images.shape())?;
-        let Normalization { mean, std } = self.meta().normalization.clone();
-        let c = mean.len();
-        let x: Vec<f32> = images.as_array().iter().enumerate().map(|(i, &v)| (v - mean[i % c]) / std[i % c]).collect();
-        let out = self.run(py, x, images.shape()[0], !logits)?;
-        Ok(numpy(py, out))
-    }
-
-    /// Every layer's output for normalised float images: [(label, activations)], the last
-    /// the logits.
-    fn activations<'py>(
-        &self,
-        py: Python<'py>,
-        images: PyReadonlyArray4<'py, f32>,
-    ) -> PyResult<Vec<(String, Bound<'py, PyArrayDyn<f32>>)>> {
-        self.check_images(images.shape())?;
-        let x = Tensor::from_vec(images.shape(), images.as_array().iter().copied().collect()).py()?;
+    /// Every layer's output for images (as `predict` takes them): [(label, activations)], the
+    /// last the logits.
+    fn activations<'py>(&self, py: Python<'py>, images: Images<'py>) -> PyResult<Vec<(String, Bound<'py, PyArrayDyn<f32>>)>> {
+        let (x, m) = self.normalized(&images)?;
+        if m == 0 {
+            return Err(PyValueError::new_err("images is an empty batch: activations needs at least one image"));
+        }
+        let [h, w, c] = self.config.model.input;
+        let x = Tensor::from_vec(&[m, h, w, c], x).py()?;
         let trace = py.detach(|| self.net().forward_trace(&x)).py()?;
         Ok(trace.into_iter().map(|(label, t)| (label, numpy(py, t))).collect())
     }
@@ -206,11 +223,7 @@ impl PyModel {
 
     /// Writes the model as a checkpoint (safetensors), atomically.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| {
-            let bytes = checkpoint_bytes(&path, &self.net(), &self.config.run, None, &self.meta().clone(), &[], None)?;
-            convnet::fs::write_atomically(&path, &bytes)
-        })
-        .py()
+        py.detach(|| convnet::fs::write_atomically(&path, &self.bytes(&path)?)).py()
     }
 
     /// Writes the model as ONNX (what `convnet export --format onnx` writes).

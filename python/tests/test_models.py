@@ -485,6 +485,6 @@ def test_the_native_model_checks_image_shapes_itself(write_config):
     # The Python layer checks first; the native methods must not trust their caller either.
     native = cn.Model.from_config(write_config())._native
     with pytest.raises(ValueError, match=re.escape("(m, 8, 8, 1)")):
-        native.predict_uint8(np.zeros((2, 8, 8, 3), np.uint8))
+        native.predict(np.zeros((2, 8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match=re.escape("(m, 8, 8, 1)")):
-        native.predict_float(np.zeros((2, 7, 8, 1), np.float32))
+        native.predict(np.zeros((2, 7, 8, 1), np.float32))
