@@ -46,10 +46,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
     let tmp = temp_path(&dir, &file_name);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
+        {
+            // Written, synced and closed before the rename.
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
         handshake_inside_write(&file_name);
         std::fs::rename(&tmp, path)?;
         // Make the rename itself durable.

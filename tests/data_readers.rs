@@ -6,8 +6,8 @@ use std::fmt::Debug;
 use std::path::Path;
 
 use convnet::data::{
-    batch_ranges, epoch_order, load_cifar10_dir, load_idx_dir, load_image, load_image_folder, make_batch, read_idx, write_cifar10_records,
-    write_idx, Dataset, Normalization, FASHION_MNIST_CLASSES,
+    batch_ranges, decode_image, epoch_order, image_from_rgba, load_cifar10_dir, load_idx_dir, load_image, load_image_folder, make_batch,
+    read_idx, read_image, write_cifar10_records, write_idx, Dataset, Normalization, FASHION_MNIST_CLASSES,
 };
 use tempfile::TempDir;
 
@@ -444,6 +444,14 @@ fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
 fn load_image_refuses_huge_images_before_decoding() {
     // A valid header claiming 10000 x 6000 = 60 megapixels with almost no pixel data: the size
     // must be refused from the header, without allocating the 180 MB image.
+    let dir = tmp();
+    let path = dir.path().join("huge.png");
+    std::fs::write(&path, huge_png_header()).unwrap();
+    assert_contains(&err(load_image(&path, 32, 32, 3)), &["huge.png", "10000x6000", "50 megapixel limit"]);
+}
+
+/// A PNG whose header claims 10000 x 6000 = 60 megapixels, with almost no pixel data.
+fn huge_png_header() -> Vec<u8> {
     let mut ihdr = 10_000u32.to_be_bytes().to_vec();
     ihdr.extend(6_000u32.to_be_bytes());
     ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter method, no interlace
@@ -451,10 +459,53 @@ fn load_image_refuses_huge_images_before_decoding() {
     raw.extend(png_chunk(b"IHDR", &ihdr));
     raw.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]));
     raw.extend(png_chunk(b"IEND", &[]));
+    raw
+}
+
+#[test]
+fn decode_image_reads_bytes_as_read_image_reads_the_file() {
     let dir = tmp();
-    let path = dir.path().join("huge.png");
-    std::fs::write(&path, &raw).unwrap();
-    assert_contains(&err(load_image(&path, 32, 32, 3)), &["huge.png", "10000x6000", "50 megapixel limit"]);
+    let colour = dir.path().join("colour.png");
+    rgb_image(20, 12, 3).save(&colour).unwrap();
+    let photo = dir.path().join("photo.jpg");
+    rgb_image(16, 16, 5).save(&photo).unwrap();
+    let grey = dir.path().join("grey.png");
+    image::GrayImage::from_fn(9, 7, |x, y| image::Luma([(x * 20 + y * 9) as u8])).save(&grey).unwrap();
+    for path in [&colour, &photo, &grey] {
+        let bytes = std::fs::read(path).unwrap();
+        for channels in [1, 3] {
+            for size in [None, Some((8, 8)), Some((32, 40))] {
+                let from_bytes = decode_image(&bytes, "dropped", size, channels).unwrap();
+                assert_eq!(from_bytes, read_image(path, size, channels).unwrap(), "{} {channels} {size:?}", path.display());
+            }
+        }
+    }
+    // The same refusals, naming the name given.
+    assert_contains(&err(decode_image(b"", "empty.png", None, 1)), &["empty.png", "empty file"]);
+    assert_contains(&err(decode_image(b"GIF89a;;;;;;;;", "anim.gif", None, 1)), &["anim.gif", "unsupported image format GIF"]);
+    assert_contains(&err(decode_image(b"hello there", "notes.png", None, 1)), &["notes.png", "not a PNG or JPEG image"]);
+    assert_contains(&err(decode_image(&huge_png_header(), "huge.png", None, 3)), &["huge.png", "10000x6000", "50 megapixel limit"]);
+    let png = std::fs::read(&colour).unwrap();
+    assert_contains(&err(decode_image(&png[..png.len() / 2], "cut.png", None, 3)), &["cut.png", "cannot decode PNG image"]);
+    assert_contains(&err(decode_image(&png, "colour.png", None, 2)), &["channels must be 1 (grey) or 3 (RGB), got 2"]);
+    assert_contains(&err(decode_image(&png, "colour.png", Some((0, 4)), 3)), &["bad target size 0x4"]);
+}
+
+#[test]
+fn image_from_rgba_converts_as_read_image_converts_an_rgba_file() {
+    let dir = tmp();
+    let rgba = image::RgbaImage::from_fn(30, 18, |x, y| image::Rgba([(x * 8) as u8, (y * 13) as u8, ((x + y) * 5) as u8, (x * y) as u8]));
+    let path = dir.path().join("canvas.png");
+    rgba.save(&path).unwrap();
+    for channels in [1, 3] {
+        for size in [None, Some((8, 8)), Some((28, 28)), Some((40, 50))] {
+            let canvas = image_from_rgba(rgba.as_raw(), 30, 18, size, channels).unwrap();
+            assert_eq!(canvas, read_image(&path, size, channels).unwrap(), "{channels} {size:?}");
+        }
+    }
+    assert_contains(&err(image_from_rgba(&[0; 15], 2, 2, None, 1)), &["15 bytes for a 2x2 RGBA image"]);
+    assert_contains(&err(image_from_rgba(&[], 0, 5, None, 1)), &["0 bytes for a 0x5 RGBA image"]);
+    assert_contains(&err(image_from_rgba(&[0; 16], 2, 2, None, 4)), &["got 4"]);
 }
 
 // ---------------------------------------------------------------- dataset, normalisation, batches

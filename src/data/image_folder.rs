@@ -8,7 +8,7 @@
 //! the requested size with a triangle (bilinear) filter when it differs.
 
 use std::fs::{self, File};
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
@@ -98,17 +98,7 @@ pub fn load_image(path: impl AsRef<Path>, height: usize, width: usize, channels:
 /// pixel is decoded, so a huge (or lying) header cannot exhaust memory.
 pub fn read_image(path: impl AsRef<Path>, size: Option<(usize, usize)>, channels: usize) -> Result<LoadedImage> {
     let path = path.as_ref();
-    if channels != 1 && channels != 3 {
-        return Err(Error::invalid("load_image", format!("channels must be 1 (grey) or 3 (RGB), got {channels}")));
-    }
-    let target = match size {
-        None => None,
-        Some((height, width)) => match (u32::try_from(height), u32::try_from(width)) {
-            (Ok(h), Ok(w)) if h > 0 && w > 0 => Some((h, w)),
-            _ => return Err(Error::invalid("load_image", format!("bad target size {height}x{width}"))),
-        },
-    };
-
+    let target = check_request(size, channels)?;
     if path.is_dir() {
         return Err(Error::data(path, "is a directory, expected a PNG or JPEG image"));
     }
@@ -116,9 +106,48 @@ pub fn read_image(path: impl AsRef<Path>, size: Option<(usize, usize)>, channels
     let mut head = Vec::with_capacity(16);
     (&mut file).take(16).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
     file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
-    let format = sniff_format(path, &head)?;
+    decode(BufReader::new(file), &head, path, target, channels)
+}
 
-    let mut reader = ImageReader::with_format(BufReader::new(file), format);
+/// Decodes a PNG or JPEG file held in memory (a file dropped on the web demo's page) exactly as
+/// [`read_image`] reads one from disk, with the same checks; `name` stands for the file in
+/// error messages.
+pub fn decode_image(bytes: &[u8], name: &str, size: Option<(usize, usize)>, channels: usize) -> Result<LoadedImage> {
+    let target = check_request(size, channels)?;
+    decode(Cursor::new(bytes), &bytes[..bytes.len().min(16)], Path::new(name), target, channels)
+}
+
+/// Converts and resizes RGBA pixels (a canvas drawn on in the web demo) as [`read_image`] does
+/// a decoded RGBA file: alpha is dropped, colour becomes luma when `channels` is 1.
+pub fn image_from_rgba(rgba: &[u8], width: usize, height: usize, size: Option<(usize, usize)>, channels: usize) -> Result<LoadedImage> {
+    let target = check_request(size, channels)?;
+    let bad = || Error::invalid("image_from_rgba", format!("{} bytes for a {width}x{height} RGBA image", rgba.len()));
+    let (w, h) = (u32::try_from(width).map_err(|_| bad())?, u32::try_from(height).map_err(|_| bad())?);
+    if w == 0 || h == 0 {
+        return Err(bad());
+    }
+    let img = image::RgbaImage::from_raw(w, h, rgba.to_vec()).ok_or_else(bad)?;
+    Ok(converted(&DynamicImage::ImageRgba8(img), target, channels, 4))
+}
+
+/// The checked target size (width, height order for `image`) and channel count.
+fn check_request(size: Option<(usize, usize)>, channels: usize) -> Result<Option<(u32, u32)>> {
+    if channels != 1 && channels != 3 {
+        return Err(Error::invalid("load_image", format!("channels must be 1 (grey) or 3 (RGB), got {channels}")));
+    }
+    match size {
+        None => Ok(None),
+        Some((height, width)) => match (u32::try_from(height), u32::try_from(width)) {
+            (Ok(h), Ok(w)) if h > 0 && w > 0 => Ok(Some((h, w))),
+            _ => Err(Error::invalid("load_image", format!("bad target size {height}x{width}"))),
+        },
+    }
+}
+
+/// Decodes the image that `reader` holds (its first bytes are `head`; `path` names it in errors).
+fn decode<R: BufRead + Seek>(reader: R, head: &[u8], path: &Path, target: Option<(u32, u32)>, channels: usize) -> Result<LoadedImage> {
+    let format = sniff_format(path, head)?;
+    let mut reader = ImageReader::with_format(reader, format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -147,8 +176,14 @@ pub fn read_image(path: impl AsRef<Path>, size: Option<(usize, usize)>, channels
     }
     let source_channels = decoder.color_type().channel_count();
     let img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
-    let (w, h) = target.map_or((img_w, img_h), |(h, w)| (w, h));
+    Ok(converted(&img, target, channels, source_channels))
+}
 
+/// `img` as `channels` (RGB or luma), resized to `target` (height, width) when given and
+/// different, with a triangle (bilinear) filter.
+fn converted(img: &DynamicImage, target: Option<(u32, u32)>, channels: usize, source_channels: u8) -> LoadedImage {
+    let (img_w, img_h) = (img.width(), img.height());
+    let (w, h) = target.map_or((img_w, img_h), |(h, w)| (w, h));
     let raw = if channels == 3 {
         let rgb = img.to_rgb8();
         if rgb.dimensions() == (w, h) { rgb } else { imageops::resize(&rgb, w, h, FilterType::Triangle) }.into_raw()
@@ -156,15 +191,7 @@ pub fn read_image(path: impl AsRef<Path>, size: Option<(usize, usize)>, channels
         let luma = img.to_luma8();
         if luma.dimensions() == (w, h) { luma } else { imageops::resize(&luma, w, h, FilterType::Triangle) }.into_raw()
     };
-    Ok(LoadedImage {
-        pixels: raw,
-        height: h as usize,
-        width: w as usize,
-        channels,
-        source_width: img_w,
-        source_height: img_h,
-        source_channels,
-    })
+    LoadedImage { pixels: raw, height: h as usize, width: w as usize, channels, source_width: img_w, source_height: img_h, source_channels }
 }
 
 /// PNG or JPEG, from the first bytes of the file; a clear error for anything else.

@@ -25,5 +25,5 @@ pub use idx::{
     idx_pair_to_dataset, load_idx_dir, parse_idx, parse_idx_rank, read_idx, write_idx, IdxArray, FASHION_MNIST_CLASSES,
     FASHION_MNIST_DEFAULT_DIR,
 };
-pub use image_folder::{load_image, load_image_folder, read_image, LoadedImage, MAX_IMAGE_PIXELS};
+pub use image_folder::{decode_image, image_from_rgba, load_image, load_image_folder, read_image, LoadedImage, MAX_IMAGE_PIXELS};
 pub use normalize::Normalization;

@@ -116,6 +116,7 @@ pub fn set_simd_level(level: SimdLevel) -> Result<()> {
 
 /// Whether the AVX2 + FMA copies may run: the level in force allows them (which implies the
 /// CPU has them, so calling a `#[target_feature(enable = "avx2,fma")]` function is sound).
+#[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn avx2_allowed() -> bool {
     simd_level() >= SimdLevel::Avx2

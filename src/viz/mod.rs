@@ -37,6 +37,7 @@ pub use grid::{GridSection, Tile};
 /// The font family every picture uses; registered by [`register_font`].
 pub const FONT: &str = "sans-serif";
 
+#[cfg(not(target_arch = "wasm32"))]
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 /// Registers the embedded DejaVu Sans as plotters' "sans-serif" (once per process). Every
@@ -45,6 +46,9 @@ pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is compiled in and known to parse; a failure here would be a build problem.
+        // plotters has no font registry on wasm32 (it draws text with the browser's canvas
+        // there); the web demo draws no charts.
+        #[cfg(not(target_arch = "wasm32"))]
         if plotters::style::register_font(FONT, plotters::style::FontStyle::Normal, FONT_BYTES).is_err() {
             eprintln!("warning: the embedded font could not be loaded; text in pictures will be missing");
         }

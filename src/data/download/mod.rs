@@ -23,6 +23,11 @@
 //! The sources are data ([`official_source`], or any [`DataSource`]), so tests fetch their own
 //! small files from a server on 127.0.0.1.
 
+// The fetching itself is native-only (ureq, files): a wasm32 build (web/) keeps the sources and
+// checks, so `download` and the helpers only it uses are left out there.
+#![cfg_attr(target_arch = "wasm32", allow(dead_code))]
+
+#[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod sources;
 mod unpack;
@@ -119,6 +124,7 @@ pub struct DownloadReport {
 /// Fetches every file of `source` into `dir` (created if needed), checks each against its
 /// published MD5, and unpacks archives; see the module documentation for the steps. On
 /// success `dir` holds the data set in the layout its reader takes.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn download(source: &DataSource, dir: &Path, options: &DownloadOptions) -> Result<DownloadReport> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     for file in &source.files {
