@@ -747,6 +747,44 @@ fn predict_prints_the_top_5_of_the_librarys_softmax_with_the_checkpoints_class_n
 }
 
 #[test]
+fn predict_json_gives_every_logit_and_probability_in_full() {
+    let data = tempfile::tempdir().unwrap();
+    write_quadrant_idx(data.path(), 64, 16, 8);
+    let work = tempfile::tempdir().unwrap();
+    let run = train_tiny(data.path(), work.path(), "run", 1, &[]);
+    let model = run.join("best.safetensors");
+    let grey = work.path().join("grey.png");
+    image::GrayImage::from_fn(8, 8, |x, y| image::Luma([if x >= 4 && y >= 4 { 230 } else { 30 }])).save(&grey).unwrap();
+    let rgb = work.path().join("rgb.png");
+    image::RgbImage::from_fn(20, 30, |x, y| image::Rgb(if x < 10 && y < 15 { [230, 220, 210] } else { [30, 40, 20] })).save(&rgb).unwrap();
+    let (code, stdout, stderr) = convnet(&["predict", "--json", "--model", s(&model), s(&grey), s(&rgb)]);
+    assert_eq!(code, 0, "{stderr}");
+    let ck = Checkpoint::load(&model).unwrap();
+    let mut net = ck.network().unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one JSON object per image: {stdout}");
+    for (line, path) in lines.iter().zip([&grey, &rgb]) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["image"], path.display().to_string());
+        let floats = |key: &str| -> Vec<f32> { v[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+        // Every class, bit for bit: the library's logits and softmax of them.
+        let logits = logits_of(&mut net, &ck, &read_image(path, Some((8, 8)), 1).unwrap().pixels);
+        assert_eq!(floats("logits"), logits);
+        let probs = softmax(&Tensor::from_vec(&[1, 10], logits).unwrap()).unwrap();
+        assert_eq!(floats("probabilities"), probs.data());
+        let top5 = v["top5"].as_array().unwrap();
+        assert_eq!(top5.len(), 5);
+        let mut ranked: Vec<usize> = (0..10).collect();
+        ranked.sort_by(|&a, &b| probs.data()[b].total_cmp(&probs.data()[a]));
+        for (k, entry) in top5.iter().enumerate() {
+            assert_eq!(entry["class"], ranked[k]);
+            assert_eq!(entry["name"], ck.meta.class_names[ranked[k]]);
+            assert_eq!(entry["probability"].as_f64().unwrap() as f32, probs.data()[ranked[k]]);
+        }
+    }
+}
+
+#[test]
 fn a_run_without_a_validation_split_prints_no_val_figures_and_eval_refuses_its_val_split() {
     let data = tempfile::tempdir().unwrap();
     write_mislabelled_quadrants(data.path());

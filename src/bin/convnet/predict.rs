@@ -16,9 +16,29 @@ pub struct PredictArgs {
     /// A checkpoint written by `convnet train`.
     #[arg(long)]
     model: PathBuf,
+    /// Print one JSON object per image instead (for scripts): {"image", "top5": [{"class",
+    /// "name", "probability"}], "logits", "probabilities"}, every class's numbers in full
+    /// float32 precision.
+    #[arg(long)]
+    json: bool,
     /// Images to classify.
     #[arg(required = true)]
     images: Vec<PathBuf>,
+}
+
+#[derive(serde::Serialize)]
+struct Ranked<'a> {
+    class: usize,
+    name: &'a str,
+    probability: f32,
+}
+
+#[derive(serde::Serialize)]
+struct Prediction<'a> {
+    image: String,
+    top5: Vec<Ranked<'a>>,
+    logits: &'a [f32],
+    probabilities: &'a [f32],
 }
 
 pub fn run(args: PredictArgs) -> convnet::Result<()> {
@@ -30,13 +50,20 @@ pub fn run(args: PredictArgs) -> convnet::Result<()> {
         crate::image_notes(path, &img);
         let mut x = Tensor::zeros(&[1, h, w, c]);
         ck.meta.normalization.apply(&img.pixels, x.data_mut());
-        let probs = softmax(&net.predict(&x)?)?;
+        let logits = net.predict(&x)?;
+        let probs = softmax(&logits)?;
         let mut ranked: Vec<(usize, f32)> = probs.data().iter().copied().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let name = |class: usize| ck.meta.class_names.get(class).map_or("?", |s| s.as_str());
+        if args.json {
+            let top5 = ranked.iter().take(5).map(|&(class, probability)| Ranked { class, name: name(class), probability }).collect();
+            let line = Prediction { image: path.display().to_string(), top5, logits: logits.data(), probabilities: probs.data() };
+            println!("{}", serde_json::to_string(&line).expect("plain data serialises"));
+            continue;
+        }
         println!("{}:", path.display());
-        for (class, p) in ranked.iter().take(5) {
-            let name = ck.meta.class_names.get(*class).map_or("?", |s| s.as_str());
-            println!("  {:6.2}%  {name}", 100.0 * p);
+        for &(class, p) in ranked.iter().take(5) {
+            println!("  {:6.2}%  {}", 100.0 * p, name(class));
         }
     }
     Ok(())
