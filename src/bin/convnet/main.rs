@@ -8,6 +8,7 @@ mod filter;
 mod import;
 mod plot;
 mod predict;
+mod serve_demo;
 mod signals;
 mod summary;
 mod train;
@@ -35,7 +36,9 @@ convnet visualize activations --model runs/fashion-mnist/best.safetensors shirt.
 convnet filter --kernel sobel-x photo.png edges.png   # one hand-written kernel\n\n\
 Take a model elsewhere:\n  \
 convnet export --model runs/fashion-mnist/best.safetensors model.onnx\n  \
-convnet import model.onnx --out imported.safetensors"
+convnet import model.onnx --out imported.safetensors\n\n\
+In the browser (docs/web.md):\n  \
+scripts/build_web.sh && convnet serve-demo           # draw, and watch every layer respond"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +58,7 @@ enum Command {
     Export(export::ExportArgs),
     Import(import::ImportArgs),
     Download(download::DownloadArgs),
+    ServeDemo(serve_demo::ServeDemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Export(a) => success(export::run(a)),
         Command::Import(a) => success(import::run(a)),
         Command::Download(a) => success(download::run(a)),
+        Command::ServeDemo(a) => success(serve_demo::run(a)),
     };
     match result {
         Ok(code) => code,
