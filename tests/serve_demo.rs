@@ -101,8 +101,22 @@ fn nothing_outside_the_folder_and_nothing_but_reading() {
         }
     }
     std::fs::write(web.join(".env"), "hidden").unwrap();
+    // Links that lead outside the folder are not followed out of it; one inside it is.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(parent.path().join("secret.txt"), web.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink("/", web.join("root")).unwrap();
+        std::os::unix::fs::symlink(web.join("index.html"), web.join("alias.html")).unwrap();
+    }
     let (_server, port) = serve(&web);
-    for path in ["/../secret.txt", "/pkg/../../secret.txt", "/%2e%2e/secret.txt", "/.env", "/pkg", "/missing.js"] {
+    #[cfg(unix)]
+    {
+        let (status, _, body) = request(port, "GET", "/alias.html");
+        assert!(status.ends_with("200 OK") && body.starts_with(b"<!doctype html>"), "{status}");
+    }
+    for path in
+        ["/../secret.txt", "/pkg/../../secret.txt", "/%2e%2e/secret.txt", "/.env", "/pkg", "/missing.js", "/link.txt", "/root/etc/hostname"]
+    {
         let (status, _, _) = request(port, "GET", path);
         assert!(status.ends_with("404 Not Found"), "{path}: {status}");
     }
@@ -126,7 +140,13 @@ fn a_folder_that_is_not_ready_or_a_port_in_use_is_a_clear_error() {
     std::fs::remove_file(unbuilt.path().join("pkg/convnet_web_bg.wasm")).unwrap();
     let (code, stderr) = serve_demo_error(&["--port", "0", "--dir", unbuilt.path().to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("build the WebAssembly first with scripts/build_web.sh"), "{stderr}");
+    assert!(stderr.contains("has no pkg/convnet_web_bg.wasm: build the WebAssembly first with scripts/build_web.sh"), "{stderr}");
+
+    let half_built = demo_folder();
+    std::fs::remove_file(half_built.path().join("pkg/convnet_web.js")).unwrap();
+    let (code, stderr) = serve_demo_error(&["--port", "0", "--dir", half_built.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("has no pkg/convnet_web.js"), "{stderr}");
 
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
@@ -134,4 +154,23 @@ fn a_folder_that_is_not_ready_or_a_port_in_use_is_a_clear_error() {
     let (code, stderr) = serve_demo_error(&["--port", &port, "--dir", ready.path().to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}
+
+#[test]
+fn a_client_that_stops_reading_holds_up_only_itself() {
+    let dir = demo_folder();
+    // Far more than the socket buffers hold, so the response to the stalled client cannot be
+    // written out while it does not read.
+    std::fs::write(dir.path().join("models/big.safetensors"), vec![1u8; 64 << 20]).unwrap();
+    let (_server, port) = serve(dir.path());
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stalled, "GET /models/big.safetensors HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    // A second client is served meanwhile (a read timeout turns a hang into a failure).
+    let mut other = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    other.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    write!(other, "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    other.read_to_end(&mut raw).expect("served while the other client stalls");
+    assert!(raw.starts_with(b"HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&raw[..raw.len().min(100)]));
+    drop(stalled);
 }

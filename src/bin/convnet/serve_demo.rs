@@ -3,9 +3,10 @@
 use clap::Args;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use convnet::Error;
-use tiny_http::{Header, Method, Response, Server};
+use tiny_http::{Header, Method, Request, Response, Server};
 
 /// Serve the in-browser demo (web/: the engine compiled to WebAssembly, a drawing canvas, the
 /// top-5 prediction, every layer's feature maps, the first layer's filters and a kernel
@@ -28,25 +29,29 @@ pub fn run(args: ServeDemoArgs) -> convnet::Result<()> {
         .map_err(|e| Error::invalid("--port", format!("cannot listen on 127.0.0.1:{}: {e}", args.port)))?;
     let port = server.server_addr().to_ip().map_or(args.port, |a| a.port());
     println!("serving {} at http://127.0.0.1:{port}/ (Ctrl-C to stop)", dir.display());
+    let dir = Arc::new(dir);
     for request in server.incoming_requests() {
-        let response = match request.method() {
-            Method::Get | Method::Head => match file_for(&dir, request.url()) {
-                Some(path) => match fs::read(&path) {
-                    Ok(bytes) => Response::from_data(bytes).with_header(header("Content-Type", content_type(&path))),
-                    Err(_) => not_found(),
-                },
-                None => not_found(),
-            },
-            _ => Response::from_string("only GET and HEAD are served\n").with_status_code(405),
-        };
-        // A client that went away is not the server's problem.
-        let _ = request.respond(response.with_header(header("Cache-Control", "no-cache")));
+        // One thread per request, so that a client that stops reading holds up only itself.
+        let dir = Arc::clone(&dir);
+        std::thread::spawn(move || respond(&dir, request));
     }
     Ok(())
 }
 
-/// The demo folder: `dir`, or web/ here, or web/ in the source tree; it must hold the page and
-/// the built WebAssembly.
+fn respond(dir: &Path, request: Request) {
+    let response = match request.method() {
+        Method::Get | Method::Head => match file_for(dir, request.url()).and_then(|path| Some((fs::read(&path).ok()?, path))) {
+            Some((bytes, path)) => Response::from_data(bytes).with_header(header("Content-Type", content_type(&path))),
+            None => not_found(),
+        },
+        _ => Response::from_string("only GET and HEAD are served\n").with_status_code(405),
+    };
+    // A client that went away is not the server's problem.
+    let _ = request.respond(response.with_header(header("Cache-Control", "no-cache")));
+}
+
+/// The demo folder, canonical: `dir`, or web/ here, or web/ in the source tree; it must hold the
+/// page and the built WebAssembly.
 fn demo_folder(dir: Option<PathBuf>) -> convnet::Result<PathBuf> {
     let dir = dir.unwrap_or_else(|| {
         let here = PathBuf::from("web");
@@ -59,26 +64,31 @@ fn demo_folder(dir: Option<PathBuf>) -> convnet::Result<PathBuf> {
     if !dir.join("index.html").is_file() {
         return Err(Error::data(&dir, "has no index.html: not the web demo's folder (pass --dir web from the repository)"));
     }
-    if !dir.join("pkg").join("convnet_web_bg.wasm").is_file() {
-        return Err(Error::data(&dir, "has no pkg/convnet_web_bg.wasm: build the WebAssembly first with scripts/build_web.sh"));
+    for built in ["convnet_web_bg.wasm", "convnet_web.js"] {
+        if !dir.join("pkg").join(built).is_file() {
+            return Err(Error::data(&dir, format!("has no pkg/{built}: build the WebAssembly first with scripts/build_web.sh")));
+        }
     }
-    Ok(dir)
+    dir.canonicalize().map_err(|e| Error::io(&dir, e))
 }
 
-/// The file a request's URL names inside `dir` ("/" is index.html), or None for anything that
-/// is not a plain path to a file in it ("..", hidden names, folders).
+/// The file a request's URL names inside `dir` (canonical; "/" is index.html), or None for
+/// anything that is not a plain path to a file in it: "..", hidden names, folders, and links
+/// that lead outside it.
 fn file_for(dir: &Path, url: &str) -> Option<PathBuf> {
     let path = url.split(['?', '#']).next().unwrap_or("");
     let path = path.strip_prefix('/')?;
     let path = if path.is_empty() { "index.html" } else { path };
     let mut file = dir.to_path_buf();
     for part in path.split('/') {
-        if part.is_empty() || part.starts_with('.') || part.contains(['\\', '%']) {
+        // ':' too: on Windows "C:" would replace the whole path.
+        if part.is_empty() || part.starts_with('.') || part.contains(['\\', '%', ':']) {
             return None;
         }
         file.push(part);
     }
-    file.is_file().then_some(file)
+    let real = file.canonicalize().ok()?;
+    (real.starts_with(dir) && real.is_file()).then_some(real)
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -115,7 +125,7 @@ mod tests {
         fs::create_dir(dir.path().join("pkg")).unwrap();
         fs::write(dir.path().join("pkg").join("a.js"), "js").unwrap();
         fs::write(dir.path().join(".secret"), "no").unwrap();
-        let root = dir.path();
+        let root = &dir.path().canonicalize().unwrap();
         assert_eq!(file_for(root, "/"), Some(root.join("index.html")));
         assert_eq!(file_for(root, "/?model=cifar10"), Some(root.join("index.html")));
         assert_eq!(file_for(root, "/pkg/a.js"), Some(root.join("pkg").join("a.js")));
