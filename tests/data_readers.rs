@@ -504,6 +504,12 @@ fn image_from_rgba_converts_as_read_image_converts_an_rgba_file() {
         }
     }
     assert_contains(&err(image_from_rgba(&[0; 15], 2, 2, None, 1)), &["15 bytes for a 2x2 RGBA image"]);
+    assert_contains(&err(image_from_rgba(&[0; 17], 2, 2, None, 1)), &["17 bytes for a 2x2 RGBA image"]);
+    assert_contains(&err(image_from_rgba(&[0; 4], usize::MAX, 2, None, 1)), &["4 bytes for a"]);
+    // Over the limit: refused before the pixels are copied.
+    let side = 8_000;
+    let big = vec![0u8; side * side * 4];
+    assert_contains(&err(image_from_rgba(&big, side, side, None, 1)), &["8000x8000 is over the 50 megapixel limit"]);
     assert_contains(&err(image_from_rgba(&[], 0, 5, None, 1)), &["0 bytes for a 0x5 RGBA image"]);
     assert_contains(&err(image_from_rgba(&[0; 16], 2, 2, None, 4)), &["got 4"]);
 }

@@ -122,15 +122,19 @@ pub fn decode_image(bytes: &[u8], name: &str, size: Option<(usize, usize)>, chan
 pub fn image_from_rgba(rgba: &[u8], width: usize, height: usize, size: Option<(usize, usize)>, channels: usize) -> Result<LoadedImage> {
     let target = check_request(size, channels)?;
     let bad = || Error::invalid("image_from_rgba", format!("{} bytes for a {width}x{height} RGBA image", rgba.len()));
-    let (w, h) = (u32::try_from(width).map_err(|_| bad())?, u32::try_from(height).map_err(|_| bad())?);
-    if w == 0 || h == 0 {
-        return Err(bad());
+    let pixels = width.checked_mul(height).filter(|&n| n > 0 && n.checked_mul(4) == Some(rgba.len())).ok_or_else(bad)?;
+    if pixels as u64 > MAX_IMAGE_PIXELS {
+        return Err(Error::invalid(
+            "image_from_rgba",
+            format!("{width}x{height} is over the {} megapixel limit", MAX_IMAGE_PIXELS / 1_000_000),
+        ));
     }
+    let (w, h) = (u32::try_from(width).map_err(|_| bad())?, u32::try_from(height).map_err(|_| bad())?);
     let img = image::RgbaImage::from_raw(w, h, rgba.to_vec()).ok_or_else(bad)?;
     Ok(converted(&DynamicImage::ImageRgba8(img), target, channels, 4))
 }
 
-/// The checked target size (width, height order for `image`) and channel count.
+/// The checked target size as (height, width) in `u32`, after checking the channel count.
 fn check_request(size: Option<(usize, usize)>, channels: usize) -> Result<Option<(u32, u32)>> {
     if channels != 1 && channels != 3 {
         return Err(Error::invalid("load_image", format!("channels must be 1 (grey) or 3 (RGB), got {channels}")));
