@@ -5,6 +5,10 @@ use wasm_bindgen::prelude::*;
 
 use crate::js_error;
 
+/// The largest kernel side the playground takes: a typed-in kernel can be any size, and a huge
+/// one would only exhaust the page's memory.
+pub const MAX_KERNEL_SIDE: usize = 31;
+
 /// The named kernels and what each does, as JSON: `[["edge-horizontal", "..."], ...]`.
 #[wasm_bindgen(js_name = kernelNames)]
 pub fn kernel_names() -> String {
@@ -103,6 +107,12 @@ pub fn filter(pixels: &[u8], height: usize, width: usize, channels: usize, kerne
         ));
     }
     let kernel = kernel_from_arg(kernel)?;
+    if kernel.height > MAX_KERNEL_SIDE || kernel.width > MAX_KERNEL_SIDE {
+        return Err(convnet::Error::invalid(
+            "applyKernel",
+            format!("a {}x{} kernel: the playground takes kernels up to {MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE}", kernel.height, kernel.width),
+        ));
+    }
     let mut rgb: Vec<u8> = if channels == 4 { pixels.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect() } else { pixels.to_vec() };
     let mut channels = channels.min(3);
     if channels == 3 && rgb.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]) {

@@ -189,6 +189,11 @@ fn bad_input_is_refused_with_what_is_wrong() {
     assert!(msg(filter(&[0; 9], 3, 3, 1, "wobble", false)).contains("unknown kernel \"wobble\""));
     assert!(msg(filter(&[0; 9], 3, 3, 1, "1,2;3", false)).contains("rectangular"));
     assert!(msg(filter(&[0; 4], 2, 2, 1, "sobel-x", false)).contains("does not fit a 2x2 image"));
+    let wide = vec!["1"; 32].join(",");
+    assert!(msg(filter(&[0; 4], 2, 2, 1, &wide, true)).contains("a 1x32 kernel: the playground takes kernels up to 31x31"));
+    let tall = vec!["1"; 32].join(";");
+    assert!(msg(filter(&[0; 4], 2, 2, 1, &tall, true)).contains("a 32x1 kernel"));
+    assert_eq!(filter(&[0; 4], 2, 2, 1, &vec!["1"; 31].join(","), true).unwrap().width(), 2, "31 is allowed");
     let names: Vec<(String, String)> = serde_json::from_str(&kernel_names()).unwrap();
     assert_eq!(names.len(), 8);
     assert_eq!(names[0].0, "edge-horizontal");
