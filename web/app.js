@@ -3,7 +3,9 @@
 // builds the page. Read it top to bottom: state, helpers, then one block per page section,
 // then startup.
 
-import init, { Model, applyKernel, kernelNames } from './pkg/convnet_web.js';
+// The engine, imported in start() rather than statically: a missing or broken pkg/ (the
+// WebAssembly not built yet) then reaches the status line instead of stopping this module.
+let wasm = null;
 
 // ---------------------------------------------------------------------------------------------
 // Constants and state
@@ -31,6 +33,11 @@ const TOP_K = 5;
 // edges, small enough to convolve on every stroke.
 const PLAYGROUND_SCALE = 4;
 const NUMBERS_MAX_SIDE = 8; // inputs up to 8x8 get the numbers table
+// Larger files are refused before they are read: the whole file is copied into the
+// WebAssembly memory, which never shrinks.
+const MAX_FILE_BYTES = 64 * 2 ** 20;
+// The errors a successful pass makes stale.
+const FILE_AND_PASS_ERRORS = ['Forward pass', 'Reading the image', 'Loading the sample'];
 // The grey patch of the tutorial ("CNN, from principles to application") under its edge kernel.
 const TUTORIAL_PATCH = [200, 199, 189, 203, 23, 34, 177, 12, 22];
 
@@ -112,6 +119,10 @@ function clearError(context) {
   if (state.errorContext === context) setStatus(readyMessage());
 }
 
+function clearErrors(contexts) {
+  if (contexts.includes(state.errorContext)) setStatus(readyMessage());
+}
+
 function readyMessage() {
   return state.info ? `Ready: ${state.info.name}. Draw, drop an image or pick a sample.` : '';
 }
@@ -187,7 +198,7 @@ async function loadModel(key) {
   try {
     const start = performance.now();
     const fileName = spec.file.split('/').pop();
-    const model = Model.fromCheckpoint(await fetchBytes(spec.file), fileName);
+    const model = wasm.Model.fromCheckpoint(await fetchBytes(spec.file), fileName);
     if (token !== state.loadToken) {
       model.free(); // a newer load started meanwhile: it wins
       return;
@@ -422,6 +433,7 @@ function runDrawingPass() {
     const start = performance.now();
     const forward = state.model.forwardRgba(new Uint8Array(image.data.buffer), CANVAS_SIZE, CANVAS_SIZE);
     showForward(forward, 'drawing', performance.now() - start);
+    clearErrors(FILE_AND_PASS_ERRORS);
   });
 }
 
@@ -434,8 +446,9 @@ function runImageFile(bytes, name) {
     const forward = state.model.forwardImage(bytes, name);
     const ms = performance.now() - start;
     state.lastFile = { bytes, name };
-    copyInputToCanvas(forward);
+    // The page owns (and frees) the pass from here on, even if drawing its copy fails.
     showForward(forward, name, ms);
+    copyInputToCanvas(forward);
     const [best] = JSON.parse(forward.top(1));
     setStatus(`${name}: ${best.name} (${(best.probability * 100).toFixed(2)}%)`);
     return true;
@@ -607,8 +620,14 @@ function drawFilters() {
 
 async function handleFile(file) {
   if (!file || !state.model) return;
+  if (file.size > MAX_FILE_BYTES) {
+    showError('Reading the image', new Error(`${file.name} is ${(file.size / 2 ** 20).toFixed(0)} MB; the page takes images up to ${MAX_FILE_BYTES / 2 ** 20} MB`));
+    return;
+  }
+  const key = state.modelKey;
   try {
-    runImageFile(new Uint8Array(await file.arrayBuffer()), file.name);
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    if (key === state.modelKey) runImageFile(bytes, file.name); // else the model changed meanwhile
   } catch (error) {
     showError('Reading the image', error);
   }
@@ -679,8 +698,10 @@ function sampleButton(key, { file, label }) {
 
 async function runSample(url, name) {
   if (!state.model) return;
+  const key = state.modelKey;
   try {
-    runImageFile(await fetchBytes(url), name);
+    const bytes = await fetchBytes(url);
+    if (key === state.modelKey) runImageFile(bytes, name); // a sample of the model switched away from is dropped
   } catch (error) {
     showError('Loading the sample', error);
   }
@@ -691,7 +712,7 @@ async function runSample(url, name) {
 // ---------------------------------------------------------------------------------------------
 
 function setUpPlayground() {
-  const names = JSON.parse(kernelNames());
+  const names = JSON.parse(wasm.kernelNames());
   const options = names.map(([name, description]) => makeElement('option', { value: name, textContent: name, title: description }));
   options.push(makeElement('option', { value: 'custom', textContent: 'custom', title: 'the numbers in the grid below' }));
   el.kernelSelect.replaceChildren(...options);
@@ -762,7 +783,7 @@ function runPlayground() {
   const named = el.kernelSelect.value !== 'custom';
   const kernelText = named ? el.kernelSelect.value : cellsKernelText();
   const result = guarded('Kernel', () =>
-    applyKernel(input.pixels, input.height, input.width, input.channels, kernelText, el.kernelSame.checked));
+    wasm.applyKernel(input.pixels, input.height, input.width, input.channels, kernelText, el.kernelSame.checked));
   if (!result) return;
   try {
     const kernel = kernelMatrix(result);
@@ -859,7 +880,8 @@ async function start() {
   setUpControls();
   try {
     const begin = performance.now();
-    await init();
+    wasm = await import('./pkg/convnet_web.js');
+    await wasm.default();
     state.timings.wasm = performance.now() - begin;
   } catch (error) {
     showError('Loading the WebAssembly engine (pkg/convnet_web.js)', error);

@@ -117,13 +117,16 @@ async function main() {
   mkdirSync(OUT, { recursive: true });
   const problems = [];
   const { server, url } = await startServer();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
   const metrics = { url, wasm_bytes: statSync(join(ROOT, 'web', 'pkg', 'convnet_web_bg.wasm')).size };
+  let browser = null;
   try {
+    // --disable-dev-shm-usage: containers often have a small /dev/shm, and the page has
+    // hundreds of canvases.
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+        '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'],
+    });
     const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
     page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
@@ -136,6 +139,16 @@ async function main() {
     await waitForModel(page, 'fashion-mnist');
     metrics.load_ms = Date.now() - begin;
     check(true, `the page loads and the Fashion-MNIST model is ready (${metrics.load_ms} ms)`);
+
+    // The first conv layer's tiles, as pixels, to tell a stroke from the empty canvas.
+    const firstLayerTiles = () => page.evaluate(() => {
+      const canvases = document.querySelector('#feature-maps section.layer').querySelectorAll('canvas.tile');
+      // toDataURL rather than getImageData: repeated readbacks of one canvas make Chromium
+      // warn on the console, which this test counts as a problem.
+      return [...canvases].map((c) => c.toDataURL());
+    });
+    const blankTiles = await firstLayerTiles();
+    const blankLogits = await page.evaluate(() => window.convnetDemo.logits);
 
     // A stroke with the mouse.
     const box = await page.locator('#draw').boundingBox();
@@ -151,24 +164,24 @@ async function main() {
     check(Math.abs(drawn.probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-4, 'the probabilities sum to 1');
     const tiles = await page.locator('#feature-maps canvas.tile').count();
     check(tiles === FEATURE_TILES['fashion-mnist'], `every conv and pool channel has a feature-map tile (${tiles})`);
-    const inked = await page.evaluate(() => {
-      // The first conv layer's tiles are not all black after a stroke.
-      const canvases = [...document.querySelectorAll('#feature-maps section.layer')][0].querySelectorAll('canvas.tile');
-      return [...canvases].some((c) => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 !== 3 && v > 0));
-    });
-    check(inked, 'the first layer\'s tiles show the stroke');
+    const strokeTiles = await firstLayerTiles();
+    const changed = strokeTiles.filter((tile, i) => tile !== blankTiles[i]).length;
+    check(changed === strokeTiles.length, `every first-layer tile changes with the stroke (${changed} of ${strokeTiles.length})`);
+    check(drawn.logits.some((v, i) => v !== blankLogits[i]), 'the stroke changes the logits');
     const filters = await page.locator('#filters canvas').count();
     check(filters === 8, `the first layer's 8 filters are drawn (${filters})`);
     await page.screenshot({ path: join(OUT, 'drawing.png'), fullPage: true });
     await page.screenshot({ path: join(OUT, 'overview.png') });
 
-    // The keyboard: focus the canvas, paint with Space, move with Shift+arrows.
+    // The keyboard: clear, focus the canvas, paint with Space, move with Shift+arrows; the
+    // pass must differ from the empty canvas's.
     await page.click('#clear');
+    await page.waitForFunction((blank) => window.convnetDemo.logits.every((v, i) => v === blank[i]), blankLogits);
     await page.focus('#draw');
     await page.keyboard.press('Space');
     for (let i = 0; i < 6; i++) await page.keyboard.press('Shift+ArrowDown');
-    await page.waitForFunction(() => window.convnetDemo?.source === 'drawing');
-    check((await predictionList(page)).length === 5, 'drawing with the keyboard gives a prediction');
+    await page.waitForFunction((blank) => window.convnetDemo.logits.some((v, i) => v !== blank[i]), blankLogits, { timeout: 10_000 });
+    check((await predictionList(page)).length === 5, 'drawing with the keyboard changes the prediction');
 
     // Real test images: dropped, and chosen with the file input; equal to convnet predict.
     const errors = [];
@@ -250,10 +263,19 @@ async function main() {
     check(widths[0] <= widths[1], `at 375 px nothing is wider than the screen (${widths[0]} <= ${widths[1]})`);
     await phone.screenshot({ path: join(OUT, 'phone.png'), fullPage: false });
 
+    // Without the WebAssembly (web/pkg/ not built): the status line says so. A separate page
+    // whose request for the engine fails; its expected console error is not a problem.
+    const unbuilt = await browser.newPage();
+    await unbuilt.route('**/pkg/convnet_web.js', (route) => route.fulfill({ status: 404, body: 'not built' }));
+    await unbuilt.goto(url);
+    await unbuilt.waitForFunction(() => /^Loading the WebAssembly engine/.test(document.getElementById('status').textContent), null, { timeout: 10_000 });
+    check(await unbuilt.locator('#status.error').count() === 1, 'without web/pkg/ the status line names the missing engine');
+    await unbuilt.close();
+
     check(problems.length === 0, `no console errors or warnings, failed requests or page errors${problems.length ? ':\n  ' + problems.join('\n  ') : ''}`);
   } finally {
     writeFileSync(join(OUT, 'metrics.json'), JSON.stringify(metrics, null, 2) + '\n');
-    await browser.close();
+    if (browser) await browser.close();
     server.kill();
   }
   console.log(`all ${checks} checks passed; screenshots and metrics.json in ${OUT}`);
