@@ -19,6 +19,8 @@ if [ -z "$version" ]; then
 fi
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" != "$version" ]; then
     echo "installing wasm-bindgen-cli $version (once)"
+    # Not --locked: the CLI's own lock file pins a webpki-roots release that the registry
+    # mirror of our CI machines does not have (seen 2026-12-03); the version itself is pinned.
     cargo install wasm-bindgen-cli --version "$version"
 fi
 
