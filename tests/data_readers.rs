@@ -489,6 +489,7 @@ fn decode_image_reads_bytes_as_read_image_reads_the_file() {
     assert_contains(&err(decode_image(&png[..png.len() / 2], "cut.png", None, 3)), &["cut.png", "cannot decode PNG image"]);
     assert_contains(&err(decode_image(&png, "colour.png", None, 2)), &["channels must be 1 (grey) or 3 (RGB), got 2"]);
     assert_contains(&err(decode_image(&png, "colour.png", Some((0, 4)), 3)), &["bad target size 0x4"]);
+    assert_contains(&err(decode_image(&png, "colour.png", Some((4, 0)), 3)), &["bad target size 4x0"]);
 }
 
 #[test]

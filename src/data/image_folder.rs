@@ -123,7 +123,7 @@ pub fn image_from_rgba(rgba: &[u8], width: usize, height: usize, size: Option<(u
     let target = check_request(size, channels)?;
     let bad = || Error::invalid("image_from_rgba", format!("{} bytes for a {width}x{height} RGBA image", rgba.len()));
     let pixels = width.checked_mul(height).filter(|&n| n > 0 && n.checked_mul(4) == Some(rgba.len())).ok_or_else(bad)?;
-    if pixels as u64 > MAX_IMAGE_PIXELS {
+    if over_pixel_limit(pixels as u64) {
         return Err(Error::invalid(
             "image_from_rgba",
             format!("{width}x{height} is over the {} megapixel limit", MAX_IMAGE_PIXELS / 1_000_000),
@@ -132,6 +132,11 @@ pub fn image_from_rgba(rgba: &[u8], width: usize, height: usize, size: Option<(u
     let (w, h) = (u32::try_from(width).map_err(|_| bad())?, u32::try_from(height).map_err(|_| bad())?);
     let img = image::RgbaImage::from_raw(w, h, rgba.to_vec()).ok_or_else(bad)?;
     Ok(converted(&DynamicImage::ImageRgba8(img), target, channels, 4))
+}
+
+/// Whether an image of `pixels` pixels is refused: [`MAX_IMAGE_PIXELS`] itself is allowed.
+fn over_pixel_limit(pixels: u64) -> bool {
+    pixels > MAX_IMAGE_PIXELS
 }
 
 /// The checked target size as (height, width) in `u32`, after checking the channel count.
@@ -164,7 +169,7 @@ fn decode<R: BufRead + Seek>(reader: R, head: &[u8], path: &Path, target: Option
     let decoder = reader.into_decoder().map_err(decode_err)?;
     let (img_w, img_h) = decoder.dimensions();
     let pixels = u64::from(img_w) * u64::from(img_h);
-    if pixels > MAX_IMAGE_PIXELS {
+    if over_pixel_limit(pixels) {
         return Err(Error::data(
             path,
             format!(
@@ -278,4 +283,16 @@ pub fn load_image_folder(root: impl AsRef<Path>, height: usize, width: usize, ch
         }
     }
     Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pixel_limit_allows_exactly_the_maximum() {
+        assert!(!over_pixel_limit(MAX_IMAGE_PIXELS));
+        assert!(over_pixel_limit(MAX_IMAGE_PIXELS + 1));
+        assert!(!over_pixel_limit(1));
+    }
 }

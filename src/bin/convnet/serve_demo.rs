@@ -125,13 +125,23 @@ mod tests {
         fs::create_dir(dir.path().join("pkg")).unwrap();
         fs::write(dir.path().join("pkg").join("a.js"), "js").unwrap();
         fs::write(dir.path().join(".secret"), "no").unwrap();
+        fs::write(dir.path().join("a:b"), "a drive letter on Windows").unwrap();
         let root = &dir.path().canonicalize().unwrap();
         assert_eq!(file_for(root, "/"), Some(root.join("index.html")));
         assert_eq!(file_for(root, "/?model=cifar10"), Some(root.join("index.html")));
         assert_eq!(file_for(root, "/pkg/a.js"), Some(root.join("pkg").join("a.js")));
-        for bad in
-            ["/../Cargo.toml", "/pkg/../index.html", "/.secret", "/pkg", "/pkg/", "//etc/passwd", "/%2e%2e/x", "/missing", "index.html"]
-        {
+        for bad in [
+            "/../Cargo.toml",
+            "/pkg/../index.html",
+            "/.secret",
+            "/pkg",
+            "/pkg/",
+            "//etc/passwd",
+            "/%2e%2e/x",
+            "/missing",
+            "index.html",
+            "/a:b",
+        ] {
             assert_eq!(file_for(root, bad), None, "{bad}");
         }
     }
@@ -141,6 +151,13 @@ mod tests {
         assert_eq!(content_type(Path::new("pkg/convnet_web_bg.wasm")), "application/wasm");
         assert_eq!(content_type(Path::new("app.js")), "text/javascript; charset=utf-8");
         assert_eq!(content_type(Path::new("index.html")), "text/html; charset=utf-8");
+        assert_eq!(content_type(Path::new("style.css")), "text/css; charset=utf-8");
+        assert_eq!(content_type(Path::new("samples/index.json")), "application/json");
+        assert_eq!(content_type(Path::new("samples/0.png")), "image/png");
+        assert_eq!(content_type(Path::new("icon.svg")), "image/svg+xml");
+        assert_eq!(content_type(Path::new("a.JPEG")), "application/octet-stream", "extensions are matched as written");
+        assert_eq!(content_type(Path::new("a.jpeg")), "image/jpeg");
+        assert_eq!(content_type(Path::new("models/m.toml")), "text/plain; charset=utf-8");
         assert_eq!(content_type(Path::new("models/x.safetensors")), "application/octet-stream");
     }
 }
