@@ -112,11 +112,11 @@ impl Forward {
         Ok(self.layer(index).map_err(js_error)?.output.shape()[1..].iter().map(|&d| d as u32).collect())
     }
 
-    /// Whether the layer is a convolution or a pooling layer (the ones drawn as tiles).
+    /// Whether the layer is a convolution or a pooling layer (the ones drawn as tiles; their
+    /// outputs are always [1, H, W, C]).
     #[wasm_bindgen(js_name = isFeatureMap)]
     pub fn is_feature_map(&self, index: usize) -> Result<bool, JsError> {
-        let layer = self.layer(index).map_err(js_error)?;
-        Ok(is_conv_or_pool(&layer.label) && layer.output.shape().len() == 4)
+        Ok(is_conv_or_pool(&self.layer(index).map_err(js_error)?.label))
     }
 
     /// The layer's output values, HWC (or N), as float32.

@@ -87,7 +87,7 @@ fn every_layer_is_there_with_its_shape_and_tiles() {
     assert_eq!(info["classes"].as_array().unwrap().len(), 10);
     assert_eq!(info["parameters"], 8 * 25 + 8 + 16 * 8 * 25 + 16 + 7 * 7 * 16 * 10 + 10);
     let pass = m.rgba_pass(&[255; 28 * 28 * 4], 28, 28).unwrap();
-    let labels: Vec<String> = (0..pass.layer_count()).map(|i| pass.layer(i).unwrap().label.clone()).collect();
+    let labels: Vec<String> = (0..pass.layer_count()).map(|i| pass.layer_label(i).unwrap()).collect();
     assert_eq!(info["layers"], serde_json::json!(labels));
     let maps: Vec<usize> = (0..pass.layer_count()).filter(|&i| pass.is_feature_map(i).unwrap()).collect();
     // The relus are folded into their convolutions: conv, pool, conv, pool, flatten, dense.
@@ -96,6 +96,7 @@ fn every_layer_is_there_with_its_shape_and_tiles() {
     for (i, shape) in [(0, [28, 28, 8]), (1, [14, 14, 8]), (2, [14, 14, 16]), (3, [7, 7, 16])] {
         assert_eq!(pass.layer_shape(i).unwrap(), shape);
         assert_eq!(pass.tiles(i, false).unwrap().len(), shape.iter().product::<u32>() as usize);
+        assert_eq!(pass.layer_tiles(i, true).unwrap(), pass.tiles(i, true).unwrap());
         assert_eq!(pass.layer_values(i).unwrap(), pass.layer(i).unwrap().output.data());
     }
     // Per layer, the strongest value of the whole layer is white; per channel, every channel
@@ -136,6 +137,7 @@ fn the_top_classes_are_ranked_as_convnet_predict_ranks_them() {
 #[test]
 fn the_first_layers_filters_come_as_tiles() {
     let m = Model::load(FASHION, "fashion-mnist.safetensors").unwrap();
+    assert_eq!(m.filters().unwrap(), m.filters_json().unwrap());
     let f: serde_json::Value = serde_json::from_str(&m.filters_json().unwrap()).unwrap();
     assert_eq!((f["width"].as_u64(), f["height"].as_u64(), f["channels"].as_u64()), (Some(5), Some(5), Some(1)));
     assert_eq!(f["labels"].as_array().unwrap().len(), 8);
@@ -154,6 +156,7 @@ fn the_tutorials_patch_under_the_edge_kernel_gives_377() {
     assert_eq!(r.responses(), [377.0]);
     assert_eq!(r.kernel_values(), [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0]);
     assert_eq!((r.kernel_height(), r.kernel_width()), (3, 3));
+    assert_eq!(r.kernel_rows(), " 1.000  1.000  1.000\n 0.000  0.000  0.000\n-1.000 -1.000 -1.000");
     // The same kernel typed in, and with zero padding keeping the size.
     let typed = filter(&patch, 3, 3, 1, "1,1,1;0,0,0;-1,-1,-1", true).unwrap();
     assert_eq!((typed.height(), typed.width()), (3, 3));
@@ -179,6 +182,10 @@ fn rgba_and_grey_rgb_inputs_are_filtered_as_convnet_filter_does() {
     // 128 + v * 127 / 20: -20 -> 1, -1 -> 121.65, 5 -> 159.75.
     assert_eq!(r.pixels(), [1, 122, 160]);
     assert!(r.mapping().starts_with("signed"));
+    // Red equal to green but not to blue is colour too.
+    let r = filter(&[10, 10, 90, 255, 20, 20, 20, 255], 1, 2, 4, "1,-1", false).unwrap();
+    assert_eq!(r.channels(), 3);
+    assert_eq!(r.responses(), [-10.0, -10.0, 70.0]);
 }
 
 #[test]
@@ -194,6 +201,7 @@ fn bad_input_is_refused_with_what_is_wrong() {
     let tall = vec!["1"; 32].join(";");
     assert!(msg(filter(&[0; 4], 2, 2, 1, &tall, true)).contains("a 32x1 kernel"));
     assert_eq!(filter(&[0; 4], 2, 2, 1, &vec!["1"; 31].join(","), true).unwrap().width(), 2, "31 is allowed");
+    assert_eq!(filter(&[0; 4], 2, 2, 1, &vec!["1"; 31].join(";"), true).unwrap().height(), 2, "31 rows too");
     let names: Vec<(String, String)> = serde_json::from_str(&kernel_names()).unwrap();
     assert_eq!(names.len(), 8);
     assert_eq!(names[0].0, "edge-horizontal");
