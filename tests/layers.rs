@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use convnet::layers::{
-    ActivationLayer, AvgPoolLayer, BatchNormLayer, Conv2dLayer, DenseLayer, DropoutLayer, FlattenLayer, GlobalAvgPoolLayer, Layer,
-    LrnLayer, MaxPoolLayer, Mode, Param, ResidualLayer, Sequential,
+    ActivationLayer, AvgPoolLayer, BatchNormLayer, Conv2dLayer, DenseLayer, DropoutLayer, FlattenLayer, GeluLayer, GlobalAvgPoolLayer,
+    Layer, LrnLayer, MaxPoolLayer, Mode, Param, ResidualLayer, Sequential,
 };
 use convnet::ops::activation::Activation;
 use convnet::ops::lrn::LrnParams;
@@ -34,6 +34,7 @@ fn layers() -> Vec<(Box<dyn Layer>, Vec<usize>)> {
     vec![
         (conv("L conv2d"), image.clone()),
         (Box::new(ActivationLayer::new("L relu".into(), &INPUT, Activation::Relu)), image.clone()),
+        (Box::new(GeluLayer::new("L gelu".into(), &INPUT)), image.clone()),
         (Box::new(BatchNormLayer::new("L batch_norm".into(), &INPUT, 0.9, 1e-5)), image.clone()),
         (Box::new(DropoutLayer::new("L dropout".into(), &INPUT, 0.5).unwrap()), image.clone()),
         (Box::new(GlobalAvgPoolLayer::new("L global_avg_pool".into(), &INPUT)), image.clone()),

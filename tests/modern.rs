@@ -232,7 +232,7 @@ kernel = 3
 [[layers]]
 type = "batch_norm"
 [[layers]]
-type = "tanh"
+type = "gelu"
 [[layers]]
 type = "residual"
 layers = [

@@ -166,9 +166,29 @@ fn node<'a>(m: &'a mut Model, name: &str) -> &'a mut convnet::interop::onnx::pro
 }
 
 #[test]
+fn an_onnx_gelu_node_is_gelu_and_its_tanh_approximation_is_refused() {
+    let mut model = Model::decode(&std::fs::read(data("torch_style.onnx")).unwrap()).unwrap();
+    let relus = |m: &convnet::interop::onnx::import::Imported| m.model.layers.iter().filter(|l| l.kind() == "relu").count();
+    let before = import_onnx(&model.encode(), Path::new("relu.onnx")).unwrap();
+    node(&mut model, "relu1").op_type = "Gelu".into();
+    let imported = import_onnx(&model.encode(), Path::new("gelu.onnx")).unwrap();
+    let kinds = |m: &convnet::interop::onnx::import::Imported| m.model.layers.iter().map(|l| l.kind()).collect::<Vec<_>>();
+    let position = kinds(&imported).iter().position(|&k| k == "gelu").expect("a gelu layer");
+    assert_eq!(kinds(&before)[position], "relu", "the Gelu stands where the Relu stood");
+    assert_eq!(relus(&imported), relus(&before) - 1);
+    let e = import_error(|m| {
+        let n = node(m, "relu1");
+        n.op_type = "Gelu".into();
+        n.attributes
+            .push(convnet::interop::onnx::proto::Attribute { name: "approximate".into(), value: AttributeValue::String(b"tanh".to_vec()) });
+    });
+    assert!(e.contains("node \"relu1\" (Gelu)") && e.contains("approximate = \"tanh\" is not supported"), "{e}");
+}
+
+#[test]
 fn what_convnet_cannot_express_is_refused_with_the_node_op_and_attribute() {
-    let e = import_error(|m| node(m, "relu1").op_type = "Gelu".into());
-    assert!(e.contains("edited.onnx") && e.contains("node \"relu1\" (Gelu)") && e.contains("operator Gelu is not supported"), "{e}");
+    let e = import_error(|m| node(m, "relu1").op_type = "Elu".into());
+    assert!(e.contains("edited.onnx") && e.contains("node \"relu1\" (Elu)") && e.contains("operator Elu is not supported"), "{e}");
     let e = import_error(|m| {
         node(m, "conv1").attributes.push(convnet::interop::onnx::proto::Attribute { name: "group".into(), value: AttributeValue::Int(2) })
     });
@@ -529,4 +549,29 @@ fn squeeze_only_flattens_a_pooled_map_and_reduce_mean_reads_its_axes_either_way(
         gap.attributes.push(convnet::interop::onnx::proto::Attribute { name: "axes".into(), value: AttributeValue::Ints(vec![1]) });
     });
     assert!(e.contains("a mean over axes [1] is not supported"), "{e}");
+}
+
+#[test]
+fn gelu_spelt_out_as_pytorch_writes_it_imports_and_a_near_miss_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = "[[layers]]\ntype = \"conv2d\"\nfilters = 3\nkernel = 3\n[[layers]]\ntype = \"gelu\"\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 2\n";
+    let ck_path = common::random_checkpoint(dir.path(), &common::model_config("gelu", "[5, 4, 1]", layers), 3);
+    let exported = Model::decode(&export_onnx(&Checkpoint::load(&ck_path).unwrap()).unwrap()).unwrap();
+    let ops: Vec<&str> = exported.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+    assert!(ops.windows(5).any(|w| w == ["Mul", "Erf", "Add", "Mul", "Mul"]), "{ops:?}");
+    // PyTorch (opset < 20) divides by sqrt 2 where convnet multiplies by its inverse.
+    let as_pytorch = |constant: f32| {
+        let mut m = exported.clone();
+        let scale = m.graph.nodes.iter().position(|n| n.name == "1.gelu.scale").expect("the gelu's first node");
+        m.graph.nodes[scale].op_type = "Div".into();
+        let name = m.graph.nodes[scale].inputs[1].clone();
+        let t = m.graph.initializers.iter_mut().find(|t| t.name == name).unwrap();
+        *t = convnet::interop::onnx::proto::Tensor::float(&name, &[], vec![constant]);
+        import_onnx(&m.encode(), Path::new("pytorch.onnx"))
+    };
+    let imported = as_pytorch(std::f32::consts::SQRT_2).unwrap();
+    let kinds: Vec<&str> = imported.model.layers.iter().map(|l| l.kind()).collect();
+    assert_eq!(kinds, ["conv2d", "gelu", "flatten", "dense"]);
+    // Dividing by 2 is not GELU: the branch is then read as what it is, and refused.
+    assert!(as_pytorch(2.0).is_err());
 }

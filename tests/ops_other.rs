@@ -4,6 +4,7 @@ mod common;
 use common::*;
 use convnet::ops::activation::Activation;
 use convnet::ops::dense::{dense_backward, dense_forward};
+use convnet::ops::gelu::{gelu, gelu_backward_into, gelu_derivative, gelu_forward_into};
 use convnet::ops::l2::{l2_backward, l2_penalty};
 use convnet::ops::lrn::{lrn_backward, lrn_backward_ref, lrn_forward, lrn_forward_ref, LrnParams};
 use convnet::ops::softmax::softmax_cross_entropy;
@@ -116,6 +117,44 @@ fn activation_gradients_match_finite_differences() {
     Activation::Sigmoid.forward(&mut v);
     assert_eq!(v[0], 0.5);
     assert!(v.iter().all(|x| x.is_finite()) && v[2] == 1.0 && v[3] < 1e-40);
+}
+
+#[test]
+fn gelu_is_the_exact_form_and_its_gradient_matches_finite_differences() {
+    // Known answers, hand-computed from Phi: Phi(1) = 0.841345, Phi(-1) = 0.158655,
+    // Phi(2) = 0.977250; GELU'(x) = Phi(x) + x phi(x), phi(1) = 0.241971, phi(0) = 0.398942.
+    let close = |got: f32, want: f64| assert!((got as f64 - want).abs() <= 2e-6 * want.abs().max(1.0), "{got} vs {want}");
+    close(gelu(0.0), 0.0);
+    close(gelu(1.0), 0.841_344_7);
+    close(gelu(-1.0), -0.158_655_3);
+    close(gelu(2.0), 2.0 * 0.977_249_9);
+    close(gelu_derivative(0.0), 0.5);
+    close(gelu_derivative(1.0), 0.841_344_7 + 0.241_970_7);
+    close(gelu_derivative(-1.0), 0.158_655_3 - 0.241_970_7);
+    // Not the tanh approximation: at x = 1.5 the two differ by about 2e-4.
+    let tanh_form = |x: f64| 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh());
+    assert!((gelu(1.5) as f64 - tanh_form(1.5)).abs() > 1e-4);
+    // Far out: x itself on the right, 0 on the left, and no NaN.
+    assert_eq!((gelu(30.0), gelu(-30.0)), (30.0, -0.0));
+    assert_eq!((gelu_derivative(30.0), gelu_derivative(-30.0)), (1.0, 0.0));
+    // The slice forms against the plain formula in f64, and the gradient against finite
+    // differences (inputs spread over [-6, 6]).
+    let mut x = random(&[2, 3, 4, 5], 7);
+    x.data_mut().iter_mut().for_each(|v| *v *= 6.0);
+    let f = |x: &Tensor| {
+        let mut y = Tensor::zeros(x.shape());
+        gelu_forward_into(x.data(), y.data_mut());
+        y
+    };
+    let y = f(&x);
+    for (&x, &y) in x.data().iter().zip(y.data()) {
+        let want = 0.5 * x as f64 * (1.0 + libm::erf(x as f64 / std::f64::consts::SQRT_2));
+        assert!((y as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "gelu({x}) = {y}, want {want}");
+    }
+    let r = random(y.shape(), 9);
+    let mut dx = Tensor::zeros(x.shape());
+    gelu_backward_into(x.data(), r.data(), dx.data_mut());
+    check_gradient("gelu", &x, &r, 1e-2, 1e-3, &dx, f);
 }
 
 #[test]

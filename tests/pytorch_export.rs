@@ -38,17 +38,18 @@ fn the_state_dict_has_pytorchs_keys_shapes_and_layouts() {
         "layers.3.body.0.weight",
         "layers.3.body.1.running_var",
         "layers.3.body.3.body.0.bias",
-        "layers.4.body.0.weight",
-        "layers.4.shortcut.weight",
-        "layers.6.weight",
+        "layers.5.body.0.weight",
+        "layers.5.body.2.running_var",
+        "layers.5.shortcut.weight",
+        "layers.7.weight",
     ] {
         assert!(keys.contains(&k), "{k} missing from {keys:?}");
     }
     let bytes = export.safetensors().unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.tensor("layers.0.weight").unwrap().shape(), [6, 2, 3, 3]);
-    assert_eq!(st.tensor("layers.4.shortcut.weight").unwrap().shape(), [8, 6, 1, 1]);
-    assert_eq!(st.tensor("layers.6.weight").unwrap().shape(), [4, 8]);
+    assert_eq!(st.tensor("layers.5.shortcut.weight").unwrap().shape(), [8, 6, 1, 1]);
+    assert_eq!(st.tensor("layers.7.weight").unwrap().shape(), [4, 8]);
     let tracked = st.tensor("layers.1.num_batches_tracked").unwrap();
     assert_eq!((tracked.dtype(), tracked.shape()), (safetensors::Dtype::I64, &[][..]));
     // OIHW: PyTorch's weight[o][i][y][x] is convnet's w[y][x][i][o].
@@ -72,7 +73,7 @@ fn the_state_dict_has_pytorchs_keys_shapes_and_layouts() {
         .map(|l| l.trim())
         .collect();
     let kinds: Vec<&str> = top.iter().map(|l| l.split(['(', ',']).next().unwrap()).collect();
-    assert_eq!(kinds, ["Conv2dTF", "nn.BatchNorm2d", "nn.ReLU", "Residual", "Residual", "GlobalAvgPool", "nn.Linear"], "{py}");
+    assert_eq!(kinds, ["Conv2dTF", "nn.BatchNorm2d", "nn.ReLU", "Residual", "nn.GELU", "Residual", "GlobalAvgPool", "nn.Linear"], "{py}");
 }
 
 #[test]

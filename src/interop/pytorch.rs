@@ -178,6 +178,8 @@ impl<'a> Writer<'a> {
                     Activation::Sigmoid => "nn.Sigmoid()".into(),
                     Activation::Tanh => "nn.Tanh()".into(),
                 },
+                // PyTorch's default is the exact (erf) form, as convnet's.
+                PlannedOp::Gelu => "nn.GELU()".into(),
                 PlannedOp::Lrn(p) => format!("LocalResponseNormTF({}, {:?}, {:?}, {:?})", p.depth_radius, p.bias, p.alpha, p.beta),
                 PlannedOp::Flatten => match flatten_order(layers, i) {
                     FlattenOrder::AsIs => "nn.Flatten()".into(),

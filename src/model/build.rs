@@ -10,8 +10,8 @@ use super::init::init_weight;
 use super::plan::{ConvPlan, LayerPlan, PlannedOp};
 use crate::error::Result;
 use crate::layers::{
-    ActivationLayer, AvgPoolLayer, BatchNormLayer, Conv2dLayer, DenseLayer, DropoutLayer, FlattenLayer, GlobalAvgPoolLayer, Layer,
-    LrnLayer, MaxPoolLayer, Param, ResidualLayer, Sequential,
+    ActivationLayer, AvgPoolLayer, BatchNormLayer, Conv2dLayer, DenseLayer, DropoutLayer, FlattenLayer, GeluLayer, GlobalAvgPoolLayer,
+    Layer, LrnLayer, MaxPoolLayer, Param, ResidualLayer, Sequential,
 };
 use crate::tensor::Tensor;
 
@@ -28,6 +28,7 @@ fn build_layer(plan: &LayerPlan, rng: &mut ChaCha8Rng) -> Result<Box<dyn Layer>>
         PlannedOp::MaxPool(window) => Box::new(MaxPoolLayer::new(label, input, *window)?),
         PlannedOp::AvgPool(window) => Box::new(AvgPoolLayer::new(label, input, *window)?),
         PlannedOp::Activation(activation) => Box::new(ActivationLayer::new(label, input, *activation)),
+        PlannedOp::Gelu => Box::new(GeluLayer::new(label, input)),
         PlannedOp::Lrn(params) => Box::new(LrnLayer::new(label, input, *params)?),
         PlannedOp::Flatten => Box::new(FlattenLayer::new(label, input)),
         PlannedOp::BatchNorm { momentum, eps, relu } => {

@@ -62,6 +62,8 @@ pub enum PlannedOp {
     MaxPool(Window),
     AvgPool(Window),
     Activation(Activation),
+    /// GELU (its own op: its backward pass needs the input, not the output).
+    Gelu,
     Lrn(LrnParams),
     Flatten,
     BatchNorm {
@@ -105,6 +107,7 @@ impl LayerPlan {
             PlannedOp::MaxPool(_) => "max_pool",
             PlannedOp::AvgPool(_) => "avg_pool",
             PlannedOp::Activation(a) => a.name(),
+            PlannedOp::Gelu => "gelu",
             PlannedOp::Lrn(_) => "lrn",
             PlannedOp::Flatten => "flatten",
             PlannedOp::BatchNorm { .. } => "batch_norm",
@@ -261,6 +264,7 @@ impl Walk<'_> {
             LayerConfig::Relu {} => (PlannedOp::Activation(Activation::Relu), shape.to_vec()),
             LayerConfig::Sigmoid {} => (PlannedOp::Activation(Activation::Sigmoid), shape.to_vec()),
             LayerConfig::Tanh {} => (PlannedOp::Activation(Activation::Tanh), shape.to_vec()),
+            LayerConfig::Gelu {} => (PlannedOp::Gelu, shape.to_vec()),
             LayerConfig::Lrn { depth_radius, bias, alpha, beta } => {
                 image()?;
                 (PlannedOp::Lrn(LrnParams { depth_radius: *depth_radius, bias: *bias, alpha: *alpha, beta: *beta }), shape.to_vec())

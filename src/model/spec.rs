@@ -169,6 +169,8 @@ pub enum LayerConfig {
     Relu {},
     Sigmoid {},
     Tanh {},
+    /// GELU, exact (erf-based): x Phi(x).
+    Gelu {},
     /// Defaults are TensorFlow's: depth_radius 5, bias 1, alpha 1, beta 0.5.
     Lrn {
         #[serde(default = "lrn_radius")]
@@ -233,6 +235,7 @@ impl LayerConfig {
             LayerConfig::Relu {} => "relu",
             LayerConfig::Sigmoid {} => "sigmoid",
             LayerConfig::Tanh {} => "tanh",
+            LayerConfig::Gelu {} => "gelu",
             LayerConfig::Lrn { .. } => "lrn",
             LayerConfig::Flatten {} => "flatten",
             LayerConfig::BatchNorm { .. } => "batch_norm",
@@ -328,6 +331,7 @@ impl LayerConfig {
             LayerConfig::Relu {}
             | LayerConfig::Sigmoid {}
             | LayerConfig::Tanh {}
+            | LayerConfig::Gelu {}
             | LayerConfig::Flatten {}
             | LayerConfig::GlobalAvgPool {} => Ok(()),
         }

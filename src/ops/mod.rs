@@ -7,6 +7,7 @@ pub mod conv2d;
 pub mod conv2d_ref;
 pub mod conv_shape;
 pub mod dense;
+pub mod gelu;
 #[doc(hidden)]
 pub mod gemm;
 mod im2col;

@@ -284,9 +284,12 @@ layers = [
   { type = "residual", layers = [{ type = "conv2d", filters = 6, kernel = 1, padding = "valid" }] },
 ]
 [[layers]]
+type = "gelu"
+[[layers]]
 type = "residual"
 layers = [
   { type = "conv2d", filters = 8, kernel = 3, stride = 2 },
+  { type = "gelu" },
   { type = "batch_norm", eps = 0.001 },
 ]
 [[layers]]

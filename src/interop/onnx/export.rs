@@ -14,6 +14,7 @@
 //! max_pool        MaxPool (the padding never wins: ONNX pads max pooling with -inf)
 //! avg_pool        AveragePool, count_include_pad = 0 (the mean of the cells inside the image)
 //! relu/sigmoid/tanh  Relu / Sigmoid / Tanh
+//! gelu            Mul(1/sqrt 2), Erf, Add(1), Mul(x), Mul(0.5) (Gelu itself is opset 20)
 //! lrn             LRN, size = 2 depth_radius + 1, alpha = alpha * size (ONNX divides by size)
 //! flatten         Flatten; convnet flattens (h, w, c), NCHW flattens (c, h, w): the rows of
 //!                 the dense layer that follows are permuted to match, or, when another layer
@@ -179,6 +180,17 @@ impl<'a> GraphBuilder<'a> {
                         crate::ops::activation::Activation::Tanh => "Tanh",
                     };
                     self.node(op, &name, &[&x], vec![])
+                }
+                PlannedOp::Gelu => {
+                    // Opset 17 has no Gelu (it came in 20): 0.5 x (1 + erf(x / sqrt 2)), spelt out.
+                    let inv_sqrt2 = self.constant(&format!("{name}.inv_sqrt2"), &[], vec![std::f32::consts::FRAC_1_SQRT_2]);
+                    let one = self.constant(&format!("{name}.one"), &[], vec![1.0]);
+                    let half = self.constant(&format!("{name}.half"), &[], vec![0.5]);
+                    let scaled = self.node("Mul", &format!("{name}.scale"), &[&x, &inv_sqrt2], vec![]);
+                    let erf = self.node("Erf", &format!("{name}.erf"), &[&scaled], vec![]);
+                    let cdf = self.node("Add", &format!("{name}.add"), &[&erf, &one], vec![]);
+                    let xcdf = self.node("Mul", &format!("{name}.mul"), &[&x, &cdf], vec![]);
+                    self.node("Mul", &name, &[&xcdf, &half], vec![])
                 }
                 PlannedOp::Lrn(p) => {
                     let size = 2 * p.depth_radius + 1;

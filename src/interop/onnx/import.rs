@@ -9,6 +9,8 @@
 //! MaxPool, AveragePool (no ceil_mode; padded average
 //!   pooling only with count_include_pad = 0)          max_pool, avg_pool
 //! Relu, Sigmoid, Tanh                                  relu, sigmoid, tanh
+//! Gelu (approximate = none), or spelt out: Mul(1/sqrt 2)
+//!   or Div(sqrt 2), Erf, Add(1), Mul(x), Mul(0.5)       gelu
 //! LRN (odd size)                                       lrn, alpha / size
 //! BatchNormalization (inference)                       batch_norm
 //! Flatten (axis 1), Reshape to [N, -1]                 flatten: the next dense layer's rows
@@ -458,6 +460,16 @@ impl<'a> GraphReader<'a> {
                             ))
                         }
                         _ => {
+                            if let Some((nodes, out)) = self.spelt_out_gelu(&value, &consumers) {
+                                for i in nodes {
+                                    if !self.read.insert(i) {
+                                        return Err(self.node_error(i, "is reached twice: the graph has a cycle"));
+                                    }
+                                }
+                                layers.push(LayerConfig::Gelu {});
+                                value = out;
+                                continue;
+                            }
                             let (block, out, out_shape) =
                                 self.residual(&value, &consumers, shape, &format!("{prefix}{}.residual.", layers.len()))?;
                             layers.push(block);
@@ -476,6 +488,37 @@ impl<'a> GraphReader<'a> {
             shape = next_shape;
         }
         Ok((layers, shape))
+    }
+
+    /// The exact GELU spelt out in the ops of opsets before 20, as convnet and PyTorch export
+    /// it: `Mul(x, 1/sqrt 2)` or `Div(x, sqrt 2)`, `Erf`, `Add(1)`, `Mul(x, that)`,
+    /// `Mul(0.5)` (constants second). Its five nodes and its output, or None for anything else.
+    fn spelt_out_gelu(&self, value: &str, consumers: &[usize]) -> Option<([usize; 5], String)> {
+        let [a, b] = consumers[..] else { return None };
+        let scalar = |i: usize, want: f32| {
+            self.floats(i, 1)
+                .is_ok_and(|(dims, data)| dims.iter().all(|&d| d == 1) && data.len() == 1 && (data[0] - want).abs() <= 1e-6 * want)
+        };
+        let takes = |i: usize, first: &str| self.nodes[i].inputs.first().is_some_and(|v| v == first);
+        let next = |i: usize| self.single_consumer(&self.nodes[i].outputs[0]).ok().flatten();
+        let (scale, mul) = [(a, b), (b, a)].into_iter().find(|&(s, _)| {
+            takes(s, value)
+                && match self.nodes[s].op_type.as_str() {
+                    "Mul" => scalar(s, std::f32::consts::FRAC_1_SQRT_2),
+                    "Div" => scalar(s, std::f32::consts::SQRT_2),
+                    _ => false,
+                }
+        })?;
+        let erf = next(scale).filter(|&i| self.nodes[i].op_type == "Erf")?;
+        let add = next(erf).filter(|&i| self.nodes[i].op_type == "Add" && takes(i, &self.nodes[erf].outputs[0]) && scalar(i, 1.0))?;
+        let cdf = &self.nodes[add].outputs[0];
+        let m = &self.nodes[mul];
+        let product = m.op_type == "Mul" && m.inputs.len() == 2 && m.inputs.iter().any(|v| v == value) && m.inputs.iter().any(|v| v == cdf);
+        if !product || next(add) != Some(mul) {
+            return None;
+        }
+        let half = next(mul).filter(|&i| self.nodes[i].op_type == "Mul" && takes(i, &m.outputs[0]) && scalar(i, 0.5))?;
+        Some(([scale, erf, add, mul, half], self.nodes[half].outputs[0].clone()))
     }
 
     /// A residual block at branch point `value`: the consumers meet at an Add; one branch is
@@ -631,6 +674,18 @@ impl<'a> GraphReader<'a> {
                     "Sigmoid" => LayerConfig::Sigmoid {},
                     _ => LayerConfig::Tanh {},
                 });
+                shape
+            }
+            "Gelu" => {
+                self.only_known(i, &["approximate"])?;
+                let approximate = self.string(i, "approximate", "none")?;
+                if approximate != "none" {
+                    return Err(self.node_error(
+                        i,
+                        format!("approximate = \"{approximate}\" is not supported: convnet's gelu is the exact (erf) form"),
+                    ));
+                }
+                layers.push(LayerConfig::Gelu {});
                 shape
             }
             "LRN" => {
