@@ -706,3 +706,34 @@ fn a_folded_pair_is_timed_as_one_layer_in_the_inference_profile() {
     let train = net.profile_step(&x, &[0, 1, 2, 0], loss, true).unwrap();
     assert!(train[0].1 > 0.0 && train[1].1 > 0.0 && train[1].2 > 0.0, "training times both: {:?}", &train[..2]);
 }
+
+#[test]
+fn a_batch_norm_without_scale_learns_only_its_shift() {
+    // `scale = false`: gamma stays 1 through training steps, beta moves; the spec saves the
+    // option only when it is off, so specs without it read and write as before.
+    let text = RESNET_TINY.replacen("[[layers]]\ntype = \"batch_norm\"\n", "[[layers]]\ntype = \"batch_norm\"\nscale = false\n", 1);
+    assert_ne!(text, RESNET_TINY);
+    let cfg = Config::from_toml(&text, "frozen-scale").unwrap();
+    let saved = serde_json::to_string(&cfg.model).unwrap();
+    assert_eq!(saved.matches("\"scale\":false").count(), 1, "{saved}");
+    assert!(!serde_json::to_string(&Config::from_toml(RESNET_TINY, "plain").unwrap().model).unwrap().contains("scale"));
+    assert_eq!(serde_json::from_str::<convnet::model::ModelSpec>(&saved).unwrap(), cfg.model);
+
+    let mut net = Network::build(&cfg.model, 3).unwrap();
+    let mut optimizer = convnet::optim::Optimizer::new(cfg.run.optimizer.clone()).unwrap();
+    let trainable = net.trainable_sizes();
+    assert!(!trainable.iter().any(|(name, _)| name == "1.batch_norm.gamma"), "{trainable:?}");
+    assert!(trainable.iter().any(|(name, _)| name == "1.batch_norm.beta"));
+    assert!(trainable.iter().any(|(name, _)| name == "3.residual.1.batch_norm.gamma"), "the other batch norm learns its scale");
+    let value = |net: &Network, name: &str| net.params().into_iter().find(|p| p.name == name).unwrap().value.clone();
+    let (beta0, inner_gamma0) = (value(&net, "1.batch_norm.beta"), value(&net, "3.residual.1.batch_norm.gamma"));
+    let x = random(&[4, 6, 6, 2], 5);
+    for step in 0..3 {
+        net.set_step_seed(1, step);
+        net.compute_gradients(&x, &[0, 2, 1, 2], Loss { label_smoothing: 0.0 }).unwrap();
+        net.apply_gradients(&mut optimizer, 0.1).unwrap();
+    }
+    assert!(value(&net, "1.batch_norm.gamma").data().iter().all(|&g| g == 1.0));
+    assert_ne!(value(&net, "1.batch_norm.beta"), beta0);
+    assert_ne!(value(&net, "3.residual.1.batch_norm.gamma"), inner_gamma0);
+}

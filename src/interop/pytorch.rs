@@ -189,7 +189,7 @@ impl<'a> Writer<'a> {
                     }
                     FlattenOrder::Nhwc => "FlattenNHWC()".into(),
                 },
-                PlannedOp::BatchNorm { momentum, eps, relu } => {
+                PlannedOp::BatchNorm { momentum, eps, relu, .. } => {
                     let c = *layer.input.last().unwrap_or(&0);
                     let dims = if layer.input.len() == 3 { "2d" } else { "1d" };
                     for (ours, theirs) in

@@ -31,9 +31,11 @@ fn build_layer(plan: &LayerPlan, rng: &mut ChaCha8Rng) -> Result<Box<dyn Layer>>
         PlannedOp::Gelu => Box::new(GeluLayer::new(label, input)),
         PlannedOp::Lrn(params) => Box::new(LrnLayer::new(label, input, *params)?),
         PlannedOp::Flatten => Box::new(FlattenLayer::new(label, input)),
-        PlannedOp::BatchNorm { momentum, eps, relu } => {
+        PlannedOp::BatchNorm { momentum, eps, relu, learn_scale } => {
             let mut bn = BatchNormLayer::new(label, input, *momentum, *eps);
             bn.relu = *relu;
+            // Still computed by the backward pass (cheap), but the optimiser leaves it at 1.
+            bn.gamma.trainable = *learn_scale;
             Box::new(bn)
         }
         PlannedOp::Dropout { rate } => Box::new(DropoutLayer::new(label, input, *rate)?),

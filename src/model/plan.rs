@@ -71,6 +71,8 @@ pub enum PlannedOp {
         eps: f32,
         /// A relu that follows in the config, folded into this layer's pass.
         relu: bool,
+        /// Whether gamma is learnt (false: it stays 1).
+        learn_scale: bool,
     },
     Dropout {
         rate: f32,
@@ -270,11 +272,11 @@ impl Walk<'_> {
                 (PlannedOp::Lrn(LrnParams { depth_radius: *depth_radius, bias: *bias, alpha: *alpha, beta: *beta }), shape.to_vec())
             }
             LayerConfig::Flatten {} => (PlannedOp::Flatten, vec![usize::try_from(shape_values(shape)).unwrap_or(usize::MAX)]),
-            LayerConfig::BatchNorm { momentum, eps } => {
+            LayerConfig::BatchNorm { momentum, eps, scale } => {
                 // gamma, beta, and the running mean and variance (stored with the weights).
                 let c = shape.last().copied().unwrap_or(0) as u64;
                 self.params = self.params.saturating_add(c.saturating_mul(4));
-                (PlannedOp::BatchNorm { momentum: *momentum, eps: *eps, relu }, shape.to_vec())
+                (PlannedOp::BatchNorm { momentum: *momentum, eps: *eps, relu, learn_scale: *scale }, shape.to_vec())
             }
             LayerConfig::Dropout { rate } => (PlannedOp::Dropout { rate: *rate }, shape.to_vec()),
             LayerConfig::GlobalAvgPool {} => {

@@ -189,6 +189,12 @@ pub enum LayerConfig {
         momentum: f32,
         #[serde(default = "bn_eps")]
         eps: f32,
+        /// False: gamma stays 1 and is not learnt, only the shift beta is (Keras's
+        /// `scale=False`; the fast CIFAR-10 recipe's frozen weight). Gamma is still saved, as
+        /// ones, so checkpoints and exports keep their layout. Left out of a saved spec when
+        /// true, so specs without it read and write as before.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        scale: bool,
     },
     /// Inverted dropout of a fraction `rate` of the values, in training only.
     Dropout {
@@ -210,6 +216,12 @@ pub enum LayerConfig {
     },
 }
 
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
 fn bn_momentum() -> f32 {
     0.1
 }
@@ -325,7 +337,7 @@ impl LayerConfig {
                 units("units", *u)?;
                 l2(*lambda)
             }
-            LayerConfig::BatchNorm { momentum, eps } => crate::layers::batch_norm::check_settings(*momentum, *eps),
+            LayerConfig::BatchNorm { momentum, eps, .. } => crate::layers::batch_norm::check_settings(*momentum, *eps),
             LayerConfig::Dropout { rate } => crate::layers::dropout::check_rate(*rate),
             LayerConfig::Residual { .. } => Ok(()),
             LayerConfig::Relu {}
@@ -390,7 +402,7 @@ mod tests {
         let layer: LayerConfig = toml::from_str("type = \"lrn\"").unwrap();
         assert_eq!(layer, LayerConfig::Lrn { depth_radius: 5, bias: 1.0, alpha: 1.0, beta: 0.5 });
         let bn: LayerConfig = toml::from_str("type = \"batch_norm\"").unwrap();
-        assert_eq!(bn, LayerConfig::BatchNorm { momentum: 0.1, eps: 1e-5 }, "PyTorch's");
+        assert_eq!(bn, LayerConfig::BatchNorm { momentum: 0.1, eps: 1e-5, scale: true }, "PyTorch's");
     }
 
     #[test]

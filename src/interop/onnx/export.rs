@@ -220,7 +220,7 @@ impl<'a> GraphBuilder<'a> {
                         }
                     }
                 }
-                PlannedOp::BatchNorm { eps, momentum, relu } => {
+                PlannedOp::BatchNorm { eps, momentum, relu, .. } => {
                     let inputs = ["gamma", "beta", "running_mean", "running_var"].map(|p| format!("{name}.{p}"));
                     for p in &inputs {
                         let t = self.param(p)?;

@@ -732,7 +732,7 @@ impl<'a> GraphReader<'a> {
                 // read to 6 decimals, so that 0.1 written as 0.9 in f32 comes back as 0.1.
                 let momentum = ((1.0 - f64::from(self.float(i, "momentum", 0.9)?)) * 1e6).round() as f32 / 1e6;
                 let eps = self.float(i, "epsilon", 1e-5)?;
-                layers.push(LayerConfig::BatchNorm { momentum, eps });
+                layers.push(LayerConfig::BatchNorm { momentum, eps, scale: true });
                 shape
             }
             "Dropout" | "Identity" => shape,
