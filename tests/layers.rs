@@ -42,7 +42,7 @@ fn layers() -> Vec<(Box<dyn Layer>, Vec<usize>)> {
         (Box::new(MaxPoolLayer::new("L max_pool".into(), &INPUT, pool).unwrap()), image.clone()),
         (Box::new(AvgPoolLayer::new("L avg_pool".into(), &INPUT, pool).unwrap()), image.clone()),
         (Box::new(ResidualLayer::new("L residual".into(), &INPUT, body, None).unwrap()), image.clone()),
-        (Box::new(DenseLayer::new("L dense".into(), &flat, dense_w, dense_b).unwrap()), flat),
+        (Box::new(DenseLayer::new("L dense".into(), &flat, dense_w, Some(dense_b)).unwrap()), flat),
     ]
 }
 

@@ -737,3 +737,25 @@ fn a_batch_norm_without_scale_learns_only_its_shift() {
     assert_ne!(value(&net, "1.batch_norm.beta"), beta0);
     assert_ne!(value(&net, "3.residual.1.batch_norm.gamma"), inner_gamma0);
 }
+
+#[test]
+fn a_dense_layer_without_bias_computes_x_w_and_has_no_bias_parameter() {
+    let layers = "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 2\nbias = false\n";
+    let cfg = Config::from_toml(&model_config("nobias", "[1, 1, 3]", layers), "nobias").unwrap();
+    assert_eq!(cfg.model.param_count(), Some(6));
+    let mut net = Network::build(&cfg.model, 1).unwrap();
+    assert_eq!(net.param_names(), ["1.dense.weight"]);
+    assert_eq!(net.num_params(), 6);
+    let w = net.params()[0].value.clone();
+    let x = Tensor::from_vec(&[2, 1, 1, 3], vec![1.0, 2.0, 3.0, -1.0, 0.5, 0.0]).unwrap();
+    let y = net.predict(&x).unwrap();
+    for n in 0..2 {
+        for o in 0..2 {
+            let want: f32 = (0..3).map(|i| x.data()[n * 3 + i] * w.data()[i * 2 + o]).sum();
+            assert!((y.data()[n * 2 + o] - want).abs() <= 1e-6, "y[{n}][{o}] = {} vs {want}", y.data()[n * 2 + o]);
+        }
+    }
+    // Its gradient: dW = x^T dy, and nothing else to learn.
+    net.compute_gradients(&x, &[0, 1], Loss { label_smoothing: 0.0 }).unwrap();
+    assert_eq!(net.trainable_sizes(), [("1.dense.weight".to_string(), 6)]);
+}

@@ -219,14 +219,18 @@ impl<'a> Writer<'a> {
                     let p2 = "    ".repeat(indent + 2);
                     format!("Residual(\n{p2}nn.Sequential(\n{inner}{p2}),\n{p2}{short},\n{pad})")
                 }
-                PlannedOp::Dense { .. } => {
+                PlannedOp::Dense { bias, .. } => {
                     let wt = self.param(&format!("{name}.weight"))?;
-                    let b = self.param(&format!("{name}.bias"))?;
                     let (fin, fout) = (wt.shape()[0], wt.shape()[1]);
                     let order = dense_order.take().unwrap_or_else(|| (0..fin).collect());
                     self.f32(format!("{key}weight"), &[fout, fin], dense_out_in(wt, &order));
-                    self.f32(format!("{key}bias"), &[fout], b.data().to_vec());
-                    format!("nn.Linear({fin}, {fout})")
+                    if *bias {
+                        let b = self.param(&format!("{name}.bias"))?;
+                        self.f32(format!("{key}bias"), &[fout], b.data().to_vec());
+                        format!("nn.Linear({fin}, {fout})")
+                    } else {
+                        format!("nn.Linear({fin}, {fout}, bias=False)")
+                    }
                 }
             };
             let _ = writeln!(out, "{pad}{module},  # {}", layer.label);

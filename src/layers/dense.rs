@@ -1,5 +1,5 @@
-//! Fully connected layer: y = x W + b. Shapes: x `[N, in]` -> y `[N, out]`; W `[in, out]`, b `[out]`.
-//! See `ops::dense` for the formulas.
+//! Fully connected layer: y = x W + b, or y = x W without a bias. Shapes: x `[N, in]` ->
+//! y `[N, out]`; W `[in, out]`, b `[out]`. See `ops::dense` for the formulas.
 
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::{Error, Result};
@@ -11,19 +11,24 @@ pub struct DenseLayer {
     input: Vec<usize>,
     output: Vec<usize>,
     pub weight: Param,
-    pub bias: Param,
+    /// None for a layer without a bias: the ops then get `zeros` and write db to `unused_db`.
+    pub bias: Option<Param>,
+    zeros: Tensor,
+    unused_db: Tensor,
     y: Tensor,
     dx: Tensor,
 }
 
 impl DenseLayer {
     /// `input` must be `[features]`: a flatten layer goes before a dense layer on images.
-    pub fn new(name: String, input: &[usize], weight: Param, bias: Param) -> Result<DenseLayer> {
+    pub fn new(name: String, input: &[usize], weight: Param, bias: Option<Param>) -> Result<DenseLayer> {
         let (fin, fout) = weight.value.dims2(&name)?;
         if input != [fin] {
             return Err(Error::shape(&name, format!("input [{fin}] (put a flatten layer before dense on images)"), format!("{input:?}")));
         }
-        Ok(DenseLayer { name, input: input.to_vec(), output: vec![fout], weight, bias, y: Tensor::empty(), dx: Tensor::empty() })
+        let zeros = if bias.is_some() { Tensor::empty() } else { Tensor::zeros(&[fout]) };
+        let (y, dx, unused_db) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
+        Ok(DenseLayer { name, input: input.to_vec(), output: vec![fout], weight, bias, zeros, unused_db, y, dx })
     }
 }
 
@@ -39,7 +44,8 @@ impl Layer for DenseLayer {
     }
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.input)?;
-        dense_forward_into(x, &self.weight.value, &self.bias.value, &mut self.y)
+        let b = self.bias.as_ref().map_or(&self.zeros, |b| &b.value);
+        dense_forward_into(x, &self.weight.value, b, &mut self.y)
     }
     fn output(&self) -> &Tensor {
         &self.y
@@ -47,16 +53,17 @@ impl Layer for DenseLayer {
     fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
         check_backward(&self.name, x, &self.y, dy)?;
         let dx = if need_input_grad { Some(&mut self.dx) } else { None };
-        dense_backward_into(x, &self.weight.value, dy, dx, &mut self.weight.grad, &mut self.bias.grad)
+        let db = self.bias.as_mut().map_or(&mut self.unused_db, |b| &mut b.grad);
+        dense_backward_into(x, &self.weight.value, dy, dx, &mut self.weight.grad, db)
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
     fn params(&self) -> Vec<&Param> {
-        vec![&self.weight, &self.bias]
+        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
     }
     fn params_mut(&mut self) -> Vec<&mut Param> {
-        vec![&mut self.weight, &mut self.bias]
+        std::iter::once(&mut self.weight).chain(self.bias.as_mut()).collect()
     }
     fn flops(&self) -> u64 {
         2 * self.weight.value.len() as u64

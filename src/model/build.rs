@@ -46,10 +46,10 @@ fn build_layer(plan: &LayerPlan, rng: &mut ChaCha8Rng) -> Result<Box<dyn Layer>>
             let projection = shortcut.as_deref().map(|s| build_layer(s, rng)).transpose()?;
             return Ok(Box::new(ResidualLayer::new(label, input, body, projection)?));
         }
-        PlannedOp::Dense { units, l2, init } => {
+        PlannedOp::Dense { units, l2, init, bias } => {
             let fin = input[0];
             let weight = Param::new("weight", init_weight(*init, &[fin, *units], fin, *units, rng), *l2, true);
-            let bias = Param::new("bias", Tensor::zeros(&[*units]), 0.0, false);
+            let bias = bias.then(|| Param::new("bias", Tensor::zeros(&[*units]), 0.0, false));
             Box::new(DenseLayer::new(label, input, weight, bias)?)
         }
     };

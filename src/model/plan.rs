@@ -88,6 +88,8 @@ pub enum PlannedOp {
         units: usize,
         l2: f32,
         init: Init,
+        /// Whether it has a bias parameter.
+        bias: bool,
     },
 }
 
@@ -292,7 +294,7 @@ impl Walk<'_> {
                 let shortcut = if output == shape { None } else { Some(Box::new(self.shortcut(name, shape, &output, path, i)?)) };
                 (PlannedOp::Residual { body, shortcut }, output)
             }
-            LayerConfig::Dense { units, l2, init } => {
+            LayerConfig::Dense { units, l2, init, bias } => {
                 let [fin] = shape[..] else {
                     return Err(Error::shape(
                         name,
@@ -303,8 +305,9 @@ impl Walk<'_> {
                 if *units == 0 {
                     return Err(Error::invalid(name, "units must be at least 1"));
                 }
-                self.params = self.params.saturating_add((fin as u64).saturating_mul(*units as u64).saturating_add(*units as u64));
-                (PlannedOp::Dense { units: *units, l2: *l2, init: init.unwrap_or(self.default_init) }, vec![*units])
+                let biases = if *bias { *units as u64 } else { 0 };
+                self.params = self.params.saturating_add((fin as u64).saturating_mul(*units as u64).saturating_add(biases));
+                (PlannedOp::Dense { units: *units, l2: *l2, init: init.unwrap_or(self.default_init), bias: *bias }, vec![*units])
             }
         })
     }
@@ -370,7 +373,7 @@ mod tests {
 
     /// A model of `input` that pools it globally into a dense layer of 2.
     fn flat(input: [usize; 3]) -> ModelSpec {
-        let layers = vec![LayerConfig::GlobalAvgPool {}, LayerConfig::Dense { units: 2, l2: 0.0, init: None }];
+        let layers = vec![LayerConfig::GlobalAvgPool {}, LayerConfig::Dense { units: 2, l2: 0.0, init: None, bias: true }];
         ModelSpec { name: "m".into(), description: String::new(), input, init: Init::He, layers }
     }
 
@@ -403,7 +406,7 @@ mod tests {
         // 16383 inputs into 16384 units: 16383 * 16384 weights + 16384 biases = 2^28.
         let dense = |inputs: usize| {
             let mut m = flat([1, 1, inputs]);
-            m.layers[1] = LayerConfig::Dense { units: 1 << 14, l2: 0.0, init: None };
+            m.layers[1] = LayerConfig::Dense { units: 1 << 14, l2: 0.0, init: None, bias: true };
             m.plan().map(|p| p.param_count).map_err(|e| e.to_string())
         };
         assert_eq!(dense((1 << 14) - 1), Ok(MAX_PARAMS));

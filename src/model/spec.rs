@@ -213,6 +213,9 @@ pub enum LayerConfig {
         l2: f32,
         #[serde(default)]
         init: Option<Init>,
+        /// False: y = x W, no bias parameter at all. Left out of a saved spec when true.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        bias: bool,
     },
 }
 
@@ -332,7 +335,7 @@ impl LayerConfig {
                 side("depth_radius", *depth_radius)?;
                 LrnParams { depth_radius: *depth_radius, bias: *bias, alpha: *alpha, beta: *beta }.check()
             }
-            LayerConfig::Dense { units: u, l2: lambda, init } => {
+            LayerConfig::Dense { units: u, l2: lambda, init, .. } => {
                 init.map_or(Ok(()), Init::check)?;
                 units("units", *u)?;
                 l2(*lambda)
@@ -355,7 +358,7 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, init: Init, layer_init: Option<Init>) -> ModelSpec {
-        let layers = vec![LayerConfig::Flatten {}, LayerConfig::Dense { units: 2, l2: 0.0, init: layer_init }];
+        let layers = vec![LayerConfig::Flatten {}, LayerConfig::Dense { units: 2, l2: 0.0, init: layer_init, bias: true }];
         ModelSpec { name: name.into(), description: String::new(), input: [2, 2, 1], init, layers }
     }
 
@@ -418,7 +421,7 @@ mod tests {
         assert_eq!(conv(MAX_SIDE, MAX_UNITS).check_values(), Ok(()));
         assert_eq!(conv(MAX_SIDE + 1, 1).check_values(), Err(format!("kernel {} is over the limit of {MAX_SIDE}", MAX_SIDE + 1)));
         assert_eq!(conv(1, MAX_UNITS + 1).check_values(), Err(format!("filters {} is over the limit of {MAX_UNITS}", MAX_UNITS + 1)));
-        let dense = |units: usize| LayerConfig::Dense { units, l2: 0.0, init: None };
+        let dense = |units: usize| LayerConfig::Dense { units, l2: 0.0, init: None, bias: true };
         assert_eq!(dense(MAX_UNITS).check_values(), Ok(()));
         assert!(dense(MAX_UNITS + 1).check_values().is_err());
     }

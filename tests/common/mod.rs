@@ -297,6 +297,7 @@ type = "global_avg_pool"
 [[layers]]
 type = "dense"
 units = 4
+bias = false
 "#,
     ),
     (

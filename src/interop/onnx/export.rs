@@ -23,7 +23,7 @@
 //! dropout         nothing (inference)
 //! global_avg_pool GlobalAveragePool + Flatten
 //! residual        the body, the shortcut (x, or its 1x1 Conv), Add
-//! dense           Gemm with transB = 1 (W stored [out, in], as PyTorch's Linear)
+//! dense           Gemm with transB = 1 (W stored [out, in], as PyTorch's Linear; no C without a bias)
 //! ```
 
 use std::collections::HashMap;
@@ -252,15 +252,21 @@ impl<'a> GraphBuilder<'a> {
                     };
                     self.node("Add", &format!("{name}.add"), &[&body_out, &short], vec![])
                 }
-                PlannedOp::Dense { .. } => {
+                PlannedOp::Dense { bias, .. } => {
                     let w = self.param(&format!("{name}.weight"))?;
-                    let b = self.param(&format!("{name}.bias"))?;
                     let (fin, fout) = (w.shape()[0], w.shape()[1]);
                     let order = dense_order.take().unwrap_or_else(|| (0..fin).collect());
-                    let (wname, bname) = (format!("{name}.weight"), format!("{name}.bias"));
+                    let wname = format!("{name}.weight");
                     self.initializers.push(OnnxTensor::float(&wname, &[fout, fin], dense_out_in(w, &order)));
-                    self.initializers.push(OnnxTensor::float(&bname, &[fout], b.data().to_vec()));
-                    self.node("Gemm", &name, &[&x, &wname, &bname], vec![("transB", A::Int(1))])
+                    if *bias {
+                        let bname = format!("{name}.bias");
+                        let b = self.param(&bname)?;
+                        self.initializers.push(OnnxTensor::float(&bname, &[fout], b.data().to_vec()));
+                        self.node("Gemm", &name, &[&x, &wname, &bname], vec![("transB", A::Int(1))])
+                    } else {
+                        // Gemm's C is optional.
+                        self.node("Gemm", &name, &[&x, &wname], vec![("transB", A::Int(1))])
+                    }
                 }
             };
         }

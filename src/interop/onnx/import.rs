@@ -941,7 +941,7 @@ impl<'a> GraphReader<'a> {
                 w[row * fout + o] = onnx_at(kk, o);
             }
         }
-        let mut bias = vec![0.0; fout];
+        let mut bias = None;
         let bias_of = |t: &[f32]| -> Option<Vec<f32>> {
             match t.len() {
                 1 => Some(vec![t[0]; fout]),
@@ -952,21 +952,27 @@ impl<'a> GraphReader<'a> {
         if gemm {
             if node.inputs.get(2).is_some_and(|s| !s.is_empty()) {
                 let (_, b) = self.floats(i, 2)?;
-                bias = bias_of(b).ok_or_else(|| self.node_error(i, format!("the bias has {} values for {fout} outputs", b.len())))?;
+                bias = Some(bias_of(b).ok_or_else(|| self.node_error(i, format!("the bias has {} values for {fout} outputs", b.len())))?);
             }
         } else if let Some(add) = self.single_consumer(&node.outputs[0])? {
             let a = &nodes[add];
             if a.op_type == "Add" {
                 let other = a.inputs.iter().position(|v| *v != node.outputs[0]).unwrap_or(1);
                 if let Ok((_, b)) = self.floats(add, other) {
-                    bias = bias_of(b).ok_or_else(|| self.node_error(add, format!("the bias has {} values for {fout} outputs", b.len())))?;
+                    bias = Some(
+                        bias_of(b).ok_or_else(|| self.node_error(add, format!("the bias has {} values for {fout} outputs", b.len())))?,
+                    );
                     self.folded.insert(add);
                 }
             }
         }
         self.param(format!("{name}weight"), vec![k, fout], w);
-        self.param(format!("{name}bias"), vec![fout], bias);
-        layers.push(LayerConfig::Dense { units: fout, l2: 0.0, init: None });
+        let has_bias = bias.is_some();
+        if let Some(bias) = bias {
+            self.param(format!("{name}bias"), vec![fout], bias);
+        }
+        // No C input (Gemm) or no Add (MatMul): a dense layer without a bias.
+        layers.push(LayerConfig::Dense { units: fout, l2: 0.0, init: None, bias: has_bias });
         Ok(Shape::Flat { n: fout, chw_from: None })
     }
 }
