@@ -59,6 +59,22 @@ class TinyResNet(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
+class GeluNet(nn.Module):
+    """GELU (exact) after batch norm and a classifier without bias, as the fast CIFAR-10 recipe
+    writes them: the TorchScript exporter spells GELU out (Div, Erf, Add, Mul, Mul), the
+    dynamo one may write a Gelu node."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, padding=1), nn.GELU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10, bias=False),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
 def randomize_batch_norm(net):
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -73,7 +89,8 @@ def main(out):
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     exporters = [False] + ([True] if importlib.util.find_spec("onnxscript") else [])
-    for name, net, shape in [("small_cnn", SmallCnn(), (2, 1, 28, 28)), ("tiny_resnet", TinyResNet(), (2, 3, 32, 32))]:
+    for name, net, shape in [("small_cnn", SmallCnn(), (2, 1, 28, 28)), ("tiny_resnet", TinyResNet(), (2, 3, 32, 32)),
+                             ("gelu_net", GeluNet(), (2, 3, 16, 16))]:
         randomize_batch_norm(net)
         net.eval()
         x = torch.rand(shape)

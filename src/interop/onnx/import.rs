@@ -10,7 +10,8 @@
 //!   pooling only with count_include_pad = 0)          max_pool, avg_pool
 //! Relu, Sigmoid, Tanh                                  relu, sigmoid, tanh
 //! Gelu (approximate = none), or spelt out: Mul(1/sqrt 2)
-//!   or Div(sqrt 2), Erf, Add(1), Mul(x), Mul(0.5)       gelu
+//!   or Div(sqrt 2), Erf, Add(1), Mul(x) and Mul(0.5)
+//!   in either order                                    gelu
 //! LRN (odd size)                                       lrn, alpha / size
 //! BatchNormalization (inference)                       batch_norm
 //! Flatten (axis 1), Reshape to [N, -1]                 flatten: the next dense layer's rows
@@ -490,35 +491,48 @@ impl<'a> GraphReader<'a> {
         Ok((layers, shape))
     }
 
-    /// The exact GELU spelt out in the ops of opsets before 20, as convnet and PyTorch export
-    /// it: `Mul(x, 1/sqrt 2)` or `Div(x, sqrt 2)`, `Erf`, `Add(1)`, `Mul(x, that)`,
-    /// `Mul(0.5)` (constants second). Its five nodes and its output, or None for anything else.
+    /// The exact GELU spelt out in the ops of opsets before 20: `Mul(x, 1/sqrt 2)` or
+    /// `Div(x, sqrt 2)`, `Erf`, `Add(1)`, then either `Mul(x, that)` and `Mul(0.5)` (convnet,
+    /// PyTorch's TorchScript exporter) or `Mul(0.5)` and `Mul(x, that)` (PyTorch's dynamo
+    /// exporter); constants on either side where the op commutes. Its five nodes and its
+    /// output, or None for anything else.
     fn spelt_out_gelu(&self, value: &str, consumers: &[usize]) -> Option<([usize; 5], String)> {
         let [a, b] = consumers[..] else { return None };
-        let scalar = |i: usize, want: f32| {
-            self.floats(i, 1)
-                .is_ok_and(|(dims, data)| dims.iter().all(|&d| d == 1) && data.len() == 1 && (data[0] - want).abs() <= 1e-6 * want)
+        let node = |i: usize| &self.nodes[i];
+        let out = |i: usize| node(i).outputs[0].as_str();
+        let next = |i: usize| self.single_consumer(out(i)).ok().flatten();
+        // Node i is `op` of `v` and a one-value constant equal to `want`.
+        let with_constant = |i: usize, op: &str, v: &str, want: f32| {
+            let n = node(i);
+            let Some(at) = n.inputs.iter().position(|x| x == v) else { return false };
+            n.op_type == op
+                && n.inputs.len() == 2
+                && (op != "Div" || at == 0)
+                && self
+                    .floats(i, 1 - at)
+                    .is_ok_and(|(dims, data)| dims.iter().all(|&d| d == 1) && data.len() == 1 && (data[0] - want).abs() <= 1e-6 * want)
         };
-        let takes = |i: usize, first: &str| self.nodes[i].inputs.first().is_some_and(|v| v == first);
-        let next = |i: usize| self.single_consumer(&self.nodes[i].outputs[0]).ok().flatten();
-        let (scale, mul) = [(a, b), (b, a)].into_iter().find(|&(s, _)| {
-            takes(s, value)
-                && match self.nodes[s].op_type.as_str() {
-                    "Mul" => scalar(s, std::f32::consts::FRAC_1_SQRT_2),
-                    "Div" => scalar(s, std::f32::consts::SQRT_2),
-                    _ => false,
-                }
+        let product_of = |i: usize, u: &str, v: &str| {
+            let n = node(i);
+            n.op_type == "Mul" && n.inputs.len() == 2 && n.inputs.iter().any(|x| x == u) && n.inputs.iter().any(|x| x == v)
+        };
+        let (scale, times_x) = [(a, b), (b, a)].into_iter().find(|&(s, _)| {
+            with_constant(s, "Mul", value, std::f32::consts::FRAC_1_SQRT_2) || with_constant(s, "Div", value, std::f32::consts::SQRT_2)
         })?;
-        let erf = next(scale).filter(|&i| self.nodes[i].op_type == "Erf")?;
-        let add = next(erf).filter(|&i| self.nodes[i].op_type == "Add" && takes(i, &self.nodes[erf].outputs[0]) && scalar(i, 1.0))?;
-        let cdf = &self.nodes[add].outputs[0];
-        let m = &self.nodes[mul];
-        let product = m.op_type == "Mul" && m.inputs.len() == 2 && m.inputs.iter().any(|v| v == value) && m.inputs.iter().any(|v| v == cdf);
-        if !product || next(add) != Some(mul) {
-            return None;
+        let erf = next(scale).filter(|&i| node(i).op_type == "Erf" && node(i).inputs.len() == 1)?;
+        let add = next(erf).filter(|&i| with_constant(i, "Add", out(erf), 1.0))?;
+        let after_add = next(add)?;
+        if after_add == times_x {
+            // x (1 + erf), then halved.
+            let half = next(times_x).filter(|&i| product_of(times_x, value, out(add)) && with_constant(i, "Mul", out(times_x), 0.5))?;
+            Some(([scale, erf, add, times_x, half], out(half).to_string()))
+        } else {
+            // (1 + erf) halved, then times x.
+            let ok = with_constant(after_add, "Mul", out(add), 0.5)
+                && next(after_add) == Some(times_x)
+                && product_of(times_x, value, out(after_add));
+            ok.then(|| ([scale, erf, add, after_add, times_x], out(times_x).to_string()))
         }
-        let half = next(mul).filter(|&i| self.nodes[i].op_type == "Mul" && takes(i, &m.outputs[0]) && scalar(i, 0.5))?;
-        Some(([scale, erf, add, mul, half], self.nodes[half].outputs[0].clone()))
     }
 
     /// A residual block at branch point `value`: the consumers meet at an Add; one branch is
