@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use convnet::layers::{
     ActivationLayer, AvgPoolLayer, BatchNormLayer, Conv2dLayer, DenseLayer, DropoutLayer, FlattenLayer, GeluLayer, GlobalAvgPoolLayer,
-    Layer, LrnLayer, MaxPoolLayer, Mode, Param, ResidualLayer, Sequential,
+    Layer, LrnLayer, MaxPoolLayer, Mode, Param, ResidualLayer, ScaleLayer, Sequential,
 };
 use convnet::ops::activation::Activation;
 use convnet::ops::lrn::LrnParams;
@@ -35,6 +35,7 @@ fn layers() -> Vec<(Box<dyn Layer>, Vec<usize>)> {
         (conv("L conv2d"), image.clone()),
         (Box::new(ActivationLayer::new("L relu".into(), &INPUT, Activation::Relu)), image.clone()),
         (Box::new(GeluLayer::new("L gelu".into(), &INPUT)), image.clone()),
+        (Box::new(ScaleLayer::new("L scale".into(), &INPUT, 0.5)), image.clone()),
         (Box::new(BatchNormLayer::new("L batch_norm".into(), &INPUT, 0.9, 1e-5)), image.clone()),
         (Box::new(DropoutLayer::new("L dropout".into(), &INPUT, 0.5).unwrap()), image.clone()),
         (Box::new(GlobalAvgPoolLayer::new("L global_avg_pool".into(), &INPUT)), image.clone()),

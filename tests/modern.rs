@@ -255,6 +255,9 @@ rate = 0.3
 [[layers]]
 type = "dense"
 units = 3
+[[layers]]
+type = "scale"
+factor = 0.5
 "#;
 
 #[test]
@@ -716,7 +719,7 @@ fn a_batch_norm_without_scale_learns_only_its_shift() {
     let cfg = Config::from_toml(&text, "frozen-scale").unwrap();
     let saved = serde_json::to_string(&cfg.model).unwrap();
     assert_eq!(saved.matches("\"scale\":false").count(), 1, "{saved}");
-    assert!(!serde_json::to_string(&Config::from_toml(RESNET_TINY, "plain").unwrap().model).unwrap().contains("scale"));
+    assert!(!serde_json::to_string(&Config::from_toml(RESNET_TINY, "plain").unwrap().model).unwrap().contains("\"scale\":"));
     assert_eq!(serde_json::from_str::<convnet::model::ModelSpec>(&saved).unwrap(), cfg.model);
 
     let mut net = Network::build(&cfg.model, 3).unwrap();
@@ -758,4 +761,22 @@ fn a_dense_layer_without_bias_computes_x_w_and_has_no_bias_parameter() {
     // Its gradient: dW = x^T dy, and nothing else to learn.
     net.compute_gradients(&x, &[0, 1], Loss { label_smoothing: 0.0 }).unwrap();
     assert_eq!(net.trainable_sizes(), [("1.dense.weight".to_string(), 6)]);
+}
+
+#[test]
+fn a_scale_layer_multiplies_both_ways_and_refuses_a_factor_of_zero() {
+    let mut layer = convnet::layers::ScaleLayer::new("s".into(), &[3], 0.25);
+    let x = Tensor::from_vec(&[2, 3], vec![4.0, -8.0, 1.0, 0.0, 2.0, -0.5]).unwrap();
+    layer.forward(&x, Mode::Train).unwrap();
+    assert_eq!(layer.output().data(), [1.0, -2.0, 0.25, 0.0, 0.5, -0.125]);
+    let dy = Tensor::from_vec(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    layer.backward(&x, &dy, true).unwrap();
+    assert_eq!(layer.input_grad().data(), [0.25, 0.5, 0.75, 1.0, 1.25, 1.5]);
+    for bad in ["0.0", "nan", "inf"] {
+        let layers = format!(
+            "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 2\n[[layers]]\ntype = \"scale\"\nfactor = {bad}\n"
+        );
+        let err = Config::from_toml(&model_config("s", "[1, 1, 3]", &layers), "bad.toml").unwrap_err().to_string();
+        assert!(err.contains("layer 2 (scale)") && err.contains("factor must be a finite number other than 0"), "{err}");
+    }
 }

@@ -575,3 +575,31 @@ fn gelu_spelt_out_as_pytorch_writes_it_imports_and_a_near_miss_does_not() {
     // Dividing by 2 is not GELU: the branch is then read as what it is, and refused.
     assert!(as_pytorch(2.0).is_err());
 }
+
+#[test]
+fn a_mul_or_div_by_one_constant_is_a_scale_layer_and_a_per_channel_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 3\n[[layers]]\ntype = \"scale\"\nfactor = 0.125\n";
+    let ck_path = common::random_checkpoint(dir.path(), &common::model_config("scaled", "[2, 2, 1]", layers), 4);
+    let exported = Model::decode(&export_onnx(&Checkpoint::load(&ck_path).unwrap()).unwrap()).unwrap();
+    let edited = |op: &str, constant: Vec<f32>| {
+        let mut m = exported.clone();
+        let scale = m.graph.nodes.iter().position(|n| n.name == "2.scale").expect("the scale's Mul");
+        m.graph.nodes[scale].op_type = op.into();
+        let name = m.graph.nodes[scale].inputs[1].clone();
+        let dims = if constant.len() == 1 { vec![] } else { vec![constant.len()] };
+        *m.graph.initializers.iter_mut().find(|t| t.name == name).unwrap() =
+            convnet::interop::onnx::proto::Tensor::float(&name, &dims, constant);
+        import_onnx(&m.encode(), Path::new("scaled.onnx"))
+    };
+    let factor = |imported: Imported| match imported.model.layers.last() {
+        Some(convnet::model::spec::LayerConfig::Scale { factor }) => *factor,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(factor(edited("Mul", vec![0.125]).unwrap()), 0.125);
+    assert_eq!(factor(edited("Div", vec![8.0]).unwrap()), 0.125);
+    let e = edited("Mul", vec![1.0, 2.0, 3.0]).err().unwrap().to_string();
+    assert!(e.contains("node \"2.scale\" (Mul)") && e.contains("only one value (a scale)"), "{e}");
+    let e = edited("Div", vec![0.0]).err().unwrap().to_string();
+    assert!(e.contains("factor must be a finite number other than 0"), "{e}");
+}

@@ -22,7 +22,9 @@ pub fn flatten_order(layers: &[LayerPlan], i: usize) -> FlattenOrder {
     if h * w == 1 {
         return FlattenOrder::AsIs;
     }
-    let next = layers[i + 1..].iter().find(|l| !matches!(l.op, PlannedOp::Activation(_) | PlannedOp::Gelu | PlannedOp::Dropout { .. }));
+    let next = layers[i + 1..]
+        .iter()
+        .find(|l| !matches!(l.op, PlannedOp::Activation(_) | PlannedOp::Gelu | PlannedOp::Scale(_) | PlannedOp::Dropout { .. }));
     match next.map(|l| &l.op) {
         Some(PlannedOp::Dense { .. }) => FlattenOrder::PermuteNextDense(chw_to_hwc_order(h, w, c)),
         _ => FlattenOrder::Nhwc,

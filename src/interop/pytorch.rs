@@ -210,6 +210,7 @@ impl<'a> Writer<'a> {
                 }
                 PlannedOp::Dropout { rate } => format!("nn.Dropout({rate:?})"),
                 PlannedOp::GlobalAvgPool => "GlobalAvgPool()".into(),
+                PlannedOp::Scale(factor) => format!("Scale({factor:?})"),
                 PlannedOp::Residual { body, shortcut } => {
                     let inner = self.sequential(body, &format!("{key}body."), indent + 2)?;
                     let short = match shortcut {
@@ -341,6 +342,17 @@ class FlattenNHWC(nn.Module):
 
     def forward(self, x):
         return x.permute(0, 2, 3, 1).flatten(1)
+
+
+class Scale(nn.Module):
+    """y = factor * x."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return self.factor * x
 
 
 class GlobalAvgPool(nn.Module):

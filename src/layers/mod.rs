@@ -22,6 +22,7 @@ pub mod global_pool;
 pub mod lrn;
 pub mod pool;
 pub mod residual;
+pub mod scale;
 pub mod sequential;
 
 use crate::error::{Error, Result};
@@ -38,6 +39,7 @@ pub use global_pool::GlobalAvgPoolLayer;
 pub use lrn::LrnLayer;
 pub use pool::{AvgPoolLayer, MaxPoolLayer};
 pub use residual::ResidualLayer;
+pub use scale::ScaleLayer;
 pub use sequential::Sequential;
 
 /// Training or evaluation: layers such as dropout and batch norm behave differently.

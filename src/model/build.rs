@@ -11,7 +11,7 @@ use super::plan::{ConvPlan, LayerPlan, PlannedOp};
 use crate::error::Result;
 use crate::layers::{
     ActivationLayer, AvgPoolLayer, BatchNormLayer, Conv2dLayer, DenseLayer, DropoutLayer, FlattenLayer, GeluLayer, GlobalAvgPoolLayer,
-    Layer, LrnLayer, MaxPoolLayer, Param, ResidualLayer, Sequential,
+    Layer, LrnLayer, MaxPoolLayer, Param, ResidualLayer, ScaleLayer, Sequential,
 };
 use crate::tensor::Tensor;
 
@@ -40,6 +40,7 @@ fn build_layer(plan: &LayerPlan, rng: &mut ChaCha8Rng) -> Result<Box<dyn Layer>>
         }
         PlannedOp::Dropout { rate } => Box::new(DropoutLayer::new(label, input, *rate)?),
         PlannedOp::GlobalAvgPool => Box::new(GlobalAvgPoolLayer::new(label, input)),
+        PlannedOp::Scale(factor) => Box::new(ScaleLayer::new(label, input, *factor)),
         PlannedOp::Residual { body, shortcut } => {
             // Its parameters are its body's and its shortcut's, named as those are built.
             let body = build(body, rng)?;

@@ -78,6 +78,8 @@ pub enum PlannedOp {
         rate: f32,
     },
     GlobalAvgPool,
+    /// y = factor x.
+    Scale(f32),
     /// y = body(x) + shortcut(x): the shortcut is x itself, or a 1x1 convolution when the body
     /// changes the shape.
     Residual {
@@ -117,6 +119,7 @@ impl LayerPlan {
             PlannedOp::BatchNorm { .. } => "batch_norm",
             PlannedOp::Dropout { .. } => "dropout",
             PlannedOp::GlobalAvgPool => "global_avg_pool",
+            PlannedOp::Scale(_) => "scale",
             PlannedOp::Residual { .. } => "residual",
             PlannedOp::Dense { .. } => "dense",
         }
@@ -269,6 +272,7 @@ impl Walk<'_> {
             LayerConfig::Sigmoid {} => (PlannedOp::Activation(Activation::Sigmoid), shape.to_vec()),
             LayerConfig::Tanh {} => (PlannedOp::Activation(Activation::Tanh), shape.to_vec()),
             LayerConfig::Gelu {} => (PlannedOp::Gelu, shape.to_vec()),
+            LayerConfig::Scale { factor } => (PlannedOp::Scale(*factor), shape.to_vec()),
             LayerConfig::Lrn { depth_radius, bias, alpha, beta } => {
                 image()?;
                 (PlannedOp::Lrn(LrnParams { depth_radius: *depth_radius, bias: *bias, alpha: *alpha, beta: *beta }), shape.to_vec())

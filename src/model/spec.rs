@@ -202,6 +202,10 @@ pub enum LayerConfig {
     },
     /// `[H, W, C]` -> `[C]`: the mean of each channel.
     GlobalAvgPool {},
+    /// y = factor x (a fixed logit scale, for instance).
+    Scale {
+        factor: f32,
+    },
     /// y = F(x) + x, F being the sub-list `layers`; a 1x1 convolution projects x when F changes
     /// the shape.
     Residual {
@@ -256,6 +260,7 @@ impl LayerConfig {
             LayerConfig::BatchNorm { .. } => "batch_norm",
             LayerConfig::Dropout { .. } => "dropout",
             LayerConfig::GlobalAvgPool {} => "global_avg_pool",
+            LayerConfig::Scale { .. } => "scale",
             LayerConfig::Residual { .. } => "residual",
             LayerConfig::Dense { .. } => "dense",
         }
@@ -342,6 +347,7 @@ impl LayerConfig {
             }
             LayerConfig::BatchNorm { momentum, eps, .. } => crate::layers::batch_norm::check_settings(*momentum, *eps),
             LayerConfig::Dropout { rate } => crate::layers::dropout::check_rate(*rate),
+            LayerConfig::Scale { factor } => crate::layers::scale::check_factor(*factor),
             LayerConfig::Residual { .. } => Ok(()),
             LayerConfig::Relu {}
             | LayerConfig::Sigmoid {}

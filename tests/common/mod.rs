@@ -261,6 +261,9 @@ type = "tanh"
 [[layers]]
 type = "dense"
 units = 3
+[[layers]]
+type = "scale"
+factor = 0.125
 "#,
     ),
     (

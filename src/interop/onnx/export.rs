@@ -21,6 +21,7 @@
 //!                 comes first, a Transpose to NHWC goes before the Flatten
 //! batch_norm      BatchNormalization (inference form: running statistics) [+ Relu]
 //! dropout         nothing (inference)
+//! scale           Mul by the factor (a one-value constant)
 //! global_avg_pool GlobalAveragePool + Flatten
 //! residual        the body, the shortcut (x, or its 1x1 Conv), Add
 //! dense           Gemm with transB = 1 (W stored [out, in], as PyTorch's Linear; no C without a bias)
@@ -240,6 +241,10 @@ impl<'a> GraphBuilder<'a> {
                     }
                 }
                 PlannedOp::Dropout { .. } => x,
+                PlannedOp::Scale(factor) => {
+                    let c = self.constant(&format!("{name}.factor"), &[], vec![*factor]);
+                    self.node("Mul", &name, &[&x, &c], vec![])
+                }
                 PlannedOp::GlobalAvgPool => {
                     let pooled = self.node("GlobalAveragePool", &name, &[&x], vec![]);
                     self.node("Flatten", &format!("{name}.flatten"), &[&pooled], vec![("axis", A::Int(1))])

@@ -21,6 +21,7 @@
 //!   (+ Flatten / Reshape / Squeeze)                   global_avg_pool
 //! Gemm (alpha = beta = 1), MatMul (+ Add)              dense
 //! Add of a value and a chain that starts from it       residual (shortcut: x or a 1x1 Conv)
+//! Mul or Div by one constant value (after the start)   scale
 //! Dropout, Identity; a Softmax at the very end         nothing
 //! ```
 //!
@@ -750,6 +751,23 @@ impl<'a> GraphReader<'a> {
                 shape
             }
             "Dropout" | "Identity" => shape,
+            "Mul" | "Div" => {
+                // By one constant value (not per channel): a scale layer.
+                let x = &self.nodes[i].inputs;
+                let at = x.iter().position(|v| self.constants.get(v.as_str()).is_none()).unwrap_or(0);
+                let divide = self.nodes[i].op_type == "Div";
+                if x.len() != 2 || (divide && at != 0) {
+                    return Err(self.node_error(i, "only a value times (or divided by) one constant is supported"));
+                }
+                let (dims, data) = self.floats(i, 1 - at)?;
+                if data.len() != 1 || dims.iter().any(|&d| d != 1) {
+                    return Err(self.node_error(i, format!("a constant of shape {dims:?}: only one value (a scale) is supported here")));
+                }
+                let factor = if divide { 1.0 / data[0] } else { data[0] };
+                crate::layers::scale::check_factor(factor).map_err(|e| self.node_error(i, e))?;
+                layers.push(LayerConfig::Scale { factor });
+                shape
+            }
             "Transpose" => match (shape, self.ints(i, "perm")?) {
                 (Shape::Image { h, w, c, nhwc: false, pooled }, Some(p)) if p == [0, 2, 3, 1] => {
                     // Only a Flatten may follow: convnet flattens (h, w, c).
