@@ -754,7 +754,7 @@ impl<'a> GraphReader<'a> {
             "Mul" | "Div" => {
                 // By one constant value (not per channel): a scale layer.
                 let x = &self.nodes[i].inputs;
-                let at = x.iter().position(|v| self.constants.get(v.as_str()).is_none()).unwrap_or(0);
+                let at = x.iter().position(|v| !self.constants.contains_key(v.as_str())).unwrap_or(0);
                 let divide = self.nodes[i].op_type == "Div";
                 if x.len() != 2 || (divide && at != 0) {
                     return Err(self.node_error(i, "only a value times (or divided by) one constant is supported"));
