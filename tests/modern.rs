@@ -780,3 +780,56 @@ fn a_scale_layer_multiplies_both_ways_and_refuses_a_factor_of_zero() {
         assert!(err.contains("layer 2 (scale)") && err.contains("factor must be a finite number other than 0"), "{err}");
     }
 }
+
+#[test]
+fn a_dirac_convolution_starts_as_the_identity_on_its_first_input_channels() {
+    // conv 3 -> 3, conv 3 -> 5 (dirac), conv 5 -> 2 (dirac): the Dirac filters pass their input
+    // channel through; the others, and every other layer, are drawn as without the option.
+    let layers = |dirac: &str| {
+        format!(
+            "[[layers]]\ntype = \"conv2d\"\nfilters = 3\nkernel = 3\n[[layers]]\ntype = \"conv2d\"\nfilters = 5\nkernel = 3\n{dirac}\
+             [[layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel = [3, 1]\n{dirac}[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 2\n"
+        )
+    };
+    let spec =
+        |dirac: &str| convnet::Config::from_toml(&common::model_config("dirac", "[6, 5, 3]", &layers(dirac)), "dirac.toml").unwrap().model;
+    let (with, without) = (spec("dirac = true\n"), spec(""));
+    assert_eq!(serde_json::to_string(&with).unwrap().matches("\"dirac\":true").count(), 2);
+    assert!(!serde_json::to_string(&without).unwrap().contains("\"dirac\":"));
+    let mut net = convnet::model::Network::build(&with, 7).unwrap();
+    let plain = convnet::model::Network::build(&without, 7).unwrap();
+    let value = |net: &convnet::model::Network, name: &str| net.params().into_iter().find(|p| p.name == name).unwrap().value.clone();
+    for name in ["0.conv2d.weight", "4.dense.weight"] {
+        assert_eq!(value(&net, name), value(&plain, name), "{name}");
+    }
+    for (name, (kh, kw, c_in, c_out)) in [("1.conv2d.weight", (3, 3, 3, 5)), ("2.conv2d.weight", (3, 1, 5, 2))] {
+        let (w, w0) = (value(&net, name), value(&plain, name));
+        for tap in 0..kh * kw {
+            for i in 0..c_in {
+                for o in 0..c_out {
+                    let at = (tap * c_in + i) * c_out + o;
+                    let centre = tap == kh / 2 * kw + kw / 2;
+                    let want = if o >= c_in.min(c_out) {
+                        w0.data()[at]
+                    } else if centre && i == o {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(w.data()[at], want, "{name} tap {tap} in {i} out {o}");
+                }
+            }
+        }
+    }
+    // So the layers pass their first channels through (biases start at zero; SAME padding).
+    let x = common::random(&[2, 6, 5, 3], 3);
+    net.predict(&x).unwrap();
+    let channel = |t: &convnet::Tensor, c: usize, k: usize| t.data().iter().skip(k).step_by(c).copied().collect::<Vec<f32>>();
+    let outputs: Vec<convnet::Tensor> = net.layers()[..3].iter().map(|l| l.output().clone()).collect();
+    for k in 0..3 {
+        assert_eq!(channel(&outputs[1], 5, k), channel(&outputs[0], 3, k), "layer 1 channel {k}");
+    }
+    for k in 0..2 {
+        assert_eq!(channel(&outputs[2], 2, k), channel(&outputs[1], 5, k), "layer 2 channel {k}");
+    }
+}

@@ -61,9 +61,29 @@ fn build_layer(plan: &LayerPlan, rng: &mut ChaCha8Rng) -> Result<Box<dyn Layer>>
     Ok(layer)
 }
 
+/// HWIO weights [kh, kw, C_in, C_out]: filter o < min(C_in, C_out) becomes the identity on
+/// input channel o (1 at the centre (kh / 2, kw / 2), 0 elsewhere), as `torch.nn.init.dirac_`.
+pub fn set_dirac(w: &mut Tensor) {
+    let [kh, kw, c_in, c_out] = w.shape()[..] else { panic!("conv weights are 4-D, got {:?}", w.shape()) };
+    let data = w.data_mut();
+    for o in 0..c_in.min(c_out) {
+        for tap in 0..kh * kw {
+            for i in 0..c_in {
+                data[(tap * c_in + i) * c_out + o] = 0.0;
+            }
+        }
+        data[((kh / 2 * kw + kw / 2) * c_in + o) * c_out + o] = 1.0;
+    }
+}
+
 fn conv_layer(plan: &LayerPlan, conv: &ConvPlan, rng: &mut ChaCha8Rng) -> Result<Conv2dLayer> {
     let (kh, kw, c_in, filters) = (conv.window.kh, conv.window.kw, plan.input[2], conv.filters);
-    let w = init_weight(conv.init, &[kh, kw, c_in, filters], kh * kw * c_in, kh * kw * filters, rng);
+    let mut w = init_weight(conv.init, &[kh, kw, c_in, filters], kh * kw * c_in, kh * kw * filters, rng);
+    if conv.dirac {
+        // Drawn first and then overwritten, so the random stream (and every later layer's
+        // weights) is the same with or without it.
+        set_dirac(&mut w);
+    }
     let weight = Param::new("weight", w, conv.l2, true);
     let bias = Param::new("bias", Tensor::zeros(&[filters]), 0.0, false);
     let mut layer = Conv2dLayer::new(plan.label.clone(), &plan.input, conv.window, weight, bias)?;

@@ -103,6 +103,8 @@ pub struct ConvPlan {
     pub relu: bool,
     pub l2: f32,
     pub init: Init,
+    /// Identity (Dirac) on the first input channels at the start (see `LayerConfig::Conv2d`).
+    pub dirac: bool,
 }
 
 impl LayerPlan {
@@ -248,7 +250,7 @@ impl Walk<'_> {
             }
         };
         Ok(match cfg {
-            LayerConfig::Conv2d { filters, kernel, stride, padding, l2, init } => {
+            LayerConfig::Conv2d { filters, kernel, stride, padding, l2, init, dirac } => {
                 let [_, _, c_in] = image()?;
                 let ((kh, kw), (sh, sw)) = (kernel.hw(), stride.hw());
                 let window = Window::new(kh, kw, sh, sw, padding.resolve(name)?);
@@ -258,7 +260,7 @@ impl Walk<'_> {
                 let output = conv_output(name, shape, &window, *filters)?;
                 self.params = self.params.saturating_add(conv_params(kh, kw, c_in, *filters));
                 let init = init.unwrap_or(self.default_init);
-                (PlannedOp::Conv2d(ConvPlan { window, filters: *filters, relu, l2: *l2, init }), output)
+                (PlannedOp::Conv2d(ConvPlan { window, filters: *filters, relu, l2: *l2, init, dirac: *dirac }), output)
             }
             LayerConfig::MaxPool { size, stride, padding } | LayerConfig::AvgPool { size, stride, padding } => {
                 let [h, w, c] = image()?;
@@ -335,7 +337,7 @@ impl Walk<'_> {
             return Err(Error::shape(name, format!("the shortcut's shape {projected:?}"), format!("the body's output {output:?}")));
         }
         self.params = self.params.saturating_add(conv_params(1, 1, c, oc));
-        let conv = ConvPlan { window, filters: oc, relu: false, l2: 0.0, init: self.default_init };
+        let conv = ConvPlan { window, filters: oc, relu: false, l2: 0.0, init: self.default_init, dirac: false };
         let param_prefix = format!("{}{i}.residual.shortcut.conv2d.", path.param);
         Ok(LayerPlan { index: i, label, param_prefix, input: shape.to_vec(), output: projected, op: PlannedOp::Conv2d(conv) })
     }

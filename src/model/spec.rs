@@ -150,6 +150,12 @@ pub enum LayerConfig {
         l2: f32,
         #[serde(default)]
         init: Option<Init>,
+        /// Starts as the identity on the first input channels (PyTorch's `nn.init.dirac_` on
+        /// the first `C_in` filters): filter o < C_in passes input channel o through (1 at the
+        /// kernel's centre, `k / 2`), the other filters keep `init`. Left out of a saved spec
+        /// when false.
+        #[serde(default, skip_serializing_if = "is_false")]
+        dirac: bool,
     },
     MaxPool {
         size: Pair,
@@ -228,6 +234,9 @@ fn yes() -> bool {
 }
 fn is_true(b: &bool) -> bool {
     *b
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 fn bn_momentum() -> f32 {
     0.1
@@ -321,7 +330,7 @@ impl LayerConfig {
             }
         };
         match self {
-            LayerConfig::Conv2d { filters, kernel, stride, padding: p, l2: lambda, init } => {
+            LayerConfig::Conv2d { filters, kernel, stride, padding: p, l2: lambda, init, .. } => {
                 init.map_or(Ok(()), Init::check)?;
                 units("filters", *filters)?;
                 pair("kernel", *kernel)?;
@@ -423,6 +432,7 @@ mod tests {
             padding: PaddingConfig::Symmetric(MAX_SIDE),
             l2: 0.0,
             init: None,
+            dirac: false,
         };
         assert_eq!(conv(MAX_SIDE, MAX_UNITS).check_values(), Ok(()));
         assert_eq!(conv(MAX_SIDE + 1, 1).check_values(), Err(format!("kernel {} is over the limit of {MAX_SIDE}", MAX_SIDE + 1)));

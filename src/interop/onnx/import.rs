@@ -931,7 +931,15 @@ impl<'a> GraphReader<'a> {
         };
         self.param(format!("{name}weight"), vec![kh, kw, ci, co], hwio);
         self.param(format!("{name}bias"), vec![co], bias);
-        layers.push(LayerConfig::Conv2d { filters: co, kernel: pair(kh, kw), stride: pair(sh, sw), padding, l2: 0.0, init: None });
+        layers.push(LayerConfig::Conv2d {
+            filters: co,
+            kernel: pair(kh, kw),
+            stride: pair(sh, sw),
+            padding,
+            l2: 0.0,
+            init: None,
+            dirac: false,
+        });
         Ok(Shape::Image { h: oh, w: ow, c: co, nhwc: false, pooled: false })
     }
 
