@@ -15,9 +15,10 @@
 //! `4.residual.3.residual.0.conv2d.bias`. A block's projection shortcut (the 1x1 convolution
 //! added when the body changes the shape) is `<block>.residual.shortcut.conv2d.<param>`. A relu
 //! folded into the conv2d before it has no parameters, and its index is simply not used, so a
-//! name can be read off the config file. `<param>` is `weight` and `bias` (conv2d, dense) or
-//! `gamma`, `beta`, `running_mean` and `running_var` (batch_norm; the last two are saved state
-//! that the optimiser leaves alone). Checkpoints, exporters and other languages rely on this.
+//! name can be read off the config file. `<param>` is `weight` and `bias` (conv2d, dense; a
+//! dense layer with `bias = false` has no bias) or `gamma`, `beta`, `running_mean` and
+//! `running_var` (batch_norm; the last two are saved state that the optimiser leaves alone, as
+//! is gamma with `scale = false`). Checkpoints, exporters and other languages rely on this.
 
 use super::spec::{pool_window, Init, LayerConfig, ModelSpec, MAX_PARAMS, MAX_SIDE, MAX_UNITS, MAX_VALUES};
 use crate::error::{Error, Result};
