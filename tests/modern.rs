@@ -833,3 +833,29 @@ fn a_dirac_convolution_starts_as_the_identity_on_its_first_input_channels() {
         assert_eq!(channel(&outputs[2], 2, k), channel(&outputs[1], 5, k), "layer 2 channel {k}");
     }
 }
+
+#[test]
+fn triangle_schedule_values() {
+    // The recipe's defaults: 0.2 of the peak at the start, the peak at 23% of training, 0.07 of
+    // it one past the last step. 10 epochs of 10 steps, base 10: the peak at step 23.
+    let s: ScheduleConfig = toml::from_str("kind = \"triangle\"").unwrap();
+    s.validate().unwrap();
+    let lr = |step| s.lr_at(10.0, step, 10, 10) as f64;
+    let close = |got: f64, want: f64| assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    close(lr(0), 2.0);
+    close(lr(10), 2.0 + 8.0 * 10.0 / 23.0);
+    close(lr(23), 10.0);
+    close(lr(50), 10.0 - 9.3 * 27.0 / 77.0);
+    close(lr(99), 10.0 - 9.3 * 76.0 / 77.0);
+    close(lr(100), 0.7);
+    close(lr(500), 0.7);
+    // Other shapes: a peak at the very start, and straight down to 0.
+    let down: ScheduleConfig = toml::from_str("kind = \"triangle\"\npeak_at = 0.0\nend_factor = 0.0").unwrap();
+    close(down.lr_at(1.0, 0, 4, 1) as f64, 1.0);
+    close(down.lr_at(1.0, 2, 4, 1) as f64, 0.5);
+    for bad in ["start_factor = 1.5", "peak_at = -0.1", "end_factor = nan"] {
+        let s: ScheduleConfig = toml::from_str(&format!("kind = \"triangle\"\n{bad}")).unwrap();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("start_factor, peak_at and end_factor must each be in [0, 1]"), "{err}");
+    }
+}
