@@ -61,9 +61,9 @@ fn lrn(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
 fn dense(c: &mut Criterion, name: &str, n: usize, fin: usize, fout: usize) {
     let (x, w, b, dy) = (ramp(&[n, fin]), ramp(&[fin, fout]), ramp(&[fout]), ramp(&[n, fout]));
     let (mut y, mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty());
-    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| dense_forward_into(&x, &w, &b, &mut y).unwrap()));
+    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| dense_forward_into(&x, &w, Some(&b), &mut y).unwrap()));
     c.bench_function(&format!("{name}/backward"), |bch| {
-        bch.iter(|| dense_backward_into(&x, &w, &dy, Some(&mut dx), &mut dw, &mut db).unwrap())
+        bch.iter(|| dense_backward_into(&x, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db)).unwrap())
     });
 }
 

@@ -11,10 +11,8 @@ pub struct DenseLayer {
     input: Vec<usize>,
     output: Vec<usize>,
     pub weight: Param,
-    /// None for a layer without a bias: the ops then get `zeros` and write db to `unused_db`.
+    /// None for a layer without a bias.
     pub bias: Option<Param>,
-    zeros: Tensor,
-    unused_db: Tensor,
     y: Tensor,
     dx: Tensor,
 }
@@ -26,9 +24,7 @@ impl DenseLayer {
         if input != [fin] {
             return Err(Error::shape(&name, format!("input [{fin}] (put a flatten layer before dense on images)"), format!("{input:?}")));
         }
-        let zeros = if bias.is_some() { Tensor::empty() } else { Tensor::zeros(&[fout]) };
-        let (y, dx, unused_db) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
-        Ok(DenseLayer { name, input: input.to_vec(), output: vec![fout], weight, bias, zeros, unused_db, y, dx })
+        Ok(DenseLayer { name, input: input.to_vec(), output: vec![fout], weight, bias, y: Tensor::empty(), dx: Tensor::empty() })
     }
 }
 
@@ -44,8 +40,7 @@ impl Layer for DenseLayer {
     }
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.input)?;
-        let b = self.bias.as_ref().map_or(&self.zeros, |b| &b.value);
-        dense_forward_into(x, &self.weight.value, b, &mut self.y)
+        dense_forward_into(x, &self.weight.value, self.bias.as_ref().map(|b| &b.value), &mut self.y)
     }
     fn output(&self) -> &Tensor {
         &self.y
@@ -53,7 +48,7 @@ impl Layer for DenseLayer {
     fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
         check_backward(&self.name, x, &self.y, dy)?;
         let dx = if need_input_grad { Some(&mut self.dx) } else { None };
-        let db = self.bias.as_mut().map_or(&mut self.unused_db, |b| &mut b.grad);
+        let db = self.bias.as_mut().map(|b| &mut b.grad);
         dense_backward_into(x, &self.weight.value, dy, dx, &mut self.weight.grad, db)
     }
     fn input_grad(&self) -> &Tensor {

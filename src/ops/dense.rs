@@ -1,4 +1,4 @@
-//! Fully connected layer: y = x W + b.
+//! Fully connected layer: y = x W + b (or x W without a bias).
 //! Shapes: x `[N, in]`, W `[in, out]`, b `[out]` -> y `[N, out]`.
 //!   dX = dY W^T,   dW = X^T dY,   db = sum over the batch of dY.
 
@@ -17,33 +17,45 @@ fn check(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
 
 pub fn dense_forward(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     let mut y = Tensor::empty();
-    dense_forward_into(x, w, b, &mut y)?;
+    dense_forward_into(x, w, Some(b), &mut y)?;
     Ok(y)
 }
 
-/// `dense_forward` into a reused buffer.
-pub fn dense_forward_into(x: &Tensor, w: &Tensor, b: &Tensor, y: &mut Tensor) -> Result<()> {
+/// `dense_forward` into a reused buffer; with `b` None, y = x W.
+pub fn dense_forward_into(x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &mut Tensor) -> Result<()> {
     let (n, fin, fout) = check(x, w)?;
-    if b.shape() != [fout] {
-        return Err(Error::shape("dense", format!("bias [{fout}]"), format!("{:?}", b.shape())));
-    }
     y.resize(&[n, fout]);
-    for row in y.data_mut().chunks_exact_mut(fout) {
-        row.copy_from_slice(b.data());
-    }
-    gemm(n, fin, fout, x.data(), false, w.data(), false, 1.0, y.data_mut());
+    let beta = match b {
+        Some(b) if b.shape() != [fout] => return Err(Error::shape("dense", format!("bias [{fout}]"), format!("{:?}", b.shape()))),
+        Some(b) => {
+            for row in y.data_mut().chunks_exact_mut(fout) {
+                row.copy_from_slice(b.data());
+            }
+            1.0
+        }
+        None => 0.0,
+    };
+    gemm(n, fin, fout, x.data(), false, w.data(), false, beta, y.data_mut());
     Ok(())
 }
 
 /// Returns (dX, dW, db).
 pub fn dense_backward(x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let (mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
-    dense_backward_into(x, w, dy, Some(&mut dx), &mut dw, &mut db)?;
+    dense_backward_into(x, w, dy, Some(&mut dx), &mut dw, Some(&mut db))?;
     Ok((dx, dw, db))
 }
 
-/// `dense_backward` into reused buffers; with `dx` None the input gradient is skipped.
-pub fn dense_backward_into(x: &Tensor, w: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>, dw: &mut Tensor, db: &mut Tensor) -> Result<()> {
+/// `dense_backward` into reused buffers; with `dx` None the input gradient is skipped, with `db`
+/// None (a layer without a bias) the bias gradient.
+pub fn dense_backward_into(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    dx: Option<&mut Tensor>,
+    dw: &mut Tensor,
+    db: Option<&mut Tensor>,
+) -> Result<()> {
     let (n, fin, fout) = check(x, w)?;
     if dy.shape() != [n, fout] {
         return Err(Error::shape("dense backward", format!("dy [{n}, {fout}]"), format!("{:?}", dy.shape())));
@@ -54,10 +66,12 @@ pub fn dense_backward_into(x: &Tensor, w: &Tensor, dy: &Tensor, dx: Option<&mut 
     }
     dw.resize(&[fin, fout]);
     gemm(fin, n, fout, x.data(), true, dy.data(), false, 0.0, dw.data_mut());
-    db.resize(&[fout]);
-    db.data_mut().fill(0.0);
-    for row in dy.data().chunks_exact(fout) {
-        db.data_mut().iter_mut().zip(row).for_each(|(a, v)| *a += v);
+    if let Some(db) = db {
+        db.resize(&[fout]);
+        db.data_mut().fill(0.0);
+        for row in dy.data().chunks_exact(fout) {
+            db.data_mut().iter_mut().zip(row).for_each(|(a, v)| *a += v);
+        }
     }
     Ok(())
 }
