@@ -63,7 +63,7 @@ fn build_layer(plan: &LayerPlan, rng: &mut ChaCha8Rng) -> Result<Box<dyn Layer>>
 
 /// HWIO weights [kh, kw, C_in, C_out]: filter o < min(C_in, C_out) becomes the identity on
 /// input channel o (1 at the centre (kh / 2, kw / 2), 0 elsewhere), as `torch.nn.init.dirac_`.
-pub fn set_dirac(w: &mut Tensor) {
+fn set_dirac(w: &mut Tensor) {
     let [kh, kw, c_in, c_out] = w.shape()[..] else { panic!("conv weights are 4-D, got {:?}", w.shape()) };
     let data = w.data_mut();
     for o in 0..c_in.min(c_out) {
