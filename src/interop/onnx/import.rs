@@ -334,6 +334,13 @@ impl<'a> GraphReader<'a> {
         }
     }
 
+    /// The value of input `input` of node `i` when it is a float constant holding one value
+    /// (a scalar, or any shape of ones).
+    fn one_value(&self, i: usize, input: usize) -> Option<f32> {
+        let (dims, data) = self.floats(i, input).ok()?;
+        (data.len() == 1 && dims.iter().all(|&d| d == 1)).then_some(data[0])
+    }
+
     fn ints(&self, i: usize, name: &str) -> Result<Option<Vec<i64>>> {
         match attr(&self.nodes[i], name) {
             None => Ok(None),
@@ -509,9 +516,7 @@ impl<'a> GraphReader<'a> {
             n.op_type == op
                 && n.inputs.len() == 2
                 && (op != "Div" || at == 0)
-                && self
-                    .floats(i, 1 - at)
-                    .is_ok_and(|(dims, data)| dims.iter().all(|&d| d == 1) && data.len() == 1 && (data[0] - want).abs() <= 1e-6 * want)
+                && self.one_value(i, 1 - at).is_some_and(|c| (c - want).abs() <= 1e-6 * want)
         };
         let product_of = |i: usize, u: &str, v: &str| {
             let n = node(i);
@@ -759,11 +764,11 @@ impl<'a> GraphReader<'a> {
                 if x.len() != 2 || (divide && at != 0) {
                     return Err(self.node_error(i, "only a value times (or divided by) one constant is supported"));
                 }
-                let (dims, data) = self.floats(i, 1 - at)?;
-                if data.len() != 1 || dims.iter().any(|&d| d != 1) {
+                let Some(c) = self.one_value(i, 1 - at) else {
+                    let (dims, _) = self.floats(i, 1 - at)?;
                     return Err(self.node_error(i, format!("a constant of shape {dims:?}: only one value (a scale) is supported here")));
-                }
-                let factor = if divide { 1.0 / data[0] } else { data[0] };
+                };
+                let factor = if divide { 1.0 / c } else { c };
                 crate::layers::scale::check_factor(factor).map_err(|e| self.node_error(i, e))?;
                 layers.push(LayerConfig::Scale { factor });
                 shape
