@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::data::augment::AugmentConfig;
 use crate::error::{Error, Result};
 use crate::model::spec::{Init, LayerConfig, ModelSpec};
-use crate::optim::{OptimizerConfig, ScheduleConfig};
+use crate::optim::{OptimizerConfig, ParamGroup, ScheduleConfig};
 use crate::train::run::{DataConfig, RunConfig, TrainConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,22 +38,31 @@ struct ConfigFile {
     schedule: ScheduleConfig,
     #[serde(default)]
     augment: AugmentConfig,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    param_groups: Vec<ParamGroup>,
 }
 
 impl From<ConfigFile> for Config {
     fn from(f: ConfigFile) -> Config {
         Config {
             model: ModelSpec { name: f.name, description: f.description, input: f.input, init: f.init, layers: f.layers },
-            run: RunConfig { data: f.data, train: f.train, optimizer: f.optimizer, schedule: f.schedule, augment: f.augment },
+            run: RunConfig {
+                data: f.data,
+                train: f.train,
+                optimizer: f.optimizer,
+                schedule: f.schedule,
+                augment: f.augment,
+                param_groups: f.param_groups,
+            },
         }
     }
 }
 
 impl From<Config> for ConfigFile {
     fn from(c: Config) -> ConfigFile {
-        let (ModelSpec { name, description, input, init, layers }, RunConfig { data, train, optimizer, schedule, augment }) =
+        let (ModelSpec { name, description, input, init, layers }, RunConfig { data, train, optimizer, schedule, augment, param_groups }) =
             (c.model, c.run);
-        ConfigFile { name, description, input, init, layers, data, train, optimizer, schedule, augment }
+        ConfigFile { name, description, input, init, layers, data, train, optimizer, schedule, augment, param_groups }
     }
 }
 

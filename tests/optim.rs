@@ -32,7 +32,7 @@ fn adamw(lr: f32, weight_decay: f32) -> OptimizerConfig {
 
 /// One step on a single parameter named "w".
 fn step1(opt: &mut Optimizer, w: &mut [f32], g: &[f32], decay: bool, lr: f32) {
-    opt.step(&mut [Param { name: "w", value: w, grad: g, decay }], lr).unwrap();
+    opt.step(&mut [Param::new("w", w, g, decay)], lr).unwrap();
 }
 
 /// Runs the three gradients [1, -1], [0.5, 2], [-1, 0] through SGD from w = [1, -2] at lr 0.1 and
@@ -104,14 +104,7 @@ fn sgd_weight_decay_is_coupled_and_only_for_decay_params() {
     let mut opt = Optimizer::new(sgd(0.1, 0.0, false, 0.1)).unwrap();
     let (mut w, mut b) = (vec![1.0, -2.0], vec![1.0, -2.0]);
     let g = [0.5, -1.0];
-    opt.step(
-        &mut [
-            Param { name: "weight", value: &mut w, grad: &g, decay: true },
-            Param { name: "bias", value: &mut b, grad: &g, decay: false },
-        ],
-        0.1,
-    )
-    .unwrap();
+    opt.step(&mut [Param::new("weight", &mut w, &g, true), Param::new("bias", &mut b, &g, false)], 0.1).unwrap();
     assert_close(&w, &[0.94, -1.88], 1e-6, "decayed weight");
     assert_close(&b, &[0.95, -1.9], 1e-6, "undecayed bias");
 }
@@ -179,14 +172,7 @@ fn adamw_decay_applies_to_decay_params_only() {
     let mut opt = Optimizer::new(adamw(0.1, 0.5)).unwrap();
     let (mut w, mut b) = (vec![1.0, 2.0], vec![1.0, 2.0]);
     let g = [1.0, -1.0];
-    opt.step(
-        &mut [
-            Param { name: "weight", value: &mut w, grad: &g, decay: true },
-            Param { name: "bias", value: &mut b, grad: &g, decay: false },
-        ],
-        0.1,
-    )
-    .unwrap();
+    opt.step(&mut [Param::new("weight", &mut w, &g, true), Param::new("bias", &mut b, &g, false)], 0.1).unwrap();
     assert_close(&w, &[0.85, 2.0], 1e-6, "adamw weight");
     assert_close(&b, &[0.9, 2.1], 1e-6, "adamw bias");
 }
@@ -202,14 +188,7 @@ fn adam_weight_decay_is_coupled_through_the_gradient() {
     let mut opt = Optimizer::new(adam(0.1, 0.5)).unwrap();
     let (mut w, mut b) = (vec![2.0, -2.0], vec![2.0, -2.0]);
     let g = [0.0, 0.0];
-    opt.step(
-        &mut [
-            Param { name: "weight", value: &mut w, grad: &g, decay: true },
-            Param { name: "bias", value: &mut b, grad: &g, decay: false },
-        ],
-        0.1,
-    )
-    .unwrap();
+    opt.step(&mut [Param::new("weight", &mut w, &g, true), Param::new("bias", &mut b, &g, false)], 0.1).unwrap();
     assert_close(&w, &[1.9, -1.9], 1e-6, "adam coupled decay");
     assert_eq!(b, [2.0, -2.0], "no decay on the bias");
 
@@ -218,14 +197,7 @@ fn adam_weight_decay_is_coupled_through_the_gradient() {
     // m_hat = 0.185/0.19 = 0.9736842; v_hat = 0.0019015/0.001999 = 0.9512256, sqrt = 0.9753079
     // w = 1.9 - 0.1*0.9736842/0.9753079 = 1.9 - 0.0998335 = 1.8001665 (and the mirror for -1.9).
     // AdamW would instead give 1.9*0.95 - 0 = 1.805, so this pins the coupled form.
-    opt.step(
-        &mut [
-            Param { name: "weight", value: &mut w, grad: &g, decay: true },
-            Param { name: "bias", value: &mut b, grad: &g, decay: false },
-        ],
-        0.1,
-    )
-    .unwrap();
+    opt.step(&mut [Param::new("weight", &mut w, &g, true), Param::new("bias", &mut b, &g, false)], 0.1).unwrap();
     assert_close(&w, &[1.800_166_5, -1.800_166_5], 2e-6, "adam coupled decay, step 2");
 }
 
@@ -277,7 +249,7 @@ impl Toy {
                 .iter_mut()
                 .zip(&grads)
                 .zip(LAYOUT)
-                .map(|((value, grad), (name, _, decay))| Param { name, value, grad, decay })
+                .map(|((value, grad), (name, _, decay))| Param::new(name, value, grad, decay))
                 .collect();
             let base = opt.config().lr();
             opt.step(&mut params, schedule.lr_at(base, s, 3, 4)).unwrap();
@@ -390,51 +362,24 @@ fn step_rejects_a_changed_param_list() {
     let mut opt = Optimizer::new(adam(0.01, 0.0)).unwrap();
     let (mut a, mut b) = (vec![1.0; 3], vec![1.0; 2]);
     let (ga, gb) = ([0.1; 3], [0.1; 2]);
-    opt.step(
-        &mut [Param { name: "a", value: &mut a, grad: &ga, decay: true }, Param { name: "b", value: &mut b, grad: &gb, decay: false }],
-        0.01,
-    )
-    .unwrap();
+    opt.step(&mut [Param::new("a", &mut a, &ga, true), Param::new("b", &mut b, &gb, false)], 0.01).unwrap();
     let before = a.clone();
 
     // One parameter fewer.
-    let err = opt.step(&mut [Param { name: "a", value: &mut a, grad: &ga, decay: true }], 0.01).unwrap_err();
+    let err = opt.step(&mut [Param::new("a", &mut a, &ga, true)], 0.01).unwrap_err();
     assert!(err.to_string().contains("2 parameters"), "{err}");
     // Same count, another size.
     let (mut b3, gb3) = (vec![1.0; 3], [0.1; 3]);
-    let err = opt
-        .step(
-            &mut [
-                Param { name: "a", value: &mut a, grad: &ga, decay: true },
-                Param { name: "b", value: &mut b3, grad: &gb3, decay: false },
-            ],
-            0.01,
-        )
-        .unwrap_err();
+    let err = opt.step(&mut [Param::new("a", &mut a, &ga, true), Param::new("b", &mut b3, &gb3, false)], 0.01).unwrap_err();
     assert!(err.to_string().contains("`b` with 2 values"), "{err}");
     // Swapped order.
-    let err = opt
-        .step(
-            &mut [Param { name: "b", value: &mut b, grad: &gb, decay: false }, Param { name: "a", value: &mut a, grad: &ga, decay: true }],
-            0.01,
-        )
-        .unwrap_err();
+    let err = opt.step(&mut [Param::new("b", &mut b, &gb, false), Param::new("a", &mut a, &ga, true)], 0.01).unwrap_err();
     assert!(err.to_string().contains("parameter 0 is `b` but was `a`"), "{err}");
     // Gradient of the wrong length.
-    let err = opt
-        .step(
-            &mut [Param { name: "a", value: &mut a, grad: &gb, decay: true }, Param { name: "b", value: &mut b, grad: &gb, decay: false }],
-            0.01,
-        )
-        .unwrap_err();
+    let err = opt.step(&mut [Param::new("a", &mut a, &gb, true), Param::new("b", &mut b, &gb, false)], 0.01).unwrap_err();
     assert!(err.to_string().contains("gradient of `a`"), "{err}");
     // A bad learning rate.
-    let err = opt
-        .step(
-            &mut [Param { name: "a", value: &mut a, grad: &ga, decay: true }, Param { name: "b", value: &mut b, grad: &gb, decay: false }],
-            f32::NAN,
-        )
-        .unwrap_err();
+    let err = opt.step(&mut [Param::new("a", &mut a, &ga, true), Param::new("b", &mut b, &gb, false)], f32::NAN).unwrap_err();
     assert!(err.to_string().contains("lr must be non-negative and finite, got NaN"), "{err}");
 
     // None of the failed steps touched the weights or counted.
@@ -443,12 +388,7 @@ fn step_rejects_a_changed_param_list() {
 
     // Duplicate names are refused on the first step, as they would collide in the saved state.
     let mut opt = Optimizer::new(sgd(0.1, 0.9, false, 0.0)).unwrap();
-    let err = opt
-        .step(
-            &mut [Param { name: "a", value: &mut a, grad: &ga, decay: true }, Param { name: "a", value: &mut b, grad: &gb, decay: false }],
-            0.01,
-        )
-        .unwrap_err();
+    let err = opt.step(&mut [Param::new("a", &mut a, &ga, true), Param::new("a", &mut b, &gb, false)], 0.01).unwrap_err();
     assert!(err.to_string().contains("two parameters are named `a`"), "{err}");
 }
 

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::layers::{Layer, Mode, Param, Sequential};
 use crate::ops::l2::{l2_backward, l2_penalty};
 use crate::ops::softmax::softmax_cross_entropy_smoothed;
-use crate::optim::{Optimizer, Param as OptParam};
+use crate::optim::groups::settings_for;
+use crate::optim::{Optimizer, Param as OptParam, ParamGroup};
 use crate::tensor::Tensor;
 use crate::threads::on_workers;
 
@@ -177,11 +178,28 @@ impl Network {
 
     /// One optimiser step on the gradients from `compute_gradients`.
     pub fn apply_gradients(&mut self, optimizer: &mut Optimizer, lr: f32) -> Result<()> {
+        self.apply_gradients_grouped(optimizer, lr, &[], 0)
+    }
+
+    /// [`Network::apply_gradients`] with param groups: each trainable parameter gets the
+    /// settings of the first group that matches it in epoch `epoch` (0-based; see
+    /// `optim::groups`), and a frozen one is left as it is.
+    pub fn apply_gradients_grouped(&mut self, optimizer: &mut Optimizer, lr: f32, groups: &[ParamGroup], epoch: usize) -> Result<()> {
         let mut params: Vec<OptParam> = self
             .params_mut()
             .into_iter()
             .filter(|p| p.trainable)
-            .map(|p| OptParam { name: &p.name, value: p.value.data_mut(), grad: p.grad.data(), decay: p.decay })
+            .map(|p| {
+                let settings = settings_for(groups, &p.name, p.decay, epoch);
+                OptParam {
+                    name: &p.name,
+                    value: p.value.data_mut(),
+                    grad: p.grad.data(),
+                    decay: settings.decay,
+                    lr_scale: settings.lr_scale,
+                    weight_decay_scale: settings.weight_decay_scale,
+                }
+            })
             .collect();
         on_workers(|| optimizer.step(&mut params, lr))
     }

@@ -15,6 +15,8 @@
 //! so that a run resumed from a checkpoint produces bit-identical weights to one never stopped.
 
 pub mod adam;
+pub mod groups;
+pub mod lookahead;
 pub mod param;
 pub mod schedule;
 pub mod sgd;
@@ -26,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use adam::Adam;
+pub use groups::{ParamGroup, ParamSettings};
+pub use lookahead::{Lookahead, LookaheadConfig};
 pub use param::Param;
 pub use schedule::ScheduleConfig;
 pub use sgd::Sgd;
@@ -162,6 +166,16 @@ impl Rule {
         }
     }
 
+    /// The same rule with its weight decay multiplied by `scale` (a param group's
+    /// `weight_decay_scale`); unchanged for 1, so that no group is bit-identical to none.
+    fn with_decay_scaled(self, scale: f32) -> Rule {
+        match self {
+            _ if scale == 1.0 => self,
+            Rule::Sgd(s) => Rule::Sgd(Sgd { weight_decay: s.weight_decay * scale, ..s }),
+            Rule::Adam(a) => Rule::Adam(Adam { weight_decay: a.weight_decay * scale, ..a }),
+        }
+    }
+
     /// The state buffers kept per parameter, as suffixes of their checkpoint names.
     fn buffers(&self) -> &'static [&'static str] {
         match self {
@@ -253,7 +267,12 @@ impl Optimizer {
 
         let t = self.steps + 1;
         for (p, slot) in params.iter_mut().zip(slots.iter_mut()) {
-            match (&self.rule, slot.buffers.as_mut_slice()) {
+            // A frozen parameter is skipped, as PyTorch skips one without a gradient.
+            if p.lr_scale == 0.0 {
+                continue;
+            }
+            let lr = lr * p.lr_scale;
+            match (&self.rule.with_decay_scaled(p.weight_decay_scale), slot.buffers.as_mut_slice()) {
                 (Rule::Sgd(sgd), []) => sgd.update(p, &mut [], lr),
                 (Rule::Sgd(sgd), [velocity]) => sgd.update(p, velocity, lr),
                 (Rule::Adam(adam), [m, v]) => adam.update(p, m, v, t, lr),

@@ -17,4 +17,16 @@ pub struct Param<'a> {
     /// Whether weight decay applies: true for weights; false for biases and normalisation
     /// parameters, which decay would only pull towards zero without regularising anything.
     pub decay: bool,
+    /// Multiplies the step's learning rate for this parameter (a param group's `lr_scale`);
+    /// 0 freezes it for the step: neither it nor its optimiser state changes.
+    pub lr_scale: f32,
+    /// Multiplies the optimiser's weight decay for this parameter.
+    pub weight_decay_scale: f32,
+}
+
+impl<'a> Param<'a> {
+    /// A parameter with the optimiser's own settings (both scales 1).
+    pub fn new(name: &'a str, value: &'a mut [f32], grad: &'a [f32], decay: bool) -> Param<'a> {
+        Param { name, value, grad, decay, lr_scale: 1.0, weight_decay_scale: 1.0 }
+    }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::augment::AugmentConfig;
-use crate::optim::{OptimizerConfig, ScheduleConfig};
+use crate::optim::{LookaheadConfig, OptimizerConfig, ParamGroup, ScheduleConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +18,9 @@ pub struct RunConfig {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub augment: AugmentConfig,
+    /// Per-group learning-rate and weight-decay multipliers and freezing (`optim::groups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub param_groups: Vec<ParamGroup>,
 }
 
 /// Largest batch size.
@@ -38,6 +41,13 @@ impl RunConfig {
             return Err(format!("train.batch_size {} is over the limit of {MAX_BATCH}", self.train.batch_size));
         }
         self.optimizer.validate().map_err(|e| e.to_string())?;
+        for (i, group) in self.param_groups.iter().enumerate() {
+            group.validate(i)?;
+        }
+        if let Some(lookahead) = &self.train.lookahead {
+            lookahead.validate()?;
+        }
+        self.augment.validate()?;
         self.schedule.validate().map_err(|e| e.to_string())
     }
 }
@@ -91,6 +101,27 @@ pub struct TrainConfig {
     /// Evaluate on each image and its mirror image, averaging the probabilities.
     #[serde(default)]
     pub tta_flip: bool,
+    /// Test-time translation by this many pixels: the image shifted (reflect padding) up-left
+    /// and down-right is classified too (each with its mirror under `tta_flip`), weighted 1/4
+    /// each against 1/2 for the unshifted views (0: off). See `train::evaluate`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tta_translate: usize,
+    /// Test-time augmentation only in the final test evaluation (the one printed at the end and
+    /// recorded in summary.json), not in the per-epoch evaluations of metrics.csv: views cost a
+    /// forward pass each.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tta_final_only: bool,
+    /// Lookahead weight averaging (`optim::lookahead`); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookahead: Option<LookaheadConfig>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[cfg(test)]
