@@ -84,7 +84,9 @@ fn conv_layer(plan: &LayerPlan, conv: &ConvPlan, rng: &mut ChaCha8Rng) -> Result
         // weights) is the same with or without it.
         set_dirac(&mut w);
     }
-    let weight = Param::new("weight", w, conv.l2, true);
+    let mut weight = Param::new("weight", w, conv.l2, true);
+    // Set from the training data when a run starts (`model::whitening`), then never trained.
+    weight.trainable = !conv.whiten;
     let bias = Param::new("bias", Tensor::zeros(&[filters]), 0.0, false);
     let mut layer = Conv2dLayer::new(plan.label.clone(), &plan.input, conv.window, weight, bias)?;
     layer.relu = conv.relu;

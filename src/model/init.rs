@@ -18,6 +18,11 @@ pub fn init_weight(init: Init, shape: &[usize], fan_in: usize, fan_out: usize, r
             let u = Uniform::new_inclusive(-a, a);
             (0..n).map(|_| u.sample(rng)).collect()
         }
+        Init::FanInUniform => {
+            let a = 1.0 / (fan_in as f32).sqrt();
+            let u = Uniform::new_inclusive(-a, a);
+            (0..n).map(|_| u.sample(rng)).collect()
+        }
     };
     Tensor::from_vec(shape, data).unwrap_or_else(|_| Tensor::zeros(shape))
 }

@@ -8,6 +8,8 @@ pub mod network;
 pub mod plan;
 pub mod spec;
 pub mod summary;
+mod sym_eigen;
+pub mod whitening;
 
 pub use network::{Loss, Network, StepStats};
 pub use plan::{LayerPlan, Plan, PlannedOp};

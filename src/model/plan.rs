@@ -106,6 +106,8 @@ pub struct ConvPlan {
     pub init: Init,
     /// Identity (Dirac) on the first input channels at the start (see `LayerConfig::Conv2d`).
     pub dirac: bool,
+    /// Frozen weights computed from the training data (see `LayerConfig::Conv2d`).
+    pub whiten: bool,
 }
 
 impl LayerPlan {
@@ -202,6 +204,24 @@ fn check_values(layers: &[LayerConfig], path: &Path) -> std::result::Result<(), 
     Ok(())
 }
 
+/// A whitening convolution sees the normalised images themselves (it is the model's first
+/// layer) and has two filters per patch dimension: each whitened direction and its negative.
+fn check_whitening(name: &str, path: &Path, i: usize, patch: usize, filters: usize, dirac: bool) -> Result<()> {
+    if i != 0 || !path.param.is_empty() {
+        return Err(Error::invalid(name, "whiten = true is only for the model's first layer (it whitens the input images' patches)"));
+    }
+    if filters != 2 * patch {
+        return Err(Error::invalid(
+            name,
+            format!("whiten = true needs filters = 2 x kernel height x kernel width x input channels = {}, got {filters}", 2 * patch),
+        ));
+    }
+    if dirac {
+        return Err(Error::invalid(name, "whiten = true and dirac = true both set the weights: choose one"));
+    }
+    Ok(())
+}
+
 /// The walk's state: what it needs from the spec, and the parameters counted so far.
 struct Walk<'a> {
     default_init: Init,
@@ -251,7 +271,7 @@ impl Walk<'_> {
             }
         };
         Ok(match cfg {
-            LayerConfig::Conv2d { filters, kernel, stride, padding, l2, init, dirac } => {
+            LayerConfig::Conv2d { filters, kernel, stride, padding, l2, init, dirac, whiten } => {
                 let [_, _, c_in] = image()?;
                 let ((kh, kw), (sh, sw)) = (kernel.hw(), stride.hw());
                 let window = Window::new(kh, kw, sh, sw, padding.resolve(name)?);
@@ -260,8 +280,12 @@ impl Walk<'_> {
                 }
                 let output = conv_output(name, shape, &window, *filters)?;
                 self.params = self.params.saturating_add(conv_params(kh, kw, c_in, *filters));
+                if *whiten {
+                    check_whitening(name, path, i, kh * kw * c_in, *filters, *dirac)?;
+                }
                 let init = init.unwrap_or(self.default_init);
-                (PlannedOp::Conv2d(ConvPlan { window, filters: *filters, relu, l2: *l2, init, dirac: *dirac }), output)
+                let conv = ConvPlan { window, filters: *filters, relu, l2: *l2, init, dirac: *dirac, whiten: *whiten };
+                (PlannedOp::Conv2d(conv), output)
             }
             LayerConfig::MaxPool { size, stride, padding } | LayerConfig::AvgPool { size, stride, padding } => {
                 let [h, w, c] = image()?;
@@ -338,7 +362,7 @@ impl Walk<'_> {
             return Err(Error::shape(name, format!("the shortcut's shape {projected:?}"), format!("the body's output {output:?}")));
         }
         self.params = self.params.saturating_add(conv_params(1, 1, c, oc));
-        let conv = ConvPlan { window, filters: oc, relu: false, l2: 0.0, init: self.default_init, dirac: false };
+        let conv = ConvPlan { window, filters: oc, relu: false, l2: 0.0, init: self.default_init, dirac: false, whiten: false };
         let param_prefix = format!("{}{i}.residual.shortcut.conv2d.", path.param);
         Ok(LayerPlan { index: i, label, param_prefix, input: shape.to_vec(), output: projected, op: PlannedOp::Conv2d(conv) })
     }

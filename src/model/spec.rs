@@ -65,6 +65,9 @@ pub enum Init {
     He,
     /// Uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot and Bengio).
     Xavier,
+    /// Uniform(-a, a), a = 1 / sqrt(fan_in): PyTorch's default for `Conv2d` and `Linear`
+    /// (`kaiming_uniform_` with a = sqrt(5)).
+    FanInUniform,
 }
 
 impl Init {
@@ -156,6 +159,13 @@ pub enum LayerConfig {
         /// when false.
         #[serde(default, skip_serializing_if = "is_false")]
         dirac: bool,
+        /// A frozen patch-whitening layer (the fast CIFAR-10 recipe's first layer): its weights
+        /// are computed from the training images when a run starts (`model::whitening`) and
+        /// never trained; the bias trains as usual. Only the first layer, with
+        /// `filters = 2 * kernel height * kernel width * input channels`. Left out of a saved
+        /// spec when false.
+        #[serde(default, skip_serializing_if = "is_false")]
+        whiten: bool,
     },
     MaxPool {
         size: Pair,
@@ -433,6 +443,7 @@ mod tests {
             l2: 0.0,
             init: None,
             dirac: false,
+            whiten: false,
         };
         assert_eq!(conv(MAX_SIDE, MAX_UNITS).check_values(), Ok(()));
         assert_eq!(conv(MAX_SIDE + 1, 1).check_values(), Err(format!("kernel {} is over the limit of {MAX_SIDE}", MAX_SIDE + 1)));

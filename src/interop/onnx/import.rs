@@ -944,6 +944,7 @@ impl<'a> GraphReader<'a> {
             l2: 0.0,
             init: None,
             dirac: false,
+            whiten: false,
         });
         Ok(Shape::Image { h: oh, w: ow, c: co, nhwc: false, pooled: false })
     }
