@@ -16,6 +16,8 @@ const INIT: u64 = 0x1A17_5EED;
 const LAYER: u64 = 0xD1B5_4A32_D192_ED03;
 /// Multiplies the global step in a training step's augmentation seed.
 const AUGMENT: u64 = 0xA24B_AED4_963E_E407;
+/// Multiplies the image index in alternating flip's first-epoch coin.
+const FLIP: u64 = 0xC2B2_AE3D_27D4_EB4F;
 
 /// The generator of the initial weights of a network built with `seed`.
 pub(crate) fn init_rng(seed: u64) -> ChaCha8Rng {
@@ -37,6 +39,13 @@ pub(crate) fn augment_rng(seed: u64, step: u64) -> ChaCha8Rng {
 /// `step`.
 pub(crate) fn layer_step_seed(seed: u64, step: u64, layer: usize) -> u64 {
     seed ^ step.wrapping_add(1).wrapping_mul(GOLDEN) ^ (layer as u64).wrapping_add(1).wrapping_mul(LAYER)
+}
+
+/// Image `index`'s coin for alternating flip (`data::augment::alternating_flip`): whether it is
+/// mirrored in the first epoch.
+pub(crate) fn flip_coin(seed: u64, index: usize) -> bool {
+    use rand::Rng;
+    ChaCha8Rng::seed_from_u64(seed ^ (index as u64).wrapping_add(1).wrapping_mul(FLIP)).gen()
 }
 
 /// The seed of built layer `layer` of a residual block's body, from the block's own seed.

@@ -258,12 +258,20 @@ fn train_seed_decides_the_run_and_quiet_silences_only_the_progress_lines() {
     assert_eq!(a_err, "");
     assert_eq!(c_err, "");
     let lines: Vec<&str> = b_err.lines().collect();
-    assert_eq!(lines.len(), 3, "{b_err}");
+    assert_eq!(lines.len(), 4, "{b_err}");
     // 64 - 16 validation = 48 training images, in 6 steps of 8.
     assert_eq!(lines[0], "training tiny on 48 examples (16 validation, 16 test), 2 epochs of 6 steps, 2 threads");
     let csv = std::fs::read_to_string(b.join("metrics.csv")).unwrap();
     let rows: Vec<Vec<f32>> = csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
-    for (line, m) in lines[1..].iter().zip(&rows) {
+    // The last line: the run's compute and time, as summary.json records them.
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(b.join("summary.json")).unwrap()).unwrap();
+    let compute = format!(
+        "compute: {:.3e} FLOPs training + {:.3e} evaluation; ",
+        summary["train_flops"].as_f64().unwrap(),
+        summary["eval_flops"].as_f64().unwrap()
+    );
+    assert!(lines[3].starts_with(&compute) && lines[3].ends_with(" s wall (2 threads)"), "{:?} vs {compute:?}", lines[3]);
+    for (line, m) in lines[1..3].iter().zip(&rows) {
         let prefix = format!(
             "epoch {}/2: loss {:.4}  train {:.2}%  val {:.2}% (loss {:.4})  test {:.2}%  ",
             m[0],

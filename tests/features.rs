@@ -112,8 +112,8 @@ fn tta_flip_averages_the_probabilities_of_each_image_and_its_mirror() {
 
     // Batches of 3 (7 = 3 + 3 + 1): evaluation does not depend on the batch size.
     for batch_size in [3, 256] {
-        let tta = evaluate(&mut net, &ds, &norm, EvalOptions { batch_size, tta_flip: true }).unwrap();
-        let no_tta = evaluate(&mut net, &ds, &norm, EvalOptions { batch_size, tta_flip: false }).unwrap();
+        let tta = evaluate(&mut net, &ds, &norm, EvalOptions { batch_size, tta_flip: true, tta_translate: 0 }).unwrap();
+        let no_tta = evaluate(&mut net, &ds, &norm, EvalOptions { batch_size, tta_flip: false, tta_translate: 0 }).unwrap();
         assert_evaluation(&tta, &want_tta, &format!("TTA, batches of {batch_size}"));
         assert_evaluation(&no_tta, &want_plain, &format!("no TTA, batches of {batch_size}"));
         // These images are not symmetric: the mirror changes the probabilities.
@@ -130,8 +130,8 @@ fn tta_flip_averages_the_probabilities_of_each_image_and_its_mirror() {
         })
         .collect();
     let sym = Dataset::new(symmetric, labels, 5, 6, 2, ds.class_names.clone()).unwrap();
-    let a = evaluate(&mut net, &sym, &norm, EvalOptions { batch_size: 4, tta_flip: true }).unwrap();
-    let b = evaluate(&mut net, &sym, &norm, EvalOptions { batch_size: 4, tta_flip: false }).unwrap();
+    let a = evaluate(&mut net, &sym, &norm, EvalOptions { batch_size: 4, tta_flip: true, tta_translate: 0 }).unwrap();
+    let b = evaluate(&mut net, &sym, &norm, EvalOptions { batch_size: 4, tta_flip: false, tta_translate: 0 }).unwrap();
     assert_eq!((a.loss.to_bits(), a.accuracy, a.confusion), (b.loss.to_bits(), b.accuracy, b.confusion));
 
     // A run's `tta_flip = true` is what training and `convnet eval` evaluate with.
@@ -163,13 +163,13 @@ fn tta_flip_can_turn_a_wrong_prediction_into_a_right_one() {
     let avg = [0, 1, 2].map(|i| (pa[i] + pb[i]) / 2.0);
     assert!(avg[2] > avg[0] && pa[0] > pa[2], "the hand-made case is not what it should be");
 
-    let plain = evaluate(&mut net, &ds, &norm, EvalOptions { batch_size: 2, tta_flip: false }).unwrap();
+    let plain = evaluate(&mut net, &ds, &norm, EvalOptions { batch_size: 2, tta_flip: false, tta_translate: 0 }).unwrap();
     assert_eq!(plain.accuracy, 0.0);
     assert_eq!(plain.confusion, [[0, 0, 1], [0, 0, 0], [1, 0, 0]]);
     let want = -(pa[2].ln() + pb[0].ln()) / 2.0;
     assert!((f64::from(plain.loss) - want).abs() < 1e-5 * want, "{} vs {want}", plain.loss);
 
-    let tta = evaluate(&mut net, &ds, &norm, EvalOptions { batch_size: 2, tta_flip: true }).unwrap();
+    let tta = evaluate(&mut net, &ds, &norm, EvalOptions { batch_size: 2, tta_flip: true, tta_translate: 0 }).unwrap();
     assert_eq!(tta.accuracy, 0.5);
     assert_eq!(tta.confusion, [[0, 0, 1], [0, 0, 0], [0, 0, 1]]);
     let want = -(avg[2].ln() + avg[0].ln()) / 2.0;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use convnet::data::augment::{flip_batch, make_augmented_batch, AugmentConfig, CropPadding};
+use convnet::data::augment::{flip_batch, make_augmented_batch, AugmentConfig, BatchAt, CropPadding};
 use convnet::data::{Dataset, Normalization};
 use convnet::layers::{
     ActivationLayer, BatchNormLayer, Conv2dLayer, DropoutLayer, GlobalAvgPoolLayer, Layer, Mode, Param, ResidualLayer, Sequential,
@@ -398,7 +398,12 @@ fn ramp_dataset() -> Dataset {
 fn augmented_pixels(ds: &Dataset, indices: &[usize], cfg: &AugmentConfig, seed: u64) -> Vec<i32> {
     let norm = Normalization { mean: vec![0.0; ds.channels], std: vec![1.0 / 255.0; ds.channels] };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    make_augmented_batch(ds, indices, &norm, cfg, &mut rng).0.data().iter().map(|v| v.round() as i32).collect()
+    make_augmented_batch(ds, indices, &norm, cfg, &mut rng, BatchAt { seed: 0, epoch: 0 })
+        .0
+        .data()
+        .iter()
+        .map(|v| v.round() as i32)
+        .collect()
 }
 
 #[test]
@@ -459,7 +464,7 @@ fn augmentation_flip_crop_and_cutout() {
     }
     assert!(full_holes > 0, "no hole away from the border was tried");
     // Same seed, same augmentation.
-    let all = AugmentConfig { crop_padding: 1, flip: true, cutout: 2, padding_mode: CropPadding::Reflect };
+    let all = AugmentConfig { crop_padding: 1, flip: true, cutout: 2, padding_mode: CropPadding::Reflect, alternating_flip: false };
     assert_eq!(values(&all, 5), values(&all, 5));
 }
 

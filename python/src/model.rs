@@ -10,7 +10,7 @@ use convnet::interop::pytorch::export_pytorch;
 use convnet::model::summary::summary;
 use convnet::model::Network;
 use convnet::ops::softmax::softmax;
-use convnet::train::{checkpoint_bytes, Checkpoint, CheckpointMeta};
+use convnet::train::{checkpoint_bytes, Checkpoint, CheckpointMeta, RunRecord};
 use convnet::{Config, Tensor};
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArray4, PyUntypedArrayMethods};
@@ -77,7 +77,7 @@ impl PyModel {
 
     /// The model as checkpoint bytes (`path` names the file in errors).
     fn bytes(&self, path: &Path) -> convnet::Result<Vec<u8>> {
-        checkpoint_bytes(path, &self.net(), &self.config.run, None, &self.meta(), &[], None)
+        checkpoint_bytes(path, &self.net(), &self.config.run, None, &self.meta(), RunRecord::default())
     }
 
     /// The model as a checkpoint in memory (`path` names it in errors), for the exporters.

@@ -24,6 +24,12 @@ pub struct AugmentConfig {
     /// Mirror left-right with probability 1/2.
     #[serde(default)]
     pub flip: bool,
+    /// "Alternating flip" (airbench): each image is mirrored in every other epoch, from a coin
+    /// of its own in the first epoch, instead of at random every time: flipped in epoch e iff
+    /// coin(image) xor (e odd). Every image is seen both ways within any two epochs. Left out
+    /// of a saved config when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub alternating_flip: bool,
     /// Zero (after normalisation: set to the mean) a random square of this side (0: off).
     #[serde(default)]
     pub cutout: usize,
@@ -37,10 +43,35 @@ pub enum CropPadding {
     Reflect,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl AugmentConfig {
     pub fn is_active(&self) -> bool {
-        self.crop_padding > 0 || self.flip || self.cutout > 0
+        self.crop_padding > 0 || self.flip || self.alternating_flip || self.cutout > 0
     }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.flip && self.alternating_flip {
+            return Err("augment.flip and augment.alternating_flip are two ways to mirror images: choose one".into());
+        }
+        Ok(())
+    }
+}
+
+/// Whether image `index` of the training set is mirrored in epoch `epoch` (0-based) under
+/// alternating flip, in a run with seed `seed`.
+pub fn alternating_flip(seed: u64, index: usize, epoch: usize) -> bool {
+    crate::seeds::flip_coin(seed, index) ^ (epoch % 2 == 1)
+}
+
+/// Where an augmented batch sits in its run: the run's seed and the epoch (0-based), which
+/// alternating flip depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchAt {
+    pub seed: u64,
+    pub epoch: usize,
 }
 
 /// Source index for position `i` of an axis of length `n` shifted by `offset - pad`, or None
@@ -96,6 +127,7 @@ pub fn make_augmented_batch(
     norm: &Normalization,
     cfg: &AugmentConfig,
     rng: &mut ChaCha8Rng,
+    at: BatchAt,
 ) -> (Tensor, Vec<usize>) {
     let (h, w, c) = (ds.height, ds.width, ds.channels);
     let size = ds.image_size();
@@ -105,7 +137,7 @@ pub fn make_augmented_batch(
     for (k, &i) in indices.iter().enumerate() {
         let pad = cfg.crop_padding;
         let (oy, ox) = if pad > 0 { (rng.gen_range(0..=2 * pad), rng.gen_range(0..=2 * pad)) } else { (0, 0) };
-        let flip = cfg.flip && rng.gen::<bool>();
+        let flip = (cfg.flip && rng.gen::<bool>()) || (cfg.alternating_flip && alternating_flip(at.seed, i, at.epoch));
         crop_flip(ds, i, cfg, Placement { oy, ox, flip }, &mut pixels[k * size..][..size]);
         if cfg.cutout > 0 {
             cutouts.push((rng.gen_range(0..h), rng.gen_range(0..w)));
@@ -137,6 +169,26 @@ pub fn flip_batch(x: &Tensor) -> Tensor {
         for (dst, src) in out.data_mut().chunks_exact_mut(w * c).zip(x.data().chunks_exact(w * c)) {
             for j in 0..w {
                 dst[j * c..(j + 1) * c].copy_from_slice(&src[(w - 1 - j) * c..(w - j) * c]);
+            }
+        }
+    }
+    out
+}
+
+/// Shifts every image of an NHWC batch by (dy, dx) pixels, reflecting at the border:
+/// out[y][x] = in[y + dy][x + dx], mirrored back inside (test-time augmentation; the shift of
+/// a reflect-padded crop).
+pub fn translate_batch(x: &Tensor, dy: isize, dx: isize) -> Tensor {
+    let mut out = x.clone();
+    if let [_, h, w, c] = x.shape()[..] {
+        let at = |i: usize, d: isize, n: usize| source(i, (d + n as isize) as usize, n, n, CropPadding::Reflect).unwrap_or(i);
+        for (dst, src) in out.data_mut().chunks_exact_mut(h * w * c).zip(x.data().chunks_exact(h * w * c)) {
+            for y in 0..h {
+                let sy = at(y, dy, h);
+                for xx in 0..w {
+                    let sx = at(xx, dx, w);
+                    dst[(y * w + xx) * c..][..c].copy_from_slice(&src[(sy * w + sx) * c..][..c]);
+                }
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Tensors: every parameter under its name (the rule: `model::plan`, e.g.
 //! "4.residual.2.conv2d.weight"; shapes as in the model), and the optimiser state as
-//! "optim.<param name>.<m|v|momentum>".
+//! "optim.<param name>.<m|v|momentum>", and the lookahead average, once it has started, as
+//! "lookahead.<param name>".
 //! Metadata (JSON): "model" (the model spec), "run" (the run's settings), "convnet" (the format
 //! tag, class names, normalisation, epochs done, optimiser step, seed, best validation
 //! accuracy) and, in last.safetensors, "history" (the text of metrics.csv) and, when it was
@@ -23,6 +24,7 @@ use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::fs::write_atomically;
 use crate::model::{LayerConfig, ModelSpec, Network};
+use crate::optim::lookahead::PREFIX as LOOKAHEAD;
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::train::metrics::{metrics_csv, parse_metrics_csv, EpochMetrics};
@@ -107,11 +109,23 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 /// Writes `net`, the run it is trained with (and the optimiser state, if given) to `path`
 /// atomically.
 pub fn save_checkpoint(path: &Path, net: &Network, run: &RunConfig, optimizer: Option<&Optimizer>, meta: &CheckpointMeta) -> Result<()> {
-    save_run_checkpoint(path, net, run, optimizer, meta, &[], None)
+    save_run_checkpoint(path, net, run, optimizer, meta, RunRecord::default())
+}
+
+/// What last.safetensors holds of a run beyond the weights and the optimiser state.
+#[derive(Clone, Copy, Default)]
+pub struct RunRecord<'a> {
+    /// The metrics of every epoch so far.
+    pub history: &'a [EpochMetrics],
+    /// How far the next epoch has gone, for a checkpoint written inside it.
+    pub progress: Option<&'a EpochProgress>,
+    /// The lookahead average ("lookahead.<param name>" tensors; `optim::lookahead`).
+    pub averaged: &'a [(String, Tensor)],
 }
 
 /// [`save_checkpoint`], with the metrics of every epoch so far in the metadata ("history",
-/// the text of metrics.csv) and, inside an epoch, how far it has gone ("progress"): a resumed
+/// the text of metrics.csv), inside an epoch how far it has gone ("progress"), and the
+/// lookahead average as tensors: a resumed
 /// run then takes both from the checkpoint, so the checkpoint alone is the state of the run
 /// and metrics.csv can always be rewritten.
 pub fn save_run_checkpoint(
@@ -120,10 +134,9 @@ pub fn save_run_checkpoint(
     run: &RunConfig,
     optimizer: Option<&Optimizer>,
     meta: &CheckpointMeta,
-    history: &[EpochMetrics],
-    progress: Option<&EpochProgress>,
+    record: RunRecord,
 ) -> Result<()> {
-    write_atomically(path, &checkpoint_bytes(path, net, run, optimizer, meta, history, progress)?)
+    write_atomically(path, &checkpoint_bytes(path, net, run, optimizer, meta, record)?)
 }
 
 /// The bytes [`save_run_checkpoint`] writes (`path` names the file in errors): for a binding
@@ -134,11 +147,12 @@ pub fn checkpoint_bytes(
     run: &RunConfig,
     optimizer: Option<&Optimizer>,
     meta: &CheckpointMeta,
-    history: &[EpochMetrics],
-    progress: Option<&EpochProgress>,
+    record: RunRecord,
 ) -> Result<Vec<u8>> {
+    let RunRecord { history, progress, averaged } = record;
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> =
         net.params().iter().map(|p| (p.name.clone(), p.value.shape().to_vec(), f32_bytes(p.value.data()))).collect();
+    named.extend(averaged.iter().map(|(name, t)| (name.clone(), t.shape().to_vec(), f32_bytes(t.data()))));
     if let Some(opt) = optimizer {
         for (name, v) in opt.state() {
             named.push((format!("optim.{name}"), vec![v.len()], f32_bytes(&v)));
@@ -269,7 +283,12 @@ impl Checkpoint {
     pub fn network(&self) -> Result<Network> {
         // A header that claims a large model over a few stored values is refused before the
         // model's memory is allocated.
-        let stored: u64 = self.tensors.iter().filter(|(k, _)| !k.starts_with("optim.")).map(|(_, (_, d))| d.len() as u64).sum();
+        let stored: u64 = self
+            .tensors
+            .iter()
+            .filter(|(k, _)| !k.starts_with("optim.") && !k.starts_with(LOOKAHEAD))
+            .map(|(_, (_, d))| d.len() as u64)
+            .sum();
         if let Some(needed) = self.config.model.param_count().filter(|&n| n > stored) {
             return Err(Error::Checkpoint {
                 path: self.path.clone(),
@@ -338,6 +357,11 @@ impl Checkpoint {
             p.value = Tensor::from_vec(shape, data.clone())?;
         }
         Ok(())
+    }
+
+    /// A tensor of the file by name ("lookahead.0.conv2d.weight", say), if it holds one.
+    pub fn tensor(&self, name: &str) -> Option<Tensor> {
+        self.tensors.get(name).and_then(|(shape, data)| Tensor::from_vec(shape, data.clone()).ok())
     }
 
     /// The optimiser state tensors (names without the "optim." prefix).

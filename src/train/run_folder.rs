@@ -22,7 +22,8 @@ pub const LOCK_FILE: &str = ".convnet.lock";
 /// The files an earlier run leaves, which `--overwrite` removes: the first three are the run
 /// itself; the pictures are drawn from it (`convnet eval` draws confusion.png beside the
 /// checkpoint).
-const RUN_FILES: [&str; 6] = ["last.safetensors", "best.safetensors", "metrics.csv", "curves.png", "curves.svg", "confusion.png"];
+const RUN_FILES: [&str; 7] =
+    ["last.safetensors", "best.safetensors", "metrics.csv", "curves.png", "curves.svg", "confusion.png", "summary.json"];
 
 /// What to do with a folder that already holds a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::checkpoint::{save_checkpoint, save_run_checkpoint, Checkpoint, CheckpointMeta, EpochProgress};
+use super::checkpoint::{save_checkpoint, save_run_checkpoint, Checkpoint, CheckpointMeta, EpochProgress, RunRecord};
 use super::checkpoint_every::CheckpointEvery;
 use super::datasets::{load_splits, Splits};
 use super::evaluate::{evaluate, EvalOptions, Evaluation};
@@ -27,12 +27,14 @@ use super::run::TrainConfig;
 use super::run_folder::{ExistingRun, RunFolder};
 use super::step_handshake::StepHandshake;
 use crate::config::Config;
-use crate::data::augment::make_augmented_batch;
+use crate::data::augment::{make_augmented_batch, BatchAt};
 use crate::data::{batch_ranges, epoch_order, make_batch, Normalization};
 use crate::error::{Error, Result};
 use crate::fs::write_atomically;
+use crate::model::whitening::{whiten_first_layer, WHITENING_IMAGES};
 use crate::model::{Loss, Network};
-use crate::optim::Optimizer;
+use crate::optim::groups::check_groups_match;
+use crate::optim::{Lookahead, Optimizer};
 
 pub struct TrainOptions {
     pub config: Config,
@@ -81,6 +83,34 @@ pub struct TrainReport {
     pub class_names: Vec<String>,
     /// Where the run stopped, when a stop was requested before its last epoch ended.
     pub stopped: Option<StoppedAt>,
+    /// The compute and time of the run, for a run that ended (not stopped).
+    pub summary: Option<RunSummary>,
+}
+
+/// The cost of a run, printed at its end and saved as summary.json in the run folder, so that
+/// accuracy per compute can be compared across machines.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunSummary {
+    /// Forward FLOPs of one example (multiply-adds x 2 of the convolutions and dense layers).
+    pub forward_flops_per_example: u64,
+    /// Training compute: 3 x forward FLOPs (forward, dX, dW) x examples trained on.
+    pub train_flops: f64,
+    /// Evaluation compute: forward FLOPs x examples evaluated x views (every epoch's
+    /// validation and test, and the final test evaluation).
+    pub eval_flops: f64,
+    /// Seconds spent in training steps, summed over the epochs (metrics.csv's `seconds`).
+    pub train_seconds: f64,
+    /// Seconds from the start of this process's training to its end (evaluations and
+    /// checkpoints included); a resumed run counts only its own part.
+    pub wall_seconds: f64,
+    pub threads: usize,
+    pub epochs: usize,
+    pub final_test_accuracy: f32,
+    pub final_test_loss: f32,
+    /// Views per test image in the final evaluation (test-time augmentation).
+    pub final_test_views: usize,
+    /// The best validation accuracy (the test accuracy when there is no validation split).
+    pub best_val_accuracy: f32,
 }
 
 /// The position a stopped run saved in last.safetensors.
@@ -107,6 +137,9 @@ impl std::fmt::Display for StoppedAt {
 /// Called after every epoch with the metrics so far (curves, logs).
 pub type EpochHook<'a> = &'a mut dyn FnMut(&[EpochMetrics]) -> Result<()>;
 
+/// The run's compute and time, in the run folder.
+pub const SUMMARY_FILE: &str = "summary.json";
+
 /// The best score before any epoch: below every accuracy (and finite, unlike -inf, so that a
 /// checkpoint written inside the first epoch can say it in JSON).
 const NO_BEST_YET: f32 = -1.0;
@@ -124,6 +157,8 @@ struct TrainState {
     norm: Option<Normalization>,
     /// The run's own seed (a resumed run keeps it, whatever the config now says).
     seed: u64,
+    /// The lookahead average, when the run has one and it has started.
+    lookahead: Lookahead,
 }
 
 /// The data of a run, loaded once.
@@ -186,9 +221,13 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
             });
         }
     }
+    let began = Instant::now();
     let folder = RunFolder::open(&opts.out_dir, opts.existing, opts.verbose)?;
     let (mut state, mut progress) =
         if resuming { resume(cfg, &folder, opts.verbose)? } else { (start(cfg, opts.init_from.as_deref())?, None) };
+    let trainable = state.net.trainable_sizes();
+    check_groups_match(&cfg.run.param_groups, trainable.iter().map(|(name, _)| name.as_str()))
+        .map_err(|e| Error::Config { file: cfg.model.name.clone(), detail: e.to_string() })?;
     // Only now, with the checkpoint (if any) read and checked, is anything in the folder written.
     write_atomically(&folder.dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     if resuming {
@@ -204,6 +243,13 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
         }
     }
     let data = load_data(cfg, &state.net, opts.data_dir.as_deref(), state.norm.take())?;
+    if !resuming && opts.init_from.is_none() {
+        let first: Vec<usize> = (0..data.splits.train.len().min(WHITENING_IMAGES)).collect();
+        let (images, _) = make_batch(&data.splits.train, &first, &data.norm);
+        if whiten_first_layer(&mut state.net, &images)? && opts.verbose {
+            eprintln!("whitening layer computed from the first {} training images", first.len());
+        }
+    }
     let (n, train) = (data.splits.train.len(), &cfg.run.train);
     let steps_per_epoch = n.div_ceil(train.batch_size);
     if let Some(p) = &progress {
@@ -248,16 +294,66 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
                     final_test: None,
                     class_names: data.splits.class_names,
                     stopped: Some(stopped),
+                    summary: None,
                 });
             }
         }
         on_epoch(&state.history)?;
     }
-    if final_test.is_none() && !state.history.is_empty() {
-        // A resumed run that had already done all its epochs: nothing was evaluated here yet.
-        final_test = Some(evaluate(&mut state.net, &data.splits.test, &data.norm, EvalOptions::for_run(&cfg.run))?);
+    let final_options = EvalOptions::for_run(&cfg.run);
+    if (final_test.is_none() || final_options != EvalOptions::per_epoch(&cfg.run)) && !state.history.is_empty() {
+        // A resumed run that had already done all its epochs (nothing evaluated here yet), or
+        // test-time augmentation kept for the end.
+        final_test = Some(evaluate(&mut state.net, &data.splits.test, &data.norm, final_options)?);
     }
-    Ok(TrainReport { epochs: state.history, final_test, class_names: data.splits.class_names, stopped: None })
+    let summary = match &final_test {
+        Some(test) => {
+            let summary = run_summary(&state, &run, test, began.elapsed().as_secs_f64());
+            write_summary(&folder, &summary, opts.verbose)?;
+            Some(summary)
+        }
+        None => None,
+    };
+    Ok(TrainReport { epochs: state.history, final_test, class_names: data.splits.class_names, stopped: None, summary })
+}
+
+/// The compute and time of a run that has done all its epochs.
+fn run_summary(state: &TrainState, run: &Run, test: &Evaluation, wall_seconds: f64) -> RunSummary {
+    let Run { cfg, data, .. } = *run;
+    let forward = state.net.flops();
+    let epochs = state.history.len();
+    let splits = &data.splits;
+    let views = |o: EvalOptions| (1 + usize::from(o.tta_flip)) * if o.tta_translate > 0 { 3 } else { 1 };
+    let per_epoch = EvalOptions::per_epoch(&cfg.run);
+    let final_options = EvalOptions::for_run(&cfg.run);
+    let evaluated = epochs as f64 * (splits.val.len() + splits.test.len()) as f64 * views(per_epoch) as f64
+        + if final_options != per_epoch { (splits.test.len() * views(final_options)) as f64 } else { 0.0 };
+    RunSummary {
+        forward_flops_per_example: forward,
+        train_flops: 3.0 * forward as f64 * splits.train.len() as f64 * epochs as f64,
+        eval_flops: forward as f64 * evaluated,
+        train_seconds: state.history.iter().map(|m| f64::from(m.seconds)).sum(),
+        wall_seconds,
+        threads: rayon::current_num_threads(),
+        epochs,
+        final_test_accuracy: test.accuracy,
+        final_test_loss: test.loss,
+        final_test_views: views(final_options),
+        best_val_accuracy: state.best,
+    }
+}
+
+/// summary.json in the run folder, and the same figures on stderr.
+fn write_summary(folder: &RunFolder, summary: &RunSummary, verbose: bool) -> Result<()> {
+    let json = serde_json::to_string_pretty(summary).map_err(|e| Error::invalid("summary", e.to_string()))?;
+    write_atomically(&folder.dir.join(SUMMARY_FILE), format!("{json}\n").as_bytes())?;
+    if verbose {
+        eprintln!(
+            "compute: {:.3e} FLOPs training + {:.3e} evaluation; {:.1} s in training steps, {:.1} s wall ({} threads)",
+            summary.train_flops, summary.eval_flops, summary.train_seconds, summary.wall_seconds, summary.threads
+        );
+    }
+    Ok(())
 }
 
 /// A new run: the network with weights from the run's seed (or from `init_from`), an
@@ -271,7 +367,8 @@ fn start(cfg: &Config, init_from: Option<&Path>) -> Result<TrainState> {
         norm = Some(ck.meta.normalization);
     }
     let optimizer = Optimizer::new(cfg.run.optimizer.clone())?;
-    Ok(TrainState { net, optimizer, history: Vec::new(), best: NO_BEST_YET, seed: cfg.run.train.seed, norm })
+    let lookahead = Lookahead::default();
+    Ok(TrainState { net, optimizer, history: Vec::new(), best: NO_BEST_YET, seed: cfg.run.train.seed, norm, lookahead })
 }
 
 /// The state saved in last.safetensors, checked against the config being trained, and how far
@@ -287,6 +384,7 @@ fn resume(cfg: &Config, folder: &RunFolder, verbose: bool) -> Result<(TrainState
     state.norm = Some(ck.meta.normalization.clone());
     let sizes = state.net.trainable_sizes();
     state.optimizer.load_state(ck.meta.optimizer_step, ck.optimizer_state(), &sizes).map_err(ck_err)?;
+    state.lookahead.load_state(&state.net.params(), |name| ck.tensor(name)).map_err(ck_err)?;
     state.best = ck.meta.best_val_accuracy;
     // The shuffles of the remaining epochs come from the run's own seed.
     if ck.meta.seed != state.seed {
@@ -396,13 +494,18 @@ fn train_epoch(
         bar.finish_and_clear();
         return stop_here(state, run, epoch, &progress, checkpointing);
     }
+    if cfg.run.train.lookahead.as_ref().is_some_and(|la| epoch + 1 >= la.from_epoch) {
+        // The average starts as the weights at the start of its first epoch (no-op later on).
+        state.lookahead.start(&state.net.params());
+    }
     for (step, range) in batch_ranges(n, batch).enumerate().skip(progress.steps_done) {
         let global_step = epoch * steps_per_epoch + step;
         // Augmentation and dropout draw from generators seeded by (seed, step): the same on
         // every run and after a resume.
         let (x, labels) = if cfg.run.augment.is_active() {
             let mut rng = crate::seeds::augment_rng(state.seed, global_step as u64);
-            make_augmented_batch(train, &order[range], &data.norm, &cfg.run.augment, &mut rng)
+            let at = BatchAt { seed: state.seed, epoch };
+            make_augmented_batch(train, &order[range], &data.norm, &cfg.run.augment, &mut rng, at)
         } else {
             make_batch(train, &order[range], &data.norm)
         };
@@ -417,7 +520,16 @@ fn train_epoch(
             other => other,
         })?;
         progress.lr = cfg.run.schedule.lr_at(base_lr, global_step, steps_per_epoch, epochs);
-        state.net.apply_gradients(&mut state.optimizer, progress.lr)?;
+        state.net.apply_gradients_grouped(&mut state.optimizer, progress.lr, &cfg.run.param_groups, epoch)?;
+        if let Some(la) = &cfg.run.train.lookahead {
+            let (done, total) = (global_step as u64 + 1, (epochs * steps_per_epoch) as u64);
+            if done == total {
+                // The end of training: the network takes the average.
+                state.lookahead.update(&mut state.net.params_mut(), 1.0)?;
+            } else if done % la.every as u64 == 0 {
+                state.lookahead.update(&mut state.net.params_mut(), la.decay_at(done, total))?;
+            }
+        }
         progress.steps_done = step + 1;
         progress.loss_sum += stats.loss as f64 * labels.len() as f64;
         progress.correct += stats.correct;
@@ -495,7 +607,9 @@ fn check_finite(state: &TrainState, folder: &RunFolder, epoch: usize, steps_done
 fn save_last(state: &TrainState, run: &Run, epochs_done: usize, inside: Option<&EpochProgress>) -> Result<()> {
     let Run { cfg, data, folder } = *run;
     let meta = checkpoint_meta(state, data, epochs_done);
-    save_run_checkpoint(&folder.last, &state.net, &cfg.run, Some(&state.optimizer), &meta, &state.history, inside)
+    let averaged = state.lookahead.state(&state.net.params());
+    let record = RunRecord { history: &state.history, progress: inside, averaged: &averaged };
+    save_run_checkpoint(&folder.last, &state.net, &cfg.run, Some(&state.optimizer), &meta, record)
 }
 
 fn checkpoint_meta(state: &TrainState, data: &RunData, epochs_done: usize) -> CheckpointMeta {
@@ -513,8 +627,10 @@ fn checkpoint_meta(state: &TrainState, data: &RunData, epochs_done: usize) -> Ch
 /// if validation improved, last.safetensors and metrics.csv. Returns the test evaluation.
 fn end_epoch(state: &mut TrainState, run: &Run, epoch: usize, trained: EpochProgress, verbose: bool) -> Result<Evaluation> {
     let Run { cfg, data, folder } = *run;
-    let options = EvalOptions::for_run(&cfg.run);
+    let options = EvalOptions::per_epoch(&cfg.run);
     let splits = &data.splits;
+    // Evaluated (and saved as best) with the lookahead average, if any; swapped back after.
+    state.lookahead.swap(&mut state.net.params_mut())?;
     let val = if splits.val.is_empty() { None } else { Some(evaluate(&mut state.net, &splits.val, &data.norm, options)?) };
     let test = evaluate(&mut state.net, &splits.test, &data.norm, options)?;
     let n = splits.train.len();
@@ -557,6 +673,7 @@ fn end_epoch(state: &mut TrainState, run: &Run, epoch: usize, trained: EpochProg
     if improved {
         save_checkpoint(&folder.best, &state.net, &cfg.run, None, &checkpoint_meta(state, data, epoch + 1))?;
     }
+    state.lookahead.swap(&mut state.net.params_mut())?;
     save_last(state, run, epoch + 1, None)?;
     write_metrics(&folder.metrics, &state.history)?;
     Ok(test)
