@@ -158,6 +158,39 @@ fn param_group_multipliers_and_freezing_reach_the_optimiser() {
 }
 
 #[test]
+fn a_groups_decay_scale_is_the_optimisers_decay_scaled_for_sgd_and_adam() {
+    // One step with weight_decay 0.02 and a group scaling the weights' decay by 0.25 gives the
+    // same bits as weight_decay 0.005 without groups (biases are not decayed in either).
+    let layers = "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 3\n";
+    let spec = Config::from_toml(&model_config("d", "[2, 2, 1]", layers), "d.toml").unwrap().model;
+    let x = random(&[4, 2, 2, 1], 8);
+    let labels = [2, 1, 0, 1];
+    let group: ParamGroup = toml::from_str("layers = \"dense\"\nparams = [\"weight\"]\nweight_decay_scale = 0.25").unwrap();
+    let optimisers = |wd: f32| {
+        [
+            OptimizerConfig::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: wd },
+            OptimizerConfig::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: wd },
+            OptimizerConfig::Adamw { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: wd },
+        ]
+    };
+    for (grouped, plain) in optimisers(0.02).into_iter().zip(optimisers(0.005)) {
+        let after = |cfg: OptimizerConfig, groups: &[ParamGroup]| {
+            let mut net = Network::build(&spec, 5).unwrap();
+            let lr = cfg.lr();
+            let mut opt = Optimizer::new(cfg).unwrap();
+            for _ in 0..2 {
+                net.compute_gradients(&x, &labels, Loss::default()).unwrap();
+                net.apply_gradients_grouped(&mut opt, lr, groups, 0).unwrap();
+            }
+            param(&net, "1.dense.weight").clone()
+        };
+        let (a, b) = (after(grouped.clone(), std::slice::from_ref(&group)), after(plain, &[]));
+        assert_eq!(a, b, "{grouped:?}");
+        assert_ne!(a, after(grouped.clone(), &[]), "{grouped:?}: the scale changes the step");
+    }
+}
+
+#[test]
 fn alternating_flip_mirrors_each_image_in_every_other_epoch() {
     let seed = 9;
     let flips: Vec<[bool; 4]> = (0..400).map(|i| [0, 1, 2, 3].map(|e| alternating_flip(seed, i, e))).collect();

@@ -176,7 +176,7 @@ pub fn flip_batch(x: &Tensor) -> Tensor {
 }
 
 /// Shifts every image of an NHWC batch by (dy, dx) pixels, reflecting at the border:
-/// out[y][x] = in[y + dy][x + dx], mirrored back inside (test-time augmentation; the shift of
+/// `out[y][x] = in[y + dy][x + dx]`, mirrored back inside (test-time augmentation; the shift of
 /// a reflect-padded crop).
 pub fn translate_batch(x: &Tensor, dy: isize, dx: isize) -> Tensor {
     let mut out = x.clone();

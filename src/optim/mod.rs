@@ -167,10 +167,9 @@ impl Rule {
     }
 
     /// The same rule with its weight decay multiplied by `scale` (a param group's
-    /// `weight_decay_scale`); unchanged for 1, so that no group is bit-identical to none.
+    /// `weight_decay_scale`). x * 1.0 is x exactly, so no group is bit-identical to none.
     fn with_decay_scaled(self, scale: f32) -> Rule {
         match self {
-            _ if scale == 1.0 => self,
             Rule::Sgd(s) => Rule::Sgd(Sgd { weight_decay: s.weight_decay * scale, ..s }),
             Rule::Adam(a) => Rule::Adam(Adam { weight_decay: a.weight_decay * scale, ..a }),
         }

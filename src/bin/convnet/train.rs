@@ -11,7 +11,9 @@ use convnet::Config;
 /// Train a model. Writes runs/<name>/ with config.toml, metrics.csv (per epoch: loss, train,
 /// validation and test accuracy, time), last.safetensors (resumable) and best.safetensors (best
 /// validation accuracy), and curves.png / curves.svg (loss and accuracy per epoch, redrawn after
-/// every epoch; see `convnet plot --help`). With no arguments: Fashion-MNIST with configs/fashion-mnist.toml.
+/// every epoch; see `convnet plot --help`), and at the end summary.json (the training's FLOPs and
+/// wall time, also printed, so accuracy per compute compares across machines). With no
+/// arguments: Fashion-MNIST with configs/fashion-mnist.toml.
 ///
 /// Ctrl-C (or SIGTERM) stops after the step in progress and saves the exact position in
 /// last.safetensors: `--resume` continues from there and ends with the same weights as a run
