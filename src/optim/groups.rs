@@ -184,6 +184,22 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_group_leaves_out_the_defaults_and_reads_back_the_same() {
+        let plain = group("dense", &[]);
+        assert_eq!(toml::to_string(&plain).unwrap(), "layers = \"dense\"\n");
+        let mut scaled = group("batch_norm", &["beta"]);
+        scaled.lr_scale = 64.0;
+        scaled.weight_decay_scale = 0.5;
+        scaled.train_epochs = Some(3);
+        let text = toml::to_string(&scaled).unwrap();
+        for key in ["params = [\"beta\"]", "lr_scale = 64.0", "weight_decay_scale = 0.5", "train_epochs = 3"] {
+            assert!(text.contains(key), "{key} in {text}");
+        }
+        assert!(!text.contains("decay ="), "{text}");
+        assert_eq!(toml::from_str::<ParamGroup>(&text).unwrap(), scaled);
+    }
+
+    #[test]
     fn bad_groups_are_refused_by_name() {
         let mut g = group("dense", &[]);
         g.lr_scale = -1.0;
