@@ -67,6 +67,11 @@ impl EvalOptions {
         }
     }
 
+    /// Forward passes per image: each shift, and its mirror under `tta_flip`.
+    pub fn views(&self) -> usize {
+        self.shifts().len() * (1 + usize::from(self.tta_flip))
+    }
+
     /// The views each image is classified in: (shift in pixels on both axes, weight).
     fn shifts(&self) -> Vec<(isize, f32)> {
         match self.tta_translate as isize {
@@ -87,10 +92,16 @@ pub fn evaluate(net: &mut Network, ds: &Dataset, norm: &Normalization, options: 
         let (x, labels) = make_batch(ds, &order[range], norm);
         let mut probs = vec![0.0f32; labels.len() * k];
         for (shift, weight) in options.shifts() {
-            let view = if shift == 0 { x.clone() } else { translate_batch(&x, shift, shift) };
-            let mut view_probs = softmax(&net.predict(&view)?)?;
+            let shifted;
+            let view = if shift == 0 {
+                &x
+            } else {
+                shifted = translate_batch(&x, shift, shift);
+                &shifted
+            };
+            let mut view_probs = softmax(&net.predict(view)?)?;
             if tta {
-                let mirrored = softmax(&net.predict(&flip_batch(&view))?)?;
+                let mirrored = softmax(&net.predict(&flip_batch(view))?)?;
                 view_probs.data_mut().iter_mut().zip(mirrored.data()).for_each(|(p, q)| *p = 0.5 * (*p + q));
             }
             probs.iter_mut().zip(view_probs.data()).for_each(|(p, q)| *p += weight * q);

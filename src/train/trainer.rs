@@ -323,11 +323,10 @@ fn run_summary(state: &TrainState, run: &Run, test: &Evaluation, wall_seconds: f
     let forward = state.net.flops();
     let epochs = state.history.len();
     let splits = &data.splits;
-    let views = |o: EvalOptions| (1 + usize::from(o.tta_flip)) * if o.tta_translate > 0 { 3 } else { 1 };
     let per_epoch = EvalOptions::per_epoch(&cfg.run);
     let final_options = EvalOptions::for_run(&cfg.run);
-    let evaluated = epochs as f64 * (splits.val.len() + splits.test.len()) as f64 * views(per_epoch) as f64
-        + if final_options != per_epoch { (splits.test.len() * views(final_options)) as f64 } else { 0.0 };
+    let evaluated = epochs as f64 * (splits.val.len() + splits.test.len()) as f64 * per_epoch.views() as f64
+        + if final_options != per_epoch { (splits.test.len() * final_options.views()) as f64 } else { 0.0 };
     RunSummary {
         forward_flops_per_example: forward,
         train_flops: 3.0 * forward as f64 * splits.train.len() as f64 * epochs as f64,
@@ -338,7 +337,7 @@ fn run_summary(state: &TrainState, run: &Run, test: &Evaluation, wall_seconds: f
         epochs,
         final_test_accuracy: test.accuracy,
         final_test_loss: test.loss,
-        final_test_views: views(final_options),
+        final_test_views: final_options.views(),
         best_val_accuracy: state.best,
     }
 }
