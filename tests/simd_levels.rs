@@ -10,6 +10,7 @@ use common::*;
 use convnet::model::{Loss, Network};
 use convnet::ops::conv2d::{algorithm, conv2d_backward, conv2d_forward, Algorithm};
 use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
+use convnet::ops::gelu::{gelu, gelu_backward_into, gelu_derivative, gelu_forward_into};
 use convnet::ops::lrn::{lrn_backward, lrn_backward_ref, lrn_forward, lrn_forward_ref, LrnParams};
 use convnet::ops::pool::{max_pool2d_backward, max_pool2d_forward};
 use convnet::ops::pool_ref::{pool_backward, pool_forward, PoolMode};
@@ -21,7 +22,7 @@ use std::process::Command;
 
 /// Everything the SIMD kernels compute, as raw bits: Winograd forward (with and without the
 /// fused ReLU) and input gradient, LRN forward and backward, max pool forward (with ties) and
-/// backward, and three training steps of a network that uses all of them.
+/// backward, GELU forward and backward, and three training steps of a network that uses all of them.
 fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
     let mut out = Vec::new();
@@ -65,6 +66,18 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     let dx = max_pool2d_backward(&dy, &argmax, x.shape()).unwrap();
     assert_close(&dx, &pool_backward(&x, &dy, &window, PoolMode::Max).unwrap(), 1e-6, &format!("max pool dX at {:?}", simd_level()));
     out.extend([("max pool y", bits(&y)), ("max pool argmax", argmax), ("max pool dX", bits(&dx))]);
+
+    // GELU over [-15, 15] (both tails, the exp cutoff) and a length that is no multiple of a
+    // vector, against the libm reference.
+    let x: Vec<f32> = (0..1001).map(|i| (i as f32 - 500.0) * 0.03).collect();
+    let (mut y, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    gelu_forward_into(&x, &mut y);
+    gelu_backward_into(&x, &vec![1.0; x.len()], &mut dx);
+    for ((&x, &y), &d) in x.iter().zip(&y).zip(&dx) {
+        let tol = 6e-7 * x.abs().max(1.0);
+        assert!((y - gelu(x)).abs() <= tol && (d - gelu_derivative(x)).abs() <= tol, "gelu({x}) at {:?}: {y}, {d}", simd_level());
+    }
+    out.extend([("gelu y", y.iter().map(|v| v.to_bits()).collect()), ("gelu dX", dx.iter().map(|v| v.to_bits()).collect())]);
 
     // Three training steps of a small seed-like network (Winograd conv, max pool, LRN).
     let cfg = Config::from_toml(&seed_like(), "seed-like").unwrap();
