@@ -1,7 +1,8 @@
 //! Every layer of the seed network, forward and backward, at its shapes in a batch of 64, and
 //! the 3x3 convolutions and batch norms of the ResNet config at batch 128, so that a regression
 //! in one kernel shows up by name. The ResNet's 3x3 convolutions run both ways where Winograd
-//! F(4x4, 3x3) is taken (`.../forward`) and by im2col (`.../im2col_forward`).
+//! F(4x4, 3x3) is taken (`.../forward`) and by im2col (`.../im2col_forward`). GELU (the fast
+//! CIFAR-10 network's activation) runs both as the vector kernels and as the libm reference.
 //! Run: cargo bench --bench layers
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -12,6 +13,7 @@ use convnet::ops::conv2d::{
     conv2d_backward_into, conv2d_forward_im2col_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad,
 };
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
+use convnet::ops::gelu::{gelu, gelu_backward_into, gelu_derivative, gelu_forward_into};
 use convnet::ops::lrn::{lrn_backward_into, lrn_forward_into, LrnParams};
 use convnet::ops::pool::{max_pool2d_backward_into, max_pool2d_forward_into};
 use convnet::ops::{Padding, Window};
@@ -88,6 +90,21 @@ fn batch_norm_relu(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
     c.bench_function(&format!("{name}/backward"), |bch| bch.iter(|| bn.backward(&x, &dy, true).unwrap()));
 }
 
+/// GELU on one thread: the vector kernels and the libm reference loop, side by side.
+fn gelu_both(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
+    let x = ramp(&x_shape);
+    let dy = ramp(&x_shape);
+    let (mut y, mut dx) = (Tensor::zeros(&x_shape), Tensor::zeros(&x_shape));
+    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| gelu_forward_into(x.data(), y.data_mut())));
+    c.bench_function(&format!("{name}/forward_reference"), |bch| {
+        bch.iter(|| y.data_mut().iter_mut().zip(x.data()).for_each(|(y, &x)| *y = gelu(x)))
+    });
+    c.bench_function(&format!("{name}/backward"), |bch| bch.iter(|| gelu_backward_into(x.data(), dy.data(), dx.data_mut())));
+    c.bench_function(&format!("{name}/backward_reference"), |bch| {
+        bch.iter(|| dx.data_mut().iter_mut().zip(dy.data()).zip(x.data()).for_each(|((dx, &dy), &x)| *dx = dy * gelu_derivative(x)))
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let n = 128;
     conv3x3(c, "resnet/conv_3x3x16x32_32x32", [n, 32, 32, 16], 32);
@@ -97,6 +114,8 @@ fn bench(c: &mut Criterion) {
     conv3x3(c, "resnet/conv_3x3x128x128_4x4", [n, 4, 4, 128], 128);
     batch_norm_relu(c, "resnet/batch_norm_relu_32x32x32", [n, 32, 32, 32]);
     batch_norm_relu(c, "resnet/batch_norm_relu_16x16x64", [n, 16, 16, 64]);
+
+    gelu_both(c, "airbench/gelu_16x16x64", [64, 16, 16, 64]);
 
     let n = 64;
     conv(c, "seed/conv1_5x5x3x64", [n, 32, 32, 3], 64, 5, false);
