@@ -218,6 +218,28 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_table_takes_the_recipes_values() {
+        let cfg: LookaheadConfig = toml::from_str("").unwrap();
+        assert_eq!(cfg, LookaheadConfig { every: 5, decay: 0.773_780_9, power: 3.0, from_epoch: 1 });
+    }
+
+    #[test]
+    fn update_and_swap_refuse_parameters_that_do_not_match_the_average() {
+        let w = [param("w", &[1.0, 2.0])];
+        let mut la = Lookahead::default();
+        la.start(&w.iter().collect::<Vec<_>>());
+        let mut other_shape = [param("w", &[1.0])];
+        let mut more = [param("w", &[1.0, 2.0]), param("b", &[3.0])];
+        for params in [&mut other_shape[..], &mut more[..]] {
+            let mut params: Vec<&mut Param> = params.iter_mut().collect();
+            let err = la.update(&mut params, 0.5).unwrap_err().to_string();
+            assert!(err.contains("lookahead"), "{err}");
+            assert!(la.swap(&mut params).is_err());
+        }
+        assert_eq!(other_shape[0].value.data(), &[1.0], "nothing written on refusal");
+    }
+
+    #[test]
     fn the_decay_ramps_as_the_cube_of_progress() {
         let cfg = LookaheadConfig { every: 5, decay: 0.8, power: 3.0, from_epoch: 3 };
         assert_eq!(cfg.decay_at(0, 100), 0.0);
