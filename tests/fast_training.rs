@@ -8,7 +8,7 @@ use common::*;
 use convnet::data::augment::{alternating_flip, make_augmented_batch, translate_batch, AugmentConfig, BatchAt};
 use convnet::data::{make_batch, Dataset, Normalization};
 use convnet::model::whitening::{patch_covariance, whiten_first_layer, whitening_weights, WHITENING_EPS};
-use convnet::model::{Loss, Network};
+use convnet::model::{Loss, ModelSpec, Network};
 use convnet::optim::{Optimizer, OptimizerConfig, ParamGroup};
 use convnet::train::datasets::load_splits;
 use convnet::train::{evaluate, train, Checkpoint, EvalOptions, ExistingRun, TrainOptions};
@@ -117,10 +117,15 @@ fn a_whitening_layer_is_checked_where_it_is_declared() {
     assert!(serde_json::to_string(&ok.model).unwrap().contains("\"whiten\":true"));
 }
 
+/// A 2x2x1 input, flattened, into dense 3: the smallest net with a weight and a bias.
+fn flatten_dense_3() -> ModelSpec {
+    let layers = "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 3\n";
+    Config::from_toml(&model_config("dense", "[2, 2, 1]", layers), "dense.toml").unwrap().model
+}
+
 #[test]
 fn param_group_multipliers_and_freezing_reach_the_optimiser() {
-    let layers = "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 3\n";
-    let spec = Config::from_toml(&model_config("g", "[2, 2, 1]", layers), "g.toml").unwrap().model;
+    let spec = flatten_dense_3();
     let x = random(&[4, 2, 2, 1], 3);
     let labels = [0, 1, 2, 1];
     let (lr, wd) = (0.1f32, 0.01f32);
@@ -161,8 +166,7 @@ fn param_group_multipliers_and_freezing_reach_the_optimiser() {
 fn a_groups_decay_scale_is_the_optimisers_decay_scaled_for_sgd_and_adam() {
     // One step with weight_decay 0.02 and a group scaling the weights' decay by 0.25 gives the
     // same bits as weight_decay 0.005 without groups (biases are not decayed in either).
-    let layers = "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 3\n";
-    let spec = Config::from_toml(&model_config("d", "[2, 2, 1]", layers), "d.toml").unwrap().model;
+    let spec = flatten_dense_3();
     let x = random(&[4, 2, 2, 1], 8);
     let labels = [2, 1, 0, 1];
     let group: ParamGroup = toml::from_str("layers = \"dense\"\nparams = [\"weight\"]\nweight_decay_scale = 0.25").unwrap();
