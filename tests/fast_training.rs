@@ -18,36 +18,69 @@ fn param<'a>(net: &'a Network, name: &str) -> &'a Tensor {
     &net.params().into_iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no parameter {name}")).value
 }
 
-#[test]
-fn the_patch_covariance_is_the_mean_outer_product_of_every_patch() {
-    // 2 images 3x4x2, 2x2 patches: 2 x 2 x 3 = 12 patches of 8 values, summed directly.
-    let x = random(&[2, 3, 4, 2], 7);
-    let cov = patch_covariance(&x, 2, 2).unwrap();
-    let (h, w, c) = (3, 4, 2);
-    let mut want = vec![0.0f64; 64];
-    for n in 0..2 {
-        for y in 0..h - 1 {
-            for xx in 0..w - 1 {
+/// The patch covariance by its definition: the mean over every kh x kw patch of every image of
+/// the patch's outer product with itself (values in row, column, channel order).
+fn direct_patch_covariance(x: &Tensor, kh: usize, kw: usize) -> Vec<f64> {
+    let [n, h, w, c] = x.shape()[..] else { panic!("images [N, H, W, C]") };
+    let d = kh * kw * c;
+    let patches = (n * (h - kh + 1) * (w - kw + 1)) as f64;
+    let mut want = vec![0.0f64; d * d];
+    for img in 0..n {
+        for y in 0..h - kh + 1 {
+            for xx in 0..w - kw + 1 {
                 let mut patch = Vec::new();
-                for ky in 0..2 {
-                    for kx in 0..2 {
+                for ky in 0..kh {
+                    for kx in 0..kw {
                         for ch in 0..c {
-                            patch.push(f64::from(x.data()[((n * h + y + ky) * w + xx + kx) * c + ch]));
+                            patch.push(f64::from(x.data()[((img * h + y + ky) * w + xx + kx) * c + ch]));
                         }
                     }
                 }
-                for i in 0..8 {
-                    for j in 0..8 {
-                        want[i * 8 + j] += patch[i] * patch[j] / 12.0;
+                for i in 0..d {
+                    for j in 0..d {
+                        want[i * d + j] += patch[i] * patch[j] / patches;
                     }
                 }
             }
         }
     }
-    for (a, b) in cov.iter().zip(&want) {
-        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    want
+}
+
+#[test]
+fn the_patch_covariance_is_the_mean_outer_product_of_every_patch() {
+    // 2 images 3x4x2, 2x2 patches: 2 x 2 x 3 = 12 patches of 8 values; and 40 images 5x3x3,
+    // more than one chunk of the parallel sum, 3x2 patches.
+    for (shape, kh, kw, seed) in [([2, 3, 4, 2], 2, 2, 7), ([40, 5, 3, 3], 3, 2, 8)] {
+        let x = random(&shape, seed);
+        let cov = patch_covariance(&x, kh, kw).unwrap();
+        let want = direct_patch_covariance(&x, kh, kw);
+        assert_eq!(cov.len(), want.len());
+        for (a, b) in cov.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-12, "{shape:?}: {a} vs {b}");
+        }
     }
-    assert!(patch_covariance(&x, 4, 2).is_err(), "a patch taller than the images");
+    assert!(patch_covariance(&random(&[2, 3, 4, 2], 7), 4, 2).is_err(), "a patch taller than the images");
+}
+
+#[test]
+fn a_patch_as_large_as_the_image_is_one_patch_and_a_larger_one_is_refused() {
+    // Two 1-channel 2x2 images, a 2x2 window: one patch per image, so the covariance is the
+    // mean of the two images' outer products, by hand.
+    let x = Tensor::from_vec(&[2, 2, 2, 1], vec![1.0, 2.0, 3.0, 4.0, 0.0, 1.0, 0.0, -1.0]).unwrap();
+    let cov = patch_covariance(&x, 2, 2).unwrap();
+    let (a, b) = ([1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, -1.0]);
+    for i in 0..4 {
+        for j in 0..4 {
+            let want = (a[i] * a[j] + b[i] * b[j]) / 2.0;
+            assert_eq!(cov[i * 4 + j], want, "cov[{i}][{j}]");
+        }
+    }
+    let wide = patch_covariance(&x, 2, 3).unwrap_err().to_string();
+    assert!(wide.contains("2x3 patch"), "{wide}");
+    assert!(patch_covariance(&x, 3, 2).is_err(), "a patch taller than the images");
+    let none = Tensor::from_vec(&[0, 2, 2, 1], vec![]).unwrap();
+    assert!(patch_covariance(&none, 2, 2).is_err(), "no images");
 }
 
 #[test]
