@@ -12,8 +12,9 @@
 //! libm's `erff` (a scalar call that does not vectorise: about 5 ns a value). The slice kernels
 //! (`gelu_forward_into`, `gelu_backward_into`) compute the same functions in straight-line
 //! arithmetic that the compiler vectorises (`Phi` below): erf by Abramowitz and Stegun's
-//! formula 7.1.26, whose absolute error is at most 1.5e-7, and exp by range reduction and a polynomial. The tests hold the two within
-//! 3e-7 x max(1, |x|) of each other and of erf in f64.
+//! formula 7.1.26, whose absolute error is at most 1.5e-7, and exp by range reduction and a
+//! polynomial. The tests hold the two within 3e-7 x max(1, |x|) of each other and of erf in
+//! f64.
 
 use std::f32::consts::FRAC_1_SQRT_2;
 
