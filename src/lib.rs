@@ -19,6 +19,9 @@
 //!   and checkpoints.
 //! - [`viz`]: curves, filters, activations, confusion matrices and hand-written kernels, as PNG.
 //! - [`interop`]: models in and out: ONNX export and import (a hand-written protobuf codec).
+//! - [`dist`]: data-parallel training across processes (MPI with the `mpi` feature), equal bit for
+//!   bit to one process: the batch sums of a step folded across the ranks in the one-process
+//!   order.
 //! - [`config`]: a config file, the model and the run in one TOML file ([`Config`]).
 //! - [`error`]: the [`Error`] type, whose messages name the file, layer or value at fault.
 //!
@@ -68,6 +71,7 @@
 
 pub mod config;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod interop;
 pub mod layers;

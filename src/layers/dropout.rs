@@ -57,6 +57,11 @@ impl Layer for DropoutLayer {
         self.y.copy_from(x);
         if mode == Mode::Train && self.rate > 0.0 {
             let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+            // One 32-bit word per value: a rank of a distributed step whose images start at
+            // image i of the batch skips the words of the images before it, so each image gets
+            // the mask it would get in one process.
+            let per_image = x.len() / x.shape()[0].max(1);
+            rng.set_word_pos((crate::dist::first_image() * per_image) as u128);
             let keep = 1.0 / (1.0 - self.rate);
             self.mask.clear();
             self.mask.extend((0..x.len()).map(|_| if rng.gen::<f32>() < self.rate { 0.0 } else { keep }));

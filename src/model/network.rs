@@ -4,8 +4,11 @@
 //! every weight with a lambda. The network holds the model only: how it is trained (label
 //! smoothing, the optimiser) and evaluated (TTA, batch size) is the caller's to pass.
 
+use std::sync::Arc;
+
 use super::build::build;
 use super::spec::ModelSpec;
+use crate::dist::{batch_count, with_group, Group};
 use crate::error::{Error, Result};
 use crate::layers::{Layer, Mode, Param, Sequential};
 use crate::ops::l2::{l2_backward, l2_penalty};
@@ -152,6 +155,21 @@ impl Network {
         on_workers(|| self.compute_gradients_on_workers(x, labels, loss))
     }
 
+    /// [`Network::compute_gradients`] for one rank of a distributed step: `x` and `labels` are
+    /// this rank's share of the batch, starting at image `first_image` of it. The gradients,
+    /// loss and count of correct answers are the whole batch's, on every rank, equal bit for bit
+    /// to those of one process given the whole batch (`crate::dist`).
+    pub fn compute_gradients_shared(
+        &mut self,
+        x: &Tensor,
+        labels: &[usize],
+        loss: Loss,
+        group: &Arc<Group>,
+        first_image: usize,
+    ) -> Result<StepStats> {
+        on_workers(|| with_group(Some(group), first_image, || self.compute_gradients_on_workers(x, labels, loss)))
+    }
+
     fn compute_gradients_on_workers(&mut self, x: &Tensor, labels: &[usize], loss: Loss) -> Result<StepStats> {
         self.run_forward(x, Mode::Train)?;
         let (ce, d_logits) = softmax_cross_entropy_smoothed(self.logits(), labels, loss.label_smoothing)?;
@@ -165,7 +183,7 @@ impl Network {
             };
             return Err(Error::Diverged(format!("the loss is {total}: {culprit}")));
         }
-        let correct = count_correct(self.logits(), labels);
+        let correct = batch_count(count_correct(self.logits(), labels));
         self.layers.backward(x, &d_logits, false)?;
         for p in self.params_mut() {
             if p.l2 > 0.0 {

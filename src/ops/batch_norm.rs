@@ -21,7 +21,7 @@ use super::simd::simd_dispatch;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-use crate::chunks::ROWS_PER_CHUNK as ROWS;
+use crate::chunks::{IMAGES_PER_CHUNK, ROWS_PER_CHUNK as ROWS};
 
 fn channels(x: &Tensor) -> Result<usize> {
     match x.shape().last() {
@@ -43,6 +43,9 @@ pub struct BatchNormCache {
     /// Whether the forward pass fused a ReLU.
     relu: bool,
     partials: Vec<f32>,
+    /// The batch's first row (the shift of the sums) and its number of rows (over every rank).
+    shift: Vec<f32>,
+    rows: usize,
 }
 
 /// The running statistics a training pass updates, and how fast: new = (1 - m) old + m batch.
@@ -52,24 +55,79 @@ pub struct RunningStats<'a> {
     pub momentum: f32,
 }
 
-/// Sums two per-channel quantities over every row of `data` ([rows][c]) in one pass: `kernel`
-/// fills the 2c sums of one chunk of ROWS rows (in f32), and the chunks are added in order in
-/// f64, so the result does not depend on the threads. `partials` is reused scratch.
-fn two_channel_sums(
+/// The chunks of rows batch norm's sums are split into. Images of at least `ROWS` pixels are
+/// cut into pieces of `ROWS` (the last piece of each image shorter); smaller ones are grouped,
+/// as many per chunk as the largest power of two that fits in `ROWS` pixels, at most
+/// `IMAGES_PER_CHUNK`. So a chunk never holds part of one image and part of another, nor images
+/// of two groups of `IMAGES_PER_CHUNK`: the ranks of a distributed step hold whole chunks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RowChunks {
     rows: usize,
+    rows_per_image: usize,
+    /// Pieces per image (large images), or 0.
+    pieces: usize,
+    /// Rows per chunk (small images).
+    chunk_rows: usize,
+}
+
+impl RowChunks {
+    /// The chunks of `x` ([N, ..., C]).
+    fn of(x: &Tensor) -> RowChunks {
+        let shape = x.shape();
+        let rows_per_image = shape[1..shape.len() - 1].iter().product::<usize>().max(1);
+        RowChunks::new(x.len() / shape[shape.len() - 1], rows_per_image)
+    }
+
+    fn new(rows: usize, rows_per_image: usize) -> RowChunks {
+        if rows_per_image >= ROWS {
+            RowChunks { rows, rows_per_image, pieces: rows_per_image.div_ceil(ROWS), chunk_rows: 0 }
+        } else {
+            let fit = (ROWS / rows_per_image).min(IMAGES_PER_CHUNK);
+            let images = 1usize << fit.ilog2();
+            RowChunks { rows, rows_per_image, pieces: 0, chunk_rows: images * rows_per_image }
+        }
+    }
+
+    fn count(self) -> usize {
+        if self.pieces > 0 {
+            self.rows / self.rows_per_image * self.pieces
+        } else {
+            self.rows.div_ceil(self.chunk_rows)
+        }
+    }
+
+    fn range(self, i: usize) -> std::ops::Range<usize> {
+        if self.pieces > 0 {
+            let (image, piece) = (i / self.pieces, i % self.pieces);
+            let start = image * self.rows_per_image + piece * ROWS;
+            start..(start + ROWS).min((image + 1) * self.rows_per_image)
+        } else {
+            i * self.chunk_rows..self.rows.min((i + 1) * self.chunk_rows)
+        }
+    }
+}
+
+/// Sums two per-channel quantities over every row of `data` ([rows][c]) in one pass: `kernel`
+/// fills the 2c sums of one chunk of rows (in f32), and the chunks are added in order in f64
+/// (after the previous ranks' in a distributed step), so the result does not depend on the
+/// threads or the ranks. `partials` is reused scratch.
+fn two_channel_sums(
+    chunks: RowChunks,
     c: usize,
     partials: &mut Vec<f32>,
     kernel: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
 ) -> (Vec<f64>, Vec<f64>) {
-    let chunks = rows.div_ceil(ROWS);
-    partials.resize(chunks * 2 * c, 0.0);
-    partials.par_chunks_mut(2 * c).enumerate().for_each(|(i, out)| kernel(i * ROWS..rows.min((i + 1) * ROWS), out));
+    partials.resize(chunks.count() * 2 * c, 0.0);
+    partials.par_chunks_mut(2 * c).enumerate().for_each(|(i, out)| kernel(chunks.range(i), out));
     let (mut first, mut second) = (vec![0.0f64; c], vec![0.0f64; c]);
-    for p in partials.chunks_exact(2 * c) {
-        let (a, b) = p.split_at(c);
-        first.iter_mut().zip(a).for_each(|(t, &v)| *t += v as f64);
-        second.iter_mut().zip(b).for_each(|(t, &v)| *t += v as f64);
-    }
+    crate::dist::ordered_fold(&mut [&mut first, &mut second], |acc| {
+        let [first, second] = acc else { unreachable!("two buffers") };
+        for p in partials.chunks_exact(2 * c) {
+            let (a, b) = p.split_at(c);
+            first.iter_mut().zip(a).for_each(|(t, &v)| *t += v as f64);
+            second.iter_mut().zip(b).for_each(|(t, &v)| *t += v as f64);
+        }
+    });
     (first, second)
 }
 
@@ -152,13 +210,19 @@ pub fn batch_norm_forward_train(
 ) -> Result<()> {
     let RunningStats { mean: running_mean, var: running_var, momentum } = running;
     let c = channels(x)?;
-    let rows = x.len() / c;
+    // The whole batch's rows (over every rank in a distributed step).
+    let rows = crate::dist::batch_count(x.len() / c);
     if rows < 2 {
         return Err(Error::invalid("batch_norm", format!("training needs more than one value per channel, got input {:?}", x.shape())));
     }
     let data = x.data();
-    let shift = &data[..c];
-    let (s1, s2) = two_channel_sums(rows, c, &mut cache.partials, |r, out| shifted_sums(&data[r.start * c..r.end * c], shift, out));
+    // The shift is the batch's first row, which the first rank holds.
+    cache.shift.clear();
+    cache.shift.extend_from_slice(&data[..c]);
+    crate::dist::from_first_rank(&mut cache.shift);
+    let shift = &cache.shift;
+    let (s1, s2) = two_channel_sums(RowChunks::of(x), c, &mut cache.partials, |r, out| shifted_sums(&data[r.start * c..r.end * c], shift, out));
+    cache.rows = rows;
     let n = rows as f64;
     cache.mean.clear();
     cache.inv_std.clear();
@@ -283,11 +347,10 @@ pub fn batch_norm_backward(
         let expected = format!("dy of the forward input's shape {:?} ({} channels)", x.shape(), cache.mean.len());
         return Err(Error::shape("batch_norm backward", expected, format!("{:?}", dy.shape())));
     }
-    let rows = dy.len() / c;
     let (xd, dyd) = (x.data(), dy.data());
-    let BatchNormCache { mean, inv_std, scale, beta, relu, partials } = cache;
+    let BatchNormCache { mean, inv_std, scale, beta, relu, partials, rows, .. } = cache;
     let k = Channels { mean, relu: relu.then_some(Affine { m: mean, a: scale, b: beta }) };
-    let (db, dxm) = two_channel_sums(rows, c, partials, |r, out| {
+    let (db, dxm) = two_channel_sums(RowChunks::of(dy), c, partials, |r, out| {
         let span = r.start * c..r.end * c;
         grad_sums(&xd[span.clone()], &dyd[span], k, out)
     });
@@ -298,7 +361,7 @@ pub fn batch_norm_backward(
     }
     if let Some(dx) = dx {
         // dx = k (M dz - d_beta - xhat d_gamma), k = gamma inv_std / M, xhat = (x - mean) inv_std.
-        let m = rows as f32;
+        let m = *rows as f32;
         let c1 = &scale[..];
         let c2: Vec<f32> = (0..c).map(|ch| -c1[ch] / m * d_gamma[ch] * inv_std[ch]).collect();
         let c3: Vec<f32> = (0..c).map(|ch| -c1[ch] / m * d_beta[ch]).collect();

@@ -410,16 +410,19 @@ fn prepare_chunks(store: &mut Vec<ChunkScratch>, n: usize, col_len: usize, dw_le
     &mut store[..chunks]
 }
 
-/// dW and db: the chunks' partial sums, added in chunk order.
+/// dW and db: the chunks' partial sums, added in chunk order (after the previous ranks' in a
+/// distributed step).
 fn sum_chunk_partials(chunks: &[ChunkScratch], w_shape: &[usize], d_weight: &mut Tensor, d_bias: &mut Tensor) {
     d_weight.resize(w_shape);
     d_bias.resize(&[w_shape[3]]);
-    d_weight.data_mut().fill(0.0);
-    d_bias.data_mut().fill(0.0);
-    for s in chunks {
-        d_weight.data_mut().iter_mut().zip(&s.dw).for_each(|(a, v)| *a += v);
-        d_bias.data_mut().iter_mut().zip(&s.db).for_each(|(a, v)| *a += v);
-    }
+    // In a distributed step the fold continues the previous ranks' sum (crate::dist).
+    crate::dist::ordered_fold(&mut [d_weight.data_mut(), d_bias.data_mut()], |acc| {
+        let [dw, db] = acc else { unreachable!("two buffers") };
+        for s in chunks {
+            dw.iter_mut().zip(&s.dw).for_each(|(a, v)| *a += v);
+            db.iter_mut().zip(&s.db).for_each(|(a, v)| *a += v);
+        }
+    });
 }
 
 #[cfg(test)]

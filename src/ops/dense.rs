@@ -1,8 +1,11 @@
 //! Fully connected layer: y = x W + b (or x W without a bias).
 //! Shapes: x `[N, in]`, W `[in, out]`, b `[out]` -> y `[N, out]`.
 //!   dX = dY W^T,   dW = X^T dY,   db = sum over the batch of dY.
+//! dW is taken chunk by chunk of images (`chunks::DENSE_IMAGES_PER_CHUNK`), the partials added
+//! in order, so that the ranks of a distributed step can continue one another's sum.
 
 use super::gemm::gemm_parallel as gemm;
+use crate::chunks::DENSE_IMAGES_PER_CHUNK as CHUNK;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -65,13 +68,35 @@ pub fn dense_backward_into(
         gemm(n, fout, fin, dy.data(), false, w.data(), true, 0.0, dx.data_mut());
     }
     dw.resize(&[fin, fout]);
-    gemm(fin, n, fout, x.data(), true, dy.data(), false, 0.0, dw.data_mut());
+    // dW = sum over chunks of images of X_c^T dY_c: each chunk's partial by its own GEMM (all of
+    // them before a distributed step waits for the previous ranks' sum), then added in order.
+    let chunks = n.div_ceil(CHUNK);
+    PARTIALS.with(|p| {
+        let mut partials = p.borrow_mut();
+        partials.resize(chunks * fin * fout, 0.0);
+        for (c, part) in partials.chunks_exact_mut(fin * fout).enumerate() {
+            let rows = c * CHUNK..n.min((c + 1) * CHUNK);
+            let (x_c, dy_c) = (&x.data()[rows.start * fin..rows.end * fin], &dy.data()[rows.start * fout..rows.end * fout]);
+            gemm(fin, rows.len(), fout, x_c, true, dy_c, false, 0.0, part);
+        }
+        crate::dist::ordered_fold(&mut [dw.data_mut()], |acc| {
+            for part in partials.chunks_exact(fin * fout) {
+                acc[0].iter_mut().zip(part).for_each(|(a, v)| *a += v);
+            }
+        });
+    });
     if let Some(db) = db {
         db.resize(&[fout]);
-        db.data_mut().fill(0.0);
-        for row in dy.data().chunks_exact(fout) {
-            db.data_mut().iter_mut().zip(row).for_each(|(a, v)| *a += v);
-        }
+        crate::dist::ordered_fold(&mut [db.data_mut()], |acc| {
+            for row in dy.data().chunks_exact(fout) {
+                acc[0].iter_mut().zip(row).for_each(|(a, v)| *a += v);
+            }
+        });
     }
     Ok(())
+}
+
+thread_local! {
+    /// The partial weight gradients of `dense_backward_into`, reused from step to step.
+    static PARTIALS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }

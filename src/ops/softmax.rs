@@ -48,19 +48,25 @@ pub fn softmax_cross_entropy_smoothed(logits: &Tensor, labels: &[usize], eps: f3
         return Err(Error::invalid("softmax_cross_entropy", format!("label smoothing must be in [0, 1), got {eps}")));
     }
     let mut grad = softmax(logits)?;
-    let mut loss = 0.0f64;
+    // N is the whole batch's size: in a distributed step, this rank's images are part of it
+    // and its loss continues the previous ranks' sum (crate::dist).
+    let batch = crate::dist::batch_count(n);
+    let mut loss = [0.0f64];
     let off = eps as f64 / k as f64;
-    for ((row, z), &label) in grad.data_mut().chunks_exact_mut(k).zip(logits.data().chunks_exact(k)).zip(labels) {
-        let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let lse = m as f64 + z.iter().map(|&v| ((v - m) as f64).exp()).sum::<f64>().ln();
-        // -sum_k q[k] (z[k] - lse) = lse - (1 - eps) z[label] - eps/K sum_k z[k]
-        let z_sum: f64 = if eps > 0.0 { z.iter().map(|&v| v as f64).sum() } else { 0.0 };
-        loss += lse - (1.0 - eps as f64) * z[label] as f64 - off * z_sum;
-        row[label] -= 1.0 - eps;
-        if eps > 0.0 {
-            row.iter_mut().for_each(|v| *v -= off as f32);
+    crate::dist::ordered_fold(&mut [&mut loss], |acc| {
+        let loss = &mut acc[0][0];
+        for ((row, z), &label) in grad.data_mut().chunks_exact_mut(k).zip(logits.data().chunks_exact(k)).zip(labels) {
+            let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let lse = m as f64 + z.iter().map(|&v| ((v - m) as f64).exp()).sum::<f64>().ln();
+            // -sum_k q[k] (z[k] - lse) = lse - (1 - eps) z[label] - eps/K sum_k z[k]
+            let z_sum: f64 = if eps > 0.0 { z.iter().map(|&v| v as f64).sum() } else { 0.0 };
+            *loss += lse - (1.0 - eps as f64) * z[label] as f64 - off * z_sum;
+            row[label] -= 1.0 - eps;
+            if eps > 0.0 {
+                row.iter_mut().for_each(|v| *v -= off as f32);
+            }
+            row.iter_mut().for_each(|v| *v /= batch as f32);
         }
-        row.iter_mut().for_each(|v| *v /= n as f32);
-    }
-    Ok(((loss / n as f64) as f32, grad))
+    });
+    Ok(((loss[0] / batch as f64) as f32, grad))
 }

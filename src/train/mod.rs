@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod checkpoint_every;
 mod checkpoint_v1;
 pub mod datasets;
+pub mod distributed;
 pub mod evaluate;
 pub mod metrics;
 pub mod run;

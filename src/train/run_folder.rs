@@ -44,6 +44,9 @@ pub(crate) struct RunFolder {
     pub metrics: PathBuf,
     /// None where the file system cannot lock (some network mounts): the run goes on unguarded.
     _lock: Option<RunLock>,
+    /// False for the other ranks of a distributed run, which read the folder (to resume) but
+    /// leave every write to rank 0.
+    pub writes: bool,
 }
 
 impl RunFolder {
@@ -65,6 +68,7 @@ impl RunFolder {
             best: dir.join("best.safetensors"),
             metrics: dir.join("metrics.csv"),
             _lock: lock,
+            writes: true,
         };
         let found: Vec<&str> = RUN_FILES[..3].iter().copied().filter(|name| dir.join(name).exists()).collect();
         if existing == ExistingRun::Refuse && !found.is_empty() {
@@ -78,6 +82,19 @@ impl RunFolder {
             ));
         }
         Ok(folder)
+    }
+
+    /// The folder as the other ranks of a distributed run see it: its paths, to read the
+    /// checkpoint a resumed run starts from; nothing created, locked or written.
+    pub fn follow(dir: &Path) -> RunFolder {
+        RunFolder {
+            dir: dir.to_path_buf(),
+            last: dir.join("last.safetensors"),
+            best: dir.join("best.safetensors"),
+            metrics: dir.join("metrics.csv"),
+            _lock: None,
+            writes: false,
+        }
     }
 
     /// `--overwrite`: deletes the files of an earlier run (called once the new run's config and

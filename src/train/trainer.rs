@@ -29,6 +29,8 @@ use super::step_handshake::StepHandshake;
 use crate::config::Config;
 use crate::data::augment::{make_augmented_batch, BatchAt};
 use crate::data::{batch_ranges, epoch_order, make_batch, Normalization};
+use super::distributed::{check_ranks_agree, config_hash, data_hash, weights_hash};
+use crate::dist::{share_of, Group};
 use crate::error::{Error, Result};
 use crate::fs::write_atomically;
 use crate::model::whitening::{whiten_first_layer, WHITENING_IMAGES};
@@ -56,6 +58,11 @@ pub struct TrainOptions {
     /// imported or earlier model): every parameter of the config's model must be in it, under
     /// its name and with its shape. The optimiser starts afresh. Not used when resuming.
     pub init_from: Option<PathBuf>,
+    /// The ranks of a distributed run (`convnet train --distributed` under mpirun), this
+    /// process one of them: each computes its share of every batch, and the run equals, bit for
+    /// bit, one process training alone (`crate::dist`). Rank 0 writes the run folder; the others
+    /// only read it (to resume).
+    pub group: Option<Arc<Group>>,
 }
 
 impl TrainOptions {
@@ -71,6 +78,7 @@ impl TrainOptions {
             checkpoint_every: CheckpointEvery::default(),
             stop: None,
             init_from: None,
+            group: None,
         }
     }
 }
@@ -186,11 +194,19 @@ struct Checkpointing {
     saved: Option<Position>,
     stop: Option<Arc<AtomicBool>>,
     handshake: StepHandshake,
+    /// A distributed run's ranks, which stop together.
+    group: Option<Arc<Group>>,
 }
 
 impl Checkpointing {
+    /// Whether to stop here: in a distributed run, whether any rank was asked to (every rank
+    /// asks at the same points, so all stop after the same step).
     fn stop_requested(&self) -> bool {
-        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+        let mine = self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+        match &self.group {
+            Some(g) => g.sum_count(u64::from(mine)) > 0,
+            None => mine,
+        }
     }
 }
 
@@ -222,15 +238,21 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
         }
     }
     let began = Instant::now();
-    let folder = RunFolder::open(&opts.out_dir, opts.existing, opts.verbose)?;
+    let group = opts.group.as_ref();
+    let folder = match group {
+        Some(g) if g.rank() > 0 => RunFolder::follow(&opts.out_dir),
+        _ => RunFolder::open(&opts.out_dir, opts.existing, opts.verbose)?,
+    };
     let (mut state, mut progress) =
         if resuming { resume(cfg, &folder, opts.verbose)? } else { (start(cfg, opts.init_from.as_deref())?, None) };
     let trainable = state.net.trainable_sizes();
     check_groups_match(&cfg.run.param_groups, trainable.iter().map(|(name, _)| name.as_str()))
         .map_err(|e| Error::Config { file: cfg.model.name.clone(), detail: e.to_string() })?;
     // Only now, with the checkpoint (if any) read and checked, is anything in the folder written.
-    write_atomically(&folder.dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    if resuming {
+    if folder.writes {
+        write_atomically(&folder.dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    }
+    if resuming && folder.writes {
         // A kill between writing the checkpoint and metrics.csv leaves the file one epoch
         // behind; rewrite it from the checkpoint so the two agree again.
         write_metrics(&folder.metrics, &state.history)?;
@@ -255,8 +277,19 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     if let Some(p) = &progress {
         check_resumable_inside(p, train, n, &folder.last, state.history.len())?;
     }
+    if let Some(g) = group {
+        let checks = [
+            ("config", config_hash(cfg)),
+            ("training set", data_hash(&data.splits.train)),
+            ("set of starting weights", weights_hash(&state.net, state.optimizer.steps_taken())),
+        ];
+        check_ranks_agree(g, &checks, n, train.batch_size, &cfg.model.name)?;
+        if opts.verbose {
+            eprintln!("distributed: {} ranks agree on the config, the data and the weights", g.size());
+        }
+    }
     // Only with the data read and checked is an earlier run's work deleted.
-    if opts.existing == ExistingRun::Overwrite {
+    if opts.existing == ExistingRun::Overwrite && folder.writes {
         folder.remove_earlier_run()?;
     }
     if opts.verbose {
@@ -277,6 +310,7 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
         saved: resuming.then(|| (state.history.len(), progress.as_ref().map_or(0, |p| p.steps_done))),
         stop: opts.stop.clone(),
         handshake: StepHandshake::from_env(),
+        group: opts.group.clone(),
     };
     let run = Run { cfg, data: &data, folder: &folder };
     let mut final_test = None;
@@ -298,7 +332,9 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
                 });
             }
         }
-        on_epoch(&state.history)?;
+        if folder.writes {
+            on_epoch(&state.history)?;
+        }
     }
     let final_options = EvalOptions::for_run(&cfg.run);
     if (final_test.is_none() || final_options != EvalOptions::per_epoch(&cfg.run)) && !state.history.is_empty() {
@@ -309,7 +345,9 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     let summary = match &final_test {
         Some(test) => {
             let summary = run_summary(&state, &run, test, began.elapsed().as_secs_f64());
-            write_summary(&folder, &summary, opts.verbose)?;
+            if folder.writes {
+                write_summary(&folder, &summary, opts.verbose)?;
+            }
             Some(summary)
         }
         None => None,
@@ -509,7 +547,17 @@ fn train_epoch(
             make_batch(train, &order[range], &data.norm)
         };
         state.net.set_step_seed(state.seed, global_step as u64);
-        let stats = state.net.compute_gradients(&x, &labels, loss).map_err(|e| match e {
+        let stats = match &checkpointing.group {
+            // Each rank builds the whole batch (augmentation draws in image order) and
+            // computes its share.
+            Some(g) => {
+                let share = share_of(labels.len(), g.rank(), g.size())?;
+                let x_share = x.slice_batch(share.start, share.len());
+                state.net.compute_gradients_shared(&x_share, &labels[share.clone()], loss, g, share.start)
+            }
+            None => state.net.compute_gradients(&x, &labels, loss),
+        };
+        let stats = stats.map_err(|e| match e {
             Error::Diverged(what) => Error::Diverged(format!(
                 "training diverged at epoch {} step {} (global step {global_step}): {what}; {}",
                 epoch + 1,
@@ -605,6 +653,9 @@ fn check_finite(state: &TrainState, folder: &RunFolder, epoch: usize, steps_done
 /// and `inside` the next one when written mid-epoch.
 fn save_last(state: &TrainState, run: &Run, epochs_done: usize, inside: Option<&EpochProgress>) -> Result<()> {
     let Run { cfg, data, folder } = *run;
+    if !folder.writes {
+        return Ok(());
+    }
     let meta = checkpoint_meta(state, data, epochs_done);
     let averaged = state.lookahead.state(&state.net.params());
     let record = RunRecord { history: &state.history, progress: inside, averaged: &averaged };
@@ -669,12 +720,14 @@ fn end_epoch(state: &mut TrainState, run: &Run, epoch: usize, trained: EpochProg
     // Order matters for a crash between two writes: best before last (a resumed run redoes
     // the epoch and rewrites best), metrics.csv last (resume rewrites it from the
     // checkpoint's history). Each write is atomic.
-    if improved {
+    if improved && folder.writes {
         save_checkpoint(&folder.best, &state.net, &cfg.run, None, &checkpoint_meta(state, data, epoch + 1))?;
     }
     state.lookahead.swap(&mut state.net.params_mut())?;
     save_last(state, run, epoch + 1, None)?;
-    write_metrics(&folder.metrics, &state.history)?;
+    if folder.writes {
+        write_metrics(&folder.metrics, &state.history)?;
+    }
     Ok(test)
 }
 
