@@ -82,7 +82,25 @@ fn pinning_wanted() -> bool {
 /// gain was within the noise of the measurements (the slow runs had another cause, see
 /// docs/performance.md); this is a guard, and CONVNET_PIN_THREADS=0 turns it off.
 pub fn pool_builder(threads: usize) -> rayon::ThreadPoolBuilder {
+    pool_builder_on(threads, allowed_cpus())
+}
+
+/// `pool_builder` for one of `local_ranks` processes of a distributed run on this machine
+/// (`local_rank` from 0): where the processes share one affinity mask (mpirun --bind-to none),
+/// each takes its own equal slice of it (so that "0 threads" means its share of the cores, and
+/// two ranks never pin their workers to the same CPU); where mpirun bound each to its own
+/// cores, the mask is already its own.
+pub fn pool_builder_for_rank(threads: usize, local_rank: usize, local_ranks: usize) -> rayon::ThreadPoolBuilder {
     let cpus = allowed_cpus();
+    let per_rank = cpus.len() / local_ranks.max(1);
+    if local_ranks > 1 && per_rank > 0 && local_rank < local_ranks {
+        pool_builder_on(threads, cpus[local_rank * per_rank..][..per_rank].to_vec())
+    } else {
+        pool_builder_on(threads, cpus)
+    }
+}
+
+fn pool_builder_on(threads: usize, cpus: Vec<usize>) -> rayon::ThreadPoolBuilder {
     let threads = match threads {
         // Where the affinity mask is unknown (not Linux), what the standard library sees.
         0 if cpus.is_empty() => std::thread::available_parallelism().map_or(1, |n| n.get()),

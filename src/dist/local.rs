@@ -59,6 +59,9 @@ impl Collective for LocalRank {
         assert_eq!(got.len(), bytes.len(), "rank {from} sent {} bytes where rank {} expected {}", got.len(), self.rank, bytes.len());
         bytes.copy_from_slice(&got);
     }
+    fn abort(&self, code: i32) -> ! {
+        panic!("rank {} ended the job (exit code {code})", self.rank)
+    }
     fn broadcast(&self, root: usize, bytes: &mut [u8]) {
         if self.rank == root {
             for to in (0..self.size()).filter(|&r| r != root) {

@@ -48,6 +48,9 @@ pub trait Collective: Send + Sync {
     fn recv(&self, from: usize, bytes: &mut [u8]);
     /// `root`'s `bytes` to every rank (all call it with the same root and length).
     fn broadcast(&self, root: usize, bytes: &mut [u8]);
+    /// Ends every rank of the job at once, with exit code `code` (after an error on this rank:
+    /// the others may be waiting for it).
+    fn abort(&self, code: i32) -> !;
 }
 
 /// A job's ranks, with counters of the traffic and of the time spent communicating (waiting
@@ -70,6 +73,10 @@ impl Group {
     }
     pub fn host(&self) -> String {
         self.comm.host()
+    }
+    /// See [`Collective::abort`].
+    pub fn abort(&self, code: i32) -> ! {
+        self.comm.abort(code)
     }
     /// Bytes this rank has sent (broadcasts counted once per receiving rank when it is the root).
     pub fn bytes_sent(&self) -> u64 {

@@ -130,10 +130,27 @@ pub fn image_notes(path: &std::path::Path, img: &convnet::data::LoadedImage) {
 
 /// Sets the number of worker threads for the whole process (0 = one per core).
 pub fn set_threads(threads: usize) -> convnet::Result<()> {
+    check_threads(threads)?;
+    // Workers pinned to CPUs (see convnet::threads; CONVNET_PIN_THREADS=0 turns that off).
+    convnet::threads::init_pool(threads).map_err(|e| convnet::Error::invalid("--threads", e.to_string()))
+}
+
+fn check_threads(threads: usize) -> convnet::Result<()> {
     const MAX_THREADS: usize = 1024;
     if threads > MAX_THREADS {
         return Err(convnet::Error::invalid("--threads", format!("{threads} is over the limit of {MAX_THREADS} (0 means one per core)")));
     }
-    // Workers pinned to CPUs (see convnet::threads; CONVNET_PIN_THREADS=0 turns that off).
-    convnet::threads::init_pool(threads).map_err(|e| convnet::Error::invalid("--threads", e.to_string()))
+    Ok(())
+}
+
+/// `set_threads` for a rank of a distributed run: its share of this machine's cores, from
+/// OpenMPI's count of the ranks on this machine (OMPI_COMM_WORLD_LOCAL_RANK and _LOCAL_SIZE;
+/// see `convnet::threads::pool_builder_for_rank`).
+pub fn set_threads_for_rank(threads: usize) -> convnet::Result<()> {
+    check_threads(threads)?;
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok());
+    let (rank, ranks) = (env("OMPI_COMM_WORLD_LOCAL_RANK").unwrap_or(0), env("OMPI_COMM_WORLD_LOCAL_SIZE").unwrap_or(1));
+    convnet::threads::pool_builder_for_rank(threads, rank, ranks)
+        .build_global()
+        .map_err(|e| convnet::Error::invalid("--threads", e.to_string()))
 }

@@ -3,9 +3,11 @@
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use convnet::train::{train, CheckpointEvery, EpochMetrics, ExistingRun, TrainOptions};
 use convnet::viz::write_curves_for;
+use convnet::dist::Group;
 use convnet::Config;
 
 /// Train a model. Writes runs/<name>/ with config.toml, metrics.csv (per epoch: loss, train,
@@ -67,10 +69,49 @@ pub struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long, short)]
     quiet: bool,
+    /// Train data-parallel as one rank of an MPI job: `mpirun -np N convnet train --distributed
+    /// ...`. Each rank computes its share of every batch; the result equals, bit for bit, one
+    /// process training alone with the same batch size. Rank 0 writes the run folder. Each
+    /// rank's --threads default is its share of its machine's cores. Needs a convnet built with
+    /// `--features mpi` (see docs/distributed.md).
+    #[arg(long)]
+    distributed: bool,
 }
 
 pub fn run(args: TrainArgs) -> convnet::Result<ExitCode> {
-    crate::set_threads(args.threads)?;
+    if !args.distributed {
+        crate::set_threads(args.threads)?;
+        return run_with(args, None);
+    }
+    crate::set_threads_for_rank(args.threads)?;
+    let group = Arc::new(join_mpi_job()?);
+    let (rank, host) = (group.rank(), group.host());
+    match run_with(args, Some(Arc::clone(&group))) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // The other ranks may be waiting for this one: end them all, now, naming this one.
+            eprintln!("error: rank {rank} of {} (on {host}): {e}", group.size());
+            group.abort(if e.is_user_error() { 2 } else { 1 })
+        }
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn join_mpi_job() -> convnet::Result<convnet::dist::Group> {
+    convnet::dist::mpi::join()
+}
+
+#[cfg(not(feature = "mpi"))]
+fn join_mpi_job() -> convnet::Result<convnet::dist::Group> {
+    Err(convnet::Error::invalid(
+        "--distributed",
+        "this convnet was built without MPI: build it with `cargo build --release --features mpi` (which needs OpenMPI \
+         and libclang; on Debian: apt install openmpi-bin libopenmpi-dev libclang-dev), then run it under mpirun",
+    ))
+}
+
+fn run_with(args: TrainArgs, group: Option<Arc<Group>>) -> convnet::Result<ExitCode> {
+    let first_rank = group.as_ref().is_none_or(|g| g.rank() == 0);
     let mut cfg = Config::load(&args.config)?;
     let run = &mut cfg.run;
     if let Some(e) = args.epochs {
@@ -98,10 +139,11 @@ pub fn run(args: TrainArgs) -> convnet::Result<ExitCode> {
     let opts = TrainOptions {
         data_dir: args.data.clone(),
         existing,
-        verbose: !args.quiet,
+        verbose: !args.quiet && first_rank,
         checkpoint_every: args.checkpoint_every,
         stop: Some(stop.flag()),
         init_from: args.init_from.clone(),
+        group: group.clone(),
         ..TrainOptions::new(cfg, out_dir.clone())
     };
     let (curves_png, curves_svg) = (out_dir.join("curves.png"), out_dir.join("curves.svg"));
@@ -113,6 +155,9 @@ pub fn run(args: TrainArgs) -> convnet::Result<ExitCode> {
         Ok(())
     };
     let report = train(&opts, &mut on_epoch)?;
+    if !first_rank {
+        return Ok(if report.stopped.is_some() { stop.exit_code() } else { ExitCode::SUCCESS });
+    }
     if let Some(at) = report.stopped {
         // Said even with --quiet: the one line that tells how to go on.
         eprintln!("{at}: resume with `{}`", resume_command(&args, &out_dir));
@@ -130,6 +175,10 @@ pub fn run(args: TrainArgs) -> convnet::Result<ExitCode> {
 fn resume_command(args: &TrainArgs, out_dir: &Path) -> String {
     let program = std::env::args().next().unwrap_or_else(|| "convnet".into());
     let mut words = vec![shell_word(&program), "train".into(), "--config".into(), shell_word(&args.config.display().to_string())];
+    if args.distributed {
+        words.insert(0, "mpirun -np N".into());
+        words.push("--distributed".into());
+    }
     let mut option = |name: &str, value: Option<String>| {
         if let Some(v) = value {
             words.extend([format!("--{name}"), shell_word(&v)]);
