@@ -6,12 +6,14 @@
 //! Each sample times `steps` steps together; `reps` samples follow `warmup` untimed steps.
 //! GFLOP/s counts the conv and dense multiply-adds (x2), and a training step as 3x the forward.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::dist::{share_of, Group};
+use crate::error::{Error, Result};
 use crate::layers::Mode;
 use crate::model::{Loss, Network};
 use crate::optim::{Optimizer, OptimizerConfig};
@@ -44,6 +46,24 @@ pub struct BenchResult {
     pub gflops_achieved_median: f64,
     /// Peak resident memory of the process so far (VmHWM), in MiB; None where unavailable.
     pub peak_rss_mib: Option<f64>,
+    /// A distributed bench (`--distributed`): what rank 0 measured (`batch` is the global
+    /// batch, images/s the whole job's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedFigures>,
+}
+
+/// The communication of a distributed training step, as rank 0 sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DistributedFigures {
+    pub ranks: usize,
+    /// Milliseconds per step in the collectives (sends, receives, broadcasts, waiting for the
+    /// other ranks included), median of the samples.
+    pub comm_ms_per_step_median: f64,
+    /// Bytes rank 0 sends per step.
+    pub bytes_sent_per_step: u64,
+    /// Bytes per step over every rank (each rank's sends; a broadcast counted once per
+    /// receiving rank).
+    pub bytes_all_ranks_per_step: u64,
 }
 
 pub struct BenchSettings {
@@ -69,7 +89,17 @@ impl BenchSettings {
 
 /// Runs on the thread pool's workers, as the command-line tool runs everything (see `threads`).
 pub fn run_bench(cfg: &Config, s: &BenchSettings) -> Result<BenchResult> {
-    crate::threads::on_workers(|| run_bench_on_workers(cfg, s))
+    crate::threads::on_workers(|| run_bench_on_workers(cfg, s, None))
+}
+
+/// `run_bench` of training steps on one rank of a distributed job: each rank computes its share
+/// of the batch (`dist::share_of`) and the gradients are folded across the ranks (`dist`).
+/// Every rank returns the same figures (rank 0's step times and traffic).
+pub fn run_bench_distributed(cfg: &Config, s: &BenchSettings, group: &Arc<Group>) -> Result<BenchResult> {
+    if s.mode != BenchMode::Train {
+        return Err(Error::invalid("bench --distributed", "only training steps communicate: use --mode train"));
+    }
+    crate::threads::on_workers(|| run_bench_on_workers(cfg, s, Some(group)))
 }
 
 /// What a bench runs: a synthetic batch, the run's loss, and an optimiser for training steps.
@@ -78,11 +108,13 @@ struct Workload {
     labels: Vec<usize>,
     loss: Loss,
     optimizer: Optimizer,
+    /// A distributed bench's group, and where this rank's share starts in the batch.
+    group: Option<(Arc<Group>, usize)>,
 }
 
 impl Workload {
     /// Deterministic pseudo-random inputs in [-1, 1) and labels for `net`, `batch` images.
-    fn new(cfg: &Config, net: &Network, batch: usize) -> Result<Workload> {
+    fn new(cfg: &Config, net: &Network, batch: usize, group: Option<&Arc<Group>>) -> Result<Workload> {
         let [h, w, c] = cfg.model.input;
         let n = h * w * c * batch;
         let x = Tensor::from_vec(&[batch, h, w, c], (0..n).map(|i| ((i as u64 * 2654435761) % 2000) as f32 / 1000.0 - 1.0).collect())?;
@@ -90,7 +122,14 @@ impl Workload {
         // The loss the run trains with (label smoothing costs a little time too).
         let loss = Loss { label_smoothing: cfg.run.train.label_smoothing };
         let optimizer = Optimizer::new(OptimizerConfig::Adam { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })?;
-        Ok(Workload { x, labels, loss, optimizer })
+        let mut work = Workload { x, labels, loss, optimizer, group: None };
+        if let Some(g) = group {
+            let share = share_of(batch, g.rank(), g.size())?;
+            work.x = work.x.slice_batch(share.start, share.len());
+            work.labels = work.labels[share.clone()].to_vec();
+            work.group = Some((Arc::clone(g), share.start));
+        }
+        Ok(work)
     }
 
     /// One step: forward, loss, backward and an Adam update (`Train`), or a forward pass in
@@ -98,7 +137,10 @@ impl Workload {
     fn step(&mut self, net: &mut Network, mode: BenchMode) -> Result<()> {
         match mode {
             BenchMode::Train => {
-                net.compute_gradients(&self.x, &self.labels, self.loss)?;
+                match &self.group {
+                    Some((g, first)) => net.compute_gradients_shared(&self.x, &self.labels, self.loss, g, *first)?,
+                    None => net.compute_gradients(&self.x, &self.labels, self.loss)?,
+                };
                 net.apply_gradients(&mut self.optimizer, 1e-4)
             }
             BenchMode::Infer | BenchMode::Latency => net.forward(&self.x, Mode::Eval).map(|_| ()),
@@ -106,21 +148,47 @@ impl Workload {
     }
 }
 
-fn run_bench_on_workers(cfg: &Config, s: &BenchSettings) -> Result<BenchResult> {
+fn run_bench_on_workers(cfg: &Config, s: &BenchSettings, group: Option<&Arc<Group>>) -> Result<BenchResult> {
     let mut net = Network::build(&cfg.model, 0)?;
-    let mut work = Workload::new(cfg, &net, s.batch)?;
+    let mut work = Workload::new(cfg, &net, s.batch, group)?;
     let mut step = |net: &mut Network| work.step(net, s.mode);
     for _ in 0..s.warmup {
         step(&mut net)?;
     }
     let mut samples = Vec::with_capacity(s.reps);
+    let mut comm = Vec::with_capacity(s.reps);
+    let traffic = |g: Option<&Arc<Group>>| g.map_or((0.0, 0), |g| (g.seconds_communicating(), g.bytes_sent()));
+    let (_, bytes_before) = traffic(group);
     for _ in 0..s.reps {
+        let (comm_before, _) = traffic(group);
         let t = Instant::now();
         for _ in 0..s.steps {
             step(&mut net)?;
         }
         samples.push(t.elapsed().as_secs_f64() / s.steps as f64);
+        comm.push((traffic(group).0 - comm_before) / s.steps as f64);
     }
+    let distributed = match group {
+        Some(g) => {
+            let steps = (s.reps * s.steps) as u64;
+            let mine = (g.bytes_sent() - bytes_before) / steps;
+            let per_rank = g.all_values(mine);
+            // Rank 0's step times and communication, the same figures on every rank.
+            let mut mine_then_rank0 = [samples.clone(), comm.clone()].concat();
+            g.broadcast(0, &mut mine_then_rank0);
+            let (rank0_samples, rank0_comm) = mine_then_rank0.split_at(samples.len());
+            samples = rank0_samples.to_vec();
+            comm = rank0_comm.to_vec();
+            comm.sort_by(f64::total_cmp);
+            Some(DistributedFigures {
+                ranks: g.size(),
+                comm_ms_per_step_median: round3(comm[comm.len() / 2] * 1e3),
+                bytes_sent_per_step: per_rank[0],
+                bytes_all_ranks_per_step: per_rank.iter().sum(),
+            })
+        }
+        None => None,
+    };
     samples.sort_by(f64::total_cmp);
     let median = samples[samples.len() / 2];
     let (min, max) = (samples[0], samples[samples.len() - 1]);
@@ -142,6 +210,7 @@ fn run_bench_on_workers(cfg: &Config, s: &BenchSettings) -> Result<BenchResult> 
         ms_per_step_max: round3(max * 1e3),
         gflops_achieved_median: round2(mult * net.flops() as f64 * b / median / 1e9),
         peak_rss_mib: peak_rss_mib(),
+        distributed,
     })
 }
 
@@ -172,7 +241,7 @@ pub fn layer_breakdown(cfg: &Config, batch: usize, steps: usize, warmup: usize, 
 
 fn layer_breakdown_on_workers(cfg: &Config, batch: usize, steps: usize, warmup: usize, train: bool) -> Result<Vec<(String, f64, f64)>> {
     let mut net = Network::build(&cfg.model, 0)?;
-    let Workload { x, labels, loss, .. } = Workload::new(cfg, &net, batch)?;
+    let Workload { x, labels, loss, .. } = Workload::new(cfg, &net, batch, None)?;
     for _ in 0..warmup {
         net.profile_step(&x, &labels, loss, train)?;
     }
@@ -225,7 +294,7 @@ units = 3
     fn a_training_step_updates_the_weights_and_an_inference_step_does_not() {
         let cfg = Config::from_toml(TINY, "tiny").unwrap();
         let mut net = Network::build(&cfg.model, 0).unwrap();
-        let mut work = Workload::new(&cfg, &net, 4).unwrap();
+        let mut work = Workload::new(&cfg, &net, 4, None).unwrap();
         assert_eq!(work.x.shape(), [4, 6, 6, 1]);
         assert_eq!(work.labels, [0, 1, 2, 0], "(i * 7) % 3");
         let before = weights(&net);

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use common::{checkpoint_state, metrics_without_timing, random, write_quadrant_idx};
+use convnet::bench::{run_bench_distributed, BenchMode, BenchSettings};
 use convnet::dist::{local_group, share_of, with_group, Group};
 use convnet::ops::batch_norm::{batch_norm_backward, batch_norm_forward_train, BatchNormCache, RunningStats};
 use convnet::ops::conv2d::conv2d_backward;
@@ -214,7 +215,8 @@ fn two_and_three_ranks_train_a_batch_norm_resnet_to_the_bits_of_one_process() {
         assert_same_run(&alone, &out, &format!("{ranks} ranks"));
         for (rank, r) in reports.into_iter().enumerate() {
             let r = r.unwrap();
-            let accuracy = |r: &TrainReport| r.epochs.iter().map(|m| (m.train_loss.to_bits(), m.test_accuracy.to_bits())).collect::<Vec<_>>();
+            let accuracy =
+                |r: &TrainReport| r.epochs.iter().map(|m| (m.train_loss.to_bits(), m.test_accuracy.to_bits())).collect::<Vec<_>>();
             assert_eq!(accuracy(&r), accuracy(&report), "rank {rank} of {ranks}: its metrics");
         }
         // Only rank 0 wrote: the folder holds one run's files, no stray ones.
@@ -274,5 +276,53 @@ fn ranks_with_different_configs_or_too_small_batches_are_refused_on_every_rank()
     });
     for e in &errors {
         assert!(e.contains("batch size 40") && e.contains("3 ranks"), "{e}");
+    }
+}
+
+#[test]
+fn the_distributed_bench_counts_the_bytes_each_fold_sends() {
+    // Tiny: conv 3x3x1x4 + bias (40), dense 256x10 + bias (2570): 2,610 parameters.
+    let cfg = Config::from_toml(
+        &common::model_config(
+            "bench",
+            "[8, 8, 1]",
+            "[[layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel = 3\npadding = \"same\"\n[[layers]]\ntype = \"relu\"\n\
+             [[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 10\n",
+        ),
+        "bench.toml",
+    )
+    .unwrap();
+    let figures = on_ranks(2, move |g| {
+        let mut s = BenchSettings::defaults(BenchMode::Train, Some(64));
+        (s.steps, s.reps, s.warmup) = (2, 3, 1);
+        run_bench_distributed(&cfg, &s, &g).unwrap().distributed.unwrap()
+    });
+    // Rank 0 sends the running sums of its share: every gradient (f32), the loss (f64), and
+    // two counts (u64: the batch's images for the loss, its correct answers); the last rank
+    // broadcasts the same totals back.
+    let per_rank = 4 * 2610 + 8 + 8 + 8;
+    for f in &figures {
+        assert_eq!((f.ranks, f.bytes_sent_per_step, f.bytes_all_ranks_per_step), (2, per_rank, 2 * per_rank));
+        assert!(f.comm_ms_per_step_median >= 0.0);
+    }
+    let mut s = BenchSettings::defaults(BenchMode::Infer, Some(64));
+    s.reps = 1;
+    let cfg = Config::from_toml(
+        &common::model_config("x", "[8, 8, 1]", "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 10\n"),
+        "x.toml",
+    )
+    .unwrap();
+    let errors = on_ranks(1, move |g| run_bench_distributed(&cfg, &s, &g).err().map(|e| e.to_string()));
+    assert!(errors[0].as_deref().is_some_and(|e| e.contains("--mode train")), "{errors:?}");
+}
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn without_the_mpi_feature_distributed_is_refused_with_how_to_build_it() {
+    for command in ["train", "bench"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_convnet")).args([command, "--distributed"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("built without MPI") && stderr.contains("--features mpi"), "{command}: {stderr}");
     }
 }

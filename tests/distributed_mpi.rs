@@ -70,9 +70,12 @@ fn convnet(args: &[&str]) -> Command {
 
 fn mpirun(ranks: usize, args: &[&str]) -> Command {
     let mut c = Command::new("mpirun");
-    c.args(["--allow-run-as-root", "--oversubscribe", "-np", &ranks.to_string(), CONVNET])
-        .args(args)
-        .args(["--distributed", "--threads", "1", "--quiet"]);
+    c.args(["--allow-run-as-root", "--oversubscribe", "-np", &ranks.to_string(), CONVNET]).args(args).args([
+        "--distributed",
+        "--threads",
+        "1",
+        "--quiet",
+    ]);
     c
 }
 
@@ -187,7 +190,8 @@ fn ranks_given_different_configs_are_refused() {
     let other = work.path().join("other.toml");
     std::fs::write(&other, std::fs::read_to_string(&cfg).unwrap().replace("seed = 1", "seed = 2")).unwrap();
     let out = work.path().join("run");
-    let rank = |c: &Path| ["-np", "1", CONVNET, "train", "--config", c.to_str().unwrap(), "--distributed", "--threads", "1"].map(String::from);
+    let rank =
+        |c: &Path| ["-np", "1", CONVNET, "train", "--config", c.to_str().unwrap(), "--distributed", "--threads", "1"].map(String::from);
     let output = Command::new("mpirun")
         .args(["--allow-run-as-root", "--oversubscribe"])
         .args(rank(&cfg))

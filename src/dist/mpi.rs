@@ -31,12 +31,10 @@ unsafe impl Sync for MpiRanks {}
 /// of one rank).
 pub fn join() -> Result<Group> {
     let refuse = |detail: String| Error::invalid("distributed", detail);
-    let (universe, level) = mpi::initialize_with_threading(Threading::Multiple)
-        .ok_or_else(|| refuse("MPI was already initialised in this process".into()))?;
+    let (universe, level) =
+        mpi::initialize_with_threading(Threading::Multiple).ok_or_else(|| refuse("MPI was already initialised in this process".into()))?;
     if level < Threading::Serialized {
-        return Err(refuse(format!(
-            "this MPI library offers threads at level {level:?}; convnet needs MPI_THREAD_SERIALIZED or more"
-        )));
+        return Err(refuse(format!("this MPI library offers threads at level {level:?}; convnet needs MPI_THREAD_SERIALIZED or more")));
     }
     let world = universe.world();
     let host = mpi::environment::processor_name().unwrap_or_else(|_| "an unnamed host".into());

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 /// Ranks take whole units of this many images: a multiple of every chunk a batch sum is split
 /// into (`crate::chunks`), so that no chunk is cut between two ranks.
 pub const IMAGES_PER_SHARE_UNIT: usize = DENSE_IMAGES_PER_CHUNK;
-const _: () = assert!(IMAGES_PER_SHARE_UNIT % IMAGES_PER_CHUNK == 0 && IMAGES_PER_SHARE_UNIT % DENSE_IMAGES_PER_CHUNK == 0);
+const _: () =
+    assert!(IMAGES_PER_SHARE_UNIT.is_multiple_of(IMAGES_PER_CHUNK) && IMAGES_PER_SHARE_UNIT.is_multiple_of(DENSE_IMAGES_PER_CHUNK));
 
 /// Rank `rank`'s images of a batch of `batch` among `ranks`: a contiguous run of whole units,
 /// the units dealt out as evenly as they go (rank r starts at unit floor(r units / ranks); the

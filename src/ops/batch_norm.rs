@@ -61,13 +61,11 @@ pub struct RunningStats<'a> {
 /// `IMAGES_PER_CHUNK`. So a chunk never holds part of one image and part of another, nor images
 /// of two groups of `IMAGES_PER_CHUNK`: the ranks of a distributed step hold whole chunks.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct RowChunks {
-    rows: usize,
-    rows_per_image: usize,
-    /// Pieces per image (large images), or 0.
-    pieces: usize,
-    /// Rows per chunk (small images).
-    chunk_rows: usize,
+enum RowChunks {
+    /// Each image in `pieces` chunks of up to `ROWS` rows.
+    PerImage { rows: usize, rows_per_image: usize, pieces: usize },
+    /// Whole images, `chunk_rows` rows a chunk (the last may be shorter).
+    Grouped { rows: usize, chunk_rows: usize },
 }
 
 impl RowChunks {
@@ -80,29 +78,29 @@ impl RowChunks {
 
     fn new(rows: usize, rows_per_image: usize) -> RowChunks {
         if rows_per_image >= ROWS {
-            RowChunks { rows, rows_per_image, pieces: rows_per_image.div_ceil(ROWS), chunk_rows: 0 }
+            RowChunks::PerImage { rows, rows_per_image, pieces: rows_per_image.div_ceil(ROWS) }
         } else {
             let fit = (ROWS / rows_per_image).min(IMAGES_PER_CHUNK);
             let images = 1usize << fit.ilog2();
-            RowChunks { rows, rows_per_image, pieces: 0, chunk_rows: images * rows_per_image }
+            RowChunks::Grouped { rows, chunk_rows: images * rows_per_image }
         }
     }
 
     fn count(self) -> usize {
-        if self.pieces > 0 {
-            self.rows / self.rows_per_image * self.pieces
-        } else {
-            self.rows.div_ceil(self.chunk_rows)
+        match self {
+            RowChunks::PerImage { rows, rows_per_image, pieces } => rows / rows_per_image * pieces,
+            RowChunks::Grouped { rows, chunk_rows } => rows.div_ceil(chunk_rows),
         }
     }
 
     fn range(self, i: usize) -> std::ops::Range<usize> {
-        if self.pieces > 0 {
-            let (image, piece) = (i / self.pieces, i % self.pieces);
-            let start = image * self.rows_per_image + piece * ROWS;
-            start..(start + ROWS).min((image + 1) * self.rows_per_image)
-        } else {
-            i * self.chunk_rows..self.rows.min((i + 1) * self.chunk_rows)
+        match self {
+            RowChunks::PerImage { rows_per_image, pieces, .. } => {
+                let (image, piece) = (i / pieces, i % pieces);
+                let start = image * rows_per_image + piece * ROWS;
+                start..(start + ROWS).min((image + 1) * rows_per_image)
+            }
+            RowChunks::Grouped { rows, chunk_rows } => i * chunk_rows..rows.min((i + 1) * chunk_rows),
         }
     }
 }
@@ -221,7 +219,8 @@ pub fn batch_norm_forward_train(
     cache.shift.extend_from_slice(&data[..c]);
     crate::dist::from_first_rank(&mut cache.shift);
     let shift = &cache.shift;
-    let (s1, s2) = two_channel_sums(RowChunks::of(x), c, &mut cache.partials, |r, out| shifted_sums(&data[r.start * c..r.end * c], shift, out));
+    let (s1, s2) =
+        two_channel_sums(RowChunks::of(x), c, &mut cache.partials, |r, out| shifted_sums(&data[r.start * c..r.end * c], shift, out));
     cache.rows = rows;
     let n = rows as f64;
     cache.mean.clear();
@@ -388,4 +387,36 @@ pub fn batch_norm_forward_ref(x: &Tensor, gamma: &[f32], beta: &[f32], eps: f32)
         }
     }
     Tensor::from_vec(x.shape(), y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row in exactly one chunk, in order; no chunk over ROWS rows, none holding part of
+    /// an image with part of another, none spanning two groups of IMAGES_PER_CHUNK images.
+    #[test]
+    fn row_chunks_cover_the_rows_and_keep_to_images_and_groups() {
+        for (images, rows_per_image) in [(20, 1), (20, 9), (19, 30), (9, 64), (5, 256), (3, 300), (4, 784), (2, 1024)] {
+            let chunks = RowChunks::new(images * rows_per_image, rows_per_image);
+            let ranges: Vec<_> = (0..chunks.count()).map(|i| chunks.range(i)).collect();
+            assert_eq!(ranges.first().unwrap().start, 0);
+            assert_eq!(ranges.last().unwrap().end, images * rows_per_image);
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start, "{rows_per_image} rows an image");
+            }
+            let group = IMAGES_PER_CHUNK * rows_per_image;
+            for r in &ranges {
+                assert!(!r.is_empty() && r.len() <= ROWS, "{r:?} of {rows_per_image}-row images");
+                let (first, last) = (r.start / rows_per_image, (r.end - 1) / rows_per_image);
+                let whole = r.start % rows_per_image == 0 && r.end % rows_per_image == 0;
+                assert!(first == last || whole, "{r:?} cuts an image of {rows_per_image} rows");
+                assert_eq!(r.start / group, (r.end - 1) / group, "{r:?} spans two groups of {rows_per_image}-row images");
+            }
+        }
+        // As many small images a chunk as the largest power of two that fits, at most 8.
+        assert_eq!(RowChunks::new(360, 9).range(0), 0..72);
+        assert_eq!(RowChunks::new(640, 64).range(1), 256..512);
+        assert_eq!(RowChunks::new(600, 300).range(1), 256..300);
+    }
 }

@@ -47,7 +47,8 @@ pub fn weights_hash(net: &Network, optimizer_steps: u64) -> u64 {
 
 /// Refuses the run, on every rank alike, unless all ranks agree on each of `checks` (what, this
 /// rank's hash) and every batch of an epoch of `examples` in batches of `batch` can be shared.
-pub fn check_ranks_agree(group: &Group, checks: &[(&str, u64)], examples: usize, batch: usize, file: &str) -> Result<()> {
+/// Returns the ranks' host names, in rank order.
+pub fn check_ranks_agree(group: &Group, checks: &[(&str, u64)], examples: usize, batch: usize, file: &str) -> Result<Vec<String>> {
     let hosts = all_hosts(group);
     for &(what, mine) in checks {
         let all = group.all_values(mine);
@@ -69,7 +70,7 @@ pub fn check_ranks_agree(group: &Group, checks: &[(&str, u64)], examples: usize,
             detail: format!("batch size {batch} over {examples} training examples: {e}"),
         })?;
     }
-    Ok(())
+    Ok(hosts)
 }
 
 /// Every rank's host name, in rank order (up to 255 bytes each).

@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::checkpoint::{save_checkpoint, save_run_checkpoint, Checkpoint, CheckpointMeta, EpochProgress, RunRecord};
 use super::checkpoint_every::CheckpointEvery;
 use super::datasets::{load_splits, Splits};
+use super::distributed::{check_ranks_agree, config_hash, data_hash, weights_hash};
 use super::evaluate::{evaluate, EvalOptions, Evaluation};
 use super::metrics::{read_metrics, write_metrics, EpochMetrics};
 use super::run::TrainConfig;
@@ -29,7 +30,6 @@ use super::step_handshake::StepHandshake;
 use crate::config::Config;
 use crate::data::augment::{make_augmented_batch, BatchAt};
 use crate::data::{batch_ranges, epoch_order, make_batch, Normalization};
-use super::distributed::{check_ranks_agree, config_hash, data_hash, weights_hash};
 use crate::dist::{share_of, Group};
 use crate::error::{Error, Result};
 use crate::fs::write_atomically;
@@ -283,9 +283,9 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
             ("training set", data_hash(&data.splits.train)),
             ("set of starting weights", weights_hash(&state.net, state.optimizer.steps_taken())),
         ];
-        check_ranks_agree(g, &checks, n, train.batch_size, &cfg.model.name)?;
+        let hosts = check_ranks_agree(g, &checks, n, train.batch_size, &cfg.model.name)?;
         if opts.verbose {
-            eprintln!("distributed: {} ranks agree on the config, the data and the weights", g.size());
+            eprintln!("distributed: {} ranks (on {}) agree on the config, the data and the weights", g.size(), hosts.join(", "));
         }
     }
     // Only with the data read and checked is an earlier run's work deleted.

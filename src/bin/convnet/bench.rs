@@ -3,7 +3,9 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
-use convnet::bench::{layer_breakdown, run_bench, BenchMode, BenchSettings};
+use std::sync::Arc;
+
+use convnet::bench::{layer_breakdown, run_bench, run_bench_distributed, BenchMode, BenchSettings};
 use convnet::train::run::MAX_BATCH;
 use convnet::Config;
 
@@ -50,10 +52,22 @@ pub struct BenchArgs {
     /// with --mode train, forward only with --mode infer or latency.
     #[arg(long)]
     layers: bool,
+    /// Training steps on one rank of an MPI job (`mpirun -np N convnet bench --distributed`):
+    /// each rank computes its share of the batch, and rank 0 prints the step time for the whole
+    /// batch, the time spent communicating and the bytes sent per step. Needs a convnet built
+    /// with `--features mpi`.
+    #[arg(long, conflicts_with = "layers")]
+    distributed: bool,
 }
 
 pub fn run(args: BenchArgs) -> convnet::Result<()> {
-    crate::set_threads(args.threads)?;
+    let group = if args.distributed {
+        crate::set_threads_for_rank(args.threads)?;
+        Some(Arc::new(crate::train::join_mpi_job()?))
+    } else {
+        crate::set_threads(args.threads)?;
+        None
+    };
     let cfg = Config::load(&args.config)?;
     let mode = match args.mode {
         Mode::Train => BenchMode::Train,
@@ -83,7 +97,13 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         println!("  {:<width$}  {:>9.3}  {:>9.3}", "total", rows.iter().map(|r| r.1).sum::<f64>(), rows.iter().map(|r| r.2).sum::<f64>());
         return Ok(());
     }
-    let r = run_bench(&cfg, &s)?;
+    let r = match &group {
+        Some(g) => run_bench_distributed(&cfg, &s, g)?,
+        None => run_bench(&cfg, &s)?,
+    };
+    if group.as_ref().is_some_and(|g| g.rank() > 0) {
+        return Ok(());
+    }
     if args.json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
@@ -96,6 +116,12 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         println!("  achieved      {:.2} GFLOP/s", r.gflops_achieved_median);
         if let Some(m) = r.peak_rss_mib {
             println!("  peak memory   {m:.1} MiB (resident)");
+        }
+        if let Some(d) = &r.distributed {
+            println!(
+                "  distributed   {} ranks: {:.3} ms per step communicating (median, waiting included); {} bytes sent per step by rank 0, {} by all ranks",
+                d.ranks, d.comm_ms_per_step_median, d.bytes_sent_per_step, d.bytes_all_ranks_per_step
+            );
         }
     }
     Ok(())

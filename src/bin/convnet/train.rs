@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use convnet::dist::Group;
 use convnet::train::{train, CheckpointEvery, EpochMetrics, ExistingRun, TrainOptions};
 use convnet::viz::write_curves_for;
-use convnet::dist::Group;
 use convnet::Config;
 
 /// Train a model. Writes runs/<name>/ with config.toml, metrics.csv (per epoch: loss, train,
@@ -97,12 +97,12 @@ pub fn run(args: TrainArgs) -> convnet::Result<ExitCode> {
 }
 
 #[cfg(feature = "mpi")]
-fn join_mpi_job() -> convnet::Result<convnet::dist::Group> {
+pub fn join_mpi_job() -> convnet::Result<convnet::dist::Group> {
     convnet::dist::mpi::join()
 }
 
 #[cfg(not(feature = "mpi"))]
-fn join_mpi_job() -> convnet::Result<convnet::dist::Group> {
+pub fn join_mpi_job() -> convnet::Result<convnet::dist::Group> {
     Err(convnet::Error::invalid(
         "--distributed",
         "this convnet was built without MPI: build it with `cargo build --release --features mpi` (which needs OpenMPI \
