@@ -266,6 +266,31 @@ fn ranks_with_different_configs_or_too_small_batches_are_refused_on_every_rank()
         assert!(e.contains("rank 1") && e.contains("different config") && e.contains("thread 1"), "{e}");
     }
     assert!(!out.join("last.safetensors").exists());
+    // The same config over different data on rank 1 (another folder, other images).
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    write_quadrant_idx(&other, 340, 40, 12);
+    let (cfg2, out2) = (cfg.clone(), dir.path().join("other-data"));
+    let errors = on_ranks(2, move |g| {
+        let data_dir = (g.rank() == 1).then(|| other.clone());
+        let opts = TrainOptions { group: Some(g), data_dir, ..TrainOptions::new(cfg2.clone(), &out2) };
+        train(&opts, &mut |_| Ok(())).err().expect("refused").to_string()
+    });
+    for e in &errors {
+        assert!(e.contains("rank 1") && e.contains("different training set"), "{e}");
+    }
+    // Batches of 70 share among 3 ranks (32 + 32 + 6), but the epoch's last batch, 20 images
+    // of 300, does not.
+    let mut last_small = cfg.clone();
+    last_small.run.train.batch_size = 70;
+    let out3 = dir.path().join("last-small");
+    let errors = on_ranks(3, move |g| {
+        let opts = TrainOptions { group: Some(g), ..TrainOptions::new(last_small.clone(), &out3) };
+        train(&opts, &mut |_| Ok(())).err().expect("refused").to_string()
+    });
+    for e in &errors {
+        assert!(e.contains("batch size 70") && e.contains("batch of 20 images"), "{e}");
+    }
     // Batches of 40: one 32-image unit and a part, not enough for 3 ranks.
     let mut small = cfg.clone();
     small.run.train.batch_size = 40;
@@ -292,19 +317,28 @@ fn the_distributed_bench_counts_the_bytes_each_fold_sends() {
         "bench.toml",
     )
     .unwrap();
+    let cfg3 = cfg.clone();
     let figures = on_ranks(2, move |g| {
         let mut s = BenchSettings::defaults(BenchMode::Train, Some(64));
         (s.steps, s.reps, s.warmup) = (2, 3, 1);
-        run_bench_distributed(&cfg, &s, &g).unwrap().distributed.unwrap()
+        let r = run_bench_distributed(&cfg, &s, &g).unwrap();
+        (r.distributed.unwrap(), r.ms_per_step_median)
     });
     // Rank 0 sends the running sums of its share: every gradient (f32), the loss (f64), and
     // two counts (u64: the batch's images for the loss, its correct answers); the last rank
     // broadcasts the same totals back.
     let per_rank = 4 * 2610 + 8 + 8 + 8;
-    for f in &figures {
+    for (f, step_ms) in &figures {
         assert_eq!((f.ranks, f.bytes_sent_per_step, f.bytes_all_ranks_per_step), (2, per_rank, 2 * per_rank));
-        assert!(f.comm_ms_per_step_median >= 0.0);
+        assert!(f.comm_ms_per_step_median > 0.0 && f.comm_ms_per_step_median <= *step_ms, "{f:?} of {step_ms} ms");
     }
+    // Three ranks: rank 0 sends to rank 1, rank 1 to rank 2, and rank 2's broadcasts reach two.
+    let figures = on_ranks(3, move |g| {
+        let mut s = BenchSettings::defaults(BenchMode::Train, Some(96));
+        (s.steps, s.reps, s.warmup) = (1, 1, 0);
+        run_bench_distributed(&cfg3, &s, &g).unwrap().distributed.unwrap()
+    });
+    assert_eq!((figures[0].bytes_sent_per_step, figures[0].bytes_all_ranks_per_step), (per_rank, 4 * per_rank));
     let mut s = BenchSettings::defaults(BenchMode::Infer, Some(64));
     s.reps = 1;
     let cfg = Config::from_toml(
@@ -325,4 +359,14 @@ fn without_the_mpi_feature_distributed_is_refused_with_how_to_build_it() {
         assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
         assert!(stderr.contains("built without MPI") && stderr.contains("--features mpi"), "{command}: {stderr}");
     }
+}
+
+#[test]
+fn a_group_applies_only_inside_with_group() {
+    let seen = on_ranks(2, |g| {
+        let inside = with_group(Some(&g), 32 * g.rank(), || (convnet::dist::first_image(), convnet::dist::batch_count(5)));
+        (inside, convnet::dist::first_image(), convnet::dist::batch_count(5))
+    });
+    // Inside: this rank's start and the ranks' total; after: one process again.
+    assert_eq!(seen, [((0, 10), 0, 5), ((32, 10), 0, 5)]);
 }

@@ -205,3 +205,31 @@ fn ranks_given_different_configs_are_refused() {
     assert!(stderr.contains("rank 1") && stderr.contains("different config"), "{stderr}");
     assert!(!out.join("last.safetensors").exists());
 }
+
+#[test]
+fn a_rank_that_cannot_read_its_data_ends_every_rank_with_its_error() {
+    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_cifar(&data, 640);
+    let cfg = config(work.path(), "cifar10-seed.toml", &data);
+    let (out, missing) = (work.path().join("run"), work.path().join("no-such-folder"));
+    let rank = |d: &Path| -> Vec<String> {
+        let (c, d, o) = (cfg.to_str().unwrap(), d.to_str().unwrap(), out.to_str().unwrap());
+        ["-np", "1", CONVNET, "train", "--config", c, "--data", d, "--distributed", "--threads", "1", "--out", o].map(String::from).to_vec()
+    };
+    let started = Instant::now();
+    let output = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe"])
+        .args(rank(&data))
+        .arg(":")
+        .args(rank(&missing))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Rank 0, waiting for rank 1 at the start-up check, is ended with it (MPI_Abort).
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error: rank 1 of 2 (on ") && stderr.contains("no-such-folder"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(!out.join("last.safetensors").exists());
+}
