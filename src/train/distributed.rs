@@ -10,15 +10,11 @@ use crate::dist::{share_of, Group};
 use crate::error::{Error, Result};
 use crate::model::Network;
 
-/// A 64-bit hash of bytes (the standard library's SipHash with fixed keys: the same on every
-/// machine and build).
-fn hash_bytes(parts: &[&[u8]]) -> u64 {
+/// A hasher with fixed keys (the standard library's SipHash): the same on every machine and
+/// build.
+fn hasher() -> impl Hasher {
     #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    for p in parts {
-        p.hash(&mut h);
-    }
-    h.finish()
+    std::hash::SipHasher::new()
 }
 
 /// The run's settings as they matter to the result: the config without where the data lives
@@ -26,23 +22,26 @@ fn hash_bytes(parts: &[&[u8]]) -> u64 {
 pub fn config_hash(cfg: &Config) -> u64 {
     let mut cfg = cfg.clone();
     cfg.run.data.path = None;
-    hash_bytes(&[cfg.to_toml().as_bytes()])
+    let mut h = hasher();
+    cfg.to_toml().hash(&mut h);
+    h.finish()
 }
 
 pub fn data_hash(train: &Dataset) -> u64 {
-    let dims = [train.height, train.width, train.channels].map(|d| d as u64);
-    hash_bytes(&[&train.images, &train.labels, &dims.iter().flat_map(|d| d.to_le_bytes()).collect::<Vec<u8>>()])
+    let mut h = hasher();
+    (&train.images, &train.labels, train.height, train.width, train.channels).hash(&mut h);
+    h.finish()
 }
 
 /// Every parameter's name and bits, and the optimiser's step count.
 pub fn weights_hash(net: &Network, optimizer_steps: u64) -> u64 {
-    let mut parts: Vec<Vec<u8>> = Vec::new();
+    let mut h = hasher();
     for p in net.params() {
-        parts.push(p.name.as_bytes().to_vec());
-        parts.push(p.value.data().iter().flat_map(|v| v.to_le_bytes()).collect());
+        p.name.hash(&mut h);
+        p.value.data().iter().for_each(|v| v.to_bits().hash(&mut h));
     }
-    parts.push(optimizer_steps.to_le_bytes().to_vec());
-    hash_bytes(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    optimizer_steps.hash(&mut h);
+    h.finish()
 }
 
 /// Refuses the run, on every rank alike, unless all ranks agree on each of `checks` (what, this

@@ -62,14 +62,7 @@ impl RunFolder {
         let lock = RunLock::take(dir, verbose)?;
         // Only with the lock held: no other training can be inside a write now.
         remove_stale_temp_files(dir);
-        let folder = RunFolder {
-            dir: dir.to_path_buf(),
-            last: dir.join("last.safetensors"),
-            best: dir.join("best.safetensors"),
-            metrics: dir.join("metrics.csv"),
-            _lock: lock,
-            writes: true,
-        };
+        let folder = RunFolder { _lock: lock, writes: true, ..RunFolder::follow(dir) };
         let found: Vec<&str> = RUN_FILES[..3].iter().copied().filter(|name| dir.join(name).exists()).collect();
         if existing == ExistingRun::Refuse && !found.is_empty() {
             return Err(Error::data(
