@@ -11,6 +11,7 @@ use convnet::ops::conv2d::{
     conv2d_backward_into, conv2d_forward_im2col_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad,
 };
 use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
+use convnet::ops::Precision;
 use convnet::ops::{Padding, Window};
 use convnet::Tensor;
 
@@ -31,12 +32,16 @@ fn bench(c: &mut Criterion) {
     // The fast path as training runs it: output, gradients and scratch reused across calls.
     let (mut y, mut dx, mut dw, mut db, mut s) =
         (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
-    g.bench_function("fast_forward", |bch| bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap()));
-    g.bench_function("im2col_forward", |bch| bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, false, &mut y, &mut s).unwrap()));
+    g.bench_function("fast_forward", |bch| {
+        bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, false, Precision::F32, &mut y, &mut s).unwrap())
+    });
+    g.bench_function("im2col_forward", |bch| {
+        bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, false, Precision::F32, &mut y, &mut s).unwrap())
+    });
     g.bench_function("fast_backward", |bch| {
         bch.iter(|| {
             let grads = Conv2dGradsMut { d_input: Some(&mut dx), d_weight: &mut dw, d_bias: &mut db };
-            conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, grads, &mut s).unwrap()
+            conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, Precision::F32, grads, &mut s).unwrap()
         })
     });
     g.sample_size(10).measurement_time(Duration::from_secs(20));

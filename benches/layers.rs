@@ -16,6 +16,7 @@ use convnet::ops::dense::{dense_backward_into, dense_forward_into};
 use convnet::ops::gelu::{gelu, gelu_backward_into, gelu_derivative, gelu_forward_into};
 use convnet::ops::lrn::{lrn_backward_into, lrn_forward_into, LrnParams};
 use convnet::ops::pool::{max_pool2d_backward_into, max_pool2d_forward_into};
+use convnet::ops::Precision;
 use convnet::ops::{Padding, Window};
 use convnet::Tensor;
 
@@ -32,11 +33,13 @@ fn conv(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize, k: usi
     let dy = ramp(&[x_shape[0], x_shape[1], x_shape[2], c_out]);
     let (mut y, mut dx, mut dw, mut db, mut s) =
         (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
-    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, true, &mut y, &mut s).unwrap()));
+    c.bench_function(&format!("{name}/forward"), |bch| {
+        bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, true, Precision::F32, &mut y, &mut s).unwrap())
+    });
     c.bench_function(&format!("{name}/backward"), |bch| {
         bch.iter(|| {
             let grads = Conv2dGradsMut { d_input: if need_dx { Some(&mut dx) } else { None }, d_weight: &mut dw, d_bias: &mut db };
-            conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, grads, &mut s).unwrap()
+            conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, Precision::F32, grads, &mut s).unwrap()
         })
     });
 }
@@ -63,9 +66,9 @@ fn lrn(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
 fn dense(c: &mut Criterion, name: &str, n: usize, fin: usize, fout: usize) {
     let (x, w, b, dy) = (ramp(&[n, fin]), ramp(&[fin, fout]), ramp(&[fout]), ramp(&[n, fout]));
     let (mut y, mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty());
-    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| dense_forward_into(&x, &w, Some(&b), &mut y).unwrap()));
+    c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| dense_forward_into(&x, &w, Some(&b), Precision::F32, &mut y).unwrap()));
     c.bench_function(&format!("{name}/backward"), |bch| {
-        bch.iter(|| dense_backward_into(&x, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db)).unwrap())
+        bch.iter(|| dense_backward_into(&x, &w, &dy, Precision::F32, Some(&mut dx), &mut dw, Some(&mut db)).unwrap())
     });
 }
 
@@ -76,7 +79,7 @@ fn conv3x3(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize) {
     let (x, w, b) = (ramp(&x_shape), ramp(&[3, 3, x_shape[3], c_out]), ramp(&[c_out]));
     let (mut y, mut s) = (Tensor::empty(), ConvScratch::default());
     c.bench_function(&format!("{name}/im2col_forward"), |bch| {
-        bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, true, &mut y, &mut s).unwrap())
+        bch.iter(|| conv2d_forward_im2col_into(&x, &w, &b, &win, true, Precision::F32, &mut y, &mut s).unwrap())
     });
 }
 

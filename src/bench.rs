@@ -16,6 +16,7 @@ use crate::dist::{share_of, Group};
 use crate::error::{Error, Result};
 use crate::layers::Mode;
 use crate::model::{Loss, Network};
+use crate::ops::Precision;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::tensor::Tensor;
 
@@ -32,8 +33,12 @@ pub struct BenchResult {
     pub bench: String,
     pub mode: BenchMode,
     pub threads: usize,
-    /// The instruction-set level our kernels ran at ("portable", "avx2"; `ops::simd`).
+    /// The instruction-set level our kernels ran at ("portable", "avx2", "avx512bf16";
+    /// `ops::simd`).
     pub simd_level: &'static str,
+    /// The products' precision ("f32", "bf16"; `ops::precision`), from the config's
+    /// train.precision.
+    pub precision: Precision,
     pub batch: usize,
     pub steps: usize,
     pub reps: usize,
@@ -150,6 +155,7 @@ impl Workload {
 
 fn run_bench_on_workers(cfg: &Config, s: &BenchSettings, group: Option<&Arc<Group>>) -> Result<BenchResult> {
     let mut net = Network::build(&cfg.model, 0)?;
+    net.set_precision(cfg.run.train.precision);
     let mut work = Workload::new(cfg, &net, s.batch, group)?;
     let mut step = |net: &mut Network| work.step(net, s.mode);
     for _ in 0..s.warmup {
@@ -199,6 +205,7 @@ fn run_bench_on_workers(cfg: &Config, s: &BenchSettings, group: Option<&Arc<Grou
         mode: s.mode,
         threads: rayon::current_num_threads(),
         simd_level: crate::ops::simd::simd_level().name(),
+        precision: net.precision(),
         batch: s.batch,
         steps: s.steps,
         reps: s.reps,
@@ -241,6 +248,7 @@ pub fn layer_breakdown(cfg: &Config, batch: usize, steps: usize, warmup: usize, 
 
 fn layer_breakdown_on_workers(cfg: &Config, batch: usize, steps: usize, warmup: usize, train: bool) -> Result<Vec<(String, f64, f64)>> {
     let mut net = Network::build(&cfg.model, 0)?;
+    net.set_precision(cfg.run.train.precision);
     let Workload { x, labels, loss, .. } = Workload::new(cfg, &net, batch, None)?;
     for _ in 0..warmup {
         net.profile_step(&x, &labels, loss, train)?;

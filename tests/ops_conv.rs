@@ -4,6 +4,7 @@ mod common;
 use common::*;
 use convnet::ops::conv2d::{conv2d_backward, conv2d_forward};
 use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
+use convnet::ops::Precision;
 use convnet::ops::{Padding, Window};
 use convnet::Tensor;
 
@@ -168,10 +169,19 @@ fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
     let run = |relu: bool| {
         let (mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
         if relu {
-            conv2d_backward_into(&x, &w, OutputGrad::ThroughRelu { dy: &dy, y: &y }, &win, grads(&mut dx, &mut dw, &mut db), &mut s)
-                .unwrap();
+            conv2d_backward_into(
+                &x,
+                &w,
+                OutputGrad::ThroughRelu { dy: &dy, y: &y },
+                &win,
+                Precision::F32,
+                grads(&mut dx, &mut dw, &mut db),
+                &mut s,
+            )
+            .unwrap();
         } else {
-            conv2d_backward_into(&x, &w, OutputGrad::Plain(&masked), &win, grads(&mut dx, &mut dw, &mut db), &mut s).unwrap();
+            conv2d_backward_into(&x, &w, OutputGrad::Plain(&masked), &win, Precision::F32, grads(&mut dx, &mut dw, &mut db), &mut s)
+                .unwrap();
         }
         (dx, dw, db)
     };
@@ -183,7 +193,8 @@ fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
     let (mut dw, mut db) = (Tensor::empty(), Tensor::empty());
     let no_dx = Conv2dGradsMut { d_input: None, d_weight: &mut dw, d_bias: &mut db };
     let err =
-        conv2d_backward_into(&x, &w, OutputGrad::ThroughRelu { dy: &dy, y: &b }, &win, no_dx, &mut ConvScratch::default()).unwrap_err();
+        conv2d_backward_into(&x, &w, OutputGrad::ThroughRelu { dy: &dy, y: &b }, &win, Precision::F32, no_dx, &mut ConvScratch::default())
+            .unwrap_err();
     assert!(err.to_string().contains("conv2d backward"), "{err}");
 }
 
@@ -255,7 +266,7 @@ fn conv2d_winograd_weight_cache_follows_every_change_of_the_weights() {
     let b = random(&[4], 34);
     let (mut y, mut scratch) = (Tensor::empty(), ConvScratch::default());
     let mut run = |w: &Tensor| {
-        conv2d_forward_into(&x, w, &b, &win, false, &mut y, &mut scratch).unwrap();
+        conv2d_forward_into(&x, w, &b, &win, false, Precision::F32, &mut y, &mut scratch).unwrap();
         let expected = conv_forward(&x, w, &b, &win).unwrap();
         assert_close(&y, &expected, 2e-5, "cached weights");
     };
@@ -310,12 +321,22 @@ fn conv2d_backward_with_winograd_input_gradient_matches_reference_loops() {
                             &w,
                             OutputGrad::ThroughRelu { dy: &dy, y: &y },
                             &win,
+                            Precision::F32,
                             grads(&mut dx, &mut dw, &mut db),
                             &mut s,
                         )
                         .unwrap();
                     } else {
-                        conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, grads(&mut dx, &mut dw, &mut db), &mut s).unwrap();
+                        conv2d_backward_into(
+                            &x,
+                            &w,
+                            OutputGrad::Plain(&dy),
+                            &win,
+                            Precision::F32,
+                            grads(&mut dx, &mut dw, &mut db),
+                            &mut s,
+                        )
+                        .unwrap();
                     }
                     (dx, dw, db)
                 })
@@ -369,6 +390,6 @@ fn the_benches_im2col_path_matches_the_reference_where_winograd_would_be_taken()
     let (x, w, b) = (random(&[2, 7, 6, 16], 71), random(&[5, 5, 16, 5], 72), random(&[5], 73));
     assert_eq!(algorithm(&win, 16, 5), Algorithm::Winograd, "conv2d_forward would not take im2col here");
     let mut y = Tensor::empty();
-    conv2d_forward_im2col_into(&x, &w, &b, &win, false, &mut y, &mut ConvScratch::default()).unwrap();
+    conv2d_forward_im2col_into(&x, &w, &b, &win, false, Precision::F32, &mut y, &mut ConvScratch::default()).unwrap();
     assert_close(&y, &conv_forward(&x, &w, &b, &win).unwrap(), 1e-5, "im2col path");
 }

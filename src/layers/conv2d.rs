@@ -11,7 +11,7 @@ use crate::layers::EvalNorm;
 use crate::ops::batch_norm::eval_scale;
 use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
 use crate::ops::conv_shape::ConvShape;
-use crate::ops::Window;
+use crate::ops::{Precision, Window};
 use crate::tensor::Tensor;
 
 pub struct Conv2dLayer {
@@ -23,6 +23,8 @@ pub struct Conv2dLayer {
     pub bias: Param,
     /// ReLU applied in the forward pass (a following relu layer folded in).
     pub relu: bool,
+    /// The products' precision (`Layer::set_precision`).
+    precision: Precision,
     y: Tensor,
     dx: Tensor,
     scratch: ConvScratch,
@@ -72,6 +74,7 @@ impl Conv2dLayer {
             weight,
             bias,
             relu: false,
+            precision: Precision::F32,
             y: Tensor::empty(),
             dx: Tensor::empty(),
             scratch: ConvScratch::default(),
@@ -92,7 +95,16 @@ impl Layer for Conv2dLayer {
     }
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.input)?;
-        conv2d_forward_into(x, &self.weight.value, &self.bias.value, &self.window, self.relu, &mut self.y, &mut self.scratch)
+        conv2d_forward_into(
+            x,
+            &self.weight.value,
+            &self.bias.value,
+            &self.window,
+            self.relu,
+            self.precision,
+            &mut self.y,
+            &mut self.scratch,
+        )
     }
     fn output(&self) -> &Tensor {
         &self.y
@@ -105,10 +117,13 @@ impl Layer for Conv2dLayer {
             d_bias: &mut self.bias.grad,
         };
         let dy = if self.relu { OutputGrad::ThroughRelu { dy, y: &self.y } } else { OutputGrad::Plain(dy) };
-        conv2d_backward_into(x, &self.weight.value, dy, &self.window, grads, &mut self.scratch)
+        conv2d_backward_into(x, &self.weight.value, dy, &self.window, self.precision, grads, &mut self.scratch)
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx
+    }
+    fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
     fn forward_eval_fused(&mut self, x: &Tensor, next: &mut dyn Layer) -> Result<bool> {
         // A relu between the two (folded into this layer) would not commute with the norm.
@@ -119,7 +134,7 @@ impl Layer for Conv2dLayer {
         self.folded.update(&self.weight.value, &self.bias.value, &norm);
         let relu = norm.relu;
         let FoldedWeights { weight, bias, .. } = &self.folded;
-        conv2d_forward_into(x, weight, bias, &self.window, relu, &mut self.y, &mut self.scratch)?;
+        conv2d_forward_into(x, weight, bias, &self.window, relu, self.precision, &mut self.y, &mut self.scratch)?;
         next.take_output(&mut self.y);
         Ok(true)
     }

@@ -4,6 +4,7 @@
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::{Error, Result};
 use crate::ops::dense::{dense_backward_into, dense_forward_into};
+use crate::ops::Precision;
 use crate::tensor::Tensor;
 
 pub struct DenseLayer {
@@ -13,6 +14,8 @@ pub struct DenseLayer {
     pub weight: Param,
     /// None for a layer without a bias.
     pub bias: Option<Param>,
+    /// The products' precision (`Layer::set_precision`).
+    precision: Precision,
     y: Tensor,
     dx: Tensor,
 }
@@ -24,7 +27,16 @@ impl DenseLayer {
         if input != [fin] {
             return Err(Error::shape(&name, format!("input [{fin}] (put a flatten layer before dense on images)"), format!("{input:?}")));
         }
-        Ok(DenseLayer { name, input: input.to_vec(), output: vec![fout], weight, bias, y: Tensor::empty(), dx: Tensor::empty() })
+        Ok(DenseLayer {
+            name,
+            input: input.to_vec(),
+            output: vec![fout],
+            weight,
+            bias,
+            precision: Precision::F32,
+            y: Tensor::empty(),
+            dx: Tensor::empty(),
+        })
     }
 }
 
@@ -40,7 +52,7 @@ impl Layer for DenseLayer {
     }
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<()> {
         check_input(&self.name, x, &self.input)?;
-        dense_forward_into(x, &self.weight.value, self.bias.as_ref().map(|b| &b.value), &mut self.y)
+        dense_forward_into(x, &self.weight.value, self.bias.as_ref().map(|b| &b.value), self.precision, &mut self.y)
     }
     fn output(&self) -> &Tensor {
         &self.y
@@ -49,10 +61,13 @@ impl Layer for DenseLayer {
         check_backward(&self.name, x, &self.y, dy)?;
         let dx = if need_input_grad { Some(&mut self.dx) } else { None };
         let db = self.bias.as_mut().map(|b| &mut b.grad);
-        dense_backward_into(x, &self.weight.value, dy, dx, &mut self.weight.grad, db)
+        dense_backward_into(x, &self.weight.value, dy, self.precision, dx, &mut self.weight.grad, db)
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx
+    }
+    fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
     fn params(&self) -> Vec<&Param> {
         std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()

@@ -26,6 +26,7 @@ pub mod scale;
 pub mod sequential;
 
 use crate::error::{Error, Result};
+use crate::ops::Precision;
 use crate::tensor::Tensor;
 
 pub use activation::ActivationLayer;
@@ -108,6 +109,9 @@ pub trait Layer: Send {
     }
     /// Seeds the layer's randomness (dropout) for the next training step.
     fn set_seed(&mut self, _seed: u64) {}
+    /// The precision of the layer's products (`ops::precision`): the convolutions and dense
+    /// layers (and the blocks holding them) use it; every other layer computes in float32.
+    fn set_precision(&mut self, _precision: Precision) {}
     /// Evaluation mode only: computes this layer and `next` in one pass when it can (a
     /// convolution followed by a batch norm, folded into its weights), leaving the result as
     /// `next`'s output (this layer's own output is then not kept). Returns false, having done

@@ -9,6 +9,7 @@ use super::Sequential;
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::chunks::VALUES_PER_CHUNK;
 use crate::error::{Error, Result};
+use crate::ops::Precision;
 use crate::tensor::Tensor;
 
 pub struct ResidualLayer {
@@ -46,6 +47,12 @@ impl Layer for ResidualLayer {
     }
     fn output_shape(&self) -> &[usize] {
         self.body.output_shape()
+    }
+    fn set_precision(&mut self, precision: Precision) {
+        self.body.set_precision(precision);
+        if let Some(p) = self.projection.as_mut() {
+            p.set_precision(precision);
+        }
     }
     fn set_seed(&mut self, seed: u64) {
         self.body.set_seeds(|j| crate::seeds::block_layer_seed(seed, j));

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::{Layer, Mode, Param};
 use crate::error::{Error, Result};
+use crate::ops::Precision;
 use crate::tensor::Tensor;
 
 pub struct Sequential {
@@ -122,6 +123,12 @@ impl Sequential {
 
     /// Seeds each layer's randomness (dropout) for the next training step: layer i gets
     /// `seed_of(i)`.
+    pub fn set_precision(&mut self, precision: Precision) {
+        for layer in &mut self.layers {
+            layer.set_precision(precision);
+        }
+    }
+
     pub fn set_seeds(&mut self, seed_of: impl Fn(usize) -> u64) {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             layer.set_seed(seed_of(i));

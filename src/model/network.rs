@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::layers::{Layer, Mode, Param, Sequential};
 use crate::ops::l2::{l2_backward, l2_penalty};
 use crate::ops::softmax::softmax_cross_entropy_smoothed;
+use crate::ops::Precision;
 use crate::optim::groups::settings_for;
 use crate::optim::{Optimizer, Param as OptParam, ParamGroup};
 use crate::tensor::Tensor;
@@ -21,6 +22,7 @@ use crate::threads::on_workers;
 pub struct Network {
     spec: ModelSpec,
     layers: Sequential,
+    precision: Precision,
 }
 
 /// The training loss: softmax cross-entropy against the labels, smoothed by `label_smoothing`
@@ -45,11 +47,22 @@ impl Network {
     pub fn build(spec: &ModelSpec, seed: u64) -> Result<Network> {
         let plan = spec.plan()?;
         let layers = build(&plan.layers, &mut crate::seeds::init_rng(seed))?;
-        Ok(Network { spec: spec.clone(), layers })
+        Ok(Network { spec: spec.clone(), layers, precision: Precision::F32 })
     }
 
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// The precision of the convolutions' and dense layers' products from now on
+    /// (`ops::precision`); a network is built in float32.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.layers.set_precision(precision);
+        self.precision = precision;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Seeds the randomness of the next training step (dropout), derived from the run's seed

@@ -19,10 +19,12 @@ use rayon::prelude::*;
 
 use super::activation::Activation;
 use super::conv_shape::ConvShape;
-use super::gemm::gemm;
+use super::gemm::{gemm, gemm_prepared, RightOperand};
+use super::gemm_bf16::PackedB;
 use super::im2col::{col2im, im2col, im2col_rows};
 use super::window::{Geometry, Padding, Window};
 use super::winograd::{self, WinogradScratch};
+use super::Precision;
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -121,6 +123,9 @@ impl<'a> OutputGrad<'a> {
 pub struct ConvScratch {
     chunks: Vec<ChunkScratch>,
     thread_cols: PerThread<Vec<f32>>,
+    /// The weights packed for bf16 products (`RightOperand`), W for the forward pass and W^T
+    /// for dX by im2col.
+    packed_w: PackedB,
     winograd: WinogradScratch,
     dx_winograd: DxScratch,
 }
@@ -161,25 +166,28 @@ fn forward_rows_per_task(n: usize, oh: usize, ow: usize) -> usize {
 /// y = conv(x, w) + b, optionally followed by ReLU in the same pass over memory.
 pub fn conv2d_forward(x: &Tensor, w: &Tensor, b: &Tensor, window: &Window, relu: bool) -> Result<Tensor> {
     let mut y = Tensor::empty();
-    conv2d_forward_into(x, w, b, window, relu, &mut y, &mut ConvScratch::default())?;
+    conv2d_forward_into(x, w, b, window, relu, Precision::F32, &mut y, &mut ConvScratch::default())?;
     Ok(y)
 }
 
-/// `conv2d_forward` into a reused output buffer, by the algorithm [`algorithm`] picks.
+/// `conv2d_forward` into a reused output buffer, by the algorithm [`algorithm`] picks, its
+/// products in `precision` (`ops::precision`).
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_into(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     window: &Window,
     relu: bool,
+    precision: Precision,
     y: &mut Tensor,
     scratch: &mut ConvScratch,
 ) -> Result<()> {
     let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
     y.resize(&shape.output_shape());
     match algorithm(window, shape.c_in, shape.c_out) {
-        Algorithm::Winograd => winograd::forward_into(x, w, b, &shape, relu, y, &mut scratch.winograd),
-        Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, y, scratch),
+        Algorithm::Winograd => winograd::forward_into(x, w, b, &shape, relu, precision, y, &mut scratch.winograd),
+        Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, precision, y, scratch),
     }
     Ok(())
 }
@@ -187,28 +195,41 @@ pub fn conv2d_forward_into(
 /// `conv2d_forward_into` always by im2col + GEMM, even where Winograd would be taken: for the
 /// benches that compare the two.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_im2col_into(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     window: &Window,
     relu: bool,
+    precision: Precision,
     y: &mut Tensor,
     scratch: &mut ConvScratch,
 ) -> Result<()> {
     let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
     y.resize(&shape.output_shape());
-    im2col_forward(x, w, b, &shape, relu, y, scratch);
+    im2col_forward(x, w, b, &shape, relu, precision, y, scratch);
     Ok(())
 }
 
 /// Each task computes a block of output rows of one image: the im2col of those rows, then one
 /// GEMM with the bias already in place.
-fn im2col_forward(x: &Tensor, w: &Tensor, b: &Tensor, shape: &ConvShape, relu: bool, y: &mut Tensor, scratch: &mut ConvScratch) {
+#[allow(clippy::too_many_arguments)]
+fn im2col_forward(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    shape: &ConvShape,
+    relu: bool,
+    precision: Precision,
+    y: &mut Tensor,
+    scratch: &mut ConvScratch,
+) {
     let (g, c_in, c_out) = (&shape.geometry, shape.c_in, shape.c_out);
     let (k, in_size) = (shape.patch_len(), shape.input_len());
     let rows = forward_rows_per_task(shape.batch, g.oh, g.ow);
     let cols = scratch.thread_cols.for_current_pool();
+    let w = RightOperand::prepare(precision, k, c_out, w.data(), false, &mut scratch.packed_w);
     let tasks =
         y.data_mut().par_chunks_mut(shape.output_len()).enumerate().flat_map(|(img, y_img)| {
             y_img.par_chunks_mut(rows * g.ow * c_out).enumerate().map(move |(block, y_block)| (img, block, y_block))
@@ -222,7 +243,7 @@ fn im2col_forward(x: &Tensor, w: &Tensor, b: &Tensor, shape: &ConvShape, relu: b
         for row in y_block.chunks_exact_mut(c_out) {
             row.copy_from_slice(b.data());
         }
-        gemm(m, k, c_out, &col, false, w.data(), false, 1.0, y_block);
+        gemm_prepared(m, k, c_out, &col, false, &w, 1.0, y_block);
         if relu {
             Activation::Relu.forward(y_block);
         }
@@ -233,7 +254,7 @@ fn im2col_forward(x: &Tensor, w: &Tensor, b: &Tensor, shape: &ConvShape, relu: b
 pub fn conv2d_backward(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> Result<Conv2dGrads> {
     let (mut d_input, mut d_weight, mut d_bias) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
     let grads = Conv2dGradsMut { d_input: Some(&mut d_input), d_weight: &mut d_weight, d_bias: &mut d_bias };
-    conv2d_backward_into(x, w, OutputGrad::Plain(dy), window, grads, &mut ConvScratch::default())?;
+    conv2d_backward_into(x, w, OutputGrad::Plain(dy), window, Precision::F32, grads, &mut ConvScratch::default())?;
     Ok(Conv2dGrads { d_input, d_weight, d_bias })
 }
 
@@ -246,6 +267,7 @@ pub fn conv2d_backward_into(
     w: &Tensor,
     dy: OutputGrad,
     window: &Window,
+    precision: Precision,
     grads: Conv2dGradsMut,
     scratch: &mut ConvScratch,
 ) -> Result<()> {
@@ -260,17 +282,17 @@ pub fn conv2d_backward_into(
         }
     }
     let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
-    let ConvScratch { chunks, dx_winograd, .. } = scratch;
+    let ConvScratch { chunks, dx_winograd, packed_w, .. } = scratch;
     let dx_by_winograd =
         input_grad_window(&shape.geometry, window).filter(|dx_window| algorithm(dx_window, shape.c_out, shape.c_in) == Algorithm::Winograd);
     match (d_input, dx_by_winograd) {
         (Some(dx), Some(dx_window)) => {
             let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
-            input_grad_by_winograd(dz, w, &shape, &dx_window, dx, (w_flipped, zero_bias, winograd))?;
-            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, None, chunks);
+            input_grad_by_winograd(dz, w, &shape, &dx_window, precision, dx, (w_flipped, zero_bias, winograd))?;
+            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, precision, None, chunks, packed_w);
         }
-        (dx, _) => chunk_partials(x, w, dy, &shape, dx, chunks),
+        (dx, _) => chunk_partials(x, w, dy, &shape, precision, dx, chunks, packed_w),
     }
     sum_chunk_partials(&chunks[..shape.batch.div_ceil(CHUNK)], w.shape(), d_weight, d_bias);
     Ok(())
@@ -321,6 +343,7 @@ fn input_grad_by_winograd(
     w: &Tensor,
     shape: &ConvShape,
     dx_window: &Window,
+    precision: Precision,
     dx: &mut Tensor,
     scratch: (&mut Tensor, &mut Tensor, &mut WinogradScratch),
 ) -> Result<()> {
@@ -332,7 +355,7 @@ fn input_grad_by_winograd(
     let geometry = Geometry::new("conv2d backward", g.oh, g.ow, dx_window)?;
     let transposed = ConvShape { batch: shape.batch, geometry, c_in: shape.c_out, c_out: shape.c_in };
     dx.resize(&[shape.batch, g.ih, g.iw, shape.c_in]);
-    winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, dx, winograd);
+    winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, precision, dx, winograd);
     Ok(())
 }
 
@@ -357,10 +380,25 @@ fn flip_weights(w: &Tensor, wf: &mut Tensor) {
 /// Each chunk of `CHUNK` images computes its own partial dW and db (summed afterwards in chunk
 /// order, so the result does not depend on the threads) and, if `dx` is given, its images' dX
 /// by col2im.
-fn chunk_partials(x: &Tensor, w: &Tensor, dy: OutputGrad, shape: &ConvShape, dx: Option<&mut Tensor>, store: &mut Vec<ChunkScratch>) {
+#[allow(clippy::too_many_arguments)]
+fn chunk_partials(
+    x: &Tensor,
+    w: &Tensor,
+    dy: OutputGrad,
+    shape: &ConvShape,
+    precision: Precision,
+    dx: Option<&mut Tensor>,
+    store: &mut Vec<ChunkScratch>,
+    packed_w: &mut PackedB,
+) {
     let (n, g, c_in, c_out) = (shape.batch, &shape.geometry, shape.c_in, shape.c_out);
     let (m, k, in_size, out_size) = (shape.pixels(), shape.patch_len(), shape.input_len(), shape.output_len());
     let chunks = prepare_chunks(store, n, m * k, k * c_out, c_out);
+    // W^T for dX (bf16: packed once, only if dX is wanted).
+    let w_t = match dx {
+        Some(_) => RightOperand::prepare(precision, c_out, k, w.data(), true, packed_w),
+        None => RightOperand::Plain { b: w.data(), b_t: true },
+    };
     let chunk_grads = |chunk: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
         s.dw.fill(0.0);
         s.db.fill(0.0);
@@ -370,13 +408,13 @@ fn chunk_partials(x: &Tensor, w: &Tensor, dy: OutputGrad, shape: &ConvShape, dx:
             let img = chunk * CHUNK + i;
             let dz = dy.image(img, out_size, &mut s.dz);
             im2col(&x.data()[img * in_size..][..in_size], g, c_in, &mut s.col);
-            gemm(k, m, c_out, &s.col, true, dz, false, 1.0, &mut s.dw);
+            gemm(precision, k, m, c_out, &s.col, true, dz, false, 1.0, &mut s.dw);
             for row in dz.chunks_exact(c_out) {
                 s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
             }
             if let Some(dx_img) = dx_imgs.as_mut().and_then(|it| it.next()) {
                 // col now becomes d(col) = dZ · W^T, then scatters back onto the image.
-                gemm(m, c_out, k, dz, false, w.data(), true, 0.0, &mut s.col);
+                gemm_prepared(m, c_out, k, dz, false, &w_t, 0.0, &mut s.col);
                 dx_img.fill(0.0);
                 col2im(&s.col, g, c_in, dx_img);
             }

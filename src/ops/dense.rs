@@ -7,6 +7,7 @@
 use super::gemm::gemm_parallel as gemm;
 use crate::chunks::DENSE_IMAGES_PER_CHUNK as CHUNK;
 use crate::error::{Error, Result};
+use crate::ops::Precision;
 use crate::tensor::Tensor;
 
 fn check(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
@@ -20,12 +21,13 @@ fn check(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
 
 pub fn dense_forward(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     let mut y = Tensor::empty();
-    dense_forward_into(x, w, Some(b), &mut y)?;
+    dense_forward_into(x, w, Some(b), Precision::F32, &mut y)?;
     Ok(y)
 }
 
-/// `dense_forward` into a reused buffer; with `b` None, y = x W.
-pub fn dense_forward_into(x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &mut Tensor) -> Result<()> {
+/// `dense_forward` into a reused buffer; with `b` None, y = x W. `precision` is the products'
+/// (`ops::precision`).
+pub fn dense_forward_into(x: &Tensor, w: &Tensor, b: Option<&Tensor>, precision: Precision, y: &mut Tensor) -> Result<()> {
     let (n, fin, fout) = check(x, w)?;
     y.resize(&[n, fout]);
     let beta = match b {
@@ -38,14 +40,14 @@ pub fn dense_forward_into(x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &mut Te
         }
         None => 0.0,
     };
-    gemm(n, fin, fout, x.data(), false, w.data(), false, beta, y.data_mut());
+    gemm(precision, n, fin, fout, x.data(), false, w.data(), false, beta, y.data_mut());
     Ok(())
 }
 
 /// Returns (dX, dW, db).
 pub fn dense_backward(x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let (mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
-    dense_backward_into(x, w, dy, Some(&mut dx), &mut dw, Some(&mut db))?;
+    dense_backward_into(x, w, dy, Precision::F32, Some(&mut dx), &mut dw, Some(&mut db))?;
     Ok((dx, dw, db))
 }
 
@@ -55,6 +57,7 @@ pub fn dense_backward_into(
     x: &Tensor,
     w: &Tensor,
     dy: &Tensor,
+    precision: Precision,
     dx: Option<&mut Tensor>,
     dw: &mut Tensor,
     db: Option<&mut Tensor>,
@@ -65,7 +68,7 @@ pub fn dense_backward_into(
     }
     if let Some(dx) = dx {
         dx.resize(&[n, fin]);
-        gemm(n, fout, fin, dy.data(), false, w.data(), true, 0.0, dx.data_mut());
+        gemm(precision, n, fout, fin, dy.data(), false, w.data(), true, 0.0, dx.data_mut());
     }
     dw.resize(&[fin, fout]);
     // dW = sum over chunks of images of X_c^T dY_c: each chunk's partial by its own GEMM (all of
@@ -77,7 +80,7 @@ pub fn dense_backward_into(
         for (c, part) in partials.chunks_exact_mut(fin * fout).enumerate() {
             let rows = c * CHUNK..n.min((c + 1) * CHUNK);
             let (x_c, dy_c) = (&x.data()[rows.start * fin..rows.end * fin], &dy.data()[rows.start * fout..rows.end * fout]);
-            gemm(fin, rows.len(), fout, x_c, true, dy_c, false, 0.0, part);
+            gemm(precision, fin, rows.len(), fout, x_c, true, dy_c, false, 0.0, part);
         }
         crate::dist::ordered_fold(&mut [dw.data_mut()], |acc| {
             for part in partials.chunks_exact(fin * fout) {

@@ -5,13 +5,54 @@
 
 use rayon::prelude::*;
 
+use super::gemm_bf16::{gemm_bf16, gemm_bf16_packed, gemm_bf16_parallel, PackedB};
+use super::Precision;
+
 /// `c[m x n] = op(a)[m x k] · op(b)[k x n] + beta * c`, where op(a) is `a` (stored m x k) or,
 /// with `a_t`, the transpose of `a` (stored k x m); likewise for `b`. The argument list is
 /// BLAS's sgemm (sizes, operands with their transposes, beta, output) on purpose: readers know
-/// it, and each call reads as the formula it computes.
+/// it, and each call reads as the formula it computes. With `Precision::Bf16` the operands are
+/// rounded to bfloat16 and the products accumulated in float32 (`gemm_bf16`).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
+pub fn gemm(precision: Precision, m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
+    if precision == Precision::Bf16 {
+        return gemm_bf16(m, k, n, a, a_t, b, b_t, beta, c);
+    }
     gemm_with(m, k, n, a, a_t, b, b_t, beta, c, gemm::Parallelism::None)
+}
+
+/// The right operand of many products (a layer's weights, used image by image), prepared once:
+/// in float32 it is read as it is; in bf16 it is rounded and packed into pairs once (`PackedB`)
+/// instead of in every product.
+pub enum RightOperand<'a> {
+    Plain { b: &'a [f32], b_t: bool },
+    Packed(&'a PackedB),
+}
+
+impl<'a> RightOperand<'a> {
+    /// op(b) (k x n; `b` stored k x n, or n x k with `b_t`) for products in `precision`;
+    /// `store` holds the packed copy for bf16.
+    pub fn prepare(precision: Precision, k: usize, n: usize, b: &'a [f32], b_t: bool, store: &'a mut PackedB) -> RightOperand<'a> {
+        match precision {
+            Precision::F32 => RightOperand::Plain { b, b_t },
+            Precision::Bf16 => {
+                store.pack(k, n, b, b_t);
+                RightOperand::Packed(store)
+            }
+        }
+    }
+}
+
+/// `gemm` with a prepared right operand: `c[m x n] = op(a)[m x k] · B + beta * c`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_prepared(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &RightOperand, beta: f32, c: &mut [f32]) {
+    match *b {
+        RightOperand::Plain { b, b_t } => gemm(Precision::F32, m, k, n, a, a_t, b, b_t, beta, c),
+        RightOperand::Packed(packed) => {
+            assert_eq!((packed.k(), packed.n()), (k, n), "gemm: the packed operand has another shape");
+            gemm_bf16_packed(m, a, a_t, packed, beta, c, false)
+        }
+    }
 }
 
 /// `gemm` spread over the rayon thread pool, for a product large enough to be worth it that is
@@ -23,7 +64,21 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: 
 /// columns instead, each task reading its own part of `b`. The choice depends on the shape
 /// only, so the result is the same on any number of threads.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_parallel(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
+pub fn gemm_parallel(
+    precision: Precision,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    beta: f32,
+    c: &mut [f32],
+) {
+    if precision == Precision::Bf16 {
+        return gemm_bf16_parallel(m, k, n, a, a_t, b, b_t, beta, c);
+    }
     const FEW_ROWS: usize = 8;
     const BLOCK_COLS: usize = 32;
     if m <= FEW_ROWS && !b_t && n > BLOCK_COLS && k * n >= 1 << 16 {

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod bf16;
 pub mod conv2d;
 pub mod conv2d_ref;
 pub mod conv_shape;
@@ -10,14 +11,18 @@ pub mod dense;
 pub mod gelu;
 #[doc(hidden)]
 pub mod gemm;
+#[doc(hidden)]
+pub mod gemm_bf16;
 mod im2col;
 pub mod l2;
 pub mod lrn;
 pub mod pool;
 pub mod pool_ref;
+pub mod precision;
 pub mod simd;
 pub mod softmax;
 pub mod window;
 mod winograd;
 
+pub use precision::Precision;
 pub use window::{Geometry, Padding, Window};

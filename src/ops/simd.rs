@@ -6,8 +6,12 @@
 //! again inside the AVX2 copy. Both copies run the same IEEE operations in the same order (Rust
 //! never fuses a multiply and an add on its own), so they give the same bits.
 //!
+//! A third level, `avx512bf16`, adds the bfloat16 dot products (VDPBF16PS) that the bf16 GEMM
+//! uses (`ops::gemm_bf16`); the `simd_dispatch!` kernels run their AVX2 copy there too (AVX-512
+//! copies of them were measured slower on Zen 5: docs/performance.md).
+//!
 //! The level is the best the CPU has, unless lowered: by the environment variable `CONVNET_SIMD`
-//! (`portable` or `avx2`, read once at the first dispatch) or by [`set_simd_level`]. Lowering it
+//! (`portable`, `avx2` or `avx512bf16`, read once at the first dispatch) or by [`set_simd_level`]. Lowering it
 //! is how the tests run every copy of a kernel on one machine (tests/simd_levels.rs), and how a
 //! user rules a vector path out when chasing a difference. It never rises above what the CPU
 //! has. The GEMM crate dispatches on its own and is not affected.
@@ -23,16 +27,20 @@ pub enum SimdLevel {
     Portable,
     /// AVX2 and FMA (x86_64).
     Avx2,
+    /// AVX2, FMA and AVX-512 with the bfloat16 instructions (F, BW, VL, BF16): Intel Cooper Lake and
+    /// Sapphire Rapids on, AMD Zen 4 on.
+    Avx512Bf16,
 }
 
 impl SimdLevel {
-    const ALL: [SimdLevel; 2] = [SimdLevel::Portable, SimdLevel::Avx2];
+    const ALL: [SimdLevel; 3] = [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512Bf16];
 
-    /// The name used by `CONVNET_SIMD`: "portable", "avx2".
+    /// The name used by `CONVNET_SIMD`: "portable", "avx2", "avx512bf16".
     pub fn name(self) -> &'static str {
         match self {
             SimdLevel::Portable => "portable",
             SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512Bf16 => "avx512bf16",
         }
     }
 
@@ -46,7 +54,11 @@ impl SimdLevel {
 pub fn detected_simd_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512bf16") {
+                return SimdLevel::Avx512Bf16;
+            }
             return SimdLevel::Avx2;
         }
     }
@@ -122,6 +134,14 @@ pub(crate) fn avx2_allowed() -> bool {
     simd_level() >= SimdLevel::Avx2
 }
 
+/// Whether the AVX-512 bfloat16 kernels may run: the level in force allows them (so the CPU has
+/// AVX-512 F, BW, VL and BF16, and calling a function with those target features is sound).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx512bf16_allowed() -> bool {
+    simd_level() >= SimdLevel::Avx512Bf16
+}
+
 macro_rules! simd_dispatch {
     ($(#[$attr:meta])* $vis:vis fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$attr])*
@@ -165,7 +185,7 @@ mod tests {
         }
         assert_eq!(SimdLevel::from_name(" AVX2 "), Some(SimdLevel::Avx2));
         assert_eq!(SimdLevel::from_name("sse9"), None);
-        assert!(SimdLevel::Portable < SimdLevel::Avx2);
+        assert!(SimdLevel::Portable < SimdLevel::Avx2 && SimdLevel::Avx2 < SimdLevel::Avx512Bf16);
         let levels = available_simd_levels();
         assert_eq!(levels.first(), Some(&SimdLevel::Portable));
         assert_eq!(levels.last(), Some(&detected_simd_level()));

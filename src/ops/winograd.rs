@@ -23,9 +23,11 @@
 use rayon::prelude::*;
 
 use super::conv_shape::ConvShape;
-use super::gemm::gemm;
+use super::gemm::{gemm_prepared, RightOperand};
+use super::gemm_bf16::PackedB;
 use super::simd::simd_dispatch;
 use super::window::Geometry;
+use super::Precision;
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::tensor::Tensor;
 use crate::threads::PerThread;
@@ -135,6 +137,10 @@ const BT: [[f32; TILE]; TILE] = [
 pub struct WinogradScratch {
     u: Vec<f32>,
     u_version: Option<(u64, Variant)>,
+    /// The 36 planes of U packed for bf16 products, and the version of the weights they came
+    /// from.
+    u_packed: Vec<PackedB>,
+    u_packed_version: Option<(u64, Variant)>,
     v: Vec<f32>,
     m: Vec<f32>,
     thread_vm: PerThread<(Vec<f32>, Vec<f32>)>,
@@ -142,12 +148,14 @@ pub struct WinogradScratch {
 
 /// y = conv(x, w) + b (then ReLU if `relu`) for a stride-1 convolution of `shape` whose kernel
 /// has a [`Variant`] (3x3 or 5x5); `y` already has its shape [n, oh, ow, c_out].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_into(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     shape: &ConvShape,
     relu: bool,
+    precision: Precision,
     y: &mut Tensor,
     scratch: &mut WinogradScratch,
 ) {
@@ -163,7 +171,20 @@ pub(crate) fn forward_into(
         transform_weights(w.data(), variant, c_in, c_out, &mut scratch.u);
         scratch.u_version = Some((w.version(), variant));
     }
+    if precision == Precision::Bf16 && scratch.u_packed_version != Some((w.version(), variant)) {
+        scratch.u_packed.resize_with(POSITIONS, PackedB::default);
+        for (xi, packed) in scratch.u_packed.iter_mut().enumerate() {
+            packed.pack(c_in, c_out, &scratch.u[xi * c_in * c_out..][..c_in * c_out], false);
+        }
+        scratch.u_packed_version = Some((w.version(), variant));
+    }
     let u = &scratch.u;
+    let u_packed = &scratch.u_packed;
+    // Plane xi of U, as the right operand of the products in `precision`.
+    let u_plane = |xi: usize| match precision {
+        Precision::F32 => RightOperand::Plain { b: &u[xi * c_in * c_out..][..c_in * c_out], b_t: false },
+        Precision::Bf16 => RightOperand::Packed(&u_packed[xi]),
+    };
     let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
     let tiles = s.tiles_h * s.tiles_w;
     let y_rows = out * g.ow * c_out; // the output rows of one row of tiles
@@ -192,17 +213,7 @@ pub(crate) fn forward_into(
                 }
                 let m = grow(m, POSITIONS * rows * c_out);
                 for (xi, m_plane) in m.chunks_exact_mut(rows * c_out).enumerate() {
-                    gemm(
-                        rows,
-                        c_in,
-                        c_out,
-                        &v[xi * rows * c_in..][..rows * c_in],
-                        false,
-                        &u[xi * c_in * c_out..][..c_in * c_out],
-                        false,
-                        0.0,
-                        m_plane,
-                    );
+                    gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
                 }
                 for (i, y_img) in y_group.chunks_exact_mut(out_size).enumerate() {
                     for (ti, y_part) in y_img.chunks_mut(y_rows).enumerate() {
@@ -228,7 +239,7 @@ pub(crate) fn forward_into(
     let v = &scratch.v[..POSITIONS * rows * c_in];
     let m = grow(&mut scratch.m, POSITIONS * rows * c_out);
     m.par_chunks_mut(rows * c_out).enumerate().for_each(|(xi, m_plane)| {
-        gemm(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u[xi * c_in * c_out..][..c_in * c_out], false, 0.0, m_plane);
+        gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
     });
     let m = &*m;
     let tasks = y
@@ -642,7 +653,7 @@ mod tests {
         let (x, w, b) = (Tensor::zeros(&[1, 8, 8, 32]), Tensor::zeros(&[3, 5, 32, 32]), Tensor::zeros(&[32]));
         let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), &window).unwrap();
         let mut y = Tensor::zeros(&shape.output_shape());
-        forward_into(&x, &w, &b, &shape, false, &mut y, &mut WinogradScratch::default());
+        forward_into(&x, &w, &b, &shape, false, Precision::F32, &mut y, &mut WinogradScratch::default());
     }
 
     #[test]

@@ -306,6 +306,8 @@ impl Checkpoint {
             });
         }
         self.load_weights_into(&mut net)?;
+        // Used as it was trained: in the precision of its config (`set_precision` to change it).
+        net.set_precision(self.config.run.train.precision);
         Ok(net)
     }
 

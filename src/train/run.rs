@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::augment::AugmentConfig;
+use crate::ops::Precision;
 use crate::optim::{LookaheadConfig, OptimizerConfig, ParamGroup, ScheduleConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +115,16 @@ pub struct TrainConfig {
     /// Lookahead weight averaging (`optim::lookahead`); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookahead: Option<LookaheadConfig>,
+    /// The precision of the convolutions' and dense layers' products: "f32" (the default) or
+    /// "bf16" (bfloat16 inputs, float32 accumulation and master weights; `ops::precision`).
+    /// Used by training and its evaluations, and by `convnet bench`, `eval` and `predict`
+    /// unless their `--precision` says otherwise.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
+}
+
+fn is_f32(p: &Precision) -> bool {
+    *p == Precision::F32
 }
 
 fn is_zero(n: &usize) -> bool {

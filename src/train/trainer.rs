@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::fs::write_atomically;
 use crate::model::whitening::{whiten_first_layer, WHITENING_IMAGES};
 use crate::model::{Loss, Network};
+use crate::ops::Precision;
 use crate::optim::groups::check_groups_match;
 use crate::optim::{Lookahead, Optimizer};
 
@@ -294,16 +295,18 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
     }
     if opts.verbose {
         eprintln!(
-            "training {} on {} examples ({} validation, {} test), {} epochs of {} steps, {} threads",
+            "training {} on {} examples ({} validation, {} test), {} epochs of {} steps, {} threads{}",
             cfg.model.name,
             n,
             data.splits.val.len(),
             data.splits.test.len(),
             train.epochs,
             steps_per_epoch,
-            rayon::current_num_threads()
+            rayon::current_num_threads(),
+            if train.precision == Precision::F32 { String::new() } else { format!(", {} products", train.precision) }
         );
     }
+    crate::ops::precision::announce(train.precision);
     let mut checkpointing = Checkpointing {
         every: opts.checkpoint_every,
         last_write: Instant::now(),
@@ -397,6 +400,7 @@ fn write_summary(folder: &RunFolder, summary: &RunSummary, verbose: bool) -> Res
 /// optimiser with no state.
 fn start(cfg: &Config, init_from: Option<&Path>) -> Result<TrainState> {
     let mut net = Network::build(&cfg.model, cfg.run.train.seed)?;
+    net.set_precision(cfg.run.train.precision);
     let mut norm = None;
     if let Some(path) = init_from {
         let ck = Checkpoint::load(path)?;

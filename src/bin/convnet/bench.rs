@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use convnet::bench::{layer_breakdown, run_bench, run_bench_distributed, BenchMode, BenchSettings};
+use convnet::ops::Precision;
 use convnet::train::run::MAX_BATCH;
 use convnet::Config;
 
@@ -33,6 +34,9 @@ pub struct BenchArgs {
     mode: Mode,
     #[arg(long)]
     batch_size: Option<usize>,
+    /// The precision of the products (overrides the config's train.precision): f32 or bf16.
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -68,7 +72,11 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         crate::set_threads(args.threads)?;
         None
     };
-    let cfg = Config::load(&args.config)?;
+    let mut cfg = Config::load(&args.config)?;
+    if let Some(p) = args.precision {
+        cfg.run.train.precision = p;
+    }
+    convnet::ops::precision::announce(cfg.run.train.precision);
     let mode = match args.mode {
         Mode::Train => BenchMode::Train,
         Mode::Infer => BenchMode::Infer,
@@ -89,7 +97,13 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         let total: f64 = rows.iter().map(|r| r.1 + r.2).sum();
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5);
         let what = if train { "training step" } else { "inference pass (forward only)" };
-        println!("{} {what}, batch {}, {} threads: median ms per layer", cfg.model.name, s.batch, rayon::current_num_threads());
+        println!(
+            "{} {what}, batch {}, {} threads, {} products: median ms per layer",
+            cfg.model.name,
+            s.batch,
+            rayon::current_num_threads(),
+            cfg.run.train.precision
+        );
         println!("  {:<width$}  {:>9}  {:>9}  {:>6}", "layer", "forward", "backward", "share");
         for (name, f, b) in &rows {
             println!("  {name:<width$}  {f:>9.3}  {b:>9.3}  {:>5.1}%", 100.0 * (f + b) / total);
@@ -108,8 +122,8 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
         println!(
-            "{} {:?}: batch {}, {} threads, {} kernels, {} samples of {} steps",
-            r.bench, r.mode, r.batch, r.threads, r.simd_level, r.reps, r.steps
+            "{} {:?}: batch {}, {} threads, {} kernels, {} products, {} samples of {} steps",
+            r.bench, r.mode, r.batch, r.threads, r.simd_level, r.precision, r.reps, r.steps
         );
         println!("  images/s      median {:>9.1}   min {:>9.1}   max {:>9.1}", r.img_per_s_median, r.img_per_s_min, r.img_per_s_max);
         println!("  ms per step   median {:>9.3}   min {:>9.3}   max {:>9.3}", r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max);

@@ -3,6 +3,7 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
+use convnet::ops::Precision;
 use convnet::train::datasets::load_splits;
 use convnet::train::{evaluate, Checkpoint, EvalOptions};
 use convnet::viz::write_confusion_png;
@@ -34,6 +35,10 @@ pub struct EvalArgs {
     /// Where to draw the confusion matrix [default: confusion.png next to the checkpoint].
     #[arg(long, value_name = "PATH.png")]
     confusion: Option<PathBuf>,
+    /// The precision of the products: f32 or bf16 [default: the checkpoint's train.precision,
+    /// as the model was trained].
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -43,6 +48,10 @@ pub fn run(args: EvalArgs) -> convnet::Result<()> {
     crate::set_threads(args.threads)?;
     let ck = Checkpoint::load(&args.model)?;
     let mut net = ck.network()?;
+    if let Some(p) = args.precision {
+        net.set_precision(p);
+    }
+    convnet::ops::precision::announce(net.precision());
     let splits = load_splits(&ck.config, args.data.as_deref())?;
     if splits.class_names.len() != net.num_classes() {
         return Err(convnet::Error::Checkpoint {

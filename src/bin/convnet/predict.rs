@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use convnet::data::read_image;
 use convnet::ops::softmax::softmax;
+use convnet::ops::Precision;
 use convnet::train::Checkpoint;
 use convnet::Tensor;
 
@@ -21,6 +22,10 @@ pub struct PredictArgs {
     /// float32 precision.
     #[arg(long)]
     json: bool,
+    /// The precision of the products: f32 or bf16 [default: the checkpoint's train.precision,
+    /// as the model was trained].
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Images to classify.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -44,6 +49,10 @@ struct Prediction<'a> {
 pub fn run(args: PredictArgs) -> convnet::Result<()> {
     let ck = Checkpoint::load(&args.model)?;
     let mut net = ck.network()?;
+    if let Some(p) = args.precision {
+        net.set_precision(p);
+    }
+    convnet::ops::precision::announce(net.precision());
     let [h, w, c] = ck.config.model.input;
     for path in &args.images {
         let img = read_image(path, Some((h, w)), c)?;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use convnet::dist::Group;
+use convnet::ops::Precision;
 use convnet::train::{train, CheckpointEvery, EpochMetrics, ExistingRun, TrainOptions};
 use convnet::viz::write_curves_for;
 use convnet::Config;
@@ -42,6 +43,11 @@ pub struct TrainArgs {
     /// Seed for initialisation and shuffling (overrides train.seed). Same seed, same result.
     #[arg(long)]
     seed: Option<u64>,
+    /// The precision of the convolutions' and dense layers' products (overrides
+    /// train.precision): f32, or bf16 (bfloat16 inputs, float32 accumulation and weights; fast
+    /// on CPUs with AVX512-BF16, emulated elsewhere).
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -125,6 +131,9 @@ fn run_with(args: TrainArgs, group: Option<Arc<Group>>) -> convnet::Result<ExitC
     }
     if let Some(s) = args.seed {
         run.train.seed = s;
+    }
+    if let Some(p) = args.precision {
+        run.train.precision = p;
     }
     // The overrides are checked as the file was; the model's shapes were checked by load.
     cfg.validate(&args.config.display().to_string())?;

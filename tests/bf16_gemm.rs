@@ -1,0 +1,213 @@
+//! The bfloat16 GEMM (`ops::gemm_bf16`) and conversions (`ops::bf16`): against an exact
+//! reference (inputs rounded to bf16, products summed in f64) at float32 accumulation
+//! tolerance, against the chain it promises bit for bit, across SIMD levels (the emulation
+//! equals the AVX512-BF16 hardware), and across thread counts.
+
+use convnet::ops::bf16::{interleave_rows, pair, round_bf16, rows_to_pairs, to_bf16};
+use convnet::ops::gemm_bf16::{dot_step, gemm_bf16, gemm_bf16_parallel};
+use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level, simd_level};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..len).map(|_| rng.gen_range(-2.0f32..2.0)).collect()
+}
+
+/// op(a)[i][kk] of `a` stored m x k, or k x m with `t`.
+fn at(a: &[f32], t: bool, rows: usize, cols: usize, i: usize, kk: usize) -> f32 {
+    if t {
+        a[kk * rows + i]
+    } else {
+        a[i * cols + kk]
+    }
+}
+
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    a_t: bool,
+    b_t: bool,
+    beta: f32,
+}
+
+/// The shape families: rows not a multiple of the kernel's 8, columns not a multiple of 16 or
+/// 32 (and fewer than 16), odd k, k over two blocks of 256 pairs, both transposes, beta 0 and 1.
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for &(m, k, n) in
+        &[(1, 1, 1), (3, 5, 7), (8, 32, 32), (9, 27, 16), (17, 64, 33), (64, 75, 64), (13, 601, 50), (5, 1100, 48), (40, 9, 130)]
+    {
+        for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+            for beta in [0.0, 1.0] {
+                cases.push(Case { m, k, n, a_t, b_t, beta });
+            }
+        }
+    }
+    cases
+}
+
+/// The chain each output promises, written out plainly: acc = beta c, then one dot step per
+/// pair of k (the high pair first), an odd k padded with zeros.
+fn chain_reference(case: &Case, a: &[f32], b: &[f32], c0: &[f32]) -> Vec<f32> {
+    let Case { m, k, n, a_t, b_t, beta } = *case;
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = if beta == 0.0 { 0.0 } else { beta * c0[i * n + j] };
+            for p in 0..k.div_ceil(2) {
+                let get = |kk: usize, f: &dyn Fn(usize) -> f32| if kk < k { f(kk) } else { 0.0 };
+                let a_pair = pair(get(2 * p, &|kk| at(a, a_t, m, k, i, kk)), get(2 * p + 1, &|kk| at(a, a_t, m, k, i, kk)));
+                let b_pair = pair(get(2 * p, &|kk| b_at(b, b_t, k, n, kk, j)), get(2 * p + 1, &|kk| b_at(b, b_t, k, n, kk, j)));
+                acc = dot_step(acc, a_pair, b_pair);
+            }
+            c[i * n + j] = acc;
+        }
+    }
+    c
+}
+
+/// op(b)[kk][j] of `b` stored k x n, or n x k with `t`.
+fn b_at(b: &[f32], t: bool, k: usize, n: usize, kk: usize, j: usize) -> f32 {
+    if t {
+        b[j * k + kk]
+    } else {
+        b[kk * n + j]
+    }
+}
+
+fn run(case: &Case, rng: &mut ChaCha8Rng, parallel: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Case { m, k, n, a_t, b_t, beta } = *case;
+    let (a, b, c0) = (random(m * k, rng), random(k * n, rng), random(m * n, rng));
+    let mut c = c0.clone();
+    let f = if parallel { gemm_bf16_parallel } else { gemm_bf16 };
+    f(m, k, n, &a, a_t, &b, b_t, beta, &mut c);
+    (a, b, c0, c)
+}
+
+#[test]
+fn gemm_bf16_is_the_promised_chain_and_within_f32_accumulation_of_the_exact_product() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for case in cases() {
+        let Case { m, k, n, a_t, b_t, beta } = case;
+        let (a, b, c0, c) = run(&case, &mut rng, false);
+        let what = format!("m {m} k {k} n {n} a_t {a_t} b_t {b_t} beta {beta}");
+        // Bit for bit: the chain, whatever the blocking.
+        let chain = chain_reference(&case, &a, &b, &c0);
+        for (idx, (x, y)) in c.iter().zip(&chain).enumerate() {
+            assert_eq!(x.to_bits(), y.to_bits(), "{what}: c[{idx}] = {x} but the chain gives {y}");
+        }
+        // Against the exact product of the rounded inputs (f64), at float32 accumulation
+        // tolerance: k + 1 roundings of at most 2^-24 of the running sum's magnitude.
+        for i in 0..m {
+            for j in 0..n {
+                let (mut exact, mut magnitude) = (if beta == 0.0 { 0.0 } else { beta as f64 * c0[i * n + j] as f64 }, 0.0f64);
+                magnitude += exact.abs();
+                for kk in 0..k {
+                    let p = round_bf16(at(&a, a_t, m, k, i, kk)) as f64 * round_bf16(b_at(&b, b_t, k, n, kk, j)) as f64;
+                    exact += p;
+                    magnitude += p.abs();
+                }
+                let tol = (k + 1) as f64 * magnitude * 2f64.powi(-24) + 1e-30;
+                let got = c[i * n + j] as f64;
+                assert!((got - exact).abs() <= tol, "{what}: c[{i}][{j}] = {got}, exact {exact}, tolerance {tol}");
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_bf16_does_not_depend_on_the_threads() {
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for case in cases() {
+            let (a, b, c0, c) = pool.install(|| run(&case, &mut rng, true));
+            let chain = chain_reference(&case, &a, &b, &c0);
+            assert!(
+                c.iter().zip(&chain).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{threads} threads, m {} k {} n {}",
+                case.m,
+                case.k,
+                case.n
+            );
+        }
+    }
+}
+
+/// Values that reach the edges: subnormals (treated as zero on the way in and out), zeros of
+/// both signs, values whose products cancel, infinities, NaN.
+fn edge_values(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..len)
+        .map(|_| match rng.gen_range(0..10) {
+            0 => f32::from_bits(rng.gen_range(1..0x0080_0000)) * if rng.gen() { 1.0 } else { -1.0 },
+            1 => f32::from_bits(rng.gen_range(0x0080_0000..0x0200_0000)),
+            2 => -0.0,
+            3 => 0.0,
+            4 => f32::from_bits(rng.gen::<u32>()),
+            5 => 1.0 + 1.0 / 256.0,
+            _ => rng.gen_range(-1e-19f32..1e-19),
+        })
+        .collect()
+}
+
+#[test]
+fn every_simd_level_gives_the_same_bits_the_emulation_included() {
+    let levels = available_simd_levels();
+    eprintln!("levels: {levels:?} (bf16 hardware: {})", detected_simd_level() >= convnet::ops::simd::SimdLevel::Avx512Bf16);
+    let mut first: Option<Vec<Vec<u32>>> = None;
+    for &level in &levels {
+        set_simd_level(level).unwrap();
+        assert_eq!(simd_level(), level);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut outputs = Vec::new();
+        for case in cases() {
+            let (_, _, _, c) = run(&case, &mut rng, false);
+            outputs.push(c.iter().map(|v| v.to_bits()).collect());
+            // Edge values, with c0 subnormal where it is read.
+            let Case { m, k, n, a_t, b_t, beta } = case;
+            let (a, b) = (edge_values(m * k, &mut rng), edge_values(k * n, &mut rng));
+            let mut c = edge_values(m * n, &mut rng);
+            gemm_bf16(m, k, n, &a, a_t, &b, b_t, beta, &mut c);
+            outputs.push(c.iter().map(|v| v.to_bits()).collect());
+        }
+        // The conversions on their own, every kind of float32 included.
+        let src: Vec<f32> = (0..37 * 23).map(|_| f32::from_bits(rng.gen())).collect();
+        let mut rows = vec![0u32; 37 * 12];
+        rows_to_pairs(&src, 37, 23, 23, &mut rows, 12);
+        let mut cols = vec![0u32; 19 * 48];
+        interleave_rows(&src, 37, 23, 23, &mut cols, 48);
+        for (r, row) in rows.chunks(12).enumerate() {
+            for (p, &v) in row.iter().enumerate() {
+                let hi = if 2 * p + 1 < 23 { src[r * 23 + 2 * p + 1] } else { 0.0 };
+                assert_eq!(v, to_bf16(src[r * 23 + 2 * p]) as u32 | (to_bf16(hi) as u32) << 16, "{level:?} row pairs");
+            }
+        }
+        for (p, row) in cols.chunks(48).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let get = |i: usize| if i < 37 && j < 23 { src[i * 23 + j] } else { 0.0 };
+                assert_eq!(v, pair(get(2 * p), get(2 * p + 1)), "{level:?} column pairs");
+            }
+        }
+        outputs.push(rows);
+        outputs.push(cols);
+        match &first {
+            None => first = Some(outputs),
+            Some(base) => {
+                for (o, (x, y)) in base.iter().zip(&outputs).enumerate() {
+                    for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                        assert_eq!(
+                            u,
+                            v,
+                            "{level:?} differs from {:?} in output {o} at {i}: {:e} vs {:e}",
+                            levels[0],
+                            f32::from_bits(*u),
+                            f32::from_bits(*v)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    set_simd_level(detected_simd_level()).unwrap();
+}

@@ -1,0 +1,406 @@
+//! bfloat16 products in the layers (`Precision::Bf16`): convolution and dense forward, dX and
+//! dW against exact references (inputs rounded to bf16, products summed in f64) at float32
+//! accumulation tolerance; the Winograd convolutions (whose products take the *transformed*
+//! values) against the exact convolution at a tolerance derived from bf16's 8-bit mantissa; a
+//! small network's gradients against finite differences; whole training steps bit-identical
+//! across thread counts and SIMD levels (the emulation included), and different from float32.
+
+mod common;
+
+use common::random;
+use convnet::layers::Mode;
+use convnet::model::{Loss, Network};
+use convnet::ops::bf16::round_bf16;
+use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+use convnet::ops::dense::{dense_backward_into, dense_forward_into};
+use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level};
+use convnet::ops::{Geometry, Padding, Precision, Window};
+use convnet::{Config, Tensor};
+
+/// The value and the magnitude (sum of |terms|) of an exact f64 sum.
+#[derive(Clone, Copy, Default)]
+struct Exact {
+    value: f64,
+    magnitude: f64,
+}
+
+impl Exact {
+    fn add(&mut self, term: f64) {
+        self.value += term;
+        self.magnitude += term.abs();
+    }
+}
+
+fn rounded(t: &Tensor) -> Vec<f64> {
+    t.data().iter().map(|&v| round_bf16(v) as f64).collect()
+}
+
+/// Checks `got` against exact sums of `terms` products each: float32 accumulation allows one
+/// rounding of at most 2^-24 of the running magnitude per addition.
+fn assert_within_accumulation(what: &str, got: &[f32], exact: &[Exact], terms: usize) {
+    assert_eq!(got.len(), exact.len(), "{what}: length");
+    for (i, (g, e)) in got.iter().zip(exact).enumerate() {
+        let tol = (terms + 2) as f64 * e.magnitude * 2f64.powi(-24) + 1e-30;
+        assert!((*g as f64 - e.value).abs() <= tol, "{what}[{i}]: {g} but exactly {} (tolerance {tol:e})", e.value);
+    }
+}
+
+/// The exact convolution of NHWC `x` with HWIO `w` (f64 values, already rounded as wanted):
+/// (y, dX, dW) sums for output gradient `dy`.
+struct ExactConv {
+    y: Vec<Exact>,
+    dx: Vec<Exact>,
+    dw: Vec<Exact>,
+}
+
+fn exact_conv(x: &[f64], xs: [usize; 4], w: &[f64], ws: [usize; 4], b: &[f32], dy: &[f64], g: &Geometry) -> ExactConv {
+    let ([n, ih, iw, ci], [kh, kw, _, co]) = (xs, ws);
+    let (oh, ow) = (g.oh, g.ow);
+    let mut e = ExactConv {
+        y: vec![Exact::default(); n * oh * ow * co],
+        dx: vec![Exact::default(); n * ih * iw * ci],
+        dw: vec![Exact::default(); kh * kw * ci * co],
+    };
+    for (yi, o) in e.y.iter_mut().enumerate() {
+        o.add(b[yi % co] as f64);
+    }
+    for img in 0..n {
+        for oi in 0..oh {
+            for oj in 0..ow {
+                for ki in 0..kh {
+                    let Some(r) = g.in_row(oi, ki) else { continue };
+                    for kj in 0..kw {
+                        let Some(s) = g.in_col(oj, kj) else { continue };
+                        for c in 0..ci {
+                            let xi = ((img * ih + r) * iw + s) * ci + c;
+                            for o in 0..co {
+                                let (wi, yi) = (((ki * kw + kj) * ci + c) * co + o, ((img * oh + oi) * ow + oj) * co + o);
+                                e.y[yi].add(x[xi] * w[wi]);
+                                e.dx[xi].add(dy[yi] * w[wi]);
+                                e.dw[wi].add(x[xi] * dy[yi]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    e
+}
+
+struct ConvCase {
+    n: usize,
+    hw: usize,
+    ci: usize,
+    co: usize,
+    k: usize,
+    stride: usize,
+    padding: Padding,
+}
+
+/// Runs the layer's forward and backward in `precision`: (y, dX, dW, db).
+fn conv_run(x: &Tensor, w: &Tensor, b: &Tensor, dy: &Tensor, win: &Window, precision: Precision) -> (Tensor, Tensor, Tensor, Tensor) {
+    let (mut y, mut s) = (Tensor::empty(), ConvScratch::default());
+    conv2d_forward_into(x, w, b, win, false, precision, &mut y, &mut s).unwrap();
+    let (mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
+    let grads = Conv2dGradsMut { d_input: Some(&mut dx), d_weight: &mut dw, d_bias: &mut db };
+    conv2d_backward_into(x, w, OutputGrad::Plain(dy), win, precision, grads, &mut s).unwrap();
+    (y, dx, dw, db)
+}
+
+#[test]
+fn conv_by_im2col_in_bf16_is_the_exact_product_of_rounded_inputs() {
+    // im2col in every direction: few channels (no Winograd, for y nor for dX, whose own
+    // convolution has the output's channels as input), strides 1 and 2, SAME and VALID,
+    // odd sizes, channel counts under and over the 16-lane vector, batch 1 and over one chunk.
+    let cases = [
+        ConvCase { n: 1, hw: 7, ci: 3, co: 5, k: 3, stride: 1, padding: Padding::Same },
+        ConvCase { n: 9, hw: 9, ci: 5, co: 17, k: 3, stride: 2, padding: Padding::Same },
+        ConvCase { n: 2, hw: 8, ci: 15, co: 15, k: 5, stride: 1, padding: Padding::Valid },
+        ConvCase { n: 3, hw: 6, ci: 7, co: 64, k: 1, stride: 1, padding: Padding::Valid },
+    ];
+    for (ci_, c) in cases.iter().enumerate() {
+        let win = Window::new(c.k, c.k, c.stride, c.stride, c.padding);
+        let x = random(&[c.n, c.hw, c.hw, c.ci], 10 + ci_ as u64);
+        let w = random(&[c.k, c.k, c.ci, c.co], 20 + ci_ as u64);
+        let b = random(&[c.co], 30 + ci_ as u64);
+        let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
+        let dy = random(&[c.n, g.oh, g.ow, c.co], 40 + ci_ as u64);
+        let (y, dx, dw, db) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16);
+        let e = exact_conv(&rounded(&x), [c.n, c.hw, c.hw, c.ci], &rounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &rounded(&dy), &g);
+        let what = format!("case {ci_}");
+        assert_within_accumulation(&format!("{what} y"), y.data(), &e.y, c.k * c.k * c.ci);
+        assert_within_accumulation(&format!("{what} dX"), dx.data(), &e.dx, c.k * c.k * c.co);
+        assert_within_accumulation(&format!("{what} dW"), dw.data(), &e.dw, c.n * g.oh * g.ow);
+        // db is a plain float32 sum of dy, as in f32.
+        let (_, _, _, db32) = conv_run(&x, &w, &b, &dy, &win, Precision::F32);
+        assert_eq!(db.data(), db32.data(), "{what} db");
+        // And bf16 really ran: the float32 result differs.
+        let (y32, ..) = conv_run(&x, &w, &b, &dy, &win, Precision::F32);
+        assert_ne!(y.data(), y32.data(), "{what}: bf16 products should differ from f32 in the last bits");
+    }
+}
+
+#[test]
+fn conv_by_winograd_in_bf16_is_within_bf16_rounding_of_the_exact_convolution() {
+    // 3x3 with 32+ channels and 5x5 with 16+ input channels go by Winograd (forward and dX),
+    // whose products take the transformed tiles and weights, rounded to bf16. Each such value
+    // is off by at most 2^-9 of itself, so each product by 2^-8; the transforms then add
+    // products whose magnitudes exceed the output's. Bound: |error| <= 2^-8 x Winograd's
+    // amplification x sum |x||w|, with the amplification measured in float32 on the same
+    // shapes (f32 error / (2^-24 x sum|x||w|)) being ~10-30, and the bf16 error measured at
+    // 2^-8 x 4-5 of sum |x||w|: we allow 2^-8 x 16.
+    let cases = [
+        ConvCase { n: 2, hw: 9, ci: 32, co: 33, k: 3, stride: 1, padding: Padding::Same },
+        ConvCase { n: 1, hw: 6, ci: 17, co: 16, k: 5, stride: 1, padding: Padding::Same },
+    ];
+    for (ci_, c) in cases.iter().enumerate() {
+        let win = Window::new(c.k, c.k, 1, 1, c.padding);
+        let x = random(&[c.n, c.hw, c.hw, c.ci], 50 + ci_ as u64);
+        let w = random(&[c.k, c.k, c.ci, c.co], 60 + ci_ as u64);
+        let b = random(&[c.co], 70 + ci_ as u64);
+        let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
+        let dy = random(&[c.n, g.oh, g.ow, c.co], 80 + ci_ as u64);
+        let unrounded = |t: &Tensor| t.data().iter().map(|&v| v as f64).collect::<Vec<_>>();
+        let e = exact_conv(&unrounded(&x), [c.n, c.hw, c.hw, c.ci], &unrounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &unrounded(&dy), &g);
+        let (y, dx, dw, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16);
+        let (y32, dx32, ..) = conv_run(&x, &w, &b, &dy, &win, Precision::F32);
+        for (what, got, got32, exact) in [("y", &y, &y32, &e.y), ("dX", &dx, &dx32, &e.dx)] {
+            let (mut worst, mut worst32) = (0.0f64, 0.0f64);
+            for ((g, g32), e) in got.data().iter().zip(got32.data()).zip(exact.iter()) {
+                worst = worst.max((*g as f64 - e.value).abs() / e.magnitude);
+                worst32 = worst32.max((*g32 as f64 - e.value).abs() / e.magnitude);
+            }
+            eprintln!(
+                "case {ci_} {what}: worst error / sum|terms|: bf16 {worst:.2e} (2^-8 x {:.1}), f32 {worst32:.2e} (2^-24 x {:.1})",
+                worst * 256.0,
+                worst32 * 2f64.powi(24)
+            );
+            assert!(worst32 * 2f64.powi(24) <= 64.0, "case {ci_} {what}: f32 amplification over the bound's assumption");
+            assert!(worst <= 16.0 * 2f64.powi(-8), "case {ci_} {what}: bf16 error {worst:e} x sum|terms|");
+            // Not the float32 result: the bf16 products ran.
+            assert!(got.data() != got32.data(), "case {ci_} {what}: identical to f32");
+        }
+        // dW goes by im2col: exact in the rounded inputs.
+        let e_dw = exact_conv(&rounded(&x), [c.n, c.hw, c.hw, c.ci], &rounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &rounded(&dy), &g).dw;
+        assert_within_accumulation(&format!("case {ci_} dW"), dw.data(), &e_dw, c.n * g.oh * g.ow);
+    }
+}
+
+#[test]
+fn dense_in_bf16_is_the_exact_product_of_rounded_inputs() {
+    // Batch 1 (the column-split path), 5 and 70 (over two 32-image chunks of dW); widths under
+    // and over the vector and the kernel's 32 columns.
+    for (case, &(n, fin, fout)) in [(1usize, 300usize, 70usize), (5, 33, 10), (70, 64, 129)].iter().enumerate() {
+        let x = random(&[n, fin], 90 + case as u64);
+        let w = random(&[fin, fout], 91 + case as u64);
+        let b = random(&[fout], 92 + case as u64);
+        let dy = random(&[n, fout], 93 + case as u64);
+        let mut y = Tensor::empty();
+        dense_forward_into(&x, &w, Some(&b), Precision::Bf16, &mut y).unwrap();
+        let (mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
+        dense_backward_into(&x, &w, &dy, Precision::Bf16, Some(&mut dx), &mut dw, Some(&mut db)).unwrap();
+        let (xr, wr, dyr) = (rounded(&x), rounded(&w), rounded(&dy));
+        let (mut ey, mut edx, mut edw) =
+            (vec![Exact::default(); n * fout], vec![Exact::default(); n * fin], vec![Exact::default(); fin * fout]);
+        for i in 0..n {
+            for o in 0..fout {
+                ey[i * fout + o].add(b.data()[o] as f64);
+                for f in 0..fin {
+                    ey[i * fout + o].add(xr[i * fin + f] * wr[f * fout + o]);
+                    edx[i * fin + f].add(dyr[i * fout + o] * wr[f * fout + o]);
+                    edw[f * fout + o].add(xr[i * fin + f] * dyr[i * fout + o]);
+                }
+            }
+        }
+        assert_within_accumulation(&format!("dense {case} y"), y.data(), &ey, fin);
+        assert_within_accumulation(&format!("dense {case} dX"), dx.data(), &edx, fout);
+        // dW: a chain per 32-image chunk, then the chunks added in order: n + chunks roundings.
+        assert_within_accumulation(&format!("dense {case} dW"), dw.data(), &edw, n + n.div_ceil(32));
+    }
+}
+
+const NET: &str = r#"
+name = "bf16-net"
+input = [6, 6, 3]
+[data]
+dataset = "mnist"
+[train]
+batch_size = 4
+epochs = 1
+precision = "bf16"
+[optimizer]
+kind = "adam"
+lr = 0.001
+[[layers]]
+type = "conv2d"
+filters = 32
+kernel = 3
+padding = "same"
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "tanh"
+[[layers]]
+type = "conv2d"
+filters = 32
+kernel = 3
+padding = "same"
+[[layers]]
+type = "tanh"
+[[layers]]
+type = "avg_pool"
+size = 2
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+units = 10
+"#;
+
+#[test]
+fn a_network_in_bf16_has_gradients_within_bf16_rounding_of_finite_differences() {
+    // The second convolution (32 -> 32, 3x3) runs by Winograd; the first and the dense layer
+    // by im2col / GEMM. Smooth activations (tanh, average pooling), so that the differences
+    // see no kink. Finite differences of the float32 loss (the function bf16 approximates)
+    // against the bf16 gradients, parameter by parameter, in norm: every operand of a product
+    // is off by at most 2^-9 of itself, a product by 2^-8, and the first layer's gradient comes
+    // through three layers of products (and sums that cancel, so single components can be off
+    // by more of themselves): measured 2^-8 x 0.7-7.9, we allow |g_bf16 - g_numeric| <=
+    // 2^-4 |g_numeric| over the coordinates checked (a wrong operand is off by ~1), and check that float32 meets 2^-10 on the same coordinates (so the bound is
+    // bf16's, not the finite differences').
+    let cfg = Config::from_toml(NET, "bf16-net").unwrap();
+    assert_eq!(cfg.run.train.precision, Precision::Bf16);
+    let mut net = Network::build(&cfg.model, 5).unwrap();
+    let x = random(&[4, 6, 6, 3], 6);
+    let labels = [1, 7, 3, 0];
+    let loss = Loss { label_smoothing: 0.0 };
+    let grads_in = |net: &mut Network, p: Precision| {
+        net.set_precision(p);
+        net.compute_gradients(&x, &labels, loss).unwrap();
+        net.params().iter().map(|q| (q.trainable, q.grad.clone())).collect::<Vec<_>>()
+    };
+    let g16 = grads_in(&mut net, Precision::Bf16);
+    let g32 = grads_in(&mut net, Precision::F32);
+    net.set_precision(Precision::F32);
+    let names: Vec<String> = net.param_names().into_iter().map(String::from).collect();
+    let eps = 1e-2f32;
+    let mut checked = 0;
+    for (pi, name) in names.iter().enumerate() {
+        let (trainable, grad16) = &g16[pi];
+        // The conv bias before batch norm has no gradient at all (the norm removes it).
+        if !trainable || name == "0.conv2d.bias" {
+            continue;
+        }
+        let len = grad16.len();
+        let (mut numeric_sq, mut err16_sq, mut err32_sq) = (0.0f64, 0.0f64, 0.0f64);
+        // Up to 40 coordinates per parameter, spread over it.
+        for j in (0..len).step_by(len.div_ceil(40)) {
+            let mut loss_at = |delta: f32| {
+                net.params_mut()[pi].value.data_mut()[j] += delta;
+                let l = net.compute_gradients(&x, &labels, loss).unwrap().loss as f64;
+                net.params_mut()[pi].value.data_mut()[j] -= delta;
+                l
+            };
+            let numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64);
+            let (a16, a32) = (grad16.data()[j] as f64, g32[pi].1.data()[j] as f64);
+            numeric_sq += numeric * numeric;
+            err16_sq += (a16 - numeric).powi(2);
+            err32_sq += (a32 - numeric).powi(2);
+            checked += 1;
+        }
+        let (rel16, rel32) = ((err16_sq / numeric_sq).sqrt(), (err32_sq / numeric_sq).sqrt());
+        eprintln!("{name}: relative error in norm: bf16 {rel16:.2e} (2^-8 x {:.1}), f32 {rel32:.2e}", rel16 * 256.0);
+        assert!(rel32 <= 2f64.powi(-10), "{name}: f32 gradient {rel32:e} off the differences");
+        assert!(rel16 <= 2f64.powi(-4), "{name}: bf16 gradient {rel16:e} off the differences");
+    }
+    assert!(checked > 150, "{checked} coordinates");
+}
+
+/// Two training steps of NET at `threads` threads: every parameter's bits afterwards.
+fn two_steps(threads: usize, precision: Precision) -> Vec<u32> {
+    let cfg = Config::from_toml(NET, "bf16-net").unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let mut net = Network::build(&cfg.model, 5).unwrap();
+        net.set_precision(precision);
+        let mut opt = convnet::optim::Optimizer::new(cfg.run.optimizer.clone()).unwrap();
+        for step in 0..2 {
+            let x = random(&[20, 6, 6, 3], 100 + step);
+            let labels: Vec<usize> = (0..20).map(|i| (i * 7 + step as usize) % 10).collect();
+            net.compute_gradients(&x, &labels, Loss { label_smoothing: 0.0 }).unwrap();
+            net.apply_gradients(&mut opt, 1e-3).unwrap();
+        }
+        let y = net.forward(&random(&[3, 6, 6, 3], 9), Mode::Eval).unwrap();
+        net.params().iter().flat_map(|p| p.value.data().to_vec()).chain(y.data().to_vec()).map(f32::to_bits).collect()
+    })
+}
+
+#[test]
+fn bf16_training_is_bit_identical_across_threads_and_simd_levels() {
+    let reference = two_steps(1, Precision::Bf16);
+    for threads in [2, 3] {
+        assert!(two_steps(threads, Precision::Bf16) == reference, "bf16 at {threads} threads differs from 1 thread");
+    }
+    // The emulation (portable and AVX2 copies) against the hardware kernels, where the CPU has
+    // them: the same bits.
+    for level in available_simd_levels() {
+        set_simd_level(level).unwrap();
+        assert!(two_steps(2, Precision::Bf16) == reference, "bf16 at SIMD level {level:?} differs");
+    }
+    set_simd_level(detected_simd_level()).unwrap();
+    assert!(two_steps(2, Precision::F32) != reference, "f32 and bf16 trained to the same bits");
+}
+
+#[test]
+fn the_cli_and_the_config_take_the_precision_and_refuse_other_values() {
+    use std::process::Command;
+    let data = tempfile::tempdir().unwrap();
+    common::write_quadrant_idx(data.path(), 64, 16, 3);
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("tiny.toml");
+    std::fs::write(&cfg, common::tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01")).unwrap();
+    let convnet = || Command::new(env!("CARGO_BIN_EXE_convnet"));
+    // Training in bf16 from the command line: the same bits on 1 and 2 threads, and not the
+    // float32 run's.
+    let train = |precision: &str, threads: &str| {
+        let out = work.path().join(format!("run-{precision}-{threads}"));
+        let o = convnet()
+            .args(["train", "--config", cfg.to_str().unwrap(), "--precision", precision, "--threads", threads, "--quiet", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        common::checkpoint_state(&out.join("last.safetensors"))
+            .0
+            .iter()
+            .flat_map(|t| t.data().to_vec())
+            .map(f32::to_bits)
+            .collect::<Vec<_>>()
+    };
+    let bf16 = train("bf16", "1");
+    assert!(train("bf16", "2") == bf16, "bf16 training differs between 1 and 2 threads");
+    assert!(train("f32", "2") != bf16, "--precision bf16 trained the float32 bits");
+
+    // bench reports what it ran.
+    let bench = |precision: &str| {
+        convnet()
+            .args(["bench", "--config", cfg.to_str().unwrap(), "--mode", "infer", "--batch-size", "2", "--steps", "1", "--reps", "1"])
+            .args(["--warmup", "0", "--json", "--precision", precision])
+            .output()
+            .unwrap()
+    };
+    let o = bench("bf16");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["precision"], "bf16");
+    let o = bench("f16");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"f16\"") && stderr.contains("f32, bf16"), "{stderr}");
+
+    // In the file: train.precision, checked when the config is read.
+    let text = common::tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 3\nprecision = \"bf17\"");
+    let err = Config::from_toml(&text, "tiny.toml").unwrap_err().to_string();
+    assert!(err.contains("tiny.toml") && err.contains("bf17"), "{err}");
+}
