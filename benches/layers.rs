@@ -3,6 +3,8 @@
 //! in one kernel shows up by name. The ResNet's 3x3 convolutions run both ways where Winograd
 //! F(4x4, 3x3) is taken (`.../forward`) and by im2col (`.../im2col_forward`). GELU (the fast
 //! CIFAR-10 network's activation) runs both as the vector kernels and as the libm reference.
+//! The ResNet's and the airbench network's 3x3 convolutions also run with bf16 products
+//! (`.../bf16/forward`, `.../bf16/backward`; on AVX512-BF16 where the CPU has it, else emulated).
 //! Run: cargo bench --bench layers
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -26,6 +28,10 @@ fn ramp(shape: &[usize]) -> Tensor {
 }
 
 fn conv(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize, k: usize, need_dx: bool) {
+    conv_in(c, name, x_shape, c_out, k, need_dx, Precision::F32)
+}
+
+fn conv_in(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize, k: usize, need_dx: bool, precision: Precision) {
     let win = Window::new(k, k, 1, 1, Padding::Same);
     let x = ramp(&x_shape);
     let w = ramp(&[k, k, x_shape[3], c_out]);
@@ -34,12 +40,12 @@ fn conv(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize, k: usi
     let (mut y, mut dx, mut dw, mut db, mut s) =
         (Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
     c.bench_function(&format!("{name}/forward"), |bch| {
-        bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, true, Precision::F32, &mut y, &mut s).unwrap())
+        bch.iter(|| conv2d_forward_into(&x, &w, &b, &win, true, precision, &mut y, &mut s).unwrap())
     });
     c.bench_function(&format!("{name}/backward"), |bch| {
         bch.iter(|| {
             let grads = Conv2dGradsMut { d_input: if need_dx { Some(&mut dx) } else { None }, d_weight: &mut dw, d_bias: &mut db };
-            conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, Precision::F32, grads, &mut s).unwrap()
+            conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, precision, grads, &mut s).unwrap()
         })
     });
 }
@@ -119,6 +125,16 @@ fn bench(c: &mut Criterion) {
     batch_norm_relu(c, "resnet/batch_norm_relu_16x16x64", [n, 16, 16, 64]);
 
     gelu_both(c, "airbench/gelu_16x16x64", [64, 16, 16, 64]);
+
+    // bf16 products, the same shapes (batch 128 for the ResNet, 64 for airbench's widths).
+    conv_in(c, "resnet/conv_3x3x16x32_32x32/bf16", [128, 32, 32, 16], 32, 3, true, Precision::Bf16);
+    conv_in(c, "resnet/conv_3x3x32x64_16x16/bf16", [128, 16, 16, 32], 64, 3, true, Precision::Bf16);
+    conv_in(c, "resnet/conv_3x3x64x128_8x8/bf16", [128, 8, 8, 64], 128, 3, true, Precision::Bf16);
+    conv_in(c, "resnet/conv_3x3x128x128_4x4/bf16", [128, 4, 4, 128], 128, 3, true, Precision::Bf16);
+    for precision in [Precision::F32, Precision::Bf16] {
+        conv_in(c, &format!("airbench/conv_3x3x64x256_15x15/{precision}"), [64, 15, 15, 64], 256, 3, true, precision);
+        conv_in(c, &format!("airbench/conv_3x3x256x256_7x7/{precision}"), [64, 7, 7, 256], 256, 3, true, precision);
+    }
 
     let n = 64;
     conv(c, "seed/conv1_5x5x3x64", [n, 32, 32, 3], 64, 5, false);

@@ -153,6 +153,30 @@ fn conv2d_small_batch_forward_split_into_row_blocks_matches_reference_on_any_thr
 }
 
 #[test]
+fn conv2d_weight_gradient_by_groups_of_images_matches_reference_loops() {
+    // dW is one product per group of images inside each 8-image chunk, as many images as keep
+    // their columns within 2^20 values: 24x24 images with 3x3x60 patches (311,040 values)
+    // make groups of 3, so chunk 0 runs groups of 3, 3 and 2 and chunk 1 one image; with the
+    // fused ReLU the masked gradient of a whole group is built at once.
+    use convnet::ops::conv2d::{conv2d_backward_into, ConvScratch, OutputGrad};
+    let win = Window::new(3, 3, 1, 1, Padding::Same);
+    let x = random(&[9, 24, 24, 60], 61);
+    let w = random(&[3, 3, 60, 4], 62);
+    let b = random(&[4], 63);
+    let y = conv2d_forward(&x, &w, &b, &win, true).unwrap();
+    let dy = random(y.shape(), 64);
+    let mut masked = dy.clone();
+    masked.data_mut().iter_mut().zip(y.data()).for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
+    let reference = conv_backward(&x, &w, &masked, &win).unwrap();
+    let (mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
+    let through_relu = OutputGrad::ThroughRelu { dy: &dy, y: &y };
+    conv2d_backward_into(&x, &w, through_relu, &win, Precision::F32, grads(&mut dx, &mut dw, &mut db), &mut s).unwrap();
+    assert_close(&dw, &reference.d_weight, 1e-4, "dW");
+    assert_close(&db, &reference.d_bias, 1e-4, "db");
+    assert_close(&dx, &reference.d_input, 1e-4, "dX");
+}
+
+#[test]
 fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
     // The fused-ReLU backward masks dy by y > 0 inside its loop; it must give exactly what the
     // plain backward gives on a masked dy. 19 images: several chunks, the last one partial.

@@ -20,8 +20,6 @@
 //! An odd k is padded with a zero. Each converter has a portable body and an AVX512-BF16 one
 //! (`simd::avx512bf16_allowed`); both give the same bits.
 
-use crate::ops::simd;
-
 /// `x` rounded to the nearest bfloat16 (ties to even), as its 16 bits.
 #[inline(always)]
 pub fn to_bf16(x: f32) -> u16 {
@@ -66,7 +64,7 @@ pub fn rows_to_pairs(src: &[f32], rows: usize, k: usize, src_ld: usize, dst: &mu
     let kp = k.div_ceil(2);
     assert!(dst_ld >= kp && (rows == 0 || (src.len() >= (rows - 1) * src_ld + k && dst.len() >= (rows - 1) * dst_ld + kp)));
     #[cfg(target_arch = "x86_64")]
-    if simd::avx512bf16_allowed() {
+    if crate::ops::simd::avx512bf16_allowed() {
         // SAFETY: the level allows AVX512-BF16; the assert above bounds every row read/written.
         unsafe { hw::rows_to_pairs(src, rows, k, src_ld, dst, dst_ld) };
         return;
@@ -86,7 +84,7 @@ pub fn interleave_rows(src: &[f32], k: usize, cols: usize, src_ld: usize, dst: &
     let kp = k.div_ceil(2);
     assert!(dst_ld >= cols && dst.len() >= kp * dst_ld && (k == 0 || src.len() >= (k - 1) * src_ld + cols));
     #[cfg(target_arch = "x86_64")]
-    if simd::avx512bf16_allowed() {
+    if crate::ops::simd::avx512bf16_allowed() {
         // SAFETY: the level allows AVX512-BF16; the assert above bounds every row read/written.
         unsafe { hw::interleave_rows(src, k, cols, src_ld, dst, dst_ld) };
         return;

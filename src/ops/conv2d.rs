@@ -98,31 +98,35 @@ impl<'a> OutputGrad<'a> {
         }
     }
 
-    /// Image `img`'s gradient dz at the convolution itself (`len` values): dy's own slice, or
-    /// dy masked by the ReLU, written into `buf`.
-    fn image<'b>(&self, img: usize, len: usize, buf: &'b mut Vec<f32>) -> &'b [f32]
+    /// The gradient dz at the convolution itself of `count` images from `first` (`len` values
+    /// each): dy's own slice, or dy masked by the ReLU, written into `buf`.
+    fn images<'b>(&self, first: usize, count: usize, len: usize, buf: &'b mut Vec<f32>) -> &'b [f32]
     where
         'a: 'b,
     {
+        let range = first * len..(first + count) * len;
         match *self {
-            OutputGrad::Plain(dy) => &dy.data()[img * len..][..len],
+            OutputGrad::Plain(dy) => &dy.data()[range],
             OutputGrad::ThroughRelu { dy, y } => {
-                buf.resize(len, 0.0);
-                Activation::Relu.backward_into(&y.data()[img * len..][..len], &dy.data()[img * len..][..len], buf);
+                buf.resize(count * len, 0.0);
+                Activation::Relu.backward_into(&y.data()[range.clone()], &dy.data()[range], buf);
                 buf
             }
         }
     }
 }
 
-/// Reusable buffers of one convolution: a column matrix and partial gradients per chunk of
-/// images for the backward pass, one column matrix per worker thread for the forward pass, and
-/// the Winograd buffers. Kept by the layer so that a training step allocates nothing once
+/// Reusable buffers of one convolution: partial gradients per chunk of images and, per worker
+/// thread, the column matrix of a group of images and their masked output gradient for the
+/// backward pass, one column matrix per worker thread for the forward pass, and the Winograd
+/// buffers. Kept by the layer so that a training step allocates nothing once
 /// warmed up.
 #[derive(Default)]
 pub struct ConvScratch {
     chunks: Vec<ChunkScratch>,
     thread_cols: PerThread<Vec<f32>>,
+    /// (column matrix, masked dz) of the images of one dW product, per worker thread.
+    thread_groups: PerThread<(Vec<f32>, Vec<f32>)>,
     /// The weights packed for bf16 products (`RightOperand`), W for the forward pass and W^T
     /// for dX by im2col.
     packed_w: PackedB,
@@ -142,11 +146,8 @@ struct DxScratch {
 
 #[derive(Default)]
 struct ChunkScratch {
-    col: Vec<f32>,
     dw: Vec<f32>,
     db: Vec<f32>,
-    /// One image's output gradient masked by a fused ReLU.
-    dz: Vec<f32>,
 }
 
 /// Output rows of one image per forward task. A large batch keeps every thread busy with whole
@@ -282,7 +283,7 @@ pub fn conv2d_backward_into(
         }
     }
     let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
-    let ConvScratch { chunks, dx_winograd, packed_w, .. } = scratch;
+    let ConvScratch { chunks, dx_winograd, packed_w, thread_groups, .. } = scratch;
     let dx_by_winograd =
         input_grad_window(&shape.geometry, window).filter(|dx_window| algorithm(dx_window, shape.c_out, shape.c_in) == Algorithm::Winograd);
     match (d_input, dx_by_winograd) {
@@ -290,9 +291,9 @@ pub fn conv2d_backward_into(
             let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
             input_grad_by_winograd(dz, w, &shape, &dx_window, precision, dx, (w_flipped, zero_bias, winograd))?;
-            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, precision, None, chunks, packed_w);
+            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, precision, None, (chunks, thread_groups, packed_w));
         }
-        (dx, _) => chunk_partials(x, w, dy, &shape, precision, dx, chunks, packed_w),
+        (dx, _) => chunk_partials(x, w, dy, &shape, precision, dx, (chunks, thread_groups, packed_w)),
     }
     sum_chunk_partials(&chunks[..shape.batch.div_ceil(CHUNK)], w.shape(), d_weight, d_bias);
     Ok(())
@@ -379,8 +380,11 @@ fn flip_weights(w: &Tensor, wf: &mut Tensor) {
 
 /// Each chunk of `CHUNK` images computes its own partial dW and db (summed afterwards in chunk
 /// order, so the result does not depend on the threads) and, if `dx` is given, its images' dX
-/// by col2im.
-#[allow(clippy::too_many_arguments)]
+/// by col2im. Within a chunk, dW is one product per group of images (`images_per_product`):
+/// dW += col^T dZ over the group's pixels at once, so that the partial dW (k x C_out, large
+/// next to a small image's columns) is read and written once per group, not once per image.
+/// `scratch` is (the chunks' partials, the per-thread group buffers, the packed W^T).
+#[allow(clippy::type_complexity)]
 fn chunk_partials(
     x: &Tensor,
     w: &Tensor,
@@ -388,35 +392,47 @@ fn chunk_partials(
     shape: &ConvShape,
     precision: Precision,
     dx: Option<&mut Tensor>,
-    store: &mut Vec<ChunkScratch>,
-    packed_w: &mut PackedB,
+    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<(Vec<f32>, Vec<f32>)>, &mut PackedB),
 ) {
+    let (store, thread_groups, packed_w) = scratch;
     let (n, g, c_in, c_out) = (shape.batch, &shape.geometry, shape.c_in, shape.c_out);
     let (m, k, in_size, out_size) = (shape.pixels(), shape.patch_len(), shape.input_len(), shape.output_len());
-    let chunks = prepare_chunks(store, n, m * k, k * c_out, c_out);
+    let chunks = prepare_chunks(store, n, k * c_out, c_out);
+    let groups = thread_groups.for_current_pool();
+    let group = images_per_product(m * k);
     // W^T for dX (bf16: packed once, only if dX is wanted).
     let w_t = match dx {
         Some(_) => RightOperand::prepare(precision, c_out, k, w.data(), true, packed_w),
         None => RightOperand::Plain { b: w.data(), b_t: true },
     };
     let chunk_grads = |chunk: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
-        s.dw.fill(0.0);
+        let mut buffers = groups.get();
+        let (col, dz_buf) = &mut *buffers;
         s.db.fill(0.0);
         let images = CHUNK.min(n - chunk * CHUNK);
         let mut dx_imgs = dx_chunk.map(|d| d.chunks_exact_mut(in_size));
-        for i in 0..images {
-            let img = chunk * CHUNK + i;
-            let dz = dy.image(img, out_size, &mut s.dz);
-            im2col(&x.data()[img * in_size..][..in_size], g, c_in, &mut s.col);
-            gemm(precision, k, m, c_out, &s.col, true, dz, false, 1.0, &mut s.dw);
+        for first in (0..images).step_by(group) {
+            let count = group.min(images - first);
+            let img0 = chunk * CHUNK + first;
+            let dz = dy.images(img0, count, out_size, dz_buf);
+            col.resize(col.len().max(count * m * k), 0.0);
+            for (i, col_img) in col[..count * m * k].chunks_exact_mut(m * k).enumerate() {
+                im2col(&x.data()[(img0 + i) * in_size..][..in_size], g, c_in, col_img);
+            }
+            // The chunk's first product starts the partial (beta 0); the others add to it.
+            let beta = if first == 0 { 0.0 } else { 1.0 };
+            gemm(precision, k, count * m, c_out, &col[..count * m * k], true, dz, false, beta, &mut s.dw);
             for row in dz.chunks_exact(c_out) {
                 s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
             }
-            if let Some(dx_img) = dx_imgs.as_mut().and_then(|it| it.next()) {
-                // col now becomes d(col) = dZ · W^T, then scatters back onto the image.
-                gemm_prepared(m, c_out, k, dz, false, &w_t, 0.0, &mut s.col);
-                dx_img.fill(0.0);
-                col2im(&s.col, g, c_in, dx_img);
+            for dz_img in dz.chunks_exact(out_size) {
+                if let Some(dx_img) = dx_imgs.as_mut().and_then(|it| it.next()) {
+                    // The columns, used, become d(col) = dZ · W^T, then scatter onto the image.
+                    let d_col = &mut col[..m * k];
+                    gemm_prepared(m, c_out, k, dz_img, false, &w_t, 0.0, d_col);
+                    dx_img.fill(0.0);
+                    col2im(d_col, g, c_in, dx_img);
+                }
             }
         }
     };
@@ -433,15 +449,20 @@ fn chunk_partials(
     }
 }
 
-/// The scratch of `n` images in chunks of `CHUNK`: a column matrix of `col_len` and partial
-/// gradients of `dw_len` and `db_len` each.
-fn prepare_chunks(store: &mut Vec<ChunkScratch>, n: usize, col_len: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
+/// Images per dW product: as many as keep the group's column matrix within about 4 MB
+/// (`col_len` values per image), one at least, a chunk at most. Depends on the shape only.
+fn images_per_product(col_len: usize) -> usize {
+    const GROUP_COL_VALUES: usize = 1 << 20;
+    (GROUP_COL_VALUES / col_len.max(1)).clamp(1, CHUNK)
+}
+
+/// The partial gradients of `n` images in chunks of `CHUNK`: `dw_len` and `db_len` each.
+fn prepare_chunks(store: &mut Vec<ChunkScratch>, n: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
     let chunks = n.div_ceil(CHUNK);
     if store.len() < chunks {
         store.resize_with(chunks, ChunkScratch::default);
     }
     for c in &mut store[..chunks] {
-        c.col.resize(col_len, 0.0);
         c.dw.resize(dw_len, 0.0);
         c.db.resize(db_len, 0.0);
     }

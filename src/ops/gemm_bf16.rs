@@ -25,7 +25,7 @@ use std::cell::Cell;
 use rayon::prelude::*;
 
 use super::bf16::{interleave_rows, rows_to_pairs, unpair};
-use super::simd::{self, simd_dispatch};
+use super::simd::simd_dispatch;
 
 /// Rows of c per kernel call.
 pub const MR: usize = 8;
@@ -35,7 +35,7 @@ pub const NR: usize = 32;
 /// while every row block uses it.
 const KC: usize = 256;
 
-/// op(b) in column pairs: `data[p * ld + j]` = the pair (op(b)[2p][j], op(b)[2p + 1][j]),
+/// op(b) in column pairs: `data[p * ld + j]` = the pair `(op(b)[2p][j], op(b)[2p + 1][j])`,
 /// columns n..ld zero.
 #[derive(Default)]
 pub struct PackedB {
@@ -227,7 +227,7 @@ struct Tile {
 /// cols.next_multiple_of(16) are readable (packed with zeros).
 unsafe fn run_tile(t: &Tile) {
     #[cfg(target_arch = "x86_64")]
-    if simd::avx512bf16_allowed() {
+    if super::simd::avx512bf16_allowed() {
         macro_rules! rows {
             ($nv:literal) => {
                 match t.rows {
