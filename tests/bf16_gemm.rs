@@ -121,7 +121,15 @@ fn gemm_bf16_does_not_depend_on_the_threads() {
     for threads in [1, 2, 3] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        for case in cases() {
+        // Plus shapes of several row and column tasks (64 rows by 128 columns each), ragged at
+        // both ends, so that the pool splits c.
+        let mut split = Vec::new();
+        for &(m, k, n) in &[(150, 19, 300), (129, 8, 129)] {
+            for (a_t, b_t) in [(false, false), (true, true)] {
+                split.extend([0.0, 1.0].map(|beta| Case { m, k, n, a_t, b_t, beta }));
+            }
+        }
+        for case in cases().into_iter().chain(split) {
             let (a, b, c0, c) = pool.install(|| run(&case, &mut rng, true));
             let chain = chain_reference(&case, &a, &b, &c0);
             assert!(

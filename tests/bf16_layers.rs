@@ -13,7 +13,8 @@ use convnet::model::{Loss, Network};
 use convnet::ops::bf16::round_bf16;
 use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
-use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level};
+use convnet::ops::precision::{bf16_hardware, emulation_notice};
+use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level, SimdLevel};
 use convnet::ops::{Geometry, Padding, Precision, Window};
 use convnet::{Config, Tensor};
 
@@ -346,6 +347,12 @@ fn bf16_training_is_bit_identical_across_threads_and_simd_levels() {
     // them: the same bits.
     for level in available_simd_levels() {
         set_simd_level(level).unwrap();
+        // Only the AVX512-BF16 level counts as bf16 hardware; below it the user is told.
+        assert_eq!(bf16_hardware(), level == SimdLevel::Avx512Bf16, "{level:?}");
+        let notice = emulation_notice(Precision::Bf16);
+        assert_eq!(notice.is_some(), level < SimdLevel::Avx512Bf16, "{level:?}: {notice:?}");
+        assert!(notice.is_none_or(|n| n.contains(level.name())), "{level:?}");
+        assert_eq!(emulation_notice(Precision::F32), None);
         assert!(two_steps(2, Precision::Bf16) == reference, "bf16 at SIMD level {level:?} differs");
     }
     set_simd_level(detected_simd_level()).unwrap();
@@ -394,6 +401,19 @@ fn the_cli_and_the_config_take_the_precision_and_refuse_other_values() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["precision"], "bf16");
+    let notices = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).matches("is emulated on this CPU").count();
+    assert_eq!(notices(&o), usize::from(!bf16_hardware()), "{}", String::from_utf8_lossy(&o.stderr));
+    // Below the bf16 level (as on a CPU without it) bf16 says once that it is emulated; float32
+    // says nothing.
+    let below = |precision: &str| {
+        let mut c = convnet();
+        c.env("CONVNET_SIMD", "avx2").args(["bench", "--config", cfg.to_str().unwrap(), "--mode", "infer"]);
+        c.args(["--batch-size", "2", "--steps", "2", "--reps", "2", "--warmup", "1", "--json", "--precision", precision]).output().unwrap()
+    };
+    let o = below("bf16");
+    assert!(o.status.success() && notices(&o) == 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = below("f32");
+    assert!(o.status.success() && notices(&o) == 0, "{}", String::from_utf8_lossy(&o.stderr));
     let o = bench("f16");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");

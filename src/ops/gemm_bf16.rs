@@ -352,3 +352,28 @@ mod hw {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed columns past n are zero, whatever the buffers held before (the kernel reads
+    /// whole vectors of 16 columns).
+    #[test]
+    fn packing_pads_the_columns_past_n_with_zeros() {
+        let (k, n) = (5, 19);
+        let b: Vec<f32> = (0..k * n).map(|i| 1.0 + i as f32).collect();
+        for b_t in [false, true] {
+            // Leave non-zero values in the buffers a pack reuses.
+            COLUMN_BUF.set(vec![u32::MAX; 16 * 64]);
+            let mut packed = PackedB { data: vec![u32::MAX; 4096], ..PackedB::default() };
+            packed.pack(k, n, &b, b_t);
+            assert_eq!((packed.k(), packed.n(), packed.ld), (k, n, 32));
+            for p in 0..k.div_ceil(2) {
+                let row = &packed.data[p * packed.ld..][..packed.ld];
+                assert!(row[..n].iter().all(|&v| v != 0), "b_t {b_t}: pair {p} has a zero inside");
+                assert!(row[n..].iter().all(|&v| v == 0), "b_t {b_t}: pair {p} not zero past n: {:?}", &row[n..]);
+            }
+        }
+    }
+}
