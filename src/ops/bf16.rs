@@ -100,19 +100,21 @@ pub fn interleave_rows(src: &[f32], k: usize, cols: usize, src_ld: usize, dst: &
     }
 }
 
+/// An AVX-512 mask of the first `n` of 16 lanes (all 16 when `n` >= 16).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn lane_mask(n: usize) -> u16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as u16
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod hw {
+    use super::lane_mask as lanes;
     use std::arch::x86_64::*;
-
-    /// A mask of the first `n` (<= 16) lanes.
-    #[inline(always)]
-    fn lanes(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
 
     /// 16 floats (the first `n`, zeros after) rounded to bf16, each in the low half of a u32.
     #[inline(always)]

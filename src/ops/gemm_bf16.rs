@@ -306,17 +306,9 @@ unsafe fn emulated_tile_body(t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod hw {
+    use super::super::bf16::lane_mask as lanes;
     use super::Tile;
     use std::arch::x86_64::*;
-
-    #[inline(always)]
-    fn lanes(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
 
     /// R rows by NV vectors of 16 columns, the accumulators in registers.
     ///
