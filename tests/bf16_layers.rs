@@ -389,14 +389,16 @@ fn the_cli_and_the_config_take_the_precision_and_refuse_other_values() {
     assert!(train("bf16", "2") == bf16, "bf16 training differs between 1 and 2 threads");
     assert!(train("f32", "2") != bf16, "--precision bf16 trained the float32 bits");
 
-    // bench reports what it ran.
-    let bench = |precision: &str| {
+    // bench reports what it ran; `simd` lowers the SIMD level (CONVNET_SIMD) as on another CPU.
+    let bench_at = |precision: &str, simd: Option<&str>| {
         convnet()
-            .args(["bench", "--config", cfg.to_str().unwrap(), "--mode", "infer", "--batch-size", "2", "--steps", "1", "--reps", "1"])
-            .args(["--warmup", "0", "--json", "--precision", precision])
+            .envs(simd.map(|level| ("CONVNET_SIMD", level)))
+            .args(["bench", "--config", cfg.to_str().unwrap(), "--mode", "infer", "--batch-size", "2", "--steps", "2", "--reps", "2"])
+            .args(["--warmup", "1", "--json", "--precision", precision])
             .output()
             .unwrap()
     };
+    let bench = |precision: &str| bench_at(precision, None);
     let o = bench("bf16");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -405,11 +407,7 @@ fn the_cli_and_the_config_take_the_precision_and_refuse_other_values() {
     assert_eq!(notices(&o), usize::from(!bf16_hardware()), "{}", String::from_utf8_lossy(&o.stderr));
     // Below the bf16 level (as on a CPU without it) bf16 says once that it is emulated; float32
     // says nothing.
-    let below = |precision: &str| {
-        let mut c = convnet();
-        c.env("CONVNET_SIMD", "avx2").args(["bench", "--config", cfg.to_str().unwrap(), "--mode", "infer"]);
-        c.args(["--batch-size", "2", "--steps", "2", "--reps", "2", "--warmup", "1", "--json", "--precision", precision]).output().unwrap()
-    };
+    let below = |precision: &str| bench_at(precision, Some("avx2"));
     let o = below("bf16");
     assert!(o.status.success() && notices(&o) == 1, "{}", String::from_utf8_lossy(&o.stderr));
     let o = below("f32");

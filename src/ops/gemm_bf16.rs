@@ -306,8 +306,8 @@ unsafe fn emulated_tile_body(t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod hw {
-    use super::super::bf16::lane_mask as lanes;
     use super::Tile;
+    use crate::ops::bf16::lane_mask as lanes;
     use std::arch::x86_64::*;
 
     /// R rows by NV vectors of 16 columns, the accumulators in registers.
