@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side throughput of the modern configs (and the seed network) against PyTorch
 # (channels_last) and TensorFlow, in one sitting on the same machine, with the same
-# definitions as `convnet bench` (../shared/bench/torch_config_bench.py, tf_config_bench.py).
+# definitions as `convnet bench` (scripts/torch_config_bench.py and scripts/tf_config_bench.py:
+# ../shared/bench's scripts with the airbench network's layers added).
 # Needs the peers' venvs (see ../shared/bench/README.md):
 #   python3 -m venv /tmp/torch-venv && /tmp/torch-venv/bin/pip install torch numpy
 #   python3 -m venv /tmp/tf-venv && /tmp/tf-venv/bin/pip install tensorflow-cpu
@@ -28,7 +29,7 @@ for cfg in "${CONFIGS[@]}"; do
   for mode in train infer latency; do
     case $mode in train) batch=${train_batch:-64} ;; infer) batch=64 ;; latency) batch=1 ;; esac
     run $C bench --config "$cfg" --mode $mode --batch-size "$batch" --threads 2 --reps "$REPS" --json
-    run "$TORCH" ../shared/bench/torch_config_bench.py --config "$cfg" --mode $mode --batch "$batch" --threads 2 --reps "$REPS" --channels-last
-    run "$TF" ../shared/bench/tf_config_bench.py --config "$cfg" --mode $mode --batch "$batch" --threads 2 --reps "$REPS"
+    run "$TORCH" scripts/torch_config_bench.py --config "$cfg" --mode $mode --batch "$batch" --threads 2 --reps "$REPS" --channels-last
+    run "$TF" scripts/tf_config_bench.py --config "$cfg" --mode $mode --batch "$batch" --threads 2 --reps "$REPS"
   done
 done
