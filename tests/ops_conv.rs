@@ -224,10 +224,12 @@ fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
 
 #[test]
 fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_count() {
-    // 5x5 and 3x3 stride-1 kernels with at least 16 input channels run by Winograd F(2x2, 5x5)
-    // and F(4x4, 3x3). Batches under 16 split each stage over the threads, larger ones take
-    // chunks of 8 images; output sizes that the tile's output (2 or 4) does not divide leave
-    // part-used tiles. Checked against the plain loops, and bit for bit across thread counts.
+    // 5x5 and 3x3 stride-1 kernels with at least 16 input channels run by Winograd: F(4x4, 5x5)
+    // (8x8 tiles), or F(2x2, 5x5) (6x6 tiles) for outputs it covers with fewer transformed
+    // values (2 rows, or 2x2), and F(4x4, 3x3). Batches under 16 split each stage over the
+    // threads, larger ones take chunks of 8 images; output sizes that the tile's output (2 or 4)
+    // does not divide leave part-used tiles. Checked against the plain loops, and bit for bit
+    // across thread counts.
     use convnet::ops::conv2d::{algorithm, Algorithm};
     let cases = [
         ("same 16x16 batch 1", [1, 16, 16, 16], 8, Window::new(5, 5, 1, 1, Padding::Same)),
@@ -239,6 +241,9 @@ fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_
         ("same 20x20 batch 17 (groups)", [17, 20, 20, 16], 3, Window::new(5, 5, 1, 1, Padding::Same)),
         // 4,225 tiles: too many for the stage-by-stage path even at batch 1.
         ("same 130x130 batch 1 (large image)", [1, 130, 130, 16], 2, Window::new(5, 5, 1, 1, Padding::Same)),
+        // A 2x6 and a 2x2 output: F(2x2, 5x5) (3 and 1 tiles of 36 against 2 and 1 of 64).
+        ("valid 6x10 batch 3 (F(2x2, 5x5))", [3, 6, 10, 16], 5, Window::new(5, 5, 1, 1, Padding::Valid)),
+        ("same 2x2 batch 17 (F(2x2, 5x5), chunks)", [17, 2, 2, 16], 4, Window::new(5, 5, 1, 1, Padding::Same)),
         // F(4x4, 3x3): 16x16 is 4x4 whole tiles; 7x9 leaves 3 rows and 1 column of the last.
         ("3x3 same 16x16 batch 1", [1, 16, 16, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
         ("3x3 same 7x9 batch 3", [3, 7, 9, 33], 32, Window::new(3, 3, 1, 1, Padding::Same)),
@@ -315,6 +320,8 @@ fn conv2d_backward_with_winograd_input_gradient_matches_reference_loops() {
         ("explicit uneven batch 2", [2, 7, 11, 2], 16, Window::new(5, 5, 1, 1, Padding::Explicit { top: 0, bottom: 3, left: 4, right: 1 })),
         ("padding beyond the kernel", [1, 4, 4, 2], 16, Window::new(5, 5, 1, 1, Padding::symmetric(5))),
         ("same batch 17", [17, 6, 6, 3], 16, Window::new(5, 5, 1, 1, Padding::Same)),
+        // dX of a 2x6 input: F(2x2, 5x5); the cases above take F(4x4, 5x5).
+        ("same 2x6 batch 3 (dX by F(2x2, 5x5))", [3, 2, 6, 4], 16, Window::new(5, 5, 1, 1, Padding::Same)),
         // 3x3 takes Winograd for dX with 32 channels or more on both sides.
         ("3x3 same batch 3", [3, 9, 8, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
         ("3x3 valid batch 1", [1, 10, 9, 32], 33, Window::new(3, 3, 1, 1, Padding::Valid)),
@@ -378,6 +385,69 @@ fn conv2d_backward_with_winograd_input_gradient_matches_reference_loops() {
                 let other = run(threads);
                 assert_eq!(other.0.data(), one.0.data(), "{name} relu {relu}: dX on {threads} threads");
                 assert_eq!(other.1.data(), one.1.data(), "{name} relu {relu}: dW on {threads} threads");
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_weight_gradient_by_winograd_matches_reference_loops() {
+    // A 5x5 stride-1 convolution with 16 or more input channels whose output suits the 8x8
+    // tile computes dW by Winograd F(5x5, 4x4), chunk by chunk of 8 images, when dX is not
+    // wanted (a first layer) or goes by Winograd itself (16 or more output channels); else dW
+    // stays with im2col. Outputs that 4 does not divide leave part-used blocks; batch 17 leaves
+    // a chunk of one image. Against the reference loops, bit for bit across thread counts.
+    use convnet::ops::conv2d::{conv2d_backward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+    let cases = [
+        ("same 16x16 batch 3, dX by Winograd", [3, 16, 16, 16], 16, Window::new(5, 5, 1, 1, Padding::Same)),
+        ("same 9x7 batch 17, dX by Winograd", [17, 9, 7, 16], 20, Window::new(5, 5, 1, 1, Padding::Same)),
+        ("valid 12x10 batch 2", [2, 12, 10, 17], 16, Window::new(5, 5, 1, 1, Padding::Valid)),
+        (
+            "explicit uneven batch 1",
+            [1, 7, 11, 16],
+            18,
+            Window::new(5, 5, 1, 1, Padding::Explicit { top: 0, bottom: 3, left: 4, right: 1 }),
+        ),
+        // dX by col2im (5 output channels): dW by im2col with it; without dX, by Winograd.
+        ("same 8x8 batch 9, 5 outputs", [9, 8, 8, 16], 5, Window::new(5, 5, 1, 1, Padding::Same)),
+    ];
+    for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
+        let seed = 1700 + i as u64 * 10;
+        let x = random(&xs, seed);
+        let w = random(&[5, 5, xs[3], c_out], seed + 1);
+        let b = random(&[c_out], seed + 2);
+        let y = conv2d_forward(&x, &w, &b, &win, true).unwrap();
+        let dy = random(y.shape(), seed + 3);
+        for (relu, want_dx) in [(false, true), (true, true), (false, false), (true, false)] {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let (mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
+                    let dy = if relu { OutputGrad::ThroughRelu { dy: &dy, y: &y } } else { OutputGrad::Plain(&dy) };
+                    // Twice with the same scratch: the second call reuses the buffers.
+                    for _ in 0..2 {
+                        let grads = Conv2dGradsMut { d_input: want_dx.then_some(&mut dx), d_weight: &mut dw, d_bias: &mut db };
+                        conv2d_backward_into(&x, &w, dy, &win, Precision::F32, grads, &mut s).unwrap();
+                    }
+                    (dx, dw, db)
+                })
+            };
+            let mut dz = dy.clone();
+            if relu {
+                dz.data_mut().iter_mut().zip(y.data()).for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
+            }
+            let slow = conv_backward(&x, &w, &dz, &win).unwrap();
+            let what = format!("{name} relu {relu} dX {want_dx}");
+            let one = run(1);
+            assert_close(&one.1, &slow.d_weight, 2e-5, &format!("{what}: dW"));
+            assert_close(&one.2, &slow.d_bias, 1e-5, &format!("{what}: db"));
+            if want_dx {
+                assert_close(&one.0, &slow.d_input, 2e-5, &format!("{what}: dX"));
+            }
+            for threads in [2, 3] {
+                let other = run(threads);
+                assert_eq!(other.1.data(), one.1.data(), "{what}: dW on {threads} threads");
+                assert_eq!(other.2.data(), one.2.data(), "{what}: db on {threads} threads");
             }
         }
     }

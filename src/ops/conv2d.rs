@@ -24,6 +24,7 @@ use super::gemm_bf16::PackedB;
 use super::im2col::{col2im, im2col, im2col_rows};
 use super::window::{Geometry, Padding, Window};
 use super::winograd::{self, WinogradScratch};
+use super::winograd_dw::{self, WeightGradWork};
 use super::Precision;
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::error::{Error, Result};
@@ -34,7 +35,8 @@ use crate::threads::PerThread;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
     /// Winograd, for 3x3 and 5x5 kernels at stride 1: F(4x4, 3x3) with 4 times fewer
-    /// multiplications, F(2x2, 5x5) with 2.8 times fewer.
+    /// multiplications, F(4x4, 5x5) with 6.25 times fewer (F(2x2, 5x5), 2.8 times, for small
+    /// outputs).
     Winograd,
     /// A column matrix of the patches times the weights (any window).
     Im2col,
@@ -53,7 +55,7 @@ pub enum Algorithm {
 pub fn algorithm(window: &Window, c_in: usize, c_out: usize) -> Algorithm {
     let stride_one = (window.sh, window.sw) == (1, 1) && window.kh == window.kw;
     let enough = match winograd::Variant::for_kernel(window.kh) {
-        Some(winograd::Variant::F2x2Kernel5x5) => c_in >= winograd::MIN_IN_CHANNELS,
+        Some(winograd::Variant::F2x2Kernel5x5 | winograd::Variant::F4x4Kernel5x5) => c_in >= winograd::MIN_IN_CHANNELS,
         Some(winograd::Variant::F4x4Kernel3x3) => c_in.min(c_out) >= winograd::MIN_CHANNELS_3X3,
         None => false,
     };
@@ -127,6 +129,8 @@ pub struct ConvScratch {
     thread_cols: PerThread<Vec<f32>>,
     /// (column matrix, masked dz) of the images of one dW product, per worker thread.
     thread_groups: PerThread<(Vec<f32>, Vec<f32>)>,
+    /// dW by Winograd (`winograd_dw`): one chunk's buffers per worker thread.
+    thread_dw: PerThread<WeightGradWork>,
     /// The weights packed for bf16 products (`RightOperand`), W for the forward pass and W^T
     /// for dX by im2col.
     packed_w: PackedB,
@@ -283,17 +287,22 @@ pub fn conv2d_backward_into(
         }
     }
     let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
-    let ConvScratch { chunks, dx_winograd, packed_w, thread_groups, .. } = scratch;
+    let ConvScratch { chunks, dx_winograd, packed_w, thread_groups, thread_dw, .. } = scratch;
     let dx_by_winograd =
         input_grad_window(&shape.geometry, window).filter(|dx_window| algorithm(dx_window, shape.c_out, shape.c_in) == Algorithm::Winograd);
+    // Float32 only: dW's output transform amplifies the products' rounding more than the
+    // forward's (A5^T has a 16; measured in f32 at ~120 x 2^-24 of sum |terms| against 13-28
+    // for y and dX), which bf16's 8-bit significand would turn into ~2^-8 x 56 (tests/bf16_layers.rs).
+    let dw_by_winograd = precision == Precision::F32 && winograd_dw::applies(window, &shape);
     match (d_input, dx_by_winograd) {
         (Some(dx), Some(dx_window)) => {
             let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
             input_grad_by_winograd(dz, w, &shape, &dx_window, precision, dx, (w_flipped, zero_bias, winograd))?;
-            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, precision, None, (chunks, thread_groups, packed_w));
+            let scratch = (&mut *chunks, thread_groups, thread_dw, packed_w);
+            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, precision, dw_by_winograd, None, scratch);
         }
-        (dx, _) => chunk_partials(x, w, dy, &shape, precision, dx, (chunks, thread_groups, packed_w)),
+        (dx, _) => chunk_partials(x, w, dy, &shape, precision, dw_by_winograd, dx, (&mut *chunks, thread_groups, thread_dw, packed_w)),
     }
     sum_chunk_partials(&chunks[..shape.batch.div_ceil(CHUNK)], w.shape(), d_weight, d_bias);
     Ok(())
@@ -383,22 +392,26 @@ fn flip_weights(w: &Tensor, wf: &mut Tensor) {
 /// by col2im. Within a chunk, dW is one product per group of images (`images_per_product`):
 /// dW += col^T dZ over the group's pixels at once, so that the partial dW (k x C_out, large
 /// next to a small image's columns) is read and written once per group, not once per image.
-/// `scratch` is (the chunks' partials, the per-thread group buffers, the packed W^T).
-#[allow(clippy::type_complexity)]
+/// With `dw_by_winograd` (`winograd_dw::applies`), each chunk's dW is one Winograd F(5x5, 4x4)
+/// of its images instead. `scratch` is (the chunks' partials, the per-thread group buffers, the
+/// per-thread Winograd dW buffers, the packed W^T).
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn chunk_partials(
     x: &Tensor,
     w: &Tensor,
     dy: OutputGrad,
     shape: &ConvShape,
     precision: Precision,
+    dw_by_winograd: bool,
     dx: Option<&mut Tensor>,
-    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<(Vec<f32>, Vec<f32>)>, &mut PackedB),
+    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<(Vec<f32>, Vec<f32>)>, &mut PerThread<WeightGradWork>, &mut PackedB),
 ) {
-    let (store, thread_groups, packed_w) = scratch;
+    let (store, thread_groups, thread_dw, packed_w) = scratch;
     let (n, g, c_in, c_out) = (shape.batch, &shape.geometry, shape.c_in, shape.c_out);
     let (m, k, in_size, out_size) = (shape.pixels(), shape.patch_len(), shape.input_len(), shape.output_len());
     let chunks = prepare_chunks(store, n, k * c_out, c_out);
     let groups = thread_groups.for_current_pool();
+    let dw_works = thread_dw.for_current_pool();
     let group = images_per_product(m * k);
     // W^T for dX (bf16: packed once, only if dX is wanted).
     let w_t = match dx {
@@ -410,6 +423,16 @@ fn chunk_partials(
         let (col, dz_buf) = &mut *buffers;
         s.db.fill(0.0);
         let images = CHUNK.min(n - chunk * CHUNK);
+        if dw_by_winograd && dx_chunk.is_none() {
+            let img0 = chunk * CHUNK;
+            let dz = dy.images(img0, images, out_size, dz_buf);
+            let x_chunk = &x.data()[img0 * in_size..][..images * in_size];
+            winograd_dw::weight_grad_into(x_chunk, dz, images, shape, precision, &mut dw_works.get(), &mut s.dw);
+            for row in dz.chunks_exact(c_out) {
+                s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+            }
+            return;
+        }
         let mut dx_imgs = dx_chunk.map(|d| d.chunks_exact_mut(in_size));
         for first in (0..images).step_by(group) {
             let count = group.min(images - first);

@@ -23,6 +23,7 @@ pub mod simd;
 pub mod softmax;
 pub mod window;
 mod winograd;
+mod winograd_dw;
 
 pub use precision::Precision;
 pub use window::{Geometry, Padding, Window};

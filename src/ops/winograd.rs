@@ -1,24 +1,27 @@
 //! Stride-1 convolution by Winograd's minimal filtering (Lavin and Gray, "Fast Algorithms for
-//! Convolutional Neural Networks", 2016), in two variants that share a 6x6 input tile:
-//!   F(2x2, 5x5): each 2x2 block of output from 36 multiplications per channel pair instead of
-//!                2 x 2 x 25 = 100 (the seed network's second convolution), and
-//!   F(4x4, 3x3): each 4x4 block from 36 instead of 4 x 4 x 9 = 144 (the 3x3 convolutions of
-//!                the modern networks).
+//! Convolutional Neural Networks", 2016), in three variants:
+//!   F(2x2, 5x5): each 2x2 block of output from a 6x6 tile, 36 multiplications per channel pair
+//!                instead of 2 x 2 x 25 = 100 (small outputs of a 5x5 kernel),
+//!   F(4x4, 5x5): each 4x4 block from an 8x8 tile, 64 instead of 4 x 4 x 25 = 400 (the seed
+//!                network's second convolution, 16x16), and
+//!   F(4x4, 3x3): each 4x4 block from a 6x6 tile, 36 instead of 4 x 4 x 9 = 144 (the 3x3
+//!                convolutions of the modern networks).
 //!
-//! Each block of output comes from a 6x6 tile d of the (zero-padded) input:
-//!   Y = A^T [ U ⊙ V ] A,   U = G g G^T (the kernel g, transformed to 6x6),
-//!                          V = B^T d B (the input tile, transformed to 6x6)
-//! Summed over the input channels, the elementwise product becomes 36 matrix products, one per
-//! position ξ of the 6x6 tile:  M[ξ] (tiles x C_out) = V[ξ] (tiles x C_in) · U[ξ] (C_in x C_out).
-//! Both variants use the interpolation points 0, 1, -1, 2, -2 and infinity, so they have the
-//! same B^T; G has one column per kernel tap and A^T one row per output. The unit tests below
-//! check the matrices against the direct correlation in exact arithmetic.
+//! Each block of output comes from a tile d of the (zero-padded) input, t x t (t = 6 or 8):
+//!   Y = A^T [ U ⊙ V ] A,   U = G g G^T (the kernel g, transformed to t x t),
+//!                          V = B^T d B (the input tile, transformed to t x t)
+//! Summed over the input channels, the elementwise product becomes t² matrix products, one per
+//! position ξ of the tile:  M[ξ] (tiles x C_out) = V[ξ] (tiles x C_in) · U[ξ] (C_in x C_out).
+//! The 6x6 variants use the interpolation points 0, 1, -1, 2, -2 and infinity, the 8x8 one adds
+//! 1/2 and -1/2; variants of one tile size share B^T; G has one column per kernel tap and A^T
+//! one row per output. The unit tests below check the matrices against the direct correlation
+//! in exact arithmetic.
 //!
 //! Same shapes and results as `conv2d` (within rounding: the transforms scale values by up to
-//! 8 and 1/24, so outputs differ from im2col's in the last bits; the tests bound it). Used for
-//! the forward pass and for the input gradient, which for stride 1 is such a convolution too
-//! (`conv2d::conv2d_backward_into`); `conv2d::algorithm` decides where it applies. dW and db stay
-//! with im2col.
+//! 8 and 1/24 (6x6) or 21/4 and 1/90 (8x8), so outputs differ from im2col's in the last bits;
+//! the tests bound it). Used for the forward pass and for the input gradient, which for stride
+//! 1 is such a convolution too (`conv2d::conv2d_backward_into`); `conv2d::algorithm` decides
+//! where Winograd applies, [`Variant::for_output`] which variant. dW and db stay with im2col.
 
 use rayon::prelude::*;
 
@@ -32,9 +35,8 @@ use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::tensor::Tensor;
 use crate::threads::PerThread;
 
-/// The tile's size in the input (both variants).
-const TILE: usize = 6;
-const POSITIONS: usize = TILE * TILE;
+/// The largest tile side (F(4x4, 5x5)); the others use 6.
+const MAX_TILE: usize = 8;
 
 /// The stage-by-stage path for small batches keeps V and M for the whole batch: at most this
 /// many tiles (37 MB for V at 64 channels); beyond it, the chunked path.
@@ -50,49 +52,83 @@ pub(crate) const MIN_IN_CHANNELS: usize = 16;
 /// 25): it needs this many channels on both sides to beat im2col.
 pub(crate) const MIN_CHANNELS_3X3: usize = 32;
 
-/// Which minimal filtering algorithm: the kernel size fixes it (stride 1 always).
+/// Which minimal filtering algorithm (stride 1 always): the kernel size and, for 5x5, the
+/// output size fix it ([`Variant::for_output`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// F(2x2, 5x5): 2x2 outputs per tile, 2.8 times fewer multiplications than direct.
+    /// F(2x2, 5x5): 2x2 outputs per 6x6 tile, 2.8 times fewer multiplications than direct.
     F2x2Kernel5x5,
-    /// F(4x4, 3x3): 4x4 outputs per tile, 4 times fewer multiplications than direct.
+    /// F(4x4, 5x5): 4x4 outputs per 8x8 tile, 6.25 times fewer multiplications than direct.
+    F4x4Kernel5x5,
+    /// F(4x4, 3x3): 4x4 outputs per 6x6 tile, 4 times fewer multiplications than direct.
     F4x4Kernel3x3,
 }
 
 impl Variant {
-    /// The variant for a square kernel of side `kernel`, if there is one.
+    /// A variant for a square kernel of side `kernel`, if there is one (for 5x5, the 8x8 tile's;
+    /// [`Variant::for_output`] picks between the two by the output's size).
     pub fn for_kernel(kernel: usize) -> Option<Variant> {
         match kernel {
-            5 => Some(Variant::F2x2Kernel5x5),
+            5 => Some(Variant::F4x4Kernel5x5),
             3 => Some(Variant::F4x4Kernel3x3),
             _ => None,
         }
     }
 
-    /// Output rows (and columns) per tile: TILE - kernel + 1.
+    /// The variant for a `kernel` x `kernel` convolution with an oh x ow output: of the
+    /// kernel's variants, the one with the fewest transformed values, tiles x t² (per channel,
+    /// the measure of both the transforms' and the products' work; a part-used last tile costs
+    /// as much as a whole one). A 16x16 output takes F(4x4, 5x5): 16 tiles of 64 against 64 of
+    /// 36; a 2x2 one F(2x2, 5x5): one tile of 36 against one of 64. Ties go to the larger tile.
+    pub fn for_output(kernel: usize, oh: usize, ow: usize) -> Option<Variant> {
+        let cost = |v: Variant| oh.div_ceil(v.out()) * ow.div_ceil(v.out()) * v.positions();
+        match Variant::for_kernel(kernel)? {
+            Variant::F4x4Kernel5x5 if cost(Variant::F2x2Kernel5x5) < cost(Variant::F4x4Kernel5x5) => Some(Variant::F2x2Kernel5x5),
+            v => Some(v),
+        }
+    }
+
+    /// The tile's side in the input: 6 or 8.
+    pub fn tile(self) -> usize {
+        match self {
+            Variant::F4x4Kernel5x5 => 8,
+            Variant::F2x2Kernel5x5 | Variant::F4x4Kernel3x3 => 6,
+        }
+    }
+
+    /// Positions ξ of the tile, one product each: tile².
+    pub fn positions(self) -> usize {
+        self.tile() * self.tile()
+    }
+
+    /// Output rows (and columns) per tile: tile - kernel + 1.
     pub fn out(self) -> usize {
-        TILE + 1 - self.kernel()
+        self.tile() + 1 - self.kernel()
     }
 
     /// The kernel's side.
     pub fn kernel(self) -> usize {
         match self {
-            Variant::F2x2Kernel5x5 => 5,
+            Variant::F2x2Kernel5x5 | Variant::F4x4Kernel5x5 => 5,
             Variant::F4x4Kernel3x3 => 3,
         }
     }
 
-    /// The weight transform G ([6][kernel], padded with zero columns to 5).
-    fn g(self) -> &'static [[f32; 5]; TILE] {
+    /// The weight transform G ([tile][kernel], padded with zero columns to 5).
+    fn g(self) -> &'static [[f32; 5]] {
         match self {
             Variant::F2x2Kernel5x5 => &G5,
+            Variant::F4x4Kernel5x5 => &G5_TILE8,
             Variant::F4x4Kernel3x3 => &G3,
         }
     }
 }
 
-// A^T and B^T as matrices, for readers and the tests; `at6`, `at6x4` and `bt6` compute them
-// with shared terms.
+/// The 6x6 tile's side.
+const TILE: usize = 6;
+
+// A^T and B^T as matrices, for readers and the tests; `at6`, `at6x4`, `at8x4`, `bt6` and `bt8`
+// compute them with shared terms.
 #[cfg_attr(not(test), allow(dead_code))]
 const AT2: [[f32; TILE]; 2] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 1.0]];
 #[cfg_attr(not(test), allow(dead_code))]
@@ -119,6 +155,44 @@ const G5: [[f32; 5]; TILE] = [
     [0.0, 0.0, 0.0, 0.0, 1.0],
 ];
 
+/// A^T of F(4x4, 5x5): the powers of 0, 1, -1, 1/2, -1/2, 2, -2, and infinity's column.
+#[cfg_attr(not(test), allow(dead_code))]
+const AT8X4: [[f32; 8]; 4] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.0],
+    [0.0, 1.0, 1.0, 0.25, 0.25, 4.0, 4.0, 0.0],
+    [0.0, 1.0, -1.0, 0.125, -0.125, 8.0, -8.0, 1.0],
+];
+
+/// G of F(4x4, 5x5): row j is (p_j^0, .., p_j^4) / prod over the other finite points l of
+/// (p_j - p_l), for p = 0, 1, -1, 1/2, -1/2, 2, -2 (the first row's sign moved to B^T's), then
+/// infinity's row.
+pub(crate) const G5_TILE8: [[f32; 5]; 8] = [
+    [1.0, 0.0, 0.0, 0.0, 0.0],
+    [-2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0],
+    [-2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0],
+    [32.0 / 45.0, 16.0 / 45.0, 8.0 / 45.0, 4.0 / 45.0, 2.0 / 45.0],
+    [32.0 / 45.0, -16.0 / 45.0, 8.0 / 45.0, -4.0 / 45.0, 2.0 / 45.0],
+    [1.0 / 90.0, 1.0 / 45.0, 2.0 / 45.0, 4.0 / 45.0, 8.0 / 45.0],
+    [1.0 / 90.0, -1.0 / 45.0, 2.0 / 45.0, -4.0 / 45.0, 8.0 / 45.0],
+    [0.0, 0.0, 0.0, 0.0, 1.0],
+];
+
+/// B^T of the 8x8 tile (solved from A^T and G so that the three give the correlation; the
+/// same as Lavin and Gray's F(6x6, 3x3) up to the order of the points).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const BT8: [[f32; 8]; 8] = [
+    [1.0, 0.0, -21.0 / 4.0, 0.0, 21.0 / 4.0, 0.0, -1.0, 0.0],
+    [0.0, 1.0, 1.0, -17.0 / 4.0, -17.0 / 4.0, 1.0, 1.0, 0.0],
+    [0.0, -1.0, 1.0, 17.0 / 4.0, -17.0 / 4.0, -1.0, 1.0, 0.0],
+    [0.0, 2.0, 4.0, -5.0 / 2.0, -5.0, 0.5, 1.0, 0.0],
+    [0.0, -2.0, 4.0, 5.0 / 2.0, -5.0, -0.5, 1.0, 0.0],
+    [0.0, 0.5, 0.25, -5.0 / 2.0, -5.0 / 4.0, 2.0, 1.0, 0.0],
+    [0.0, -0.5, 0.25, 5.0 / 2.0, -5.0 / 4.0, -2.0, 1.0, 0.0],
+    [0.0, -1.0, 0.0, 21.0 / 4.0, 0.0, -21.0 / 4.0, 0.0, 1.0],
+];
+
+/// B^T of the 6x6 tile.
 #[cfg_attr(not(test), allow(dead_code))]
 const BT: [[f32; TILE]; TILE] = [
     [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
@@ -161,18 +235,18 @@ pub(crate) fn forward_into(
 ) {
     let ConvShape { geometry: ref g, c_in, c_out, .. } = *shape;
     let n = shape.batch;
-    let variant = match Variant::for_kernel(g.kh) {
+    let variant = match Variant::for_output(g.kh, g.oh, g.ow) {
         Some(v) if g.kw == g.kh => v,
         _ => unreachable!("conv2d::algorithm picks Winograd for 3x3 and 5x5 kernels only"),
     };
-    let out = variant.out();
-    let s = Shape { g: *g, c_in, c_out, variant, tiles_h: g.oh.div_ceil(out), tiles_w: g.ow.div_ceil(out) };
+    let (out, positions) = (variant.out(), variant.positions());
+    let s = Shape::new(*g, c_in, c_out, variant);
     if scratch.u_version != Some((w.version(), variant)) {
         transform_weights(w.data(), variant, c_in, c_out, &mut scratch.u);
         scratch.u_version = Some((w.version(), variant));
     }
     if precision == Precision::Bf16 && scratch.u_packed_version != Some((w.version(), variant)) {
-        scratch.u_packed.resize_with(POSITIONS, PackedB::default);
+        scratch.u_packed.resize_with(positions, PackedB::default);
         for (xi, packed) in scratch.u_packed.iter_mut().enumerate() {
             packed.pack(c_in, c_out, &scratch.u[xi * c_in * c_out..][..c_in * c_out], false);
         }
@@ -203,7 +277,7 @@ pub(crate) fn forward_into(
             for (k, y_group) in y_chunk.chunks_mut(group * out_size).enumerate() {
                 let (first_image, images) = (chunk * CHUNK + k * group, y_group.len() / out_size);
                 let rows = images * tiles;
-                let planes = Planes::new(v, rows, c_in);
+                let planes = Planes::new(v, positions, rows, c_in);
                 for i in 0..images {
                     let x_img = &x.data()[(first_image + i) * in_size..][..in_size];
                     for ti in 0..s.tiles_h {
@@ -211,7 +285,7 @@ pub(crate) fn forward_into(
                         unsafe { input_transform_row(x_img, &s, ti, planes, i * tiles + ti * s.tiles_w, &mut work) };
                     }
                 }
-                let m = grow(m, POSITIONS * rows * c_out);
+                let m = grow(m, positions * rows * c_out);
                 for (xi, m_plane) in m.chunks_exact_mut(rows * c_out).enumerate() {
                     gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
                 }
@@ -227,7 +301,7 @@ pub(crate) fn forward_into(
 
     // Small batch (batch-1 latency): each stage split over the threads on its own.
     let rows = n * tiles;
-    let planes = Planes::new(&mut scratch.v, rows, c_in);
+    let planes = Planes::new(&mut scratch.v, positions, rows, c_in);
     (0..n * s.tiles_h).into_par_iter().for_each_init(
         || TileWork::new(c_in.max(c_out)),
         |work, tile_row| {
@@ -236,8 +310,8 @@ pub(crate) fn forward_into(
             unsafe { input_transform_row(&x.data()[img * in_size..][..in_size], &s, ti, planes, img * tiles + ti * s.tiles_w, work) };
         },
     );
-    let v = &scratch.v[..POSITIONS * rows * c_in];
-    let m = grow(&mut scratch.m, POSITIONS * rows * c_out);
+    let v = &scratch.v[..positions * rows * c_in];
+    let m = grow(&mut scratch.m, positions * rows * c_out);
     m.par_chunks_mut(rows * c_out).enumerate().for_each(|(xi, m_plane)| {
         gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
     });
@@ -255,21 +329,29 @@ pub(crate) fn forward_into(
 
 /// The first `len` values of `buf`, grown if needed but never shrunk: a smaller last chunk
 /// must not make the next step zero-fill megabytes again.
-fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(crate) fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
     &mut buf[..len]
 }
 
+/// A convolution's geometry and channels, its variant, and how many tiles cover its output.
 #[derive(Clone, Copy)]
-struct Shape {
-    g: Geometry,
-    c_in: usize,
-    c_out: usize,
-    variant: Variant,
-    tiles_h: usize,
-    tiles_w: usize,
+pub(crate) struct Shape {
+    pub(crate) g: Geometry,
+    pub(crate) c_in: usize,
+    pub(crate) c_out: usize,
+    pub(crate) variant: Variant,
+    pub(crate) tiles_h: usize,
+    pub(crate) tiles_w: usize,
+}
+
+impl Shape {
+    pub(crate) fn new(g: Geometry, c_in: usize, c_out: usize, variant: Variant) -> Shape {
+        let out = variant.out();
+        Shape { g, c_in, c_out, variant, tiles_h: g.oh.div_ceil(out), tiles_w: g.ow.div_ceil(out) }
+    }
 }
 
 /// What the output transform adds to each value: the bias, then the ReLU if fused.
@@ -279,24 +361,27 @@ struct Epilogue<'a> {
     relu: bool,
 }
 
-/// Per-task scratch: a gathered 6x6 input tile and a half-transformed one, channels innermost.
-struct TileWork {
-    patch: Vec<f32>,
-    half: Vec<f32>,
+/// Per-task scratch: a gathered input tile and a half-transformed one, channels innermost
+/// (sized for the largest tile).
+pub(crate) struct TileWork {
+    pub(crate) patch: Vec<f32>,
+    pub(crate) half: Vec<f32>,
 }
 
 impl TileWork {
-    fn new(channels: usize) -> TileWork {
-        TileWork { patch: vec![0.0; POSITIONS * channels], half: vec![0.0; POSITIONS * channels] }
+    pub(crate) fn new(channels: usize) -> TileWork {
+        let len = MAX_TILE * MAX_TILE * channels;
+        TileWork { patch: vec![0.0; len], half: vec![0.0; len] }
     }
 }
 
-/// The 36 matrices V[ξ] ([rows][c] each) in one buffer, [36][rows][c], so that each is one
-/// contiguous row-major matrix for its GEMM; the input transform writes one row of all 36 at a
+/// The t² matrices V[ξ] ([rows][c] each) in one buffer, [t²][rows][c], so that each is one
+/// contiguous row-major matrix for its GEMM; the input transform writes one row of all t² at a
 /// time, from several threads at once (each its own rows), hence the raw pointer.
 #[derive(Clone, Copy)]
-struct Planes {
+pub(crate) struct Planes {
     ptr: *mut f32,
+    positions: usize,
     rows: usize,
     c: usize,
 }
@@ -307,8 +392,8 @@ unsafe impl Send for Planes {}
 unsafe impl Sync for Planes {}
 
 impl Planes {
-    fn new(buf: &mut Vec<f32>, rows: usize, c: usize) -> Planes {
-        Planes { ptr: grow(buf, POSITIONS * rows * c).as_mut_ptr(), rows, c }
+    pub(crate) fn new(buf: &mut Vec<f32>, positions: usize, rows: usize, c: usize) -> Planes {
+        Planes { ptr: grow(buf, positions * rows * c).as_mut_ptr(), positions, rows, c }
     }
 
     /// Row `row` of matrix ξ.
@@ -317,8 +402,8 @@ impl Planes {
     /// The buffer must still be alive and not otherwise borrowed, and no other thread may use
     /// the same (ξ, row) while the returned slice lives.
     #[inline(always)]
-    unsafe fn row<'a>(self, xi: usize, row: usize) -> &'a mut [f32] {
-        assert!(xi < POSITIONS && row < self.rows, "Planes::row out of range");
+    pub(crate) unsafe fn row<'a>(self, xi: usize, row: usize) -> &'a mut [f32] {
+        assert!(xi < self.positions && row < self.rows, "Planes::row out of range");
         // SAFETY: in range (asserted), and the caller's contract above.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add((xi * self.rows + row) * self.c), self.c) }
     }
@@ -326,18 +411,18 @@ impl Planes {
 
 /// U[a][b] = sum over k, l of G[a][k] g[k][l] G[b][l], for every (c_in, c_out) pair at once:
 /// w is HWIO [r][r][c_in][c_out] (r the kernel side), so g[k][l] is a contiguous block of
-/// c_in * c_out values, and U comes out as [36][c_in][c_out], one GEMM operand per position.
+/// c_in * c_out values, and U comes out as [t²][c_in][c_out], one GEMM operand per position.
 fn transform_weights(w: &[f32], variant: Variant, c_in: usize, c_out: usize, u: &mut Vec<f32>) {
     let block = c_in * c_out;
-    u.resize(POSITIONS * block, 0.0);
-    u.par_chunks_mut(TILE * block).enumerate().for_each(|(a, u_row)| {
+    u.resize(variant.positions() * block, 0.0);
+    u.par_chunks_mut(variant.tile() * block).enumerate().for_each(|(a, u_row)| {
         let mut gg = vec![0.0f32; variant.kernel() * block];
         weight_row(w, variant, a, &mut gg, u_row);
     });
 }
 
 simd_dispatch! {
-    /// Row `a` of U: (G g)[a] (one block per kernel column), then U[a][b] for the 6 columns b.
+    /// Row `a` of U: (G g)[a] (one block per kernel column), then U[a][b] for the t columns b.
     fn weight_row => weight_row_plain(w: &[f32], variant: Variant, a: usize, gg: &mut [f32], u_row: &mut [f32])
 }
 
@@ -359,32 +444,32 @@ simd_dispatch! {
     ///
     /// # Safety
     /// As `Planes::row`, for those rows.
-    unsafe fn input_transform_row => input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, first_row: usize, work: &mut TileWork)
+    pub(crate) unsafe fn input_transform_row => input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, first_row: usize, work: &mut TileWork)
 }
 
 #[inline(always)]
 fn input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, first_row: usize, work: &mut TileWork) {
-    let (g, c) = (&s.g, s.c_in);
-    let patch = &mut work.patch[..POSITIONS * c];
-    let half = &mut work.half[..POSITIONS * c];
+    let (g, c, t) = (&s.g, s.c_in, s.variant.tile());
+    let patch = &mut work.patch[..t * t * c];
+    let half = &mut work.half[..t * t * c];
     for tj in 0..s.tiles_w {
-        // Gather the 6x6 tile whose top-left input pixel is (out ti - pad_top, out tj - pad_left);
+        // Gather the t x t tile whose top-left input pixel is (out ti - pad_top, out tj - pad_left);
         // pixels outside the image are the zero padding.
         let out = s.variant.out();
         let (r0, s0) = ((out * ti) as isize - g.pad_top as isize, (out * tj) as isize - g.pad_left as isize);
-        for kr in 0..TILE {
-            let row = &mut patch[kr * TILE * c..][..TILE * c];
+        for kr in 0..t {
+            let row = &mut patch[kr * t * c..][..t * c];
             let r = r0 + kr as isize;
             if r < 0 || r >= g.ih as isize {
                 row.fill(0.0);
                 continue;
             }
             let x_row = &x_img[r as usize * g.iw * c..][..g.iw * c];
-            if s0 >= 0 && s0 as usize + TILE <= g.iw {
-                row.copy_from_slice(&x_row[s0 as usize * c..][..TILE * c]);
+            if s0 >= 0 && s0 as usize + t <= g.iw {
+                row.copy_from_slice(&x_row[s0 as usize * c..][..t * c]);
                 continue;
             }
-            for kc in 0..TILE {
+            for kc in 0..t {
                 let col = s0 + kc as isize;
                 let dst = &mut row[kc * c..][..c];
                 if col < 0 || col >= g.iw as isize {
@@ -395,17 +480,23 @@ fn input_transform_row_plain(x_img: &[f32], s: &Shape, ti: usize, v: Planes, fir
             }
         }
         // half[a][col] = sum_k BT[a][k] d[k][col];  V[a][b] = sum_k half[a][k] BT[b][k].
-        for col in 0..TILE {
-            let d: [&[f32]; TILE] = six(|k| &patch[(k * TILE + col) * c..][..c]);
-            let mut rows = half.chunks_exact_mut(TILE * c).map(|r| &mut r[col * c..][..c]);
-            let out: [&mut [f32]; TILE] = six(|_| rows.next().expect("6 rows"));
-            bt6(d, out);
+        for col in 0..t {
+            let d = |k: usize| &patch[(k * t + col) * c..][..c];
+            let mut rows = half.chunks_exact_mut(t * c).map(|r| &mut r[col * c..][..c]);
+            let mut next = || rows.next().expect("one half row per tile row");
+            match t {
+                8 => bt8(eight(d), eight(|_| next())),
+                _ => bt6(six(d), six(|_| next())),
+            }
         }
-        for a in 0..TILE {
-            let h: [&[f32]; TILE] = six(|k| &half[(a * TILE + k) * c..][..c]);
+        for a in 0..t {
+            let h = |k: usize| &half[(a * t + k) * c..][..c];
             // SAFETY: the caller owns these rows (this function's contract).
-            let out: [&mut [f32]; TILE] = six(|bcol| unsafe { v.row(a * TILE + bcol, first_row + tj) });
-            bt6(h, out);
+            let out = |bcol: usize| unsafe { v.row(a * t + bcol, first_row + tj) };
+            match t {
+                8 => bt8(eight(h), eight(out)),
+                _ => bt6(six(h), six(out)),
+            }
         }
     }
 }
@@ -433,6 +524,35 @@ fn bt6(d: [&[f32]; TILE], o: [&mut [f32]; TILE]) {
     }
 }
 
+/// o[a] = sum_k BT8[a][k] d[k] for eight channel vectors, in one pass with shared terms:
+///   o0 = (d0 - d6) + 21/4 (d4 - d2)          o7 = (d7 - d1) + 21/4 (d3 - d5)
+///   o1, o2 = (d2 + d6 - 17/4 d4) ± (d1 + d5 - 17/4 d3)
+///   o3, o4 = (4 d2 - 5 d4 + d6) ± (2 d1 - 5/2 d3 + 1/2 d5)
+///   o5, o6 = (1/4 d2 - 5/4 d4 + d6) ± (1/2 d1 - 5/2 d3 + 2 d5)
+#[inline(always)]
+fn bt8(d: [&[f32]; 8], o: [&mut [f32]; 8]) {
+    let c = o[0].len();
+    let [d0, d1, d2, d3, d4, d5, d6, d7] = d;
+    let (d0, d1, d2, d3, d4, d5, d6, d7) = (&d0[..c], &d1[..c], &d2[..c], &d3[..c], &d4[..c], &d5[..c], &d6[..c], &d7[..c]);
+    let [o0, o1, o2, o3, o4, o5, o6, o7] = o;
+    let (o0, o1, o2, o3) = (&mut o0[..c], &mut o1[..c], &mut o2[..c], &mut o3[..c]);
+    let (o4, o5, o6, o7) = (&mut o4[..c], &mut o5[..c], &mut o6[..c], &mut o7[..c]);
+    for ch in 0..c {
+        let (d0, d1, d2, d3, d4, d5, d6, d7) = (d0[ch], d1[ch], d2[ch], d3[ch], d4[ch], d5[ch], d6[ch], d7[ch]);
+        o0[ch] = (d0 - d6) + 5.25 * (d4 - d2);
+        o7[ch] = (d7 - d1) + 5.25 * (d3 - d5);
+        let (even, odd) = (d2 + d6 - 4.25 * d4, d1 + d5 - 4.25 * d3);
+        o1[ch] = even + odd;
+        o2[ch] = even - odd;
+        let (even, odd) = (4.0 * d2 - 5.0 * d4 + d6, 2.0 * d1 - 2.5 * d3 + 0.5 * d5);
+        o3[ch] = even + odd;
+        o4[ch] = even - odd;
+        let (even, odd) = (0.25 * d2 - 1.25 * d4 + d6, 0.5 * d1 - 2.5 * d3 + 2.0 * d5);
+        o5[ch] = even + odd;
+        o6[ch] = even - odd;
+    }
+}
+
 simd_dispatch! {
     /// Y = A^T M A (+ bias, ReLU) for the tiles of one tile row, tile tj being row
     /// `first_row + tj` of every M[ξ] (`m` is [36][rows][c_out]); `y_part` is that tile row's
@@ -452,20 +572,21 @@ fn output_transform_row_plain(
 ) {
     let Epilogue { bias, relu } = epilogue;
     let (g, c, variant) = (&s.g, s.c_out, s.variant);
-    let out = variant.out();
+    let (out, t) = (variant.out(), variant.tile());
     let TileWork { patch, half } = work;
-    let half = &mut half[..out * TILE * c];
+    let half = &mut half[..out * t * c];
     let out_rows = y_part.len() / (g.ow * c);
     for tj in 0..s.tiles_w {
         let m_at = |xi: usize| &m[(xi * rows + first_row + tj) * c..][..c];
         // half[i][b] = sum_a AT[i][a] M[a][b];  y[i][j] = sum_b half[i][b] AT[j][b] + bias.
-        for bcol in 0..TILE {
-            let col: [&[f32]; TILE] = six(|a| m_at(a * TILE + bcol));
-            let mut h = half.chunks_exact_mut(TILE * c).map(|r| &mut r[bcol * c..][..c]);
+        for bcol in 0..t {
+            let col = |a: usize| m_at(a * t + bcol);
+            let mut h = half.chunks_exact_mut(t * c).map(|r| &mut r[bcol * c..][..c]);
             let mut next = || h.next().expect("one half row per output row");
             match variant {
-                Variant::F2x2Kernel5x5 => at6::<false, false>([next(), next()], col, &[]),
-                Variant::F4x4Kernel3x3 => at6x4::<false, false>([next(), next(), next(), next()], col, &[]),
+                Variant::F2x2Kernel5x5 => at6::<false, false>([next(), next()], six(col), &[]),
+                Variant::F4x4Kernel3x3 => at6x4::<false, false>([next(), next(), next(), next()], six(col), &[]),
+                Variant::F4x4Kernel5x5 => at8x4::<false, false>([next(), next(), next(), next()], eight(col), &[]),
             }
         }
         // The last tile of a width that out does not divide has columns outside the output:
@@ -473,16 +594,18 @@ fn output_transform_row_plain(
         let col = out * tj;
         let inside = out.min(g.ow - col);
         for i in 0..out_rows {
-            let row: [&[f32]; TILE] = six(|b| &half[(i * TILE + b) * c..][..c]);
+            let row = |b: usize| &half[(i * t + b) * c..][..c];
             let y_cols = y_part[(i * g.ow + col) * c..][..inside * c].chunks_exact_mut(c);
             let mut o = y_cols.chain(patch.chunks_exact_mut(c));
             let mut next = || o.next().expect("one slice per output column");
             // The ReLU as a constant, so that each loop is compiled without a test in it.
             match (variant, relu) {
-                (Variant::F2x2Kernel5x5, false) => at6::<true, false>([next(), next()], row, bias),
-                (Variant::F2x2Kernel5x5, true) => at6::<true, true>([next(), next()], row, bias),
-                (Variant::F4x4Kernel3x3, false) => at6x4::<true, false>([next(), next(), next(), next()], row, bias),
-                (Variant::F4x4Kernel3x3, true) => at6x4::<true, true>([next(), next(), next(), next()], row, bias),
+                (Variant::F2x2Kernel5x5, false) => at6::<true, false>([next(), next()], six(row), bias),
+                (Variant::F2x2Kernel5x5, true) => at6::<true, true>([next(), next()], six(row), bias),
+                (Variant::F4x4Kernel3x3, false) => at6x4::<true, false>([next(), next(), next(), next()], six(row), bias),
+                (Variant::F4x4Kernel3x3, true) => at6x4::<true, true>([next(), next(), next(), next()], six(row), bias),
+                (Variant::F4x4Kernel5x5, false) => at8x4::<true, false>([next(), next(), next(), next()], eight(row), bias),
+                (Variant::F4x4Kernel5x5, true) => at8x4::<true, true>([next(), next(), next(), next()], eight(row), bias),
             }
         }
     }
@@ -541,15 +664,46 @@ fn at6x4<const BIAS: bool, const RELU: bool>(o: [&mut [f32]; 4], m: [&[f32]; TIL
     }
 }
 
+/// o[i] = sum_a AT8X4[i][a] m[a] (+ bias, then ReLU) for eight channel vectors, in one pass
+/// (F(4x4, 5x5)), with p1, q1 = m1 ± m2, p2, q2 = m3 ± m4, p3, q3 = m5 ± m6:
+///   o0 = m0 + p1 + p2 + p3,   o1 = q1 + q2 / 2 + 2 q3,   o2 = p1 + p2 / 4 + 4 p3,
+///   o3 = q1 + q2 / 8 + 8 q3 + m7
+/// `bias` is read only if BIAS.
+#[inline(always)]
+fn at8x4<const BIAS: bool, const RELU: bool>(o: [&mut [f32]; 4], m: [&[f32]; 8], bias: &[f32]) {
+    let c = o[0].len();
+    let [m0, m1, m2, m3, m4, m5, m6, m7] = m;
+    let (m0, m1, m2, m3, m4, m5, m6, m7) = (&m0[..c], &m1[..c], &m2[..c], &m3[..c], &m4[..c], &m5[..c], &m6[..c], &m7[..c]);
+    let [o0, o1, o2, o3] = o;
+    let (o0, o1, o2, o3) = (&mut o0[..c], &mut o1[..c], &mut o2[..c], &mut o3[..c]);
+    let bias = if BIAS { &bias[..c] } else { &[][..] };
+    for ch in 0..c {
+        let (p1, q1) = (m1[ch] + m2[ch], m1[ch] - m2[ch]);
+        let (p2, q2) = (m3[ch] + m4[ch], m3[ch] - m4[ch]);
+        let (p3, q3) = (m5[ch] + m6[ch], m5[ch] - m6[ch]);
+        let b = if BIAS { bias[ch] } else { 0.0 };
+        o0[ch] = finish::<BIAS, RELU>(m0[ch] + p1 + p2 + p3, b);
+        o1[ch] = finish::<BIAS, RELU>(q1 + 0.5 * q2 + 2.0 * q3, b);
+        o2[ch] = finish::<BIAS, RELU>(p1 + 0.25 * p2 + 4.0 * p3, b);
+        o3[ch] = finish::<BIAS, RELU>(q1 + 0.125 * q2 + 8.0 * q3 + m7[ch], b);
+    }
+}
+
 /// [f(0), f(1), .., f(5)], inlined (`std::array::from_fn` was left as a call in the hot loop).
 #[inline(always)]
-fn six<T>(mut f: impl FnMut(usize) -> T) -> [T; TILE] {
+fn six<T>(mut f: impl FnMut(usize) -> T) -> [T; 6] {
     [f(0), f(1), f(2), f(3), f(4), f(5)]
+}
+
+/// [f(0), f(1), .., f(7)], inlined, for the 8x8 tile.
+#[inline(always)]
+fn eight<T>(mut f: impl FnMut(usize) -> T) -> [T; 8] {
+    [f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7)]
 }
 
 /// out = sum of coef * input over the (coef, input) pairs, skipping zero coefficients.
 #[inline(always)]
-fn combine<'a>(out: &mut [f32], terms: impl Iterator<Item = (f32, &'a [f32])>) {
+pub(crate) fn combine<'a>(out: &mut [f32], terms: impl Iterator<Item = (f32, &'a [f32])>) {
     let mut first = true;
     for (coef, input) in terms {
         if coef == 0.0 {
@@ -572,28 +726,47 @@ fn combine<'a>(out: &mut [f32], terms: impl Iterator<Item = (f32, &'a [f32])>) {
 mod tests {
     use super::*;
 
-    /// bt6 and at6 (shared terms, one pass) compute B^T d and A^T m (+ bias, ReLU).
+    /// Eight test vectors of `c` channels.
+    fn test_input(c: usize) -> Vec<Vec<f32>> {
+        (0..8).map(|k| (0..c).map(|ch| ((k * 31 + ch * 17) % 23) as f32 / 7.0 - 1.5).collect()).collect()
+    }
+
+    /// bt6 and bt8 (shared terms, one pass) compute B^T d.
     #[test]
-    fn shared_term_transforms_equal_the_matrices() {
+    fn shared_term_input_transforms_equal_the_matrices() {
         let c = 11;
-        let input: Vec<Vec<f32>> = (0..TILE).map(|k| (0..c).map(|ch| ((k * 31 + ch * 17) % 23) as f32 / 7.0 - 1.5).collect()).collect();
-        let d: [&[f32]; TILE] = std::array::from_fn(|k| &input[k][..]);
-        let mut out = vec![vec![0.0f32; c]; TILE];
+        let input = test_input(c);
+        let mut out = vec![vec![0.0f32; c]; 8];
         let mut it = out.iter_mut();
-        bt6(d, std::array::from_fn(|_| &mut it.next().unwrap()[..]));
-        for a in 0..TILE {
-            for ch in 0..c {
-                let expected: f32 = (0..TILE).map(|k| BT[a][k] * input[k][ch]).sum();
-                assert!((out[a][ch] - expected).abs() < 1e-5, "bt6 row {a} channel {ch}");
+        bt6(std::array::from_fn(|k| &input[k][..]), std::array::from_fn(|_| &mut it.next().unwrap()[..]));
+        let check = |out: &[Vec<f32>], bt: &[&[f32]], name: &str| {
+            for (a, row) in bt.iter().enumerate() {
+                for ch in 0..c {
+                    let expected: f32 = row.iter().enumerate().map(|(k, coef)| coef * input[k][ch]).sum();
+                    assert!((out[a][ch] - expected).abs() < 1e-5, "{name} row {a} channel {ch}: {} != {expected}", out[a][ch]);
+                }
             }
-        }
+        };
+        check(&out, &BT.iter().map(|r| &r[..]).collect::<Vec<_>>(), "bt6");
+        let mut it = out.iter_mut();
+        bt8(std::array::from_fn(|k| &input[k][..]), std::array::from_fn(|_| &mut it.next().unwrap()[..]));
+        check(&out, &BT8.iter().map(|r| &r[..]).collect::<Vec<_>>(), "bt8");
+    }
+
+    /// at6, at6x4 and at8x4 (shared terms, one pass) compute A^T m (+ bias, ReLU).
+    #[test]
+    fn shared_term_output_transforms_equal_the_matrices() {
+        let c = 11;
+        let input = test_input(c);
+        let d6: [&[f32]; TILE] = std::array::from_fn(|k| &input[k][..]);
+        let d8: [&[f32]; 8] = std::array::from_fn(|k| &input[k][..]);
         let bias: Vec<f32> = (0..c).map(|ch| ch as f32 * 0.5 - 2.0).collect();
         for relu in [false, true] {
             let mut o = vec![vec![0.0f32; c]; 4];
-            let check = |o: &[Vec<f32>], at: &[[f32; TILE]], name: &str| {
+            let check = |o: &[Vec<f32>], at: &[&[f32]], name: &str| {
                 for (i, o) in o.iter().enumerate().take(at.len()) {
                     for ch in 0..c {
-                        let mut expected: f32 = (0..TILE).map(|a| at[i][a] * input[a][ch]).sum::<f32>() + bias[ch];
+                        let mut expected: f32 = at[i].iter().enumerate().map(|(a, coef)| coef * input[a][ch]).sum::<f32>() + bias[ch];
                         if relu {
                             expected = expected.max(0.0);
                         }
@@ -603,35 +776,50 @@ mod tests {
             };
             let [o0, o1, _, _] = &mut o[..] else { unreachable!() };
             if relu {
-                at6::<true, true>([o0, o1], d, &bias);
+                at6::<true, true>([o0, o1], d6, &bias);
             } else {
-                at6::<true, false>([o0, o1], d, &bias);
+                at6::<true, false>([o0, o1], d6, &bias);
             }
-            check(&o, &AT2, "at6");
+            check(&o, &AT2.iter().map(|r| &r[..]).collect::<Vec<_>>(), "at6");
             let [o0, o1, o2, o3] = &mut o[..] else { unreachable!() };
             if relu {
-                at6x4::<true, true>([o0, o1, o2, o3], d, &bias);
+                at6x4::<true, true>([o0, o1, o2, o3], d6, &bias);
             } else {
-                at6x4::<true, false>([o0, o1, o2, o3], d, &bias);
+                at6x4::<true, false>([o0, o1, o2, o3], d6, &bias);
             }
-            check(&o, &AT4, "at6x4");
+            check(&o, &AT4.iter().map(|r| &r[..]).collect::<Vec<_>>(), "at6x4");
+            let [o0, o1, o2, o3] = &mut o[..] else { unreachable!() };
+            if relu {
+                at8x4::<true, true>([o0, o1, o2, o3], d8, &bias);
+            } else {
+                at8x4::<true, false>([o0, o1, o2, o3], d8, &bias);
+            }
+            check(&o, &AT8X4.iter().map(|r| &r[..]).collect::<Vec<_>>(), "at8x4");
         }
     }
 
     /// The matrices compute the correlation exactly: in one dimension, for every unit input d
-    /// and unit kernel g, A^T [(G g) ⊙ (B^T d)] = sum_k d[i + k] g[k] (exact in f64: every
-    /// entry is a small dyadic or a sixth, and the sums cancel to integers). Both variants.
+    /// and unit kernel g, A^T [(G g) ⊙ (B^T d)] = sum_k d[i + k] g[k] (exact in f64 up to the
+    /// rounding of G's ninths and 45ths to f32). All three variants.
     #[test]
     fn matrices_compute_the_one_dimensional_correlation() {
-        for (variant, at) in [(Variant::F2x2Kernel5x5, &AT2[..]), (Variant::F4x4Kernel3x3, &AT4[..])] {
+        let at2: Vec<&[f32]> = AT2.iter().map(|r| &r[..]).collect();
+        let at4: Vec<&[f32]> = AT4.iter().map(|r| &r[..]).collect();
+        let at8x4: Vec<&[f32]> = AT8X4.iter().map(|r| &r[..]).collect();
+        let bt6: Vec<&[f32]> = BT.iter().map(|r| &r[..]).collect();
+        let bt8: Vec<&[f32]> = BT8.iter().map(|r| &r[..]).collect();
+        for (variant, at, bt) in
+            [(Variant::F2x2Kernel5x5, &at2, &bt6), (Variant::F4x4Kernel3x3, &at4, &bt6), (Variant::F4x4Kernel5x5, &at8x4, &bt8)]
+        {
             assert_eq!(at.len(), variant.out());
-            let g = variant.g();
-            for da in 0..TILE {
+            let (g, t) = (variant.g(), variant.tile());
+            assert_eq!((g.len(), bt.len(), at[0].len()), (t, t, t), "{variant:?}");
+            for da in 0..t {
                 for gb in 0..variant.kernel() {
                     for i in 0..variant.out() {
                         let mut y = 0.0f64;
-                        for j in 0..TILE {
-                            y += at[i][j] as f64 * g[j][gb] as f64 * BT[j][da] as f64;
+                        for j in 0..t {
+                            y += at[i][j] as f64 * g[j][gb] as f64 * bt[j][da] as f64;
                         }
                         let expected = if da == i + gb { 1.0 } else { 0.0 };
                         assert!((y - expected).abs() < 1e-6, "{variant:?}: d{da} g{gb} y{i}: {y} != {expected}");
@@ -659,8 +847,29 @@ mod tests {
     #[test]
     fn variants_follow_the_kernel_size() {
         assert_eq!(Variant::for_kernel(3), Some(Variant::F4x4Kernel3x3));
-        assert_eq!(Variant::for_kernel(5), Some(Variant::F2x2Kernel5x5));
+        assert_eq!(Variant::for_kernel(5), Some(Variant::F4x4Kernel5x5));
         assert_eq!(Variant::for_kernel(4), None);
-        assert_eq!((Variant::F4x4Kernel3x3.out(), Variant::F2x2Kernel5x5.out()), (4, 2));
+        assert_eq!((Variant::F4x4Kernel3x3.out(), Variant::F2x2Kernel5x5.out(), Variant::F4x4Kernel5x5.out()), (4, 2, 4));
+        assert_eq!((Variant::F4x4Kernel3x3.tile(), Variant::F2x2Kernel5x5.tile(), Variant::F4x4Kernel5x5.tile()), (6, 6, 8));
+        assert_eq!(Variant::F4x4Kernel5x5.positions(), 64);
+    }
+
+    /// A 5x5 kernel takes the variant with fewer transformed values (tiles x t²), ties to the
+    /// 8x8 tile; 3x3 always F(4x4, 3x3).
+    #[test]
+    fn five_by_five_takes_the_tile_with_fewer_transformed_values() {
+        let five = |oh, ow| Variant::for_output(5, oh, ow);
+        // 16x16: 16 tiles of 64 (1,024) against 64 of 36 (2,304).
+        assert_eq!(five(16, 16), Some(Variant::F4x4Kernel5x5));
+        // 2x2: one tile of 64 against one of 36; 1x8: 2 x 64 = 128 against 4 x 36 = 144.
+        assert_eq!(five(2, 2), Some(Variant::F2x2Kernel5x5));
+        assert_eq!(five(1, 8), Some(Variant::F4x4Kernel5x5));
+        // 2x6: 2 x 64 = 128 against 3 x 36 = 108; 6x6: 4 x 64 = 256 against 9 x 36 = 324.
+        assert_eq!(five(2, 6), Some(Variant::F2x2Kernel5x5));
+        assert_eq!(five(6, 6), Some(Variant::F4x4Kernel5x5));
+        // 2x4: 1 x 64 against 2 x 36 = 72 (the 8x8 tile, cheaper by 8).
+        assert_eq!(five(2, 4), Some(Variant::F4x4Kernel5x5));
+        assert_eq!(Variant::for_output(3, 2, 2), Some(Variant::F4x4Kernel3x3));
+        assert_eq!(Variant::for_output(7, 16, 16), None);
     }
 }
