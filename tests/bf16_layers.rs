@@ -144,7 +144,7 @@ fn conv_by_im2col_in_bf16_is_the_exact_product_of_rounded_inputs() {
 
 #[test]
 fn conv_by_winograd_in_bf16_is_within_bf16_rounding_of_the_exact_convolution() {
-    // 3x3 with 32+ channels and 5x5 with 16+ input channels go by Winograd (forward and dX),
+    // 3x3 with 24+ channels and 5x5 with 16+ input channels go by Winograd (forward and dX),
     // whose products take the transformed tiles and weights, rounded to bf16. Each such value
     // is off by at most 2^-9 of itself, so each product by 2^-8; the transforms then add
     // products whose magnitudes exceed the output's. Bound: |error| <= 2^-8 x Winograd's

@@ -257,6 +257,7 @@ fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_
         ("3x3 same 5x6 batch 17 (chunks)", [17, 5, 6, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
         ("3x3 same 12x12 batch 17", [17, 12, 12, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
         ("3x3 same 8x8 batch 64", [64, 8, 8, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same 9x9 batch 2, 24 -> 40 channels", [2, 9, 9, 24], 40, Window::new(3, 3, 1, 1, Padding::Same)),
     ];
     for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
         assert_eq!(algorithm(&win, xs[3], c_out), Algorithm::Winograd, "{name}: should take the Winograd path");
@@ -322,7 +323,7 @@ fn conv2d_backward_with_winograd_input_gradient_matches_reference_loops() {
         ("same batch 17", [17, 6, 6, 3], 16, Window::new(5, 5, 1, 1, Padding::Same)),
         // dX of a 2x6 input: F(2x2, 5x5); the cases above take F(4x4, 5x5).
         ("same 2x6 batch 3 (dX by F(2x2, 5x5))", [3, 2, 6, 4], 16, Window::new(5, 5, 1, 1, Padding::Same)),
-        // 3x3 takes Winograd for dX with 32 channels or more on both sides.
+        // 3x3 takes Winograd for dX with 24 channels or more on both sides.
         ("3x3 same batch 3", [3, 9, 8, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
         ("3x3 valid batch 1", [1, 10, 9, 32], 33, Window::new(3, 3, 1, 1, Padding::Valid)),
         (
@@ -468,8 +469,9 @@ fn winograd_is_chosen_for_3x3_and_5x5_stride_1_with_enough_channels_only() {
     assert_eq!(algorithm(&Window::new(5, 5, 1, 1, Padding::symmetric(7)), 64, 64), Algorithm::Winograd, "any padding");
     assert_eq!(algorithm(&five, 15, 64), Algorithm::Im2col, "too few channels (an RGB input has 3)");
     assert_eq!(algorithm(&three, 3, 64), Algorithm::Im2col, "too few channels (an RGB input has 3)");
-    assert_eq!(algorithm(&three, 31, 64), Algorithm::Im2col, "3x3 needs 32 input channels");
-    assert_eq!(algorithm(&three, 64, 31), Algorithm::Im2col, "3x3 needs 32 output channels");
+    assert_eq!(algorithm(&three, 23, 64), Algorithm::Im2col, "3x3 needs 24 input channels");
+    assert_eq!(algorithm(&three, 64, 23), Algorithm::Im2col, "3x3 needs 24 output channels");
+    assert_eq!(algorithm(&three, 24, 64), Algorithm::Winograd, "the airbench network's first 3x3 convolution");
     assert_eq!(algorithm(&Window::new(3, 3, 2, 2, Padding::Same), 64, 64), Algorithm::Im2col, "3x3 stride 2");
     assert_eq!(algorithm(&Window::new(4, 4, 1, 1, Padding::Same), 64, 64), Algorithm::Im2col, "4x4: no variant");
     assert_eq!(algorithm(&Window::new(1, 1, 1, 1, Padding::Valid), 64, 64), Algorithm::Im2col, "1x1");

@@ -49,8 +49,9 @@ const GROUP_TILES: usize = 512;
 pub(crate) const MIN_IN_CHANNELS: usize = 16;
 
 /// F(4x4, 3x3) saves less per transformed value than F(2x2, 5x5) (a 6x6 tile for 9 taps, not
-/// 25): it needs this many channels on both sides to beat im2col.
-pub(crate) const MIN_CHANNELS_3X3: usize = 32;
+/// 25): it needs this many channels on both sides to beat im2col (16 -> 32 at 32x32 was 25%
+/// slower by Winograd, 24 -> 64 at 31x31 1.5 times as fast).
+pub(crate) const MIN_CHANNELS_3X3: usize = 24;
 
 /// Which minimal filtering algorithm (stride 1 always): the kernel size and, for 5x5, the
 /// output size fix it ([`Variant::for_output`]).
