@@ -1,8 +1,9 @@
 //! conv2d of the seed network's second layer (batch 64, 16x16x64 input, 5x5x64 kernel, SAME):
-//! the fast paths against the plain reference loops. The forward pass takes Winograd F(4x4, 5x5)
-//! (`fast_forward`; F(2x2, 5x5) before 2026-12-04); `im2col_forward` is the im2col + GEMM path it replaced for this shape. The
-//! backward pass computes dX by Winograd too (a convolution of dY with the flipped kernel) and
-//! dW, db by im2col + GEMM. Run: cargo bench --bench conv
+//! the fast paths against the plain reference loops. The forward pass takes Winograd
+//! F(4x4, 5x5) (`fast_forward`; F(2x2, 5x5) before 2026-12-04); `im2col_forward` is the
+//! im2col + GEMM path it replaced for this shape. The backward pass computes dX by Winograd too
+//! (a convolution of dY with the flipped kernel), dW by Winograd F(5x5, 4x4) and db as a sum
+//! (`fast_backward`). Run: cargo bench --bench conv
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;

@@ -454,6 +454,26 @@ fn conv2d_weight_gradient_by_winograd_matches_reference_loops() {
     }
 }
 
+#[test]
+fn a_scratch_reused_for_more_channels_grows_its_winograd_weight_gradient_buffers() {
+    // The per-thread tile buffers of dW by Winograd are sized by the channels of the first
+    // convolution that used them; a later one with more channels must get larger ones (not
+    // reuse the small ones, nor fail).
+    use convnet::ops::conv2d::{conv2d_backward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+    let win = Window::new(5, 5, 1, 1, Padding::Same);
+    let mut scratch = ConvScratch::default();
+    for (i, (c_in, c_out)) in [(16, 16), (16, 40), (48, 8)].into_iter().enumerate() {
+        let x = random(&[2, 8, 8, c_in], 1800 + i as u64);
+        let w = random(&[5, 5, c_in, c_out], 1810 + i as u64);
+        let dy = random(&[2, 8, 8, c_out], 1820 + i as u64);
+        let (mut dw, mut db) = (Tensor::empty(), Tensor::empty());
+        let grads = Conv2dGradsMut { d_input: None, d_weight: &mut dw, d_bias: &mut db };
+        conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, Precision::F32, grads, &mut scratch).unwrap();
+        let slow = conv_backward(&x, &w, &dy, &win).unwrap();
+        assert_close(&dw, &slow.d_weight, 2e-5, &format!("{c_in} -> {c_out}: dW"));
+    }
+}
+
 /// The buffers of a backward pass that computes every gradient.
 fn grads<'a>(dx: &'a mut Tensor, dw: &'a mut Tensor, db: &'a mut Tensor) -> convnet::ops::conv2d::Conv2dGradsMut<'a> {
     convnet::ops::conv2d::Conv2dGradsMut { d_input: Some(dx), d_weight: dw, d_bias: db }

@@ -47,11 +47,12 @@ const AT5: [[f32; TILE]; KERNEL] = [
     [0.0, 1.0, 1.0, 0.0625, 0.0625, 16.0, 16.0, 1.0],
 ];
 
-/// G4 of a 4x4 dz block: the forward's G (`G5_TILE8`) cut to four taps, the last at infinity.
+/// G4 of a 4x4 dz block: the forward's G (`G5_TILE8`) cut to four taps (its infinity row, all
+/// zero in those columns, then takes the fourth tap).
 const G4: [[f32; BLOCK]; TILE] = {
     let mut g = [[0.0; BLOCK]; TILE];
     let mut j = 0;
-    while j < TILE - 1 {
+    while j < TILE {
         let mut k = 0;
         while k < BLOCK {
             g[j][k] = G5_TILE8[j][k];
