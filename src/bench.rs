@@ -33,7 +33,7 @@ pub struct BenchResult {
     pub bench: String,
     pub mode: BenchMode,
     pub threads: usize,
-    /// The instruction-set level our kernels ran at ("portable", "avx2", "avx512bf16";
+    /// The instruction-set level our kernels ran at ("portable", "avx2", "avx512bf16", "amx";
     /// `ops::simd`).
     pub simd_level: &'static str,
     /// The products' precision ("f32", "bf16"; `ops::precision`), from the config's

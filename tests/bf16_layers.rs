@@ -347,8 +347,8 @@ fn bf16_training_is_bit_identical_across_threads_and_simd_levels() {
     // them: the same bits.
     for level in available_simd_levels() {
         set_simd_level(level).unwrap();
-        // Only the AVX512-BF16 level counts as bf16 hardware; below it the user is told.
-        assert_eq!(bf16_hardware(), level == SimdLevel::Avx512Bf16, "{level:?}");
+        // The AVX512-BF16 and AMX levels count as bf16 hardware; below them the user is told.
+        assert_eq!(bf16_hardware(), level >= SimdLevel::Avx512Bf16, "{level:?}");
         let notice = emulation_notice(Precision::Bf16);
         assert_eq!(notice.is_some(), level < SimdLevel::Avx512Bf16, "{level:?}: {notice:?}");
         assert!(notice.is_none_or(|n| n.contains(level.name())), "{level:?}");

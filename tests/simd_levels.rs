@@ -178,5 +178,5 @@ fn every_simd_level_gives_the_same_bits_and_matches_the_reference_loops() {
     assert_eq!(bench("portable").0, "portable");
     let (level, stderr) = bench("sse9");
     assert_eq!(level, detected_simd_level().name());
-    assert!(stderr.contains("CONVNET_SIMD=\"sse9\" is not a level (portable, avx2, avx512bf16)"), "{stderr}");
+    assert!(stderr.contains("CONVNET_SIMD=\"sse9\" is not a level (portable, avx2, avx512bf16, amx)"), "{stderr}");
 }

@@ -1,24 +1,33 @@
 //! The bfloat16 GEMM: `c = op(a)·op(b) + beta·c` with both operands rounded to bfloat16
 //! (`ops::bf16`) and every product accumulated in float32. Same arguments as `ops::gemm`.
 //!
-//! Each output is one chain over k, in pairs, exactly as the AVX512-BF16 instruction
-//! VDPBF16PS computes a lane (Intel's pseudo-code, confirmed bit for bit on Zen 5):
+//! Each output is one fixed chain over k, the one Intel's AMX instruction TDPBF16PS computes
+//! (found by testing it on a Sapphire Rapids-class Xeon; Intel's pseudo-code says otherwise):
+//! k is cut into blocks of 32 (16 pairs, one tile's depth); in each block the even and the odd
+//! k are summed in two separate float32 chains, and their sum is added to the accumulator:
 //! ```text
 //!   acc = beta · c  (0 when beta is 0: c is not read)
-//!   for each pair p:  acc = ftz(a[2p]·b[2p] + ftz(a[2p+1]·b[2p+1] + daz(acc)))
+//!   for each block of 16 pairs (k = 32b .. 32b + 31, zeros past k):
+//!       lo = 0; hi = 0
+//!       for each pair p of the block, in order:
+//!           lo = ftz(a[2p]·b[2p] + lo);  hi = ftz(a[2p+1]·b[2p+1] + hi)
+//!       acc = ftz(daz(acc) + ftz(lo + hi))
 //! ```
-//! each `+` rounded to nearest even in float32, the products exact (8-bit by 8-bit mantissas),
-//! a subnormal accumulator read as zero (daz) and each subnormal sum flushed to zero (ftz; the
-//! flush after the first addition, and the daz, were found by testing the instruction, and
-//! each differs from the hardware in a test without it);
-//! an odd k ends with a zero pair. The order is fixed per output and never split, so the
-//! result does not depend on the blocking, the threads, or the machine: the portable kernel
-//! (two fused multiply-adds per pair, the emulation) gives the same bits as the hardware one.
+//! each `·+` one fused multiply-add rounded to nearest even (the products of bf16 are exact),
+//! ftz flushing a subnormal result to the zero of its sign, daz reading a subnormal
+//! accumulator as zero. The order is fixed per output and never split, so the result does not
+//! depend on the blocking, the threads or the machine. Three kernels compute it:
+//! - AMX tiles (`amx`): TDPBF16PS on 16 x 16 tiles of c, 16 pairs deep;
+//! - AVX512-BF16 (`hw`): VDPBF16PS computes `acc = ftz(y·y' + ftz(x·x' + daz(acc)))` for a
+//!   pair (x high, y low); fed the pairs (a[4j], a[4j+2]) it runs the `lo` chain, fed
+//!   (a[4j+1], a[4j+3]) the `hi` chain ("dot order": `to_dot_order`), two accumulators per
+//!   output, added at each block's end;
+//! - the portable emulation (`emulated_tile`): the chain written out, two fused multiply-adds
+//!   per pair. All three give the same bits (tests/bf16_gemm.rs).
 //!
-//! The hardware kernel holds an `MR x NR` block of c in 16 vector registers (8 rows by two
-//! 16-lane vectors); each pair of k is one broadcast of a's pair per row and two dot products
-//! per row. B is packed once per call in "column pairs" (16 columns of one pair = one
-//! vector); A is read in place from its pairs, by a row and a pair stride.
+//! B is packed once per call (or once per weight version) in "column pairs" (16 columns of one
+//! pair = one vector, or one row of a B tile), its pairs padded with zeros to whole blocks
+//! (zero products change no chain: `lo` and `hi` start at +0 and never become -0).
 
 use std::cell::Cell;
 
@@ -27,49 +36,121 @@ use rayon::prelude::*;
 use super::bf16::{interleave_rows, rows_to_pairs, unpair};
 use super::simd::simd_dispatch;
 
-/// Rows of c per kernel call.
-pub const MR: usize = 8;
-/// Columns of c per kernel call (two vectors of 16).
-pub const NR: usize = 32;
+/// Pairs of k per chain block: one AMX tile's depth (64 bytes of pairs).
+pub const BLOCK_PAIRS: usize = 16;
+/// Rows of c per call of the emulated kernel.
+const MR: usize = 8;
+/// Rows of c per call of the AVX512-BF16 kernel (two chains and the total per output: 24 of
+/// the 32 vector registers).
+const DOT_ROWS: usize = 4;
+/// Columns of c per kernel call (two vectors of 16, or two tiles).
+const NR: usize = 32;
 /// Pairs of k per pass over a block of B, so that the block (KC x n pairs) stays in cache
-/// while every row block uses it.
+/// while every row block uses it; whole chain blocks.
 const KC: usize = 256;
+const _: () = assert!(KC % BLOCK_PAIRS == 0);
+
+/// Which kernel computes the chain: chosen by the SIMD level in force.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Path {
+    Emulated,
+    DotProducts,
+    Tiles,
+}
+
+impl Path {
+    fn in_force() -> Path {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::simd::amx_allowed() {
+                return Path::Tiles;
+            }
+            if super::simd::avx512bf16_allowed() {
+                return Path::DotProducts;
+            }
+        }
+        Path::Emulated
+    }
+
+    /// How this kernel wants the pairs: in order, or in dot order.
+    fn dot_order(self) -> bool {
+        self == Path::DotProducts
+    }
+}
+
+/// Two consecutive pairs (a0, a1), (a2, a3) -> the dot-order pairs (a0 high, a2 low) and
+/// (a1 high, a3 low): VDPBF16PS takes the high half first, so each runs one of the chains.
+#[inline(always)]
+fn to_dot_order(p0: u32, p1: u32) -> (u32, u32) {
+    ((p1 & 0xffff) | (p0 << 16), (p1 >> 16) | (p0 & 0xffff_0000))
+}
+
+/// The inverse of [`to_dot_order`].
+#[inline(always)]
+fn from_dot_order(d0: u32, d1: u32) -> (u32, u32) {
+    ((d0 >> 16) | (d1 & 0xffff_0000), (d0 & 0xffff) | (d1 << 16))
+}
 
 /// op(b) in column pairs: `data[p * ld + j]` = the pair `(op(b)[2p][j], op(b)[2p + 1][j])`,
-/// columns n..ld zero.
+/// columns n..ld and pairs past k zero, in dot order when `dot_order`.
 #[derive(Default)]
 pub struct PackedB {
     k: usize,
     n: usize,
     ld: usize,
+    /// Pairs stored: k's pairs rounded up to whole blocks.
+    kp: usize,
+    dot_order: bool,
     data: Vec<u32>,
 }
 
 impl PackedB {
-    /// Packs op(b) (`b` stored k x n, or n x k with `b_t`), rounding it to bfloat16.
+    /// Packs op(b) (`b` stored k x n, or n x k with `b_t`), rounding it to bfloat16, for the
+    /// kernel in force.
     pub fn pack(&mut self, k: usize, n: usize, b: &[f32], b_t: bool) {
         assert!(b.len() >= k * n, "gemm_bf16: b too small");
-        let (kp, ld) = (k.div_ceil(2), n.next_multiple_of(16));
+        let (kp, ld) = (k.div_ceil(2).next_multiple_of(BLOCK_PAIRS), n.next_multiple_of(16));
         self.data.resize(kp * ld, 0);
-        (self.k, self.n, self.ld) = (k, n, ld);
+        (self.k, self.n, self.ld, self.kp) = (k, n, ld, kp);
+        let filled = k.div_ceil(2);
         if !b_t {
             interleave_rows(b, k, n, n, &mut self.data, ld);
-            return;
-        }
-        // b stores op(b)'s columns as rows: convert 16 of them at a time to row pairs, then
-        // write each pair's 16 columns as one run (a transpose by blocks of 16 columns).
-        let mut block = take_buffer(&COLUMN_BUF, 16 * kp);
-        for j0 in (0..ld).step_by(16) {
-            let cols = n.saturating_sub(j0).min(16);
-            rows_to_pairs(&b[j0 * k..], cols, k, k, &mut block, kp);
-            for p in 0..kp {
-                let dst = &mut self.data[p * ld + j0..][..16];
-                for (jj, d) in dst.iter_mut().enumerate() {
-                    *d = if jj < cols { block[jj * kp + p] } else { 0 };
+        } else {
+            // b stores op(b)'s columns as rows: convert 16 of them at a time to row pairs, then
+            // write each pair's 16 columns as one run (a transpose by blocks of 16 columns).
+            let mut block = take_buffer(&COLUMN_BUF, 16 * filled);
+            for j0 in (0..ld).step_by(16) {
+                let cols = n.saturating_sub(j0).min(16);
+                rows_to_pairs(&b[j0 * k..], cols, k, k, &mut block, filled);
+                for p in 0..filled {
+                    let dst = &mut self.data[p * ld + j0..][..16];
+                    for (jj, d) in dst.iter_mut().enumerate() {
+                        *d = if jj < cols { block[jj * filled + p] } else { 0 };
+                    }
                 }
             }
+            COLUMN_BUF.set(block);
         }
-        COLUMN_BUF.set(block);
+        self.data[filled * ld..].fill(0);
+        self.dot_order = false;
+        if Path::in_force().dot_order() {
+            self.reorder(true);
+        }
+    }
+
+    /// Puts the pairs in dot order (`dot`) or back in order.
+    fn reorder(&mut self, dot: bool) {
+        if self.dot_order == dot {
+            return;
+        }
+        let ld = self.ld;
+        for rows in self.data.chunks_exact_mut(2 * ld) {
+            let (r0, r1) = rows.split_at_mut(ld);
+            for (x, y) in r0.iter_mut().zip(r1) {
+                (*x, *y) = if dot { to_dot_order(*x, *y) } else { from_dot_order(*x, *y) };
+            }
+        }
+        self.dot_order = dot;
     }
 
     pub fn k(&self) -> usize {
@@ -82,7 +163,9 @@ impl PackedB {
 
 thread_local! {
     static A_BUF: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+    static A_T_BUF: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
     static B_BUF: Cell<PackedB> = Cell::new(PackedB::default());
+    static B_COPY: Cell<PackedB> = Cell::new(PackedB::default());
     static COLUMN_BUF: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
 }
 
@@ -123,23 +206,81 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
     if m == 0 || n == 0 {
         return;
     }
-    let kp = k.div_ceil(2);
-    // A's pairs: row pairs (rows of a as stored), or column pairs of the stored k x m matrix.
-    let (a_len, rs, ps) = if a_t { (kp * m, 1, m) } else { (m * kp, kp, 1) };
-    let mut pairs = take_buffer(&A_BUF, a_len);
-    if a_t {
-        interleave_rows(a, k, m, m, &mut pairs, m);
-    } else {
+    if k == 0 {
+        // No products: the chain is its start, beta · c.
+        for x in &mut c[..m * n] {
+            *x = if beta == 0.0 { 0.0 } else { beta * *x };
+        }
+        return;
+    }
+    let path = Path::in_force();
+    if b.dot_order != path.dot_order() {
+        // Packed while another level was in force (tests change it): a reordered copy.
+        let mut copy = B_COPY.take();
+        (copy.k, copy.n, copy.ld, copy.kp, copy.dot_order) = (b.k, b.n, b.ld, b.kp, b.dot_order);
+        copy.data.clear();
+        copy.data.extend_from_slice(&b.data);
+        copy.reorder(path.dot_order());
+        gemm_bf16_packed(m, a, a_t, &copy, beta, c, parallel);
+        B_COPY.set(copy);
+        return;
+    }
+    let kp = b.kp;
+    // A's pairs, zero past k, as the kernel reads them: for the tiles, row pairs (a tile row
+    // is 16 pairs of one row) with the rows padded to whole tiles; otherwise row pairs, or
+    // column pairs of the stored k x m matrix.
+    let filled = k.div_ceil(2);
+    let tiles = path == Path::Tiles;
+    let rows_stored = if tiles { m.next_multiple_of(16) } else { m };
+    let mut pairs = take_buffer(&A_BUF, rows_stored * kp);
+    let (rs, ps) = if a_t && !tiles { (1, m) } else { (kp, 1) };
+    if !a_t {
         rows_to_pairs(a, m, k, k, &mut pairs, kp);
+        for row in pairs.chunks_exact_mut(kp) {
+            row[filled..].fill(0);
+        }
+        pairs[m * kp..].fill(0);
+    } else if !tiles {
+        interleave_rows(a, k, m, m, &mut pairs, m);
+        pairs[filled * m..].fill(0);
+    } else {
+        // Column pairs, then transposed into row pairs.
+        let mut by_columns = take_buffer(&A_T_BUF, filled * m);
+        interleave_rows(a, k, m, m, &mut by_columns, m);
+        pairs.fill(0);
+        for p0 in (0..filled).step_by(16) {
+            for r in 0..m {
+                for p in p0..(p0 + 16).min(filled) {
+                    pairs[r * kp + p] = by_columns[p * m + r];
+                }
+            }
+        }
+        A_T_BUF.set(by_columns);
+    }
+    if path.dot_order() {
+        // Each two consecutive pairs of a row: adjacent (row pairs), or two rows of m apart.
+        if ps == 1 {
+            for two in pairs.chunks_exact_mut(2) {
+                (two[0], two[1]) = to_dot_order(two[0], two[1]);
+            }
+        } else {
+            for rows in pairs.chunks_exact_mut(2 * m) {
+                let (r0, r1) = rows.split_at_mut(m);
+                for (x, y) in r0.iter_mut().zip(r1) {
+                    (*x, *y) = to_dot_order(*x, *y);
+                }
+            }
+        }
     }
     let a_pairs = Operand { data: &pairs, rs, ps };
     let c_addr = c.as_mut_ptr() as usize;
     let block = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
         // SAFETY: `c` holds m x n (asserted); each call writes only its block of rows x cols,
-        // and the blocks of one call are disjoint.
-        unsafe { blocked(kp, &a_pairs, b, beta, c_addr as *mut f32, n, rows, cols) }
+        // and the blocks of one call are disjoint. A holds rows_stored rows of kp pairs (whole
+        // tiles), B kp rows of ld >= n columns (whole vectors and tiles).
+        unsafe { blocked(path, kp, &a_pairs, b, beta, c_addr as *mut f32, n, rows, cols) }
     };
-    const TASK_ROWS: usize = 8 * MR;
+    const TASK_ROWS: usize = 64;
     const TASK_COLS: usize = 4 * NR;
     let tasks = m.div_ceil(TASK_ROWS) * n.div_ceil(TASK_COLS);
     if parallel && tasks > 1 {
@@ -161,12 +302,14 @@ struct Operand<'a> {
     ps: usize,
 }
 
-/// The rows x cols block of c, in blocks of KC pairs, MR rows and NR columns.
+/// The rows x cols block of c, in blocks of KC pairs and of the kernel's rows and columns.
 ///
 /// SAFETY: `c` points to an m x n matrix with row stride `ldc` that this call may write in
-/// rows x cols; `a` holds every (row, pair) of those rows; `b` every pair of those columns.
+/// rows x cols; `a` holds every (row, pair) of those rows up to kp (for the tiles, up to the
+/// next multiple of 16 rows); `b` every pair of those columns up to the next multiple of 16.
 #[allow(clippy::too_many_arguments)]
 unsafe fn blocked(
+    path: Path,
     kp: usize,
     a: &Operand,
     b: &PackedB,
@@ -176,13 +319,19 @@ unsafe fn blocked(
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Tiles {
+        amx::blocked(kp, a.data.as_ptr(), a.rs, b, beta, c, ldc, rows, cols);
+        return;
+    }
+    let step = if path == Path::DotProducts { DOT_ROWS } else { MR };
     let mut p0 = 0;
-    loop {
+    while p0 < kp {
         let pairs = KC.min(kp - p0);
         // The chain continues from the partial sums already in c (exactly: they are f32).
         let block_beta = if p0 == 0 { beta } else { 1.0 };
-        for i0 in rows.clone().step_by(MR) {
-            let r = MR.min(rows.end - i0);
+        for i0 in rows.clone().step_by(step) {
+            let r = step.min(rows.end - i0);
             for j0 in cols.clone().step_by(NR) {
                 let w = NR.min(cols.end - j0);
                 let tile = Tile {
@@ -198,17 +347,15 @@ unsafe fn blocked(
                     cols: w,
                     beta: block_beta,
                 };
-                run_tile(&tile);
+                run_tile(path, &tile);
             }
         }
         p0 += pairs;
-        if p0 >= kp {
-            break;
-        }
     }
 }
 
-/// One kernel call: c[rows x cols] (rows <= MR, cols <= NR) = chain over `pairs` pairs.
+/// One kernel call: c[rows x cols] (rows <= MR, cols <= NR) = the chain over `pairs` pairs
+/// (whole blocks).
 struct Tile {
     pairs: usize,
     a: *const u32,
@@ -225,20 +372,16 @@ struct Tile {
 
 /// SAFETY: the tile's pointers are valid for what it describes; B's columns up to
 /// cols.next_multiple_of(16) are readable (packed with zeros).
-unsafe fn run_tile(t: &Tile) {
+unsafe fn run_tile(path: Path, t: &Tile) {
     #[cfg(target_arch = "x86_64")]
-    if super::simd::avx512bf16_allowed() {
+    if path == Path::DotProducts {
         macro_rules! rows {
             ($nv:literal) => {
                 match t.rows {
                     1 => hw::kernel::<1, $nv>(t),
                     2 => hw::kernel::<2, $nv>(t),
                     3 => hw::kernel::<3, $nv>(t),
-                    4 => hw::kernel::<4, $nv>(t),
-                    5 => hw::kernel::<5, $nv>(t),
-                    6 => hw::kernel::<6, $nv>(t),
-                    7 => hw::kernel::<7, $nv>(t),
-                    _ => hw::kernel::<8, $nv>(t),
+                    _ => hw::kernel::<4, $nv>(t),
                 }
             };
         }
@@ -249,15 +392,21 @@ unsafe fn run_tile(t: &Tile) {
         }
         return;
     }
+    let _ = path;
     emulated_tile(t);
 }
 
-/// One step of the chain, as VDPBF16PS computes it: the high pair first, each addition rounded
-/// and a subnormal sum flushed to zero, a subnormal accumulator read as zero.
-#[inline(always)]
-pub fn dot_step(acc: f32, a: u32, b: u32) -> f32 {
-    let ((a0, a1), (b0, b1)) = (unpair(a), unpair(b));
-    flush(a0.mul_add(b0, flush(a1.mul_add(b1, flush(acc)))))
+/// One chain block of one output, written out plainly: `acc` then the block's pairs of a and
+/// b (up to 16, in order). The reference of every kernel.
+pub fn chain_block(acc: f32, a_pairs: &[u32], b_pairs: &[u32]) -> f32 {
+    assert!(a_pairs.len() == b_pairs.len() && a_pairs.len() <= BLOCK_PAIRS);
+    let (mut lo, mut hi) = (0.0f32, 0.0f32);
+    for (&a, &b) in a_pairs.iter().zip(b_pairs) {
+        let ((a0, a1), (b0, b1)) = (unpair(a), unpair(b));
+        lo = flush(a0.mul_add(b0, lo));
+        hi = flush(a1.mul_add(b1, hi));
+    }
+    flush(flush(acc) + flush(lo + hi))
 }
 
 /// A subnormal as the zero of its sign; anything else unchanged.
@@ -281,6 +430,7 @@ simd_dispatch! {
 unsafe fn emulated_tile_body(t: &Tile) {
     let (rows, cols) = (t.rows, t.cols);
     let mut acc = [[0f32; NR]; MR];
+    let (mut lo, mut hi) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
     if t.beta != 0.0 {
         for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
             for (j, v) in acc_row.iter_mut().enumerate().take(cols) {
@@ -290,10 +440,20 @@ unsafe fn emulated_tile_body(t: &Tile) {
     }
     for p in 0..t.pairs {
         let b_row = std::slice::from_raw_parts(t.b.add(p * t.ldb), cols);
-        for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
-            let a_pair = *t.a.add(r * t.rs + p * t.ps);
-            for (v, &b_pair) in acc_row.iter_mut().zip(b_row) {
-                *v = dot_step(*v, a_pair, b_pair);
+        for r in 0..rows {
+            let (a0, a1) = unpair(*t.a.add(r * t.rs + p * t.ps));
+            for (j, &b_pair) in b_row.iter().enumerate() {
+                let (b0, b1) = unpair(b_pair);
+                lo[r][j] = flush(a0.mul_add(b0, lo[r][j]));
+                hi[r][j] = flush(a1.mul_add(b1, hi[r][j]));
+            }
+        }
+        if (p + 1) % BLOCK_PAIRS == 0 || p + 1 == t.pairs {
+            for r in 0..rows {
+                for j in 0..cols {
+                    acc[r][j] = flush(flush(acc[r][j]) + flush(lo[r][j] + hi[r][j]));
+                    (lo[r][j], hi[r][j]) = (0.0, 0.0);
+                }
             }
         }
     }
@@ -306,14 +466,24 @@ unsafe fn emulated_tile_body(t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod hw {
-    use super::Tile;
+    use super::{Tile, BLOCK_PAIRS};
     use crate::ops::bf16::lane_mask as lanes;
     use std::arch::x86_64::*;
 
-    /// R rows by NV vectors of 16 columns, the accumulators in registers.
+    /// A subnormal lane as the zero of its sign (ftz; also daz when applied to an input).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn flush(x: __m512) -> __m512 {
+        let sign = _mm512_set1_ps(-0.0);
+        let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_andnot_ps(sign, x), _mm512_set1_ps(f32::MIN_POSITIVE));
+        _mm512_mask_and_ps(x, tiny, x, sign)
+    }
+
+    /// R rows by NV vectors of 16 columns: per output the `lo` and `hi` chains and the total in
+    /// registers. A and B in dot order: pair 2j feeds `lo`, pair 2j + 1 feeds `hi`.
     ///
     /// SAFETY: the CPU has AVX-512 F, BW, VL and BF16 (`simd::avx512bf16_allowed`), and the
-    /// tile's pointers are valid (`super::run_tile`).
+    /// tile's pointers are valid (`super::run_tile`), its pairs whole blocks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     pub unsafe fn kernel<const R: usize, const NV: usize>(t: &Tile) {
         let masks: [__mmask16; NV] = std::array::from_fn(|v| lanes(t.cols.saturating_sub(16 * v)));
@@ -326,14 +496,27 @@ mod hw {
                 }
             }
         }
-        for p in 0..t.pairs {
-            let b_row = t.b.add(p * t.ldb);
-            let bv: [__m512bh; NV] = std::array::from_fn(|v| std::mem::transmute(_mm512_loadu_si512(b_row.add(16 * v) as *const _)));
-            let a_col = t.a.add(p * t.ps);
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a_col.add(r * t.rs) as i32));
-                for (x, &b) in row.iter_mut().zip(&bv) {
-                    *x = _mm512_dpbf16_ps(*x, av, b);
+        let pair = |p: usize| -> [__m512bh; NV] {
+            let row = t.b.add(p * t.ldb);
+            std::array::from_fn(|v| std::mem::transmute(_mm512_loadu_si512(row.add(16 * v) as *const _)))
+        };
+        for block in (0..t.pairs).step_by(BLOCK_PAIRS) {
+            let (mut lo, mut hi) = ([[_mm512_setzero_ps(); NV]; R], [[_mm512_setzero_ps(); NV]; R]);
+            for p in (block..block + BLOCK_PAIRS).step_by(2) {
+                let (b_lo, b_hi) = (pair(p), pair(p + 1));
+                for r in 0..R {
+                    let a = t.a.add(r * t.rs);
+                    let a_lo: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(p * t.ps) as i32));
+                    let a_hi: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add((p + 1) * t.ps) as i32));
+                    for v in 0..NV {
+                        lo[r][v] = _mm512_dpbf16_ps(lo[r][v], a_lo, b_lo[v]);
+                        hi[r][v] = _mm512_dpbf16_ps(hi[r][v], a_hi, b_hi[v]);
+                    }
+                }
+            }
+            for r in 0..R {
+                for v in 0..NV {
+                    acc[r][v] = flush(_mm512_add_ps(flush(acc[r][v]), flush(_mm512_add_ps(lo[r][v], hi[r][v]))));
                 }
             }
         }
@@ -345,6 +528,190 @@ mod hw {
     }
 }
 
+/// The AMX kernel: c in 16 x 16 float32 tiles (tmm0-3, a 32 x 32 block), A in tiles of 16
+/// rows by 16 pairs (tmm4-5), B in tiles of 16 pairs by 16 columns (tmm6-7); one TDPBF16PS per
+/// pair of A and B tiles runs 16 pairs of the chain for 256 outputs.
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use super::{PackedB, BLOCK_PAIRS, KC};
+    use std::arch::asm;
+
+    /// The tile configuration (LDTILECFG's 64-byte operand): palette 1, every tile register 16
+    /// rows of 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        bytes_per_row: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    static CONFIG: TileConfig = TileConfig {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+        rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+    };
+
+    /// A 16 x 16 float32 tile in memory, for the edges of c.
+    #[repr(C, align(64))]
+    struct Scratch([f32; 256]);
+
+    // SAFETY (all tile macros): the caller has loaded CONFIG and the process has tile-data
+    // permission (`simd::amx_allowed`); each load reads 16 rows of 64 bytes at `$ptr` with
+    // `$stride` bytes between rows, each store writes them, which the callers bound.
+    macro_rules! load {
+        ($tmm:literal, $ptr:expr, $stride:expr) => {
+            asm!(concat!("tileloadd tmm", $tmm, ", [{p} + {s}*1]"), p = in(reg) $ptr, s = in(reg) $stride, options(nostack, readonly))
+        };
+    }
+    macro_rules! store {
+        ($tmm:literal, $ptr:expr, $stride:expr) => {
+            asm!(concat!("tilestored [{p} + {s}*1], tmm", $tmm), p = in(reg) $ptr, s = in(reg) $stride, options(nostack))
+        };
+    }
+    macro_rules! zero {
+        ($tmm:literal) => {
+            asm!(concat!("tilezero tmm", $tmm), options(nostack, nomem))
+        };
+    }
+    macro_rules! dot {
+        ($c:literal, $a:literal, $b:literal) => {
+            asm!(concat!("tdpbf16ps tmm", $c, ", tmm", $a, ", tmm", $b), options(nostack, nomem))
+        };
+    }
+
+    /// Where the c tile `index` (0-3) of the block at (i0, j0) lies, and what to do with it.
+    struct CTile {
+        ptr: *mut f32,
+        rows: usize,
+        cols: usize,
+        /// Whole and read (or written) in place.
+        whole: bool,
+    }
+
+    /// Loads c tile `index` (beta · c on the first pass, c after, zero for beta 0 on the first).
+    ///
+    /// SAFETY: as the macros; `t.ptr` valid for t.rows x t.cols with row stride `ldc`.
+    unsafe fn load_c(index: usize, t: &CTile, ldc: usize, beta: f32, scratch: &mut Scratch) {
+        let (ptr, stride) = if beta == 0.0 {
+            match index {
+                0 => zero!(0),
+                1 => zero!(1),
+                2 => zero!(2),
+                _ => zero!(3),
+            }
+            return;
+        } else if t.whole && beta == 1.0 {
+            (t.ptr as *const f32, ldc * 4)
+        } else {
+            scratch.0.fill(0.0);
+            for r in 0..t.rows {
+                for j in 0..t.cols {
+                    scratch.0[r * 16 + j] = beta * *t.ptr.add(r * ldc + j);
+                }
+            }
+            (scratch.0.as_ptr(), 64)
+        };
+        match index {
+            0 => load!(0, ptr, stride),
+            1 => load!(1, ptr, stride),
+            2 => load!(2, ptr, stride),
+            _ => load!(3, ptr, stride),
+        }
+    }
+
+    /// Stores c tile `index`: in place when whole, else through the scratch.
+    ///
+    /// SAFETY: as `load_c`.
+    unsafe fn store_c(index: usize, t: &CTile, ldc: usize, scratch: &mut Scratch) {
+        let (ptr, stride) = if t.whole { (t.ptr, ldc * 4) } else { (scratch.0.as_mut_ptr(), 64) };
+        match index {
+            0 => store!(0, ptr, stride),
+            1 => store!(1, ptr, stride),
+            2 => store!(2, ptr, stride),
+            _ => store!(3, ptr, stride),
+        }
+        if !t.whole {
+            for r in 0..t.rows {
+                for j in 0..t.cols {
+                    *t.ptr.add(r * ldc + j) = scratch.0[r * 16 + j];
+                }
+            }
+        }
+    }
+
+    /// The rows x cols block of c (rows starting at a multiple of 16, as the tasks do).
+    ///
+    /// SAFETY: the CPU has AMX-BF16 and the process its tile-data permission
+    /// (`simd::amx_allowed`); `a` holds row pairs with row stride `rs` (= kp) for every row up
+    /// to rows.end rounded up to 16; `b` kp pairs by ld columns (cols.end rounded up to 16 at
+    /// most ld); c as in `super::blocked`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn blocked(
+        kp: usize,
+        a: *const u32,
+        rs: usize,
+        b: &PackedB,
+        beta: f32,
+        c: *mut f32,
+        ldc: usize,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) {
+        asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
+        let mut scratch = Scratch([0.0; 256]);
+        let (a_stride, b_stride) = (rs * 4, b.ld * 4);
+        let mut p0 = 0;
+        while p0 < kp {
+            let pairs = KC.min(kp - p0);
+            let pass_beta = if p0 == 0 { beta } else { 1.0 };
+            for i0 in rows.clone().step_by(32) {
+                for j0 in cols.clone().step_by(32) {
+                    let tile = |index: usize| -> Option<CTile> {
+                        let (i, j) = (i0 + 16 * (index / 2), j0 + 16 * (index % 2));
+                        (i < rows.end && j < cols.end).then(|| {
+                            let (r, w) = ((rows.end - i).min(16), (cols.end - j).min(16));
+                            CTile { ptr: c.add(i * ldc + j), rows: r, cols: w, whole: r == 16 && w == 16 }
+                        })
+                    };
+                    let tiles: [Option<CTile>; 4] = std::array::from_fn(tile);
+                    for (index, t) in tiles.iter().enumerate() {
+                        if let Some(t) = t {
+                            load_c(index, t, ldc, pass_beta, &mut scratch);
+                        }
+                    }
+                    let (two_rows, two_cols) = (tiles[2].is_some(), tiles[1].is_some());
+                    for p in (p0..p0 + pairs).step_by(BLOCK_PAIRS) {
+                        load!(4, a.add(i0 * rs + p), a_stride);
+                        load!(6, b.data.as_ptr().add(p * b.ld + j0), b_stride);
+                        dot!(0, 4, 6);
+                        if two_cols {
+                            load!(7, b.data.as_ptr().add(p * b.ld + j0 + 16), b_stride);
+                            dot!(1, 4, 7);
+                        }
+                        if two_rows {
+                            load!(5, a.add((i0 + 16) * rs + p), a_stride);
+                            dot!(2, 5, 6);
+                            if two_cols {
+                                dot!(3, 5, 7);
+                            }
+                        }
+                    }
+                    for (index, t) in tiles.iter().enumerate() {
+                        if let Some(t) = t {
+                            store_c(index, t, ldc, &mut scratch);
+                        }
+                    }
+                }
+            }
+            p0 += pairs;
+        }
+        asm!("tilerelease", options(nostack, nomem));
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,13 @@
 //! never fuses a multiply and an add on its own), so they give the same bits.
 //!
 //! A third level, `avx512bf16`, adds the bfloat16 dot products (VDPBF16PS) that the bf16 GEMM
-//! uses (`ops::gemm_bf16`); the `simd_dispatch!` kernels run their AVX2 copy there too (AVX-512
-//! copies of them were measured slower on Zen 5: docs/performance.md).
+//! uses (`ops::gemm_bf16`); a fourth, `amx`, its tile products (TDPBF16PS, Intel Sapphire Rapids
+//! on; Linux grants the process the tile registers when the level is detected). The
+//! `simd_dispatch!` kernels run their AVX2 copy at both (AVX-512 copies of them were measured
+//! slower on Zen 5: docs/performance.md).
 //!
 //! The level is the best the CPU has, unless lowered: by the environment variable `CONVNET_SIMD`
-//! (`portable`, `avx2` or `avx512bf16`, read once at the first dispatch) or by [`set_simd_level`]. Lowering it
+//! (`portable`, `avx2`, `avx512bf16` or `amx`, read once at the first dispatch) or by [`set_simd_level`]. Lowering it
 //! is how the tests run every copy of a kernel on one machine (tests/simd_levels.rs), and how a
 //! user rules a vector path out when chasing a difference. It never rises above what the CPU
 //! has. The GEMM crate dispatches on its own and is not affected.
@@ -30,17 +32,21 @@ pub enum SimdLevel {
     /// AVX2, FMA and AVX-512 with the bfloat16 instructions (F, BW, VL, BF16): Intel Cooper Lake and
     /// Sapphire Rapids on, AMD Zen 4 on.
     Avx512Bf16,
+    /// All of `Avx512Bf16` and the AMX tiles with bfloat16 products (AMX-TILE, AMX-BF16), the
+    /// operating system permitting: Intel Sapphire Rapids on.
+    Amx,
 }
 
 impl SimdLevel {
-    const ALL: [SimdLevel; 3] = [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512Bf16];
+    const ALL: [SimdLevel; 4] = [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512Bf16, SimdLevel::Amx];
 
-    /// The name used by `CONVNET_SIMD`: "portable", "avx2", "avx512bf16".
+    /// The name used by `CONVNET_SIMD`: "portable", "avx2", "avx512bf16", "amx".
     pub fn name(self) -> &'static str {
         match self {
             SimdLevel::Portable => "portable",
             SimdLevel::Avx2 => "avx2",
             SimdLevel::Avx512Bf16 => "avx512bf16",
+            SimdLevel::Amx => "amx",
         }
     }
 
@@ -57,12 +63,43 @@ pub fn detected_simd_level() -> SimdLevel {
         use std::arch::is_x86_feature_detected as has;
         if has!("avx2") && has!("fma") {
             if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512bf16") {
+                if amx_bf16_usable() {
+                    return SimdLevel::Amx;
+                }
                 return SimdLevel::Avx512Bf16;
             }
             return SimdLevel::Avx2;
         }
     }
     SimdLevel::Portable
+}
+
+/// Whether the CPU has AMX tiles with bfloat16 products (CPUID leaf 7: AMX-BF16, AMX-TILE) and
+/// Linux lets this process use the tile registers (arch_prctl ARCH_REQ_XCOMP_PERM for
+/// XTILEDATA, asked once; a kernel without AMX support refuses it). The permission is the
+/// process's, for every thread.
+#[cfg(target_arch = "x86_64")]
+fn amx_bf16_usable() -> bool {
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USABLE.get_or_init(|| {
+        // CPUID leaf 7 exists on every x86_64 CPU with AVX-512 (checked by the caller).
+        let features = std::arch::x86_64::__cpuid_count(7, 0);
+        let (amx_bf16, amx_tile) = (features.edx & (1 << 22) != 0, features.edx & (1 << 24) != 0);
+        amx_bf16 && amx_tile && request_tile_data()
+    })
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_data() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: arch_prctl with this request only reads its integer arguments.
+    unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
+fn request_tile_data() -> bool {
+    false
 }
 
 /// Every level this CPU can run, lowest first: the ones a test should cover.
@@ -142,6 +179,14 @@ pub(crate) fn avx512bf16_allowed() -> bool {
     simd_level() >= SimdLevel::Avx512Bf16
 }
 
+/// Whether the AMX kernels may run: the level in force allows them (so the CPU has AMX-BF16 and
+/// the process the tile registers, and AVX512-BF16 too).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn amx_allowed() -> bool {
+    simd_level() >= SimdLevel::Amx
+}
+
 macro_rules! simd_dispatch {
     ($(#[$attr:meta])* $vis:vis fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$attr])*
@@ -185,7 +230,7 @@ mod tests {
         }
         assert_eq!(SimdLevel::from_name(" AVX2 "), Some(SimdLevel::Avx2));
         assert_eq!(SimdLevel::from_name("sse9"), None);
-        assert!(SimdLevel::Portable < SimdLevel::Avx2 && SimdLevel::Avx2 < SimdLevel::Avx512Bf16);
+        assert!(SimdLevel::Portable < SimdLevel::Avx2 && SimdLevel::Avx2 < SimdLevel::Avx512Bf16 && SimdLevel::Avx512Bf16 < SimdLevel::Amx);
         let levels = available_simd_levels();
         assert_eq!(levels.first(), Some(&SimdLevel::Portable));
         assert_eq!(levels.last(), Some(&detected_simd_level()));
