@@ -32,12 +32,23 @@ struct Case {
 }
 
 /// The shape families: rows not a multiple of the kernel's 8, columns not a multiple of 16 or
-/// 32 (and fewer than 16), odd k, k over two blocks of 256 pairs, both transposes, beta 0 and 1.
+/// 32 (and fewer than 16), odd k, k over two blocks of 256 pairs, both transposes, beta 0 and 1,
+/// fewer columns than rows (the tiles then compute a transposed A, k x m, as c^T = b^T a).
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for &(m, k, n) in
-        &[(1, 1, 1), (3, 5, 7), (8, 32, 32), (9, 27, 16), (17, 64, 33), (64, 75, 64), (13, 601, 50), (5, 1100, 48), (40, 9, 130)]
-    {
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (3, 5, 7),
+        (8, 32, 32),
+        (9, 27, 16),
+        (17, 64, 33),
+        (64, 75, 64),
+        (13, 601, 50),
+        (5, 1100, 48),
+        (40, 9, 130),
+        (150, 70, 20),
+        (300, 200, 8),
+    ] {
         for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
             for beta in [0.0, 1.0] {
                 cases.push(Case { m, k, n, a_t, b_t, beta });

@@ -48,7 +48,7 @@ const NR: usize = 32;
 /// Pairs of k per pass over a block of B, so that the block (KC x n pairs) stays in cache
 /// while every row block uses it; whole chain blocks.
 const KC: usize = 256;
-const _: () = assert!(KC % BLOCK_PAIRS == 0);
+const _: () = assert!(KC.is_multiple_of(BLOCK_PAIRS));
 
 /// Which kernel computes the chain: chosen by the SIMD level in force.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -167,6 +167,7 @@ thread_local! {
     static B_BUF: Cell<PackedB> = Cell::new(PackedB::default());
     static B_COPY: Cell<PackedB> = Cell::new(PackedB::default());
     static COLUMN_BUF: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+    static C_T_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// This thread's buffer, at least `len` long (taken, so that a nested call gets its own).
@@ -182,14 +183,77 @@ fn take_buffer(cell: &'static std::thread::LocalKey<Cell<Vec<u32>>>, len: usize)
 /// `c[m x n] = op(a)[m x k] · op(b)[k x n] + beta * c` in bfloat16 products, on this thread.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_bf16(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
-    with_packed_b(k, n, b, b_t, |packed| gemm_bf16_packed(m, a, a_t, packed, beta, c, false));
+    gemm_bf16_either_way(m, k, n, a, a_t, b, b_t, beta, c, false);
 }
 
 /// `gemm_bf16` spread over the rayon pool (blocks of c, each computed whole by one task: the
 /// bits do not depend on the threads).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_bf16_parallel(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
-    with_packed_b(k, n, b, b_t, |packed| gemm_bf16_packed(m, a, a_t, packed, beta, c, true));
+    gemm_bf16_either_way(m, k, n, a, a_t, b, b_t, beta, c, true);
+}
+
+/// The GEMM with B packed here, or, where the tiles would have to transpose a large A (stored
+/// k x m) while B (stored k x n) and c are smaller, computes the
+/// transposed product `c^T = b^T · a` instead (the weight gradients: a the columns of the
+/// inputs, b the output gradient): the same chains (each product is a·b = b·a exactly, in the
+/// same order of k), so the same bits, with the transpose on the smaller operand.
+#[allow(clippy::too_many_arguments)]
+fn gemm_bf16_either_way(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    beta: f32,
+    c: &mut [f32],
+    parallel: bool,
+) {
+    // Values transposed: b and c (twice where it is read) this way, a the other; c's count
+    // double (float32 both ways, against pairs), which the airbench network's dW measured.
+    let c_passes = if beta == 0.0 { 1 } else { 2 };
+    if a_t && !b_t && k * n + 2 * c_passes * m * n < k * m && Path::in_force() == Path::Tiles {
+        assert!(c.len() >= m * n, "gemm_bf16: buffer too small");
+        let mut c_t = take_f32_buffer(m * n);
+        if beta != 0.0 {
+            transpose(&c[..m * n], m, n, &mut c_t);
+        }
+        with_packed_b(k, m, a, false, |packed| gemm_bf16_packed(n, b, true, packed, beta, &mut c_t, parallel));
+        transpose(&c_t, n, m, &mut c[..m * n]);
+        C_T_BUF.set(c_t);
+        return;
+    }
+    with_packed_b(k, n, b, b_t, |packed| gemm_bf16_packed(m, a, a_t, packed, beta, c, parallel));
+}
+
+/// `dst[j][i] = src[i][j]` for `src` rows x cols, by blocks of 16 x 16 (read by rows into a
+/// block on the stack, written by rows of the transpose).
+fn transpose<T: Copy + Default>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const B: usize = 16;
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    for i0 in (0..rows).step_by(B) {
+        let ib = B.min(rows - i0);
+        for j0 in (0..cols).step_by(B) {
+            let jb = B.min(cols - j0);
+            let mut block = [[T::default(); B]; B];
+            for (i, row) in block.iter_mut().enumerate().take(ib) {
+                row[..jb].copy_from_slice(&src[(i0 + i) * cols + j0..][..jb]);
+            }
+            for j in 0..jb {
+                for (i, d) in dst[(j0 + j) * rows + i0..][..ib].iter_mut().enumerate() {
+                    *d = block[i][j];
+                }
+            }
+        }
+    }
+}
+
+fn take_f32_buffer(len: usize) -> Vec<f32> {
+    let mut buf = C_T_BUF.take();
+    buf.resize(len, 0.0);
+    buf
 }
 
 fn with_packed_b(k: usize, n: usize, b: &[f32], b_t: bool, f: impl FnOnce(&PackedB)) {
@@ -244,17 +308,12 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
         interleave_rows(a, k, m, m, &mut pairs, m);
         pairs[filled * m..].fill(0);
     } else {
-        // Column pairs, then transposed into row pairs.
-        let mut by_columns = take_buffer(&A_T_BUF, filled * m);
+        // Column pairs (kp x m, the pairs past k zero), then transposed into row pairs.
+        let mut by_columns = take_buffer(&A_T_BUF, kp * m);
         interleave_rows(a, k, m, m, &mut by_columns, m);
-        pairs.fill(0);
-        for p0 in (0..filled).step_by(16) {
-            for r in 0..m {
-                for p in p0..(p0 + 16).min(filled) {
-                    pairs[r * kp + p] = by_columns[p * m + r];
-                }
-            }
-        }
+        by_columns[filled * m..].fill(0);
+        transpose(&by_columns, kp, m, &mut pairs);
+        pairs[m * kp..].fill(0);
         A_T_BUF.set(by_columns);
     }
     if path.dot_order() {
@@ -474,9 +533,11 @@ mod hw {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn flush(x: __m512) -> __m512 {
-        let sign = _mm512_set1_ps(-0.0);
-        let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_andnot_ps(sign, x), _mm512_set1_ps(f32::MIN_POSITIVE));
-        _mm512_mask_and_ps(x, tiny, x, sign)
+        // On the bits (AVX-512 F only): |x| below the smallest normal's bits keeps its sign.
+        let bits = _mm512_castps_si512(x);
+        let magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(i32::MAX));
+        let tiny = _mm512_cmplt_epu32_mask(magnitude, _mm512_set1_epi32(f32::MIN_POSITIVE.to_bits() as i32));
+        _mm512_castsi512_ps(_mm512_mask_and_epi32(bits, tiny, bits, _mm512_set1_epi32(i32::MIN)))
     }
 
     /// R rows by NV vectors of 16 columns: per output the `lo` and `hi` chains and the total in
@@ -496,14 +557,16 @@ mod hw {
                 }
             }
         }
-        let pair = |p: usize| -> [__m512bh; NV] {
-            let row = t.b.add(p * t.ldb);
-            std::array::from_fn(|v| std::mem::transmute(_mm512_loadu_si512(row.add(16 * v) as *const _)))
-        };
         for block in (0..t.pairs).step_by(BLOCK_PAIRS) {
             let (mut lo, mut hi) = ([[_mm512_setzero_ps(); NV]; R], [[_mm512_setzero_ps(); NV]; R]);
             for p in (block..block + BLOCK_PAIRS).step_by(2) {
-                let (b_lo, b_hi) = (pair(p), pair(p + 1));
+                let (row_lo, row_hi) = (t.b.add(p * t.ldb), t.b.add((p + 1) * t.ldb));
+                let mut b_lo = [std::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512()); NV];
+                let mut b_hi = b_lo;
+                for v in 0..NV {
+                    b_lo[v] = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(row_lo.add(16 * v) as *const _));
+                    b_hi[v] = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(row_hi.add(16 * v) as *const _));
+                }
                 for r in 0..R {
                     let a = t.a.add(r * t.rs);
                     let a_lo: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(p * t.ps) as i32));
