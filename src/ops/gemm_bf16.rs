@@ -19,8 +19,8 @@
 //! depend on the blocking, the threads or the machine. Three kernels compute it:
 //! - AMX tiles (`amx`): TDPBF16PS on 16 x 16 tiles of c, 16 pairs deep;
 //! - AVX512-BF16 (`hw`): VDPBF16PS computes `acc = ftz(y·y' + ftz(x·x' + daz(acc)))` for a
-//!   pair (x high, y low); fed the pairs (a[4j], a[4j+2]) it runs the `lo` chain, fed
-//!   (a[4j+1], a[4j+3]) the `hi` chain ("dot order": `to_dot_order`), two accumulators per
+//!   pair (x high, y low); fed the pairs `(a[4j], a[4j+2])` it runs the `lo` chain, fed
+//!   `(a[4j+1], a[4j+3])` the `hi` chain ("dot order": `to_dot_order`), two accumulators per
 //!   output, added at each block's end;
 //! - the portable emulation (`emulated_tile`): the chain written out, two fused multiply-adds
 //!   per pair. All three give the same bits (tests/bf16_gemm.rs).
