@@ -4,7 +4,7 @@
 //! equals the AVX512-BF16 hardware), and across thread counts.
 
 use convnet::ops::bf16::{interleave_rows, pair, round_bf16, rows_to_pairs, to_bf16};
-use convnet::ops::gemm_bf16::{chain_block, gemm_bf16, gemm_bf16_parallel, BLOCK_PAIRS};
+use convnet::ops::gemm_bf16::{chain_block, gemm_bf16, gemm_bf16_packed, gemm_bf16_parallel, PackedB, BLOCK_PAIRS};
 use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level, simd_level};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -184,8 +184,13 @@ fn bits(x: f32) -> u32 {
     }
 }
 
+/// Held by the tests that change the process's SIMD level, so that they do not change it under
+/// each other.
+static LEVEL_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn every_simd_level_gives_the_same_bits_the_emulation_included() {
+    let _level = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let levels = available_simd_levels();
     eprintln!("levels: {levels:?} (bf16 hardware: {})", detected_simd_level() >= convnet::ops::simd::SimdLevel::Avx512Bf16);
     let mut first: Option<Vec<Vec<u32>>> = None;
@@ -236,6 +241,41 @@ fn every_simd_level_gives_the_same_bits_the_emulation_included() {
                             levels[0],
                             f32::from_bits(*u),
                             f32::from_bits(*v)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    set_simd_level(detected_simd_level()).unwrap();
+}
+
+/// A B packed while one SIMD level was in force (its pairs in that kernel's order: in order,
+/// or in the AVX512-BF16 kernel's dot order) and used while another is: the product reorders a
+/// copy and still gives the chain's bits. Layers pack their weights once per version, so a
+/// level changed between two calls (as the tests do) meets this.
+#[test]
+fn a_b_packed_at_one_level_and_used_at_another_gives_the_same_bits() {
+    let _level = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let levels = available_simd_levels();
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for &(m, k, n) in &[(9, 70, 40), (20, 33, 17)] {
+        for (a_t, b_t) in [(false, false), (true, true)] {
+            let case = Case { m, k, n, a_t, b_t, beta: 1.0 };
+            let (a, b, c0) = (random(m * k, &mut rng), random(k * n, &mut rng), random(m * n, &mut rng));
+            let chain = chain_reference(&case, &a, &b, &c0);
+            for &packed_at in &levels {
+                set_simd_level(packed_at).unwrap();
+                let mut packed = PackedB::default();
+                packed.pack(k, n, &b, b_t);
+                for &used_at in &levels {
+                    set_simd_level(used_at).unwrap();
+                    for parallel in [false, true] {
+                        let mut c = c0.clone();
+                        gemm_bf16_packed(m, &a, a_t, &packed, 1.0, &mut c, parallel);
+                        assert!(
+                            c.iter().zip(&chain).all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "m {m} k {k} n {n} a_t {a_t}: packed at {packed_at:?}, used at {used_at:?}"
                         );
                     }
                 }
