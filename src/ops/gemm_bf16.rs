@@ -143,13 +143,7 @@ impl PackedB {
         if self.dot_order == dot {
             return;
         }
-        let ld = self.ld;
-        for rows in self.data.chunks_exact_mut(2 * ld) {
-            let (r0, r1) = rows.split_at_mut(ld);
-            for (x, y) in r0.iter_mut().zip(r1) {
-                (*x, *y) = if dot { to_dot_order(*x, *y) } else { from_dot_order(*x, *y) };
-            }
-        }
+        reorder_pairs(&mut self.data, self.ld, dot);
         self.dot_order = dot;
     }
 
@@ -158,6 +152,18 @@ impl PackedB {
     }
     pub fn n(&self) -> usize {
         self.n
+    }
+}
+
+/// Puts each two consecutive pairs of k in dot order (`dot`) or back, for pairs stored in rows
+/// of `stride` (pair p of a row or column at `p * stride`): the pairs 2j and 2j + 1 are rows 2j
+/// and 2j + 1 (`stride` 1 for row pairs, where they are neighbours).
+fn reorder_pairs(data: &mut [u32], stride: usize, dot: bool) {
+    for rows in data.chunks_exact_mut(2 * stride) {
+        let (r0, r1) = rows.split_at_mut(stride);
+        for (x, y) in r0.iter_mut().zip(r1) {
+            (*x, *y) = if dot { to_dot_order(*x, *y) } else { from_dot_order(*x, *y) };
+        }
     }
 }
 
@@ -171,10 +177,10 @@ thread_local! {
 }
 
 /// This thread's buffer, at least `len` long (taken, so that a nested call gets its own).
-fn take_buffer(cell: &'static std::thread::LocalKey<Cell<Vec<u32>>>, len: usize) -> Vec<u32> {
+fn take_buffer<T: Copy + Default>(cell: &'static std::thread::LocalKey<Cell<Vec<T>>>, len: usize) -> Vec<T> {
     let mut buf = cell.take();
     if buf.len() < len {
-        buf.resize(len, 0);
+        buf.resize(len, T::default());
     }
     buf.truncate(len);
     buf
@@ -216,7 +222,7 @@ fn gemm_bf16_either_way(
     let c_passes = if beta == 0.0 { 1 } else { 2 };
     if a_t && !b_t && k * n + 2 * c_passes * m * n < k * m && Path::in_force() == Path::Tiles {
         assert!(c.len() >= m * n, "gemm_bf16: buffer too small");
-        let mut c_t = take_f32_buffer(m * n);
+        let mut c_t = take_buffer(&C_T_BUF, m * n);
         if beta != 0.0 {
             transpose(&c[..m * n], m, n, &mut c_t);
         }
@@ -248,12 +254,6 @@ fn transpose<T: Copy + Default>(src: &[T], rows: usize, cols: usize, dst: &mut [
             }
         }
     }
-}
-
-fn take_f32_buffer(len: usize) -> Vec<f32> {
-    let mut buf = C_T_BUF.take();
-    buf.resize(len, 0.0);
-    buf
 }
 
 fn with_packed_b(k: usize, n: usize, b: &[f32], b_t: bool, f: impl FnOnce(&PackedB)) {
@@ -317,19 +317,8 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
         A_T_BUF.set(by_columns);
     }
     if path.dot_order() {
-        // Each two consecutive pairs of a row: adjacent (row pairs), or two rows of m apart.
-        if ps == 1 {
-            for two in pairs.chunks_exact_mut(2) {
-                (two[0], two[1]) = to_dot_order(two[0], two[1]);
-            }
-        } else {
-            for rows in pairs.chunks_exact_mut(2 * m) {
-                let (r0, r1) = rows.split_at_mut(m);
-                for (x, y) in r0.iter_mut().zip(r1) {
-                    (*x, *y) = to_dot_order(*x, *y);
-                }
-            }
-        }
+        // Row pairs (kp even, so no two rows share a couple), or column pairs m apart.
+        reorder_pairs(&mut pairs, ps, true);
     }
     let a_pairs = Operand { data: &pairs, rs, ps };
     let c_addr = c.as_mut_ptr() as usize;
