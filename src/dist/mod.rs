@@ -206,6 +206,11 @@ pub fn with_group<R>(group: Option<&Arc<Group>>, first_image: usize, f: impl FnO
     f()
 }
 
+/// Whether a distributed step is running on this thread (`with_group`).
+pub fn in_group() -> bool {
+    active().is_some()
+}
+
 fn active() -> Option<Active> {
     ACTIVE.with(|a| a.borrow().clone())
 }

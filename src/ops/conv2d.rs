@@ -301,12 +301,76 @@ pub fn conv2d_backward_into(
             let dz = relu_masked(dy, shape.output_len(), dz);
             input_grad_by_winograd(dz, w, &shape, &dx_window, precision, dx, (w_flipped, zero_bias, winograd))?;
             let scratch = (&mut *chunks, thread_groups, thread_dw, packed_w);
-            chunk_partials(x, w, OutputGrad::Plain(dz), &shape, precision, dw_by_winograd, None, scratch);
+            weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_by_winograd, None, scratch, d_weight, d_bias);
         }
-        (dx, _) => chunk_partials(x, w, dy, &shape, precision, dw_by_winograd, dx, (&mut *chunks, thread_groups, thread_dw, packed_w)),
+        (dx, _) => {
+            let scratch = (&mut *chunks, thread_groups, thread_dw, packed_w);
+            weight_grads(x, w, dy, &shape, precision, dw_by_winograd, dx, scratch, d_weight, d_bias);
+        }
     }
-    sum_chunk_partials(&chunks[..shape.batch.div_ceil(CHUNK)], w.shape(), d_weight, d_bias);
     Ok(())
+}
+
+/// Chunks whose partial dW are held at once, per worker thread, in a one-process step.
+const CHUNKS_IN_FLIGHT_PER_THREAD: usize = 2;
+
+/// dW and db (and dX by col2im if `dx` is given): the chunks' partial sums, added in chunk
+/// order. In one process the chunks run a window at a time (a few per thread), each window's
+/// partials added before the next starts, so that only the window's partial dW are held (a
+/// 256 -> 256 3x3 convolution's is 2.4 MB; all 64 chunks of a batch of 512 would hold 150 MB).
+/// The additions are the same in the same order, so the bits do not depend on the window. In a
+/// distributed step every chunk's partial is computed before the rank waits for the running
+/// sum (`crate::dist`), so all are held.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn weight_grads(
+    x: &Tensor,
+    w: &Tensor,
+    dy: OutputGrad,
+    shape: &ConvShape,
+    precision: Precision,
+    dw_by_winograd: bool,
+    mut dx: Option<&mut Tensor>,
+    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<(Vec<f32>, Vec<f32>)>, &mut PerThread<WeightGradWork>, &mut PackedB),
+    d_weight: &mut Tensor,
+    d_bias: &mut Tensor,
+) {
+    let (store, thread_groups, thread_dw, packed_w) = scratch;
+    let total = shape.batch.div_ceil(CHUNK);
+    let window = match crate::dist::in_group() {
+        true => total,
+        false => CHUNKS_IN_FLIGHT_PER_THREAD * rayon::current_num_threads(),
+    };
+    if let Some(dx) = dx.as_deref_mut() {
+        dx.resize(x.shape());
+    }
+    d_weight.resize(w.shape());
+    d_bias.resize(&[shape.c_out]);
+    if window >= total {
+        chunk_partials(
+            x,
+            w,
+            dy,
+            shape,
+            precision,
+            dw_by_winograd,
+            0..total,
+            dx.map(|d| d.data_mut()),
+            (store, thread_groups, thread_dw, packed_w),
+        );
+        sum_chunk_partials(&store[..total], d_weight, d_bias);
+        return;
+    }
+    d_weight.data_mut().fill(0.0);
+    d_bias.data_mut().fill(0.0);
+    let in_size = shape.input_len();
+    for first in (0..total).step_by(window) {
+        let chunks = first..(first + window).min(total);
+        let images = chunks.start * CHUNK..(chunks.end * CHUNK).min(shape.batch);
+        let dx_part = dx.as_deref_mut().map(|d| &mut d.data_mut()[images.start * in_size..images.end * in_size]);
+        let count = chunks.len();
+        chunk_partials(x, w, dy, shape, precision, dw_by_winograd, chunks, dx_part, (store, thread_groups, thread_dw, packed_w));
+        add_partials(&store[..count], d_weight.data_mut(), d_bias.data_mut());
+    }
 }
 
 /// The output gradient at the convolution itself: `dy`, or for a fused ReLU dy masked by y > 0
@@ -388,9 +452,9 @@ fn flip_weights(w: &Tensor, wf: &mut Tensor) {
     }
 }
 
-/// Each chunk of `CHUNK` images computes its own partial dW and db (summed afterwards in chunk
-/// order, so the result does not depend on the threads) and, if `dx` is given, its images' dX
-/// by col2im. Within a chunk, dW is one product per group of images (`images_per_product`):
+/// Each chunk of `CHUNK` images in `chunks` computes its own partial dW and db (into `store`
+/// from its start; summed afterwards in chunk order, so the result does not depend on the
+/// threads) and, if `dx` (those chunks' images) is given, its images' dX by col2im. Within a chunk, dW is one product per group of images (`images_per_product`):
 /// dW += col^T dZ over the group's pixels at once, so that the partial dW (k x C_out, large
 /// next to a small image's columns) is read and written once per group, not once per image.
 /// With `dw_by_winograd` (`winograd_dw::applies`), each chunk's dW is one Winograd F(5x5, 4x4)
@@ -404,13 +468,15 @@ fn chunk_partials(
     shape: &ConvShape,
     precision: Precision,
     dw_by_winograd: bool,
-    dx: Option<&mut Tensor>,
+    chunks: std::ops::Range<usize>,
+    dx: Option<&mut [f32]>,
     scratch: (&mut Vec<ChunkScratch>, &mut PerThread<(Vec<f32>, Vec<f32>)>, &mut PerThread<WeightGradWork>, &mut PackedB),
 ) {
     let (store, thread_groups, thread_dw, packed_w) = scratch;
     let (n, g, c_in, c_out) = (shape.batch, &shape.geometry, shape.c_in, shape.c_out);
     let (m, k, in_size, out_size) = (shape.pixels(), shape.patch_len(), shape.input_len(), shape.output_len());
-    let chunks = prepare_chunks(store, n, k * c_out, c_out);
+    let first_chunk = chunks.start;
+    let chunks = prepare_chunks(store, chunks.len(), k * c_out, c_out);
     let groups = thread_groups.for_current_pool();
     let dw_works = thread_dw.for_current_pool();
     let group = images_per_product(m * k);
@@ -419,7 +485,8 @@ fn chunk_partials(
         Some(_) => RightOperand::prepare(precision, c_out, k, w.data(), true, packed_w),
         None => RightOperand::Plain { b: w.data(), b_t: true },
     };
-    let chunk_grads = |chunk: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
+    let chunk_grads = |j: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
+        let chunk = first_chunk + j;
         let mut buffers = groups.get();
         let (col, dz_buf) = &mut *buffers;
         s.db.fill(0.0);
@@ -462,9 +529,7 @@ fn chunk_partials(
     };
     match dx {
         Some(dx) => {
-            dx.resize(x.shape());
-            dx.data_mut()
-                .par_chunks_mut(CHUNK * in_size)
+            dx.par_chunks_mut(CHUNK * in_size)
                 .zip(chunks.par_iter_mut())
                 .enumerate()
                 .for_each(|(chunk, (dx_chunk, s))| chunk_grads(chunk, s, Some(dx_chunk)));
@@ -480,9 +545,8 @@ fn images_per_product(col_len: usize) -> usize {
     (GROUP_COL_VALUES / col_len.max(1)).clamp(1, CHUNK)
 }
 
-/// The partial gradients of `n` images in chunks of `CHUNK`: `dw_len` and `db_len` each.
-fn prepare_chunks(store: &mut Vec<ChunkScratch>, n: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
-    let chunks = n.div_ceil(CHUNK);
+/// The partial gradients of `chunks` chunks: `dw_len` and `db_len` values each.
+fn prepare_chunks(store: &mut Vec<ChunkScratch>, chunks: usize, dw_len: usize, db_len: usize) -> &mut [ChunkScratch] {
     if store.len() < chunks {
         store.resize_with(chunks, ChunkScratch::default);
     }
@@ -495,17 +559,20 @@ fn prepare_chunks(store: &mut Vec<ChunkScratch>, n: usize, dw_len: usize, db_len
 
 /// dW and db: the chunks' partial sums, added in chunk order (after the previous ranks' in a
 /// distributed step).
-fn sum_chunk_partials(chunks: &[ChunkScratch], w_shape: &[usize], d_weight: &mut Tensor, d_bias: &mut Tensor) {
-    d_weight.resize(w_shape);
-    d_bias.resize(&[w_shape[3]]);
+fn sum_chunk_partials(chunks: &[ChunkScratch], d_weight: &mut Tensor, d_bias: &mut Tensor) {
     // In a distributed step the fold continues the previous ranks' sum (crate::dist).
     crate::dist::ordered_fold(&mut [d_weight.data_mut(), d_bias.data_mut()], |acc| {
         let [dw, db] = acc else { unreachable!("two buffers") };
-        for s in chunks {
-            dw.iter_mut().zip(&s.dw).for_each(|(a, v)| *a += v);
-            db.iter_mut().zip(&s.db).for_each(|(a, v)| *a += v);
-        }
+        add_partials(chunks, dw, db);
     });
+}
+
+/// Adds the chunks' partial dW and db to `dw` and `db`, in chunk order.
+fn add_partials(chunks: &[ChunkScratch], dw: &mut [f32], db: &mut [f32]) {
+    for s in chunks {
+        dw.iter_mut().zip(&s.dw).for_each(|(a, v)| *a += v);
+        db.iter_mut().zip(&s.db).for_each(|(a, v)| *a += v);
+    }
 }
 
 #[cfg(test)]
