@@ -63,6 +63,28 @@ impl Tensor {
         self.data.resize(shape.iter().product(), 0.0);
     }
 
+    /// Takes the buffer of values away, keeping the shape: the tensor is then *hollow*
+    /// (`is_hollow`; `data` is empty) until `resize` or `restore_values`. For a layer's buffer
+    /// whose values nobody will read again but whose shape still describes the last pass
+    /// (`Sequential` lends such buffers to other layers).
+    pub fn take_values(&mut self) -> Vec<f32> {
+        self.version = next_version();
+        std::mem::take(&mut self.data)
+    }
+
+    /// Whether the values were taken away (`take_values`) and not given back.
+    pub fn is_hollow(&self) -> bool {
+        self.data.len() != self.shape.iter().product::<usize>()
+    }
+
+    /// Gives a hollow tensor a buffer for its values (a buffer `take_values` returned, of any
+    /// length: it is cut or grown to the shape); the values are unspecified, as after `resize`.
+    pub fn restore_values(&mut self, mut buffer: Vec<f32>) {
+        buffer.resize(self.shape.iter().product(), 0.0);
+        self.data = buffer;
+        self.version = next_version();
+    }
+
     /// Makes `self` a copy of `other`, reusing the buffer.
     pub fn copy_from(&mut self, other: &Tensor) {
         self.resize(other.shape());

@@ -123,3 +123,131 @@ fn every_layer_says_its_config_type_label_and_parameters() {
     assert_eq!(p.role(), "weight");
     assert_eq!(Param::buffer("running_mean", Tensor::zeros(&[1])).role(), "running_mean");
 }
+
+/// `layers()`, a flatten, and a convolution and a batch norm each with a fused ReLU (whose
+/// backward passes read their own outputs).
+fn layers_and_fused() -> Vec<(Box<dyn Layer>, Vec<usize>)> {
+    let mut all = layers();
+    all.push((Box::new(FlattenLayer::new("L flatten".into(), &INPUT)), INPUT.to_vec()));
+    let mut conv_relu = Conv2dLayer::new(
+        "L conv2d + relu".into(),
+        &INPUT,
+        Window::new(3, 3, 1, 1, Padding::Same),
+        Param::new("w", random(&[3, 3, 3, 3], 1), 0.0, true),
+        Param::new("b", random(&[3], 2), 0.0, false),
+    )
+    .unwrap();
+    conv_relu.relu = true;
+    all.push((Box::new(conv_relu), INPUT.to_vec()));
+    let mut norm_relu = BatchNormLayer::new("L batch_norm + relu".into(), &INPUT, 0.9, 1e-5);
+    norm_relu.relu = true;
+    all.push((Box::new(norm_relu), INPUT.to_vec()));
+    all
+}
+
+/// A layer's input gradient and parameter gradients after one training step on `x`, with `x`
+/// and the layer's own output taken away (hollow) before the backward pass where the layer
+/// says its backward pass does not read them (`hollow`).
+fn gradients_of(layer: &mut dyn Layer, x: &Tensor, dy_seed: u64, hollow: bool) -> Vec<Tensor> {
+    layer.forward(x, Mode::Train).unwrap();
+    let dy = batch(x.shape()[0], layer.output_shape(), dy_seed);
+    let mut x = x.clone();
+    if hollow {
+        if !layer.backward_reads_input() {
+            x.take_values();
+        }
+        if !layer.backward_reads_output() {
+            layer.buffers_mut().expect("a layer that lends its output has buffers").0.take_values();
+        }
+    }
+    layer.backward(&x, &dy, true).unwrap();
+    let grads: Vec<Tensor> = layer.params().iter().filter(|p| p.trainable).map(|p| p.grad.clone()).collect();
+    std::iter::once(layer.input_grad().clone()).chain(grads).collect()
+}
+
+#[test]
+fn a_layer_whose_backward_pass_does_not_read_its_input_or_output_gives_the_same_gradients_without_them() {
+    // What a Sequential relies on when it lends those buffers to other layers: two copies of
+    // each layer, one backward pass with x and y, one with whichever it says it does not read
+    // taken away; the same bits. Fresh copies, so that no buffer keeps an earlier answer.
+    let mut lent = 0;
+    for ((mut with, example), (mut without, _)) in layers_and_fused().into_iter().zip(layers_and_fused()) {
+        let label = with.label().to_string();
+        let x = batch(3, &example, 20);
+        let expected = gradients_of(with.as_mut(), &x, 21, false);
+        let got = gradients_of(without.as_mut(), &x, 21, true);
+        assert_eq!(got, expected, "{label}");
+        assert!(expected[0].data().iter().any(|&v| v != 0.0), "{label}: a gradient to compare");
+        lent += usize::from(!with.backward_reads_input()) + usize::from(!with.backward_reads_output());
+    }
+    // Pooling, flatten, scale and dropout do without x; all but relu, lrn and the conv with
+    // its fused relu without y (batch norm recomputes its fused relu's mask from x).
+    assert_eq!(lent, 6 + 12, "layers that lend a buffer");
+}
+
+/// A small network in which the pools, flatten and scale read only their output gradient
+/// (and argmax), so that the outputs before them are lent out in training.
+fn lending_network() -> Vec<Box<dyn Layer>> {
+    let window = Window::new(3, 3, 1, 1, Padding::Same);
+    let conv = |name: &str, c_in: usize, c_out: usize, side: usize, seed: u64| -> Box<dyn Layer> {
+        let weight = Param::new("w", random(&[3, 3, c_in, c_out], seed), 0.0, true);
+        let bias = Param::new("b", random(&[c_out], seed + 1), 0.0, false);
+        Box::new(Conv2dLayer::new(name.into(), &[side, side, c_in], window, weight, bias).unwrap())
+    };
+    let pool = Window::new(2, 2, 2, 2, Padding::Valid);
+    vec![
+        conv("0", 3, 4, 6, 30),
+        Box::new(MaxPoolLayer::new("1".into(), &[6, 6, 4], pool).unwrap()),
+        Box::new(BatchNormLayer::new("2".into(), &[3, 3, 4], 0.9, 1e-5)),
+        Box::new(GeluLayer::new("3".into(), &[3, 3, 4])),
+        conv("4", 4, 5, 3, 32),
+        Box::new(FlattenLayer::new("5".into(), &[3, 3, 5])),
+        Box::new(DenseLayer::new("6".into(), &[45], Param::new("w", random(&[45, 7], 34), 0.0, true), None).unwrap()),
+        Box::new(ScaleLayer::new("7".into(), &[7], 0.5)),
+    ]
+}
+
+#[test]
+fn a_sequential_that_lends_buffers_between_its_layers_computes_what_its_layers_compute_one_by_one() {
+    // The Sequential lends dead outputs and input gradients (src/layers/spare_buffers.rs); the
+    // reference runs the same layers one by one, each keeping all its buffers. Three steps
+    // of changing batch sizes, so that lent buffers change hands and sizes.
+    let mut net = Sequential::new(lending_network()).unwrap();
+    let mut reference = lending_network();
+    for (step, n) in [5usize, 2, 5].into_iter().enumerate() {
+        let x = batch(n, &[6, 6, 3], 40 + step as u64);
+        let dy = batch(n, &[7], 50 + step as u64);
+        net.forward(&x, Mode::Train).unwrap();
+        net.backward(&x, &dy, true).unwrap();
+        for i in 0..reference.len() {
+            let (before, rest) = reference.split_at_mut(i);
+            rest[0].forward(before.last().map_or(&x, |l| l.output()), Mode::Train).unwrap();
+        }
+        for i in (0..reference.len()).rev() {
+            let (before, rest) = reference.split_at_mut(i);
+            let (current, after) = rest.split_at_mut(1);
+            let d_output = after.first().map_or(&dy, |l| l.input_grad());
+            current[0].backward(before.last().map_or(&x, |l| l.output()), d_output, true).unwrap();
+        }
+        assert_eq!(net.output(), reference[7].output(), "step {step}: the output");
+        assert_eq!(net.input_grad(), reference[0].input_grad(), "step {step}: the input gradient");
+        let grads = |params: Vec<&Param>| params.into_iter().map(|p| p.grad.clone()).collect::<Vec<_>>();
+        let expected = grads(reference.iter().flat_map(|l| l.params()).collect());
+        assert_eq!(grads(net.params()), expected, "step {step}: the parameter gradients");
+        // Lent in training: the conv output under the max pool, the conv output under flatten,
+        // the dense output under the scale; and every input gradient but the first layer's.
+        let hollow: Vec<usize> = (0..8).filter(|&i| net.layers()[i].output().is_hollow()).collect();
+        assert_eq!(hollow, [0, 4, 6], "step {step}: outputs lent out");
+        let kept: Vec<usize> = (0..8).filter(|&i| !net.layers()[i].input_grad().is_empty()).collect();
+        assert_eq!(kept, [0], "step {step}: input gradients kept");
+    }
+    // In evaluation mode nothing is lent, and the lent outputs have buffers again.
+    let x = batch(2, &[6, 6, 3], 60);
+    net.forward(&x, Mode::Eval).unwrap();
+    assert!(net.layers().iter().all(|l| !l.output().is_hollow()));
+    for i in 0..reference.len() {
+        let (before, rest) = reference.split_at_mut(i);
+        rest[0].forward(before.last().map_or(&x, |l| l.output()), Mode::Eval).unwrap();
+    }
+    assert_eq!(net.output(), reference[7].output(), "evaluation");
+}

@@ -59,4 +59,7 @@ impl Layer for ActivationLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
+    }
 }

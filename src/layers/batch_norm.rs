@@ -94,6 +94,12 @@ impl Layer for BatchNormLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
+    }
     fn eval_norm(&self) -> Option<EvalNorm<'_>> {
         let (g, b, m, v) = (&self.gamma.value, &self.beta.value, &self.running_mean.value, &self.running_var.value);
         Some(EvalNorm {

@@ -122,6 +122,12 @@ impl Layer for Conv2dLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn backward_reads_output(&self) -> bool {
+        self.relu
+    }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
+    }
     fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
     }

@@ -66,6 +66,12 @@ impl Layer for DenseLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
+    }
     fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
     }

@@ -87,4 +87,13 @@ impl Layer for DropoutLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn backward_reads_input(&self) -> bool {
+        false
+    }
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
+    }
 }

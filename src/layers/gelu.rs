@@ -54,4 +54,10 @@ impl Layer for GeluLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
+    }
 }

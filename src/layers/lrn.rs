@@ -49,4 +49,7 @@ impl Layer for LrnLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
+    }
 }

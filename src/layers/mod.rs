@@ -24,6 +24,7 @@ pub mod pool;
 pub mod residual;
 pub mod scale;
 pub mod sequential;
+mod spare_buffers;
 
 use crate::error::{Error, Result};
 use crate::ops::Precision;
@@ -129,6 +130,22 @@ pub trait Layer: Send {
     /// Forward multiply-adds x 2 per example.
     fn flops(&self) -> u64 {
         0
+    }
+    /// Whether backward reads the values of its forward input x, not only its shape. When it
+    /// does not (max pooling keeps its argmax), a `Sequential` training pass lends the buffer
+    /// of the layer before's output to other layers once this layer's forward has run.
+    fn backward_reads_input(&self) -> bool {
+        true
+    }
+    /// Whether backward reads this layer's own output (a fused ReLU masks dy with y > 0).
+    fn backward_reads_output(&self) -> bool {
+        true
+    }
+    /// The output and input-gradient buffers, for a `Sequential` that lends them between its
+    /// layers (`Tensor::take_values`): the layer must accept either one hollow, or holding any
+    /// other values, at the start of a pass. None (the default) keeps them to the layer.
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        None
     }
 }
 

@@ -59,6 +59,15 @@ impl Layer for MaxPoolLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn backward_reads_input(&self) -> bool {
+        false
+    }
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
+    }
 }
 
 pub struct AvgPoolLayer {
@@ -103,5 +112,14 @@ impl Layer for AvgPoolLayer {
     }
     fn input_grad(&self) -> &Tensor {
         &self.dx
+    }
+    fn backward_reads_input(&self) -> bool {
+        false
+    }
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
     }
 }

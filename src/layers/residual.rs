@@ -92,6 +92,12 @@ impl Layer for ResidualLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+    fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
+        Some((&mut self.y, &mut self.dx))
+    }
     fn params(&self) -> Vec<&Param> {
         let mut v = self.body.params();
         if let Some(p) = &self.projection {

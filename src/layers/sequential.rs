@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use super::spare_buffers::SpareBuffers;
 use super::{Layer, Mode, Param};
 use crate::error::{Error, Result};
 use crate::ops::Precision;
@@ -14,6 +15,8 @@ use crate::tensor::Tensor;
 
 pub struct Sequential {
     layers: Vec<Box<dyn Layer>>,
+    /// Buffers lent between the layers (see `spare_buffers`).
+    spares: SpareBuffers,
 }
 
 impl Sequential {
@@ -22,7 +25,7 @@ impl Sequential {
         if layers.is_empty() {
             return Err(Error::invalid("sequential", "needs at least one layer"));
         }
-        Ok(Sequential { layers })
+        Ok(Sequential { layers, spares: SpareBuffers::default() })
     }
 
     pub fn layers(&self) -> &[Box<dyn Layer>] {
@@ -83,10 +86,17 @@ impl Sequential {
     }
 
     fn run_forward(&mut self, x: &Tensor, mode: Mode, mut seconds: Option<&mut [f64]>, fuse: bool) -> Result<()> {
+        let batch = x.shape().first().copied().unwrap_or(0);
         let mut i = 0;
         while i < self.layers.len() {
             let (before, rest) = self.layers.split_at_mut(i);
             let input = before.last().map_or(x, |l| l.output());
+            for layer in rest.iter_mut().take(2) {
+                let len = batch * layer.output_shape().iter().product::<usize>();
+                if let Some((y, _)) = layer.buffers_mut() {
+                    self.spares.fill(y, len);
+                }
+            }
             let start = seconds.is_some().then(Instant::now);
             let fused = match rest {
                 [current, next, ..] if fuse && mode == Mode::Eval => current.forward_eval_fused(input, next.as_mut())?,
@@ -101,34 +111,55 @@ impl Sequential {
                     s[i + 1] = 0.0;
                 }
             }
+            // In training, the input's buffer is lent out if no backward pass will read it.
+            if let (Mode::Train, Some(previous)) = (mode, before.last_mut()) {
+                if !rest[0].backward_reads_input() && !previous.backward_reads_output() {
+                    if let Some((y, _)) = previous.buffers_mut() {
+                        self.spares.lend(y);
+                    }
+                }
+            }
             i += if fused { 2 } else { 1 };
         }
         Ok(())
     }
 
     fn run_backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool, mut seconds: Option<&mut [f64]>) -> Result<()> {
+        let batch = x.shape().first().copied().unwrap_or(0);
         for i in (0..self.layers.len()).rev() {
             let (before, rest) = self.layers.split_at_mut(i);
             let (current, after) = rest.split_at_mut(1);
             let input = before.last().map_or(x, |l| l.output());
+            let need_dx = i > 0 || need_input_grad;
+            if need_dx {
+                let input_shape = before.last().map_or(x.shape().get(1..).unwrap_or(&[]), |l| l.output_shape());
+                let input_len = batch * input_shape.iter().product::<usize>();
+                if let Some((_, dx)) = current[0].buffers_mut() {
+                    self.spares.fill(dx, input_len);
+                }
+            }
             let d_output = after.first().map_or(dy, |l| l.input_grad());
             let start = seconds.is_some().then(Instant::now);
-            current[0].backward(input, d_output, i > 0 || need_input_grad)?;
+            current[0].backward(input, d_output, need_dx)?;
             if let (Some(s), Some(start)) = (seconds.as_deref_mut(), start) {
                 s[i] = start.elapsed().as_secs_f64();
+            }
+            // The next layer's input gradient has been read: its buffer is lent out.
+            if let Some((_, dx)) = after.first_mut().and_then(|l| l.buffers_mut()) {
+                self.spares.lend(dx);
             }
         }
         Ok(())
     }
 
-    /// Seeds each layer's randomness (dropout) for the next training step: layer i gets
-    /// `seed_of(i)`.
     pub fn set_precision(&mut self, precision: Precision) {
         for layer in &mut self.layers {
             layer.set_precision(precision);
         }
     }
 
+    /// Seeds each layer's randomness (dropout) for the next training step: layer i gets
+    /// `seed_of(i)`.
     pub fn set_seeds(&mut self, seed_of: impl Fn(usize) -> u64) {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             layer.set_seed(seed_of(i));

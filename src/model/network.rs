@@ -152,9 +152,19 @@ impl Network {
         Ok(self.layers().iter().zip(forward.into_iter().zip(backward)).map(|(l, (f, b))| (l.label().to_string(), f, b)).collect())
     }
 
-    /// The first layer whose last output holds a NaN or an infinity, by label.
-    fn first_non_finite_layer(&self) -> Option<&str> {
-        self.layers().iter().find(|l| !l.output().is_finite()).map(|l| l.label())
+    /// The first layer whose last output holds a NaN or an infinity, by label. Outputs lent
+    /// out in training (`layers::spare_buffers`) cannot be looked at: the layers just before it
+    /// whose outputs were lent are named with it ("layer 2 (conv2d) or layer 3 (max_pool)").
+    fn first_non_finite_layer(&self) -> Option<String> {
+        let layers = self.layers();
+        let last = layers.iter().position(|l| !l.output().is_finite())?;
+        let first = (0..last).rev().take_while(|&j| layers[j].output().is_hollow()).last().unwrap_or(last);
+        let labels: Vec<&str> = layers[first..=last].iter().map(|l| l.label()).collect();
+        Some(match labels.split_last() {
+            Some((only, [])) => only.to_string(),
+            Some((last, others)) => format!("{} or {last}", others.join(", ")),
+            None => unreachable!("first <= last"),
+        })
     }
 
     /// The L2 penalty of all weights: sum of lambda/2 * sum(W^2).
