@@ -179,6 +179,9 @@ fn a_layer_whose_backward_pass_does_not_read_its_input_or_output_gives_the_same_
         assert_eq!(got, expected, "{label}");
         assert!(expected[0].data().iter().any(|&v| v != 0.0), "{label}: a gradient to compare");
         lent += usize::from(!with.backward_reads_input()) + usize::from(!with.backward_reads_output());
+        // Every layer lends its own two buffers.
+        let (y, dx) = with.buffers_mut().map(|(y, dx)| (y as *const Tensor, dx as *const Tensor)).expect(&label);
+        assert!(std::ptr::eq(y, with.output()) && std::ptr::eq(dx, with.input_grad()), "{label}: its own buffers");
     }
     // Pooling, flatten, scale and dropout do without x; all but relu, lrn and the conv with
     // its fused relu without y (batch norm recomputes its fused relu's mask from x).
