@@ -170,7 +170,7 @@ fn a_layer_whose_backward_pass_does_not_read_its_input_or_output_gives_the_same_
     // What a Sequential relies on when it lends those buffers to other layers: two copies of
     // each layer, one backward pass with x and y, one with whichever it says it does not read
     // taken away; the same bits. Fresh copies, so that no buffer keeps an earlier answer.
-    let mut lent = 0;
+    let (mut lent, mut remade) = (0, Vec::new());
     for ((mut with, example), (mut without, _)) in layers_and_fused().into_iter().zip(layers_and_fused()) {
         let label = with.label().to_string();
         let x = batch(3, &example, 20);
@@ -179,6 +179,13 @@ fn a_layer_whose_backward_pass_does_not_read_its_input_or_output_gives_the_same_
         assert_eq!(got, expected, "{label}");
         assert!(expected[0].data().iter().any(|&v| v != 0.0), "{label}: a gradient to compare");
         lent += usize::from(!with.backward_reads_input()) + usize::from(!with.backward_reads_output());
+        if with.recomputable() {
+            // Made again from the same input: the same bits, and the same gradients after.
+            let before = with.output().clone();
+            with.forward(&x, Mode::Train).unwrap();
+            assert_eq!(with.output(), &before, "{label}: computed again");
+            remade.push(label.clone());
+        }
         // Every layer lends its own two buffers.
         let (y, dx) = with.buffers_mut().map(|(y, dx)| (y as *const Tensor, dx as *const Tensor)).expect(&label);
         assert!(std::ptr::eq(y, with.output()) && std::ptr::eq(dx, with.input_grad()), "{label}: its own buffers");
@@ -186,10 +193,15 @@ fn a_layer_whose_backward_pass_does_not_read_its_input_or_output_gives_the_same_
     // Pooling, flatten, scale and dropout do without x; all but relu, lrn and the conv with
     // its fused relu without y (batch norm recomputes its fused relu's mask from x).
     assert_eq!(lent, 6 + 12, "layers that lend a buffer");
+    // Pure elementwise functions can be computed again; batch norm (running statistics) and
+    // dropout (a new mask) cannot.
+    assert_eq!(remade, ["L relu", "L gelu", "L scale"]);
 }
 
-/// A small network in which the pools, flatten and scale read only their output gradient
-/// (and argmax), so that the outputs before them are lent out in training.
+/// A small network in which each way of lending a buffer happens: outputs no backward pass
+/// reads (a conv's under flatten, the dense layer's under the scale), and outputs made again
+/// before a backward pass reads them (the ReLU's, read by its own backward pass; the GELU's,
+/// read by the conv after it).
 fn lending_network() -> Vec<Box<dyn Layer>> {
     let window = Window::new(3, 3, 1, 1, Padding::Same);
     let conv = |name: &str, c_in: usize, c_out: usize, side: usize, seed: u64| -> Box<dyn Layer> {
@@ -200,13 +212,14 @@ fn lending_network() -> Vec<Box<dyn Layer>> {
     let pool = Window::new(2, 2, 2, 2, Padding::Valid);
     vec![
         conv("0", 3, 4, 6, 30),
-        Box::new(MaxPoolLayer::new("1".into(), &[6, 6, 4], pool).unwrap()),
-        Box::new(BatchNormLayer::new("2".into(), &[3, 3, 4], 0.9, 1e-5)),
-        Box::new(GeluLayer::new("3".into(), &[3, 3, 4])),
-        conv("4", 4, 5, 3, 32),
-        Box::new(FlattenLayer::new("5".into(), &[3, 3, 5])),
-        Box::new(DenseLayer::new("6".into(), &[45], Param::new("w", random(&[45, 7], 34), 0.0, true), None).unwrap()),
-        Box::new(ScaleLayer::new("7".into(), &[7], 0.5)),
+        Box::new(BatchNormLayer::new("1".into(), &[6, 6, 4], 0.9, 1e-5)),
+        Box::new(ActivationLayer::new("2".into(), &[6, 6, 4], Activation::Relu)),
+        Box::new(MaxPoolLayer::new("3".into(), &[6, 6, 4], pool).unwrap()),
+        Box::new(GeluLayer::new("4".into(), &[3, 3, 4])),
+        conv("5", 4, 5, 3, 32),
+        Box::new(FlattenLayer::new("6".into(), &[3, 3, 5])),
+        Box::new(DenseLayer::new("7".into(), &[45], Param::new("w", random(&[45, 7], 34), 0.0, true), None).unwrap()),
+        Box::new(ScaleLayer::new("8".into(), &[7], 0.5)),
     ]
 }
 
@@ -232,25 +245,27 @@ fn a_sequential_that_lends_buffers_between_its_layers_computes_what_its_layers_c
             let d_output = after.first().map_or(&dy, |l| l.input_grad());
             current[0].backward(before.last().map_or(&x, |l| l.output()), d_output, true).unwrap();
         }
-        assert_eq!(net.output(), reference[7].output(), "step {step}: the output");
+        assert_eq!(net.output(), reference[8].output(), "step {step}: the output");
         assert_eq!(net.input_grad(), reference[0].input_grad(), "step {step}: the input gradient");
         let grads = |params: Vec<&Param>| params.into_iter().map(|p| p.grad.clone()).collect::<Vec<_>>();
         let expected = grads(reference.iter().flat_map(|l| l.params()).collect());
         assert_eq!(grads(net.params()), expected, "step {step}: the parameter gradients");
-        // Lent in training: the conv output under the max pool, the conv output under flatten,
-        // the dense output under the scale; and every input gradient but the first layer's.
-        let hollow: Vec<usize> = (0..8).filter(|&i| net.layers()[i].output().is_hollow()).collect();
-        assert_eq!(hollow, [0, 4, 6], "step {step}: outputs lent out");
-        let kept: Vec<usize> = (0..8).filter(|&i| !net.layers()[i].input_grad().is_empty()).collect();
+        // Lent in training: the ReLU's and the GELU's outputs (made again for the backward
+        // passes that read them, then lent again), the conv's under flatten, the dense
+        // layer's under the scale; and every input gradient but the first layer's.
+        let hollow: Vec<usize> = (0..9).filter(|&i| net.layers()[i].output().is_hollow()).collect();
+        assert_eq!(hollow, [2, 4, 5, 7], "step {step}: outputs lent out");
+        let kept: Vec<usize> = (0..9).filter(|&i| !net.layers()[i].input_grad().is_empty()).collect();
         assert_eq!(kept, [0], "step {step}: input gradients kept");
     }
-    // In evaluation mode nothing is lent, and the lent outputs have buffers again.
+    // In evaluation mode nothing is lent, and the lent outputs have buffers again (each layer
+    // on its own: `forward` would fold the batch norm into the conv before it).
     let x = batch(2, &[6, 6, 3], 60);
-    net.forward(&x, Mode::Eval).unwrap();
+    net.forward_each(&x, Mode::Eval).unwrap();
     assert!(net.layers().iter().all(|l| !l.output().is_hollow()));
     for i in 0..reference.len() {
         let (before, rest) = reference.split_at_mut(i);
         rest[0].forward(before.last().map_or(&x, |l| l.output()), Mode::Eval).unwrap();
     }
-    assert_eq!(net.output(), reference[7].output(), "evaluation");
+    assert_eq!(net.output(), reference[8].output(), "evaluation");
 }

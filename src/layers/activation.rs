@@ -59,6 +59,9 @@ impl Layer for ActivationLayer {
     fn input_grad(&self) -> &Tensor {
         &self.dx
     }
+    fn recomputable(&self) -> bool {
+        true
+    }
     fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
         Some((&mut self.y, &mut self.dx))
     }

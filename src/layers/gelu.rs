@@ -57,6 +57,9 @@ impl Layer for GeluLayer {
     fn backward_reads_output(&self) -> bool {
         false
     }
+    fn recomputable(&self) -> bool {
+        true
+    }
     fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
         Some((&mut self.y, &mut self.dx))
     }

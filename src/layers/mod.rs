@@ -9,7 +9,11 @@
 //!                             layer before (as in Caffe, nothing is copied to be kept)
 //!
 //! Each layer owns its output and input-gradient buffers and reuses them from step to step, so
-//! a training step allocates nothing once the first one has sized them.
+//! a training step allocates nothing once the first one has sized them. In training, a
+//! `Sequential` lends the buffers that are dead to other layers (an output no backward pass
+//! reads, an input gradient once the layer before has read it: `spare_buffers`), so the memory
+//! goes to what is still needed; a layer says what its backward pass reads
+//! (`backward_reads_input`, `backward_reads_output`).
 
 pub mod activation;
 pub mod batch_norm;
@@ -140,6 +144,14 @@ pub trait Layer: Send {
     /// Whether backward reads this layer's own output (a fused ReLU masks dy with y > 0).
     fn backward_reads_output(&self) -> bool {
         true
+    }
+    /// Whether `forward` in training mode gives the same output again from the same input,
+    /// changing nothing else (a pure elementwise function: GELU, an activation, a scale). A
+    /// `Sequential` training pass then lends the output's buffer out once the next layer's
+    /// forward has run, and computes it again just before a backward pass reads it: a pass
+    /// over memory for a buffer that would otherwise live through the whole step.
+    fn recomputable(&self) -> bool {
+        false
     }
     /// The output and input-gradient buffers, for a `Sequential` that lends them between its
     /// layers (`Tensor::take_values`): the layer must accept either one hollow, or holding any

@@ -111,9 +111,12 @@ impl Sequential {
                     s[i + 1] = 0.0;
                 }
             }
-            // In training, the input's buffer is lent out if no backward pass will read it.
-            if let (Mode::Train, Some(previous)) = (mode, before.last_mut()) {
-                if !rest[0].backward_reads_input() && !previous.backward_reads_output() {
+            // In training, the input's buffer is lent out if no backward pass will read it, or
+            // if the layer that made it can make it again from its own input (still kept).
+            if let (Mode::Train, Some((previous, earlier))) = (mode, before.split_last_mut()) {
+                let dead = !rest[0].backward_reads_input() && !previous.backward_reads_output();
+                let remade = previous.recomputable() && !earlier.last().is_some_and(|l| l.output().is_hollow());
+                if dead || remade {
                     if let Some((y, _)) = previous.buffers_mut() {
                         self.spares.lend(y);
                     }
@@ -129,7 +132,6 @@ impl Sequential {
         for i in (0..self.layers.len()).rev() {
             let (before, rest) = self.layers.split_at_mut(i);
             let (current, after) = rest.split_at_mut(1);
-            let input = before.last().map_or(x, |l| l.output());
             let need_dx = i > 0 || need_input_grad;
             if need_dx {
                 let input_shape = before.last().map_or(x.shape().get(1..).unwrap_or(&[]), |l| l.output_shape());
@@ -138,18 +140,53 @@ impl Sequential {
                     self.spares.fill(dx, input_len);
                 }
             }
-            let d_output = after.first().map_or(dy, |l| l.input_grad());
             let start = seconds.is_some().then(Instant::now);
+            // Outputs lent out after the forward pass that this backward pass reads: made again
+            // (the input, then the layer's own output).
+            if let Some((previous, earlier)) = before.split_last_mut() {
+                if current[0].backward_reads_input() {
+                    Self::make_again(previous.as_mut(), earlier.last().map_or(x, |l| l.output()), batch, &mut self.spares)?;
+                }
+            }
+            if current[0].backward_reads_output() {
+                Self::make_again(current[0].as_mut(), before.last().map_or(x, |l| l.output()), batch, &mut self.spares)?;
+            }
+            let input = before.last().map_or(x, |l| l.output());
+            let d_output = after.first().map_or(dy, |l| l.input_grad());
             current[0].backward(input, d_output, need_dx)?;
             if let (Some(s), Some(start)) = (seconds.as_deref_mut(), start) {
                 s[i] = start.elapsed().as_secs_f64();
             }
-            // The next layer's input gradient has been read: its buffer is lent out.
+            // The next layer's input gradient has been read: its buffer is lent out. So is this
+            // layer's output if it can be made again (nothing reads it any more this step).
             if let Some((_, dx)) = after.first_mut().and_then(|l| l.buffers_mut()) {
                 self.spares.lend(dx);
             }
+            if current[0].recomputable() && !after.is_empty() {
+                if let Some((y, _)) = current[0].buffers_mut() {
+                    self.spares.lend(y);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Computes `layer`'s output again from `input` if it was lent out (`Layer::recomputable`:
+    /// the same bits as the first time).
+    fn make_again(layer: &mut dyn Layer, input: &Tensor, batch: usize, spares: &mut SpareBuffers) -> Result<()> {
+        let len = batch * layer.output_shape().iter().product::<usize>();
+        let Some((y, _)) = layer.buffers_mut() else { return Ok(()) };
+        if !y.is_hollow() {
+            return Ok(());
+        }
+        if !layer.recomputable() {
+            let what = "its output was lent out in the forward pass but a backward pass reads it";
+            return Err(Error::invalid(layer.label(), what));
+        }
+        if let Some((y, _)) = layer.buffers_mut() {
+            spares.fill(y, len);
+        }
+        layer.forward(input, Mode::Train)
     }
 
     pub fn set_precision(&mut self, precision: Precision) {

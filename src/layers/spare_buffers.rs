@@ -6,7 +6,11 @@
 //!   convolution's output under max pooling, which keeps its argmax) is dead once the next
 //!   layer's forward has run: its buffer is lent out (`Tensor::take_values`);
 //! - layer i's input gradient is dead once layer i - 1's backward has read it: at most two are
-//!   live at a time (the first layer's, the block's own input gradient, is kept).
+//!   live at a time (the first layer's, the block's own input gradient, is kept);
+//! - an output that its layer can compute again from its kept input (GELU, an activation: see
+//!   `Layer::recomputable`) is lent out after the next layer's forward and computed again just
+//!   before a backward pass reads it (recomputation, as in gradient checkpointing, at the cost
+//!   of one elementwise pass).
 //!
 //! A layer given a hollow buffer takes the spare that best fits, and gives it back when it is
 //! dead again; after the first steps the same buffers go round and a step allocates nothing.
