@@ -152,6 +152,24 @@ fn pin_current_thread(cpu: usize) {
 #[cfg(not(target_os = "linux"))]
 fn pin_current_thread(_cpu: usize) {}
 
+thread_local! {
+    static SCRATCH_PAIR: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with the calling thread's two scratch buffers (of any lengths, holding anything).
+/// Layers run one after another, so one pair per thread serves every layer's parallel tasks
+/// (the Winograd transforms' V and M, the column matrices of dW) where a pair per layer would
+/// hold the sum of their sizes. A nested call, which none makes, gets a fresh pair.
+pub fn with_thread_scratch<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
+    SCRATCH_PAIR.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut pair) => {
+            let (a, b) = &mut *pair;
+            f(a, b)
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
+}
+
 /// One `T` per worker of the current pool, for scratch buffers that parallel tasks reuse: a task
 /// takes its own worker's slot, so the Mutex is never contended (it only keeps this safe when a
 /// foreign pool with more threads calls in, as the modulo below lets two workers share a slot).

@@ -29,7 +29,7 @@ use super::Precision;
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use crate::threads::PerThread;
+use crate::threads::{with_thread_scratch, PerThread};
 
 /// How a convolution is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,17 +119,15 @@ impl<'a> OutputGrad<'a> {
     }
 }
 
-/// Reusable buffers of one convolution: partial gradients per chunk of images and, per worker
-/// thread, the column matrix of a group of images and their masked output gradient for the
-/// backward pass, one column matrix per worker thread for the forward pass, and the Winograd
-/// buffers. Kept by the layer so that a training step allocates nothing once
-/// warmed up.
+/// Reusable buffers of one convolution: partial gradients per chunk of images, one column
+/// matrix per worker thread for the forward pass, and the Winograd buffers. Kept by the layer
+/// so that a training step allocates nothing once warmed up. (The backward pass's column
+/// matrices and masked dz, and the Winograd V and M, are the thread's own pair, shared by all
+/// layers: `threads::with_thread_scratch`.)
 #[derive(Default)]
 pub struct ConvScratch {
     chunks: Vec<ChunkScratch>,
     thread_cols: PerThread<Vec<f32>>,
-    /// (column matrix, masked dz) of the images of one dW product, per worker thread.
-    thread_groups: PerThread<(Vec<f32>, Vec<f32>)>,
     /// dW by Winograd (`winograd_dw`): one chunk's buffers per worker thread.
     thread_dw: PerThread<WeightGradWork>,
     /// The weights packed for bf16 products (`RightOperand`), W for the forward pass and W^T
@@ -288,7 +286,7 @@ pub fn conv2d_backward_into(
         }
     }
     let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
-    let ConvScratch { chunks, dx_winograd, packed_w, thread_groups, thread_dw, .. } = scratch;
+    let ConvScratch { chunks, dx_winograd, packed_w, thread_dw, .. } = scratch;
     let dx_by_winograd =
         input_grad_window(&shape.geometry, window).filter(|dx_window| algorithm(dx_window, shape.c_out, shape.c_in) == Algorithm::Winograd);
     // Float32 only: dW's output transform amplifies the products' rounding more than the
@@ -300,11 +298,11 @@ pub fn conv2d_backward_into(
             let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
             input_grad_by_winograd(dz, w, &shape, &dx_window, precision, dx, (w_flipped, zero_bias, winograd))?;
-            let scratch = (&mut *chunks, thread_groups, thread_dw, packed_w);
+            let scratch = (&mut *chunks, thread_dw, packed_w);
             weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_by_winograd, None, scratch, d_weight, d_bias);
         }
         (dx, _) => {
-            let scratch = (&mut *chunks, thread_groups, thread_dw, packed_w);
+            let scratch = (&mut *chunks, thread_dw, packed_w);
             weight_grads(x, w, dy, &shape, precision, dw_by_winograd, dx, scratch, d_weight, d_bias);
         }
     }
@@ -312,7 +310,7 @@ pub fn conv2d_backward_into(
 }
 
 /// Chunks whose partial dW are held at once, per worker thread, in a one-process step.
-const CHUNKS_IN_FLIGHT_PER_THREAD: usize = 2;
+const CHUNKS_IN_FLIGHT_PER_THREAD: usize = 1;
 
 /// dW and db (and dX by col2im if `dx` is given): the chunks' partial sums, added in chunk
 /// order. In one process the chunks run a window at a time (a few per thread), each window's
@@ -330,11 +328,11 @@ fn weight_grads(
     precision: Precision,
     dw_by_winograd: bool,
     mut dx: Option<&mut Tensor>,
-    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<(Vec<f32>, Vec<f32>)>, &mut PerThread<WeightGradWork>, &mut PackedB),
+    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<WeightGradWork>, &mut PackedB),
     d_weight: &mut Tensor,
     d_bias: &mut Tensor,
 ) {
-    let (store, thread_groups, thread_dw, packed_w) = scratch;
+    let (store, thread_dw, packed_w) = scratch;
     let total = shape.batch.div_ceil(CHUNK);
     let window = match crate::dist::in_group() {
         true => total,
@@ -346,17 +344,7 @@ fn weight_grads(
     d_weight.resize(w.shape());
     d_bias.resize(&[shape.c_out]);
     if window >= total {
-        chunk_partials(
-            x,
-            w,
-            dy,
-            shape,
-            precision,
-            dw_by_winograd,
-            0..total,
-            dx.map(|d| d.data_mut()),
-            (store, thread_groups, thread_dw, packed_w),
-        );
+        chunk_partials(x, w, dy, shape, precision, dw_by_winograd, 0..total, dx.map(|d| d.data_mut()), (store, thread_dw, packed_w));
         sum_chunk_partials(&store[..total], d_weight, d_bias);
         return;
     }
@@ -368,7 +356,7 @@ fn weight_grads(
         let images = chunks.start * CHUNK..(chunks.end * CHUNK).min(shape.batch);
         let dx_part = dx.as_deref_mut().map(|d| &mut d.data_mut()[images.start * in_size..images.end * in_size]);
         let count = chunks.len();
-        chunk_partials(x, w, dy, shape, precision, dw_by_winograd, chunks, dx_part, (store, thread_groups, thread_dw, packed_w));
+        chunk_partials(x, w, dy, shape, precision, dw_by_winograd, chunks, dx_part, (store, thread_dw, packed_w));
         add_partials(&store[..count], d_weight.data_mut(), d_bias.data_mut());
     }
 }
@@ -470,14 +458,13 @@ fn chunk_partials(
     dw_by_winograd: bool,
     chunks: std::ops::Range<usize>,
     dx: Option<&mut [f32]>,
-    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<(Vec<f32>, Vec<f32>)>, &mut PerThread<WeightGradWork>, &mut PackedB),
+    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<WeightGradWork>, &mut PackedB),
 ) {
-    let (store, thread_groups, thread_dw, packed_w) = scratch;
+    let (store, thread_dw, packed_w) = scratch;
     let (n, g, c_in, c_out) = (shape.batch, &shape.geometry, shape.c_in, shape.c_out);
     let (m, k, in_size, out_size) = (shape.pixels(), shape.patch_len(), shape.input_len(), shape.output_len());
     let first_chunk = chunks.start;
     let chunks = prepare_chunks(store, chunks.len(), k * c_out, c_out);
-    let groups = thread_groups.for_current_pool();
     let dw_works = thread_dw.for_current_pool();
     let group = images_per_product(m * k);
     // W^T for dX (bf16: packed once, only if dX is wanted).
@@ -485,10 +472,8 @@ fn chunk_partials(
         Some(_) => RightOperand::prepare(precision, c_out, k, w.data(), true, packed_w),
         None => RightOperand::Plain { b: w.data(), b_t: true },
     };
-    let chunk_grads = |j: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
+    let chunk_grads_in = |j: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>, col: &mut Vec<f32>, dz_buf: &mut Vec<f32>| {
         let chunk = first_chunk + j;
-        let mut buffers = groups.get();
-        let (col, dz_buf) = &mut *buffers;
         s.db.fill(0.0);
         let images = CHUNK.min(n - chunk * CHUNK);
         if dw_by_winograd && dx_chunk.is_none() {
@@ -526,6 +511,10 @@ fn chunk_partials(
                 }
             }
         }
+    };
+    // The column matrix and masked dz: the thread's own pair, shared with every layer.
+    let chunk_grads = |j: usize, s: &mut ChunkScratch, dx_chunk: Option<&mut [f32]>| {
+        with_thread_scratch(|col, dz_buf| chunk_grads_in(j, s, dx_chunk, col, dz_buf))
     };
     match dx {
         Some(dx) => {

@@ -33,7 +33,7 @@ use super::window::Geometry;
 use super::Precision;
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::tensor::Tensor;
-use crate::threads::PerThread;
+use crate::threads::with_thread_scratch;
 
 /// The largest tile side (F(4x4, 5x5)); the others use 6.
 const MAX_TILE: usize = 8;
@@ -219,7 +219,6 @@ pub struct WinogradScratch {
     u_packed_version: Option<(u64, Variant)>,
     v: Vec<f32>,
     m: Vec<f32>,
-    thread_vm: PerThread<(Vec<f32>, Vec<f32>)>,
 }
 
 /// y = conv(x, w) + b (then ReLU if `relu`) for a stride-1 convolution of `shape` whose kernel
@@ -270,33 +269,33 @@ pub(crate) fn forward_into(
         // Large batch (or large images): a chunk of images per task, all three stages on one
         // thread, so that V and M stay in that core's cache; within the chunk, groups of
         // images of about GROUP_TILES tiles, one image at least, bound V and M.
-        let slots = scratch.thread_vm.for_current_pool();
         let group = (GROUP_TILES / tiles).clamp(1, CHUNK);
-        y.data_mut().par_chunks_mut(CHUNK * out_size).enumerate().for_each(|(chunk, y_chunk)| {
-            let mut guard = slots.get();
-            let (v, m) = &mut *guard;
-            let mut work = TileWork::new(c_in.max(c_out));
-            for (k, y_group) in y_chunk.chunks_mut(group * out_size).enumerate() {
-                let (first_image, images) = (chunk * CHUNK + k * group, y_group.len() / out_size);
-                let rows = images * tiles;
-                let planes = Planes::new(v, positions, rows, c_in);
-                for i in 0..images {
-                    let x_img = &x.data()[(first_image + i) * in_size..][..in_size];
-                    for ti in 0..s.tiles_h {
-                        // SAFETY: this task alone holds `planes` (its own buffer, locked).
-                        unsafe { input_transform_row(x_img, &s, ti, planes, i * tiles + ti * s.tiles_w, &mut work) };
+        let chunks = y.data_mut().par_chunks_mut(CHUNK * out_size).enumerate();
+        chunks.for_each(|(chunk, y_chunk)| {
+            with_thread_scratch(|v, m| {
+                let mut work = TileWork::new(c_in.max(c_out));
+                for (k, y_group) in y_chunk.chunks_mut(group * out_size).enumerate() {
+                    let (first_image, images) = (chunk * CHUNK + k * group, y_group.len() / out_size);
+                    let rows = images * tiles;
+                    let planes = Planes::new(v, positions, rows, c_in);
+                    for i in 0..images {
+                        let x_img = &x.data()[(first_image + i) * in_size..][..in_size];
+                        for ti in 0..s.tiles_h {
+                            // SAFETY: this task alone holds `planes` (its thread's own buffer).
+                            unsafe { input_transform_row(x_img, &s, ti, planes, i * tiles + ti * s.tiles_w, &mut work) };
+                        }
+                    }
+                    let m = grow(m, positions * rows * c_out);
+                    for (xi, m_plane) in m.chunks_exact_mut(rows * c_out).enumerate() {
+                        gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
+                    }
+                    for (i, y_img) in y_group.chunks_exact_mut(out_size).enumerate() {
+                        for (ti, y_part) in y_img.chunks_mut(y_rows).enumerate() {
+                            output_transform_row(m, rows, &s, i * tiles + ti * s.tiles_w, epilogue, y_part, &mut work);
+                        }
                     }
                 }
-                let m = grow(m, positions * rows * c_out);
-                for (xi, m_plane) in m.chunks_exact_mut(rows * c_out).enumerate() {
-                    gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
-                }
-                for (i, y_img) in y_group.chunks_exact_mut(out_size).enumerate() {
-                    for (ti, y_part) in y_img.chunks_mut(y_rows).enumerate() {
-                        output_transform_row(m, rows, &s, i * tiles + ti * s.tiles_w, epilogue, y_part, &mut work);
-                    }
-                }
-            }
+            })
         });
         return;
     }
