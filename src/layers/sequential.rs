@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::spare_buffers::SpareBuffers;
+use super::spare_buffers::{Role, SpareBuffers};
 use super::{Layer, Mode, Param};
 use crate::error::{Error, Result};
 use crate::ops::Precision;
@@ -87,14 +87,18 @@ impl Sequential {
 
     fn run_forward(&mut self, x: &Tensor, mode: Mode, mut seconds: Option<&mut [f64]>, fuse: bool) -> Result<()> {
         let batch = x.shape().first().copied().unwrap_or(0);
+        match mode {
+            Mode::Train => self.spares.begin_step(),
+            Mode::Eval => self.spares.end_step(),
+        }
         let mut i = 0;
         while i < self.layers.len() {
             let (before, rest) = self.layers.split_at_mut(i);
             let input = before.last().map_or(x, |l| l.output());
-            for layer in rest.iter_mut().take(2) {
+            for (j, layer) in rest.iter_mut().take(2).enumerate() {
                 let len = batch * layer.output_shape().iter().product::<usize>();
                 if let Some((y, _)) = layer.buffers_mut() {
-                    self.spares.fill(y, len);
+                    self.spares.fill(y, (i + j, Role::Output), len);
                 }
             }
             let start = seconds.is_some().then(Instant::now);
@@ -137,7 +141,7 @@ impl Sequential {
                 let input_shape = before.last().map_or(x.shape().get(1..).unwrap_or(&[]), |l| l.output_shape());
                 let input_len = batch * input_shape.iter().product::<usize>();
                 if let Some((_, dx)) = current[0].buffers_mut() {
-                    self.spares.fill(dx, input_len);
+                    self.spares.fill(dx, (i, Role::InputGrad), input_len);
                 }
             }
             let start = seconds.is_some().then(Instant::now);
@@ -145,11 +149,12 @@ impl Sequential {
             // (the input, then the layer's own output).
             if let Some((previous, earlier)) = before.split_last_mut() {
                 if current[0].backward_reads_input() {
-                    Self::make_again(previous.as_mut(), earlier.last().map_or(x, |l| l.output()), batch, &mut self.spares)?;
+                    let input = earlier.last().map_or(x, |l| l.output());
+                    Self::make_again(previous.as_mut(), i - 1, input, batch, &mut self.spares)?;
                 }
             }
             if current[0].backward_reads_output() {
-                Self::make_again(current[0].as_mut(), before.last().map_or(x, |l| l.output()), batch, &mut self.spares)?;
+                Self::make_again(current[0].as_mut(), i, before.last().map_or(x, |l| l.output()), batch, &mut self.spares)?;
             }
             let input = before.last().map_or(x, |l| l.output());
             let d_output = after.first().map_or(dy, |l| l.input_grad());
@@ -173,7 +178,7 @@ impl Sequential {
 
     /// Computes `layer`'s output again from `input` if it was lent out (`Layer::recomputable`:
     /// the same bits as the first time).
-    fn make_again(layer: &mut dyn Layer, input: &Tensor, batch: usize, spares: &mut SpareBuffers) -> Result<()> {
+    fn make_again(layer: &mut dyn Layer, index: usize, input: &Tensor, batch: usize, spares: &mut SpareBuffers) -> Result<()> {
         let len = batch * layer.output_shape().iter().product::<usize>();
         let Some((y, _)) = layer.buffers_mut() else { return Ok(()) };
         if !y.is_hollow() {
@@ -184,7 +189,7 @@ impl Sequential {
             return Err(Error::invalid(layer.label(), what));
         }
         if let Some((y, _)) = layer.buffers_mut() {
-            spares.fill(y, len);
+            spares.fill(y, (index, Role::Output), len);
         }
         layer.forward(input, Mode::Train)
     }
