@@ -234,6 +234,10 @@ fn a_sequential_that_lends_buffers_between_its_layers_computes_what_its_layers_c
         let x = batch(n, &[6, 6, 3], 40 + step as u64);
         let dy = batch(n, &[7], 50 + step as u64);
         net.forward(&x, Mode::Train).unwrap();
+        // Lent by the forward pass: the ReLU's and the GELU's outputs (to be made again), the
+        // conv's under flatten, the dense layer's under the scale.
+        let hollow: Vec<usize> = (0..9).filter(|&i| net.layers()[i].output().is_hollow()).collect();
+        assert_eq!(hollow, [2, 4, 5, 7], "step {step}: outputs lent out by the forward pass");
         net.backward(&x, &dy, true).unwrap();
         for i in 0..reference.len() {
             let (before, rest) = reference.split_at_mut(i);
@@ -250,9 +254,9 @@ fn a_sequential_that_lends_buffers_between_its_layers_computes_what_its_layers_c
         let grads = |params: Vec<&Param>| params.into_iter().map(|p| p.grad.clone()).collect::<Vec<_>>();
         let expected = grads(reference.iter().flat_map(|l| l.params()).collect());
         assert_eq!(grads(net.params()), expected, "step {step}: the parameter gradients");
-        // Lent in training: the ReLU's and the GELU's outputs (made again for the backward
-        // passes that read them, then lent again), the conv's under flatten, the dense
-        // layer's under the scale; and every input gradient but the first layer's.
+        // After the backward pass: the same (the ReLU's and the GELU's made again for the
+        // backward passes that read them, then lent again); and every input gradient but the
+        // first layer's.
         let hollow: Vec<usize> = (0..9).filter(|&i| net.layers()[i].output().is_hollow()).collect();
         assert_eq!(hollow, [2, 4, 5, 7], "step {step}: outputs lent out");
         let kept: Vec<usize> = (0..9).filter(|&i| !net.layers()[i].input_grad().is_empty()).collect();

@@ -221,3 +221,46 @@ impl Sequential {
         self.layers.iter().map(|l| l.flops()).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::{DenseLayer, GeluLayer, ScaleLayer};
+
+    fn values(shape: &[usize], seed: usize) -> Tensor {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec(shape, (0..n).map(|i| ((i * 7 + seed * 13) % 11) as f32 / 11.0 - 0.4).collect()).unwrap()
+    }
+
+    fn dense(name: &str, inputs: usize, outputs: usize, seed: usize) -> Box<dyn Layer> {
+        let weight = Param::new("weight", values(&[inputs, outputs], seed), 0.0, true);
+        Box::new(DenseLayer::new(name.into(), &[inputs], weight, None).unwrap())
+    }
+
+    #[test]
+    fn once_planned_every_training_step_gets_the_plans_buffers_back() {
+        // The GELU's output is computed again, the dense output under the scale is dead, and
+        // every input gradient but the first is lent: after the first steps the same planned
+        // buffers go round, each back in its slot at the end of a step.
+        let layers = vec![
+            dense("0", 6, 8, 1),
+            Box::new(GeluLayer::new("1".into(), &[8])) as Box<dyn Layer>,
+            dense("2", 8, 8, 2),
+            Box::new(ScaleLayer::new("3".into(), &[8], 0.5)),
+            dense("4", 8, 4, 3),
+        ];
+        let mut net = Sequential::new(layers).unwrap();
+        let (x, dy) = (values(&[5, 6], 4), values(&[5, 4], 5));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            net.forward(&x, Mode::Train).unwrap();
+            net.backward(&x, &dy, false).unwrap();
+            seen.push(net.spares.idle_buffers());
+        }
+        let (planned, last) = (&seen[2], &seen[3]);
+        assert!(!planned.is_empty() && net.spares.all_idle(), "{planned:?}");
+        assert_eq!(planned, last, "the same buffers, at the same addresses");
+        // The plan holds what the step asked for: the largest request is a 5 x 8 tensor.
+        assert_eq!(planned.iter().map(|&(_, capacity)| capacity).max(), Some(40));
+    }
+}

@@ -167,6 +167,18 @@ impl SpareBuffers {
         }
     }
 
+    /// The idle buffers' (address, capacity), by slot.
+    #[cfg(test)]
+    pub fn idle_buffers(&self) -> Vec<(usize, usize)> {
+        self.slots.iter().flatten().map(|b| (b.as_ptr() as usize, b.capacity())).collect()
+    }
+
+    /// Whether every slot of the plan holds its buffer (none lent out, none lost).
+    #[cfg(test)]
+    pub fn all_idle(&self) -> bool {
+        self.slots.iter().all(Option::is_some)
+    }
+
     #[cfg(test)]
     fn idle_capacities(&self) -> Vec<usize> {
         let mut c: Vec<usize> = self.slots.iter().flatten().map(|b| b.capacity()).collect();
