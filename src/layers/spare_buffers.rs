@@ -52,6 +52,8 @@ pub(crate) struct SpareBuffers {
     clock: usize,
     /// Whether a training step is being logged (`begin_step`).
     logging: bool,
+    /// How many plans have been made (a new one only when the requests change).
+    plans_made: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -123,6 +125,7 @@ impl SpareBuffers {
             .collect();
         self.out.clear();
         self.plan = plan;
+        self.plans_made += 1;
     }
 
     /// Takes `t`'s buffer (its shape stays; see `Tensor::take_values`): back to its slot if the
@@ -171,6 +174,11 @@ impl SpareBuffers {
     #[cfg(test)]
     pub fn idle_buffers(&self) -> Vec<(usize, usize)> {
         self.slots.iter().flatten().map(|b| (b.as_ptr() as usize, b.capacity())).collect()
+    }
+
+    #[cfg(test)]
+    pub fn plans_made(&self) -> usize {
+        self.plans_made
     }
 
     /// Whether every slot of the plan holds its buffer (none lent out, none lost).

@@ -313,7 +313,7 @@ pub fn conv2d_backward_into(
 const CHUNKS_IN_FLIGHT_PER_THREAD: usize = 1;
 
 /// dW and db (and dX by col2im if `dx` is given): the chunks' partial sums, added in chunk
-/// order. In one process the chunks run a window at a time (a few per thread), each window's
+/// order. In one process the chunks run a window at a time (one per thread), each window's
 /// partials added before the next starts, so that only the window's partial dW are held (a
 /// 256 -> 256 3x3 convolution's is 2.4 MB; all 64 chunks of a batch of 512 would hold 150 MB).
 /// The additions are the same in the same order, so the bits do not depend on the window. In a
@@ -446,8 +446,9 @@ fn flip_weights(w: &Tensor, wf: &mut Tensor) {
 /// dW += col^T dZ over the group's pixels at once, so that the partial dW (k x C_out, large
 /// next to a small image's columns) is read and written once per group, not once per image.
 /// With `dw_by_winograd` (`winograd_dw::applies`), each chunk's dW is one Winograd F(5x5, 4x4)
-/// of its images instead. `scratch` is (the chunks' partials, the per-thread group buffers, the
-/// per-thread Winograd dW buffers, the packed W^T).
+/// of its images instead. `scratch` is (the chunks' partials, the per-thread Winograd dW buffers,
+/// the packed W^T); the column matrices and masked dz are the thread's own pair
+/// (`threads::with_thread_scratch`).
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn chunk_partials(
     x: &Tensor,
