@@ -95,7 +95,9 @@ impl Sequential {
         while i < self.layers.len() {
             let (before, rest) = self.layers.split_at_mut(i);
             let input = before.last().map_or(x, |l| l.output());
-            for (j, layer) in rest.iter_mut().take(2).enumerate() {
+            // This layer's output, and the next one's if the two may run as one (evaluation).
+            let fusable = fuse && mode == Mode::Eval;
+            for (j, layer) in rest.iter_mut().take(if fusable { 2 } else { 1 }).enumerate() {
                 let len = batch * layer.output_shape().iter().product::<usize>();
                 if let Some((y, _)) = layer.buffers_mut() {
                     self.spares.fill(y, (i + j, Role::Output), len);
@@ -103,7 +105,7 @@ impl Sequential {
             }
             let start = seconds.is_some().then(Instant::now);
             let fused = match rest {
-                [current, next, ..] if fuse && mode == Mode::Eval => current.forward_eval_fused(input, next.as_mut())?,
+                [current, next, ..] if fusable => current.forward_eval_fused(input, next.as_mut())?,
                 _ => false,
             };
             if !fused {
@@ -179,15 +181,14 @@ impl Sequential {
     /// Computes `layer`'s output again from `input` if it was lent out (`Layer::recomputable`:
     /// the same bits as the first time).
     fn make_again(layer: &mut dyn Layer, index: usize, input: &Tensor, batch: usize, spares: &mut SpareBuffers) -> Result<()> {
-        let len = batch * layer.output_shape().iter().product::<usize>();
-        let Some((y, _)) = layer.buffers_mut() else { return Ok(()) };
-        if !y.is_hollow() {
+        if !layer.output().is_hollow() {
             return Ok(());
         }
         if !layer.recomputable() {
             let what = "its output was lent out in the forward pass but a backward pass reads it";
             return Err(Error::invalid(layer.label(), what));
         }
+        let len = batch * layer.output_shape().iter().product::<usize>();
         if let Some((y, _)) = layer.buffers_mut() {
             spares.fill(y, (index, Role::Output), len);
         }

@@ -334,20 +334,17 @@ fn weight_grads(
 ) {
     let (store, thread_dw, packed_w) = scratch;
     let total = shape.batch.div_ceil(CHUNK);
-    let window = match crate::dist::in_group() {
-        true => total,
-        false => CHUNKS_IN_FLIGHT_PER_THREAD * rayon::current_num_threads(),
-    };
     if let Some(dx) = dx.as_deref_mut() {
         dx.resize(x.shape());
     }
     d_weight.resize(w.shape());
     d_bias.resize(&[shape.c_out]);
-    if window >= total {
+    if crate::dist::in_group() {
         chunk_partials(x, w, dy, shape, precision, dw_by_winograd, 0..total, dx.map(|d| d.data_mut()), (store, thread_dw, packed_w));
         sum_chunk_partials(&store[..total], d_weight, d_bias);
         return;
     }
+    let window = CHUNKS_IN_FLIGHT_PER_THREAD * rayon::current_num_threads();
     d_weight.data_mut().fill(0.0);
     d_bias.data_mut().fill(0.0);
     let in_size = shape.input_len();
@@ -442,9 +439,10 @@ fn flip_weights(w: &Tensor, wf: &mut Tensor) {
 
 /// Each chunk of `CHUNK` images in `chunks` computes its own partial dW and db (into `store`
 /// from its start; summed afterwards in chunk order, so the result does not depend on the
-/// threads) and, if `dx` (those chunks' images) is given, its images' dX by col2im. Within a chunk, dW is one product per group of images (`images_per_product`):
-/// dW += col^T dZ over the group's pixels at once, so that the partial dW (k x C_out, large
-/// next to a small image's columns) is read and written once per group, not once per image.
+/// threads) and, if `dx` (those chunks' images) is given, its images' dX by col2im. Within a
+/// chunk, dW is one product per group of images (`images_per_product`): dW += col^T dZ over
+/// the group's pixels at once, so that the partial dW (k x C_out, large next to a small
+/// image's columns) is read and written once per group, not once per image.
 /// With `dw_by_winograd` (`winograd_dw::applies`), each chunk's dW is one Winograd F(5x5, 4x4)
 /// of its images instead. `scratch` is (the chunks' partials, the per-thread Winograd dW buffers,
 /// the packed W^T); the column matrices and masked dz are the thread's own pair
