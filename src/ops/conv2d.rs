@@ -22,6 +22,7 @@ use super::conv_shape::ConvShape;
 use super::gemm::{gemm, gemm_prepared, RightOperand};
 use super::gemm_bf16::PackedB;
 use super::im2col::{col2im, im2col, im2col_rows};
+use super::simd::simd_dispatch;
 use super::window::{Geometry, Padding, Window};
 use super::winograd::{self, WinogradScratch};
 use super::winograd_dw::{self, WeightGradWork};
@@ -244,14 +245,25 @@ fn im2col_forward(
         let mut col = cols.get();
         col.resize(rows * g.ow * k, 0.0);
         im2col_rows(&x.data()[img * in_size..][..in_size], g, c_in, first..first + m / g.ow, &mut col);
-        for row in y_block.chunks_exact_mut(c_out) {
-            row.copy_from_slice(b.data());
-        }
-        gemm_prepared(m, k, c_out, &col, false, &w, 1.0, y_block);
-        if relu {
-            Activation::Relu.forward(y_block);
-        }
+        gemm_prepared(m, k, c_out, &col, false, &w, 0.0, y_block);
+        add_bias(y_block, b.data(), relu);
     });
+}
+
+simd_dispatch! {
+    /// y + b for each row of y (one output pixel's channels), then ReLU if `relu` (a NaN stays
+    /// NaN, as in `Activation::Relu`): one pass over the block the GEMM just wrote, while in cache.
+    fn add_bias => add_bias_plain(y: &mut [f32], b: &[f32], relu: bool)
+}
+
+#[inline(always)]
+fn add_bias_plain(y: &mut [f32], b: &[f32], relu: bool) {
+    for row in y.chunks_exact_mut(b.len()) {
+        for (v, &bias) in row.iter_mut().zip(b) {
+            let sum = *v + bias;
+            *v = if relu && sum < 0.0 { 0.0 } else { sum };
+        }
+    }
 }
 
 /// Gradients of a convolution given its input `x`, weight `w` and the output gradient `dy`.
