@@ -40,6 +40,10 @@ pub(crate) enum Role {
 pub(crate) struct SpareBuffers {
     /// The plan's buffers, by slot; None while lent out.
     slots: Vec<Option<Vec<f32>>>,
+    /// How many values of each slot's buffer are initialized (written at least once): a buffer
+    /// comes back as long as its last request, and gets this length back without being filled
+    /// again (each step would otherwise zero the gap between a short request and a long one).
+    initialized: Vec<usize>,
     /// The plan: the slot of each request it holds, and the request's length when planned.
     plan: HashMap<Key, (usize, usize)>,
     /// Buffers of the plan lent out: the buffer's address -> its slot.
@@ -120,9 +124,13 @@ impl SpareBuffers {
                     buffer.clear();
                     buffer.reserve_exact(size);
                 }
+                if buffer.len() < size {
+                    buffer.resize(size, 0.0);
+                }
                 Some(buffer)
             })
             .collect();
+        self.initialized = self.slots.iter().map(|b| b.as_ref().map_or(0, Vec::len)).collect();
         self.out.clear();
         self.plan = plan;
         self.plans_made += 1;
@@ -138,6 +146,16 @@ impl SpareBuffers {
             request.end = Some(self.clock);
         }
         if let Some(slot) = self.out.remove(&address) {
+            let mut buffer = buffer;
+            let initialized = &mut self.initialized[slot];
+            if buffer.len() < *initialized {
+                // SAFETY: the values up to `initialized` were written (by `replan`'s resize or a
+                // request's) and the buffer has not moved since (it is found by its address, so
+                // its capacity still holds them); shortening a Vec<f32> leaves them in place,
+                // and nothing writes uninitialized values into one.
+                unsafe { buffer.set_len(*initialized) };
+            }
+            *initialized = buffer.len();
             self.slots[slot] = Some(buffer);
         }
     }
@@ -244,6 +262,11 @@ mod tests {
         step(&mut spares, &mut t);
         let after: Vec<usize> = spares.slots.iter().flatten().map(|b| b.as_ptr() as usize).collect();
         assert_eq!(before, after, "no buffer replaced");
+        // The 100-value buffer came back from the 80-value request at its full length: the
+        // next 100-value request needs no filling.
+        let lengths: Vec<usize> = spares.slots.iter().flatten().map(Vec::len).collect();
+        assert_eq!(lengths, spares.initialized);
+        assert!(lengths.contains(&100) && lengths.contains(&50), "{lengths:?}");
         // A hollow tensor gets the planned buffer, filled to its shape.
         spares.begin_step();
         spares.fill(&mut t[0], (0, Role::Output), 100);
