@@ -509,3 +509,39 @@ fn the_benches_im2col_path_matches_the_reference_where_winograd_would_be_taken()
     conv2d_forward_im2col_into(&x, &w, &b, &win, false, Precision::F32, &mut y, &mut ConvScratch::default()).unwrap();
     assert_close(&y, &conv_forward(&x, &w, &b, &win).unwrap(), 1e-5, "im2col path");
 }
+
+/// The direct weight-gradient kernel (`conv_dw_direct`) against its plain loops, bit for bit
+/// (every dW value is the same chain of fused multiply-adds), and against the reference
+/// convolution's dW: input channels that fill 12-, 8-, 6-, 4-, 2- and 1-channel blocks, output
+/// channels below, at and above the vector widths, strides 1 and 2, every padding, and tall
+/// images that take several tiles of rows.
+#[test]
+fn direct_weight_gradient_equals_its_plain_loops_bit_for_bit() {
+    use convnet::ops::conv_dw_direct::{weight_grad_direct, weight_grad_direct_ref, DirectShape};
+    use convnet::ops::window::Geometry;
+    let cases = [
+        ("3x3 same, 32 -> 32", [2, 9, 8, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same, 13 -> 17", [3, 8, 10, 13], 17, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 valid, 27 -> 40", [1, 10, 9, 27], 40, Window::new(3, 3, 1, 1, Padding::Valid)),
+        ("5x5 same, 3 -> 7", [2, 9, 11, 3], 7, Window::new(5, 5, 1, 1, Padding::Same)),
+        ("3x3 stride 2, 8 -> 16", [2, 11, 12, 8], 16, Window::new(3, 3, 2, 2, Padding::Same)),
+        ("3x2 explicit, 1 -> 1", [2, 7, 9, 1], 1, Window::new(3, 2, 1, 2, Padding::Explicit { top: 2, bottom: 0, left: 1, right: 3 })),
+        ("3x3 tall, 40 -> 69 (several row tiles)", [1, 40, 12, 40], 69, Window::new(3, 3, 1, 1, Padding::Same)),
+    ];
+    for (seed, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
+        let seed = 500 + seed as u64 * 10;
+        let g = Geometry::new("test", xs[1], xs[2], &win).unwrap();
+        let x = random(&xs, seed);
+        let dz = random(&[xs[0], g.oh, g.ow, c_out], seed + 1);
+        let s = DirectShape { g: &g, images: xs[0], c_in: xs[3], c_out };
+        let len = win.kh * win.kw * xs[3] * c_out;
+        let (mut fast, mut slow) = (vec![f32::NAN; len], vec![0.0; len]);
+        weight_grad_direct(x.data(), dz.data(), s, &mut fast);
+        weight_grad_direct_ref(x.data(), dz.data(), s, &mut slow);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+        assert!(bits(&fast) == bits(&slow), "{name}: the kernel differs from its plain loops");
+        let w = random(&[win.kh, win.kw, xs[3], c_out], seed + 2);
+        let reference = conv_backward(&x, &w, &dz, &win).unwrap().d_weight;
+        assert_close(&Tensor::from_vec(reference.shape(), fast).unwrap(), &reference, 1e-4, name);
+    }
+}

@@ -21,7 +21,7 @@ use convnet::{Config, Tensor};
 use std::process::Command;
 
 /// Everything the SIMD kernels compute, as raw bits: Winograd forward (with and without the
-/// fused ReLU) and input gradient, LRN forward and backward, max pool forward (with ties) and
+/// fused ReLU) and input gradient, the direct weight gradient, LRN forward and backward, max pool forward (with ties) and
 /// backward, GELU forward and backward, and three training steps of a network that uses all of them.
 fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
@@ -43,6 +43,22 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
         let r = conv_backward(&x, &w, &dy, &window).unwrap();
         assert_close(&g.d_input, &r.d_input, 1e-4, &format!("winograd {name} dX at {:?}", simd_level()));
         out.extend([("winograd y", bits(&y)), ("winograd y relu", bits(&y_relu)), ("winograd dX", bits(&g.d_input))]);
+    }
+
+    // The direct weight gradient (`conv_dw_direct`): 27 input channels (blocks of 12, 8, 6,
+    // 4, 2, 1 across the copies) and 37 output channels (full and masked vectors), stride 2.
+    {
+        use convnet::ops::conv_dw_direct::{weight_grad_direct, weight_grad_direct_ref, DirectShape};
+        let window = Window::new(3, 3, 2, 1, Padding::Same);
+        let g = convnet::ops::Geometry::new("test", 9, 10, &window).unwrap();
+        let x = random(&[2, 9, 10, 27], 11);
+        let dz = random(&[2, g.oh, g.ow, 37], 12);
+        let s = DirectShape { g: &g, images: 2, c_in: 27, c_out: 37 };
+        let (mut dw, mut dw_ref) = (Tensor::zeros(&[3, 3, 27, 37]), Tensor::zeros(&[3, 3, 27, 37]));
+        weight_grad_direct(x.data(), dz.data(), s, dw.data_mut());
+        weight_grad_direct_ref(x.data(), dz.data(), s, dw_ref.data_mut());
+        assert!(bits(&dw) == bits(&dw_ref), "direct dW at {:?} differs from its plain loops", simd_level());
+        out.push(("direct dW", bits(&dw)));
     }
 
     // LRN over 13 channels (one full 8-lane vector and a remainder), the tutorial's settings.

@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use super::activation::Activation;
+use super::conv_dw_direct::{self, weight_grad_direct, DirectShape};
 use super::conv_shape::ConvShape;
 use super::gemm::{gemm, gemm_prepared, RightOperand};
 use super::gemm_bf16::PackedB;
@@ -304,21 +305,38 @@ pub fn conv2d_backward_into(
     // Float32 only: dW's output transform amplifies the products' rounding more than the
     // forward's (A5^T has a 16; measured in f32 at ~120 x 2^-24 of sum |terms| against 13-28
     // for y and dX), which bf16's 8-bit significand would turn into ~2^-8 x 56 (tests/bf16_layers.rs).
-    let dw_by_winograd = precision == Precision::F32 && winograd_dw::applies(window, &shape);
+    let dw_method = if precision == Precision::F32 && winograd_dw::applies(window, &shape) {
+        WeightGradMethod::Winograd
+    } else if precision == Precision::F32 && conv_dw_direct::applies(&shape.geometry, shape.c_in) {
+        WeightGradMethod::Direct
+    } else {
+        WeightGradMethod::Columns
+    };
     match (d_input, dx_by_winograd) {
         (Some(dx), Some(dx_window)) => {
             let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
             input_grad_by_winograd(dz, w, &shape, &dx_window, precision, dx, (w_flipped, zero_bias, winograd))?;
             let scratch = (&mut *chunks, thread_dw, packed_w);
-            weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_by_winograd, None, scratch, d_weight, d_bias);
+            weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_method, None, scratch, d_weight, d_bias);
         }
         (dx, _) => {
             let scratch = (&mut *chunks, thread_dw, packed_w);
-            weight_grads(x, w, dy, &shape, precision, dw_by_winograd, dx, scratch, d_weight, d_bias);
+            weight_grads(x, w, dy, &shape, precision, dw_method, dx, scratch, d_weight, d_bias);
         }
     }
     Ok(())
+}
+
+/// How a chunk's dW is computed (dX, when it goes by col2im, always takes the column matrix).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum WeightGradMethod {
+    /// im2col + GEMM (bf16 products).
+    Columns,
+    /// Winograd F(5x5, 4x4) (`winograd_dw::applies`).
+    Winograd,
+    /// Directly on the images, a block of the gradient in registers (`conv_dw_direct`).
+    Direct,
 }
 
 /// Chunks whose partial dW are held at once, per worker thread, in a one-process step.
@@ -338,7 +356,7 @@ fn weight_grads(
     dy: OutputGrad,
     shape: &ConvShape,
     precision: Precision,
-    dw_by_winograd: bool,
+    dw_method: WeightGradMethod,
     mut dx: Option<&mut Tensor>,
     scratch: (&mut Vec<ChunkScratch>, &mut PerThread<WeightGradWork>, &mut PackedB),
     d_weight: &mut Tensor,
@@ -352,7 +370,7 @@ fn weight_grads(
     d_weight.resize(w.shape());
     d_bias.resize(&[shape.c_out]);
     if crate::dist::in_group() {
-        chunk_partials(x, w, dy, shape, precision, dw_by_winograd, 0..total, dx.map(|d| d.data_mut()), (store, thread_dw, packed_w));
+        chunk_partials(x, w, dy, shape, precision, dw_method, 0..total, dx.map(|d| d.data_mut()), (store, thread_dw, packed_w));
         sum_chunk_partials(&store[..total], d_weight, d_bias);
         return;
     }
@@ -365,7 +383,7 @@ fn weight_grads(
         let images = chunks.start * CHUNK..(chunks.end * CHUNK).min(shape.batch);
         let dx_part = dx.as_deref_mut().map(|d| &mut d.data_mut()[images.start * in_size..images.end * in_size]);
         let count = chunks.len();
-        chunk_partials(x, w, dy, shape, precision, dw_by_winograd, chunks, dx_part, (store, thread_dw, packed_w));
+        chunk_partials(x, w, dy, shape, precision, dw_method, chunks, dx_part, (store, thread_dw, packed_w));
         add_partials(&store[..count], d_weight.data_mut(), d_bias.data_mut());
     }
 }
@@ -466,7 +484,7 @@ fn chunk_partials(
     dy: OutputGrad,
     shape: &ConvShape,
     precision: Precision,
-    dw_by_winograd: bool,
+    dw_method: WeightGradMethod,
     chunks: std::ops::Range<usize>,
     dx: Option<&mut [f32]>,
     scratch: (&mut Vec<ChunkScratch>, &mut PerThread<WeightGradWork>, &mut PackedB),
@@ -487,11 +505,15 @@ fn chunk_partials(
         let chunk = first_chunk + j;
         s.db.fill(0.0);
         let images = CHUNK.min(n - chunk * CHUNK);
-        if dw_by_winograd && dx_chunk.is_none() {
+        if dw_method != WeightGradMethod::Columns && dx_chunk.is_none() {
             let img0 = chunk * CHUNK;
             let dz = dy.images(img0, images, out_size, dz_buf);
             let x_chunk = &x.data()[img0 * in_size..][..images * in_size];
-            winograd_dw::weight_grad_into(x_chunk, dz, images, shape, precision, &mut dw_works.get(), &mut s.dw);
+            if dw_method == WeightGradMethod::Winograd {
+                winograd_dw::weight_grad_into(x_chunk, dz, images, shape, precision, &mut dw_works.get(), &mut s.dw);
+            } else {
+                weight_grad_direct(x_chunk, dz, DirectShape { g, images, c_in, c_out }, &mut s.dw);
+            }
             for row in dz.chunks_exact(c_out) {
                 s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
             }
