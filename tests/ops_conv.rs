@@ -9,7 +9,8 @@ use convnet::ops::{Padding, Window};
 use convnet::Tensor;
 
 /// (name, input [n, h, w, c_in], c_out, window): stride 1 and 2, SAME, VALID and explicit,
-/// odd and even sizes, square and non-square kernels, several channels, batch > 1.
+/// odd and even sizes, square and non-square kernels, several channels, batch > 1, dW by
+/// im2col + GEMM and by the direct kernel.
 fn cases() -> Vec<(&'static str, [usize; 4], usize, Window)> {
     vec![
         ("3x3 s1 same", [2, 5, 5, 3], 4, Window::new(3, 3, 1, 1, Padding::Same)),
@@ -19,6 +20,9 @@ fn cases() -> Vec<(&'static str, [usize; 4], usize, Window)> {
         ("3x3 s(1,2) explicit", [2, 5, 6, 2], 3, Window::new(3, 3, 1, 2, Padding::Explicit { top: 1, bottom: 2, left: 0, right: 1 })),
         ("1x1 s1 valid", [2, 4, 3, 5], 3, Window::new(1, 1, 1, 1, Padding::Valid)),
         ("1x5 s1 same", [9, 3, 6, 2], 2, Window::new(1, 5, 1, 1, Padding::Same)),
+        // dW by the direct kernel (8 input channels or more, rows of 8 or more), dX by col2im.
+        ("3x3 s1 same, dW direct", [2, 9, 10, 16], 12, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 s2 same, dW direct", [2, 17, 18, 8], 5, Window::new(3, 3, 2, 2, Padding::Same)),
     ]
 }
 

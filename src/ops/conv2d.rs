@@ -328,7 +328,7 @@ pub fn conv2d_backward_into(
     Ok(())
 }
 
-/// How a chunk's dW is computed (dX, when it goes by col2im, always takes the column matrix).
+/// How a chunk's dW is computed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum WeightGradMethod {
     /// im2col + GEMM (bf16 products).
@@ -473,8 +473,10 @@ fn flip_weights(w: &Tensor, wf: &mut Tensor) {
 /// chunk, dW is one product per group of images (`images_per_product`): dW += col^T dZ over
 /// the group's pixels at once, so that the partial dW (k x C_out, large next to a small
 /// image's columns) is read and written once per group, not once per image.
-/// With `dw_by_winograd` (`winograd_dw::applies`), each chunk's dW is one Winograd F(5x5, 4x4)
-/// of its images instead. `scratch` is (the chunks' partials, the per-thread Winograd dW buffers,
+/// With `WeightGradMethod::Winograd` (`winograd_dw::applies`; only where dX is not wanted here),
+/// each chunk's dW is one Winograd F(5x5, 4x4) of its images instead; with `Direct`
+/// (`conv_dw_direct::applies`), one pass of the direct kernel, and dX, if wanted, takes the
+/// columns d(col) = dZ W^T of one image at a time. `scratch` is (the chunks' partials, the per-thread Winograd dW buffers,
 /// the packed W^T); the column matrices and masked dz are the thread's own pair
 /// (`threads::with_thread_scratch`).
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
@@ -505,7 +507,12 @@ fn chunk_partials(
         let chunk = first_chunk + j;
         s.db.fill(0.0);
         let images = CHUNK.min(n - chunk * CHUNK);
-        if dw_method != WeightGradMethod::Columns && dx_chunk.is_none() {
+        let whole_chunk = match dw_method {
+            WeightGradMethod::Columns => false,
+            WeightGradMethod::Winograd => dx_chunk.is_none(),
+            WeightGradMethod::Direct => true,
+        };
+        if whole_chunk {
             let img0 = chunk * CHUNK;
             let dz = dy.images(img0, images, out_size, dz_buf);
             let x_chunk = &x.data()[img0 * in_size..][..images * in_size];
@@ -516,6 +523,15 @@ fn chunk_partials(
             }
             for row in dz.chunks_exact(c_out) {
                 s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+            }
+            // dX by col2im (a strided layer, or one Winograd does not pay for), image by image:
+            // d(col) = dZ · W^T, scattered onto the image.
+            for (dz_img, dx_img) in dz.chunks_exact(out_size).zip(dx_chunk.into_iter().flat_map(|d| d.chunks_exact_mut(in_size))) {
+                col.resize(col.len().max(m * k), 0.0);
+                let d_col = &mut col[..m * k];
+                gemm_prepared(m, c_out, k, dz_img, false, &w_t, 0.0, d_col);
+                dx_img.fill(0.0);
+                col2im(d_col, g, c_in, dx_img);
             }
             return;
         }
