@@ -517,8 +517,8 @@ fn the_benches_im2col_path_matches_the_reference_where_winograd_would_be_taken()
 /// The direct weight-gradient kernel (`conv_dw_direct`) against its plain loops, bit for bit
 /// (every dW value is the same chain of fused multiply-adds), and against the reference
 /// convolution's dW: input channels that fill 12-, 8-, 6-, 4-, 2- and 1-channel blocks, output
-/// channels below, at and above the vector widths, strides 1 and 2, every padding, and tall
-/// images that take several tiles of rows.
+/// channels below, at and above the vector widths, strides 1 and 2, every padding, tall images
+/// that take several tiles of rows and small ones whose tiles hold rows of several images.
 #[test]
 fn direct_weight_gradient_equals_its_plain_loops_bit_for_bit() {
     use convnet::ops::conv_dw_direct::{weight_grad_direct, weight_grad_direct_ref, DirectShape};
@@ -531,6 +531,8 @@ fn direct_weight_gradient_equals_its_plain_loops_bit_for_bit() {
         ("3x3 stride 2, 8 -> 16", [2, 11, 12, 8], 16, Window::new(3, 3, 2, 2, Padding::Same)),
         ("3x2 explicit, 1 -> 1", [2, 7, 9, 1], 1, Window::new(3, 2, 1, 2, Padding::Explicit { top: 2, bottom: 0, left: 1, right: 3 })),
         ("3x3 tall, 40 -> 69 (several row tiles)", [1, 40, 12, 40], 69, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 4x4 images, 16 -> 16 (a tile of five images)", [5, 4, 4, 16], 16, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 3x5 images, 40 -> 69 (tiles across images)", [7, 3, 5, 40], 69, Window::new(3, 3, 1, 1, Padding::Same)),
     ];
     for (seed, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
         let seed = 500 + seed as u64 * 10;

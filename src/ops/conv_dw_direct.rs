@@ -16,34 +16,32 @@
 
 use super::window::Geometry;
 
-/// Where the tap (ki, kj) of output pixel (i, j) reads, for the pixels whose tap is inside
-/// the image: per output row i, the input row, and the output columns j0..j1 whose input
-/// column is j*sw + kj - pad_left.
+/// Where the tap (ki, kj) reads: the output columns j0..j1 whose input column j*sw + kj -
+/// pad_left is inside the image (the first of them being `first_in_col`); the rows are checked
+/// one by one (`Geometry::in_row`).
 struct TapRuns {
-    rows: Vec<(usize, usize)>,
+    ki: usize,
     cols: std::ops::Range<usize>,
     first_in_col: usize,
 }
 
 impl TapRuns {
     fn new(g: &Geometry, ki: usize, kj: usize) -> TapRuns {
-        let rows = (0..g.oh).filter_map(|i| g.in_row(i, ki).map(|r| (i, r))).collect();
         let inside: Vec<usize> = (0..g.ow).filter(|&j| g.in_col(j, kj).is_some()).collect();
         let cols = match (inside.first(), inside.last()) {
             (Some(&a), Some(&b)) => a..b + 1,
             _ => 0..0,
         };
         let first_in_col = g.in_col(cols.start, kj).unwrap_or(0);
-        TapRuns { rows, cols, first_in_col }
+        TapRuns { ki, cols, first_in_col }
     }
 }
 
 /// Whether the direct kernel beats im2col + GEMM for a layer (measured on the Fashion-MNIST,
-/// ResNet and seed networks, docs/performance.md): with few input channels (1, 3) a block is
-/// too thin to fill the registers, and with rows shorter than 8 pixels (the ResNet's 4x4) each
-/// run is too short to pay for loading and storing its block's sums.
+/// ResNet, seed and airbench networks, docs/performance.md): with few input channels (1, 3) a
+/// block is too thin to fill the registers, and rows shorter than 4 pixels are untried.
 pub fn applies(g: &Geometry, c_in: usize) -> bool {
-    c_in >= 8 && g.ow >= 8
+    c_in >= 8 && g.ow >= 4
 }
 
 /// The shape of one weight-gradient computation: `images` NHWC images of `g`'s input size with
@@ -65,34 +63,40 @@ pub fn weight_grad_direct(x: &[f32], dz: &[f32], s: DirectShape, dw: &mut [f32])
     assert_eq!(dw.len(), g.kh * g.kw * s.c_in * s.c_out, "weight_grad_direct: dw of another shape");
     dw.fill(0.0);
     let taps: Vec<TapRuns> = (0..g.kh * g.kw).map(|t| TapRuns::new(g, t / g.kw, t % g.kw)).collect();
-    // A tile of output rows at a time (with its input rows: about 16 KB of each), every tap
-    // and block over it, so that its pixels are read from L1; each block's sums go on from
-    // where the tile before left them, so the order of the additions, and the bits, are the
-    // same as over whole images.
-    let tile_rows = (4096 / (g.ow * s.c_in.max(s.c_out)).max(1)).max(1);
-    for img in 0..s.images {
-        for i0 in (0..g.oh).step_by(tile_rows) {
-            let tile = i0..(i0 + tile_rows).min(g.oh);
-            for (t, runs) in taps.iter().enumerate() {
-                let rows =
-                    &runs.rows[runs.rows.partition_point(|&(i, _)| i < tile.start)..runs.rows.partition_point(|&(i, _)| i < tile.end)];
-                if rows.is_empty() || runs.cols.is_empty() {
-                    continue;
-                }
-                let pixels = Pixels { img, rows, runs };
-                tap_grad(x, dz, s, pixels, &mut dw[t * s.c_in * s.c_out..][..s.c_in * s.c_out]);
+    // A tile of output rows at a time (rows of consecutive images for small images; with their
+    // input rows about 16 KB of each, and 64 pixels at least), every tap and block over it, so
+    // that its pixels are read from L1; each block's sums go on from where the tile before left
+    // them, so the order of the additions, and the bits, are the same as over whole images.
+    let tile_rows = (4096 / (g.ow * s.c_in.max(s.c_out)).max(1)).max(64_usize.div_ceil(g.ow));
+    let mut starts = Vec::with_capacity(tile_rows);
+    for q0 in (0..s.images * g.oh).step_by(tile_rows) {
+        for (t, runs) in taps.iter().enumerate() {
+            if runs.cols.is_empty() {
+                continue;
             }
+            starts.clear();
+            for q in q0..(q0 + tile_rows).min(s.images * g.oh) {
+                let (img, i) = (q / g.oh, q % g.oh);
+                if let Some(r) = g.in_row(i, runs.ki) {
+                    let x_start = ((img * g.ih + r) * g.iw + runs.first_in_col) * s.c_in;
+                    starts.push((x_start, ((img * g.oh + i) * g.ow + runs.cols.start) * s.c_out));
+                }
+            }
+            if starts.is_empty() {
+                continue;
+            }
+            let pixels = Pixels { starts: &starts, per_run: runs.cols.len() };
+            tap_grad(x, dz, s, pixels, &mut dw[t * s.c_in * s.c_out..][..s.c_in * s.c_out]);
         }
     }
 }
 
-/// The pixels one call adds: output rows `rows` (with their input rows) of image `img`, the
-/// columns of the tap's runs.
+/// The pixels one call adds: runs of `per_run` pixels along a row, each starting at an offset
+/// of x (its first input pixel) and of dz (its first output pixel).
 #[derive(Clone, Copy)]
 struct Pixels<'a> {
-    img: usize,
-    rows: &'a [(usize, usize)],
-    runs: &'a TapRuns,
+    starts: &'a [(usize, usize)],
+    per_run: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -154,11 +158,9 @@ fn block_grad<const CI: usize, const CO: usize>(x: &[f32], dz: &[f32], s: Direct
     for (c, row) in acc.iter_mut().enumerate() {
         row[..b.co].copy_from_slice(&tap[(b.ci0 + c) * s.c_out + b.co0..][..b.co]);
     }
-    let (img, runs) = (p.img, p.runs);
-    for &(i, r) in p.rows {
-        let x_row = &x[((img * g.ih + r) * g.iw + runs.first_in_col) * s.c_in + b.ci0..];
-        let dz_row = &dz[((img * g.oh + i) * g.ow + runs.cols.start) * s.c_out + b.co0..];
-        for n in 0..runs.cols.len() {
+    for &(x_start, dz_start) in p.starts {
+        let (x_row, dz_row) = (&x[x_start + b.ci0..], &dz[dz_start + b.co0..]);
+        for n in 0..p.per_run {
             let xs = &x_row[n * g.sw * s.c_in..][..CI];
             let d = &dz_row[n * s.c_out..][..b.co];
             for (acc_row, &xv) in acc.iter_mut().zip(xs) {
@@ -233,14 +235,13 @@ mod x86 {
             }
         }
         let step = g.sw * s.c_in;
-        let (img, runs) = (p.img, p.runs);
-        for &(i, r) in p.rows {
+        for &(x_start, dz_start) in p.starts {
             // SAFETY (all pointer use below): the run's pixels are inside the image, the
             // blocks inside the channels (`check`); masked-off lanes are never touched.
             unsafe {
-                let mut xp = x.as_ptr().add(((img * g.ih + r) * g.iw + runs.first_in_col) * s.c_in + b.ci0);
-                let mut dp = dz.as_ptr().add(((img * g.oh + i) * g.ow + runs.cols.start) * s.c_out + b.co0);
-                for _ in 0..runs.cols.len() {
+                let mut xp = x.as_ptr().add(x_start + b.ci0);
+                let mut dp = dz.as_ptr().add(dz_start + b.co0);
+                for _ in 0..p.per_run {
                     let d0 = _mm512_maskz_loadu_ps(m0, dp);
                     let d1 = _mm512_maskz_loadu_ps(m1, dp.add(16));
                     for (c, a) in acc.iter_mut().enumerate() {
@@ -303,13 +304,12 @@ mod x86 {
             }
         }
         let step = g.sw * s.c_in;
-        let (img, runs) = (p.img, p.runs);
-        for &(i, r) in p.rows {
+        for &(x_start, dz_start) in p.starts {
             // SAFETY: as in `block_avx512` (masked-off lanes of a maskload are not read).
             unsafe {
-                let mut xp = x.as_ptr().add(((img * g.ih + r) * g.iw + runs.first_in_col) * s.c_in + b.ci0);
-                let mut dp = dz.as_ptr().add(((img * g.oh + i) * g.ow + runs.cols.start) * s.c_out + b.co0);
-                for _ in 0..runs.cols.len() {
+                let mut xp = x.as_ptr().add(x_start + b.ci0);
+                let mut dp = dz.as_ptr().add(dz_start + b.co0);
+                for _ in 0..p.per_run {
                     let d0 = _mm256_maskload_ps(dp, m0);
                     let d1 = _mm256_maskload_ps(dp.add(8), m1);
                     for (c, a) in acc.iter_mut().enumerate() {
