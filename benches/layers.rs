@@ -5,6 +5,7 @@
 //! CIFAR-10 network's activation) runs both as the vector kernels and as the libm reference.
 //! The ResNet's and the airbench network's 3x3 convolutions also run with bf16 products
 //! (`.../bf16/forward`, `.../bf16/backward`; on AVX512-BF16 where the CPU has it, else emulated).
+//! The direct dW kernel runs alone on one chunk of 8 images (`.../dw_direct`).
 //! Run: cargo bench --bench layers
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -90,6 +91,18 @@ fn conv3x3(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize) {
 }
 
 /// Training-mode batch norm with its ReLU folded in, forward and backward.
+/// The direct dW kernel alone (`conv_dw_direct`) on one chunk of 8 images, as `conv2d`'s
+/// backward pass calls it: `.../dw_direct`.
+fn dw_direct(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize) {
+    use convnet::ops::conv_dw_direct::{weight_grad_direct, DirectShape};
+    let g = convnet::ops::Geometry::new("bench", x_shape[1], x_shape[2], &Window::new(3, 3, 1, 1, Padding::Same)).unwrap();
+    let x = ramp(&x_shape);
+    let dz = ramp(&[x_shape[0], g.oh, g.ow, c_out]);
+    let s = DirectShape { g: &g, images: x_shape[0], c_in: x_shape[3], c_out };
+    let mut dw = vec![0.0; 9 * x_shape[3] * c_out];
+    c.bench_function(&format!("{name}/dw_direct"), |bch| bch.iter(|| weight_grad_direct(x.data(), dz.data(), s, &mut dw)));
+}
+
 fn batch_norm_relu(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
     let x = ramp(&x_shape);
     let dy = ramp(&x_shape);
@@ -121,6 +134,15 @@ fn bench(c: &mut Criterion) {
     conv3x3(c, "resnet/conv_3x3x32x64_16x16", [n, 16, 16, 32], 64);
     conv3x3(c, "resnet/conv_3x3x64x128_8x8", [n, 8, 8, 64], 128);
     conv3x3(c, "resnet/conv_3x3x128x128_4x4", [n, 4, 4, 128], 128);
+    for (name, x_shape, c_out) in [
+        ("resnet/conv_3x3x16x32_32x32", [8, 32, 32, 16], 32),
+        ("resnet/conv_3x3x32x32_16x16", [8, 16, 16, 32], 32),
+        ("resnet/conv_3x3x64x128_8x8", [8, 8, 8, 64], 128),
+        ("resnet/conv_3x3x128x128_4x4", [8, 4, 4, 128], 128),
+        ("airbench/conv_3x3x256x256_8x8", [8, 8, 8, 256], 256),
+    ] {
+        dw_direct(c, name, x_shape, c_out);
+    }
     batch_norm_relu(c, "resnet/batch_norm_relu_32x32x32", [n, 32, 32, 32]);
     batch_norm_relu(c, "resnet/batch_norm_relu_16x16x64", [n, 16, 16, 64]);
 

@@ -11,8 +11,10 @@
 //! With a ReLU fused into the forward pass, backward first masks dy: dz = dy where y > 0.
 //! A 3x3 or 5x5 stride-1 convolution with enough channels goes by Winograd instead (`ops::winograd`),
 //! and so does its dX, which for stride 1 is itself such a convolution (see `input_grad_window`);
-//! [`algorithm`] makes that choice for both. The backward pass recomputes col(x) instead of
-//! keeping it: it is kh*kw times the input. The plain-loop twin, used by the tests as the oracle,
+//! [`algorithm`] makes that choice for both. dW goes by Winograd for those 5x5 kernels
+//! (`winograd_dw`), else, in float32 with 8 input channels or more, directly on the images
+//! (`conv_dw_direct`: no column matrix), else by col(x)^T dY; col(x) is recomputed rather than
+//! kept: it is kh*kw times the input. The plain-loop twin, used by the tests as the oracle,
 //! is `conv2d_ref`.
 
 use rayon::prelude::*;

@@ -21,7 +21,8 @@
 //! 8 and 1/24 (6x6) or 21/4 and 1/90 (8x8), so outputs differ from im2col's in the last bits;
 //! the tests bound it). Used for the forward pass and for the input gradient, which for stride
 //! 1 is such a convolution too (`conv2d::conv2d_backward_into`); `conv2d::algorithm` decides
-//! where Winograd applies, [`Variant::for_output`] which variant. dW and db stay with im2col.
+//! where Winograd applies, [`Variant::for_output`] which variant. dW goes by
+//! `winograd_dw` (5x5), `conv_dw_direct` or im2col (`conv2d::weight_grads`).
 
 use rayon::prelude::*;
 

@@ -20,7 +20,7 @@
 //! with the tiles as the inner dimension: 6.25 times fewer multiplications than im2col + GEMM,
 //! and per dz value 4 transformed values of each operand (the 6x6 tile's F(5x5, 2x2), tried
 //! and measured slower than im2col, needed 9: see docs/performance.md). The 3x3 convolutions
-//! keep im2col for dW. The unit tests check the matrices against the correlation in exact
+//! take the direct kernel (`conv_dw_direct`) or im2col for dW. The unit tests check the matrices against the correlation in exact
 //! arithmetic; tests/ops_conv.rs checks dW against the reference loops.
 
 use super::conv_shape::ConvShape;
