@@ -275,6 +275,20 @@ mod tests {
     }
 
     #[test]
+    fn a_new_plan_holds_its_buffers_at_their_full_length() {
+        // Sized once when planned, so that no step has to fill them (found by cargo mutants:
+        // a plan of empty buffers went unnoticed, being filled by the first requests).
+        let mut spares = SpareBuffers::default();
+        let mut t = [Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty()];
+        step(&mut spares, &mut t);
+        spares.begin_step();
+        let mut lengths: Vec<usize> = spares.slots.iter().flatten().map(Vec::len).collect();
+        assert_eq!(lengths, spares.initialized);
+        lengths.sort_unstable();
+        assert_eq!(lengths, [50, 100]);
+    }
+
+    #[test]
     fn a_request_larger_than_its_planned_buffer_gets_its_own_and_the_next_step_plans_again() {
         let mut spares = SpareBuffers::default();
         let mut t = [Tensor::empty(), Tensor::empty(), Tensor::empty(), Tensor::empty()];
