@@ -12,7 +12,9 @@
 //!
 //! Every dW value is one chain of fused multiply-adds over the pixels in order (image, row,
 //! column), whatever the block sizes, so every copy of the kernel (portable, AVX2, AVX-512,
-//! each with its own block sizes) gives the same bits.
+//! each with its own block sizes) gives the same bits. The portable copy's `f32::mul_add` is one
+//! instruction where the target has FMA (aarch64 always); on an x86 CPU without it (none since
+//! 2013, or `CONVNET_SIMD=portable`) it is libm's exact software FMA: the same bits, slowly.
 
 use super::window::Geometry;
 
@@ -118,12 +120,13 @@ fn tap_grad(x: &[f32], dz: &[f32], s: DirectShape, p: Pixels, tap: &mut [f32]) {
     tap_grad_blocks::<4, 8>(x, dz, s, p, tap)
 }
 
-/// The input-channel blocks of a tap: `ci_max` channels at a time, then 8, 4, 2, 1 for the rest.
+/// The input-channel blocks of a tap: `ci_max` channels at a time, then 8, 4, 2, 1 for the rest
+/// (each under `ci_max`, as the rest is).
 fn ci_blocks(c_in: usize, ci_max: usize) -> impl Iterator<Item = (usize, usize)> {
     let mut ci0 = 0;
     std::iter::from_fn(move || {
         let left = c_in - ci0;
-        let ci = if left >= ci_max { ci_max } else { [8, 4, 2, 1].into_iter().find(|&b| b <= left && b < ci_max)? };
+        let ci = if left >= ci_max { ci_max } else { [8, 4, 2, 1].into_iter().find(|&b| b <= left)? };
         ci0 += ci;
         Some((ci0 - ci, ci))
     })
@@ -355,5 +358,33 @@ pub fn weight_grad_direct_ref(x: &[f32], dz: &[f32], s: DirectShape, dw: &mut [f
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::window::{Padding, Window};
+
+    /// The direct kernel for the layers it was measured faster on (8 input channels or more,
+    /// rows of 4 pixels or more); im2col for the first layers (1 or 3 channels) and rows of 1-3.
+    #[test]
+    fn applies_from_eight_input_channels_and_rows_of_four() {
+        let g = |size: usize| Geometry::new("test", size, size, &Window::new(3, 3, 1, 1, Padding::Same)).unwrap();
+        assert!(applies(&g(32), 16), "the ResNet's 16 -> 32 at 32x32");
+        assert!(applies(&g(4), 128), "the ResNet's 4x4 residual block");
+        assert!(applies(&g(28), 8));
+        assert!(!applies(&g(28), 1), "Fashion-MNIST's first layer");
+        assert!(!applies(&g(32), 3), "an RGB input");
+        assert!(!applies(&g(32), 7));
+        assert!(!applies(&g(3), 64), "rows of 3 pixels");
+    }
+
+    /// Blocks of `ci_max`, then of 8, 4, 2 and 1, covering the channels once, in order.
+    #[test]
+    fn channel_blocks_cover_the_channels_in_order() {
+        assert_eq!(ci_blocks(32, 12).collect::<Vec<_>>(), [(0, 12), (12, 12), (24, 8)]);
+        assert_eq!(ci_blocks(27, 6).collect::<Vec<_>>(), [(0, 6), (6, 6), (12, 6), (18, 6), (24, 2), (26, 1)]);
+        assert_eq!(ci_blocks(3, 4).collect::<Vec<_>>(), [(0, 2), (2, 1)]);
     }
 }
