@@ -315,7 +315,7 @@ fn conv2d_winograd_weight_cache_follows_every_change_of_the_weights() {
 #[test]
 fn conv2d_backward_with_winograd_input_gradient_matches_reference_loops() {
     // A 5x5 or 3x3 stride-1 kernel with at least 16 output channels computes dX as a convolution of
-    // dY with the flipped kernel, by Winograd; dW and db stay with im2col. Paddings SAME,
+    // dY with the flipped kernel, by Winograd; dW and db by im2col or the direct kernel. Paddings SAME,
     // VALID, uneven explicit, and one larger than the kernel (which falls back to col2im);
     // batches 1, 3 and 17; with and without the fused ReLU; bit for bit across threads.
     use convnet::ops::conv2d::{conv2d_backward_into, ConvScratch, OutputGrad};

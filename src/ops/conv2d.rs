@@ -333,7 +333,7 @@ pub fn conv2d_backward_into(
 /// How a chunk's dW is computed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum WeightGradMethod {
-    /// im2col + GEMM (bf16 products).
+    /// im2col + GEMM: bf16 products, and float32 layers the others do not suit.
     Columns,
     /// Winograd F(5x5, 4x4) (`winograd_dw::applies`).
     Winograd,

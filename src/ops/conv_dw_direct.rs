@@ -29,9 +29,9 @@ struct TapRuns {
 
 impl TapRuns {
     fn new(g: &Geometry, ki: usize, kj: usize) -> TapRuns {
-        let inside: Vec<usize> = (0..g.ow).filter(|&j| g.in_col(j, kj).is_some()).collect();
-        let cols = match (inside.first(), inside.last()) {
-            (Some(&a), Some(&b)) => a..b + 1,
+        let inside = |j: &usize| g.in_col(*j, kj).is_some();
+        let cols = match ((0..g.ow).find(inside), (0..g.ow).rev().find(inside)) {
+            (Some(a), Some(b)) => a..b + 1,
             _ => 0..0,
         };
         let first_in_col = g.in_col(cols.start, kj).unwrap_or(0);
@@ -64,33 +64,40 @@ pub fn weight_grad_direct(x: &[f32], dz: &[f32], s: DirectShape, dw: &mut [f32])
     assert!(dz.len() >= s.images * g.oh * g.ow * s.c_out, "weight_grad_direct: dz too short");
     assert_eq!(dw.len(), g.kh * g.kw * s.c_in * s.c_out, "weight_grad_direct: dw of another shape");
     dw.fill(0.0);
-    let taps: Vec<TapRuns> = (0..g.kh * g.kw).map(|t| TapRuns::new(g, t / g.kw, t % g.kw)).collect();
     // A tile of output rows at a time (rows of consecutive images for small images; with their
     // input rows about 16 KB of each, and 64 pixels at least), every tap and block over it, so
     // that its pixels are read from L1; each block's sums go on from where the tile before left
     // them, so the order of the additions, and the bits, are the same as over whole images.
     let tile_rows = (4096 / (g.ow * s.c_in.max(s.c_out)).max(1)).max(64_usize.div_ceil(g.ow));
-    let mut starts = Vec::with_capacity(tile_rows);
-    for q0 in (0..s.images * g.oh).step_by(tile_rows) {
-        for (t, runs) in taps.iter().enumerate() {
-            if runs.cols.is_empty() {
-                continue;
-            }
-            starts.clear();
-            for q in q0..(q0 + tile_rows).min(s.images * g.oh) {
-                let (img, i) = (q / g.oh, q % g.oh);
-                if let Some(r) = g.in_row(i, runs.ki) {
-                    let x_start = ((img * g.ih + r) * g.iw + runs.first_in_col) * s.c_in;
-                    starts.push((x_start, ((img * g.oh + i) * g.ow + runs.cols.start) * s.c_out));
+    RUN_STARTS.with_borrow_mut(|starts| {
+        for q0 in (0..s.images * g.oh).step_by(tile_rows) {
+            for t in 0..g.kh * g.kw {
+                let runs = TapRuns::new(g, t / g.kw, t % g.kw);
+                if runs.cols.is_empty() {
+                    continue;
                 }
+                starts.clear();
+                for q in q0..(q0 + tile_rows).min(s.images * g.oh) {
+                    let (img, i) = (q / g.oh, q % g.oh);
+                    if let Some(r) = g.in_row(i, runs.ki) {
+                        let x_start = ((img * g.ih + r) * g.iw + runs.first_in_col) * s.c_in;
+                        starts.push((x_start, ((img * g.oh + i) * g.ow + runs.cols.start) * s.c_out));
+                    }
+                }
+                if starts.is_empty() {
+                    continue;
+                }
+                let pixels = Pixels { starts, per_run: runs.cols.len() };
+                tap_grad(x, dz, s, pixels, &mut dw[t * s.c_in * s.c_out..][..s.c_in * s.c_out]);
             }
-            if starts.is_empty() {
-                continue;
-            }
-            let pixels = Pixels { starts: &starts, per_run: runs.cols.len() };
-            tap_grad(x, dz, s, pixels, &mut dw[t * s.c_in * s.c_out..][..s.c_in * s.c_out]);
         }
-    }
+    });
+}
+
+thread_local! {
+    /// Where a tile's runs start (`Pixels::starts`), reused from call to call so that a training
+    /// step allocates nothing.
+    static RUN_STARTS: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The pixels one call adds: runs of `per_run` pixels along a row, each starting at an offset
@@ -187,24 +194,16 @@ mod x86 {
 
     use super::{ci_blocks, Block, DirectShape, Pixels};
 
-    /// Checks what the kernels' pointer arithmetic relies on: every pixel of every run, and
-    /// every channel block, lies inside `x`, `dz` and `tap`.
-    fn check(x: &[f32], dz: &[f32], s: DirectShape, tap: &[f32]) {
-        let g = s.g;
-        assert!(x.len() >= s.images * g.ih * g.iw * s.c_in && dz.len() >= s.images * g.oh * g.ow * s.c_out);
-        assert_eq!(tap.len(), s.c_in * s.c_out);
-    }
-
     /// # Safety
     /// The CPU must have AVX-512 F, VL and BW, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx2,fma")]
     pub(super) unsafe fn tap_grad_avx512(x: &[f32], dz: &[f32], s: DirectShape, p: Pixels, tap: &mut [f32]) {
-        check(x, dz, s, tap);
         for (ci0, ci) in ci_blocks(s.c_in, 12) {
             for co0 in (0..s.c_out).step_by(32) {
                 let b = Block { ci0, co0, co: 32.min(s.c_out - co0) };
-                // SAFETY: `check` and the runs (inside the image by construction) keep every
-                // access inside the slices; the CPU features are the caller's promise.
+                // SAFETY: `weight_grad_direct` checked that x and dz hold `s`'s images and cut
+                // `tap` to c_in x c_out; the runs are inside the images by construction; the
+                // CPU features are the caller's promise.
                 unsafe {
                     match ci {
                         12 => block_avx512::<12>(x, dz, s, p, b, tap),
@@ -240,7 +239,7 @@ mod x86 {
         let step = g.sw * s.c_in;
         for &(x_start, dz_start) in p.starts {
             // SAFETY (all pointer use below): the run's pixels are inside the image, the
-            // blocks inside the channels (`check`); masked-off lanes are never touched.
+            // blocks inside the channels (`tap_grad_avx512`); masked-off lanes are never touched.
             unsafe {
                 let mut xp = x.as_ptr().add(x_start + b.ci0);
                 let mut dp = dz.as_ptr().add(dz_start + b.co0);
@@ -271,7 +270,6 @@ mod x86 {
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tap_grad_avx2(x: &[f32], dz: &[f32], s: DirectShape, p: Pixels, tap: &mut [f32]) {
-        check(x, dz, s, tap);
         for (ci0, ci) in ci_blocks(s.c_in, 6) {
             for co0 in (0..s.c_out).step_by(16) {
                 let b = Block { ci0, co0, co: 16.min(s.c_out - co0) };

@@ -29,54 +29,19 @@ pub fn im2col_rows(x: &[f32], g: &Geometry, c: usize, out_rows: std::ops::Range<
                 // In NHWC a whole kernel row is one contiguous run of kw*c values when no
                 // column falls in the padding: copy it at once.
                 if let (Some(s0), Some(_)) = (g.in_col(oj, 0), g.in_col(oj, g.kw - 1)) {
-                    copy_run(seg, &x[(r * g.iw + s0) * c..][..g.kw * c]);
+                    seg.copy_from_slice(&x[(r * g.iw + s0) * c..][..g.kw * c]);
                     continue;
                 }
                 for kj in 0..g.kw {
                     let dst = &mut seg[kj * c..][..c];
                     match g.in_col(oj, kj) {
-                        Some(s) => copy_run(dst, &x[(r * g.iw + s) * c..][..c]),
+                        Some(s) => dst.copy_from_slice(&x[(r * g.iw + s) * c..][..c]),
                         None => dst.fill(0.0),
                     }
                 }
             }
         }
     }
-}
-
-/// Copies `src` into `dst` (equal lengths) in fixed-size pieces that compile to vector moves.
-/// The runs im2col copies are short (a kernel row of a 3-channel image is 15 values), and a
-/// call to memcpy for each cost more than the copying.
-#[inline(always)]
-fn copy_run(dst: &mut [f32], src: &[f32]) {
-    let len = dst.len();
-    assert_eq!(len, src.len(), "copy_run: lengths differ");
-    let mut start = 0;
-    while start + 8 <= len {
-        copy_fixed::<8>(&mut dst[start..], &src[start..]);
-        start += 8;
-    }
-    if start > 0 && start < len {
-        // The tail as the last eight values, overlapping what is already copied.
-        copy_fixed::<8>(&mut dst[len - 8..], &src[len - 8..]);
-        return;
-    }
-    for piece in [4, 2, 1] {
-        if len - start >= piece {
-            match piece {
-                4 => copy_fixed::<4>(&mut dst[start..], &src[start..]),
-                2 => copy_fixed::<2>(&mut dst[start..], &src[start..]),
-                _ => dst[start] = src[start],
-            }
-            start += piece;
-        }
-    }
-}
-
-#[inline(always)]
-fn copy_fixed<const N: usize>(dst: &mut [f32], src: &[f32]) {
-    let v: [f32; N] = src[..N].try_into().expect("N values");
-    dst[..N].copy_from_slice(&v);
 }
 
 /// Adds the column-matrix gradient `col` back onto the image gradient `dx` ([ih, iw, c]):
@@ -114,9 +79,8 @@ mod tests {
     use crate::ops::window::{Padding, Window};
 
     /// Every entry of the column matrix by its definition: row (i, j), column (ki, kj, c) holds
-    /// x at (i*sh + ki - pad_top, j*sw + kj - pad_left, c), or zero outside the image. Channel
-    /// counts 1-9 and 16 take every branch of `copy_run` (pieces of 4, 2, 1; runs of eight with
-    /// and without an overlapping tail).
+    /// x at (i*sh + ki - pad_top, j*sw + kj - pad_left, c), or zero outside the image, for
+    /// channel counts 1-9 and 16, kernels 2-5, strides 1 and 2, SAME and VALID.
     #[test]
     fn column_matrix_matches_its_definition() {
         for c in (1..=9).chain([16]) {
