@@ -5,7 +5,8 @@
 //! CIFAR-10 network's activation) runs both as the vector kernels and as the libm reference.
 //! The ResNet's and the airbench network's 3x3 convolutions also run with bf16 products
 //! (`.../bf16/forward`, `.../bf16/backward`; on AVX512-BF16 where the CPU has it, else emulated).
-//! The direct dW kernel runs alone on one chunk of 8 images (`.../dw_direct`).
+//! The direct dW kernel runs alone on one chunk of 8 images (`.../dw_direct`), and so does the
+//! direct forward kernel (`.../direct`, one thread).
 //! Run: cargo bench --bench layers
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -103,6 +104,25 @@ fn dw_direct(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize) {
     c.bench_function(&format!("{name}/dw_direct"), |bch| bch.iter(|| weight_grad_direct(x.data(), dz.data(), s, &mut dw)));
 }
 
+/// The direct forward kernel alone (`conv_direct`) on one thread, 8 images one after another,
+/// as `conv2d`'s forward pass (and its stride-1 dX) calls it: `.../direct`.
+fn direct(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize, win: Window) {
+    use convnet::ops::conv_direct::{forward_direct_rows, DirectConv};
+    let g = convnet::ops::Geometry::new("bench", x_shape[1], x_shape[2], &win).unwrap();
+    let x = ramp(&x_shape);
+    let (w, b) = (ramp(&[win.kh, win.kw, x_shape[3], c_out]), ramp(&[c_out]));
+    let s = DirectConv { g: &g, c_in: x_shape[3], c_out, w: w.data(), b: b.data(), relu: true };
+    let (in_len, out_len) = (x_shape[1] * x_shape[2] * x_shape[3], g.oh * g.ow * c_out);
+    let (mut y, mut buf) = (vec![0.0; x_shape[0] * out_len], Vec::new());
+    c.bench_function(&format!("{name}/direct"), |bch| {
+        bch.iter(|| {
+            for (x_img, y_img) in x.data().chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
+                forward_direct_rows(x_img, s, 0..g.oh, &mut buf, y_img);
+            }
+        })
+    });
+}
+
 fn batch_norm_relu(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
     let x = ramp(&x_shape);
     let dy = ramp(&x_shape);
@@ -142,6 +162,17 @@ fn bench(c: &mut Criterion) {
         ("airbench/conv_3x3x256x256_8x8", [8, 8, 8, 256], 256),
     ] {
         dw_direct(c, name, x_shape, c_out);
+    }
+    let same = |k| Window::new(k, k, 1, 1, Padding::Same);
+    for (name, x_shape, c_out, win) in [
+        ("resnet/conv_3x3x3x16_32x32", [8, 32, 32, 3], 16, same(3)),
+        ("resnet/conv_3x3x16x32_32x32", [8, 32, 32, 16], 32, same(3)),
+        ("resnet/conv_3x3x16x32_32x32/dx", [8, 32, 32, 32], 16, same(3)),
+        ("fashion/conv_3x3x1x32_28x28", [8, 28, 28, 1], 32, same(3)),
+        ("seed/conv1_5x5x3x64", [8, 32, 32, 3], 64, same(5)),
+        ("airbench/conv_2x2x3x24_32x32", [8, 32, 32, 3], 24, Window::new(2, 2, 1, 1, Padding::Valid)),
+    ] {
+        direct(c, name, x_shape, c_out, win);
     }
     batch_norm_relu(c, "resnet/batch_norm_relu_32x32x32", [n, 32, 32, 32]);
     batch_norm_relu(c, "resnet/batch_norm_relu_16x16x64", [n, 16, 16, 64]);

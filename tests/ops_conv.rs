@@ -501,6 +501,20 @@ fn winograd_is_chosen_for_3x3_and_5x5_stride_1_with_enough_channels_only() {
     assert_eq!(algorithm(&Window::new(1, 1, 1, 1, Padding::Valid), 64, 64), Algorithm::Im2col, "1x1");
     assert_eq!(algorithm(&Window::new(5, 5, 2, 2, Padding::Same), 64, 64), Algorithm::Im2col, "stride 2");
     assert_eq!(algorithm(&Window::new(5, 3, 1, 1, Padding::Same), 64, 64), Algorithm::Im2col, "5x3");
+    // Stride 1 with at most 32 channels each side, where Winograd is not taken: directly.
+    assert_eq!(algorithm(&three, 3, 16), Algorithm::Direct, "the ResNet's first layer");
+    assert_eq!(algorithm(&three, 16, 32), Algorithm::Direct, "the ResNet's 16 -> 32");
+    assert_eq!(algorithm(&three, 32, 16), Algorithm::Direct, "... and its input gradient");
+    assert_eq!(algorithm(&Window::new(2, 2, 1, 1, Padding::Valid), 3, 24), Algorithm::Direct, "airbench's 2x2");
+    assert_eq!(algorithm(&Window::new(1, 1, 1, 1, Padding::Valid), 32, 32), Algorithm::Direct, "1x1, 32 channels");
+    assert_eq!(algorithm(&five, 3, 33), Algorithm::Im2col, "33 output channels");
+    assert_eq!(algorithm(&three, 33, 16), Algorithm::Im2col, "33 input channels");
+    assert_eq!(algorithm(&Window::new(3, 3, 2, 2, Padding::Same), 3, 16), Algorithm::Im2col, "stride 2");
+    assert_eq!(algorithm(&Window::new(3, 3, 1, 2, Padding::Same), 3, 16), Algorithm::Im2col, "stride 2 across");
+    // The direct kernel is float32 only: bf16 products take im2col.
+    assert_eq!(Algorithm::Direct.for_precision(Precision::Bf16), Algorithm::Im2col);
+    assert_eq!(Algorithm::Direct.for_precision(Precision::F32), Algorithm::Direct);
+    assert_eq!(Algorithm::Winograd.for_precision(Precision::Bf16), Algorithm::Winograd);
 }
 
 #[test]
@@ -549,5 +563,55 @@ fn direct_weight_gradient_equals_its_plain_loops_bit_for_bit() {
         let w = random(&[win.kh, win.kw, xs[3], c_out], seed + 2);
         let reference = conv_backward(&x, &w, &dz, &win).unwrap().d_weight;
         assert_close(&Tensor::from_vec(reference.shape(), fast).unwrap(), &reference, 1e-4, name);
+    }
+}
+
+/// The direct forward kernel (`conv_direct`) against its plain loops, bit for bit (every output
+/// is the same chain of fused multiply-adds, then + b and ReLU), and against the reference
+/// convolution: input channels the kernel knows as constants (1, 3, 16, 32) and others (5, 7),
+/// output channels below, at and above the vector widths and the 32 the layers use it for
+/// (every block of 1-4 vectors, masked lanes), 1x1 to 5x5 kernels with SAME, VALID and
+/// uneven explicit padding, images smaller than a tile (tiles across rows), and blocks of rows
+/// from the middle and the end of an image.
+#[test]
+fn direct_convolution_equals_its_plain_loops_bit_for_bit() {
+    use convnet::ops::conv_direct::{forward_direct_ref, forward_direct_rows, DirectConv};
+    use convnet::ops::window::Geometry;
+    let explicit = Padding::Explicit { top: 2, bottom: 0, left: 1, right: 3 };
+    let cases = [
+        ("3x3 same, 3 -> 16", [7, 9, 3], 16, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same, 16 -> 32", [6, 11, 16], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same, 32 -> 16", [5, 8, 32], 16, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("5x5 same, 1 -> 37", [9, 6, 1], 37, Window::new(5, 5, 1, 1, Padding::Same)),
+        ("2x2 valid, 3 -> 24", [8, 7, 3], 24, Window::new(2, 2, 1, 1, Padding::Valid)),
+        ("3x2 explicit, 5 -> 70", [6, 9, 5], 70, Window::new(3, 2, 1, 1, explicit)),
+        ("1x1, 7 -> 9", [4, 5, 7], 9, Window::new(1, 1, 1, 1, Padding::Valid)),
+        ("3x3 valid, 16 -> 49", [5, 6, 16], 49, Window::new(3, 3, 1, 1, Padding::Valid)),
+        ("3x3 same 2x3 image, 32 -> 3", [2, 3, 32], 3, Window::new(3, 3, 1, 1, Padding::Same)),
+    ];
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    for (seed, (name, [ih, iw, c_in], c_out, win)) in cases.into_iter().enumerate() {
+        let seed = 700 + seed as u64 * 10;
+        let g = Geometry::new("test", ih, iw, &win).unwrap();
+        let x = random(&[1, ih, iw, c_in], seed);
+        let w = random(&[win.kh, win.kw, c_in, c_out], seed + 1);
+        let b = random(&[c_out], seed + 2);
+        for relu in [false, true] {
+            let s = DirectConv { g: &g, c_in, c_out, w: w.data(), b: b.data(), relu };
+            let mut slow = vec![0.0; g.oh * g.ow * c_out];
+            forward_direct_ref(x.data(), s, &mut slow);
+            let row_len = g.ow * c_out;
+            let mut buf = Vec::new();
+            for rows in [0..g.oh, 0..1, g.oh / 2..g.oh, 1..g.oh.min(3)] {
+                let mut fast = vec![f32::NAN; rows.len() * row_len];
+                forward_direct_rows(x.data(), s, rows.clone(), &mut buf, &mut fast);
+                let want = &slow[rows.start * row_len..rows.end * row_len];
+                assert!(bits(&fast) == bits(want), "{name} relu {relu} rows {rows:?}: the kernel differs from its plain loops");
+            }
+            let reference = conv_forward(&x, &w, &b, &win).unwrap();
+            let reference = reference.data().iter().map(|&v| if relu { v.max(0.0) } else { v }).collect();
+            let reference = Tensor::from_vec(&[1, g.oh, g.ow, c_out], reference).unwrap();
+            assert_close(&Tensor::from_vec(&[1, g.oh, g.ow, c_out], slow).unwrap(), &reference, 1e-4, name);
+        }
     }
 }

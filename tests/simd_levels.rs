@@ -21,7 +21,7 @@ use convnet::{Config, Tensor};
 use std::process::Command;
 
 /// Everything the SIMD kernels compute, as raw bits: Winograd forward (with and without the
-/// fused ReLU) and input gradient, the direct weight gradient, LRN forward and backward, max pool forward (with ties) and
+/// fused ReLU) and input gradient, the direct weight gradient and convolution, LRN forward and backward, max pool forward (with ties) and
 /// backward, GELU forward and backward, and three training steps of a network that uses all of them.
 fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
@@ -60,6 +60,25 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
         weight_grad_direct_ref(x.data(), dz.data(), s, dw_ref.data_mut());
         assert!(bits(&dw) == bits(&dw_ref), "direct dW at {:?} differs from its plain loops", simd_level());
         out.push(("direct dW", bits(&dw)));
+    }
+
+    // The direct convolution (`conv_direct`): 3 input channels (a constant in the vector
+    // copies) and 5 (read at run time), 37 output channels (blocks of 3 and of 2 + 2 + 1
+    // vectors, masked lanes), a 7x6 image smaller than some tiles, with and without ReLU.
+    for c_in in [3, 5] {
+        use convnet::ops::conv_direct::{forward_direct_ref, forward_direct_rows, DirectConv};
+        let window = Window::new(3, 3, 1, 1, Padding::Same);
+        let g = convnet::ops::Geometry::new("test", 7, 6, &window).unwrap();
+        let x = random(&[1, 7, 6, c_in], 13);
+        let (w, b) = (random(&[3, 3, c_in, 37], 14), random(&[37], 15));
+        for relu in [false, true] {
+            let s = DirectConv { g: &g, c_in, c_out: 37, w: w.data(), b: b.data(), relu };
+            let (mut y, mut y_ref) = (Tensor::zeros(&[1, 7, 6, 37]), Tensor::zeros(&[1, 7, 6, 37]));
+            forward_direct_rows(x.data(), s, 0..7, &mut Vec::new(), y.data_mut());
+            forward_direct_ref(x.data(), s, y_ref.data_mut());
+            assert!(bits(&y) == bits(&y_ref), "direct conv at {:?} differs from its plain loops", simd_level());
+            out.push(("direct conv", bits(&y)));
+        }
     }
 
     // LRN over 13 channels (one full 8-lane vector and a remainder), the tutorial's settings.

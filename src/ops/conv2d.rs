@@ -11,7 +11,8 @@
 //! With a ReLU fused into the forward pass, backward first masks dy: dz = dy where y > 0.
 //! A 3x3 or 5x5 stride-1 convolution with enough channels goes by Winograd instead (`ops::winograd`),
 //! and so does its dX, which for stride 1 is itself such a convolution (see `input_grad_window`);
-//! [`algorithm`] makes that choice for both. dW goes by Winograd for those 5x5 kernels
+//! a stride-1 one with few channels (the first layers) directly on the image (`conv_direct`),
+//! its dX likewise; [`algorithm`] makes that choice for both. dW goes by Winograd for those 5x5 kernels
 //! (`winograd_dw`), else, in float32 with 8 input channels or more, directly on the images
 //! (`conv_dw_direct`: no column matrix), else by col(x)^T dY; col(x) is recomputed rather than
 //! kept: it is kh*kw times the input. The plain-loop twin, used by the tests as the oracle,
@@ -20,6 +21,7 @@
 use rayon::prelude::*;
 
 use super::activation::Activation;
+use super::conv_direct::{self, forward_direct_rows, DirectConv};
 use super::conv_dw_direct::{self, weight_grad_direct, DirectShape};
 use super::conv_shape::ConvShape;
 use super::gemm::{gemm, gemm_prepared, RightOperand};
@@ -42,8 +44,22 @@ pub enum Algorithm {
     /// multiplications, F(4x4, 5x5) with 6.25 times fewer (F(2x2, 5x5), 2.8 times, for small
     /// outputs).
     Winograd,
+    /// Directly on the image, a tile of the output in registers (`conv_direct`): stride 1 with
+    /// few input channels, float32 only.
+    Direct,
     /// A column matrix of the patches times the weights (any window).
     Im2col,
+}
+
+impl Algorithm {
+    /// The algorithm for products in `precision`: the direct kernel is float32 only, so bf16
+    /// products take im2col's GEMM instead.
+    pub fn for_precision(self, precision: Precision) -> Algorithm {
+        match (self, precision) {
+            (Algorithm::Direct, Precision::Bf16) => Algorithm::Im2col,
+            (algorithm, _) => algorithm,
+        }
+    }
 }
 
 /// The algorithm for a convolution with `window` from `c_in` to `c_out` channels: the one place
@@ -56,7 +72,9 @@ pub enum Algorithm {
 /// sides (measured on the ResNet config: 16 -> 32 channels at 32x32 ran 25% slower by
 /// Winograd than by im2col; the forward pass of 32 -> 32 at 16x16 is 1.4 times as fast, of
 /// 64 -> 128 at 8x8 2.6 times, `benches/layers.rs`; on the airbench config 24 -> 64 at 31x31
-/// 1.5 times, 9.0 against 6.1 ms at batch 64).
+/// 1.5 times, 9.0 against 6.1 ms at batch 64). Otherwise the direct kernel where
+/// `conv_direct::applies` (stride 1, at most 32 channels each side: the first layers), else
+/// im2col + GEMM.
 pub fn algorithm(window: &Window, c_in: usize, c_out: usize) -> Algorithm {
     let stride_one = (window.sh, window.sw) == (1, 1) && window.kh == window.kw;
     let enough = match winograd::Variant::for_kernel(window.kh) {
@@ -66,6 +84,8 @@ pub fn algorithm(window: &Window, c_in: usize, c_out: usize) -> Algorithm {
     };
     if stride_one && enough {
         Algorithm::Winograd
+    } else if conv_direct::applies(window, c_in, c_out) {
+        Algorithm::Direct
     } else {
         Algorithm::Im2col
     }
@@ -193,8 +213,9 @@ pub fn conv2d_forward_into(
 ) -> Result<()> {
     let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
     y.resize(&shape.output_shape());
-    match algorithm(window, shape.c_in, shape.c_out) {
+    match algorithm(window, shape.c_in, shape.c_out).for_precision(precision) {
         Algorithm::Winograd => winograd::forward_into(x, w, b, &shape, relu, precision, y, &mut scratch.winograd),
+        Algorithm::Direct => direct_forward(x, w.data(), b.data(), &shape, relu, y, scratch.thread_cols.for_current_pool()),
         Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, precision, y, scratch),
     }
     Ok(())
@@ -253,6 +274,22 @@ fn im2col_forward(
     });
 }
 
+/// The direct kernel (`conv_direct`) over the batch: each task a block of output rows of one
+/// image (`forward_rows_per_task`), its padded rows in the thread's buffer.
+fn direct_forward(x: &Tensor, w: &[f32], b: &[f32], shape: &ConvShape, relu: bool, y: &mut Tensor, bufs: &PerThread<Vec<f32>>) {
+    let g = &shape.geometry;
+    let s = DirectConv { g, c_in: shape.c_in, c_out: shape.c_out, w, b, relu };
+    let (in_size, rows) = (shape.input_len(), forward_rows_per_task(shape.batch, g.oh, g.ow));
+    let tasks = y.data_mut().par_chunks_mut(shape.output_len()).enumerate().flat_map(|(img, y_img)| {
+        y_img.par_chunks_mut(rows * g.ow * shape.c_out).enumerate().map(move |(block, y_block)| (img, block, y_block))
+    });
+    tasks.for_each(|(img, block, y_block)| {
+        let first = block * rows;
+        let count = y_block.len() / (g.ow * shape.c_out);
+        forward_direct_rows(&x.data()[img * in_size..][..in_size], s, first..first + count, &mut bufs.get(), y_block);
+    });
+}
+
 simd_dispatch! {
     /// y + b for each row of y (one output pixel's channels), then ReLU if `relu` (a NaN stays
     /// NaN, as in `Activation::Relu`): one pass over the block the GEMM just wrote, while in cache.
@@ -278,9 +315,10 @@ pub fn conv2d_backward(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> 
 }
 
 /// The backward pass into reused buffers: given the forward input `x`, the weight `w` and the
-/// gradient at the output, fills the gradients `grads` asks for. dX goes by Winograd where
-/// [`algorithm`] picks it for the input gradient's own convolution; otherwise, and for dW and db
-/// always, by im2col + GEMM, chunk by chunk of images.
+/// gradient at the output, fills the gradients `grads` asks for. dX goes by Winograd or the
+/// direct kernel where [`algorithm`] picks one for the input gradient's own convolution (float32
+/// only for the direct one), otherwise by col2im; dW and db chunk by chunk of images (Winograd,
+/// direct or im2col: `WeightGradMethod`).
 pub fn conv2d_backward_into(
     x: &Tensor,
     w: &Tensor,
@@ -301,9 +339,11 @@ pub fn conv2d_backward_into(
         }
     }
     let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
-    let ConvScratch { chunks, dx_winograd, packed_w, thread_dw, .. } = scratch;
-    let dx_by_winograd =
-        input_grad_window(&shape.geometry, window).filter(|dx_window| algorithm(dx_window, shape.c_out, shape.c_in) == Algorithm::Winograd);
+    let ConvScratch { chunks, dx_winograd, packed_w, thread_dw, thread_cols, .. } = scratch;
+    // dX as a convolution of its own where that convolution would not take im2col.
+    let dx_as_conv = input_grad_window(&shape.geometry, window)
+        .map(|dx_window| (dx_window, algorithm(&dx_window, shape.c_out, shape.c_in).for_precision(precision)))
+        .filter(|&(_, dx_algorithm)| dx_algorithm != Algorithm::Im2col);
     // Float32 only: dW's output transform amplifies the products' rounding more than the
     // forward's (A5^T has a 16; measured in f32 at ~120 x 2^-24 of sum |terms| against 13-28
     // for y and dX), which bf16's 8-bit significand would turn into ~2^-8 x 56 (tests/bf16_layers.rs).
@@ -314,11 +354,12 @@ pub fn conv2d_backward_into(
     } else {
         WeightGradMethod::Columns
     };
-    match (d_input, dx_by_winograd) {
-        (Some(dx), Some(dx_window)) => {
+    match (d_input, dx_as_conv) {
+        (Some(dx), Some((dx_window, dx_algorithm))) => {
             let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
-            input_grad_by_winograd(dz, w, &shape, &dx_window, precision, dx, (w_flipped, zero_bias, winograd))?;
+            let scratch = (w_flipped, zero_bias, winograd, thread_cols.for_current_pool());
+            input_grad_as_conv(dz, w, &shape, (&dx_window, dx_algorithm), precision, dx, scratch)?;
             let scratch = (&mut *chunks, thread_dw, packed_w);
             weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_method, None, scratch, d_weight, d_bias);
         }
@@ -427,19 +468,22 @@ fn input_grad_window(g: &Geometry, window: &Window) -> Option<Window> {
     Some(Window::new(g.kh, g.kw, 1, 1, Padding::Explicit { top, bottom, left, right }))
 }
 
-/// dX by Winograd: the convolution of `dz` with the flipped kernel and a zero bias, over the
-/// window from `input_grad_window`. `scratch` holds the flipped kernel, the zero bias and the
-/// Winograd buffers.
-fn input_grad_by_winograd(
+/// dX as a convolution: that of `dz` with the flipped kernel and a zero bias, over the window
+/// from `input_grad_window`, by Winograd or the direct kernel (`dx_conv`: the window and the
+/// algorithm). `scratch` holds the flipped kernel, the zero bias, the Winograd buffers and the
+/// direct kernel's per-thread padded rows.
+#[allow(clippy::type_complexity)]
+fn input_grad_as_conv(
     dz: &Tensor,
     w: &Tensor,
     shape: &ConvShape,
-    dx_window: &Window,
+    dx_conv: (&Window, Algorithm),
     precision: Precision,
     dx: &mut Tensor,
-    scratch: (&mut Tensor, &mut Tensor, &mut WinogradScratch),
+    scratch: (&mut Tensor, &mut Tensor, &mut WinogradScratch, &PerThread<Vec<f32>>),
 ) -> Result<()> {
-    let (w_flipped, zero_bias, winograd) = scratch;
+    let (dx_window, dx_algorithm) = dx_conv;
+    let (w_flipped, zero_bias, winograd, padded_rows) = scratch;
     flip_weights(w, w_flipped);
     zero_bias.resize(&[shape.c_in]);
     zero_bias.data_mut().fill(0.0);
@@ -447,7 +491,10 @@ fn input_grad_by_winograd(
     let geometry = Geometry::new("conv2d backward", g.oh, g.ow, dx_window)?;
     let transposed = ConvShape { batch: shape.batch, geometry, c_in: shape.c_out, c_out: shape.c_in };
     dx.resize(&[shape.batch, g.ih, g.iw, shape.c_in]);
-    winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, precision, dx, winograd);
+    match dx_algorithm {
+        Algorithm::Winograd => winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, precision, dx, winograd),
+        _ => direct_forward(dz, w_flipped.data(), zero_bias.data(), &transposed, false, dx, padded_rows),
+    }
     Ok(())
 }
 

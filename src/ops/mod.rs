@@ -6,6 +6,7 @@ pub mod batch_norm;
 pub mod bf16;
 pub mod conv2d;
 pub mod conv2d_ref;
+pub mod conv_direct;
 pub mod conv_dw_direct;
 pub mod conv_shape;
 pub mod dense;
