@@ -26,31 +26,35 @@ fn layer_fn<'a>(layer: &'a std::cell::RefCell<Box<dyn Layer>>) -> impl Fn(&Tenso
     }
 }
 
+/// Against the formulas and finite differences, with 6 channels (under one block of the
+/// kernels' 8-channel loops) and 13 (a block and a rest).
 #[test]
 fn batch_norm_matches_reference_and_its_gradients_match_finite_differences() {
-    let mut x = random(&[3, 4, 5, 6], 1);
-    x.data_mut().iter_mut().enumerate().for_each(|(i, v)| *v = *v * 2.0 + (i % 6) as f32);
-    let mut bn = BatchNormLayer::new("bn".into(), &[4, 5, 6], 0.1, 1e-5);
-    bn.gamma.value = random(&[6], 2);
-    bn.beta.value = random(&[6], 3);
-    bn.forward(&x, Mode::Train).unwrap();
-    let reference = batch_norm_forward_ref(&x, bn.gamma.value.data(), bn.beta.value.data(), 1e-5).unwrap();
-    assert_close(bn.output(), &reference, 1e-5, "batch_norm forward");
-    let r = random(x.shape(), 4);
-    bn.backward(&x, &r, true).unwrap();
-    let (dx, dg, db) = (bn.input_grad().clone(), bn.gamma.grad.clone(), bn.beta.grad.clone());
-    let (gamma, beta) = (bn.gamma.value.clone(), bn.beta.value.clone());
-    let cell: std::cell::RefCell<Box<dyn Layer>> = std::cell::RefCell::new(Box::new(bn));
-    check_gradient("batch_norm dX", &x, &r, 1e-2, 3e-3, &dx, layer_fn(&cell));
-    let with = |g: &Tensor, b: &Tensor| {
-        let mut l = BatchNormLayer::new("bn".into(), &[4, 5, 6], 0.1, 1e-5);
-        l.gamma.value = g.clone();
-        l.beta.value = b.clone();
-        l.forward(&x, Mode::Train).unwrap();
-        l.output().clone()
-    };
-    check_gradient("batch_norm d_gamma", &gamma, &r, 1e-2, 1e-3, &dg, |g| with(g, &beta));
-    check_gradient("batch_norm d_beta", &beta, &r, 1e-2, 1e-3, &db, |b| with(&gamma, b));
+    for c in [6, 13] {
+        let mut x = random(&[3, 4, 5, c], 1);
+        x.data_mut().iter_mut().enumerate().for_each(|(i, v)| *v = *v * 2.0 + (i % c) as f32);
+        let mut bn = BatchNormLayer::new("bn".into(), &[4, 5, c], 0.1, 1e-5);
+        bn.gamma.value = random(&[c], 2);
+        bn.beta.value = random(&[c], 3);
+        bn.forward(&x, Mode::Train).unwrap();
+        let reference = batch_norm_forward_ref(&x, bn.gamma.value.data(), bn.beta.value.data(), 1e-5).unwrap();
+        assert_close(bn.output(), &reference, 1e-5, "batch_norm forward");
+        let r = random(x.shape(), 4);
+        bn.backward(&x, &r, true).unwrap();
+        let (dx, dg, db) = (bn.input_grad().clone(), bn.gamma.grad.clone(), bn.beta.grad.clone());
+        let (gamma, beta) = (bn.gamma.value.clone(), bn.beta.value.clone());
+        let cell: std::cell::RefCell<Box<dyn Layer>> = std::cell::RefCell::new(Box::new(bn));
+        check_gradient(&format!("batch_norm dX, {c} channels"), &x, &r, 1e-2, 3e-3, &dx, layer_fn(&cell));
+        let with = |g: &Tensor, b: &Tensor| {
+            let mut l = BatchNormLayer::new("bn".into(), &[4, 5, c], 0.1, 1e-5);
+            l.gamma.value = g.clone();
+            l.beta.value = b.clone();
+            l.forward(&x, Mode::Train).unwrap();
+            l.output().clone()
+        };
+        check_gradient(&format!("batch_norm d_gamma, {c} channels"), &gamma, &r, 1e-2, 1e-3, &dg, |g| with(g, &beta));
+        check_gradient(&format!("batch_norm d_beta, {c} channels"), &beta, &r, 1e-2, 1e-3, &db, |b| with(&gamma, b));
+    }
 }
 
 #[test]

