@@ -615,3 +615,24 @@ fn direct_convolution_equals_its_plain_loops_bit_for_bit() {
         }
     }
 }
+
+/// A weight gradient large enough (3x3x64x64 = 36,864 values) for the chunks' partials to be
+/// added on all threads at once, block by block: the same bits on 1, 2 and 3 threads (every
+/// value gets the partials of its 3 chunks in chunk order), and the reference's values.
+#[test]
+fn a_large_weight_gradient_is_summed_in_parallel_to_the_same_bits_on_any_thread_count() {
+    let win = Window::new(3, 3, 1, 1, Padding::Same);
+    let (x, w) = (random(&[20, 4, 4, 64], 901), random(&[3, 3, 64, 64], 902));
+    let dy = random(&[20, 4, 4, 64], 903);
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| conv2d_backward(&x, &w, &dy, &win).unwrap())
+    };
+    let one = on(1);
+    assert!(one.d_weight.len() > 2 * (1 << 14), "the test must reach the parallel sum");
+    assert_close(&one.d_weight, &conv_backward(&x, &w, &dy, &win).unwrap().d_weight, 1e-4, "dW");
+    for threads in [2, 3] {
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(bits(&on(threads).d_weight), bits(&one.d_weight), "dW on {threads} threads");
+    }
+}
