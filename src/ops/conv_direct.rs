@@ -41,7 +41,7 @@ pub fn applies(window: &Window, c_in: usize, c_out: usize) -> bool {
 const MAX_CHANNELS: usize = 32;
 
 /// One direct convolution: an image of `g`'s input size with `c_in` channels, the weights
-/// [kh, kw, c_in, c_out] (HWIO), the bias [c_out], and whether a ReLU follows.
+/// `[kh, kw, c_in, c_out]` (HWIO), the bias `[c_out]`, and whether a ReLU follows.
 #[derive(Clone, Copy)]
 pub struct DirectConv<'a> {
     pub g: &'a Geometry,
