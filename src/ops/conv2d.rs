@@ -259,19 +259,30 @@ fn im2col_forward(
     let rows = forward_rows_per_task(shape.batch, g.oh, g.ow);
     let cols = scratch.thread_cols.for_current_pool();
     let w = RightOperand::prepare(precision, k, c_out, w.data(), false, &mut scratch.packed_w);
-    let tasks =
-        y.data_mut().par_chunks_mut(shape.output_len()).enumerate().flat_map(|(img, y_img)| {
-            y_img.par_chunks_mut(rows * g.ow * c_out).enumerate().map(move |(block, y_block)| (img, block, y_block))
-        });
-    tasks.for_each(|(img, block, y_block)| {
-        let first = block * rows;
+    output_row_blocks(y, shape, rows).for_each(|(img, out_rows, y_block)| {
         let m = y_block.len() / c_out;
         let mut col = cols.get();
         col.resize(rows * g.ow * k, 0.0);
-        im2col_rows(&x.data()[img * in_size..][..in_size], g, c_in, first..first + m / g.ow, &mut col);
+        im2col_rows(&x.data()[img * in_size..][..in_size], g, c_in, out_rows, &mut col);
         gemm_prepared(m, k, c_out, &col, false, &w, 0.0, y_block);
         add_bias(y_block, b.data(), relu);
     });
+}
+
+/// The forward tasks: each image's output cut into blocks of `rows` output rows (the last
+/// shorter), as (image, its output rows, that block of y).
+fn output_row_blocks<'y>(
+    y: &'y mut Tensor,
+    shape: &ConvShape,
+    rows: usize,
+) -> impl ParallelIterator<Item = (usize, std::ops::Range<usize>, &'y mut [f32])> {
+    let row_len = shape.geometry.ow * shape.c_out;
+    y.data_mut().par_chunks_mut(shape.output_len()).enumerate().flat_map(move |(img, y_img)| {
+        y_img.par_chunks_mut(rows * row_len).enumerate().map(move |(block, y_block)| {
+            let first = block * rows;
+            (img, first..first + y_block.len() / row_len, y_block)
+        })
+    })
 }
 
 /// The direct kernel (`conv_direct`) over the batch: each task a block of output rows of one
@@ -280,13 +291,8 @@ fn direct_forward(x: &Tensor, w: &[f32], b: &[f32], shape: &ConvShape, relu: boo
     let g = &shape.geometry;
     let s = DirectConv { g, c_in: shape.c_in, c_out: shape.c_out, w, b, relu };
     let (in_size, rows) = (shape.input_len(), forward_rows_per_task(shape.batch, g.oh, g.ow));
-    let tasks = y.data_mut().par_chunks_mut(shape.output_len()).enumerate().flat_map(|(img, y_img)| {
-        y_img.par_chunks_mut(rows * g.ow * shape.c_out).enumerate().map(move |(block, y_block)| (img, block, y_block))
-    });
-    tasks.for_each(|(img, block, y_block)| {
-        let first = block * rows;
-        let count = y_block.len() / (g.ow * shape.c_out);
-        forward_direct_rows(&x.data()[img * in_size..][..in_size], s, first..first + count, &mut bufs.get(), y_block);
+    output_row_blocks(y, shape, rows).for_each(|(img, out_rows, y_block)| {
+        forward_direct_rows(&x.data()[img * in_size..][..in_size], s, out_rows, &mut bufs.get(), y_block);
     });
 }
 
@@ -493,7 +499,8 @@ fn input_grad_as_conv(
     dx.resize(&[shape.batch, g.ih, g.iw, shape.c_in]);
     match dx_algorithm {
         Algorithm::Winograd => winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, precision, dx, winograd),
-        _ => direct_forward(dz, w_flipped.data(), zero_bias.data(), &transposed, false, dx, padded_rows),
+        Algorithm::Direct => direct_forward(dz, w_flipped.data(), zero_bias.data(), &transposed, false, dx, padded_rows),
+        Algorithm::Im2col => unreachable!("dX by im2col goes through col2im in `weight_grads`"),
     }
     Ok(())
 }

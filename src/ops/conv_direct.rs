@@ -52,35 +52,34 @@ pub struct DirectConv<'a> {
     pub relu: bool,
 }
 
-/// The padded copy of an image's rows that one call reads: `rows` output rows need rows
-/// first - pad_top .. of the image, kh - 1 more, and a few of zeros after them that the last
-/// tile reads past the last stored pixel (at most P + kw wide pixels).
-struct Padded {
-    /// Padded width: ow + kw - 1.
-    wp: usize,
+/// Rows of the padded copy for `rows` output rows, `wp` wide: the kh - 1 more that the taps
+/// reach, and a few of zeros after them that the last tile reads past the last stored pixel
+/// (at most P + kw wide pixels).
+fn padded_height(g: &Geometry, rows: usize, wp: usize) -> usize {
+    rows + g.kh - 1 + (MAX_TILE_PIXELS + g.kw).div_ceil(wp) + 1
 }
 
-impl Padded {
-    /// Rows of the padded copy for `rows` output rows (room for the last tile's overrun).
-    fn rows(g: &Geometry, rows: usize, wp: usize) -> usize {
-        rows + g.kh - 1 + (MAX_TILE_PIXELS + g.kw).div_ceil(wp) + 1
-    }
-
-    /// Fills `buf` with the padded rows of `x` (one image) for output rows `rows`.
-    fn fill(x: &[f32], s: &DirectConv, rows: &Range<usize>, buf: &mut Vec<f32>) -> Padded {
-        let g = s.g;
-        let wp = g.ow + g.kw - 1;
-        let height = Self::rows(g, rows.len(), wp);
-        buf.clear();
-        buf.resize(height * wp * s.c_in, 0.0);
-        // Padded columns pad_left.. hold the image's columns 0.. (as many as fit in wp).
-        let cols = g.iw.min(wp.saturating_sub(g.pad_left));
-        for pr in 0..rows.len() + g.kh - 1 {
-            let Some(r) = (rows.start + pr).checked_sub(g.pad_top).filter(|&r| r < g.ih) else { continue };
-            let from = &x[r * g.iw * s.c_in..][..cols * s.c_in];
-            buf[(pr * wp + g.pad_left) * s.c_in..][..cols * s.c_in].copy_from_slice(from);
+/// Fills `buf` with the padded rows (`wp` wide) of `x` (one image) that output rows `rows`
+/// read: image rows from rows.start - pad_top on, each at column pad_left, zeros elsewhere.
+/// Every value is written once (the buffer keeps whatever it held before).
+fn fill_padded(x: &[f32], s: &DirectConv, rows: &Range<usize>, wp: usize, buf: &mut Vec<f32>) {
+    let (g, c) = (s.g, s.c_in);
+    buf.resize(padded_height(g, rows.len(), wp) * wp * c, 0.0);
+    // Padded columns pad_left.. hold the image's columns 0.. (as many as fit in wp).
+    let left = g.pad_left.min(wp);
+    let cols = g.iw.min(wp - left);
+    for (pr, row) in buf.chunks_exact_mut(wp * c).enumerate() {
+        let image_row = (rows.start + pr).checked_sub(g.pad_top).filter(|&r| r < g.ih && pr < rows.len() + g.kh - 1);
+        match image_row {
+            Some(r) => {
+                let (before, rest) = row.split_at_mut(left * c);
+                let (inside, after) = rest.split_at_mut(cols * c);
+                before.fill(0.0);
+                inside.copy_from_slice(&x[r * g.iw * c..][..cols * c]);
+                after.fill(0.0);
+            }
+            None => row.fill(0.0),
         }
-        Padded { wp }
     }
 }
 
@@ -100,8 +99,10 @@ pub fn forward_direct_rows(x: &[f32], s: DirectConv, rows: Range<usize>, buf: &m
     if rows.is_empty() {
         return;
     }
-    let padded = Padded::fill(x, &s, &rows, buf);
-    let wide = WideRows { wp: padded.wp, ow: g.ow, pixels: (rows.len() - 1) * padded.wp + g.ow };
+    // The padded width: ow + kw - 1 (stride 1).
+    let wp = g.ow + g.kw - 1;
+    fill_padded(x, &s, &rows, wp, buf);
+    let wide = WideRows { wp, ow: g.ow, pixels: (rows.len() - 1) * wp + g.ow };
     tiles(buf, s, wide, y);
 }
 
@@ -202,7 +203,7 @@ mod x86 {
 
     /// # Safety
     /// The CPU must have AVX-512 F, VL and BW, AVX2 and FMA; `xp` must hold the padded rows
-    /// (`Padded::rows`) and `y` the output rows of `wide`.
+    /// (`padded_height`) and `y` the output rows of `wide`.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx2,fma")]
     pub(super) unsafe fn tiles_avx512(xp: &[f32], s: DirectConv, wide: WideRows, y: &mut [f32]) {
         let vectors = s.c_out.div_ceil(16);
@@ -246,7 +247,7 @@ mod x86 {
             let mut acc = [[_mm512_setzero_ps(); NV]; P];
             for t in 0..taps {
                 // SAFETY (all pointer use in the loop): the tile's pixels, up to q0 + P, and
-                // their taps are inside the padded rows (`Padded::rows` leaves room for the
+                // their taps are inside the padded rows (`padded_height` leaves room for the
                 // last tile); w's rows are [c_in, c_out], read under the masks.
                 unsafe {
                     let mut x_ci = xp.as_ptr().add(q0 * c_in + tap_offset(&s, wide.wp, t));
