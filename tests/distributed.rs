@@ -55,6 +55,9 @@ fn each_batch_sum_of_a_step_is_the_same_bits_on_any_number_of_ranks() {
     let dy = random(&[n, 6, 5, 4], 3);
     let window = Window::new(3, 3, 1, 1, Padding::Same);
     let one = conv2d_backward(&x, &w, &dy, &window).unwrap();
+    // 64 channels each side: dW by Winograd summed over the batch in groups of 32 images.
+    let (x_wide, w_wide, dy_wide) = (random(&[n, 5, 4, 64], 11), random(&[3, 3, 64, 64], 12), random(&[n, 5, 4, 64], 13));
+    let one_wide = conv2d_backward(&x_wide, &w_wide, &dy_wide, &window).unwrap();
     // 300 features: in one process dW is taken in blocks of 128 rows (the last one short).
     let feats = random(&[n, 300], 4);
     let dw_dense = random(&[300, 5], 5);
@@ -80,24 +83,29 @@ fn each_batch_sum_of_a_step_is_the_same_bits_on_any_number_of_ranks() {
     for ranks in [2, 3] {
         let inputs = Arc::new((x.clone(), w.clone(), dy.clone(), feats.clone(), dw_dense.clone(), dy_dense.clone(), labels.clone()));
         let inputs_bn = Arc::new((x_bn.clone(), dy_bn.clone(), x_big.clone(), dy_big.clone()));
+        let inputs_wide = Arc::new((x_wide.clone(), w_wide.clone(), dy_wide.clone()));
         let results = on_ranks(ranks, move |g| {
             let (x, w, dy, feats, wd, dyd, labels) = &*inputs;
             let (x_bn, dy_bn, x_big, dy_big) = &*inputs_bn;
+            let (x_wide, w_wide, dy_wide) = &*inputs_wide;
             let share = share_of(x.shape()[0], g.rank(), g.size()).unwrap();
             with_group(Some(&g), share.start, || {
                 let conv = conv2d_backward(&rows(x, &share), w, &rows(dy, &share), &window).unwrap();
+                let wide = conv2d_backward(&rows(x_wide, &share), w_wide, &rows(dy_wide, &share), &window).unwrap();
                 let (_, dw, db) = dense_backward(&rows(feats, &share), wd, &rows(dyd, &share)).unwrap();
                 let (loss, dl) = softmax_cross_entropy_smoothed(&rows(dyd, &share), &labels[share.clone()], 0.1).unwrap();
                 let b = bn(&rows(x_bn, &share), &rows(dy_bn, &share));
                 let big = bn(&rows(x_big, &share), &rows(dy_big, &share));
-                (share, conv, dw, db, loss, dl, b, big)
+                (share, (conv, wide), dw, db, loss, dl, b, big)
             })
         });
-        for (share, conv, dw, db, l, dl, b, big) in results {
+        for (share, (conv, wide), dw, db, l, dl, b, big) in results {
             let what = format!("{ranks} ranks, images {share:?}");
             assert_eq!(bits(&conv.d_weight), bits(&one.d_weight), "conv dW, {what}");
             assert_eq!(bits(&conv.d_bias), bits(&one.d_bias), "conv db, {what}");
             assert_eq!(bits(&conv.d_input), bits(&rows(&one.d_input, &share)), "conv dX, {what}");
+            assert_eq!(bits(&wide.d_weight), bits(&one_wide.d_weight), "64 -> 64 conv dW, {what}");
+            assert_eq!(bits(&wide.d_bias), bits(&one_wide.d_bias), "64 -> 64 conv db, {what}");
             assert_eq!((bits(&dw), bits(&db)), (bits(&dense_w), bits(&dense_b)), "dense dW and db, {what}");
             assert_eq!(l.to_bits(), loss.to_bits(), "loss, {what}");
             assert_eq!(bits(&dl), bits(&rows(&d_logits, &share)), "d logits, {what}");

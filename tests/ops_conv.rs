@@ -459,6 +459,65 @@ fn conv2d_weight_gradient_by_winograd_matches_reference_loops() {
 }
 
 #[test]
+fn conv2d_weight_gradient_by_winograd_summed_over_the_batch_matches_reference_loops() {
+    // A 3x3 stride-1 convolution with 64 or more channels on each side computes dW by Winograd
+    // F(3x3, 4x4), the products summed over the whole batch in groups of 32, 16 or 8 images
+    // (by the tiles per image) before one output transform, when dX is not wanted or goes by
+    // Winograd itself; with dX by col2im (a padding over kh - 1), dW goes chunk by chunk with
+    // it. Batches that leave a short last group, outputs of one tile and of part-used tiles.
+    // Against the reference loops, bit for bit across thread counts and on a reused scratch.
+    use convnet::ops::conv2d::{conv2d_backward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+    let cases = [
+        ("same 7x7 batch 37: groups of 32 and 5", [37, 7, 7, 64], 64, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("same 15x13 batch 17: groups of 16 and 1", [17, 15, 13, 64], 66, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("valid 5x6 batch 3: a 3x4 output", [3, 5, 6, 65], 64, Window::new(3, 3, 1, 1, Padding::Valid)),
+        ("same 3x3 batch 2: one tile", [2, 3, 3, 64], 64, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("explicit uneven batch 2", [2, 6, 9, 64], 64, Window::new(3, 3, 1, 1, Padding::Explicit { top: 0, bottom: 2, left: 2, right: 1 })),
+        ("padding 3: dX by col2im", [2, 5, 5, 64], 64, Window::new(3, 3, 1, 1, Padding::Explicit { top: 3, bottom: 0, left: 1, right: 1 })),
+    ];
+    for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
+        let seed = 2700 + i as u64 * 10;
+        let x = random(&xs, seed);
+        let w = random(&[3, 3, xs[3], c_out], seed + 1);
+        let b = random(&[c_out], seed + 2);
+        let y = conv2d_forward(&x, &w, &b, &win, true).unwrap();
+        let dy = random(y.shape(), seed + 3);
+        for (relu, want_dx) in [(false, true), (true, false), (false, false)] {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let (mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
+                    let dy = if relu { OutputGrad::ThroughRelu { dy: &dy, y: &y } } else { OutputGrad::Plain(&dy) };
+                    // Twice with the same scratch: the second call reuses the buffers.
+                    for _ in 0..2 {
+                        let grads = Conv2dGradsMut { d_input: want_dx.then_some(&mut dx), d_weight: &mut dw, d_bias: &mut db };
+                        conv2d_backward_into(&x, &w, dy, &win, Precision::F32, grads, &mut s).unwrap();
+                    }
+                    (dx, dw, db)
+                })
+            };
+            let mut dz = dy.clone();
+            if relu {
+                dz.data_mut().iter_mut().zip(y.data()).for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
+            }
+            let slow = conv_backward(&x, &w, &dz, &win).unwrap();
+            let what = format!("{name} relu {relu} dX {want_dx}");
+            let one = run(1);
+            assert_close(&one.1, &slow.d_weight, 2e-5, &format!("{what}: dW"));
+            assert_close(&one.2, &slow.d_bias, 1e-5, &format!("{what}: db"));
+            if want_dx {
+                assert_close(&one.0, &slow.d_input, 2e-5, &format!("{what}: dX"));
+            }
+            for threads in [2, 3] {
+                let other = run(threads);
+                assert_eq!(other.1.data(), one.1.data(), "{what}: dW on {threads} threads");
+                assert_eq!(other.2.data(), one.2.data(), "{what}: db on {threads} threads");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_scratch_reused_for_more_channels_grows_its_winograd_weight_gradient_buffers() {
     // The per-thread tile buffers of dW by Winograd are sized by the channels of the first
     // convolution that used them; a later one with more channels must get larger ones (not
@@ -622,8 +681,9 @@ fn direct_convolution_equals_its_plain_loops_bit_for_bit() {
 #[test]
 fn a_large_weight_gradient_is_summed_in_parallel_to_the_same_bits_on_any_thread_count() {
     let win = Window::new(3, 3, 1, 1, Padding::Same);
-    let (x, w) = (random(&[20, 4, 4, 64], 901), random(&[3, 3, 64, 64], 902));
-    let dy = random(&[20, 4, 4, 64], 903);
+    // 48 input channels: dW by the direct kernel, chunk by chunk (64 would sum by Winograd).
+    let (x, w) = (random(&[20, 4, 4, 48], 901), random(&[3, 3, 48, 96], 902));
+    let dy = random(&[20, 4, 4, 96], 903);
     let on = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| conv2d_backward(&x, &w, &dy, &win).unwrap())

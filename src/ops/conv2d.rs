@@ -13,7 +13,8 @@
 //! and so does its dX, which for stride 1 is itself such a convolution (see `input_grad_window`);
 //! a stride-1 one with few channels (the first layers) directly on the image (`conv_direct`),
 //! its dX likewise; [`algorithm`] makes that choice for both. dW goes by Winograd for those 5x5 kernels
-//! (`winograd_dw`), else, in float32 with 8 input channels or more, directly on the images
+//! and for 3x3 ones with 64 channels or more on each side (`winograd_dw`, the latter summed over
+//! the whole batch), else, in float32 with 8 input channels or more, directly on the images
 //! (`conv_dw_direct`: no column matrix), else by col(x)^T dY; col(x) is recomputed rather than
 //! kept: it is kh*kw times the input. The plain-loop twin, used by the tests as the oracle,
 //! is `conv2d_ref`.
@@ -23,6 +24,7 @@ use rayon::prelude::*;
 use super::activation::Activation;
 use super::conv_direct::{self, forward_direct_rows, DirectConv};
 use super::conv_dw_direct::{self, weight_grad_direct, DirectShape};
+pub use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
 use super::gemm::{gemm, gemm_prepared, RightOperand};
 use super::gemm_bf16::PackedB;
@@ -30,7 +32,7 @@ use super::im2col::{col2im, im2col, im2col_rows};
 use super::simd::simd_dispatch;
 use super::window::{Geometry, Padding, Window};
 use super::winograd::{self, WinogradScratch};
-use super::winograd_dw::{self, WeightGradWork};
+use super::winograd_dw::{self, SummedWork, WeightGradWork};
 use super::Precision;
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::error::{Error, Result};
@@ -108,41 +110,6 @@ pub struct Conv2dGradsMut<'a> {
     pub d_bias: &'a mut Tensor,
 }
 
-/// The gradient arriving at a convolution's output.
-#[derive(Clone, Copy)]
-pub enum OutputGrad<'a> {
-    /// dL/dy of a plain convolution.
-    Plain(&'a Tensor),
-    /// dL/dy of a convolution with its ReLU fused (`relu` in the forward pass), and that pass's
-    /// output y: the gradient flows only where the ReLU passed the value, dz = dy where y > 0.
-    ThroughRelu { dy: &'a Tensor, y: &'a Tensor },
-}
-
-impl<'a> OutputGrad<'a> {
-    fn dy(&self) -> &'a Tensor {
-        match *self {
-            OutputGrad::Plain(dy) | OutputGrad::ThroughRelu { dy, .. } => dy,
-        }
-    }
-
-    /// The gradient dz at the convolution itself of `count` images from `first` (`len` values
-    /// each): dy's own slice, or dy masked by the ReLU, written into `buf`.
-    fn images<'b>(&self, first: usize, count: usize, len: usize, buf: &'b mut Vec<f32>) -> &'b [f32]
-    where
-        'a: 'b,
-    {
-        let range = first * len..(first + count) * len;
-        match *self {
-            OutputGrad::Plain(dy) => &dy.data()[range],
-            OutputGrad::ThroughRelu { dy, y } => {
-                buf.resize(count * len, 0.0);
-                Activation::Relu.backward_into(&y.data()[range.clone()], &dy.data()[range], buf);
-                buf
-            }
-        }
-    }
-}
-
 /// Reusable buffers of one convolution: partial gradients per chunk of images, one column
 /// matrix per worker thread for the forward pass, and the Winograd buffers. Kept by the layer
 /// so that a training step allocates nothing once warmed up. (The backward pass's column
@@ -154,6 +121,8 @@ pub struct ConvScratch {
     thread_cols: PerThread<Vec<f32>>,
     /// dW by Winograd (`winograd_dw`): one chunk's buffers per worker thread.
     thread_dw: PerThread<WeightGradWork>,
+    /// dW by Winograd summed over the batch (`winograd_dw::weight_grad_summed`).
+    summed_dw: SummedWork,
     /// The weights packed for bf16 products (`RightOperand`), W for the forward pass and W^T
     /// for dX by im2col.
     packed_w: PackedB,
@@ -345,7 +314,7 @@ pub fn conv2d_backward_into(
         }
     }
     let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
-    let ConvScratch { chunks, dx_winograd, packed_w, thread_dw, thread_cols, .. } = scratch;
+    let ConvScratch { chunks, dx_winograd, packed_w, thread_dw, summed_dw, thread_cols, .. } = scratch;
     // dX as a convolution of its own where that convolution would not take im2col.
     let dx_as_conv = input_grad_window(&shape.geometry, window)
         .map(|dx_window| (dx_window, algorithm(&dx_window, shape.c_out, shape.c_in).for_precision(precision)))
@@ -355,6 +324,8 @@ pub fn conv2d_backward_into(
     // for y and dX), which bf16's 8-bit significand would turn into ~2^-8 x 56 (tests/bf16_layers.rs).
     let dw_method = if precision == Precision::F32 && winograd_dw::applies(window, &shape) {
         WeightGradMethod::Winograd
+    } else if precision == Precision::F32 && winograd_dw::summed_applies(window, &shape) {
+        WeightGradMethod::WinogradSummed
     } else if precision == Precision::F32 && conv_dw_direct::applies(&shape.geometry, shape.c_in) {
         WeightGradMethod::Direct
     } else {
@@ -366,11 +337,11 @@ pub fn conv2d_backward_into(
             let dz = relu_masked(dy, shape.output_len(), dz);
             let scratch = (w_flipped, zero_bias, winograd, thread_cols.for_current_pool());
             input_grad_as_conv(dz, w, &shape, (&dx_window, dx_algorithm), precision, dx, scratch)?;
-            let scratch = (&mut *chunks, thread_dw, packed_w);
+            let scratch = (&mut *chunks, thread_dw, summed_dw, packed_w);
             weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_method, None, scratch, d_weight, d_bias);
         }
         (dx, _) => {
-            let scratch = (&mut *chunks, thread_dw, packed_w);
+            let scratch = (&mut *chunks, thread_dw, summed_dw, packed_w);
             weight_grads(x, w, dy, &shape, precision, dw_method, dx, scratch, d_weight, d_bias);
         }
     }
@@ -386,6 +357,9 @@ enum WeightGradMethod {
     Winograd,
     /// Directly on the images, a block of the gradient in registers (`conv_dw_direct`).
     Direct,
+    /// Winograd F(3x3, 4x4), the products summed over the whole batch before the output
+    /// transform (`winograd_dw::summed_applies`; where dX is not wanted here, else `Direct`).
+    WinogradSummed,
 }
 
 /// Chunks whose partial dW are held at once, per worker thread, in a one-process step.
@@ -405,19 +379,27 @@ fn weight_grads(
     dy: OutputGrad,
     shape: &ConvShape,
     precision: Precision,
-    dw_method: WeightGradMethod,
+    mut dw_method: WeightGradMethod,
     mut dx: Option<&mut Tensor>,
-    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<WeightGradWork>, &mut PackedB),
+    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<WeightGradWork>, &mut SummedWork, &mut PackedB),
     d_weight: &mut Tensor,
     d_bias: &mut Tensor,
 ) {
-    let (store, thread_dw, packed_w) = scratch;
+    let (store, thread_dw, summed_dw, packed_w) = scratch;
     let total = shape.batch.div_ceil(CHUNK);
     if let Some(dx) = dx.as_deref_mut() {
         dx.resize(x.shape());
     }
     d_weight.resize(w.shape());
     d_bias.resize(&[shape.c_out]);
+    if dw_method == WeightGradMethod::WinogradSummed {
+        if dx.is_none() {
+            winograd_dw::weight_grad_summed(x.data(), dy, shape, summed_dw, d_weight.data_mut(), d_bias.data_mut());
+            return;
+        }
+        // dX by col2im goes chunk by chunk: dW joins it there.
+        dw_method = if conv_dw_direct::applies(&shape.geometry, shape.c_in) { WeightGradMethod::Direct } else { WeightGradMethod::Columns };
+    }
     if crate::dist::in_group() {
         chunk_partials(x, w, dy, shape, precision, dw_method, 0..total, dx.map(|d| d.data_mut()), (store, thread_dw, packed_w));
         sum_chunk_partials(&store[..total], d_weight, d_bias);
@@ -567,6 +549,7 @@ fn chunk_partials(
             WeightGradMethod::Columns => false,
             WeightGradMethod::Winograd => dx_chunk.is_none(),
             WeightGradMethod::Direct => true,
+            WeightGradMethod::WinogradSummed => unreachable!("`weight_grads` runs it on the whole batch"),
         };
         if whole_chunk {
             let img0 = chunk * CHUNK;

@@ -139,7 +139,7 @@ const AT4: [[f32; TILE]; 4] =
     [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 0.0], [0.0, 1.0, 1.0, 4.0, 4.0, 0.0], [0.0, 1.0, -1.0, 8.0, -8.0, 1.0]];
 
 /// G of F(4x4, 3x3), in the first three columns.
-const G3: [[f32; 5]; TILE] = [
+pub(crate) const G3: [[f32; 5]; TILE] = [
     [1.0 / 4.0, 0.0, 0.0, 0.0, 0.0],
     [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, 0.0, 0.0],
     [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0, 0.0, 0.0],
@@ -197,7 +197,7 @@ pub(crate) const BT8: [[f32; 8]; 8] = [
 
 /// B^T of the 6x6 tile.
 #[cfg_attr(not(test), allow(dead_code))]
-const BT: [[f32; TILE]; TILE] = [
+pub(crate) const BT: [[f32; TILE]; TILE] = [
     [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
     [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
     [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
@@ -396,6 +396,11 @@ unsafe impl Sync for Planes {}
 impl Planes {
     pub(crate) fn new(buf: &mut Vec<f32>, positions: usize, rows: usize, c: usize) -> Planes {
         Planes { ptr: grow(buf, positions * rows * c).as_mut_ptr(), positions, rows, c }
+    }
+
+    /// The planes laid over the first positions * rows * c values of `buf`.
+    pub(crate) fn over(buf: &mut [f32], positions: usize, rows: usize, c: usize) -> Planes {
+        Planes { ptr: buf[..positions * rows * c].as_mut_ptr(), positions, rows, c }
     }
 
     /// Row `row` of matrix ξ.
