@@ -230,8 +230,8 @@ fn conv2d_relu_backward_equals_backward_of_the_masked_gradient() {
 fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_count() {
     // 5x5 and 3x3 stride-1 kernels with at least 16 input channels run by Winograd: F(4x4, 5x5)
     // (8x8 tiles), or F(2x2, 5x5) (6x6 tiles) for outputs it covers with fewer transformed
-    // values (2 rows, or 2x2), and F(4x4, 3x3). Batches under 16 split each stage over the
-    // threads, larger ones take chunks of 8 images; output sizes that the tile's output (2 or 4)
+    // values (2 rows, or 2x2), and F(4x4, 3x3). Batches under 16, and small images with wide
+    // layers, split each stage over the threads, larger ones take chunks of 8 images; output sizes that the tile's output (2 or 4)
     // does not divide leave part-used tiles. Checked against the plain loops, and bit for bit
     // across thread counts.
     use convnet::ops::conv2d::{algorithm, Algorithm};
@@ -262,6 +262,10 @@ fn conv2d_winograd_path_matches_reference_loops_on_any_padding_batch_and_thread_
         ("3x3 same 12x12 batch 17", [17, 12, 12, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
         ("3x3 same 8x8 batch 64", [64, 8, 8, 32], 32, Window::new(3, 3, 1, 1, Padding::Same)),
         ("3x3 same 9x9 batch 2, 24 -> 40 channels", [2, 9, 9, 24], 40, Window::new(3, 3, 1, 1, Padding::Same)),
+        // 128 x 128 weights per position and 8 images under 512 tiles: the staged path in
+        // groups of 256 tiles, here 64 images of 4 tiles and a group of 6; 5x5 kernels too.
+        ("3x3 same 7x7 batch 70, 128 -> 128 (staged groups)", [70, 7, 7, 128], 128, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("5x5 same 3x3 batch 20, 128 -> 130 (staged)", [20, 3, 3, 128], 130, Window::new(5, 5, 1, 1, Padding::Same)),
     ];
     for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
         assert_eq!(algorithm(&win, xs[3], c_out), Algorithm::Winograd, "{name}: should take the Winograd path");

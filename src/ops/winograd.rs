@@ -22,7 +22,15 @@
 //! the tests bound it). Used for the forward pass and for the input gradient, which for stride
 //! 1 is such a convolution too (`conv2d::conv2d_backward_into`); `conv2d::algorithm` decides
 //! where Winograd applies, [`Variant::for_output`] which variant. dW goes by
-//! `winograd_dw` (5x5), `conv_dw_direct` or im2col (`conv2d::weight_grads`).
+//! `winograd_dw` (5x5, and wide 3x3 layers), `conv_dw_direct` or im2col
+//! (`conv2d::weight_grads`).
+//!
+//! Two ways through a batch ([`forward_into`]): chunks of 8 images, one per task, all three
+//! stages on one thread (V and M stay in its cache); or groups of images, each stage split over
+//! the threads on its own (transforms by tile rows, products by positions). The second serves
+//! small batches (batch-1 latency) and wide layers on small images (256 -> 256 at 7x7: 8 images
+//! hold 32 tiles, too few rows for efficient products, and each chunk would read all 9.4 MB of
+//! U for them).
 
 use rayon::prelude::*;
 
@@ -34,7 +42,7 @@ use super::window::Geometry;
 use super::Precision;
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::tensor::Tensor;
-use crate::threads::with_thread_scratch;
+use crate::threads::{with_thread_scratch, PerThread};
 
 /// The largest tile side (F(4x4, 5x5)); the others use 6.
 const MAX_TILE: usize = 8;
@@ -44,6 +52,10 @@ const MAX_TILE: usize = 8;
 const SMALL_BATCH_MAX_TILES: usize = 4096;
 /// Tiles per group in the chunked path: 8 images of the seed network's 16x16 output.
 const GROUP_TILES: usize = 512;
+/// Tiles per group in the staged path of small images.
+const STAGED_GROUP_TILES: usize = 256;
+/// Weights per position (C_in x C_out) from which small images take the staged path.
+const STAGED_MIN_WEIGHTS: usize = 128 * 128;
 
 /// Below this many input channels the 36 products are too thin to pay for the transforms (the
 /// first layer of an RGB network has 3).
@@ -207,9 +219,9 @@ pub(crate) const BT: [[f32; TILE]; TILE] = [
 ];
 
 /// Reusable buffers: the transformed weights (with the version of the weight tensor they came
-/// from, so that inference with unchanged weights transforms them once), and the transformed
-/// inputs V and products M, shared by the whole batch (small batches) or one pair per worker
-/// thread (large ones).
+/// from, so that inference with unchanged weights transforms them once) and each worker's tile
+/// buffers. (The transformed inputs V and products M are a thread's pair, shared by all layers:
+/// `threads::with_thread_scratch`.)
 #[derive(Default)]
 pub struct WinogradScratch {
     u: Vec<f32>,
@@ -218,8 +230,7 @@ pub struct WinogradScratch {
     /// from.
     u_packed: Vec<PackedB>,
     u_packed_version: Option<(u64, Variant)>,
-    v: Vec<f32>,
-    m: Vec<f32>,
+    tiles: PerThread<Option<TileWork>>,
 }
 
 /// y = conv(x, w) + b (then ReLU if `relu`) for a stride-1 convolution of `shape` whose kernel
@@ -266,15 +277,25 @@ pub(crate) fn forward_into(
     let y_rows = out * g.ow * c_out; // the output rows of one row of tiles
     let epilogue = Epilogue { bias: b.data(), relu };
 
-    if n >= 2 * CHUNK || n * tiles > SMALL_BATCH_MAX_TILES {
-        // Large batch (or large images): a chunk of images per task, all three stages on one
-        // thread, so that V and M stay in that core's cache; within the chunk, groups of
-        // images of about GROUP_TILES tiles, one image at least, bound V and M.
+    let tile_works = scratch.tiles.for_current_pool();
+    let channels = c_in.max(c_out);
+    let staged_group = if n < 2 * CHUNK && n * tiles <= SMALL_BATCH_MAX_TILES {
+        Some(n)
+    } else if tiles * CHUNK < GROUP_TILES && c_in * c_out >= STAGED_MIN_WEIGHTS {
+        Some(STAGED_GROUP_TILES.div_ceil(tiles))
+    } else {
+        None
+    };
+    let Some(group) = staged_group else {
+        // Large images: a chunk of images per task, all three stages on one thread, so that V
+        // and M stay in that core's cache; within the chunk, groups of images of about
+        // GROUP_TILES tiles, one image at least, bound V and M.
         let group = (GROUP_TILES / tiles).clamp(1, CHUNK);
         let chunks = y.data_mut().par_chunks_mut(CHUNK * out_size).enumerate();
         chunks.for_each(|(chunk, y_chunk)| {
             with_thread_scratch(|v, m| {
-                let mut work = TileWork::new(c_in.max(c_out));
+                let mut slot = tile_works.get();
+                let work = TileWork::sized(&mut slot, channels);
                 for (k, y_group) in y_chunk.chunks_mut(group * out_size).enumerate() {
                     let (first_image, images) = (chunk * CHUNK + k * group, y_group.len() / out_size);
                     let rows = images * tiles;
@@ -283,7 +304,7 @@ pub(crate) fn forward_into(
                         let x_img = &x.data()[(first_image + i) * in_size..][..in_size];
                         for ti in 0..s.tiles_h {
                             // SAFETY: this task alone holds `planes` (its thread's own buffer).
-                            unsafe { input_transform_row(x_img, &s, ti, planes, i * tiles + ti * s.tiles_w, &mut work) };
+                            unsafe { input_transform_row(x_img, &s, ti, planes, i * tiles + ti * s.tiles_w, work) };
                         }
                     }
                     let m = grow(m, positions * rows * c_out);
@@ -292,41 +313,46 @@ pub(crate) fn forward_into(
                     }
                     for (i, y_img) in y_group.chunks_exact_mut(out_size).enumerate() {
                         for (ti, y_part) in y_img.chunks_mut(y_rows).enumerate() {
-                            output_transform_row(m, rows, &s, i * tiles + ti * s.tiles_w, epilogue, y_part, &mut work);
+                            output_transform_row(m, rows, &s, i * tiles + ti * s.tiles_w, epilogue, y_part, work);
                         }
                     }
                 }
             })
         });
         return;
-    }
+    };
 
-    // Small batch (batch-1 latency): each stage split over the threads on its own.
-    let rows = n * tiles;
-    let planes = Planes::new(&mut scratch.v, positions, rows, c_in);
-    (0..n * s.tiles_h).into_par_iter().for_each_init(
-        || TileWork::new(c_in.max(c_out)),
-        |work, tile_row| {
-            let (img, ti) = (tile_row / s.tiles_h, tile_row % s.tiles_h);
-            // SAFETY: each task writes only the rows of its own tile row (img, ti).
-            unsafe { input_transform_row(&x.data()[img * in_size..][..in_size], &s, ti, planes, img * tiles + ti * s.tiles_w, work) };
-        },
-    );
-    let v = &scratch.v[..positions * rows * c_in];
-    let m = grow(&mut scratch.m, positions * rows * c_out);
-    m.par_chunks_mut(rows * c_out).enumerate().for_each(|(xi, m_plane)| {
-        gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
+    // Small batches (batch-1 latency) and small images (whose chunk of 8 images holds too few
+    // tiles for efficient products, and would read all of U for so few): groups of images,
+    // each stage of a group split over the threads on its own (tile rows, then positions).
+    with_thread_scratch(|v_buf, m_buf| {
+        for (k, y_group) in y.data_mut().chunks_mut(group * out_size).enumerate() {
+            let (first_image, images) = (k * group, y_group.len() / out_size);
+            let rows = images * tiles;
+            let planes = Planes::new(v_buf, positions, rows, c_in);
+            (0..images * s.tiles_h).into_par_iter().for_each(|tile_row| {
+                let (img, ti) = (tile_row / s.tiles_h, tile_row % s.tiles_h);
+                let x_img = &x.data()[(first_image + img) * in_size..][..in_size];
+                let mut slot = tile_works.get();
+                // SAFETY: each task writes only the rows of its own tile row (img, ti).
+                unsafe { input_transform_row(x_img, &s, ti, planes, img * tiles + ti * s.tiles_w, TileWork::sized(&mut slot, channels)) };
+            });
+            let v = &v_buf[..positions * rows * c_in];
+            let m = grow(m_buf, positions * rows * c_out);
+            m.par_chunks_mut(rows * c_out).enumerate().for_each(|(xi, m_plane)| {
+                gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
+            });
+            let m = &*m;
+            let tasks = y_group
+                .par_chunks_mut(out_size)
+                .enumerate()
+                .flat_map(|(img, y_img)| y_img.par_chunks_mut(y_rows).enumerate().map(move |(ti, y_part)| (img, ti, y_part)));
+            tasks.for_each(|(img, ti, y_part)| {
+                let mut slot = tile_works.get();
+                output_transform_row(m, rows, &s, img * tiles + ti * s.tiles_w, epilogue, y_part, TileWork::sized(&mut slot, channels))
+            });
+        }
     });
-    let m = &*m;
-    let tasks = y
-        .data_mut()
-        .par_chunks_mut(out_size)
-        .enumerate()
-        .flat_map(|(img, y_img)| y_img.par_chunks_mut(y_rows).enumerate().map(move |(ti, y_part)| (img, ti, y_part)));
-    tasks.for_each_init(
-        || TileWork::new(c_in.max(c_out)),
-        |work, (img, ti, y_part)| output_transform_row(m, rows, &s, img * tiles + ti * s.tiles_w, epilogue, y_part, work),
-    );
 }
 
 /// The first `len` values of `buf`, grown if needed but never shrunk: a smaller last chunk
@@ -378,6 +404,14 @@ impl TileWork {
     pub(crate) fn new(channels: usize) -> TileWork {
         let len = MAX_TILE * MAX_TILE * channels;
         TileWork { patch: vec![0.0; len], half: vec![0.0; len], zeros: vec![0.0; channels] }
+    }
+
+    /// The tile buffers in `slot`, made (or remade larger) for `channels` if they are smaller.
+    pub(crate) fn sized(slot: &mut Option<TileWork>, channels: usize) -> &mut TileWork {
+        if slot.as_ref().is_none_or(|work| work.zeros.len() < channels) {
+            *slot = Some(TileWork::new(channels));
+        }
+        slot.as_mut().expect("set above")
     }
 }
 

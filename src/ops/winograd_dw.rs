@@ -158,10 +158,7 @@ pub(crate) fn weight_grad_into(
     let rows = images * tiles;
     let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
     let channels = c_in.max(c_out);
-    let tile = match &mut work.tile {
-        Some(work) if work.patch.len() >= MAX_TILE * MAX_TILE * channels => work,
-        slot => slot.insert(TileWork::new(channels)),
-    };
+    let tile = TileWork::sized(&mut work.tile, channels);
     let v = Planes::new(&mut work.v, positions, rows, c_in);
     let u = Planes::new(&mut work.u, positions, rows, c_out);
     for i in 0..images {
@@ -347,10 +344,7 @@ fn add_group_products(
     (0..images * s.tiles_h).into_par_iter().for_each(|task| {
         let (i, ti) = (task / s.tiles_h, task % s.tiles_h);
         let mut work = tasks.get();
-        let tile = match &mut work.tile {
-            Some(t) if t.patch.len() >= MAX_TILE * MAX_TILE * channels => t,
-            slot => slot.insert(TileWork::new(channels)),
-        };
+        let tile = TileWork::sized(&mut work.tile, channels);
         let first_row = i * tiles + ti * s.tiles_w;
         // SAFETY: `vu` is borrowed for this call only, and each task writes its own tile rows.
         unsafe {
