@@ -15,8 +15,9 @@ shift $(( $# > 2 ? 2 : $# ))
 if (( $# )); then CONFIGS=("$@"); else CONFIGS=(configs/cifar10-resnet.toml configs/fashion-mnist-bn.toml configs/cifar10-seed.toml); fi
 TORCH=${TORCH_PYTHON:-/tmp/torch-venv/bin/python}
 TF=${TF_PYTHON:-/tmp/tf-venv/bin/python}
-cargo build --release --locked -q
-C=./target/release/convnet
+# CONVNET_BIN: another build of convnet (scripts/bench_sitting_avx2.sh); else this one, built.
+if [[ -z ${CONVNET_BIN:-} ]]; then cargo build --release --locked -q; fi
+C=${CONVNET_BIN:-./target/release/convnet}
 : > "$OUT"
 # One JSON line per measurement; the training runs also get their process's peak RSS.
 run() {

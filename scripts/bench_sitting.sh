@@ -3,7 +3,8 @@
 # TensorFlow (scripts/bench_peers.sh), then the airbench network at training batch 512 (8 steps a
 # sample: its config's 1,024 would take the peers half an hour) and inference batch 64, then the
 # machine's SGEMM ceiling. One JSON line per measurement in OUT (training runs also get their
-# process's peak RSS). Needs the peers' venvs (see scripts/bench_peers.sh).
+# process's peak RSS). Needs the peers' venvs (see scripts/bench_peers.sh). CONVNET_BIN names
+# another build of convnet (scripts/bench_sitting_avx2.sh).
 # Usage: scripts/bench_sitting.sh [OUT.jsonl]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ TF=${TF_PYTHON:-/tmp/tf-venv/bin/python}
 export TORCH_PYTHON=$TORCH TF_PYTHON=$TF
 date >&2
 scripts/bench_peers.sh 5 "$OUT"
-C=./target/release/convnet
+C=${CONVNET_BIN:-./target/release/convnet}
 AIR=configs/cifar10-airbench.toml
 for mode in train infer; do
   case $mode in train) batch=512; steps=(--steps 8) ;; infer) batch=64; steps=() ;; esac

@@ -279,14 +279,7 @@ pub(crate) fn forward_into(
 
     let tile_works = scratch.tiles.for_current_pool();
     let channels = c_in.max(c_out);
-    let staged_group = if n < 2 * CHUNK && n * tiles <= SMALL_BATCH_MAX_TILES {
-        Some(n)
-    } else if tiles * CHUNK < GROUP_TILES && c_in * c_out >= STAGED_MIN_WEIGHTS {
-        Some(STAGED_GROUP_TILES.div_ceil(tiles))
-    } else {
-        None
-    };
-    let Some(group) = staged_group else {
+    let Some(group) = staged_group(n, tiles, c_in * c_out) else {
         // Large images: a chunk of images per task, all three stages on one thread, so that V
         // and M stay in that core's cache; within the chunk, groups of images of about
         // GROUP_TILES tiles, one image at least, bound V and M.
@@ -353,6 +346,21 @@ pub(crate) fn forward_into(
             });
         }
     });
+}
+
+/// How [`forward_into`] goes through a batch of `n` images of `tiles` tiles each, with
+/// `weights` (C_in x C_out) per position: `Some(images per group)` for the staged path (a small
+/// batch whole; a wide layer whose chunk of 8 images holds under `GROUP_TILES` tiles, in groups
+/// of about `STAGED_GROUP_TILES`), `None` for chunks of 8 images, one per task. Either way the
+/// outputs are the same; this decides only the speed.
+fn staged_group(n: usize, tiles: usize, weights: usize) -> Option<usize> {
+    if n < 2 * CHUNK && n * tiles <= SMALL_BATCH_MAX_TILES {
+        Some(n)
+    } else if tiles * CHUNK < GROUP_TILES && weights >= STAGED_MIN_WEIGHTS {
+        Some(STAGED_GROUP_TILES.div_ceil(tiles))
+    } else {
+        None
+    }
 }
 
 /// The first `len` values of `buf`, grown if needed but never shrunk: a smaller last chunk
@@ -924,5 +932,35 @@ mod tests {
         assert_eq!(five(2, 4), Some(Variant::F4x4Kernel5x5));
         assert_eq!(Variant::for_output(3, 2, 2), Some(Variant::F4x4Kernel3x3));
         assert_eq!(Variant::for_output(7, 16, 16), None);
+    }
+
+    /// The staged path for small batches (under 16 images and 4,096 tiles) and for layers of
+    /// 128 x 128 weights or more whose chunk of 8 images holds under 512 tiles, in groups of
+    /// 256 tiles; chunks of 8 images otherwise.
+    #[test]
+    fn small_batches_and_wide_layers_on_small_images_take_the_staged_path() {
+        assert_eq!(staged_group(1, 4, 256 * 256), Some(1), "batch 1");
+        assert_eq!(staged_group(15, 4, 16), Some(15), "15 images, narrow");
+        assert_eq!(staged_group(15, 273, 16), Some(15), "4,095 tiles");
+        assert_eq!(staged_group(15, 274, 16), None, "4,110 tiles: too many for one group");
+        assert_eq!(staged_group(16, 4, 16), None, "16 images, narrow: chunks");
+        assert_eq!(staged_group(64, 4, 256 * 256), Some(64), "airbench 256 -> 256 at 7x7");
+        assert_eq!(staged_group(64, 1, 128 * 128), Some(256), "the ResNet's 128 -> 128 at 4x4");
+        assert_eq!(staged_group(64, 1, 128 * 128 - 1), None, "fewer weights: chunks");
+        assert_eq!(staged_group(64, 16, 64 * 256), Some(16), "airbench 64 -> 256 at 15x15");
+        assert_eq!(staged_group(64, 63, 256 * 256), Some(5), "504 tiles a chunk");
+        assert_eq!(staged_group(64, 64, 256 * 256), None, "512 tiles a chunk: chunks");
+        assert_eq!(staged_group(64, 16, 64 * 64), None, "the seed network's 64 -> 64");
+    }
+
+    /// A worker's tile buffers are kept while they are large enough, remade larger otherwise.
+    #[test]
+    fn tile_buffers_are_reused_until_more_channels_are_asked_for() {
+        let mut slot = None;
+        let first = TileWork::sized(&mut slot, 16).zeros.as_ptr();
+        assert_eq!(TileWork::sized(&mut slot, 16).zeros.as_ptr(), first, "as many channels: kept");
+        assert_eq!(TileWork::sized(&mut slot, 3).zeros.as_ptr(), first, "fewer: kept");
+        let larger = TileWork::sized(&mut slot, 17);
+        assert_eq!((larger.zeros.len(), larger.patch.len(), larger.half.len()), (17, 64 * 17, 64 * 17), "more: remade");
     }
 }
