@@ -406,7 +406,6 @@ fn conv2d_weight_gradient_by_winograd_matches_reference_loops() {
     // wanted (a first layer) or goes by Winograd itself (16 or more output channels); else dW
     // stays with im2col. Outputs that 4 does not divide leave part-used blocks; batch 17 leaves
     // a chunk of one image. Against the reference loops, bit for bit across thread counts.
-    use convnet::ops::conv2d::{conv2d_backward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
     let cases = [
         ("same 16x16 batch 3, dX by Winograd", [3, 16, 16, 16], 16, Window::new(5, 5, 1, 1, Padding::Same)),
         ("same 9x7 batch 17, dX by Winograd", [17, 9, 7, 16], 20, Window::new(5, 5, 1, 1, Padding::Same)),
@@ -420,46 +419,8 @@ fn conv2d_weight_gradient_by_winograd_matches_reference_loops() {
         // dX by col2im (5 output channels): dW by im2col with it; without dX, by Winograd.
         ("same 8x8 batch 9, 5 outputs", [9, 8, 8, 16], 5, Window::new(5, 5, 1, 1, Padding::Same)),
     ];
-    for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
-        let seed = 1700 + i as u64 * 10;
-        let x = random(&xs, seed);
-        let w = random(&[5, 5, xs[3], c_out], seed + 1);
-        let b = random(&[c_out], seed + 2);
-        let y = conv2d_forward(&x, &w, &b, &win, true).unwrap();
-        let dy = random(y.shape(), seed + 3);
-        for (relu, want_dx) in [(false, true), (true, true), (false, false), (true, false)] {
-            let run = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                pool.install(|| {
-                    let (mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
-                    let dy = if relu { OutputGrad::ThroughRelu { dy: &dy, y: &y } } else { OutputGrad::Plain(&dy) };
-                    // Twice with the same scratch: the second call reuses the buffers.
-                    for _ in 0..2 {
-                        let grads = Conv2dGradsMut { d_input: want_dx.then_some(&mut dx), d_weight: &mut dw, d_bias: &mut db };
-                        conv2d_backward_into(&x, &w, dy, &win, Precision::F32, grads, &mut s).unwrap();
-                    }
-                    (dx, dw, db)
-                })
-            };
-            let mut dz = dy.clone();
-            if relu {
-                dz.data_mut().iter_mut().zip(y.data()).for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
-            }
-            let slow = conv_backward(&x, &w, &dz, &win).unwrap();
-            let what = format!("{name} relu {relu} dX {want_dx}");
-            let one = run(1);
-            assert_close(&one.1, &slow.d_weight, 2e-5, &format!("{what}: dW"));
-            assert_close(&one.2, &slow.d_bias, 1e-5, &format!("{what}: db"));
-            if want_dx {
-                assert_close(&one.0, &slow.d_input, 2e-5, &format!("{what}: dX"));
-            }
-            for threads in [2, 3] {
-                let other = run(threads);
-                assert_eq!(other.1.data(), one.1.data(), "{what}: dW on {threads} threads");
-                assert_eq!(other.2.data(), one.2.data(), "{what}: db on {threads} threads");
-            }
-        }
-    }
+    let combinations = [(false, true), (true, true), (false, false), (true, false)];
+    check_weight_gradients_against_reference(&cases, 1700, &combinations);
 }
 
 #[test]
@@ -470,7 +431,6 @@ fn conv2d_weight_gradient_by_winograd_summed_over_the_batch_matches_reference_lo
     // Winograd itself; with dX by col2im (a padding over kh - 1), dW goes chunk by chunk with
     // it. Batches that leave a short last group, outputs of one tile and of part-used tiles.
     // Against the reference loops, bit for bit across thread counts and on a reused scratch.
-    use convnet::ops::conv2d::{conv2d_backward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
     let cases = [
         ("same 7x7 batch 37: groups of 32 and 5", [37, 7, 7, 64], 64, Window::new(3, 3, 1, 1, Padding::Same)),
         ("same 15x13 batch 17: groups of 16 and 1", [17, 15, 13, 64], 66, Window::new(3, 3, 1, 1, Padding::Same)),
@@ -479,20 +439,27 @@ fn conv2d_weight_gradient_by_winograd_summed_over_the_batch_matches_reference_lo
         ("explicit uneven batch 2", [2, 6, 9, 64], 64, Window::new(3, 3, 1, 1, Padding::Explicit { top: 0, bottom: 2, left: 2, right: 1 })),
         ("padding 3: dX by col2im", [2, 5, 5, 64], 64, Window::new(3, 3, 1, 1, Padding::Explicit { top: 3, bottom: 0, left: 1, right: 1 })),
     ];
-    for (i, (name, xs, c_out, win)) in cases.into_iter().enumerate() {
-        let seed = 2700 + i as u64 * 10;
+    check_weight_gradients_against_reference(&cases, 2700, &[(false, true), (true, false), (false, false)]);
+}
+
+/// For each case and each (fused ReLU, dX wanted) combination: the backward pass (twice on one
+/// scratch, so that the second reuses its buffers) against the reference loops, and its dW and
+/// db bit for bit on 1, 2 and 3 threads.
+fn check_weight_gradients_against_reference(cases: &[(&str, [usize; 4], usize, Window)], seed_base: u64, combinations: &[(bool, bool)]) {
+    use convnet::ops::conv2d::{conv2d_backward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+    for (i, &(name, xs, c_out, win)) in cases.iter().enumerate() {
+        let seed = seed_base + i as u64 * 10;
         let x = random(&xs, seed);
-        let w = random(&[3, 3, xs[3], c_out], seed + 1);
+        let w = random(&[win.kh, win.kw, xs[3], c_out], seed + 1);
         let b = random(&[c_out], seed + 2);
         let y = conv2d_forward(&x, &w, &b, &win, true).unwrap();
         let dy = random(y.shape(), seed + 3);
-        for (relu, want_dx) in [(false, true), (true, false), (false, false)] {
+        for &(relu, want_dx) in combinations {
             let run = |threads: usize| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 pool.install(|| {
                     let (mut dx, mut dw, mut db, mut s) = (Tensor::empty(), Tensor::empty(), Tensor::empty(), ConvScratch::default());
                     let dy = if relu { OutputGrad::ThroughRelu { dy: &dy, y: &y } } else { OutputGrad::Plain(&dy) };
-                    // Twice with the same scratch: the second call reuses the buffers.
                     for _ in 0..2 {
                         let grads = Conv2dGradsMut { d_input: want_dx.then_some(&mut dx), d_weight: &mut dw, d_bias: &mut db };
                         conv2d_backward_into(&x, &w, dy, &win, Precision::F32, grads, &mut s).unwrap();
