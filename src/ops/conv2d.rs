@@ -322,9 +322,12 @@ pub fn conv2d_backward_into(
     // Float32 only: dW's output transform amplifies the products' rounding more than the
     // forward's (A5^T has a 16; measured in f32 at ~120 x 2^-24 of sum |terms| against 13-28
     // for y and dX), which bf16's 8-bit significand would turn into ~2^-8 x 56 (tests/bf16_layers.rs).
+    // The summed Winograd dW runs on the whole batch, so not beside a dX by col2im, which goes
+    // chunk by chunk with dW.
+    let dx_by_col2im = d_input.is_some() && dx_as_conv.is_none();
     let dw_method = if precision == Precision::F32 && winograd_dw::applies(window, &shape) {
         WeightGradMethod::Winograd
-    } else if precision == Precision::F32 && winograd_dw::summed_applies(window, &shape) {
+    } else if precision == Precision::F32 && winograd_dw::summed_applies(window, &shape) && !dx_by_col2im {
         WeightGradMethod::WinogradSummed
     } else if precision == Precision::F32 && conv_dw_direct::applies(&shape.geometry, shape.c_in) {
         WeightGradMethod::Direct
@@ -358,7 +361,7 @@ enum WeightGradMethod {
     /// Directly on the images, a block of the gradient in registers (`conv_dw_direct`).
     Direct,
     /// Winograd F(3x3, 4x4), the products summed over the whole batch before the output
-    /// transform (`winograd_dw::summed_applies`; where dX is not wanted here, else `Direct`).
+    /// transform (`winograd_dw::summed_applies`, where dX does not go by col2im).
     WinogradSummed,
 }
 
@@ -379,7 +382,7 @@ fn weight_grads(
     dy: OutputGrad,
     shape: &ConvShape,
     precision: Precision,
-    mut dw_method: WeightGradMethod,
+    dw_method: WeightGradMethod,
     mut dx: Option<&mut Tensor>,
     scratch: (&mut Vec<ChunkScratch>, &mut PerThread<WeightGradWork>, &mut SummedWork, &mut PackedB),
     d_weight: &mut Tensor,
@@ -393,12 +396,9 @@ fn weight_grads(
     d_weight.resize(w.shape());
     d_bias.resize(&[shape.c_out]);
     if dw_method == WeightGradMethod::WinogradSummed {
-        if dx.is_none() {
-            winograd_dw::weight_grad_summed(x.data(), dy, shape, summed_dw, d_weight.data_mut(), d_bias.data_mut());
-            return;
-        }
-        // dX by col2im goes chunk by chunk: dW joins it there.
-        dw_method = if conv_dw_direct::applies(&shape.geometry, shape.c_in) { WeightGradMethod::Direct } else { WeightGradMethod::Columns };
+        assert!(dx.is_none(), "the summed Winograd dW is not chosen beside a dX by col2im");
+        winograd_dw::weight_grad_summed(x.data(), dy, shape, summed_dw, d_weight.data_mut(), d_bias.data_mut());
+        return;
     }
     if crate::dist::in_group() {
         chunk_partials(x, w, dy, shape, precision, dw_method, 0..total, dx.map(|d| d.data_mut()), (store, thread_dw, packed_w));

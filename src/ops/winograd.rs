@@ -323,12 +323,10 @@ pub(crate) fn forward_into(
             let (first_image, images) = (k * group, y_group.len() / out_size);
             let rows = images * tiles;
             let planes = Planes::new(v_buf, positions, rows, c_in);
-            (0..images * s.tiles_h).into_par_iter().for_each(|tile_row| {
-                let (img, ti) = (tile_row / s.tiles_h, tile_row % s.tiles_h);
+            par_tile_rows(images, s.tiles_h, tile_works, channels, |img, ti, work| {
                 let x_img = &x.data()[(first_image + img) * in_size..][..in_size];
-                let mut slot = tile_works.get();
                 // SAFETY: each task writes only the rows of its own tile row (img, ti).
-                unsafe { input_transform_row(x_img, &s, ti, planes, img * tiles + ti * s.tiles_w, TileWork::sized(&mut slot, channels)) };
+                unsafe { input_transform_row(x_img, &s, ti, planes, img * tiles + ti * s.tiles_w, work) };
             });
             let v = &v_buf[..positions * rows * c_in];
             let m = grow(m_buf, positions * rows * c_out);
@@ -345,6 +343,22 @@ pub(crate) fn forward_into(
                 output_transform_row(m, rows, &s, img * tiles + ti * s.tiles_w, epilogue, y_part, TileWork::sized(&mut slot, channels))
             });
         }
+    });
+}
+
+/// Runs `f(image, tile row, the worker's tile buffers)` for each of the `tiles_h` tile rows of
+/// `images` images, in parallel; the buffers are the worker's slot of `works`, sized for
+/// `channels`.
+pub(crate) fn par_tile_rows(
+    images: usize,
+    tiles_h: usize,
+    works: &PerThread<Option<TileWork>>,
+    channels: usize,
+    f: impl Fn(usize, usize, &mut TileWork) + Sync + Send,
+) {
+    (0..images * tiles_h).into_par_iter().for_each(|task| {
+        let mut slot = works.get();
+        f(task / tiles_h, task % tiles_h, TileWork::sized(&mut slot, channels));
     });
 }
 
@@ -441,7 +455,7 @@ unsafe impl Sync for Planes {}
 
 impl Planes {
     pub(crate) fn new(buf: &mut Vec<f32>, positions: usize, rows: usize, c: usize) -> Planes {
-        Planes { ptr: grow(buf, positions * rows * c).as_mut_ptr(), positions, rows, c }
+        Planes::over(grow(buf, positions * rows * c), positions, rows, c)
     }
 
     /// The planes laid over the first positions * rows * c values of `buf`.

@@ -38,7 +38,7 @@ use super::conv_shape::ConvShape;
 use super::gemm::gemm;
 use super::simd::simd_dispatch;
 use super::window::Window;
-use super::winograd::{combine, grow, input_transform_row, Planes, Shape, TileWork, Variant, G3, G5_TILE8, MIN_IN_CHANNELS};
+use super::winograd::{combine, grow, input_transform_row, par_tile_rows, Planes, Shape, TileWork, Variant, G3, G5_TILE8, MIN_IN_CHANNELS};
 use super::Precision;
 use crate::dist::IMAGES_PER_SHARE_UNIT;
 use crate::threads::{with_thread_scratch, PerThread};
@@ -150,7 +150,7 @@ pub(crate) fn weight_grad_into(
 ) {
     let g = &shape.geometry;
     let (c_in, c_out) = (shape.c_in, shape.c_out);
-    let variant = Variant::for_kernel(g.kh).expect("`applies` takes 3x3 and 5x5 kernels");
+    let variant = Variant::F4x4Kernel5x5;
     let (t, kernel) = (variant.tile(), variant.kernel());
     let positions = t * t;
     let s = Shape::new(*g, c_in, c_out, variant);
@@ -208,11 +208,10 @@ fn images_per_group(tiles_per_image: usize) -> usize {
 }
 const _: () = assert!(IMAGES_PER_SHARE_UNIT.is_multiple_of(32));
 
-/// One worker's scratch in [`weight_grad_summed`]: the tile buffers of the transforms, one
-/// position's product, and a row of the output transform.
+/// One worker's scratch in [`weight_grad_summed`]: one position's product, and a row of the
+/// output transform.
 #[derive(Default)]
 pub(crate) struct SummedTaskWork {
-    tile: Option<TileWork>,
     product: Vec<f32>,
     half: Vec<f32>,
     out: Vec<f32>,
@@ -223,6 +222,8 @@ pub(crate) struct SummedTaskWork {
 #[derive(Default)]
 pub(crate) struct SummedWork {
     tasks: PerThread<SummedTaskWork>,
+    /// Each worker's tile buffers for the transforms.
+    tiles: PerThread<Option<TileWork>>,
     /// The output gradient masked by a fused ReLU, one group's.
     dz: Vec<f32>,
     group_db: Vec<f32>,
@@ -262,8 +263,8 @@ pub(crate) fn weight_grad_summed(
     let (positions, block) = (variant.positions(), c_in * c_out);
     let group = images_per_group(s.tiles_h * s.tiles_w);
     let (in_size, out_size) = (shape.input_len(), shape.output_len());
-    let SummedWork { tasks, dz, group_db, partials } = work;
-    let tasks = tasks.for_current_pool();
+    let SummedWork { tasks, tiles, dz, group_db, partials } = work;
+    let (tasks, tiles) = (tasks.for_current_pool(), tiles.for_current_pool());
     with_thread_scratch(|vu, m| {
         let m = grow(m, positions * block);
         // Adds group `first..`'s products to acc_m and its dz sums to acc_db.
@@ -277,7 +278,7 @@ pub(crate) fn weight_grad_summed(
             }
             acc_db.iter_mut().zip(group_db.iter()).for_each(|(a, v)| *a += v);
             let x_group = &x[first * in_size..][..images * in_size];
-            add_group_products(x_group, dz_group, images, &s, tasks, vu, acc_m);
+            add_group_products(x_group, dz_group, images, &s, (tasks, tiles), vu, acc_m);
         };
         if crate::dist::in_group() {
             let count = n.div_ceil(group);
@@ -330,22 +331,18 @@ fn add_group_products(
     dz: &[f32],
     images: usize,
     s: &Shape,
-    tasks: &PerThread<SummedTaskWork>,
+    (tasks, tiles): (&PerThread<SummedTaskWork>, &PerThread<Option<TileWork>>),
     vu: &mut Vec<f32>,
     acc: &mut [f32],
 ) {
     let (c_in, c_out, positions) = (s.c_in, s.c_out, s.variant.positions());
-    let tiles = s.tiles_h * s.tiles_w;
-    let rows = images * tiles;
+    let tiles_per_image = s.tiles_h * s.tiles_w;
+    let rows = images * tiles_per_image;
     let (in_size, out_size) = (s.g.ih * s.g.iw * c_in, s.g.oh * s.g.ow * c_out);
     let (v_buf, u_buf) = grow(vu, positions * rows * (c_in + c_out)).split_at_mut(positions * rows * c_in);
     let (v, u) = (Planes::over(v_buf, positions, rows, c_in), Planes::over(u_buf, positions, rows, c_out));
-    let channels = c_in.max(c_out);
-    (0..images * s.tiles_h).into_par_iter().for_each(|task| {
-        let (i, ti) = (task / s.tiles_h, task % s.tiles_h);
-        let mut work = tasks.get();
-        let tile = TileWork::sized(&mut work.tile, channels);
-        let first_row = i * tiles + ti * s.tiles_w;
+    par_tile_rows(images, s.tiles_h, tiles, c_in.max(c_out), |i, ti, tile| {
+        let first_row = i * tiles_per_image + ti * s.tiles_w;
         // SAFETY: `vu` is borrowed for this call only, and each task writes its own tile rows.
         unsafe {
             input_transform_row(&x[i * in_size..][..in_size], s, ti, v, first_row, tile);
