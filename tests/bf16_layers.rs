@@ -11,7 +11,7 @@ use common::random;
 use convnet::layers::Mode;
 use convnet::model::{Loss, Network};
 use convnet::ops::bf16::round_bf16;
-use convnet::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+use convnet::ops::conv2d::{algorithm_in, conv2d_backward_into, conv2d_forward_into, Algorithm, Conv2dGradsMut, ConvScratch, OutputGrad};
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
 use convnet::ops::precision::{bf16_hardware, emulation_notice};
 use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level, SimdLevel};
@@ -139,6 +139,56 @@ fn conv_by_im2col_in_bf16_is_the_exact_product_of_rounded_inputs() {
         // And bf16 really ran: the float32 result differs.
         let (y32, ..) = conv_run(&x, &w, &b, &dy, &win, Precision::F32);
         assert_ne!(y.data(), y32.data(), "{what}: bf16 products should differ from f32 in the last bits");
+    }
+}
+
+#[test]
+fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_kernel_and_thread_count() {
+    // Stride 1 from 16 input channels (`conv_tiles`): the padded image read in place, one
+    // shifted view per tap. Channels under and over one block of 32, several images per
+    // product (5x5 outputs), batch 1 cut into blocks of rows, 2x2, 5x5 and 1x1 kernels; dX
+    // too where its own convolution has 16 channels or more.
+    let cases = [
+        (ConvCase { n: 2, hw: 16, ci: 16, co: 20, k: 3, stride: 1, padding: Padding::Same }, true),
+        (ConvCase { n: 17, hw: 5, ci: 17, co: 18, k: 3, stride: 1, padding: Padding::Same }, true),
+        (ConvCase { n: 3, hw: 9, ci: 33, co: 16, k: 2, stride: 1, padding: Padding::Valid }, true),
+        (ConvCase { n: 1, hw: 30, ci: 16, co: 5, k: 5, stride: 1, padding: Padding::Same }, false),
+        (ConvCase { n: 2, hw: 6, ci: 40, co: 7, k: 1, stride: 1, padding: Padding::Valid }, false),
+    ];
+    for (ci_, (c, dx_on_tiles)) in cases.iter().enumerate() {
+        let win = Window::new(c.k, c.k, c.stride, c.stride, c.padding);
+        let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
+        assert_eq!(algorithm_in(Precision::Bf16, &g, &win, c.ci, c.co), Algorithm::Tiles, "case {ci_}");
+        let dx_g = Geometry::new("test", g.oh, g.ow, &Window::new(c.k, c.k, 1, 1, Padding::Same)).unwrap();
+        let dx_choice = algorithm_in(Precision::Bf16, &dx_g, &win, c.co, c.ci);
+        assert_eq!(dx_choice == Algorithm::Tiles, *dx_on_tiles, "case {ci_}: dX by {dx_choice:?}");
+        let x = random(&[c.n, c.hw, c.hw, c.ci], 110 + ci_ as u64);
+        let w = random(&[c.k, c.k, c.ci, c.co], 120 + ci_ as u64);
+        let b = random(&[c.co], 130 + ci_ as u64);
+        let dy = random(&[c.n, g.oh, g.ow, c.co], 140 + ci_ as u64);
+        let (y, dx, dw, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16);
+        let e = exact_conv(&rounded(&x), [c.n, c.hw, c.hw, c.ci], &rounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &rounded(&dy), &g);
+        let what = format!("case {ci_}");
+        // Each product's chain adds blocks of 32 channels per tap, so k rounds up to them.
+        let padded_k = c.k * c.k * c.ci.next_multiple_of(32);
+        assert_within_accumulation(&format!("{what} y"), y.data(), &e.y, padded_k);
+        assert_within_accumulation(&format!("{what} dX"), dx.data(), &e.dx, c.k * c.k * c.co.next_multiple_of(32));
+        assert_within_accumulation(&format!("{what} dW"), dw.data(), &e.dw, c.n * g.oh * g.ow);
+        let (y32, ..) = conv_run(&x, &w, &b, &dy, &win, Precision::F32);
+        assert_ne!(y.data(), y32.data(), "{what}: bf16 products should differ from f32 in the last bits");
+        // The same bits on every kernel (AMX, AVX512-BF16, the emulation) and thread count.
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let reference: Vec<_> = [&y, &dx, &dw].into_iter().map(bits).collect();
+        for level in available_simd_levels() {
+            set_simd_level(level).unwrap();
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let (y, dx, dw, _) = pool.install(|| conv_run(&x, &w, &b, &dy, &win, Precision::Bf16));
+                let got: Vec<_> = [&y, &dx, &dw].into_iter().map(bits).collect();
+                assert!(got == reference, "{what}: level {level:?}, {threads} threads: other bits");
+            }
+        }
+        set_simd_level(detected_simd_level()).unwrap();
     }
 }
 

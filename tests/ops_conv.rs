@@ -541,10 +541,31 @@ fn winograd_is_chosen_for_3x3_and_5x5_stride_1_with_enough_channels_only() {
     assert_eq!(algorithm(&three, 33, 16), Algorithm::Im2col, "33 input channels");
     assert_eq!(algorithm(&Window::new(3, 3, 2, 2, Padding::Same), 3, 16), Algorithm::Im2col, "stride 2");
     assert_eq!(algorithm(&Window::new(3, 3, 1, 2, Padding::Same), 3, 16), Algorithm::Im2col, "stride 2 across");
-    // The direct kernel is float32 only: bf16 products take im2col.
-    assert_eq!(Algorithm::Direct.for_precision(Precision::Bf16), Algorithm::Im2col);
-    assert_eq!(Algorithm::Direct.for_precision(Precision::F32), Algorithm::Direct);
-    assert_eq!(Algorithm::Winograd.for_precision(Precision::Bf16), Algorithm::Winograd);
+}
+
+#[test]
+fn bf16_products_take_the_tiles_at_stride_1_from_16_channels_unless_winograd_saves_their_padding() {
+    use convnet::ops::conv2d::{algorithm_in, Algorithm};
+    use convnet::ops::window::Geometry;
+    let three = Window::new(3, 3, 1, 1, Padding::Same);
+    let choice = |precision, side: usize, window: &Window, c_in, c_out| {
+        let g = Geometry::new("test", side, side, window).unwrap();
+        algorithm_in(precision, &g, window, c_in, c_out)
+    };
+    let bf16 = Precision::Bf16;
+    assert_eq!(choice(bf16, 31, &three, 24, 64), Algorithm::Tiles, "airbench 24 -> 64 at 31x31");
+    assert_eq!(choice(bf16, 15, &three, 64, 256), Algorithm::Tiles, "airbench 64 -> 256 at 15x15");
+    assert_eq!(choice(bf16, 32, &three, 16, 32), Algorithm::Tiles, "the ResNet's 16 -> 32 (direct in f32)");
+    assert_eq!(choice(bf16, 7, &three, 256, 256), Algorithm::Winograd, "airbench 256 -> 256 at 7x7: padding rows");
+    assert_eq!(choice(bf16, 4, &three, 128, 128), Algorithm::Winograd, "the ResNet's 128 at 4x4");
+    assert_eq!(choice(bf16, 4, &three, 16, 16), Algorithm::Tiles, "small, but no Winograd (under 24 channels)");
+    assert_eq!(choice(bf16, 32, &three, 15, 32), Algorithm::Im2col, "under 16 input channels, and direct is f32 only");
+    assert_eq!(choice(bf16, 32, &three, 3, 16), Algorithm::Im2col, "the ResNet's first layer");
+    assert_eq!(choice(bf16, 32, &Window::new(3, 3, 2, 2, Padding::Same), 64, 64), Algorithm::Im2col, "stride 2");
+    assert_eq!(choice(bf16, 6, &Window::new(1, 1, 1, 1, Padding::Valid), 64, 64), Algorithm::Tiles, "1x1 pads nothing");
+    // Float32 is `algorithm`'s choice.
+    assert_eq!(choice(Precision::F32, 32, &three, 16, 32), Algorithm::Direct);
+    assert_eq!(choice(Precision::F32, 31, &three, 24, 64), Algorithm::Winograd);
 }
 
 #[test]

@@ -26,6 +26,7 @@ use super::conv_direct::{self, forward_direct_rows, DirectConv};
 use super::conv_dw_direct::{self, weight_grad_direct, DirectShape};
 pub use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
+use super::conv_tiles::{self, TilesScratch};
 use super::gemm::{gemm, gemm_prepared, RightOperand};
 use super::gemm_bf16::PackedB;
 use super::im2col::{col2im, im2col, im2col_rows};
@@ -51,16 +52,30 @@ pub enum Algorithm {
     Direct,
     /// A column matrix of the patches times the weights (any window).
     Im2col,
+    /// bf16 only: the padded image in bf16 pairs read in place by the tiles, one shifted view
+    /// per tap (`conv_tiles`): stride 1 with 16 input channels or more.
+    Tiles,
 }
 
-impl Algorithm {
-    /// The algorithm for products in `precision`: the direct kernel is float32 only, so bf16
-    /// products take im2col's GEMM instead.
-    pub fn for_precision(self, precision: Precision) -> Algorithm {
-        match (self, precision) {
-            (Algorithm::Direct, Precision::Bf16) => Algorithm::Im2col,
-            (algorithm, _) => algorithm,
+/// The algorithm for a convolution with `g` (its geometry) and `window` from `c_in` to `c_out`
+/// channels, its products in `precision`: [`algorithm`] in float32. In bf16, `conv_tiles` where
+/// it applies (stride 1, 16 input channels or more: on the tiles the products are cheap, and
+/// Winograd's transforms and im2col's columns are what cost) unless Winograd applies and the
+/// tiles would waste a quarter of their rows on the padding (`conv_tiles::pays`: outputs of
+/// 8x8 and smaller); otherwise Winograd or im2col (the direct kernel is float32 only).
+/// Measured on the airbench and ResNet configs (docs/performance.md): 24 -> 64 at 31x31 49 ->
+/// 27 ms forward at batch 512, 64 -> 256 at 15x15 42 -> 28 ms; 256 -> 256 at 7x7 21-23 ms by
+/// Winograd against 32-47 on the tiles. Depends on the shape only, never on the CPU: every
+/// machine computes the same chains.
+pub fn algorithm_in(precision: Precision, g: &Geometry, window: &Window, c_in: usize, c_out: usize) -> Algorithm {
+    let f32_choice = algorithm(window, c_in, c_out);
+    match precision {
+        Precision::F32 => f32_choice,
+        Precision::Bf16 if conv_tiles::applies(window, c_in) && (f32_choice != Algorithm::Winograd || conv_tiles::pays(g)) => {
+            Algorithm::Tiles
         }
+        Precision::Bf16 if f32_choice == Algorithm::Direct => Algorithm::Im2col,
+        Precision::Bf16 => f32_choice,
     }
 }
 
@@ -127,6 +142,8 @@ pub struct ConvScratch {
     /// for dX by im2col.
     packed_w: PackedB,
     winograd: WinogradScratch,
+    /// The bf16 implicit GEMM's images and packed weights (`conv_tiles`).
+    tiles: TilesScratch,
     dx_winograd: DxScratch,
 }
 
@@ -138,6 +155,7 @@ struct DxScratch {
     w_flipped: Tensor,
     zero_bias: Tensor,
     winograd: WinogradScratch,
+    tiles: TilesScratch,
 }
 
 #[derive(Default)]
@@ -182,10 +200,13 @@ pub fn conv2d_forward_into(
 ) -> Result<()> {
     let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
     y.resize(&shape.output_shape());
-    match algorithm(window, shape.c_in, shape.c_out).for_precision(precision) {
+    match algorithm_in(precision, &shape.geometry, window, shape.c_in, shape.c_out) {
         Algorithm::Winograd => winograd::forward_into(x, w, b, &shape, relu, precision, y, &mut scratch.winograd),
         Algorithm::Direct => direct_forward(x, w.data(), b.data(), &shape, relu, y, scratch.thread_cols.for_current_pool()),
         Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, precision, y, scratch),
+        Algorithm::Tiles => {
+            tiles_forward(x, w.data(), b.data(), &shape, relu, y, (&mut scratch.tiles, scratch.thread_cols.for_current_pool()))
+        }
     }
     Ok(())
 }
@@ -254,6 +275,34 @@ fn output_row_blocks<'y>(
     })
 }
 
+/// The bf16 implicit GEMM (`conv_tiles`) over the batch: the images converted and the weights
+/// packed once, then each task a block of output rows of one image (`forward_rows_per_task`),
+/// the product's rows in the thread's buffer.
+fn tiles_forward(
+    x: &Tensor,
+    w: &[f32],
+    b: &[f32],
+    shape: &ConvShape,
+    relu: bool,
+    y: &mut Tensor,
+    scratch: (&mut TilesScratch, &PerThread<Vec<f32>>),
+) {
+    let (tiles, bufs) = scratch;
+    let rows = forward_rows_per_task(shape.batch, shape.geometry.oh, shape.geometry.ow);
+    let prepared = conv_tiles::prepare(x, w, b, shape, relu, tiles);
+    let group = prepared.layout().images_per_task();
+    if group > 1 {
+        let (oh, out_size) = (shape.geometry.oh, shape.output_len());
+        y.data_mut().par_chunks_mut(group * out_size).enumerate().for_each(|(task, y_group)| {
+            let images = task * group..task * group + y_group.len() / out_size;
+            prepared.rows_into(images, 0..oh, y_group, &mut bufs.get())
+        });
+    } else {
+        output_row_blocks(y, shape, rows)
+            .for_each(|(img, out_rows, y_block)| prepared.rows_into(img..img + 1, out_rows, y_block, &mut bufs.get()));
+    }
+}
+
 /// The direct kernel (`conv_direct`) over the batch: each task a block of output rows of one
 /// image (`forward_rows_per_task`), its padded rows in the thread's buffer.
 fn direct_forward(x: &Tensor, w: &[f32], b: &[f32], shape: &ConvShape, relu: bool, y: &mut Tensor, bufs: &PerThread<Vec<f32>>) {
@@ -316,8 +365,13 @@ pub fn conv2d_backward_into(
     let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
     let ConvScratch { chunks, dx_winograd, packed_w, thread_dw, summed_dw, thread_cols, .. } = scratch;
     // dX as a convolution of its own where that convolution would not take im2col.
-    let dx_as_conv = input_grad_window(&shape.geometry, window)
-        .map(|dx_window| (dx_window, algorithm(&dx_window, shape.c_out, shape.c_in).for_precision(precision)))
+    let g = &shape.geometry;
+    let dx_as_conv = input_grad_window(g, window)
+        .map(|dx_window| {
+            let dx_geometry = Geometry::new("conv2d backward", g.oh, g.ow, &dx_window)?;
+            Ok::<_, Error>((dx_window, algorithm_in(precision, &dx_geometry, &dx_window, shape.c_out, shape.c_in)))
+        })
+        .transpose()?
         .filter(|&(_, dx_algorithm)| dx_algorithm != Algorithm::Im2col);
     // Float32 only: dW's output transform amplifies the products' rounding more than the
     // forward's (A5^T has a 16; measured in f32 at ~120 x 2^-24 of sum |terms| against 13-28
@@ -336,9 +390,9 @@ pub fn conv2d_backward_into(
     };
     match (d_input, dx_as_conv) {
         (Some(dx), Some((dx_window, dx_algorithm))) => {
-            let DxScratch { dz, w_flipped, zero_bias, winograd } = dx_winograd;
+            let DxScratch { dz, w_flipped, zero_bias, winograd, tiles } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
-            let scratch = (w_flipped, zero_bias, winograd, thread_cols.for_current_pool());
+            let scratch = (w_flipped, zero_bias, winograd, tiles, thread_cols.for_current_pool());
             input_grad_as_conv(dz, w, &shape, (&dx_window, dx_algorithm), precision, dx, scratch)?;
             let scratch = (&mut *chunks, thread_dw, summed_dw, packed_w);
             weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_method, None, scratch, d_weight, d_bias);
@@ -468,10 +522,10 @@ fn input_grad_as_conv(
     dx_conv: (&Window, Algorithm),
     precision: Precision,
     dx: &mut Tensor,
-    scratch: (&mut Tensor, &mut Tensor, &mut WinogradScratch, &PerThread<Vec<f32>>),
+    scratch: (&mut Tensor, &mut Tensor, &mut WinogradScratch, &mut TilesScratch, &PerThread<Vec<f32>>),
 ) -> Result<()> {
     let (dx_window, dx_algorithm) = dx_conv;
-    let (w_flipped, zero_bias, winograd, padded_rows) = scratch;
+    let (w_flipped, zero_bias, winograd, tiles, padded_rows) = scratch;
     flip_weights(w, w_flipped);
     zero_bias.resize(&[shape.c_in]);
     zero_bias.data_mut().fill(0.0);
@@ -482,6 +536,7 @@ fn input_grad_as_conv(
     match dx_algorithm {
         Algorithm::Winograd => winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, precision, dx, winograd),
         Algorithm::Direct => direct_forward(dz, w_flipped.data(), zero_bias.data(), &transposed, false, dx, padded_rows),
+        Algorithm::Tiles => tiles_forward(dz, w_flipped.data(), zero_bias.data(), &transposed, false, dx, (tiles, padded_rows)),
         Algorithm::Im2col => unreachable!("dX by im2col goes through col2im in `weight_grads`"),
     }
     Ok(())

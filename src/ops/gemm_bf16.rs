@@ -343,6 +343,87 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
     A_BUF.set(pairs);
 }
 
+/// A left operand read in place, block by block of 16 pairs (one tile's depth): block `j` of
+/// row r is the 16 pairs at `data[r * rs + offsets[j]..]`. The implicit-GEMM convolution
+/// (`ops::conv_tiles`) reads its image this way: rows are output pixels, block j one tap and
+/// 32 channels, at the pixel the tap shifts to.
+pub struct BlockedRows<'a> {
+    pub data: &'a [u32],
+    pub rs: usize,
+    pub offsets: &'a [usize],
+}
+
+/// Whether the kernel in force reads pairs in dot order (`to_dot_order`): a left operand
+/// read in place must then be stored that way ([`to_kernel_order`]).
+pub fn wants_dot_order() -> bool {
+    Path::in_force().dot_order()
+}
+
+/// Puts row pairs (every block of 16 pairs starting at an even index) in the order the kernel
+/// in force reads ([`wants_dot_order`]); leaves them otherwise.
+pub fn to_kernel_order(pairs: &mut [u32]) {
+    if wants_dot_order() {
+        let even = pairs.len() & !1;
+        reorder_pairs(&mut pairs[..even], 1, true);
+    }
+}
+
+/// `c[rows x n] = sum over the blocks j, in order, of A_j · B_j` (c's row r at `c[r * ldc..]`,
+/// A's rows `rows` of `a`, B_j the pairs 16j..16j+15 of `b`, which holds `a.offsets.len()`
+/// blocks): the chain of `gemm_bf16` over k = the blocks' pairs, on this thread. A's pairs must
+/// be in the kernel's order (`to_kernel_order`); reading whole tiles, the AMX kernel reads
+/// rows.len() rounded up to 16 rows from rows.start, which `a.data` must hold.
+pub fn gemm_bf16_blocks(a: &BlockedRows, rows: std::ops::Range<usize>, b: &PackedB, c: &mut [f32], ldc: usize) {
+    let (m, n, blocks) = (rows.len(), b.n, a.offsets.len());
+    assert!(b.kp == blocks * BLOCK_PAIRS && ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n), "gemm_bf16_blocks: shapes");
+    let path = Path::in_force();
+    assert_eq!(b.dot_order, path.dot_order(), "gemm_bf16_blocks: B packed for another kernel");
+    // The AMX kernel reads whole tiles of 16 rows from rows.start.
+    let readable = rows.start + m.next_multiple_of(if path == Path::Tiles { 16 } else { 1 });
+    let last = a.offsets.iter().max().map_or(0, |&o| o + BLOCK_PAIRS);
+    assert!(m == 0 || a.data.len() >= (readable - 1) * a.rs + last, "gemm_bf16_blocks: A too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if blocks == 0 {
+        c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
+        return;
+    }
+    let a0 = rows.start * a.rs;
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Tiles {
+        // SAFETY: AMX is allowed (the path); A's rows up to `readable` at every offset and c's
+        // m x n are in bounds (asserted); B holds kp pairs by ld >= n columns.
+        unsafe { amx::blocked(b.kp, a.data.as_ptr().add(a0), a.rs, |j| a.offsets[j], b, 0.0, c.as_mut_ptr(), ldc, 0..m, 0..n) };
+        return;
+    }
+    let step = if path == Path::DotProducts { DOT_ROWS } else { MR };
+    for (j, &offset) in a.offsets.iter().enumerate() {
+        for i0 in (0..m).step_by(step) {
+            for j0 in (0..n).step_by(NR) {
+                let tile = Tile {
+                    pairs: BLOCK_PAIRS,
+                    // SAFETY: in bounds, as asserted above.
+                    a: unsafe { a.data.as_ptr().add(a0 + i0 * a.rs + offset) },
+                    rs: a.rs,
+                    ps: 1,
+                    b: b.data[j * BLOCK_PAIRS * b.ld + j0..].as_ptr(),
+                    ldb: b.ld,
+                    c: c[i0 * ldc + j0..].as_mut_ptr(),
+                    ldc,
+                    rows: step.min(m - i0),
+                    cols: NR.min(n - j0),
+                    // Each block's call continues the chains from c (exact: float32).
+                    beta: if j == 0 { 0.0 } else { 1.0 },
+                };
+                // SAFETY: the tile's rows of A, its pairs of B (whole vectors of 16 columns:
+                // ld is a multiple of 16) and its block of c are in bounds.
+                unsafe { run_tile(path, &tile) };
+            }
+        }
+    }
+}
+
 /// An operand's pairs: (row r, pair p) at `data[r * rs + p * ps]`.
 struct Operand<'a> {
     data: &'a [u32],
@@ -369,7 +450,7 @@ unsafe fn blocked(
 ) {
     #[cfg(target_arch = "x86_64")]
     if path == Path::Tiles {
-        amx::blocked(kp, a.data.as_ptr(), a.rs, b, beta, c, ldc, rows, cols);
+        amx::blocked(kp, a.data.as_ptr(), a.rs, |block| block * BLOCK_PAIRS, b, beta, c, ldc, rows, cols);
         return;
     }
     let step = if path == Path::DotProducts { DOT_ROWS } else { MR };
@@ -695,17 +776,20 @@ mod amx {
         }
     }
 
-    /// The rows x cols block of c (rows starting at a multiple of 16, as the tasks do).
+    /// The rows x cols block of c (rows starting at a multiple of 16, as the tasks do). Block
+    /// `j` of 16 pairs of A's row r is read at `a + r * rs + a_block(j)`: `j * 16` for a
+    /// matrix of row pairs, elsewhere for a left operand read in place (`super::gemm_bf16_blocks`).
     ///
     /// SAFETY: the CPU has AMX-BF16 and the process its tile-data permission
-    /// (`simd::amx_allowed`); `a` holds row pairs with row stride `rs` (= kp) for every row up
-    /// to rows.end rounded up to 16; `b` kp pairs by ld columns (cols.end rounded up to 16 at
-    /// most ld); c as in `super::blocked`.
+    /// (`simd::amx_allowed`); `a` holds, for every row from rows.start up to rows.end rounded up to
+    /// 16, the 16 pairs of each block at its offset; `b` kp pairs by ld columns (cols.end rounded up to 16 at most ld); c as in
+    /// `super::blocked`.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn blocked(
         kp: usize,
         a: *const u32,
         rs: usize,
+        a_block: impl Fn(usize) -> usize,
         b: &PackedB,
         beta: f32,
         c: *mut f32,
@@ -737,7 +821,8 @@ mod amx {
                     }
                     let (two_rows, two_cols) = (tiles[2].is_some(), tiles[1].is_some());
                     for p in (p0..p0 + pairs).step_by(BLOCK_PAIRS) {
-                        load!(4, a.add(i0 * rs + p), a_stride);
+                        let a_p = a_block(p / BLOCK_PAIRS);
+                        load!(4, a.add(i0 * rs + a_p), a_stride);
                         load!(6, b.data.as_ptr().add(p * b.ld + j0), b_stride);
                         dot!(0, 4, 6);
                         if two_cols {
@@ -745,7 +830,7 @@ mod amx {
                             dot!(1, 4, 7);
                         }
                         if two_rows {
-                            load!(5, a.add((i0 + 16) * rs + p), a_stride);
+                            load!(5, a.add((i0 + 16) * rs + a_p), a_stride);
                             dot!(2, 5, 6);
                             if two_cols {
                                 dot!(3, 5, 7);

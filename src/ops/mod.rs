@@ -10,6 +10,7 @@ pub mod conv_direct;
 pub mod conv_dw_direct;
 mod conv_output_grad;
 pub mod conv_shape;
+pub mod conv_tiles;
 pub mod dense;
 pub mod gelu;
 #[doc(hidden)]

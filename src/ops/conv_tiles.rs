@@ -1,0 +1,215 @@
+//! The bf16 convolution at stride 1 without a column matrix (an "implicit GEMM"), made for the
+//! AMX tiles:
+//!
+//! ```text
+//!   y[n, i, j, o] = b[o] + sum over ki, kj, c of x_pad[n, i + ki, j + kj, c] w[ki, kj, c, o]
+//! ```
+//!
+//! Laid out on the padded image's width Wp = ow + kw - 1, output pixel (i, j) is row
+//! p = i·Wp + j of a product whose tap (ki, kj) reads the padded image at pixel
+//! p + ki·Wp + kj: the same rows, shifted. So the padded image, converted once to bf16 pairs
+//! with its channels padded to a multiple of 32 (`cp` pairs a pixel), is the left operand of
+//! every tap, read in place: block (tap, 32 channels) of row p is the 16 pairs at
+//! (p + ki·Wp + kj)·cp + 16·block (`gemm_bf16::gemm_bf16_blocks`, one AMX tile load of 16
+//! pixels a block). The weights are packed as the matching right operand, k = (tap, channel
+//! padded to 32). The kw - 1 extra columns of each output row come out of the product too and
+//! are dropped.
+//!
+//! Against im2col + GEMM it writes no column matrix (kh·kw times the input, in pairs); against
+//! Winograd it multiplies 4 times more (3x3) but transforms nothing, and on the tiles the
+//! products are the cheap part. Each output is one chain of `gemm_bf16` over k = (ki, kj, c
+//! padded to 32), taps in row-major order: the same bits on the AMX kernel, the AVX512-BF16
+//! kernel and the emulation, at any thread count (tests/bf16_layers.rs).
+
+use rayon::prelude::*;
+
+use super::conv_shape::ConvShape;
+use super::gemm_bf16::{gemm_bf16_blocks, to_kernel_order, BlockedRows, PackedB, BLOCK_PAIRS};
+use super::window::{Geometry, Window};
+use crate::tensor::Tensor;
+
+/// Input channels from which a stride-1 convolution in bf16 goes this way: below 16, padding
+/// the channels to 32 would multiply more zeros than im2col's columns (k = kh·kw·c_in in one
+/// run) cost.
+pub const MIN_IN_CHANNELS: usize = 16;
+
+/// Channels per block of k: one tile row of 16 pairs.
+const BLOCK_CHANNELS: usize = 2 * BLOCK_PAIRS;
+
+/// Whether a convolution with `window` and `c_in` input channels goes this way in bf16.
+pub fn applies(window: &Window, c_in: usize) -> bool {
+    (window.sh, window.sw) == (1, 1) && c_in >= MIN_IN_CHANNELS
+}
+
+/// Whether the tiles' rows are mostly outputs: at least 3/4 of the (oh + kh - 1)·(ow + kw - 1)
+/// rows a padded image gives (15x15 and larger for a 3x3 SAME kernel; an 8x8 output only uses
+/// 64 of 100, a 4x4 16 of 36). `conv2d::algorithm_in` prefers Winograd below that.
+pub fn pays(g: &Geometry) -> bool {
+    4 * g.oh * g.ow >= 3 * (g.oh + g.kh - 1) * (g.ow + g.kw - 1)
+}
+
+/// The batch's padded images in bf16 pairs, the packed weights and the blocks' offsets, kept by
+/// the layer (`conv2d::ConvScratch`) so that a step allocates nothing once warmed up.
+#[derive(Default)]
+pub struct TilesScratch {
+    images: Vec<u32>,
+    w_rows: Vec<f32>,
+    packed: PackedB,
+    offsets: Vec<usize>,
+}
+
+/// The layout of one call's padded images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The padded width Wp = ow + kw - 1: output pixel (i, j) is row i·Wp + j.
+    pub width: usize,
+    /// Pairs per pixel (channels padded to 32, halved).
+    pub cp: usize,
+    /// Pixels per padded image, (oh + kh - 1)·Wp: image n's output pixel (i, j) is row
+    /// n·pixels + i·Wp + j, so that a product can run over several images (the rows between
+    /// them are computed and dropped too).
+    pub pixels: usize,
+    /// Pixels stored after the last image: the rows the last tiles read past it (up to 16 rows
+    /// of the product, shifted by the last tap).
+    pub tail: usize,
+}
+
+impl Layout {
+    pub fn of(shape: &ConvShape) -> Layout {
+        let g = &shape.geometry;
+        let width = g.ow + g.kw - 1;
+        let cp = shape.c_in.next_multiple_of(BLOCK_CHANNELS) / 2;
+        let pixels = (g.oh + g.kh - 1) * width;
+        Layout { width, cp, pixels, tail: BLOCK_PAIRS + g.kw }
+    }
+
+    /// Rows of the product for output rows `out_rows` of images `images` (all the rows of every
+    /// image but the last, whose rows are `out_rows`).
+    pub fn rows(&self, images: std::ops::Range<usize>, out_rows: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        images.start * self.pixels + out_rows.start * self.width..(images.end - 1) * self.pixels + out_rows.end * self.width
+    }
+
+    /// Images per product, where a whole image is short: enough for about `ROWS_PER_TASK` rows,
+    /// so that the weights, read once per product, serve many rows. Depends on the shape only.
+    pub fn images_per_task(&self) -> usize {
+        (ROWS_PER_TASK / self.pixels).max(1)
+    }
+}
+
+/// Rows of the product a task aims at when images are small (the 7x7 and 3x3 layers): the
+/// packed weights (up to 2304 x 256 pairs) are read from cache once per product.
+const ROWS_PER_TASK: usize = 512;
+
+/// The prepared operands of one forward call: the images and the weights, ready for any block
+/// of output rows ([`Prepared::rows_into`]).
+pub struct Prepared<'a> {
+    layout: Layout,
+    shape: &'a ConvShape,
+    images: &'a [u32],
+    packed: &'a PackedB,
+    offsets: &'a [usize],
+    b: &'a [f32],
+    relu: bool,
+}
+
+/// Converts `x` to padded bf16 pairs and packs `w` (HWIO) for a forward pass of `shape`, its
+/// bias `b` (and ReLU) applied as each block is written.
+pub fn prepare<'a>(x: &Tensor, w: &[f32], b: &'a [f32], shape: &'a ConvShape, relu: bool, s: &'a mut TilesScratch) -> Prepared<'a> {
+    let layout = Layout::of(shape);
+    let g = &shape.geometry;
+    let (c_in, c_out, cp) = (shape.c_in, shape.c_out, layout.cp);
+    let taps = g.kh * g.kw;
+    // The weights, their channels padded with zero rows to 2·cp, then packed as k x c_out.
+    s.w_rows.clear();
+    s.w_rows.resize(taps * 2 * cp * c_out, 0.0);
+    for (tap, rows) in s.w_rows.chunks_exact_mut(2 * cp * c_out).enumerate() {
+        rows[..c_in * c_out].copy_from_slice(&w[tap * c_in * c_out..][..c_in * c_out]);
+    }
+    s.packed.pack(taps * 2 * cp, c_out, &s.w_rows, false);
+    s.offsets.clear();
+    for ki in 0..g.kh {
+        for kj in 0..g.kw {
+            let pixel = ki * layout.width + kj;
+            s.offsets.extend((0..cp / BLOCK_PAIRS).map(|block| pixel * cp + block * BLOCK_PAIRS));
+        }
+    }
+    // The images: zero padding, then each input row's pixels converted in place.
+    let image_len = layout.pixels * cp;
+    s.images.resize(shape.batch * image_len + layout.tail * cp, 0);
+    let (images, tail) = s.images.split_at_mut(shape.batch * image_len);
+    tail.fill(0);
+    images.par_chunks_mut(image_len).zip(x.data().par_chunks(shape.input_len())).for_each(|(image, x_img)| {
+        image.fill(0);
+        for r in 0..g.ih {
+            let first = ((r + g.pad_top) * layout.width + g.pad_left) * cp;
+            let pixels = g.iw.min(layout.width - g.pad_left);
+            super::bf16::rows_to_pairs(&x_img[r * g.iw * c_in..], pixels, c_in, c_in, &mut image[first..], cp);
+        }
+        to_kernel_order(image);
+    });
+    Prepared { layout, shape, images: &s.images, packed: &s.packed, offsets: &s.offsets, b, relu }
+}
+
+impl Prepared<'_> {
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Output rows `out_rows` of images `images` (every row of each image when there are
+    /// several) into `y_block` (those rows of y), through `buf` (the product's rows).
+    pub fn rows_into(&self, images: std::ops::Range<usize>, out_rows: std::ops::Range<usize>, y_block: &mut [f32], buf: &mut Vec<f32>) {
+        let (g, c_out, layout) = (&self.shape.geometry, self.shape.c_out, self.layout);
+        assert!(images.len() == 1 || out_rows == (0..g.oh), "conv_tiles: several images are taken whole");
+        let rows = layout.rows(images.clone(), out_rows.clone());
+        let first = rows.start;
+        buf.resize(rows.len() * c_out, 0.0);
+        let a = BlockedRows { data: self.images, rs: layout.cp, offsets: self.offsets };
+        gemm_bf16_blocks(&a, rows, self.packed, buf, c_out);
+        let y_rows = y_block.chunks_exact_mut(g.ow * c_out);
+        let product_rows = images.flat_map(|img| out_rows.clone().map(move |i| layout.rows(img..img + 1, i..i + 1).start - first));
+        for (y_row, at) in y_rows.zip(product_rows) {
+            let product_row = &buf[at * c_out..][..g.ow * c_out];
+            for (y, p) in y_row.chunks_exact_mut(c_out).zip(product_row.chunks_exact(c_out)) {
+                for ((y, &p), &bias) in y.iter_mut().zip(p).zip(self.b) {
+                    let sum = p + bias;
+                    *y = if self.relu && sum < 0.0 { 0.0 } else { sum };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::window::Padding;
+
+    #[test]
+    fn stride_one_with_sixteen_channels_or_more_applies() {
+        let same3 = Window::new(3, 3, 1, 1, Padding::Same);
+        assert!(applies(&same3, 16) && applies(&same3, 256));
+        assert!(!applies(&same3, 15));
+        assert!(!applies(&Window::new(3, 3, 2, 2, Padding::Same), 64));
+        assert!(applies(&Window::new(2, 2, 1, 1, Padding::Valid), 24));
+    }
+
+    #[test]
+    fn the_tiles_pay_where_three_quarters_of_their_rows_are_outputs() {
+        let same3 = Window::new(3, 3, 1, 1, Padding::Same);
+        let pays_at = |side: usize| pays(&Geometry::new("test", side, side, &same3).unwrap());
+        assert!(pays_at(15) && pays_at(16) && pays_at(31) && pays_at(32));
+        assert!(!pays_at(8) && !pays_at(7) && !pays_at(4) && !pays_at(3));
+        // 1x1 kernels pad nothing.
+        assert!(pays(&Geometry::new("test", 2, 2, &Window::new(1, 1, 1, 1, Padding::Valid)).unwrap()));
+    }
+
+    #[test]
+    fn the_layout_pads_width_channels_and_the_rows_the_tiles_read_past() {
+        let shape = ConvShape::of(&[2, 7, 7, 40], &[3, 3, 40, 8], None, &Window::new(3, 3, 1, 1, Padding::Same)).unwrap();
+        let layout = Layout::of(&shape);
+        assert_eq!(layout, Layout { width: 9, cp: 32, pixels: 9 * 9, tail: 16 + 3 });
+        assert_eq!(layout.rows(0..1, 2..5), 18..45);
+        assert_eq!(layout.rows(1..3, 0..7), 81..81 + 81 + 63);
+        assert_eq!(layout.images_per_task(), 512 / 81);
+    }
+}
