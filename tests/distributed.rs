@@ -13,10 +13,11 @@ use common::{checkpoint_state, metrics_without_timing, random, write_quadrant_id
 use convnet::bench::{run_bench_distributed, BenchMode, BenchSettings};
 use convnet::dist::{local_group, share_of, with_group, Group};
 use convnet::ops::batch_norm::{batch_norm_backward, batch_norm_forward_train, BatchNormCache, RunningStats};
-use convnet::ops::conv2d::conv2d_backward;
+use convnet::ops::conv2d::{conv2d_backward, conv2d_backward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
 use convnet::ops::dense::dense_backward;
 use convnet::ops::softmax::softmax_cross_entropy_smoothed;
 use convnet::ops::window::{Padding, Window};
+use convnet::ops::Precision;
 use convnet::train::{train, ExistingRun, TrainOptions, TrainReport};
 use convnet::{Config, Error, Tensor};
 
@@ -41,6 +42,14 @@ fn bits(t: &Tensor) -> Vec<u32> {
     t.data().iter().map(|v| v.to_bits()).collect()
 }
 
+/// dX, dW and db of a convolution with bf16 products.
+fn conv2d_backward_bf16(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> (Tensor, Tensor, Tensor) {
+    let (mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
+    let grads = Conv2dGradsMut { d_input: Some(&mut dx), d_weight: &mut dw, d_bias: &mut db };
+    conv2d_backward_into(x, w, OutputGrad::Plain(dy), window, Precision::Bf16, grads, &mut ConvScratch::default()).unwrap();
+    (dx, dw, db)
+}
+
 /// The rows of a batch tensor that a rank holds.
 fn rows(t: &Tensor, share: &std::ops::Range<usize>) -> Tensor {
     t.slice_batch(share.start, share.len())
@@ -58,6 +67,9 @@ fn each_batch_sum_of_a_step_is_the_same_bits_on_any_number_of_ranks() {
     // 64 channels each side: dW by Winograd summed over the batch in groups of 32 images.
     let (x_wide, w_wide, dy_wide) = (random(&[n, 5, 4, 64], 11), random(&[3, 3, 64, 64], 12), random(&[n, 5, 4, 64], 13));
     let one_wide = conv2d_backward(&x_wide, &w_wide, &dy_wide, &window).unwrap();
+    // bf16 products, 16 channels each side: dW on the tiles in groups of 32 images.
+    let (x_tiles, w_tiles, dy_tiles) = (random(&[n, 5, 4, 16], 14), random(&[3, 3, 16, 17], 15), random(&[n, 5, 4, 17], 16));
+    let one_tiles = conv2d_backward_bf16(&x_tiles, &w_tiles, &dy_tiles, &window);
     // 300 features: in one process dW is taken in blocks of 128 rows (the last one short).
     let feats = random(&[n, 300], 4);
     let dw_dense = random(&[300, 5], 5);
@@ -83,29 +95,33 @@ fn each_batch_sum_of_a_step_is_the_same_bits_on_any_number_of_ranks() {
     for ranks in [2, 3] {
         let inputs = Arc::new((x.clone(), w.clone(), dy.clone(), feats.clone(), dw_dense.clone(), dy_dense.clone(), labels.clone()));
         let inputs_bn = Arc::new((x_bn.clone(), dy_bn.clone(), x_big.clone(), dy_big.clone()));
-        let inputs_wide = Arc::new((x_wide.clone(), w_wide.clone(), dy_wide.clone()));
+        let inputs_wide = Arc::new((x_wide.clone(), w_wide.clone(), dy_wide.clone(), x_tiles.clone(), w_tiles.clone(), dy_tiles.clone()));
         let results = on_ranks(ranks, move |g| {
             let (x, w, dy, feats, wd, dyd, labels) = &*inputs;
             let (x_bn, dy_bn, x_big, dy_big) = &*inputs_bn;
-            let (x_wide, w_wide, dy_wide) = &*inputs_wide;
+            let (x_wide, w_wide, dy_wide, x_tiles, w_tiles, dy_tiles) = &*inputs_wide;
             let share = share_of(x.shape()[0], g.rank(), g.size()).unwrap();
             with_group(Some(&g), share.start, || {
                 let conv = conv2d_backward(&rows(x, &share), w, &rows(dy, &share), &window).unwrap();
                 let wide = conv2d_backward(&rows(x_wide, &share), w_wide, &rows(dy_wide, &share), &window).unwrap();
+                let tiles = conv2d_backward_bf16(&rows(x_tiles, &share), w_tiles, &rows(dy_tiles, &share), &window);
                 let (_, dw, db) = dense_backward(&rows(feats, &share), wd, &rows(dyd, &share)).unwrap();
                 let (loss, dl) = softmax_cross_entropy_smoothed(&rows(dyd, &share), &labels[share.clone()], 0.1).unwrap();
                 let b = bn(&rows(x_bn, &share), &rows(dy_bn, &share));
                 let big = bn(&rows(x_big, &share), &rows(dy_big, &share));
-                (share, (conv, wide), dw, db, loss, dl, b, big)
+                (share, (conv, wide, tiles), dw, db, loss, dl, b, big)
             })
         });
-        for (share, (conv, wide), dw, db, l, dl, b, big) in results {
+        for (share, (conv, wide, tiles), dw, db, l, dl, b, big) in results {
             let what = format!("{ranks} ranks, images {share:?}");
             assert_eq!(bits(&conv.d_weight), bits(&one.d_weight), "conv dW, {what}");
             assert_eq!(bits(&conv.d_bias), bits(&one.d_bias), "conv db, {what}");
             assert_eq!(bits(&conv.d_input), bits(&rows(&one.d_input, &share)), "conv dX, {what}");
             assert_eq!(bits(&wide.d_weight), bits(&one_wide.d_weight), "64 -> 64 conv dW, {what}");
             assert_eq!(bits(&wide.d_bias), bits(&one_wide.d_bias), "64 -> 64 conv db, {what}");
+            assert_eq!(bits(&tiles.1), bits(&one_tiles.1), "bf16 16 -> 17 conv dW on the tiles, {what}");
+            assert_eq!(bits(&tiles.2), bits(&one_tiles.2), "bf16 16 -> 17 conv db, {what}");
+            assert_eq!(bits(&tiles.0), bits(&rows(&one_tiles.0, &share)), "bf16 16 -> 17 conv dX, {what}");
             assert_eq!((bits(&dw), bits(&db)), (bits(&dense_w), bits(&dense_b)), "dense dW and db, {what}");
             assert_eq!(l.to_bits(), loss.to_bits(), "loss, {what}");
             assert_eq!(bits(&dl), bits(&rows(&d_logits, &share)), "d logits, {what}");

@@ -27,6 +27,7 @@ use super::conv_dw_direct::{self, weight_grad_direct, DirectShape};
 pub use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
 use super::conv_tiles::{self, TilesScratch};
+use super::conv_tiles_dw::{self, TilesDwWork};
 use super::gemm::{gemm, gemm_prepared, RightOperand};
 use super::gemm_bf16::PackedB;
 use super::im2col::{col2im, im2col, im2col_rows};
@@ -138,6 +139,8 @@ pub struct ConvScratch {
     thread_dw: PerThread<WeightGradWork>,
     /// dW by Winograd summed over the batch (`winograd_dw::weight_grad_summed`).
     summed_dw: SummedWork,
+    /// bf16 dW on the tiles (`conv_tiles_dw`).
+    tiles_dw: TilesDwWork,
     /// The weights packed for bf16 products (`RightOperand`), W for the forward pass and W^T
     /// for dX by im2col.
     packed_w: PackedB,
@@ -363,7 +366,7 @@ pub fn conv2d_backward_into(
         }
     }
     let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
-    let ConvScratch { chunks, dx_winograd, packed_w, thread_dw, summed_dw, thread_cols, .. } = scratch;
+    let ConvScratch { chunks, dx_winograd, packed_w, thread_dw, summed_dw, tiles_dw, thread_cols, .. } = scratch;
     // dX as a convolution of its own where that convolution would not take im2col.
     let g = &shape.geometry;
     let dx_as_conv = input_grad_window(g, window)
@@ -379,7 +382,9 @@ pub fn conv2d_backward_into(
     // The summed Winograd dW runs on the whole batch, so not beside a dX by col2im, which goes
     // chunk by chunk with dW.
     let dx_by_col2im = d_input.is_some() && dx_as_conv.is_none();
-    let dw_method = if precision == Precision::F32 && winograd_dw::applies(window, &shape) {
+    let dw_method = if precision == Precision::Bf16 && conv_tiles_dw::applies(window, &shape) && !dx_by_col2im {
+        WeightGradMethod::Tiles
+    } else if precision == Precision::F32 && winograd_dw::applies(window, &shape) {
         WeightGradMethod::Winograd
     } else if precision == Precision::F32 && winograd_dw::summed_applies(window, &shape) && !dx_by_col2im {
         WeightGradMethod::WinogradSummed
@@ -394,11 +399,11 @@ pub fn conv2d_backward_into(
             let dz = relu_masked(dy, shape.output_len(), dz);
             let scratch = (w_flipped, zero_bias, winograd, tiles, thread_cols.for_current_pool());
             input_grad_as_conv(dz, w, &shape, (&dx_window, dx_algorithm), precision, dx, scratch)?;
-            let scratch = (&mut *chunks, thread_dw, summed_dw, packed_w);
+            let scratch = (&mut *chunks, thread_dw, (&mut *summed_dw, &mut *tiles_dw), packed_w);
             weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_method, None, scratch, d_weight, d_bias);
         }
         (dx, _) => {
-            let scratch = (&mut *chunks, thread_dw, summed_dw, packed_w);
+            let scratch = (&mut *chunks, thread_dw, (&mut *summed_dw, &mut *tiles_dw), packed_w);
             weight_grads(x, w, dy, &shape, precision, dw_method, dx, scratch, d_weight, d_bias);
         }
     }
@@ -417,6 +422,9 @@ enum WeightGradMethod {
     /// Winograd F(3x3, 4x4), the products summed over the whole batch before the output
     /// transform (`winograd_dw::summed_applies`, where dX does not go by col2im).
     WinogradSummed,
+    /// bf16: the images transposed and read in place by the tiles, one shifted view per tap,
+    /// over the whole batch (`conv_tiles_dw`, where dX does not go by col2im).
+    Tiles,
 }
 
 /// Chunks whose partial dW are held at once, per worker thread, in a one-process step.
@@ -438,11 +446,11 @@ fn weight_grads(
     precision: Precision,
     dw_method: WeightGradMethod,
     mut dx: Option<&mut Tensor>,
-    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<WeightGradWork>, &mut SummedWork, &mut PackedB),
+    scratch: (&mut Vec<ChunkScratch>, &mut PerThread<WeightGradWork>, (&mut SummedWork, &mut TilesDwWork), &mut PackedB),
     d_weight: &mut Tensor,
     d_bias: &mut Tensor,
 ) {
-    let (store, thread_dw, summed_dw, packed_w) = scratch;
+    let (store, thread_dw, (summed_dw, tiles_dw), packed_w) = scratch;
     let total = shape.batch.div_ceil(CHUNK);
     if let Some(dx) = dx.as_deref_mut() {
         dx.resize(x.shape());
@@ -452,6 +460,11 @@ fn weight_grads(
     if dw_method == WeightGradMethod::WinogradSummed {
         assert!(dx.is_none(), "the summed Winograd dW is not chosen beside a dX by col2im");
         winograd_dw::weight_grad_summed(x.data(), dy, shape, summed_dw, d_weight.data_mut(), d_bias.data_mut());
+        return;
+    }
+    if dw_method == WeightGradMethod::Tiles {
+        assert!(dx.is_none(), "dW on the tiles is not chosen beside a dX by col2im");
+        conv_tiles_dw::weight_grad(x.data(), dy, shape, tiles_dw, d_weight.data_mut(), d_bias.data_mut());
         return;
     }
     if crate::dist::in_group() {
@@ -604,7 +617,7 @@ fn chunk_partials(
             WeightGradMethod::Columns => false,
             WeightGradMethod::Winograd => dx_chunk.is_none(),
             WeightGradMethod::Direct => true,
-            WeightGradMethod::WinogradSummed => unreachable!("`weight_grads` runs it on the whole batch"),
+            WeightGradMethod::WinogradSummed | WeightGradMethod::Tiles => unreachable!("`weight_grads` runs it on the whole batch"),
         };
         if whole_chunk {
             let img0 = chunk * CHUNK;

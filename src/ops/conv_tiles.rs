@@ -23,8 +23,9 @@
 
 use rayon::prelude::*;
 
+use super::aligned::Aligned64;
 use super::conv_shape::ConvShape;
-use super::gemm_bf16::{gemm_bf16_blocks, to_kernel_order, BlockedRows, PackedB, BLOCK_PAIRS};
+use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, PackedB, BLOCK_PAIRS};
 use super::window::{Geometry, Window};
 use crate::tensor::Tensor;
 
@@ -52,7 +53,7 @@ pub fn pays(g: &Geometry) -> bool {
 /// the layer (`conv2d::ConvScratch`) so that a step allocates nothing once warmed up.
 #[derive(Default)]
 pub struct TilesScratch {
-    images: Vec<u32>,
+    images: Aligned64<u32>,
     w_rows: Vec<f32>,
     packed: PackedB,
     offsets: Vec<usize>,
@@ -130,7 +131,8 @@ pub fn prepare<'a>(x: &Tensor, w: &[f32], b: &'a [f32], shape: &'a ConvShape, re
     for ki in 0..g.kh {
         for kj in 0..g.kw {
             let pixel = ki * layout.width + kj;
-            s.offsets.extend((0..cp / BLOCK_PAIRS).map(|block| pixel * cp + block * BLOCK_PAIRS));
+            // In bfloat16 values: two a pair.
+            s.offsets.extend((0..cp / BLOCK_PAIRS).map(|block| 2 * (pixel * cp + block * BLOCK_PAIRS)));
         }
     }
     // The images: zero padding, then each input row's pixels converted in place.
@@ -145,7 +147,6 @@ pub fn prepare<'a>(x: &Tensor, w: &[f32], b: &'a [f32], shape: &'a ConvShape, re
             let pixels = g.iw.min(layout.width - g.pad_left);
             super::bf16::rows_to_pairs(&x_img[r * g.iw * c_in..], pixels, c_in, c_in, &mut image[first..], cp);
         }
-        to_kernel_order(image);
     });
     Prepared { layout, shape, images: &s.images, packed: &s.packed, offsets: &s.offsets, b, relu }
 }
@@ -163,8 +164,8 @@ impl Prepared<'_> {
         let rows = layout.rows(images.clone(), out_rows.clone());
         let first = rows.start;
         buf.resize(rows.len() * c_out, 0.0);
-        let a = BlockedRows { data: self.images, rs: layout.cp, offsets: self.offsets };
-        gemm_bf16_blocks(&a, rows, self.packed, buf, c_out);
+        let a = BlockedRows { data: as_values(self.images), rs: 2 * layout.cp, offsets: self.offsets };
+        gemm_bf16_blocks(&a, rows, self.packed, 0..self.offsets.len(), false, buf, c_out);
         let y_rows = y_block.chunks_exact_mut(g.ow * c_out);
         let product_rows = images.flat_map(|img| out_rows.clone().map(move |i| layout.rows(img..img + 1, i..i + 1).start - first));
         for (y_row, at) in y_rows.zip(product_rows) {
@@ -177,6 +178,15 @@ impl Prepared<'_> {
             }
         }
     }
+}
+
+const _: () = assert!(cfg!(target_endian = "little"), "pairs keep the lower k in the low half");
+
+/// Pairs as their bfloat16 values (the lower k's first: the low half, little-endian).
+pub(crate) fn as_values(pairs: &[u32]) -> &[u16] {
+    // SAFETY: u16 has no invalid bits and an alignment that divides u32's; the slice covers
+    // exactly the pairs' bytes, borrowed as long as they are.
+    unsafe { std::slice::from_raw_parts(pairs.as_ptr() as *const u16, 2 * pairs.len()) }
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
+use super::aligned::Aligned64;
 use super::bf16::{interleave_rows, rows_to_pairs, unpair};
 use super::simd::simd_dispatch;
 
@@ -101,7 +102,8 @@ pub struct PackedB {
     /// Pairs stored: k's pairs rounded up to whole blocks.
     kp: usize,
     dot_order: bool,
-    data: Vec<u32>,
+    /// On 64-byte boundaries, as the tile rows are read (`ops::aligned`).
+    data: Aligned64<u32>,
 }
 
 impl PackedB {
@@ -138,6 +140,27 @@ impl PackedB {
         }
     }
 
+    /// The pairs of a `k x n` operand to be written by the caller, for whatever layout the
+    /// conversion wants (`ops::conv_tiles_dw` writes an output gradient's rows straight in):
+    /// `(data, ld)`, pair p's columns at `data[p * ld..][..n]`, all zero if the shape changed
+    /// (columns past n, and pairs past k, must stay zero); then [`PackedB::finish`].
+    pub fn pairs_mut(&mut self, k: usize, n: usize) -> (&mut [u32], usize) {
+        let (kp, ld) = (k.div_ceil(2).next_multiple_of(BLOCK_PAIRS), n.next_multiple_of(16));
+        if (self.k, self.n, self.kp, self.ld) != (k, n, kp, ld) || self.dot_order {
+            self.data.clear();
+        }
+        self.data.resize(kp * ld, 0);
+        (self.k, self.n, self.ld, self.kp, self.dot_order) = (k, n, ld, kp, false);
+        (&mut self.data, ld)
+    }
+
+    /// Puts pairs written through [`PackedB::pairs_mut`] in the order of the kernel in force.
+    pub fn finish(&mut self) {
+        if Path::in_force().dot_order() {
+            self.reorder(true);
+        }
+    }
+
     /// Puts the pairs in dot order (`dot`) or back in order.
     fn reorder(&mut self, dot: bool) {
         if self.dot_order == dot {
@@ -168,7 +191,8 @@ fn reorder_pairs(data: &mut [u32], stride: usize, dot: bool) {
 }
 
 thread_local! {
-    static A_BUF: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+    static A_BUF: Cell<Aligned64<u32>> = Cell::new(Aligned64::default());
+    static A_BLOCK: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
     static A_T_BUF: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
     static B_BUF: Cell<PackedB> = Cell::new(PackedB::default());
     static B_COPY: Cell<PackedB> = Cell::new(PackedB::default());
@@ -296,7 +320,8 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
     let filled = k.div_ceil(2);
     let tiles = path == Path::Tiles;
     let rows_stored = if tiles { m.next_multiple_of(16) } else { m };
-    let mut pairs = take_buffer(&A_BUF, rows_stored * kp);
+    let mut pairs = A_BUF.take();
+    pairs.resize(rows_stored * kp, 0);
     let (rs, ps) = if a_t && !tiles { (1, m) } else { (kp, 1) };
     if !a_t {
         rows_to_pairs(a, m, k, k, &mut pairs, kp);
@@ -343,69 +368,92 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
     A_BUF.set(pairs);
 }
 
-/// A left operand read in place, block by block of 16 pairs (one tile's depth): block `j` of
-/// row r is the 16 pairs at `data[r * rs + offsets[j]..]`. The implicit-GEMM convolution
-/// (`ops::conv_tiles`) reads its image this way: rows are output pixels, block j one tap and
-/// 32 channels, at the pixel the tap shifts to.
+/// A left operand read in place, block by block of 16 pairs (one tile's depth), as bfloat16
+/// values: block `j` of row r is the 32 values at `data[r * rs + offsets[j]..]` (a pair is two
+/// neighbours, the first in the low half, from any position, even or odd). The implicit-GEMM
+/// convolution reads its image this way (`ops::conv_tiles`: rows are output pixels, block j
+/// one tap and 32 channels at the pixel the tap shifts to), and its dW the image transposed
+/// (`ops::conv_tiles_dw`: rows are channels, block j 32 pixels, shifted by the tap).
 pub struct BlockedRows<'a> {
-    pub data: &'a [u32],
+    pub data: &'a [u16],
     pub rs: usize,
     pub offsets: &'a [usize],
 }
 
-/// Whether the kernel in force reads pairs in dot order (`to_dot_order`): a left operand
-/// read in place must then be stored that way ([`to_kernel_order`]).
-pub fn wants_dot_order() -> bool {
-    Path::in_force().dot_order()
-}
-
-/// Puts row pairs (every block of 16 pairs starting at an even index) in the order the kernel
-/// in force reads ([`wants_dot_order`]); leaves them otherwise.
-pub fn to_kernel_order(pairs: &mut [u32]) {
-    if wants_dot_order() {
-        let even = pairs.len() & !1;
-        reorder_pairs(&mut pairs[..even], 1, true);
-    }
-}
-
-/// `c[rows x n] = sum over the blocks j, in order, of A_j · B_j` (c's row r at `c[r * ldc..]`,
-/// A's rows `rows` of `a`, B_j the pairs 16j..16j+15 of `b`, which holds `a.offsets.len()`
-/// blocks): the chain of `gemm_bf16` over k = the blocks' pairs, on this thread. A's pairs must
-/// be in the kernel's order (`to_kernel_order`); reading whole tiles, the AMX kernel reads
-/// rows.len() rounded up to 16 rows from rows.start, which `a.data` must hold.
-pub fn gemm_bf16_blocks(a: &BlockedRows, rows: std::ops::Range<usize>, b: &PackedB, c: &mut [f32], ldc: usize) {
-    let (m, n, blocks) = (rows.len(), b.n, a.offsets.len());
-    assert!(b.kp == blocks * BLOCK_PAIRS && ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n), "gemm_bf16_blocks: shapes");
+/// `c[rows x n] (+)= sum over the blocks j in `blocks`, in order, of A_j · B_j` (c's row r at
+/// `c[r * ldc..]`; A's rows `rows` of `a`; B_j the pairs 16j..16j+15 of `b`): the chain of
+/// `gemm_bf16` over k = the blocks' pairs, on this thread, started at zero, or, with
+/// `accumulate`, continued from the values in c (exactly: a chain's running sum is float32, so
+/// a product cut into ranges of blocks gives the same bits as one call). The AMX kernel reads
+/// whole tiles: rows.len() rounded up to 16 rows from rows.start, which `a.data` must hold.
+pub fn gemm_bf16_blocks(
+    a: &BlockedRows,
+    rows: std::ops::Range<usize>,
+    b: &PackedB,
+    blocks: std::ops::Range<usize>,
+    accumulate: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (m, n) = (rows.len(), b.n);
+    assert!(blocks.end * BLOCK_PAIRS <= b.kp && blocks.end <= a.offsets.len(), "gemm_bf16_blocks: blocks past k");
+    assert!(ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n), "gemm_bf16_blocks: c too small");
     let path = Path::in_force();
-    assert_eq!(b.dot_order, path.dot_order(), "gemm_bf16_blocks: B packed for another kernel");
     // The AMX kernel reads whole tiles of 16 rows from rows.start.
     let readable = rows.start + m.next_multiple_of(if path == Path::Tiles { 16 } else { 1 });
-    let last = a.offsets.iter().max().map_or(0, |&o| o + BLOCK_PAIRS);
+    let last = a.offsets[blocks.clone()].iter().max().map_or(0, |&o| o + 2 * BLOCK_PAIRS);
     assert!(m == 0 || a.data.len() >= (readable - 1) * a.rs + last, "gemm_bf16_blocks: A too small");
     if m == 0 || n == 0 {
         return;
     }
-    if blocks == 0 {
-        c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
+    if blocks.is_empty() {
+        if !accumulate {
+            c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
+        }
         return;
     }
+    let beta = if accumulate { 1.0 } else { 0.0 };
     let a0 = rows.start * a.rs;
+    if b.dot_order != path.dot_order() {
+        // Packed while another level was in force (tests change it): a reordered copy.
+        let mut copy = B_COPY.take();
+        (copy.k, copy.n, copy.ld, copy.kp, copy.dot_order) = (b.k, b.n, b.ld, b.kp, b.dot_order);
+        copy.data.clear();
+        copy.data.extend_from_slice(&b.data);
+        copy.reorder(path.dot_order());
+        gemm_bf16_blocks(a, rows, &copy, blocks, accumulate, c, ldc);
+        B_COPY.set(copy);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if path == Path::Tiles {
-        // SAFETY: AMX is allowed (the path); A's rows up to `readable` at every offset and c's
-        // m x n are in bounds (asserted); B holds kp pairs by ld >= n columns.
-        unsafe { amx::blocked(b.kp, a.data.as_ptr().add(a0), a.rs, |j| a.offsets[j], b, 0.0, c.as_mut_ptr(), ldc, 0..m, 0..n) };
+        let pairs = blocks.start * BLOCK_PAIRS..blocks.end * BLOCK_PAIRS;
+        // SAFETY: AMX is allowed (the path); A's rows up to `readable` at every offset of the
+        // blocks, and c's m x n, are in bounds (asserted); B holds those pairs by ld >= n
+        // columns.
+        unsafe { amx::blocked(pairs, a.data.as_ptr().add(a0), a.rs, |j| a.offsets[j], b, beta, c.as_mut_ptr(), ldc, 0..m, 0..n) };
         return;
     }
+    // The other kernels read a block's pairs in their order: gathered row by row (and put in
+    // dot order for VDPBF16PS), then the tiles of c.
     let step = if path == Path::DotProducts { DOT_ROWS } else { MR };
-    for (j, &offset) in a.offsets.iter().enumerate() {
+    let mut block = take_buffer(&A_BLOCK, m * BLOCK_PAIRS);
+    for j in blocks.clone() {
+        for (r, row) in block.chunks_exact_mut(BLOCK_PAIRS).enumerate() {
+            let values = &a.data[a0 + r * a.rs + a.offsets[j]..][..2 * BLOCK_PAIRS];
+            for (pair, v) in row.iter_mut().zip(values.chunks_exact(2)) {
+                *pair = v[0] as u32 | (v[1] as u32) << 16;
+            }
+        }
+        if path.dot_order() {
+            reorder_pairs(&mut block, 1, true);
+        }
         for i0 in (0..m).step_by(step) {
             for j0 in (0..n).step_by(NR) {
                 let tile = Tile {
                     pairs: BLOCK_PAIRS,
-                    // SAFETY: in bounds, as asserted above.
-                    a: unsafe { a.data.as_ptr().add(a0 + i0 * a.rs + offset) },
-                    rs: a.rs,
+                    a: block[i0 * BLOCK_PAIRS..].as_ptr(),
+                    rs: BLOCK_PAIRS,
                     ps: 1,
                     b: b.data[j * BLOCK_PAIRS * b.ld + j0..].as_ptr(),
                     ldb: b.ld,
@@ -413,15 +461,16 @@ pub fn gemm_bf16_blocks(a: &BlockedRows, rows: std::ops::Range<usize>, b: &Packe
                     ldc,
                     rows: step.min(m - i0),
                     cols: NR.min(n - j0),
-                    // Each block's call continues the chains from c (exact: float32).
-                    beta: if j == 0 { 0.0 } else { 1.0 },
+                    // Each block's call continues the chains from c.
+                    beta: if j == blocks.start { beta } else { 1.0 },
                 };
-                // SAFETY: the tile's rows of A, its pairs of B (whole vectors of 16 columns:
-                // ld is a multiple of 16) and its block of c are in bounds.
+                // SAFETY: the tile's rows of the gathered block, its pairs of B (whole vectors of
+                // 16 columns: ld is a multiple of 16) and its block of c are in bounds.
                 unsafe { run_tile(path, &tile) };
             }
         }
     }
+    A_BLOCK.set(block);
 }
 
 /// An operand's pairs: (row r, pair p) at `data[r * rs + p * ps]`.
@@ -450,7 +499,8 @@ unsafe fn blocked(
 ) {
     #[cfg(target_arch = "x86_64")]
     if path == Path::Tiles {
-        amx::blocked(kp, a.data.as_ptr(), a.rs, |block| block * BLOCK_PAIRS, b, beta, c, ldc, rows, cols);
+        // The pairs as bfloat16 values: twice the offsets and the stride.
+        amx::blocked(0..kp, a.data.as_ptr() as *const u16, 2 * a.rs, |block| 2 * block * BLOCK_PAIRS, b, beta, c, ldc, rows, cols);
         return;
     }
     let step = if path == Path::DotProducts { DOT_ROWS } else { MR };
@@ -776,9 +826,10 @@ mod amx {
         }
     }
 
-    /// The rows x cols block of c (rows starting at a multiple of 16, as the tasks do). Block
-    /// `j` of 16 pairs of A's row r is read at `a + r * rs + a_block(j)`: `j * 16` for a
-    /// matrix of row pairs, elsewhere for a left operand read in place (`super::gemm_bf16_blocks`).
+    /// The rows x cols block of c (rows starting at a multiple of 16, as the tasks do), over
+    /// the pairs `pairs` of k (whole blocks; beta applies at their start). Block `j` of A's row
+    /// r is the 32 bfloat16 values at `a + r * rs + a_block(j)`: `32 j` for a matrix of row
+    /// pairs, elsewhere for a left operand read in place (`super::gemm_bf16_blocks`).
     ///
     /// SAFETY: the CPU has AMX-BF16 and the process its tile-data permission
     /// (`simd::amx_allowed`); `a` holds, for every row from rows.start up to rows.end rounded up to
@@ -786,8 +837,8 @@ mod amx {
     /// `super::blocked`.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn blocked(
-        kp: usize,
-        a: *const u32,
+        pairs: std::ops::Range<usize>,
+        a: *const u16,
         rs: usize,
         a_block: impl Fn(usize) -> usize,
         b: &PackedB,
@@ -799,11 +850,11 @@ mod amx {
     ) {
         asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
         let mut scratch = Scratch([0.0; 256]);
-        let (a_stride, b_stride) = (rs * 4, b.ld * 4);
-        let mut p0 = 0;
-        while p0 < kp {
-            let pairs = KC.min(kp - p0);
-            let pass_beta = if p0 == 0 { beta } else { 1.0 };
+        let (a_stride, b_stride) = (rs * 2, b.ld * 4);
+        let mut p0 = pairs.start;
+        while p0 < pairs.end {
+            let pass = KC.min(pairs.end - p0);
+            let pass_beta = if p0 == pairs.start { beta } else { 1.0 };
             for i0 in rows.clone().step_by(32) {
                 for j0 in cols.clone().step_by(32) {
                     let tile = |index: usize| -> Option<CTile> {
@@ -820,7 +871,7 @@ mod amx {
                         }
                     }
                     let (two_rows, two_cols) = (tiles[2].is_some(), tiles[1].is_some());
-                    for p in (p0..p0 + pairs).step_by(BLOCK_PAIRS) {
+                    for p in (p0..p0 + pass).step_by(BLOCK_PAIRS) {
                         let a_p = a_block(p / BLOCK_PAIRS);
                         load!(4, a.add(i0 * rs + a_p), a_stride);
                         load!(6, b.data.as_ptr().add(p * b.ld + j0), b_stride);
@@ -844,7 +895,7 @@ mod amx {
                     }
                 }
             }
-            p0 += pairs;
+            p0 += pass;
         }
         asm!("tilerelease", options(nostack, nomem));
     }
@@ -862,7 +913,8 @@ mod tests {
         for b_t in [false, true] {
             // Leave non-zero values in the buffers a pack reuses.
             COLUMN_BUF.set(vec![u32::MAX; 16 * 64]);
-            let mut packed = PackedB { data: vec![u32::MAX; 4096], ..PackedB::default() };
+            let mut packed = PackedB::default();
+            packed.data.resize(4096, u32::MAX);
             packed.pack(k, n, &b, b_t);
             assert_eq!((packed.k(), packed.n(), packed.ld), (k, n, 32));
             for p in 0..k.div_ceil(2) {

@@ -2,6 +2,7 @@
 //! plain-loop reference version (`*_ref`) beside the fast one; the tests hold them equal.
 
 pub mod activation;
+mod aligned;
 pub mod batch_norm;
 pub mod bf16;
 pub mod conv2d;
@@ -11,6 +12,7 @@ pub mod conv_dw_direct;
 mod conv_output_grad;
 pub mod conv_shape;
 pub mod conv_tiles;
+pub mod conv_tiles_dw;
 pub mod dense;
 pub mod gelu;
 #[doc(hidden)]

@@ -1,0 +1,268 @@
+//! dW of a stride-1 convolution in bf16 on the tiles, without a column matrix:
+//!
+//! ```text
+//!   dW[ki, kj, ci, co] = sum over n, i, j of x_pad[n, i + ki, j + kj, ci] dz[n, i, j, co]
+//! ```
+//!
+//! Laid out on an even padded width Wd >= ow + kw - 1, the images one after another
+//! (S = (oh + kh - 1)·Wd pixels each), output pixel (n, i, j) is p = n·S + i·Wd + j, and tap
+//! (ki, kj) reads the padded images at p + ki·Wd + kj. So for each tap
+//!
+//! ```text
+//!   dW[ki, kj] (C_in x C_out) = X_tap (C_in x P) · DZ (P x C_out),   P: every pixel p
+//! ```
+//!
+//! DZ is the output gradient, zero at the pixels that are not outputs (the padding's columns
+//! and rows: whatever X holds there then adds nothing), in pairs of neighbouring pixels: the
+//! right operand, written once and shared by the taps. X is the padded images transposed to one
+//! row of bf16 values per channel, read in place at the tap's shift (`gemm_bf16_blocks`; a
+//! pair may start at an odd pixel). Against im2col it writes no column matrix (kh·kw times the
+//! input) and transposes nothing larger than the input; it multiplies the padding's pixels
+//! too (S / (oh·ow): 1.2 at 15x15, 1.8 at 7x7).
+//!
+//! The images go in groups of 32 (a distributed share unit), each group's dW one chain per
+//! output (`gemm_bf16`'s, over the group's pixels in order), the groups' results added in
+//! order in float32, as `winograd_dw::weight_grad_summed` adds its groups: the same bits on any
+//! number of threads or ranks. Within a group the products run pass by pass over 512 pixels,
+//! every (tap, 32 channels) task of a pass continuing its chains from the last (exactly), so
+//! that the pass's pairs of DZ stay in cache while the taps read them.
+
+use rayon::prelude::*;
+
+use super::bf16::{interleave_rows, to_bf16};
+use super::conv_output_grad::OutputGrad;
+use super::conv_shape::ConvShape;
+use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, PackedB, BLOCK_PAIRS};
+use super::window::{Geometry, Window};
+use crate::dist::IMAGES_PER_SHARE_UNIT;
+
+/// Images per group: one chain per output over their pixels.
+const GROUP_IMAGES: usize = 32;
+const _: () = assert!(IMAGES_PER_SHARE_UNIT.is_multiple_of(GROUP_IMAGES));
+
+/// Pixels per block of k (16 pairs), and blocks per pass.
+const BLOCK_PIXELS: usize = 2 * BLOCK_PAIRS;
+const PASS_BLOCKS: usize = 16;
+
+/// Rows of dW (input channels) per task: two tiles.
+const PANEL_ROWS: usize = 32;
+
+/// Whether dW of a convolution with `window` over `shape` goes this way in bf16: stride 1 with
+/// 16 channels or more on each side (a tile's rows, and its columns).
+pub fn applies(window: &Window, shape: &ConvShape) -> bool {
+    (window.sh, window.sw) == (1, 1) && shape.c_in >= 16 && shape.c_out >= 16
+}
+
+/// Where one group's pixels lie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    /// The even padded width Wd.
+    width: usize,
+    /// Pixels per padded image, S = (oh + kh - 1)·Wd.
+    image: usize,
+    /// The group's pixels, rounded up to whole blocks: k of the products.
+    pixels: usize,
+    /// Values per channel row of X: the pixels, and the furthest any tap reads past them.
+    row_len: usize,
+}
+
+impl Layout {
+    fn of(g: &Geometry, images: usize) -> Layout {
+        let width = (g.ow + g.kw - 1).next_multiple_of(2);
+        let image = (g.oh + g.kh - 1) * width;
+        let pixels = (images * image).next_multiple_of(BLOCK_PIXELS);
+        let reach = (g.kh - 1) * width + g.kw - 1;
+        Layout { width, image, pixels, row_len: (pixels + reach).next_multiple_of(2) }
+    }
+
+    /// The shift of tap (ki, kj), in pixels.
+    fn shift(&self, ki: usize, kj: usize) -> usize {
+        ki * self.width + kj
+    }
+}
+
+/// A layer's buffers: the transposed images, the output gradient's pairs, each tap's block
+/// offsets, one group's dW and db, and, in a distributed step, each group's dW and db until
+/// the ranks before have summed theirs.
+#[derive(Default)]
+pub struct TilesDwWork {
+    x_rows: Vec<u16>,
+    dz_pairs: PackedB,
+    offsets: Vec<usize>,
+    dz: Vec<f32>,
+    group: Vec<f32>,
+    partials: Vec<Vec<f32>>,
+}
+
+/// dW ([kh, kw, C_in, C_out]) and db ([C_out]) over the whole batch (x: [N, ih, iw, C_in], the
+/// gradient at the output `dy`), written (not added), for a convolution where [`applies`]
+/// holds. db is the groups' sums of dz in float32, added in group order.
+pub fn weight_grad(x: &[f32], dy: OutputGrad, shape: &ConvShape, work: &mut TilesDwWork, d_weight: &mut [f32], d_bias: &mut [f32]) {
+    let (n, c_in, c_out) = (shape.batch, shape.c_in, shape.c_out);
+    let dw_len = shape.geometry.kh * shape.geometry.kw * c_in * c_out;
+    let mut partials = std::mem::take(&mut work.partials);
+    let groups = n.div_ceil(GROUP_IMAGES);
+    if crate::dist::in_group() {
+        if partials.len() < groups {
+            partials.resize_with(groups, Vec::new);
+        }
+        for (index, partial) in partials[..groups].iter_mut().enumerate() {
+            partial.clear();
+            partial.resize(dw_len + c_out, 0.0);
+            group_grads(x, dy, shape, index * GROUP_IMAGES, work, partial);
+        }
+        crate::dist::ordered_fold(&mut [d_weight, d_bias], |acc| {
+            let [acc_w, acc_b] = acc else { unreachable!("two buffers") };
+            for partial in &partials[..groups] {
+                add_into(acc_w, &partial[..dw_len]);
+                add_into(acc_b, &partial[dw_len..]);
+            }
+        });
+    } else {
+        d_weight.fill(0.0);
+        d_bias.fill(0.0);
+        let mut group = std::mem::take(&mut work.group);
+        group.resize(dw_len + c_out, 0.0);
+        for first in (0..n).step_by(GROUP_IMAGES) {
+            group_grads(x, dy, shape, first, work, &mut group);
+            add_into(d_weight, &group[..dw_len]);
+            add_into(d_bias, &group[dw_len..]);
+        }
+        work.group = group;
+    }
+    work.partials = partials;
+}
+
+/// `acc += part`, in parallel blocks (each value one addition: the threads change nothing).
+fn add_into(acc: &mut [f32], part: &[f32]) {
+    acc.par_chunks_mut(1 << 14).zip(part.par_chunks(1 << 14)).for_each(|(a, p)| a.iter_mut().zip(p).for_each(|(a, v)| *a += v));
+}
+
+/// The group of images from `first` (up to `GROUP_IMAGES`): its dW then its db into `out`.
+fn group_grads(x: &[f32], dy: OutputGrad, shape: &ConvShape, first: usize, work: &mut TilesDwWork, out: &mut [f32]) {
+    let (g, c_in, c_out) = (&shape.geometry, shape.c_in, shape.c_out);
+    let images = GROUP_IMAGES.min(shape.batch - first);
+    let layout = Layout::of(g, images);
+    let (in_size, out_size) = (shape.input_len(), shape.output_len());
+    let TilesDwWork { x_rows, dz_pairs, offsets, dz, .. } = work;
+    let dz = dy.images(first, images, out_size, dz);
+    let (dw, db) = out.split_at_mut(g.kh * g.kw * c_in * c_out);
+    db.fill(0.0);
+    for row in dz.chunks_exact(c_out) {
+        db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+    }
+    transpose_images(&x[first * in_size..][..images * in_size], shape, images, layout, x_rows);
+    pair_output_grad(dz, shape, images, layout, dz_pairs);
+    let blocks = layout.pixels / BLOCK_PIXELS;
+    offsets.clear();
+    for ki in 0..g.kh {
+        for kj in 0..g.kw {
+            let shift = layout.shift(ki, kj);
+            offsets.extend((0..blocks).map(|j| j * BLOCK_PIXELS + shift));
+        }
+    }
+    let (x_rows, dz_pairs, offsets) = (&*x_rows, &*dz_pairs, &*offsets);
+    for pass in (0..blocks).step_by(PASS_BLOCKS) {
+        let range = pass..(pass + PASS_BLOCKS).min(blocks);
+        let tasks = dw
+            .par_chunks_mut(c_in * c_out)
+            .enumerate()
+            .flat_map(|(tap, dw_tap)| dw_tap.par_chunks_mut(PANEL_ROWS * c_out).enumerate().map(move |(panel, c)| (tap, panel, c)));
+        tasks.for_each(|(tap, panel, c)| {
+            let a = BlockedRows { data: x_rows, rs: layout.row_len, offsets: &offsets[tap * blocks..][..blocks] };
+            let rows = panel * PANEL_ROWS..panel * PANEL_ROWS + c.len() / c_out;
+            gemm_bf16_blocks(&a, rows, dz_pairs, range.clone(), pass > 0, c, c_out);
+        });
+    }
+}
+
+/// X: the group's padded images as one row of bf16 values per input channel (value
+/// `p` of row ci the pixel p of the layout; zero in the padding and past the images), with
+/// rows up to a multiple of 16 (a tile's rows; zero).
+fn transpose_images(x: &[f32], shape: &ConvShape, images: usize, layout: Layout, rows: &mut Vec<u16>) {
+    let (g, c_in) = (&shape.geometry, shape.c_in);
+    const LANES: usize = 16;
+    rows.resize(c_in.next_multiple_of(LANES) * layout.row_len, 0);
+    let in_size = shape.input_len();
+    let padded_rows = g.oh + g.kh - 1;
+    rows.par_chunks_mut(LANES * layout.row_len).enumerate().for_each(|(block, rows)| {
+        let (c0, lanes) = (block * LANES, LANES.min(c_in.saturating_sub(block * LANES)));
+        let mut values = [0u16; LANES];
+        let mut put = |p: usize, values: &[u16; LANES]| {
+            for (lane, &v) in values.iter().enumerate() {
+                rows[lane * layout.row_len + p] = v;
+            }
+        };
+        for img in 0..images {
+            let x_img = &x[img * in_size..][..in_size];
+            for r in 0..padded_rows {
+                for c in 0..layout.width {
+                    let inside = (g.pad_top..g.pad_top + g.ih).contains(&r) && (g.pad_left..g.pad_left + g.iw).contains(&c);
+                    if inside {
+                        let pixel = &x_img[((r - g.pad_top) * g.iw + c - g.pad_left) * c_in + c0..][..lanes];
+                        values[..lanes].iter_mut().zip(pixel).for_each(|(v, &x)| *v = to_bf16(x));
+                    } else {
+                        values = [0; LANES];
+                    }
+                    put(img * layout.image + r * layout.width + c, &values);
+                }
+            }
+        }
+        for p in images * layout.image..layout.row_len {
+            put(p, &[0; LANES]);
+        }
+    });
+}
+
+/// DZ: the group's output gradient (`dz`, [images, oh, ow, C_out]) in pairs of neighbouring
+/// pixels of the layout, zero at every pixel that is not an output.
+fn pair_output_grad(dz: &[f32], shape: &ConvShape, images: usize, layout: Layout, packed: &mut PackedB) {
+    let (g, c_out) = (&shape.geometry, shape.c_out);
+    let (data, ld) = packed.pairs_mut(layout.pixels, c_out);
+    let (row_pairs, image_pairs) = (layout.width / 2, layout.image / 2);
+    let (filled, tail) = data.split_at_mut(images * image_pairs * ld);
+    tail.fill(0);
+    filled.par_chunks_mut(image_pairs * ld).zip(dz.par_chunks(shape.output_len())).for_each(|(pairs, dz_img)| {
+        for (i, row) in pairs.chunks_exact_mut(row_pairs * ld).enumerate() {
+            if i < g.oh {
+                let written = g.ow.div_ceil(2) * ld;
+                interleave_rows(&dz_img[i * g.ow * c_out..], g.ow, c_out, c_out, &mut row[..written], ld);
+                row[written..].fill(0);
+            } else {
+                row.fill(0);
+            }
+        }
+    });
+    packed.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::window::Padding;
+
+    #[test]
+    fn the_layout_pads_to_an_even_width_and_whole_blocks_and_reaches_the_last_tap() {
+        let g = Geometry::new("test", 7, 7, &Window::new(3, 3, 1, 1, Padding::Same)).unwrap();
+        let layout = Layout::of(&g, 3);
+        // ow + kw - 1 = 9 -> 10; 9 rows of 10; 3 images = 270 pixels -> 288; reach 2·10 + 2.
+        assert_eq!(layout, Layout { width: 10, image: 90, pixels: 288, row_len: 310 });
+        assert_eq!(layout.shift(2, 1), 21);
+    }
+
+    #[test]
+    fn stride_one_with_sixteen_channels_each_side_applies() {
+        let shape = |c_in, c_out, stride| {
+            let w = Window::new(3, 3, stride, stride, Padding::Same);
+            (ConvShape::of(&[2, 8, 8, c_in], &[3, 3, c_in, c_out], None, &w).unwrap(), w)
+        };
+        let (s, w) = shape(16, 16, 1);
+        assert!(applies(&w, &s));
+        let (s, w) = shape(15, 64, 1);
+        assert!(!applies(&w, &s));
+        let (s, w) = shape(64, 15, 1);
+        assert!(!applies(&w, &s));
+        let (s, w) = shape(64, 64, 2);
+        assert!(!applies(&w, &s));
+    }
+}
