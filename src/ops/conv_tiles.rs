@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 use super::aligned::Aligned64;
 use super::conv_shape::ConvShape;
+use super::simd::simd_dispatch;
 use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, PackedB, BLOCK_PAIRS};
 use super::window::{Geometry, Window};
 use crate::tensor::Tensor;
@@ -135,17 +136,27 @@ pub fn prepare<'a>(x: &Tensor, w: &[f32], b: &'a [f32], shape: &'a ConvShape, re
             s.offsets.extend((0..cp / BLOCK_PAIRS).map(|block| 2 * (pixel * cp + block * BLOCK_PAIRS)));
         }
     }
-    // The images: zero padding, then each input row's pixels converted in place.
-    let image_len = layout.pixels * cp;
+    // The images: each input row's pixels converted in place, zeros around them (only there:
+    // zeroing whole images first was 4.6% of a ResNet step).
+    let (image_len, row_len, kp) = (layout.pixels * cp, layout.width * cp, c_in.div_ceil(2));
     s.images.resize(shape.batch * image_len + layout.tail * cp, 0);
     let (images, tail) = s.images.split_at_mut(shape.batch * image_len);
     tail.fill(0);
     images.par_chunks_mut(image_len).zip(x.data().par_chunks(shape.input_len())).for_each(|(image, x_img)| {
-        image.fill(0);
-        for r in 0..g.ih {
-            let first = ((r + g.pad_top) * layout.width + g.pad_left) * cp;
-            let pixels = g.iw.min(layout.width - g.pad_left);
-            super::bf16::rows_to_pairs(&x_img[r * g.iw * c_in..], pixels, c_in, c_in, &mut image[first..], cp);
+        let (top, rest) = image.split_at_mut(g.pad_top * row_len);
+        top.fill(0);
+        let (rows, bottom) = rest.split_at_mut(g.ih * row_len);
+        bottom.fill(0);
+        let pixels = g.iw.min(layout.width - g.pad_left);
+        for (r, row) in rows.chunks_exact_mut(row_len).enumerate() {
+            let (left, rest) = row.split_at_mut(g.pad_left * cp);
+            let (inside, right) = rest.split_at_mut(pixels * cp);
+            left.fill(0);
+            right.fill(0);
+            super::bf16::rows_to_pairs(&x_img[r * g.iw * c_in..], pixels, c_in, c_in, inside, cp);
+            if kp < cp {
+                inside.chunks_exact_mut(cp).for_each(|pixel| pixel[kp..].fill(0));
+            }
         }
     });
     Prepared { layout, shape, images: &s.images, packed: &s.packed, offsets: &s.offsets, b, relu }
@@ -169,13 +180,23 @@ impl Prepared<'_> {
         let y_rows = y_block.chunks_exact_mut(g.ow * c_out);
         let product_rows = images.flat_map(|img| out_rows.clone().map(move |i| layout.rows(img..img + 1, i..i + 1).start - first));
         for (y_row, at) in y_rows.zip(product_rows) {
-            let product_row = &buf[at * c_out..][..g.ow * c_out];
-            for (y, p) in y_row.chunks_exact_mut(c_out).zip(product_row.chunks_exact(c_out)) {
-                for ((y, &p), &bias) in y.iter_mut().zip(p).zip(self.b) {
-                    let sum = p + bias;
-                    *y = if self.relu && sum < 0.0 { 0.0 } else { sum };
-                }
-            }
+            finish_row(y_row, &buf[at * c_out..][..g.ow * c_out], self.b, self.relu);
+        }
+    }
+}
+
+simd_dispatch! {
+    /// One output row: the product's pixels plus the bias, then ReLU if `relu` (a NaN stays
+    /// NaN, as in `Activation::Relu`).
+    fn finish_row => finish_row_plain(y_row: &mut [f32], product_row: &[f32], b: &[f32], relu: bool)
+}
+
+#[inline(always)]
+fn finish_row_plain(y_row: &mut [f32], product_row: &[f32], b: &[f32], relu: bool) {
+    for (y, p) in y_row.chunks_exact_mut(b.len()).zip(product_row.chunks_exact(b.len())) {
+        for ((y, &p), &bias) in y.iter_mut().zip(p).zip(b) {
+            let sum = p + bias;
+            *y = if relu && sum < 0.0 { 0.0 } else { sum };
         }
     }
 }
