@@ -25,8 +25,8 @@ use rayon::prelude::*;
 
 use super::aligned::Aligned64;
 use super::conv_shape::ConvShape;
-use super::simd::simd_dispatch;
 use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, PackedB, BLOCK_PAIRS};
+use super::simd::simd_dispatch;
 use super::window::{Geometry, Window};
 use crate::tensor::Tensor;
 

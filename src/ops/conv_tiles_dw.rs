@@ -29,9 +29,10 @@
 
 use rayon::prelude::*;
 
-use super::bf16::{interleave_rows, to_bf16};
+use super::bf16::{interleave_rows, rows_to_pairs};
 use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
+use super::conv_tiles::as_values;
 use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, PackedB, BLOCK_PAIRS};
 use super::window::{Geometry, Window};
 use crate::dist::IMAGES_PER_SHARE_UNIT;
@@ -178,38 +179,48 @@ fn group_grads(x: &[f32], dy: OutputGrad, shape: &ConvShape, first: usize, work:
 
 /// X: the group's padded images as one row of bf16 values per input channel (value
 /// `p` of row ci the pixel p of the layout; zero in the padding and past the images), with
-/// rows up to a multiple of 16 (a tile's rows; zero).
+/// rows up to a multiple of 16 (a tile's rows; zero). By blocks of 16 channels and 16 pixels:
+/// converted to pairs by the vector converter (`bf16::rows_to_pairs`), then transposed on the
+/// stack, so that each channel row is written 16 pixels at a time.
 fn transpose_images(x: &[f32], shape: &ConvShape, images: usize, layout: Layout, rows: &mut Vec<u16>) {
     let (g, c_in) = (&shape.geometry, shape.c_in);
     const LANES: usize = 16;
     rows.resize(c_in.next_multiple_of(LANES) * layout.row_len, 0);
     let in_size = shape.input_len();
     let padded_rows = g.oh + g.kh - 1;
-    rows.par_chunks_mut(LANES * layout.row_len).enumerate().for_each(|(block, rows)| {
-        let (c0, lanes) = (block * LANES, LANES.min(c_in.saturating_sub(block * LANES)));
-        let mut values = [0u16; LANES];
-        let mut put = |p: usize, values: &[u16; LANES]| {
-            for (lane, &v) in values.iter().enumerate() {
-                rows[lane * layout.row_len + p] = v;
-            }
-        };
+    let row_len = layout.row_len;
+    rows.par_chunks_mut(LANES * row_len).enumerate().for_each(|(block, rows)| {
+        let (c0, lanes) = (block * LANES, LANES.min(c_in - block * LANES));
+        rows[lanes * row_len..].fill(0);
+        let mut pairs = [0u32; LANES * LANES / 2];
         for img in 0..images {
             let x_img = &x[img * in_size..][..in_size];
             for r in 0..padded_rows {
-                for c in 0..layout.width {
-                    let inside = (g.pad_top..g.pad_top + g.ih).contains(&r) && (g.pad_left..g.pad_left + g.iw).contains(&c);
-                    if inside {
-                        let pixel = &x_img[((r - g.pad_top) * g.iw + c - g.pad_left) * c_in + c0..][..lanes];
-                        values[..lanes].iter_mut().zip(pixel).for_each(|(v, &x)| *v = to_bf16(x));
-                    } else {
-                        values = [0; LANES];
+                let base = img * layout.image + r * layout.width;
+                let row = |lane: usize| lane * row_len + base;
+                if !(g.pad_top..g.pad_top + g.ih).contains(&r) {
+                    (0..lanes).for_each(|lane| rows[row(lane)..][..layout.width].fill(0));
+                    continue;
+                }
+                let right = g.pad_left + g.iw;
+                for lane in 0..lanes {
+                    rows[row(lane)..][..g.pad_left].fill(0);
+                    rows[row(lane) + right..][..layout.width - right].fill(0);
+                }
+                let x_row = &x_img[(r - g.pad_top) * g.iw * c_in..][..g.iw * c_in];
+                for j0 in (0..g.iw).step_by(LANES) {
+                    let count = LANES.min(g.iw - j0);
+                    rows_to_pairs(&x_row[j0 * c_in + c0..], count, lanes, c_in, &mut pairs, LANES / 2);
+                    let values = as_values(&pairs);
+                    for lane in 0..lanes {
+                        let dst = &mut rows[row(lane) + g.pad_left + j0..][..count];
+                        dst.iter_mut().enumerate().for_each(|(px, d)| *d = values[px * LANES + lane]);
                     }
-                    put(img * layout.image + r * layout.width + c, &values);
                 }
             }
         }
-        for p in images * layout.image..layout.row_len {
-            put(p, &[0; LANES]);
+        for lane in 0..lanes {
+            rows[lane * row_len + images * layout.image..(lane + 1) * row_len].fill(0);
         }
     });
 }
