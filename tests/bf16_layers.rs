@@ -110,9 +110,10 @@ fn conv_run(x: &Tensor, w: &Tensor, b: &Tensor, dy: &Tensor, win: &Window, preci
 }
 
 #[test]
-fn conv_by_im2col_in_bf16_is_the_exact_product_of_rounded_inputs() {
-    // im2col in every direction: few channels (no Winograd, for y nor for dX, whose own
-    // convolution has the output's channels as input), strides 1 and 2, SAME and VALID,
+fn conv_by_im2col_or_direct_in_bf16_is_the_exact_product_of_rounded_inputs() {
+    // Few channels (no Winograd nor tiles, for y nor for dX, whose own convolution has the
+    // output's channels as input): cases 0 and 2 by the direct kernel on rounded operands
+    // (stride 1, at most 32 channels), the others by im2col; strides 1 and 2, SAME and VALID,
     // odd sizes, channel counts under and over the 16-lane vector, batch 1 and over one chunk.
     let cases = [
         ConvCase { n: 1, hw: 7, ci: 3, co: 5, k: 3, stride: 1, padding: Padding::Same },
@@ -122,6 +123,9 @@ fn conv_by_im2col_in_bf16_is_the_exact_product_of_rounded_inputs() {
     ];
     for (ci_, c) in cases.iter().enumerate() {
         let win = Window::new(c.k, c.k, c.stride, c.stride, c.padding);
+        let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
+        let expected = if ci_ % 2 == 0 { Algorithm::Direct } else { Algorithm::Im2col };
+        assert_eq!(algorithm_in(Precision::Bf16, &g, &win, c.ci, c.co), expected, "case {ci_}");
         let x = random(&[c.n, c.hw, c.hw, c.ci], 10 + ci_ as u64);
         let w = random(&[c.k, c.k, c.ci, c.co], 20 + ci_ as u64);
         let b = random(&[c.co], 30 + ci_ as u64);

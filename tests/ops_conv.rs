@@ -544,7 +544,7 @@ fn winograd_is_chosen_for_3x3_and_5x5_stride_1_with_enough_channels_only() {
 }
 
 #[test]
-fn bf16_products_take_the_tiles_at_stride_1_from_16_channels_unless_winograd_saves_their_padding() {
+fn bf16_products_take_the_tiles_at_stride_1_from_16_channels_unless_winograd_saves_their_padding_else_float32s_choice() {
     use convnet::ops::conv2d::{algorithm_in, Algorithm};
     use convnet::ops::window::Geometry;
     let three = Window::new(3, 3, 1, 1, Padding::Same);
@@ -559,8 +559,10 @@ fn bf16_products_take_the_tiles_at_stride_1_from_16_channels_unless_winograd_sav
     assert_eq!(choice(bf16, 7, &three, 256, 256), Algorithm::Winograd, "airbench 256 -> 256 at 7x7: padding rows");
     assert_eq!(choice(bf16, 4, &three, 128, 128), Algorithm::Winograd, "the ResNet's 128 at 4x4");
     assert_eq!(choice(bf16, 4, &three, 16, 16), Algorithm::Tiles, "small, but no Winograd (under 24 channels)");
-    assert_eq!(choice(bf16, 32, &three, 15, 32), Algorithm::Im2col, "under 16 input channels, and direct is f32 only");
-    assert_eq!(choice(bf16, 32, &three, 3, 16), Algorithm::Im2col, "the ResNet's first layer");
+    // Under 16 input channels, float32's choice; the direct kernel on operands rounded to bf16.
+    assert_eq!(choice(bf16, 32, &three, 15, 32), Algorithm::Direct, "15 -> 32");
+    assert_eq!(choice(bf16, 32, &three, 3, 16), Algorithm::Direct, "the ResNet's first layer");
+    assert_eq!(choice(bf16, 32, &Window::new(5, 5, 1, 1, Padding::Same), 3, 33), Algorithm::Im2col, "33 output channels");
     assert_eq!(choice(bf16, 32, &Window::new(3, 3, 2, 2, Padding::Same), 64, 64), Algorithm::Im2col, "stride 2");
     assert_eq!(choice(bf16, 6, &Window::new(1, 1, 1, 1, Padding::Valid), 64, 64), Algorithm::Tiles, "1x1 pads nothing");
     // Float32 is `algorithm`'s choice.

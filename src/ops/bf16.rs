@@ -20,6 +20,8 @@
 //! An odd k is padded with a zero. Each converter has a portable body and an AVX512-BF16 one
 //! (`simd::avx512bf16_allowed`); both give the same bits.
 
+use super::simd::simd_dispatch;
+
 /// `x` rounded to the nearest bfloat16 (ties to even), as its 16 bits.
 #[inline(always)]
 pub fn to_bf16(x: f32) -> u16 {
@@ -43,6 +45,26 @@ pub fn from_bf16(h: u16) -> f32 {
 /// `x` rounded to bfloat16 and back: the value a bf16 product sees.
 pub fn round_bf16(x: f32) -> f32 {
     from_bf16(to_bf16(x))
+}
+
+simd_dispatch! {
+    /// `dst` = `src` with every value rounded to bf16 and back ([`round_bf16`]), resized to
+    /// `src`'s length: written without branches, so that it compiles to vector code.
+    pub fn round_to_bf16_into => round_to_bf16_into_plain(src: &[f32], dst: &mut Vec<f32>)
+}
+
+#[inline(always)]
+fn round_to_bf16_into_plain(src: &[f32], dst: &mut Vec<f32>) {
+    dst.resize(src.len(), 0.0);
+    for (d, &x) in dst.iter_mut().zip(src) {
+        let bits = x.to_bits();
+        let sign_only = bits & 0x8000_0000;
+        // A subnormal is the zero of its sign; rounding then leaves it there.
+        let normal = if x.is_subnormal() { sign_only } else { bits };
+        let rounded = normal.wrapping_add(0x7fff + ((normal >> 16) & 1)) & 0xffff_0000;
+        let quiet_nan = (bits | 0x0040_0000) & 0xffff_0000;
+        *d = f32::from_bits(if x.is_nan() { quiet_nan } else { rounded });
+    }
 }
 
 /// One pair: `lo` at the lower k (the low half), `hi` at the next.
@@ -188,5 +210,23 @@ mod tests {
         assert_eq!(from_bf16(0x4049), 3.140625);
         assert_eq!(round_bf16(1.2345), 1.234375);
         assert_eq!(unpair(pair(1.0, -2.0)), (1.0, -2.0));
+    }
+
+    #[test]
+    fn rounding_a_slice_gives_the_bits_of_rounding_each_value() {
+        let mut values = vec![1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, -2.0, f32::MAX, f32::INFINITY, -0.0, 0.0];
+        values.extend([f32::from_bits(1), -f32::from_bits(0x007f_ffff), f32::from_bits(0x7f80_0001), f32::NAN, -f32::NAN]);
+        // And a spread of bit patterns (an LCG over all 32 bits).
+        let mut state = 12345u32;
+        values.extend((0..10_000).map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            f32::from_bits(state)
+        }));
+        let mut rounded = vec![7.0; 3];
+        round_to_bf16_into(&values, &mut rounded);
+        assert_eq!(rounded.len(), values.len());
+        for (x, r) in values.iter().zip(&rounded) {
+            assert_eq!(r.to_bits(), round_bf16(*x).to_bits(), "{x:e} ({:#x})", x.to_bits());
+        }
     }
 }

@@ -22,6 +22,7 @@
 use rayon::prelude::*;
 
 use super::activation::Activation;
+use super::bf16::round_to_bf16_into;
 use super::conv_direct::{self, forward_direct_rows, DirectConv};
 use super::conv_dw_direct::{self, weight_grad_direct, DirectShape};
 pub use super::conv_output_grad::OutputGrad;
@@ -63,7 +64,9 @@ pub enum Algorithm {
 /// it applies (stride 1, 16 input channels or more: on the tiles the products are cheap, and
 /// Winograd's transforms and im2col's columns are what cost) unless Winograd applies and the
 /// tiles would waste a quarter of their rows on the padding (`conv_tiles::pays`: outputs of
-/// 8x8 and smaller); otherwise Winograd or im2col (the direct kernel is float32 only).
+/// 8x8 and smaller); otherwise float32's choice: Winograd, im2col, or the direct kernel on
+/// operands rounded to bf16 (`direct_operands`; the first layers: 3 -> 16 at 32x32 0.9 ms
+/// at batch 128 against 2.1 by im2col on the tiles).
 /// Measured on the airbench and ResNet configs (docs/performance.md): 24 -> 64 at 31x31 49 ->
 /// 27 ms forward at batch 512, 64 -> 256 at 15x15 42 -> 28 ms; 256 -> 256 at 7x7 21-23 ms by
 /// Winograd against 32-47 on the tiles. Depends on the shape only, never on the CPU: every
@@ -75,7 +78,6 @@ pub fn algorithm_in(precision: Precision, g: &Geometry, window: &Window, c_in: u
         Precision::Bf16 if conv_tiles::applies(window, c_in) && (f32_choice != Algorithm::Winograd || conv_tiles::pays(g)) => {
             Algorithm::Tiles
         }
-        Precision::Bf16 if f32_choice == Algorithm::Direct => Algorithm::Im2col,
         Precision::Bf16 => f32_choice,
     }
 }
@@ -147,6 +149,8 @@ pub struct ConvScratch {
     winograd: WinogradScratch,
     /// The bf16 implicit GEMM's images and packed weights (`conv_tiles`).
     tiles: TilesScratch,
+    /// The input and weights rounded to bf16 for the direct kernel (`direct_operands`).
+    bf16_operands: (Vec<f32>, Vec<f32>),
     dx_winograd: DxScratch,
 }
 
@@ -159,6 +163,7 @@ struct DxScratch {
     zero_bias: Tensor,
     winograd: WinogradScratch,
     tiles: TilesScratch,
+    bf16_operands: (Vec<f32>, Vec<f32>),
 }
 
 #[derive(Default)]
@@ -205,7 +210,10 @@ pub fn conv2d_forward_into(
     y.resize(&shape.output_shape());
     match algorithm_in(precision, &shape.geometry, window, shape.c_in, shape.c_out) {
         Algorithm::Winograd => winograd::forward_into(x, w, b, &shape, relu, precision, y, &mut scratch.winograd),
-        Algorithm::Direct => direct_forward(x, w.data(), b.data(), &shape, relu, y, scratch.thread_cols.for_current_pool()),
+        Algorithm::Direct => {
+            let (x, w) = direct_operands(precision, x.data(), w.data(), &mut scratch.bf16_operands);
+            direct_forward(x, w, b.data(), &shape, relu, y, scratch.thread_cols.for_current_pool())
+        }
         Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, precision, y, scratch),
         Algorithm::Tiles => {
             tiles_forward(x, w.data(), b.data(), &shape, relu, y, (&mut scratch.tiles, scratch.thread_cols.for_current_pool()))
@@ -308,13 +316,30 @@ fn tiles_forward(
 
 /// The direct kernel (`conv_direct`) over the batch: each task a block of output rows of one
 /// image (`forward_rows_per_task`), its padded rows in the thread's buffer.
-fn direct_forward(x: &Tensor, w: &[f32], b: &[f32], shape: &ConvShape, relu: bool, y: &mut Tensor, bufs: &PerThread<Vec<f32>>) {
+fn direct_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: bool, y: &mut Tensor, bufs: &PerThread<Vec<f32>>) {
     let g = &shape.geometry;
     let s = DirectConv { g, c_in: shape.c_in, c_out: shape.c_out, w, b, relu };
     let (in_size, rows) = (shape.input_len(), forward_rows_per_task(shape.batch, g.oh, g.ow));
     output_row_blocks(y, shape, rows).for_each(|(img, out_rows, y_block)| {
-        forward_direct_rows(&x.data()[img * in_size..][..in_size], s, out_rows, &mut bufs.get(), y_block);
+        forward_direct_rows(&x[img * in_size..][..in_size], s, out_rows, &mut bufs.get(), y_block);
     });
+}
+
+/// The direct kernel's operands for products in `precision`: `x` and `w` as they are in
+/// float32; in bf16, both rounded to bf16 (into `store`). A product of two bf16 values is exact
+/// in float32, so the float32 kernel then computes bf16 products with float32 accumulation, in
+/// its own fixed order: the same bits on every machine (tests/simd_levels.rs holds the kernel
+/// to that).
+fn direct_operands<'a>(precision: Precision, x: &'a [f32], w: &'a [f32], store: &'a mut (Vec<f32>, Vec<f32>)) -> (&'a [f32], &'a [f32]) {
+    match precision {
+        Precision::F32 => (x, w),
+        Precision::Bf16 => {
+            let (x_store, w_store) = store;
+            round_to_bf16_into(x, x_store);
+            round_to_bf16_into(w, w_store);
+            (x_store, w_store)
+        }
+    }
 }
 
 simd_dispatch! {
@@ -395,9 +420,9 @@ pub fn conv2d_backward_into(
     };
     match (d_input, dx_as_conv) {
         (Some(dx), Some((dx_window, dx_algorithm))) => {
-            let DxScratch { dz, w_flipped, zero_bias, winograd, tiles } = dx_winograd;
+            let DxScratch { dz, w_flipped, zero_bias, winograd, tiles, bf16_operands } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
-            let scratch = (w_flipped, zero_bias, winograd, tiles, thread_cols.for_current_pool());
+            let scratch = (w_flipped, zero_bias, winograd, tiles, bf16_operands, thread_cols.for_current_pool());
             input_grad_as_conv(dz, w, &shape, (&dx_window, dx_algorithm), precision, dx, scratch)?;
             let scratch = (&mut *chunks, thread_dw, (&mut *summed_dw, &mut *tiles_dw), packed_w);
             weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_method, None, scratch, d_weight, d_bias);
@@ -535,10 +560,10 @@ fn input_grad_as_conv(
     dx_conv: (&Window, Algorithm),
     precision: Precision,
     dx: &mut Tensor,
-    scratch: (&mut Tensor, &mut Tensor, &mut WinogradScratch, &mut TilesScratch, &PerThread<Vec<f32>>),
+    scratch: (&mut Tensor, &mut Tensor, &mut WinogradScratch, &mut TilesScratch, &mut (Vec<f32>, Vec<f32>), &PerThread<Vec<f32>>),
 ) -> Result<()> {
     let (dx_window, dx_algorithm) = dx_conv;
-    let (w_flipped, zero_bias, winograd, tiles, padded_rows) = scratch;
+    let (w_flipped, zero_bias, winograd, tiles, bf16_operands, padded_rows) = scratch;
     flip_weights(w, w_flipped);
     zero_bias.resize(&[shape.c_in]);
     zero_bias.data_mut().fill(0.0);
@@ -548,7 +573,10 @@ fn input_grad_as_conv(
     dx.resize(&[shape.batch, g.ih, g.iw, shape.c_in]);
     match dx_algorithm {
         Algorithm::Winograd => winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, precision, dx, winograd),
-        Algorithm::Direct => direct_forward(dz, w_flipped.data(), zero_bias.data(), &transposed, false, dx, padded_rows),
+        Algorithm::Direct => {
+            let (dz, w) = direct_operands(precision, dz.data(), w_flipped.data(), bf16_operands);
+            direct_forward(dz, w, zero_bias.data(), &transposed, false, dx, padded_rows)
+        }
         Algorithm::Tiles => tiles_forward(dz, w_flipped.data(), zero_bias.data(), &transposed, false, dx, (tiles, padded_rows)),
         Algorithm::Im2col => unreachable!("dX by im2col goes through col2im in `weight_grads`"),
     }
