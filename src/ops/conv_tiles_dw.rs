@@ -29,6 +29,7 @@
 
 use rayon::prelude::*;
 
+use super::aligned::Aligned64;
 use super::bf16::{interleave_rows, rows_to_pairs};
 use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
@@ -73,7 +74,8 @@ impl Layout {
         let image = (g.oh + g.kh - 1) * width;
         let pixels = (images * image).next_multiple_of(BLOCK_PIXELS);
         let reach = (g.kh - 1) * width + g.kw - 1;
-        Layout { width, image, pixels, row_len: (pixels + reach).next_multiple_of(2) }
+        // Rows of whole cache lines (32 values), so that a block at a multiple of 32 is one.
+        Layout { width, image, pixels, row_len: (pixels + reach).next_multiple_of(BLOCK_PIXELS) }
     }
 
     /// The shift of tap (ki, kj), in pixels.
@@ -87,7 +89,7 @@ impl Layout {
 /// the ranks before have summed theirs.
 #[derive(Default)]
 pub struct TilesDwWork {
-    x_rows: Vec<u16>,
+    x_rows: Aligned64<u16>,
     dz_pairs: PackedB,
     offsets: Vec<usize>,
     dz: Vec<f32>,
@@ -182,7 +184,7 @@ fn group_grads(x: &[f32], dy: OutputGrad, shape: &ConvShape, first: usize, work:
 /// rows up to a multiple of 16 (a tile's rows; zero). By blocks of 16 channels and 16 pixels:
 /// converted to pairs by the vector converter (`bf16::rows_to_pairs`), then transposed on the
 /// stack, so that each channel row is written 16 pixels at a time.
-fn transpose_images(x: &[f32], shape: &ConvShape, images: usize, layout: Layout, rows: &mut Vec<u16>) {
+fn transpose_images(x: &[f32], shape: &ConvShape, images: usize, layout: Layout, rows: &mut Aligned64<u16>) {
     let (g, c_in) = (&shape.geometry, shape.c_in);
     const LANES: usize = 16;
     rows.resize(c_in.next_multiple_of(LANES) * layout.row_len, 0);
@@ -257,7 +259,7 @@ mod tests {
         let g = Geometry::new("test", 7, 7, &Window::new(3, 3, 1, 1, Padding::Same)).unwrap();
         let layout = Layout::of(&g, 3);
         // ow + kw - 1 = 9 -> 10; 9 rows of 10; 3 images = 270 pixels -> 288; reach 2·10 + 2.
-        assert_eq!(layout, Layout { width: 10, image: 90, pixels: 288, row_len: 310 });
+        assert_eq!(layout, Layout { width: 10, image: 90, pixels: 288, row_len: 320 });
         assert_eq!(layout.shift(2, 1), 21);
     }
 
