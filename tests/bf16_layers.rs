@@ -151,13 +151,15 @@ fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_ker
     // Stride 1 from 16 input channels (`conv_tiles`): the padded image read in place, one
     // shifted view per tap. Channels under and over one block of 32, several images per
     // product (5x5 outputs), batch 1 cut into blocks of rows, 2x2, 5x5 and 1x1 kernels; dX
-    // too where its own convolution has 16 channels or more.
+    // and dW too where dX's own convolution has 16 channels or more.
     let cases = [
         (ConvCase { n: 2, hw: 16, ci: 16, co: 20, k: 3, stride: 1, padding: Padding::Same }, true),
         (ConvCase { n: 17, hw: 5, ci: 17, co: 18, k: 3, stride: 1, padding: Padding::Same }, true),
         (ConvCase { n: 3, hw: 9, ci: 33, co: 16, k: 2, stride: 1, padding: Padding::Valid }, true),
         (ConvCase { n: 1, hw: 30, ci: 16, co: 5, k: 5, stride: 1, padding: Padding::Same }, false),
         (ConvCase { n: 2, hw: 6, ci: 40, co: 7, k: 1, stride: 1, padding: Padding::Valid }, false),
+        // dW over 3 x 32 x 32 padded pixels: two passes of 2,048 (the second continues the first).
+        (ConvCase { n: 3, hw: 30, ci: 16, co: 16, k: 3, stride: 1, padding: Padding::Same }, true),
     ];
     for (ci_, (c, dx_on_tiles)) in cases.iter().enumerate() {
         let win = Window::new(c.k, c.k, c.stride, c.stride, c.padding);

@@ -431,7 +431,24 @@ pub fn gemm_bf16_blocks(
         // SAFETY: AMX is allowed (the path); A's rows up to `readable` at every offset of the
         // blocks, and c's m x n, are in bounds (asserted); B holds those pairs by ld >= n
         // columns.
-        unsafe { amx::blocked(pairs, a.data.as_ptr().add(a0), a.rs, |j| a.offsets[j], b, beta, c.as_mut_ptr(), ldc, 0..m, 0..n) };
+        // One pass over the blocks: each 32 x 32 block of c stays in the tiles for all of them
+        // (the callers keep B's part small enough for the cache: a conv's weights, or a pass of
+        // `conv_tiles_dw`), not stored and reloaded every KC pairs.
+        unsafe {
+            amx::blocked(
+                pairs.clone(),
+                pairs.len(),
+                a.data.as_ptr().add(a0),
+                a.rs,
+                |j| a.offsets[j],
+                b,
+                beta,
+                c.as_mut_ptr(),
+                ldc,
+                0..m,
+                0..n,
+            )
+        };
         return;
     }
     // The other kernels read a block's pairs in their order: gathered row by row (and put in
@@ -500,7 +517,7 @@ unsafe fn blocked(
     #[cfg(target_arch = "x86_64")]
     if path == Path::Tiles {
         // The pairs as bfloat16 values: twice the offsets and the stride.
-        amx::blocked(0..kp, a.data.as_ptr() as *const u16, 2 * a.rs, |block| 2 * block * BLOCK_PAIRS, b, beta, c, ldc, rows, cols);
+        amx::blocked(0..kp, KC, a.data.as_ptr() as *const u16, 2 * a.rs, |block| 2 * block * BLOCK_PAIRS, b, beta, c, ldc, rows, cols);
         return;
     }
     let step = if path == Path::DotProducts { DOT_ROWS } else { MR };
@@ -716,7 +733,7 @@ mod hw {
 /// pair of A and B tiles runs 16 pairs of the chain for 256 outputs.
 #[cfg(target_arch = "x86_64")]
 mod amx {
-    use super::{PackedB, BLOCK_PAIRS, KC};
+    use super::{PackedB, BLOCK_PAIRS};
     use std::arch::asm;
 
     /// The tile configuration (LDTILECFG's 64-byte operand): palette 1, every tile register 16
@@ -827,7 +844,8 @@ mod amx {
     }
 
     /// The rows x cols block of c (rows starting at a multiple of 16, as the tasks do), over
-    /// the pairs `pairs` of k (whole blocks; beta applies at their start). Block `j` of A's row
+    /// the pairs `pairs` of k (whole blocks; beta applies at their start), `kc` pairs at a time
+    /// (c's tiles stored and reloaded between). Block `j` of A's row
     /// r is the 32 bfloat16 values at `a + r * rs + a_block(j)`: `32 j` for a matrix of row
     /// pairs, elsewhere for a left operand read in place (`super::gemm_bf16_blocks`).
     ///
@@ -838,6 +856,7 @@ mod amx {
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn blocked(
         pairs: std::ops::Range<usize>,
+        kc: usize,
         a: *const u16,
         rs: usize,
         a_block: impl Fn(usize) -> usize,
@@ -853,7 +872,7 @@ mod amx {
         let (a_stride, b_stride) = (rs * 2, b.ld * 4);
         let mut p0 = pairs.start;
         while p0 < pairs.end {
-            let pass = KC.min(pairs.end - p0);
+            let pass = kc.min(pairs.end - p0);
             let pass_beta = if p0 == pairs.start { beta } else { 1.0 };
             for i0 in rows.clone().step_by(32) {
                 for j0 in cols.clone().step_by(32) {
