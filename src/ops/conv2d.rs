@@ -16,8 +16,10 @@
 //! and for 3x3 ones with 64 channels or more on each side (`winograd_dw`, the latter summed over
 //! the whole batch), else, in float32 with 8 input channels or more, directly on the images
 //! (`conv_dw_direct`: no column matrix), else by col(x)^T dY; col(x) is recomputed rather than
-//! kept: it is kh*kw times the input. The plain-loop twin, used by the tests as the oracle,
-//! is `conv2d_ref`.
+//! kept: it is kh*kw times the input. With bf16 products (`Precision::Bf16`), stride-1
+//! convolutions with 16 input channels or more go on the AMX tiles without a column matrix
+//! instead, y, dX and dW (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`] decides). The
+//! plain-loop twin, used by the tests as the oracle, is `conv2d_ref`.
 
 use rayon::prelude::*;
 

@@ -98,8 +98,9 @@ impl Layout {
     }
 }
 
-/// Rows of the product a task aims at when images are small (the 7x7 and 3x3 layers): the
-/// packed weights (up to 2304 x 256 pairs) are read from cache once per product.
+/// Rows of the product a task aims at when images are small (those that take the tiles: 1x1
+/// kernels, or too few channels for Winograd), so that a task is not mostly overhead. (On the
+/// airbench network's 256 -> 256 at 7x7, which Winograd now takes, it did not change the time.)
 const ROWS_PER_TASK: usize = 512;
 
 /// The prepared operands of one forward call: the images and the weights, ready for any block
