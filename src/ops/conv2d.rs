@@ -52,7 +52,7 @@ pub enum Algorithm {
     /// outputs).
     Winograd,
     /// Directly on the image, a tile of the output in registers (`conv_direct`): stride 1 with
-    /// few input channels, float32 only.
+    /// few input channels (in bf16, on operands rounded to bf16: `direct_operands`).
     Direct,
     /// A column matrix of the patches times the weights (any window).
     Im2col,
@@ -369,10 +369,10 @@ pub fn conv2d_backward(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> 
 }
 
 /// The backward pass into reused buffers: given the forward input `x`, the weight `w` and the
-/// gradient at the output, fills the gradients `grads` asks for. dX goes by Winograd or the
-/// direct kernel where [`algorithm`] picks one for the input gradient's own convolution (float32
-/// only for the direct one), otherwise by col2im; dW and db chunk by chunk of images (Winograd,
-/// direct or im2col: `WeightGradMethod`).
+/// gradient at the output, fills the gradients `grads` asks for. dX goes by Winograd, the
+/// direct kernel or the tiles where [`algorithm_in`] picks one for the input gradient's own
+/// convolution, otherwise by col2im; dW and db by the method `WeightGradMethod` names (chunk by
+/// chunk of images, or over the whole batch for the summed Winograd and the tiles).
 pub fn conv2d_backward_into(
     x: &Tensor,
     w: &Tensor,

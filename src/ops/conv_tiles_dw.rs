@@ -99,9 +99,9 @@ pub struct TilesDwWork {
     partials: Vec<Vec<f32>>,
 }
 
-/// dW ([kh, kw, C_in, C_out]) and db ([C_out]) over the whole batch (x: [N, ih, iw, C_in], the
-/// gradient at the output `dy`), written (not added), for a convolution where [`applies`]
-/// holds. db is the groups' sums of dz in float32, added in group order.
+/// dW (`[kh, kw, C_in, C_out]`) and db (`[C_out]`) over the whole batch (x: `[N, ih, iw,
+/// C_in]`, the gradient at the output `dy`), written (not added), for a convolution where
+/// [`applies`] holds. db is the groups' sums of dz in float32, added in group order.
 pub fn weight_grad(x: &[f32], dy: OutputGrad, shape: &ConvShape, work: &mut TilesDwWork, d_weight: &mut [f32], d_bias: &mut [f32]) {
     let (n, c_in, c_out) = (shape.batch, shape.c_in, shape.c_out);
     let dw_len = shape.geometry.kh * shape.geometry.kw * c_in * c_out;

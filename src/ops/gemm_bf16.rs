@@ -303,15 +303,7 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
     }
     let path = Path::in_force();
     if b.dot_order != path.dot_order() {
-        // Packed while another level was in force (tests change it): a reordered copy.
-        let mut copy = B_COPY.take();
-        (copy.k, copy.n, copy.ld, copy.kp, copy.dot_order) = (b.k, b.n, b.ld, b.kp, b.dot_order);
-        copy.data.clear();
-        copy.data.extend_from_slice(&b.data);
-        copy.reorder(path.dot_order());
-        gemm_bf16_packed(m, a, a_t, &copy, beta, c, parallel);
-        B_COPY.set(copy);
-        return;
+        return with_reordered_copy(b, path, |b| gemm_bf16_packed(m, a, a_t, b, beta, c, parallel));
     }
     let kp = b.kp;
     // A's pairs, zero past k, as the kernel reads them: for the tiles, row pairs (a tile row
@@ -368,6 +360,18 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
     A_BUF.set(pairs);
 }
 
+/// Runs `f` on a copy of `b` in the order `path`'s kernel reads: for a B packed while another
+/// SIMD level was in force (the tests change it between calls).
+fn with_reordered_copy(b: &PackedB, path: Path, f: impl FnOnce(&PackedB)) {
+    let mut copy = B_COPY.take();
+    (copy.k, copy.n, copy.ld, copy.kp, copy.dot_order) = (b.k, b.n, b.ld, b.kp, b.dot_order);
+    copy.data.clear();
+    copy.data.extend_from_slice(&b.data);
+    copy.reorder(path.dot_order());
+    f(&copy);
+    B_COPY.set(copy);
+}
+
 /// A left operand read in place, block by block of 16 pairs (one tile's depth), as bfloat16
 /// values: block `j` of row r is the 32 values at `data[r * rs + offsets[j]..]` (a pair is two
 /// neighbours, the first in the low half, from any position, even or odd). The implicit-GEMM
@@ -415,15 +419,7 @@ pub fn gemm_bf16_blocks(
     let beta = if accumulate { 1.0 } else { 0.0 };
     let a0 = rows.start * a.rs;
     if b.dot_order != path.dot_order() {
-        // Packed while another level was in force (tests change it): a reordered copy.
-        let mut copy = B_COPY.take();
-        (copy.k, copy.n, copy.ld, copy.kp, copy.dot_order) = (b.k, b.n, b.ld, b.kp, b.dot_order);
-        copy.data.clear();
-        copy.data.extend_from_slice(&b.data);
-        copy.reorder(path.dot_order());
-        gemm_bf16_blocks(a, rows, &copy, blocks, accumulate, c, ldc);
-        B_COPY.set(copy);
-        return;
+        return with_reordered_copy(b, path, |b| gemm_bf16_blocks(a, rows, b, blocks, accumulate, c, ldc));
     }
     #[cfg(target_arch = "x86_64")]
     if path == Path::Tiles {
