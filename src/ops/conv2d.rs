@@ -301,17 +301,16 @@ fn tiles_forward(
     scratch: (&mut TilesScratch, &PerThread<Vec<f32>>),
 ) {
     let (tiles, bufs) = scratch;
-    let rows = forward_rows_per_task(shape.batch, shape.geometry.oh, shape.geometry.ow);
+    let (g, out_size) = (&shape.geometry, shape.output_len());
     let prepared = conv_tiles::prepare(x, w, b, shape, relu, tiles);
     let group = prepared.layout().images_per_task();
     if group > 1 {
-        let (oh, out_size) = (shape.geometry.oh, shape.output_len());
         y.data_mut().par_chunks_mut(group * out_size).enumerate().for_each(|(task, y_group)| {
             let images = task * group..task * group + y_group.len() / out_size;
-            prepared.rows_into(images, 0..oh, y_group, &mut bufs.get())
+            prepared.rows_into(images, 0..g.oh, y_group, &mut bufs.get())
         });
     } else {
-        output_row_blocks(y, shape, rows)
+        output_row_blocks(y, shape, forward_rows_per_task(shape.batch, g.oh, g.ow))
             .for_each(|(img, out_rows, y_block)| prepared.rows_into(img..img + 1, out_rows, y_block, &mut bufs.get()));
     }
 }

@@ -423,13 +423,13 @@ pub fn gemm_bf16_blocks(
     }
     #[cfg(target_arch = "x86_64")]
     if path == Path::Tiles {
+        // One pass over the blocks (kc = all their pairs): each 32 x 32 block of c stays in the
+        // tiles for all of them, not stored and reloaded every KC pairs; the callers keep B's
+        // part small enough for the cache (a conv's weights, or a pass of `conv_tiles_dw`).
         let pairs = blocks.start * BLOCK_PAIRS..blocks.end * BLOCK_PAIRS;
         // SAFETY: AMX is allowed (the path); A's rows up to `readable` at every offset of the
         // blocks, and c's m x n, are in bounds (asserted); B holds those pairs by ld >= n
         // columns.
-        // One pass over the blocks: each 32 x 32 block of c stays in the tiles for all of them
-        // (the callers keep B's part small enough for the cache: a conv's weights, or a pass of
-        // `conv_tiles_dw`), not stored and reloaded every KC pairs.
         unsafe {
             amx::blocked(
                 pairs.clone(),
