@@ -172,9 +172,15 @@ fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_ker
         let w = random(&[c.k, c.k, c.ci, c.co], 120 + ci_ as u64);
         let b = random(&[c.co], 130 + ci_ as u64);
         let dy = random(&[c.n, g.oh, g.ow, c.co], 140 + ci_ as u64);
-        let (y, dx, dw, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16);
+        let (y, dx, dw, db) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16);
         let e = exact_conv(&rounded(&x), [c.n, c.hw, c.hw, c.ci], &rounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &rounded(&dy), &g);
         let what = format!("case {ci_}");
+        // db sums dy itself (not rounded) in float32.
+        let mut exact_db = vec![Exact::default(); c.co];
+        for (i, v) in dy.data().iter().enumerate() {
+            exact_db[i % c.co].add(*v as f64);
+        }
+        assert_within_accumulation(&format!("{what} db"), db.data(), &exact_db, c.n * g.oh * g.ow);
         // Each product's chain adds blocks of 32 channels per tap, so k rounds up to them.
         let padded_k = c.k * c.k * c.ci.next_multiple_of(32);
         assert_within_accumulation(&format!("{what} y"), y.data(), &e.y, padded_k);
@@ -184,13 +190,13 @@ fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_ker
         assert_ne!(y.data(), y32.data(), "{what}: bf16 products should differ from f32 in the last bits");
         // The same bits on every kernel (AMX, AVX512-BF16, the emulation) and thread count.
         let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let reference: Vec<_> = [&y, &dx, &dw].into_iter().map(bits).collect();
+        let reference: Vec<_> = [&y, &dx, &dw, &db].into_iter().map(bits).collect();
         for level in available_simd_levels() {
             set_simd_level(level).unwrap();
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                let (y, dx, dw, _) = pool.install(|| conv_run(&x, &w, &b, &dy, &win, Precision::Bf16));
-                let got: Vec<_> = [&y, &dx, &dw].into_iter().map(bits).collect();
+                let (y, dx, dw, db) = pool.install(|| conv_run(&x, &w, &b, &dy, &win, Precision::Bf16));
+                let got: Vec<_> = [&y, &dx, &dw, &db].into_iter().map(bits).collect();
                 assert!(got == reference, "{what}: level {level:?}, {threads} threads: other bits");
             }
         }

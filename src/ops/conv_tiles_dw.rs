@@ -23,9 +23,13 @@
 //! The images go in groups of 32 (a distributed share unit), each group's dW one chain per
 //! output (`gemm_bf16`'s, over the group's pixels in order), the groups' results added in
 //! order in float32, as `winograd_dw::weight_grad_summed` adds its groups: the same bits on any
-//! number of threads or ranks. Within a group the products run pass by pass over 2,048 pixels,
-//! every (tap, 32 channels) task of a pass continuing its chains from the last (exactly), so
-//! that the pass's pairs of DZ stay in cache while the taps read them.
+//! number of threads or ranks. Within a group the (tap, 32 channels) products are shared out
+//! as one contiguous run per worker thread, and each worker goes pass by pass over 2,048
+//! pixels through its run, every product continuing its chains from the last pass (exactly),
+//! so that the pass's pairs of DZ stay in the core's cache while its taps read them. db is
+//! summed while DZ is paired: each image's pixels in order, the images then added in order.
+//! On AVX512-BF16 and AMX the images are transposed 16 pixels of a channel at a time by one
+//! gather (the same rounding, the same bits as the portable loop).
 
 use rayon::prelude::*;
 
@@ -95,13 +99,16 @@ pub struct TilesDwWork {
     dz_pairs: PackedB,
     offsets: Vec<usize>,
     dz: Vec<f32>,
+    /// Each image's db (its pixels' dz summed in order).
+    db_images: Vec<f32>,
     group: Vec<f32>,
     partials: Vec<Vec<f32>>,
 }
 
 /// dW (`[kh, kw, C_in, C_out]`) and db (`[C_out]`) over the whole batch (x: `[N, ih, iw,
 /// C_in]`, the gradient at the output `dy`), written (not added), for a convolution where
-/// [`applies`] holds. db is the groups' sums of dz in float32, added in group order.
+/// [`applies`] holds. db is the groups' sums of dz in float32 (each image's, added in order),
+/// added in group order.
 pub fn weight_grad(x: &[f32], dy: OutputGrad, shape: &ConvShape, work: &mut TilesDwWork, d_weight: &mut [f32], d_bias: &mut [f32]) {
     let (n, c_in, c_out) = (shape.batch, shape.c_in, shape.c_out);
     let dw_len = shape.geometry.kh * shape.geometry.kw * c_in * c_out;
@@ -149,15 +156,18 @@ fn group_grads(x: &[f32], dy: OutputGrad, shape: &ConvShape, first: usize, work:
     let images = GROUP_IMAGES.min(shape.batch - first);
     let layout = Layout::of(g, images);
     let (in_size, out_size) = (shape.input_len(), shape.output_len());
-    let TilesDwWork { x_rows, dz_pairs, offsets, dz, .. } = work;
+    let TilesDwWork { x_rows, dz_pairs, offsets, dz, db_images, .. } = work;
     let dz = dy.images(first, images, out_size, dz);
     let (dw, db) = out.split_at_mut(g.kh * g.kw * c_in * c_out);
-    db.fill(0.0);
-    for row in dz.chunks_exact(c_out) {
-        db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-    }
     transpose_images(&x[first * in_size..][..images * in_size], shape, images, layout, x_rows);
-    pair_output_grad(dz, shape, images, layout, dz_pairs);
+    db_images.clear();
+    db_images.resize(images * c_out, 0.0);
+    pair_output_grad(dz, shape, images, layout, dz_pairs, db_images);
+    // db: the images' sums added in order.
+    db.copy_from_slice(&db_images[..c_out]);
+    for image in db_images.chunks_exact(c_out).skip(1) {
+        db.iter_mut().zip(image).for_each(|(d, v)| *d += v);
+    }
     let blocks = layout.pixels / BLOCK_PIXELS;
     offsets.clear();
     for ki in 0..g.kh {
@@ -167,18 +177,25 @@ fn group_grads(x: &[f32], dy: OutputGrad, shape: &ConvShape, first: usize, work:
         }
     }
     let (x_rows, dz_pairs, offsets) = (&*x_rows, &*dz_pairs, &*offsets);
-    for pass in (0..blocks).step_by(PASS_BLOCKS) {
-        let range = pass..(pass + PASS_BLOCKS).min(blocks);
-        let tasks = dw
-            .par_chunks_mut(c_in * c_out)
-            .enumerate()
-            .flat_map(|(tap, dw_tap)| dw_tap.par_chunks_mut(PANEL_ROWS * c_out).enumerate().map(move |(panel, c)| (tap, panel, c)));
-        tasks.for_each(|(tap, panel, c)| {
-            let a = BlockedRows { data: x_rows, rs: layout.row_len, offsets: &offsets[tap * blocks..][..blocks] };
-            let rows = panel * PANEL_ROWS..panel * PANEL_ROWS + c.len() / c_out;
-            gemm_bf16_blocks(&a, rows, dz_pairs, range.clone(), pass > 0, c, c_out);
-        });
-    }
+    // The (tap, panel) products, shared out as one contiguous run per worker, each going pass
+    // by pass through its run: one parallel region a group (one a pass cost more than the
+    // products of a pass at 24 or 64 channels). Every output's chain is the same whoever runs it.
+    let mut tasks: Vec<(usize, usize, &mut [f32])> = dw
+        .chunks_mut(c_in * c_out)
+        .enumerate()
+        .flat_map(|(tap, dw_tap)| dw_tap.chunks_mut(PANEL_ROWS * c_out).enumerate().map(move |(panel, c)| (tap, panel, c)))
+        .collect();
+    let per_worker = tasks.len().div_ceil(rayon::current_num_threads()).max(1);
+    tasks.par_chunks_mut(per_worker).for_each(|run| {
+        for pass in (0..blocks).step_by(PASS_BLOCKS) {
+            let range = pass..(pass + PASS_BLOCKS).min(blocks);
+            for (tap, panel, c) in run.iter_mut() {
+                let a = BlockedRows { data: x_rows, rs: layout.row_len, offsets: &offsets[*tap * blocks..][..blocks] };
+                let rows = *panel * PANEL_ROWS..*panel * PANEL_ROWS + c.len() / c_out;
+                gemm_bf16_blocks(&a, rows, dz_pairs, range.clone(), pass > 0, c, c_out);
+            }
+        }
+    });
 }
 
 /// X: the group's padded images as one row of bf16 values per input channel (value
@@ -212,6 +229,15 @@ fn transpose_images(x: &[f32], shape: &ConvShape, images: usize, layout: Layout,
                     rows[row(lane) + right..][..layout.width - right].fill(0);
                 }
                 let x_row = &x_img[(r - g.pad_top) * g.iw * c_in..][..g.iw * c_in];
+                #[cfg(target_arch = "x86_64")]
+                if crate::ops::simd::avx512bf16_allowed() {
+                    let dst = &mut rows[base + g.pad_left..];
+                    assert!(dst.len() >= (lanes - 1) * row_len + g.iw && c0 + lanes <= c_in);
+                    // SAFETY: the level allows AVX512-BF16; x_row holds iw pixels of c_in
+                    // channels (c0 + lanes <= c_in) and dst lanes rows of iw values (asserted).
+                    unsafe { hw::transpose_row(x_row.as_ptr().add(c0), g.iw, c_in, lanes, dst.as_mut_ptr(), row_len) };
+                    continue;
+                }
                 for j0 in (0..g.iw).step_by(LANES) {
                     let count = LANES.min(g.iw - j0);
                     rows_to_pairs(&x_row[j0 * c_in + c0..], count, lanes, c_in, &mut pairs, LANES / 2);
@@ -229,20 +255,55 @@ fn transpose_images(x: &[f32], shape: &ConvShape, images: usize, layout: Layout,
     });
 }
 
+#[cfg(target_arch = "x86_64")]
+mod hw {
+    use crate::ops::bf16::lane_mask;
+    use std::arch::x86_64::*;
+
+    /// `lanes` (<= 16) channel rows of bf16 from one image row of `pixels` pixels (NHWC,
+    /// `c_in` floats a pixel, `x` at the first channel): channel c's pixel j, rounded to
+    /// nearest even as `bf16::to_bf16`, to `dst[c * row_len + j]`. 16 pixels of a channel by
+    /// one gather.
+    ///
+    /// SAFETY: the CPU has AVX-512 F, BW, VL and BF16; `x` reads `(pixels - 1)·c_in + lanes`
+    /// floats, `dst` writes `(lanes - 1)·row_len + pixels` values; 16·c_in fits an i32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn transpose_row(x: *const f32, pixels: usize, c_in: usize, lanes: usize, dst: *mut u16, row_len: usize) {
+        let index =
+            _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c_in as i32));
+        for j0 in (0..pixels).step_by(16) {
+            let mask = lane_mask(pixels - j0);
+            let x_block = x.add(j0 * c_in);
+            for lane in 0..lanes {
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, index, x_block.add(lane));
+                let h = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
+                _mm256_mask_storeu_epi16(dst.add(lane * row_len + j0) as *mut i16, mask, h);
+            }
+        }
+    }
+}
+
 /// DZ: the group's output gradient (`dz`, [images, oh, ow, C_out]) in pairs of neighbouring
-/// pixels of the layout, zero at every pixel that is not an output.
-fn pair_output_grad(dz: &[f32], shape: &ConvShape, images: usize, layout: Layout, packed: &mut PackedB) {
+/// pixels of the layout, zero at every pixel that is not an output; and each image's db
+/// (`db_images`, [images, C_out], zero on entry): its pixels' dz summed in order, each row
+/// while the pairing has it in cache.
+fn pair_output_grad(dz: &[f32], shape: &ConvShape, images: usize, layout: Layout, packed: &mut PackedB, db_images: &mut [f32]) {
     let (g, c_out) = (&shape.geometry, shape.c_out);
     let (data, ld) = packed.pairs_mut(layout.pixels, c_out);
     let (row_pairs, image_pairs) = (layout.width / 2, layout.image / 2);
     let (filled, tail) = data.split_at_mut(images * image_pairs * ld);
     tail.fill(0);
-    filled.par_chunks_mut(image_pairs * ld).zip(dz.par_chunks(shape.output_len())).for_each(|(pairs, dz_img)| {
+    let per_image = filled.par_chunks_mut(image_pairs * ld).zip(dz.par_chunks(shape.output_len()));
+    per_image.zip(db_images.par_chunks_mut(c_out)).for_each(|((pairs, dz_img), db)| {
         for (i, row) in pairs.chunks_exact_mut(row_pairs * ld).enumerate() {
             if i < g.oh {
                 let written = g.ow.div_ceil(2) * ld;
-                interleave_rows(&dz_img[i * g.ow * c_out..], g.ow, c_out, c_out, &mut row[..written], ld);
+                let dz_row = &dz_img[i * g.ow * c_out..][..g.ow * c_out];
+                interleave_rows(dz_row, g.ow, c_out, c_out, &mut row[..written], ld);
                 row[written..].fill(0);
+                for pixel in dz_row.chunks_exact(c_out) {
+                    db.iter_mut().zip(pixel).for_each(|(d, v)| *d += v);
+                }
             } else {
                 row.fill(0);
             }
