@@ -288,9 +288,9 @@ fn output_row_blocks<'y>(
     })
 }
 
-/// The bf16 implicit GEMM (`conv_tiles`) over the batch: the images converted and the weights
-/// packed once, then each task a block of output rows of one image (`forward_rows_per_task`),
-/// the product's rows in the thread's buffer.
+/// The bf16 implicit GEMM (`conv_tiles`) over the batch: the weights packed once, then each
+/// task a block of output rows of one image (`forward_rows_per_task`) or several whole small
+/// images, their padded rows converted and the product's rows in the thread's buffers.
 fn tiles_forward(
     x: &Tensor,
     w: &[f32],

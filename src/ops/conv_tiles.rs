@@ -7,8 +7,9 @@
 //!
 //! Laid out on the padded image's width Wp = ow + kw - 1, output pixel (i, j) is row
 //! p = i·Wp + j of a product whose tap (ki, kj) reads the padded image at pixel
-//! p + ki·Wp + kj: the same rows, shifted. So the padded image, converted once to bf16 pairs
-//! with its channels padded to a multiple of 32 (`cp` pairs a pixel), is the left operand of
+//! p + ki·Wp + kj: the same rows, shifted. So the padded image, converted to bf16 pairs by the
+//! task that reads it, with its channels padded to a multiple of 32 (`cp` pairs a pixel) in its
+//! worker's buffer, is the left operand of
 //! every tap, read in place: block (tap, 32 channels) of row p is the 16 pairs at
 //! (p + ki·Wp + kj)·cp + 16·block (`gemm_bf16::gemm_bf16_blocks`, one AMX tile load of 16
 //! pixels a block). The weights are packed as the matching right operand, k = (tap, channel
@@ -21,14 +22,13 @@
 //! padded to 32), taps in row-major order: the same bits on the AMX kernel, the AVX512-BF16
 //! kernel and the emulation, at any thread count (tests/bf16_layers.rs).
 
-use rayon::prelude::*;
-
 use super::aligned::Aligned64;
 use super::conv_shape::ConvShape;
 use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, PackedB, BLOCK_PAIRS};
 use super::simd::simd_dispatch;
 use super::window::{Geometry, Window};
 use crate::tensor::Tensor;
+use crate::threads::PerThread;
 
 /// Input channels from which a stride-1 convolution in bf16 goes this way: below 16, padding
 /// the channels to 32 would multiply more zeros than im2col's columns (k = kh·kw·c_in in one
@@ -50,11 +50,12 @@ pub fn pays(g: &Geometry) -> bool {
     4 * g.oh * g.ow >= 3 * (g.oh + g.kh - 1) * (g.ow + g.kw - 1)
 }
 
-/// The batch's padded images in bf16 pairs, the packed weights and the blocks' offsets, kept by
-/// the layer (`conv2d::ConvScratch`) so that a step allocates nothing once warmed up.
+/// Each worker's padded images in bf16 pairs (the task's own, converted by the task), the
+/// packed weights and the blocks' offsets, kept by the layer (`conv2d::ConvScratch`) so that a
+/// step allocates nothing once warmed up.
 #[derive(Default)]
 pub struct TilesScratch {
-    images: Aligned64<u32>,
+    images: PerThread<Aligned64<u32>>,
     w_rows: Vec<f32>,
     packed: PackedB,
     offsets: Vec<usize>,
@@ -76,6 +77,16 @@ pub struct Layout {
     pub tail: usize,
 }
 
+/// A task's images as converted: `images` images from `first`, each its padded rows
+/// `first_row..first_row + padded_rows` (all of them when several images go together).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TaskImages {
+    first: usize,
+    images: usize,
+    first_row: usize,
+    padded_rows: usize,
+}
+
 impl Layout {
     pub fn of(shape: &ConvShape) -> Layout {
         let g = &shape.geometry;
@@ -83,12 +94,6 @@ impl Layout {
         let cp = shape.c_in.next_multiple_of(BLOCK_CHANNELS) / 2;
         let pixels = (g.oh + g.kh - 1) * width;
         Layout { width, cp, pixels, tail: BLOCK_PAIRS + g.kw }
-    }
-
-    /// Rows of the product for output rows `out_rows` of images `images` (all the rows of every
-    /// image but the last, whose rows are `out_rows`).
-    pub fn rows(&self, images: std::ops::Range<usize>, out_rows: std::ops::Range<usize>) -> std::ops::Range<usize> {
-        images.start * self.pixels + out_rows.start * self.width..(images.end - 1) * self.pixels + out_rows.end * self.width
     }
 
     /// Images per product, where a whole image is short: enough for about `ROWS_PER_TASK` rows,
@@ -103,21 +108,22 @@ impl Layout {
 /// airbench network's 256 -> 256 at 7x7, which Winograd now takes, it did not change the time.)
 const ROWS_PER_TASK: usize = 512;
 
-/// The prepared operands of one forward call: the images and the weights, ready for any block
-/// of output rows ([`Prepared::rows_into`]).
+/// The prepared operands of one forward call: the weights, ready for any block of output rows
+/// ([`Prepared::rows_into`]), which converts its own images.
 pub struct Prepared<'a> {
     layout: Layout,
     shape: &'a ConvShape,
-    images: &'a [u32],
+    x: &'a [f32],
+    images: &'a PerThread<Aligned64<u32>>,
     packed: &'a PackedB,
     offsets: &'a [usize],
     b: &'a [f32],
     relu: bool,
 }
 
-/// Converts `x` to padded bf16 pairs and packs `w` (HWIO) for a forward pass of `shape`, its
-/// bias `b` (and ReLU) applied as each block is written.
-pub fn prepare<'a>(x: &Tensor, w: &[f32], b: &'a [f32], shape: &'a ConvShape, relu: bool, s: &'a mut TilesScratch) -> Prepared<'a> {
+/// Packs `w` (HWIO) for a forward pass of `shape` over `x`, its bias `b` (and ReLU) applied as
+/// each block is written.
+pub fn prepare<'a>(x: &'a Tensor, w: &[f32], b: &'a [f32], shape: &'a ConvShape, relu: bool, s: &'a mut TilesScratch) -> Prepared<'a> {
     let layout = Layout::of(shape);
     let g = &shape.geometry;
     let (c_in, c_out, cp) = (shape.c_in, shape.c_out, layout.cp);
@@ -137,30 +143,7 @@ pub fn prepare<'a>(x: &Tensor, w: &[f32], b: &'a [f32], shape: &'a ConvShape, re
             s.offsets.extend((0..cp / BLOCK_PAIRS).map(|block| 2 * (pixel * cp + block * BLOCK_PAIRS)));
         }
     }
-    // The images: each input row's pixels converted in place, zeros around them (only there:
-    // zeroing whole images first was 4.6% of a ResNet step).
-    let (image_len, row_len, kp) = (layout.pixels * cp, layout.width * cp, c_in.div_ceil(2));
-    s.images.resize(shape.batch * image_len + layout.tail * cp, 0);
-    let (images, tail) = s.images.split_at_mut(shape.batch * image_len);
-    tail.fill(0);
-    images.par_chunks_mut(image_len).zip(x.data().par_chunks(shape.input_len())).for_each(|(image, x_img)| {
-        let (top, rest) = image.split_at_mut(g.pad_top * row_len);
-        top.fill(0);
-        let (rows, bottom) = rest.split_at_mut(g.ih * row_len);
-        bottom.fill(0);
-        let pixels = g.iw.min(layout.width - g.pad_left);
-        for (r, row) in rows.chunks_exact_mut(row_len).enumerate() {
-            let (left, rest) = row.split_at_mut(g.pad_left * cp);
-            let (inside, right) = rest.split_at_mut(pixels * cp);
-            left.fill(0);
-            right.fill(0);
-            super::bf16::rows_to_pairs(&x_img[r * g.iw * c_in..], pixels, c_in, c_in, inside, cp);
-            if kp < cp {
-                inside.chunks_exact_mut(cp).for_each(|pixel| pixel[kp..].fill(0));
-            }
-        }
-    });
-    Prepared { layout, shape, images: &s.images, packed: &s.packed, offsets: &s.offsets, b, relu }
+    Prepared { layout, shape, x: x.data(), images: s.images.for_current_pool(), packed: &s.packed, offsets: &s.offsets, b, relu }
 }
 
 impl Prepared<'_> {
@@ -169,19 +152,58 @@ impl Prepared<'_> {
     }
 
     /// Output rows `out_rows` of images `images` (every row of each image when there are
-    /// several) into `y_block` (those rows of y), through `buf` (the product's rows).
+    /// several) into `y_block` (those rows of y), through `buf` (the product's rows). The task
+    /// converts the padded rows it reads into its worker's buffer first (while they are in
+    /// that core's cache, and the batch's images are never all converted at once: they went
+    /// through memory twice more).
     pub fn rows_into(&self, images: std::ops::Range<usize>, out_rows: std::ops::Range<usize>, y_block: &mut [f32], buf: &mut Vec<f32>) {
         let (g, c_out, layout) = (&self.shape.geometry, self.shape.c_out, self.layout);
         assert!(images.len() == 1 || out_rows == (0..g.oh), "conv_tiles: several images are taken whole");
-        let rows = layout.rows(images.clone(), out_rows.clone());
-        let first = rows.start;
+        let task =
+            TaskImages { first: images.start, images: images.len(), first_row: out_rows.start, padded_rows: out_rows.len() + g.kh - 1 };
+        let mut converted = self.images.get();
+        self.convert(task, &mut converted);
+        // Image k's output row i is row (k·padded_rows + i - first_row)·Wp of the product.
+        let image_rows = task.padded_rows * layout.width;
+        let rows = 0..(task.images - 1) * image_rows + out_rows.len() * layout.width;
         buf.resize(rows.len() * c_out, 0.0);
-        let a = BlockedRows { data: as_values(self.images), rs: 2 * layout.cp, offsets: self.offsets };
+        let a = BlockedRows { data: as_values(&converted), rs: 2 * layout.cp, offsets: self.offsets };
         gemm_bf16_blocks(&a, rows, self.packed, 0..self.offsets.len(), false, buf, c_out);
         let y_rows = y_block.chunks_exact_mut(g.ow * c_out);
-        let product_rows = images.flat_map(|img| out_rows.clone().map(move |i| layout.rows(img..img + 1, i..i + 1).start - first));
+        let product_rows = (0..task.images).flat_map(|k| (0..out_rows.len()).map(move |i| k * image_rows + i * layout.width));
         for (y_row, at) in y_rows.zip(product_rows) {
             finish_row(y_row, &buf[at * c_out..][..g.ow * c_out], self.b, self.relu);
+        }
+    }
+
+    /// The task's padded rows in bf16 pairs into `dst`, image after image, then `tail` pixels
+    /// of zeros: each input row's pixels converted, zeros around them (only there: zeroing
+    /// whole images first was 4.6% of a ResNet step).
+    fn convert(&self, task: TaskImages, dst: &mut Aligned64<u32>) {
+        let (g, c_in, layout) = (&self.shape.geometry, self.shape.c_in, self.layout);
+        let (cp, kp) = (layout.cp, c_in.div_ceil(2));
+        let row_len = layout.width * cp;
+        let image_len = task.padded_rows * row_len;
+        dst.resize(task.images * image_len + layout.tail * cp, 0);
+        let (images, tail) = dst.split_at_mut(task.images * image_len);
+        tail.fill(0);
+        let pixels = g.iw.min(layout.width - g.pad_left);
+        for (k, image) in images.chunks_exact_mut(image_len).enumerate() {
+            let x_img = &self.x[(task.first + k) * self.shape.input_len()..][..self.shape.input_len()];
+            for (row, padded_row) in image.chunks_exact_mut(row_len).zip(task.first_row..) {
+                let Some(r) = padded_row.checked_sub(g.pad_top).filter(|&r| r < g.ih) else {
+                    row.fill(0);
+                    continue;
+                };
+                let (left, rest) = row.split_at_mut(g.pad_left * cp);
+                let (inside, right) = rest.split_at_mut(pixels * cp);
+                left.fill(0);
+                right.fill(0);
+                super::bf16::rows_to_pairs(&x_img[r * g.iw * c_in..], pixels, c_in, c_in, inside, cp);
+                if kp < cp {
+                    inside.chunks_exact_mut(cp).for_each(|pixel| pixel[kp..].fill(0));
+                }
+            }
         }
     }
 }
@@ -240,8 +262,6 @@ mod tests {
         let shape = ConvShape::of(&[2, 7, 7, 40], &[3, 3, 40, 8], None, &Window::new(3, 3, 1, 1, Padding::Same)).unwrap();
         let layout = Layout::of(&shape);
         assert_eq!(layout, Layout { width: 9, cp: 32, pixels: 9 * 9, tail: 16 + 3 });
-        assert_eq!(layout.rows(0..1, 2..5), 18..45);
-        assert_eq!(layout.rows(1..3, 0..7), 81..81 + 81 + 63);
         assert_eq!(layout.images_per_task(), 512 / 81);
     }
 }
