@@ -170,6 +170,12 @@ impl PackedB {
         self.dot_order = dot;
     }
 
+    /// Shape, order and every stored pair (the tests compare two packings).
+    #[cfg(test)]
+    pub(crate) fn contents(&self) -> (usize, usize, usize, usize, bool, &[u32]) {
+        (self.k, self.n, self.ld, self.kp, self.dot_order, &self.data)
+    }
+
     pub fn k(&self) -> usize {
         self.k
     }
