@@ -28,8 +28,8 @@
 //! pixels through its run, every product continuing its chains from the last pass (exactly),
 //! so that the pass's pairs of DZ stay in the core's cache while its taps read them. db is
 //! summed while DZ is paired: each image's pixels in order, the images then added in order.
-//! On AVX512-BF16 and AMX the images are transposed 16 pixels of a channel at a time by one
-//! gather (the same rounding, the same bits as the portable loop).
+//! On AVX512-BF16 and AMX the images are transposed by blocks of 16 pixels x 16 channels in
+//! registers (the same rounding, the same bits as the portable loop).
 
 use rayon::prelude::*;
 
@@ -262,24 +262,63 @@ mod hw {
 
     /// `lanes` (<= 16) channel rows of bf16 from one image row of `pixels` pixels (NHWC,
     /// `c_in` floats a pixel, `x` at the first channel): channel c's pixel j, rounded to
-    /// nearest even as `bf16::to_bf16`, to `dst[c * row_len + j]`. 16 pixels of a channel by
-    /// one gather.
+    /// nearest even as `bf16::to_bf16`, to `dst[c * row_len + j]`. By blocks of 16 pixels: one
+    /// load a pixel, a 16 x 16 transpose in registers, one conversion and store a channel.
     ///
     /// SAFETY: the CPU has AVX-512 F, BW, VL and BF16; `x` reads `(pixels - 1)·c_in + lanes`
-    /// floats, `dst` writes `(lanes - 1)·row_len + pixels` values; 16·c_in fits an i32.
+    /// floats, `dst` writes `(lanes - 1)·row_len + pixels` values.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     pub unsafe fn transpose_row(x: *const f32, pixels: usize, c_in: usize, lanes: usize, dst: *mut u16, row_len: usize) {
-        let index =
-            _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c_in as i32));
         for j0 in (0..pixels).step_by(16) {
-            let mask = lane_mask(pixels - j0);
-            let x_block = x.add(j0 * c_in);
-            for lane in 0..lanes {
-                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, index, x_block.add(lane));
-                let h = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
+            let count = (pixels - j0).min(16);
+            let rows: [__m512; 16] = std::array::from_fn(|px| {
+                if px < count {
+                    _mm512_maskz_loadu_ps(lane_mask(lanes), x.add((j0 + px) * c_in))
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            let columns = transpose16(rows);
+            let mask = lane_mask(count);
+            for (lane, column) in columns.iter().enumerate().take(lanes) {
+                let h = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(*column));
                 _mm256_mask_storeu_epi16(dst.add(lane * row_len + j0) as *mut i16, mask, h);
             }
         }
+    }
+
+    /// The 16 x 16 transpose: `rows[r][c]` -> `out[c][r]`, by 32-bit, then 64-bit interleaves
+    /// within 128-bit lanes, then two exchanges of whole lanes.
+    #[inline(always)]
+    unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved (columns 0,1 | 4,5 | 8,9 | 12,13 and 2,3 | ...).
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // u[4g + q]: rows 4g..4g+3 of columns q, q + 4, q + 8, q + 12 (one 128-bit lane each).
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let (g, q) = (i / 4, i % 4);
+            let (a, b) = (_mm512_castps_pd(t[4 * g + q / 2]), _mm512_castps_pd(t[4 * g + q / 2 + 2]));
+            _mm512_castpd_ps(if q % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
+        });
+        let mut out = [_mm512_setzero_ps(); 16];
+        for q in 0..4 {
+            // Lanes (column q, q + 8) and (q + 4, q + 12) of rows 0-7, then of rows 8-15.
+            let v0 = _mm512_shuffle_f32x4::<0x88>(u[q], u[4 + q]);
+            let v1 = _mm512_shuffle_f32x4::<0xdd>(u[q], u[4 + q]);
+            let v2 = _mm512_shuffle_f32x4::<0x88>(u[8 + q], u[12 + q]);
+            let v3 = _mm512_shuffle_f32x4::<0xdd>(u[8 + q], u[12 + q]);
+            out[q] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
+            out[q + 8] = _mm512_shuffle_f32x4::<0xdd>(v0, v2);
+            out[q + 4] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+            out[q + 12] = _mm512_shuffle_f32x4::<0xdd>(v1, v3);
+        }
+        out
     }
 }
 
