@@ -36,6 +36,7 @@ use rayon::prelude::*;
 use super::aligned::Aligned64;
 use super::bf16::{interleave_rows, rows_to_pairs, unpair};
 use super::simd::simd_dispatch;
+use super::transpose::transpose;
 
 /// Pairs of k per chain block: one AMX tile's depth (64 bytes of pairs).
 pub const BLOCK_PAIRS: usize = 16;
@@ -262,28 +263,6 @@ fn gemm_bf16_either_way(
         return;
     }
     with_packed_b(k, n, b, b_t, |packed| gemm_bf16_packed(m, a, a_t, packed, beta, c, parallel));
-}
-
-/// `dst[j][i] = src[i][j]` for `src` rows x cols, by blocks of 16 x 16 (read by rows into a
-/// block on the stack, written by rows of the transpose).
-fn transpose<T: Copy + Default>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
-    const B: usize = 16;
-    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    for i0 in (0..rows).step_by(B) {
-        let ib = B.min(rows - i0);
-        for j0 in (0..cols).step_by(B) {
-            let jb = B.min(cols - j0);
-            let mut block = [[T::default(); B]; B];
-            for (i, row) in block.iter_mut().enumerate().take(ib) {
-                row[..jb].copy_from_slice(&src[(i0 + i) * cols + j0..][..jb]);
-            }
-            for j in 0..jb {
-                for (i, d) in dst[(j0 + j) * rows + i0..][..ib].iter_mut().enumerate() {
-                    *d = block[i][j];
-                }
-            }
-        }
-    }
 }
 
 fn with_packed_b(k: usize, n: usize, b: &[f32], b_t: bool, f: impl FnOnce(&PackedB)) {

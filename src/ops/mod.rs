@@ -27,6 +27,7 @@ pub mod pool_ref;
 pub mod precision;
 pub mod simd;
 pub mod softmax;
+mod transpose;
 pub mod window;
 mod winograd;
 mod winograd_dw;
