@@ -95,19 +95,10 @@ fn normal_cdf_and_density(x: f32) -> (f32, f32) {
     (cdf, e)
 }
 
-/// y = GELU(x), elementwise.
-pub fn gelu_forward_into(x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::avx512bf16_allowed() {
-        // SAFETY: the level allows AVX512-BF16, so the CPU has AVX-512 F, BW and VL.
-        unsafe { wide::gelu_forward(x, y) };
-        return;
-    }
-    gelu_forward_narrow(x, y)
-}
-
 simd_dispatch! {
-    fn gelu_forward_narrow => gelu_forward_plain(x: &[f32], y: &mut [f32])
+    avx512:
+    /// y = GELU(x), elementwise.
+    pub fn gelu_forward_into => gelu_forward_plain(x: &[f32], y: &mut [f32])
 }
 
 #[inline(always)]
@@ -115,35 +106,10 @@ fn gelu_forward_plain(x: &[f32], y: &mut [f32]) {
     y.iter_mut().zip(x).for_each(|(y, &x)| *y = x * normal_cdf_and_density(x).0);
 }
 
-/// dx = dy GELU'(x), elementwise, from the forward input x.
-pub fn gelu_backward_into(x: &[f32], dy: &[f32], dx: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::avx512bf16_allowed() {
-        // SAFETY: the level allows AVX512-BF16, so the CPU has AVX-512 F, BW and VL.
-        unsafe { wide::gelu_backward(x, dy, dx) };
-        return;
-    }
-    gelu_backward_narrow(x, dy, dx)
-}
-
 simd_dispatch! {
-    fn gelu_backward_narrow => gelu_backward_plain(x: &[f32], dy: &[f32], dx: &mut [f32])
-}
-
-/// The kernels compiled for AVX-512: the same code, 16 values a vector.
-#[cfg(target_arch = "x86_64")]
-mod wide {
-    /// SAFETY: the CPU has AVX-512 F, BW and VL (and so AVX2 and FMA).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    pub unsafe fn gelu_forward(x: &[f32], y: &mut [f32]) {
-        super::gelu_forward_plain(x, y)
-    }
-
-    /// SAFETY: as `gelu_forward`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    pub unsafe fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
-        super::gelu_backward_plain(x, dy, dx)
-    }
+    avx512:
+    /// dx = dy GELU'(x), elementwise, from the forward input x.
+    pub fn gelu_backward_into => gelu_backward_plain(x: &[f32], dy: &[f32], dx: &mut [f32])
 }
 
 #[inline(always)]

@@ -187,7 +187,30 @@ pub(crate) fn amx_allowed() -> bool {
     simd_level() >= SimdLevel::Amx
 }
 
+/// `$vis fn $name => $plain(args)`: `$name` runs `$plain` compiled for AVX2 + FMA where the level
+/// allows it, else as it is. Prefixed with `avx512:`, also a copy compiled for AVX-512 (16 floats
+/// a vector) where the level allows AVX512-BF16: for the kernels bound by their arithmetic
+/// (GELU); on the memory-bound ones it measured slower (docs/performance.md). Every copy is the
+/// same code, so the same bits.
 macro_rules! simd_dispatch {
+    (avx512: $(#[$attr:meta])* $vis:vis fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $plain($($arg),*)
+                }
+                if $crate::ops::simd::avx512bf16_allowed() {
+                    // SAFETY: the level allows AVX512-BF16, so the CPU has AVX-512 F, BW and VL
+                    // (and AVX2 and FMA).
+                    return unsafe { avx512($($arg),*) };
+                }
+            }
+            $crate::ops::simd::simd_dispatch!(@body $plain($($arg: $ty),*))
+        }
+    };
     ($(#[$attr:meta])* $vis:vis fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$attr])*
         $vis fn $name($($arg: $ty),*) {
