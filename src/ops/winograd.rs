@@ -507,18 +507,20 @@ fn transform_weights_packed(w: &[f32], variant: Variant, c_in: usize, c_out: usi
             task.push(rows);
         }
     }
-    tasks.into_par_iter().enumerate().for_each(|(task, mut plane_rows)| {
+    // Each worker's buffers (every value written before it is read), reused from task to task.
+    let buffers = || (Vec::new(), Vec::new(), Vec::new());
+    tasks.into_par_iter().enumerate().for_each_init(buffers, |(w_buf, gg_buf, u_buf), (task, mut plane_rows)| {
         let (c0, rows) = (task * PACK_ROWS, PACK_ROWS.min(c_in - task * PACK_ROWS));
         let block = rows * c_out;
         // This task's rows of w at each kernel position, then of U at each position.
-        let mut w_rows = vec![0.0f32; r * r * block];
+        let w_rows = grow(w_buf, r * r * block);
         for (kl, dst) in w_rows.chunks_exact_mut(block).enumerate() {
             dst.copy_from_slice(&w[(kl * c_in + c0) * c_out..][..block]);
         }
-        let mut gg = vec![0.0f32; r * block];
-        let mut u_rows = vec![0.0f32; positions * block];
+        let gg = grow(gg_buf, r * block);
+        let u_rows = grow(u_buf, positions * block);
         for (a, u_row) in u_rows.chunks_exact_mut(t * block).enumerate() {
-            weight_row(&w_rows, variant, a, &mut gg, u_row);
+            weight_row(w_rows, variant, a, gg, u_row);
         }
         for (u_plane, dst) in u_rows.chunks_exact(block).zip(plane_rows.iter_mut()) {
             interleave_rows(u_plane, rows, c_out, c_out, dst, ld);
