@@ -167,7 +167,8 @@ impl Prepared<'_> {
         let image_rows = task.padded_rows * layout.width;
         let rows = 0..(task.images - 1) * image_rows + out_rows.len() * layout.width;
         buf.resize(rows.len() * c_out, 0.0);
-        let a = BlockedRows { data: as_values(&converted), rs: 2 * layout.cp, offsets: self.offsets };
+        let live = live_pairs(self.shape.c_in, layout.cp);
+        let a = BlockedRows { data: as_values(&converted), rs: 2 * layout.cp, offsets: self.offsets, live };
         gemm_bf16_blocks(&a, rows, self.packed, 0..self.offsets.len(), false, buf, c_out);
         let y_rows = y_block.chunks_exact_mut(g.ow * c_out);
         let product_rows = (0..task.images).flat_map(|k| (0..out_rows.len()).map(move |i| k * image_rows + i * layout.width));
@@ -221,6 +222,17 @@ fn finish_row_plain(y_row: &mut [f32], product_row: &[f32], b: &[f32], relu: boo
             let sum = p + bias;
             *y = if relu && sum < 0.0 { 0.0 } else { sum };
         }
+    }
+}
+
+/// Pairs of each block of 32 channels that can be non-zero (`BlockedRows::live`): with one
+/// block a tap (at most 32 channels), the input's pairs rounded up to even (the channels past
+/// them are zero in the images and the weights); with several, all 16.
+fn live_pairs(c_in: usize, cp: usize) -> usize {
+    if cp == BLOCK_PAIRS {
+        c_in.div_ceil(2).next_multiple_of(2)
+    } else {
+        BLOCK_PAIRS
     }
 }
 

@@ -190,7 +190,7 @@ fn group_grads(x: &[f32], dy: OutputGrad, shape: &ConvShape, first: usize, work:
         for pass in (0..blocks).step_by(PASS_BLOCKS) {
             let range = pass..(pass + PASS_BLOCKS).min(blocks);
             for (tap, panel, c) in run.iter_mut() {
-                let a = BlockedRows { data: x_rows, rs: layout.row_len, offsets: &offsets[*tap * blocks..][..blocks] };
+                let a = BlockedRows { data: x_rows, rs: layout.row_len, offsets: &offsets[*tap * blocks..][..blocks], live: BLOCK_PAIRS };
                 let rows = *panel * PANEL_ROWS..*panel * PANEL_ROWS + c.len() / c_out;
                 gemm_bf16_blocks(&a, rows, dz_pairs, range.clone(), pass > 0, c, c_out);
             }

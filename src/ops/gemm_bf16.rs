@@ -185,10 +185,32 @@ impl PackedB {
     }
 }
 
-/// Puts each two consecutive pairs of k in dot order (`dot`) or back, for pairs stored in rows
-/// of `stride` (pair p of a row or column at `p * stride`): the pairs 2j and 2j + 1 are rows 2j
-/// and 2j + 1 (`stride` 1 for row pairs, where they are neighbours).
-fn reorder_pairs(data: &mut [u32], stride: usize, dot: bool) {
+simd_dispatch! {
+    avx512:
+    /// Puts each two consecutive pairs of k in dot order (`dot`) or back, for pairs stored in
+    /// rows of `stride` (pair p of a row or column at `p * stride`): the pairs 2j and 2j + 1
+    /// are rows 2j and 2j + 1 (`stride` 1 for row pairs, where they are neighbours). Compiled
+    /// for the vector units: it runs over every A a VDPBF16PS product converts.
+    fn reorder_pairs => reorder_pairs_plain(data: &mut [u32], stride: usize, dot: bool)
+}
+
+#[inline(always)]
+fn reorder_pairs_plain(data: &mut [u32], stride: usize, dot: bool) {
+    if stride == 1 {
+        // Neighbours: two pairs are one u64 whose 16-bit lanes [a0, a1, a2, a3] become
+        // [a2, a0, a3, a1] (and back), in shifts and masks the compiler vectorises.
+        for two in data.chunks_exact_mut(2) {
+            let x = two[0] as u64 | (two[1] as u64) << 32;
+            let lane = |i: u32| (x >> (16 * i)) & 0xffff;
+            let y = if dot {
+                lane(2) | lane(0) << 16 | lane(3) << 32 | lane(1) << 48
+            } else {
+                lane(1) | lane(3) << 16 | lane(0) << 32 | lane(2) << 48
+            };
+            (two[0], two[1]) = (y as u32, (y >> 32) as u32);
+        }
+        return;
+    }
     for rows in data.chunks_exact_mut(2 * stride) {
         let (r0, r1) = rows.split_at_mut(stride);
         for (x, y) in r0.iter_mut().zip(r1) {
@@ -322,13 +344,13 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
         // Row pairs (kp even, so no two rows share a couple), or column pairs m apart.
         reorder_pairs(&mut pairs, ps, true);
     }
-    let a_pairs = Operand { data: &pairs, rs, ps };
+    let a_pairs = Operand { data: &pairs, rs, ps, live: BLOCK_PAIRS };
     let c_addr = c.as_mut_ptr() as usize;
     let block = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
         // SAFETY: `c` holds m x n (asserted); each call writes only its block of rows x cols,
         // and the blocks of one call are disjoint. A holds rows_stored rows of kp pairs (whole
         // tiles), B kp rows of ld >= n columns (whole vectors and tiles).
-        unsafe { blocked(path, kp, &a_pairs, b, beta, c_addr as *mut f32, n, rows, cols) }
+        unsafe { blocked(path, 0..kp, &a_pairs, b, beta, c_addr as *mut f32, n, rows, cols) }
     };
     const TASK_ROWS: usize = 64;
     const TASK_COLS: usize = 4 * NR;
@@ -363,10 +385,15 @@ fn with_reordered_copy(b: &PackedB, path: Path, f: impl FnOnce(&PackedB)) {
 /// convolution reads its image this way (`ops::conv_tiles`: rows are output pixels, block j
 /// one tap and 32 channels at the pixel the tap shifts to), and its dW the image transposed
 /// (`ops::conv_tiles_dw`: rows are channels, block j 32 pixels, shifted by the tap).
+///
+/// `live` (even, at most 16) is how many pairs of each block may be non-zero: the rest of
+/// every block is zero, here and in B's matching pairs (a convolution's channels padded to 32),
+/// so the kernels other than AMX skip them (zero products change no chain).
 pub struct BlockedRows<'a> {
     pub data: &'a [u16],
     pub rs: usize,
     pub offsets: &'a [usize],
+    pub live: usize,
 }
 
 /// `c[rows x n] (+)= sum over the blocks j in `blocks`, in order, of A_j · B_j` (c's row r at
@@ -432,61 +459,75 @@ pub fn gemm_bf16_blocks(
         };
         return;
     }
-    // The other kernels read a block's pairs in their order: gathered row by row (and put in
-    // dot order for VDPBF16PS), then the tiles of c.
-    let step = if path == Path::DotProducts { DOT_ROWS } else { MR };
-    let mut block = take_buffer(&A_BLOCK, m * BLOCK_PAIRS);
-    for j in blocks.clone() {
-        for (r, row) in block.chunks_exact_mut(BLOCK_PAIRS).enumerate() {
-            let values = &a.data[a0 + r * a.rs + a.offsets[j]..][..2 * BLOCK_PAIRS];
-            for (pair, v) in row.iter_mut().zip(values.chunks_exact(2)) {
-                *pair = v[0] as u32 | (v[1] as u32) << 16;
-            }
+    // The other kernels read rows of pairs in their order: a chunk of rows gathered block by
+    // block (in dot order for VDPBF16PS), then multiplied over all the blocks at once, c's
+    // tiles kept in registers for KC pairs (stored and reloaded every block, and gathered by
+    // scalars, this was half of a ResNet step's time on Zen 4).
+    let pairs = blocks.start * BLOCK_PAIRS..blocks.end * BLOCK_PAIRS;
+    let live = a.live;
+    assert!(live > 0 && live <= BLOCK_PAIRS && live.is_multiple_of(2), "gemm_bf16_blocks: {live} live pairs a block");
+    let kp = blocks.len() * live;
+    let offsets = &a.offsets[blocks];
+    let mut gathered = take_buffer(&A_BLOCK, GATHER_ROWS.min(m) * kp);
+    for r0 in (0..m).step_by(GATHER_ROWS) {
+        let chunk = GATHER_ROWS.min(m - r0);
+        for (r, dst) in gathered.chunks_exact_mut(kp).take(chunk).enumerate() {
+            gather_row(a.data, a0 + (r0 + r) * a.rs, offsets, live, path.dot_order(), dst);
         }
-        if path.dot_order() {
-            reorder_pairs(&mut block, 1, true);
-        }
-        for i0 in (0..m).step_by(step) {
-            for j0 in (0..n).step_by(NR) {
-                let tile = Tile {
-                    pairs: BLOCK_PAIRS,
-                    a: block[i0 * BLOCK_PAIRS..].as_ptr(),
-                    rs: BLOCK_PAIRS,
-                    ps: 1,
-                    b: b.data[j * BLOCK_PAIRS * b.ld + j0..].as_ptr(),
-                    ldb: b.ld,
-                    c: c[i0 * ldc + j0..].as_mut_ptr(),
-                    ldc,
-                    rows: step.min(m - i0),
-                    cols: NR.min(n - j0),
-                    // Each block's call continues the chains from c.
-                    beta: if j == blocks.start { beta } else { 1.0 },
-                };
-                // SAFETY: the tile's rows of the gathered block, its pairs of B (whole vectors of
-                // 16 columns: ld is a multiple of 16) and its block of c are in bounds.
-                unsafe { run_tile(path, &tile) };
-            }
-        }
+        let rows_pairs = Operand { data: &gathered, rs: kp, ps: 1, live };
+        // SAFETY: the chunk's rows of the gathered pairs (kp each), B's pairs of the blocks
+        // (whole vectors of 16 columns: ld is a multiple of 16) and c's rows r0..r0 + chunk
+        // (asserted: m rows of ldc >= n) are in bounds.
+        unsafe { blocked(path, pairs.clone(), &rows_pairs, b, beta, c.as_mut_ptr().add(r0 * ldc), ldc, 0..chunk, 0..n) };
     }
-    A_BLOCK.set(block);
+    A_BLOCK.set(gathered);
 }
 
-/// An operand's pairs: (row r, pair p) at `data[r * rs + p * ps]`.
+/// Rows of A gathered per product by [`gemm_bf16_blocks`] on the kernels other than AMX: a
+/// chunk's pairs (up to 64 rows x 9 taps x 256 channels, 288 KB) stay in the core's L2.
+const GATHER_ROWS: usize = 64;
+
+/// One row of a [`BlockedRows`] operand as row pairs: the first `live` pairs of each block at
+/// `start + offset` into the next `live` pairs of `dst`, in dot order when `dot_order`.
+fn gather_row(data: &[u16], start: usize, offsets: &[usize], live: usize, dot_order: bool, dst: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if dot_order && super::simd::avx512bf16_allowed() {
+        // SAFETY: the level in force implies AVX-512 F and BW.
+        return unsafe { hw::gather_row_dot_order(data, start, offsets, live, dst) };
+    }
+    for (&offset, pairs) in offsets.iter().zip(dst.chunks_exact_mut(live)) {
+        let values = &data[start + offset..][..2 * live];
+        for (pair, v) in pairs.iter_mut().zip(values.chunks_exact(2)) {
+            *pair = v[0] as u32 | (v[1] as u32) << 16;
+        }
+        if dot_order {
+            reorder_pairs(pairs, 1, true);
+        }
+    }
+}
+
+/// An operand's pairs: (row r, pair p) at `data[r * rs + p * ps]`; where `live` < 16, only the
+/// first `live` pairs of each block are stored (block j's pair q at `j * live + q`), the others
+/// being zero in both operands.
 struct Operand<'a> {
     data: &'a [u32],
     rs: usize,
     ps: usize,
+    live: usize,
 }
 
-/// The rows x cols block of c, in blocks of KC pairs and of the kernel's rows and columns.
+/// The rows x cols block of c over the pairs `pairs` of k (whole blocks; beta applies at their
+/// start), in passes of KC pairs and tiles of the kernel's rows and columns. A's pairs are
+/// counted from `pairs.start`: (row r, pair p) at `a.data[r * a.rs + (p - pairs.start) * a.ps]`;
+/// B's from zero.
 ///
 /// SAFETY: `c` points to an m x n matrix with row stride `ldc` that this call may write in
-/// rows x cols; `a` holds every (row, pair) of those rows up to kp (for the tiles, up to the
+/// rows x cols; `a` holds every (row, pair) of those rows in `pairs` (for the tiles, up to the
 /// next multiple of 16 rows); `b` every pair of those columns up to the next multiple of 16.
 #[allow(clippy::too_many_arguments)]
 unsafe fn blocked(
     path: Path,
-    kp: usize,
+    pairs: std::ops::Range<usize>,
     a: &Operand,
     b: &PackedB,
     beta: f32,
@@ -498,22 +539,25 @@ unsafe fn blocked(
     #[cfg(target_arch = "x86_64")]
     if path == Path::Tiles {
         // The pairs as bfloat16 values: twice the offsets and the stride.
-        amx::blocked(0..kp, KC, a.data.as_ptr() as *const u16, 2 * a.rs, |block| 2 * block * BLOCK_PAIRS, b, beta, c, ldc, rows, cols);
+        let first = pairs.start / BLOCK_PAIRS;
+        let a_block = |block: usize| 2 * (block - first) * BLOCK_PAIRS;
+        amx::blocked(pairs, KC, a.data.as_ptr() as *const u16, 2 * a.rs, a_block, b, beta, c, ldc, rows, cols);
         return;
     }
     let step = if path == Path::DotProducts { DOT_ROWS } else { MR };
-    let mut p0 = 0;
-    while p0 < kp {
-        let pairs = KC.min(kp - p0);
+    let mut p0 = pairs.start;
+    while p0 < pairs.end {
+        let pass = KC.min(pairs.end - p0);
         // The chain continues from the partial sums already in c (exactly: they are f32).
-        let block_beta = if p0 == 0 { beta } else { 1.0 };
+        let pass_beta = if p0 == pairs.start { beta } else { 1.0 };
         for i0 in rows.clone().step_by(step) {
             let r = step.min(rows.end - i0);
             for j0 in cols.clone().step_by(NR) {
                 let w = NR.min(cols.end - j0);
                 let tile = Tile {
-                    pairs,
-                    a: a.data.as_ptr().add(i0 * a.rs + p0 * a.ps),
+                    pairs: pass,
+                    live: a.live,
+                    a: a.data.as_ptr().add(i0 * a.rs + (p0 - pairs.start) / BLOCK_PAIRS * a.live * a.ps),
                     rs: a.rs,
                     ps: a.ps,
                     b: b.data.as_ptr().add(p0 * b.ld + j0),
@@ -522,19 +566,24 @@ unsafe fn blocked(
                     ldc,
                     rows: r,
                     cols: w,
-                    beta: block_beta,
+                    beta: pass_beta,
                 };
                 run_tile(path, &tile);
             }
         }
-        p0 += pairs;
+        p0 += pass;
     }
 }
 
 /// One kernel call: c[rows x cols] (rows <= MR, cols <= NR) = the chain over `pairs` pairs
 /// (whole blocks).
 struct Tile {
+    /// Pairs of B (whole blocks).
     pairs: usize,
+    /// Pairs run per block (even, at most 16): A stores only those (block j's pair q at
+    /// `(j * live + q) * ps`); the rest of each block is zero in both operands, and zero
+    /// products change no chain, so they are skipped.
+    live: usize,
     a: *const u32,
     rs: usize,
     ps: usize,
@@ -616,9 +665,14 @@ unsafe fn emulated_tile_body(t: &Tile) {
         }
     }
     for p in 0..t.pairs {
-        let b_row = std::slice::from_raw_parts(t.b.add(p * t.ldb), cols);
+        let (block, q) = (p / BLOCK_PAIRS, p % BLOCK_PAIRS);
+        let live = q < t.live;
+        let b_row = std::slice::from_raw_parts(t.b.add(p * t.ldb), if live { cols } else { 0 });
         for r in 0..rows {
-            let (a0, a1) = unpair(*t.a.add(r * t.rs + p * t.ps));
+            if !live {
+                break;
+            }
+            let (a0, a1) = unpair(*t.a.add(r * t.rs + (block * t.live + q) * t.ps));
             for (j, &b_pair) in b_row.iter().enumerate() {
                 let (b0, b1) = unpair(b_pair);
                 lo[r][j] = flush(a0.mul_add(b0, lo[r][j]));
@@ -651,11 +705,39 @@ mod hw {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn flush(x: __m512) -> __m512 {
-        // On the bits (AVX-512 F only): |x| below the smallest normal's bits keeps its sign.
+        // On the bits (AVX-512 F only): a zero exponent (a subnormal, or a zero, which stays
+        // itself) keeps the sign bit alone. Two instructions: it runs twice a block per output.
         let bits = _mm512_castps_si512(x);
-        let magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(i32::MAX));
-        let tiny = _mm512_cmplt_epu32_mask(magnitude, _mm512_set1_epi32(f32::MIN_POSITIVE.to_bits() as i32));
+        let tiny = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(0x7f80_0000));
         _mm512_castsi512_ps(_mm512_mask_and_epi32(bits, tiny, bits, _mm512_set1_epi32(i32::MIN)))
+    }
+
+    /// Where each bfloat16 value of 4 consecutive ones (two pairs) goes in dot order:
+    /// (a0, a1), (a2, a3) -> (a2, a0), (a3, a1) (`super::to_dot_order`, low half first).
+    static DOT_ORDER: [u16; 32] = {
+        let mut index = [0u16; 32];
+        let mut i = 0;
+        while i < 32 {
+            let group = (i / 4 * 4) as u16;
+            index[i] = group + [2, 0, 3, 1][i % 4];
+            i += 1;
+        }
+        index
+    };
+
+    /// `super::gather_row` in dot order: each block's live pairs by one load, one permutation
+    /// of the 16-bit lanes and one store.
+    ///
+    /// SAFETY: the CPU has AVX-512 F and BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn gather_row_dot_order(data: &[u16], start: usize, offsets: &[usize], live: usize, dst: &mut [u32]) {
+        let index = _mm512_loadu_si512(DOT_ORDER.as_ptr() as *const _);
+        let (values_mask, pairs_mask) = (((1u64 << (2 * live)) - 1) as __mmask32, lanes(live));
+        for (&offset, pairs) in offsets.iter().zip(dst.chunks_exact_mut(live)) {
+            let values = &data[start + offset..][..2 * live];
+            let v = _mm512_maskz_loadu_epi16(values_mask, values.as_ptr() as *const _);
+            _mm512_mask_storeu_epi32(pairs.as_mut_ptr() as *mut _, pairs_mask, _mm512_permutexvar_epi16(index, v));
+        }
     }
 
     /// R rows by NV vectors of 16 columns: per output the `lo` and `hi` chains and the total in
@@ -671,13 +753,17 @@ mod hw {
             let beta = _mm512_set1_ps(t.beta);
             for (r, row) in acc.iter_mut().enumerate() {
                 for (v, x) in row.iter_mut().enumerate() {
-                    *x = _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(masks[v], t.c.add(r * t.ldc + 16 * v)));
+                    // Flushed once here (daz): every later total is flushed as it is made.
+                    *x = flush(_mm512_mul_ps(beta, _mm512_maskz_loadu_ps(masks[v], t.c.add(r * t.ldc + 16 * v))));
                 }
             }
         }
         for block in (0..t.pairs).step_by(BLOCK_PAIRS) {
             let (mut lo, mut hi) = ([[_mm512_setzero_ps(); NV]; R], [[_mm512_setzero_ps(); NV]; R]);
-            for p in (block..block + BLOCK_PAIRS).step_by(2) {
+            // A's pairs of the block (only the live ones are stored).
+            let a_block = t.a.add(block / BLOCK_PAIRS * t.live * t.ps);
+            for q in (0..t.live).step_by(2) {
+                let p = block + q;
                 let (row_lo, row_hi) = (t.b.add(p * t.ldb), t.b.add((p + 1) * t.ldb));
                 let mut b_lo = [std::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512()); NV];
                 let mut b_hi = b_lo;
@@ -686,9 +772,9 @@ mod hw {
                     b_hi[v] = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(row_hi.add(16 * v) as *const _));
                 }
                 for r in 0..R {
-                    let a = t.a.add(r * t.rs);
-                    let a_lo: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(p * t.ps) as i32));
-                    let a_hi: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add((p + 1) * t.ps) as i32));
+                    let a = a_block.add(r * t.rs);
+                    let a_lo: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(q * t.ps) as i32));
+                    let a_hi: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add((q + 1) * t.ps) as i32));
                     for v in 0..NV {
                         lo[r][v] = _mm512_dpbf16_ps(lo[r][v], a_lo, b_lo[v]);
                         hi[r][v] = _mm512_dpbf16_ps(hi[r][v], a_hi, b_hi[v]);
@@ -697,7 +783,7 @@ mod hw {
             }
             for r in 0..R {
                 for v in 0..NV {
-                    acc[r][v] = flush(_mm512_add_ps(flush(acc[r][v]), flush(_mm512_add_ps(lo[r][v], hi[r][v]))));
+                    acc[r][v] = flush(_mm512_add_ps(acc[r][v], flush(_mm512_add_ps(lo[r][v], hi[r][v]))));
                 }
             }
         }
