@@ -991,6 +991,37 @@ mod amx {
 mod tests {
     use super::*;
 
+    /// Two pairs in dot order, by hand: (a0, a1), (a2, a3) -> (a0 high, a2 low), (a1 high, a3 low).
+    #[test]
+    fn dot_order_puts_the_even_values_in_one_pair_and_the_odd_in_the_other() {
+        assert_eq!(to_dot_order(0xa1a1_a0a0, 0xa3a3_a2a2), (0xa0a0_a2a2, 0xa1a1_a3a3));
+        assert_eq!(from_dot_order(0xa0a0_a2a2, 0xa1a1_a3a3), (0xa1a1_a0a0, 0xa3a3_a2a2));
+    }
+
+    /// `reorder_pairs` (each SIMD copy) puts every two pairs as `to_dot_order` does, for row pairs
+    /// (stride 1, the vectorised case) and pairs some columns apart, and back.
+    #[test]
+    fn reordering_pairs_matches_dot_order_both_ways_at_every_level() {
+        use crate::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level};
+        let original: Vec<u32> = (0..96u32).map(|i| i.wrapping_mul(0x9e37_79b9) ^ (i << 7)).collect();
+        for level in available_simd_levels() {
+            set_simd_level(level).unwrap();
+            for stride in [1, 3, 16] {
+                let mut data = original.clone();
+                reorder_pairs(&mut data, stride, true);
+                for (before, after) in original.chunks_exact(2 * stride).zip(data.chunks_exact(2 * stride)) {
+                    for j in 0..stride {
+                        let expected = to_dot_order(before[j], before[stride + j]);
+                        assert_eq!((after[j], after[stride + j]), expected, "{level:?}, stride {stride}, column {j}");
+                    }
+                }
+                reorder_pairs(&mut data, stride, false);
+                assert!(data == original, "{level:?}, stride {stride}: not back in order");
+            }
+        }
+        set_simd_level(detected_simd_level()).unwrap();
+    }
+
     /// The packed columns past n are zero, whatever the buffers held before (the kernel reads
     /// whole vectors of 16 columns).
     #[test]
