@@ -484,6 +484,9 @@ const GATHER_ROWS: usize = 64;
 /// One row of a [`BlockedRows`] operand as row pairs: the first `live` pairs of each block at
 /// `start + offset` into the next `live` pairs of `dst`, in dot order for VDPBF16PS.
 fn gather_row(path: Path, data: &[u16], start: usize, offsets: &[usize], live: usize, dst: &mut [u32]) {
+    // Only x86's VDPBF16PS kernel reads pairs in dot order; elsewhere every path gathers plainly.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = path;
     #[cfg(target_arch = "x86_64")]
     if path == Path::DotProducts {
         // SAFETY: that path is taken only where the level allows AVX512-BF16, so the CPU has
