@@ -16,7 +16,7 @@ use crate::dist::{share_of, Group};
 use crate::error::{Error, Result};
 use crate::layers::Mode;
 use crate::model::{Loss, Network};
-use crate::ops::Precision;
+use crate::ops::{Bf16Convs, Precision};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::tensor::Tensor;
 
@@ -39,6 +39,10 @@ pub struct BenchResult {
     /// The products' precision ("f32", "bf16"; `ops::precision`), from the config's
     /// train.precision.
     pub precision: Precision,
+    /// bf16 only: the family of algorithms its convolutions ran by ("tiles", "winograd";
+    /// `ops::precision::Bf16Convs`), which plain "bf16" picks from the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bf16_convs: Option<&'static str>,
     pub batch: usize,
     pub steps: usize,
     pub reps: usize,
@@ -206,6 +210,7 @@ fn run_bench_on_workers(cfg: &Config, s: &BenchSettings, group: Option<&Arc<Grou
         threads: rayon::current_num_threads(),
         simd_level: crate::ops::simd::simd_level().name(),
         precision: net.precision(),
+        bf16_convs: net.precision().bf16_convs().map(Bf16Convs::name),
         batch: s.batch,
         steps: s.steps,
         reps: s.reps,

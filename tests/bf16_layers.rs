@@ -1,4 +1,5 @@
-//! bfloat16 products in the layers (`Precision::Bf16`): convolution and dense forward, dX and
+//! bfloat16 products in the layers (the bf16 precisions, both families of convolution
+//! algorithms: the tiles' and float32's): convolution and dense forward, dX and
 //! dW against exact references (inputs rounded to bf16, products summed in f64) at float32
 //! accumulation tolerance; the Winograd convolutions (whose products take the *transformed*
 //! values) against the exact convolution at a tolerance derived from bf16's 8-bit mantissa; a
@@ -15,7 +16,7 @@ use convnet::ops::conv2d::{algorithm_in, conv2d_backward_into, conv2d_forward_in
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
 use convnet::ops::precision::{bf16_hardware, emulation_notice};
 use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level, SimdLevel};
-use convnet::ops::{Geometry, Padding, Precision, Window};
+use convnet::ops::{Bf16Convs, Geometry, Padding, Precision, Window};
 use convnet::{Config, Tensor};
 
 /// The value and the magnitude (sum of |terms|) of an exact f64 sum.
@@ -125,7 +126,9 @@ fn conv_by_im2col_or_direct_in_bf16_is_the_exact_product_of_rounded_inputs() {
         let win = Window::new(c.k, c.k, c.stride, c.stride, c.padding);
         let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
         let expected = if ci_ % 2 == 0 { Algorithm::Direct } else { Algorithm::Im2col };
-        assert_eq!(algorithm_in(Precision::Bf16, &g, &win, c.ci, c.co), expected, "case {ci_}");
+        for family in [Precision::Bf16Tiles, Precision::Bf16Winograd] {
+            assert_eq!(algorithm_in(family, &g, &win, c.ci, c.co), expected, "case {ci_}, {family}");
+        }
         let x = random(&[c.n, c.hw, c.hw, c.ci], 10 + ci_ as u64);
         let w = random(&[c.k, c.k, c.ci, c.co], 20 + ci_ as u64);
         let b = random(&[c.co], 30 + ci_ as u64);
@@ -164,15 +167,15 @@ fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_ker
     for (ci_, (c, dx_on_tiles)) in cases.iter().enumerate() {
         let win = Window::new(c.k, c.k, c.stride, c.stride, c.padding);
         let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
-        assert_eq!(algorithm_in(Precision::Bf16, &g, &win, c.ci, c.co), Algorithm::Tiles, "case {ci_}");
+        assert_eq!(algorithm_in(Precision::Bf16Tiles, &g, &win, c.ci, c.co), Algorithm::Tiles, "case {ci_}");
         let dx_g = Geometry::new("test", g.oh, g.ow, &Window::new(c.k, c.k, 1, 1, Padding::Same)).unwrap();
-        let dx_choice = algorithm_in(Precision::Bf16, &dx_g, &win, c.co, c.ci);
+        let dx_choice = algorithm_in(Precision::Bf16Tiles, &dx_g, &win, c.co, c.ci);
         assert_eq!(dx_choice == Algorithm::Tiles, *dx_on_tiles, "case {ci_}: dX by {dx_choice:?}");
         let x = random(&[c.n, c.hw, c.hw, c.ci], 110 + ci_ as u64);
         let w = random(&[c.k, c.k, c.ci, c.co], 120 + ci_ as u64);
         let b = random(&[c.co], 130 + ci_ as u64);
         let dy = random(&[c.n, g.oh, g.ow, c.co], 140 + ci_ as u64);
-        let (y, dx, dw, db) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16);
+        let (y, dx, dw, db) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Tiles);
         let e = exact_conv(&rounded(&x), [c.n, c.hw, c.hw, c.ci], &rounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &rounded(&dy), &g);
         let what = format!("case {ci_}");
         // db sums dy itself (not rounded) in float32.
@@ -195,7 +198,7 @@ fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_ker
             set_simd_level(level).unwrap();
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                let (y, dx, dw, db) = pool.install(|| conv_run(&x, &w, &b, &dy, &win, Precision::Bf16));
+                let (y, dx, dw, db) = pool.install(|| conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Tiles));
                 let got: Vec<_> = [&y, &dx, &dw, &db].into_iter().map(bits).collect();
                 assert!(got == reference, "{what}: level {level:?}, {threads} threads: other bits");
             }
@@ -226,7 +229,7 @@ fn conv_by_winograd_in_bf16_is_within_bf16_rounding_of_the_exact_convolution() {
         let dy = random(&[c.n, g.oh, g.ow, c.co], 80 + ci_ as u64);
         let unrounded = |t: &Tensor| t.data().iter().map(|&v| v as f64).collect::<Vec<_>>();
         let e = exact_conv(&unrounded(&x), [c.n, c.hw, c.hw, c.ci], &unrounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &unrounded(&dy), &g);
-        let (y, dx, dw, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16);
+        let (y, dx, dw, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Winograd);
         let (y32, dx32, ..) = conv_run(&x, &w, &b, &dy, &win, Precision::F32);
         for (what, got, got32, exact) in [("y", &y, &y32, &e.y), ("dX", &dx, &dx32, &e.dx)] {
             let (mut worst, mut worst32) = (0.0f64, 0.0f64);
@@ -244,9 +247,55 @@ fn conv_by_winograd_in_bf16_is_within_bf16_rounding_of_the_exact_convolution() {
             // Not the float32 result: the bf16 products ran.
             assert!(got.data() != got32.data(), "case {ci_} {what}: identical to f32");
         }
-        // dW goes by im2col: exact in the rounded inputs.
+        // dW goes by im2col in float32's family: exact in the rounded inputs.
         let e_dw = exact_conv(&rounded(&x), [c.n, c.hw, c.hw, c.ci], &rounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &rounded(&dy), &g).dw;
         assert_within_accumulation(&format!("case {ci_} dW"), dw.data(), &e_dw, c.n * g.oh * g.ow);
+    }
+}
+
+#[test]
+fn bf16_by_float32s_algorithms_gives_the_same_bits_on_every_kernel_and_thread_count_and_not_the_tiles_bits() {
+    // The family for CPUs without AMX (`Bf16Convs::Winograd`) on the shapes where the tiles'
+    // family takes the tiles: float32's choice (the direct kernel on rounded operands, Winograd,
+    // im2col), dW by im2col (exact in the rounded inputs), the same bits at every SIMD level
+    // (the emulation included) and thread count; and other bits than the tiles', whose chains
+    // differ (the tiles add blocks of 32 channels per tap).
+    let cases = [
+        (ConvCase { n: 2, hw: 16, ci: 16, co: 20, k: 3, stride: 1, padding: Padding::Same }, Algorithm::Direct),
+        (ConvCase { n: 3, hw: 16, ci: 24, co: 24, k: 3, stride: 1, padding: Padding::Same }, Algorithm::Winograd),
+        (ConvCase { n: 3, hw: 9, ci: 33, co: 16, k: 2, stride: 1, padding: Padding::Valid }, Algorithm::Im2col),
+    ];
+    let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for (ci_, (c, expected)) in cases.iter().enumerate() {
+        let win = Window::new(c.k, c.k, c.stride, c.stride, c.padding);
+        let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
+        assert_eq!(algorithm_in(Precision::Bf16Winograd, &g, &win, c.ci, c.co), *expected, "case {ci_}");
+        assert_eq!(algorithm_in(Precision::Bf16Tiles, &g, &win, c.ci, c.co), Algorithm::Tiles, "case {ci_}");
+        let x = random(&[c.n, c.hw, c.hw, c.ci], 210 + ci_ as u64);
+        let w = random(&[c.k, c.k, c.ci, c.co], 220 + ci_ as u64);
+        let b = random(&[c.co], 230 + ci_ as u64);
+        let dy = random(&[c.n, g.oh, g.ow, c.co], 240 + ci_ as u64);
+        let (y, dx, dw, db) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Winograd);
+        let what = format!("case {ci_} ({expected:?})");
+        let e = exact_conv(&rounded(&x), [c.n, c.hw, c.hw, c.ci], &rounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &rounded(&dy), &g);
+        assert_within_accumulation(&format!("{what} dW"), dw.data(), &e.dw, c.n * g.oh * g.ow);
+        if *expected != Algorithm::Winograd {
+            assert_within_accumulation(&format!("{what} y"), y.data(), &e.y, c.k * c.k * c.ci);
+        }
+        let (y_tiles, _, dw_tiles, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Tiles);
+        assert_ne!(bits(&y), bits(&y_tiles), "{what}: y, the same bits as the tiles'");
+        assert_ne!(bits(&dw), bits(&dw_tiles), "{what}: dW, the same bits as the tiles'");
+        let reference: Vec<_> = [&y, &dx, &dw, &db].into_iter().map(bits).collect();
+        for level in available_simd_levels() {
+            set_simd_level(level).unwrap();
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let (y, dx, dw, db) = pool.install(|| conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Winograd));
+                let got: Vec<_> = [&y, &dx, &dw, &db].into_iter().map(bits).collect();
+                assert!(got == reference, "{what}: level {level:?}, {threads} threads: other bits");
+            }
+        }
+        set_simd_level(detected_simd_level()).unwrap();
     }
 }
 
@@ -401,10 +450,22 @@ fn two_steps(threads: usize, precision: Precision) -> Vec<u32> {
 
 #[test]
 fn bf16_training_is_bit_identical_across_threads_and_simd_levels() {
+    // Plain bf16 is the family this CPU's hardware suits, named or not.
     let reference = two_steps(1, Precision::Bf16);
+    let here = match Bf16Convs::for_this_cpu() {
+        Bf16Convs::Tiles => Precision::Bf16Tiles,
+        Bf16Convs::Winograd => Precision::Bf16Winograd,
+    };
+    assert!(two_steps(1, here) == reference, "bf16 is not {here} here");
     for threads in [2, 3] {
         assert!(two_steps(threads, Precision::Bf16) == reference, "bf16 at {threads} threads differs from 1 thread");
     }
+    // The other family, on 1 and 3 threads: its own bits (the 32 -> 32 layer's dW on the tiles
+    // or by im2col), the same on any thread count.
+    let other = if here == Precision::Bf16Tiles { Precision::Bf16Winograd } else { Precision::Bf16Tiles };
+    let other_reference = two_steps(1, other);
+    assert!(other_reference != reference, "{other} trained to the same bits as {here}");
+    assert!(two_steps(3, other) == other_reference, "{other} at 3 threads differs from 1 thread");
     // The emulation (portable and AVX2 copies) against the hardware kernels, where the CPU has
     // them: the same bits.
     for level in available_simd_levels() {
@@ -416,6 +477,7 @@ fn bf16_training_is_bit_identical_across_threads_and_simd_levels() {
         assert!(notice.is_none_or(|n| n.contains(level.name())), "{level:?}");
         assert_eq!(emulation_notice(Precision::F32), None);
         assert!(two_steps(2, Precision::Bf16) == reference, "bf16 at SIMD level {level:?} differs");
+        assert!(two_steps(2, other) == other_reference, "{other} at SIMD level {level:?} differs");
     }
     set_simd_level(detected_simd_level()).unwrap();
     assert!(two_steps(2, Precision::F32) != reference, "f32 and bf16 trained to the same bits");
@@ -465,6 +527,17 @@ fn the_cli_and_the_config_take_the_precision_and_refuse_other_values() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["precision"], "bf16");
+    assert_eq!(r["bf16_convs"], Bf16Convs::for_this_cpu().name(), "{r}");
+    // A family named on the command line is the one that runs, whatever the CPU.
+    for (precision, family) in [("bf16-tiles", "tiles"), ("bf16-winograd", "winograd")] {
+        let o = bench(precision);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!((r["precision"].as_str(), r["bf16_convs"].as_str()), (Some(precision), Some(family)), "{r}");
+    }
+    let o = bench("f32");
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r.get("bf16_convs").is_none(), "{r}");
     let notices = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).matches("is emulated on this CPU").count();
     assert_eq!(notices(&o), usize::from(!bf16_hardware()), "{}", String::from_utf8_lossy(&o.stderr));
     // Below the bf16 level (as on a CPU without it) bf16 says once that it is emulated; float32
@@ -477,7 +550,7 @@ fn the_cli_and_the_config_take_the_precision_and_refuse_other_values() {
     let o = bench("f16");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("\"f16\"") && stderr.contains("f32, bf16"), "{stderr}");
+    assert!(stderr.contains("\"f16\"") && stderr.contains("f32, bf16, bf16-tiles, bf16-winograd"), "{stderr}");
 
     // In the file: train.precision, checked when the config is read.
     let text = common::tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 3\nprecision = \"bf17\"");

@@ -42,11 +42,11 @@ fn bits(t: &Tensor) -> Vec<u32> {
     t.data().iter().map(|v| v.to_bits()).collect()
 }
 
-/// dX, dW and db of a convolution with bf16 products.
-fn conv2d_backward_bf16(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window) -> (Tensor, Tensor, Tensor) {
+/// dX, dW and db of a convolution with bf16 products (`precision`: one of the bf16 families).
+fn conv2d_backward_bf16(x: &Tensor, w: &Tensor, dy: &Tensor, window: &Window, precision: Precision) -> (Tensor, Tensor, Tensor) {
     let (mut dx, mut dw, mut db) = (Tensor::empty(), Tensor::empty(), Tensor::empty());
     let grads = Conv2dGradsMut { d_input: Some(&mut dx), d_weight: &mut dw, d_bias: &mut db };
-    conv2d_backward_into(x, w, OutputGrad::Plain(dy), window, Precision::Bf16, grads, &mut ConvScratch::default()).unwrap();
+    conv2d_backward_into(x, w, OutputGrad::Plain(dy), window, precision, grads, &mut ConvScratch::default()).unwrap();
     (dx, dw, db)
 }
 
@@ -67,9 +67,12 @@ fn each_batch_sum_of_a_step_is_the_same_bits_on_any_number_of_ranks() {
     // 64 channels each side: dW by Winograd summed over the batch in groups of 32 images.
     let (x_wide, w_wide, dy_wide) = (random(&[n, 5, 4, 64], 11), random(&[3, 3, 64, 64], 12), random(&[n, 5, 4, 64], 13));
     let one_wide = conv2d_backward(&x_wide, &w_wide, &dy_wide, &window).unwrap();
-    // bf16 products, 16 channels each side: dW on the tiles in groups of 32 images.
+    // bf16 products, 16 channels each side: in the tiles' family dW on the tiles in groups of
+    // 32 images; in float32's algorithms (dX direct) dW by im2col, chunk by chunk.
     let (x_tiles, w_tiles, dy_tiles) = (random(&[n, 5, 4, 16], 14), random(&[3, 3, 16, 17], 15), random(&[n, 5, 4, 17], 16));
-    let one_tiles = conv2d_backward_bf16(&x_tiles, &w_tiles, &dy_tiles, &window);
+    let one_tiles = conv2d_backward_bf16(&x_tiles, &w_tiles, &dy_tiles, &window, Precision::Bf16Tiles);
+    let one_vector = conv2d_backward_bf16(&x_tiles, &w_tiles, &dy_tiles, &window, Precision::Bf16Winograd);
+    assert_ne!(bits(&one_tiles.1), bits(&one_vector.1), "the two bf16 families' dW: the same bits");
     // 300 features: in one process dW is taken in blocks of 128 rows (the last one short).
     let feats = random(&[n, 300], 4);
     let dw_dense = random(&[300, 5], 5);
@@ -104,15 +107,17 @@ fn each_batch_sum_of_a_step_is_the_same_bits_on_any_number_of_ranks() {
             with_group(Some(&g), share.start, || {
                 let conv = conv2d_backward(&rows(x, &share), w, &rows(dy, &share), &window).unwrap();
                 let wide = conv2d_backward(&rows(x_wide, &share), w_wide, &rows(dy_wide, &share), &window).unwrap();
-                let tiles = conv2d_backward_bf16(&rows(x_tiles, &share), w_tiles, &rows(dy_tiles, &share), &window);
+                let tiles = conv2d_backward_bf16(&rows(x_tiles, &share), w_tiles, &rows(dy_tiles, &share), &window, Precision::Bf16Tiles);
+                let vector =
+                    conv2d_backward_bf16(&rows(x_tiles, &share), w_tiles, &rows(dy_tiles, &share), &window, Precision::Bf16Winograd);
                 let (_, dw, db) = dense_backward(&rows(feats, &share), wd, &rows(dyd, &share)).unwrap();
                 let (loss, dl) = softmax_cross_entropy_smoothed(&rows(dyd, &share), &labels[share.clone()], 0.1).unwrap();
                 let b = bn(&rows(x_bn, &share), &rows(dy_bn, &share));
                 let big = bn(&rows(x_big, &share), &rows(dy_big, &share));
-                (share, (conv, wide, tiles), dw, db, loss, dl, b, big)
+                (share, (conv, wide, tiles, vector), dw, db, loss, dl, b, big)
             })
         });
-        for (share, (conv, wide, tiles), dw, db, l, dl, b, big) in results {
+        for (share, (conv, wide, tiles, vector), dw, db, l, dl, b, big) in results {
             let what = format!("{ranks} ranks, images {share:?}");
             assert_eq!(bits(&conv.d_weight), bits(&one.d_weight), "conv dW, {what}");
             assert_eq!(bits(&conv.d_bias), bits(&one.d_bias), "conv db, {what}");
@@ -122,6 +127,9 @@ fn each_batch_sum_of_a_step_is_the_same_bits_on_any_number_of_ranks() {
             assert_eq!(bits(&tiles.1), bits(&one_tiles.1), "bf16 16 -> 17 conv dW on the tiles, {what}");
             assert_eq!(bits(&tiles.2), bits(&one_tiles.2), "bf16 16 -> 17 conv db, {what}");
             assert_eq!(bits(&tiles.0), bits(&rows(&one_tiles.0, &share)), "bf16 16 -> 17 conv dX, {what}");
+            assert_eq!(bits(&vector.1), bits(&one_vector.1), "bf16 16 -> 17 conv dW by im2col, {what}");
+            assert_eq!(bits(&vector.2), bits(&one_vector.2), "bf16 16 -> 17 conv db (float32's algorithms), {what}");
+            assert_eq!(bits(&vector.0), bits(&rows(&one_vector.0, &share)), "bf16 16 -> 17 conv dX, direct, {what}");
             assert_eq!((bits(&dw), bits(&db)), (bits(&dense_w), bits(&dense_b)), "dense dW and db, {what}");
             assert_eq!(l.to_bits(), loss.to_bits(), "loss, {what}");
             assert_eq!(bits(&dl), bits(&rows(&d_logits, &share)), "d logits, {what}");

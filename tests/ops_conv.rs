@@ -544,7 +544,7 @@ fn winograd_is_chosen_for_3x3_and_5x5_stride_1_with_enough_channels_only() {
 }
 
 #[test]
-fn bf16_products_take_the_tiles_at_stride_1_from_16_channels_unless_winograd_saves_their_padding_else_float32s_choice() {
+fn bf16_on_the_tiles_takes_them_at_stride_1_from_16_channels_unless_winograd_saves_their_padding_else_float32s_choice() {
     use convnet::ops::conv2d::{algorithm_in, Algorithm};
     use convnet::ops::window::Geometry;
     let three = Window::new(3, 3, 1, 1, Padding::Same);
@@ -552,7 +552,7 @@ fn bf16_products_take_the_tiles_at_stride_1_from_16_channels_unless_winograd_sav
         let g = Geometry::new("test", side, side, window).unwrap();
         algorithm_in(precision, &g, window, c_in, c_out)
     };
-    let bf16 = Precision::Bf16;
+    let bf16 = Precision::Bf16Tiles;
     assert_eq!(choice(bf16, 31, &three, 24, 64), Algorithm::Tiles, "airbench 24 -> 64 at 31x31");
     assert_eq!(choice(bf16, 15, &three, 64, 256), Algorithm::Tiles, "airbench 64 -> 256 at 15x15");
     assert_eq!(choice(bf16, 32, &three, 16, 32), Algorithm::Tiles, "the ResNet's 16 -> 32 (direct in f32)");
@@ -565,9 +565,17 @@ fn bf16_products_take_the_tiles_at_stride_1_from_16_channels_unless_winograd_sav
     assert_eq!(choice(bf16, 32, &Window::new(5, 5, 1, 1, Padding::Same), 3, 33), Algorithm::Im2col, "33 output channels");
     assert_eq!(choice(bf16, 32, &Window::new(3, 3, 2, 2, Padding::Same), 64, 64), Algorithm::Im2col, "stride 2");
     assert_eq!(choice(bf16, 6, &Window::new(1, 1, 1, 1, Padding::Valid), 64, 64), Algorithm::Tiles, "1x1 pads nothing");
-    // Float32 is `algorithm`'s choice.
-    assert_eq!(choice(Precision::F32, 32, &three, 16, 32), Algorithm::Direct);
-    assert_eq!(choice(Precision::F32, 31, &three, 24, 64), Algorithm::Winograd);
+    // Float32, and bf16 by float32's algorithms, are `algorithm`'s choice.
+    for p in [Precision::F32, Precision::Bf16Winograd] {
+        assert_eq!(choice(p, 32, &three, 16, 32), Algorithm::Direct, "{p}");
+        assert_eq!(choice(p, 31, &three, 24, 64), Algorithm::Winograd, "{p}");
+        assert_eq!(choice(p, 15, &three, 64, 256), Algorithm::Winograd, "{p}");
+        assert_eq!(choice(p, 6, &Window::new(1, 1, 1, 1, Padding::Valid), 64, 64), Algorithm::Im2col, "{p}");
+    }
+    // Plain bf16 takes the tiles where the CPU has AMX.
+    let amx = convnet::ops::simd::detected_simd_level() == convnet::ops::simd::SimdLevel::Amx;
+    let airbench = choice(Precision::Bf16, 31, &three, 24, 64);
+    assert_eq!(airbench == Algorithm::Tiles, amx, "plain bf16 here: {airbench:?}");
 }
 
 #[test]

@@ -16,9 +16,11 @@
 //! and for 3x3 ones with 64 channels or more on each side (`winograd_dw`, the latter summed over
 //! the whole batch), else, in float32 with 8 input channels or more, directly on the images
 //! (`conv_dw_direct`: no column matrix), else by col(x)^T dY; col(x) is recomputed rather than
-//! kept: it is kh*kw times the input. With bf16 products (`Precision::Bf16`), stride-1
-//! convolutions with 16 input channels or more go on the AMX tiles without a column matrix
-//! instead, y, dX and dW (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`] decides). The
+//! kept: it is kh*kw times the input. With bf16 products the same algorithms run (dW by
+//! col(x)^T dY where float32's would be Winograd or direct), unless the precision's family is
+//! the tiles' (`Bf16Convs::Tiles`, the default on AMX): then stride-1 convolutions with 16 input
+//! channels or more go on the AMX tiles without a column matrix instead, y, dX and dW
+//! (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`] decides). The
 //! plain-loop twin, used by the tests as the oracle, is `conv2d_ref`.
 
 use rayon::prelude::*;
@@ -39,7 +41,7 @@ use super::transpose::transpose;
 use super::window::{Geometry, Padding, Window};
 use super::winograd::{self, WinogradScratch};
 use super::winograd_dw::{self, SummedWork, WeightGradWork};
-use super::Precision;
+use super::{Bf16Convs, Precision};
 use crate::chunks::IMAGES_PER_CHUNK as CHUNK;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -63,25 +65,23 @@ pub enum Algorithm {
 }
 
 /// The algorithm for a convolution with `g` (its geometry) and `window` from `c_in` to `c_out`
-/// channels, its products in `precision`: [`algorithm`] in float32. In bf16, `conv_tiles` where
-/// it applies (stride 1, 16 input channels or more: on the tiles the products are cheap, and
-/// Winograd's transforms and im2col's columns are what cost) unless Winograd applies and the
-/// tiles would waste a quarter of their rows on the padding (`conv_tiles::pays`: outputs of
-/// 8x8 and smaller); otherwise float32's choice: Winograd, im2col, or the direct kernel on
-/// operands rounded to bf16 (`direct_operands`; the first layers: 3 -> 16 at 32x32 0.9 ms
-/// at batch 128 against 2.1 by im2col on the tiles).
-/// Measured on the airbench and ResNet configs (docs/performance.md): 24 -> 64 at 31x31 49 ->
-/// 27 ms forward at batch 512, 64 -> 256 at 15x15 42 -> 28 ms; 256 -> 256 at 7x7 21-23 ms by
-/// Winograd against 32-47 on the tiles. Depends on the shape only, never on the CPU: every
-/// machine computes the same chains.
+/// channels, its products in `precision`: [`algorithm`] in float32 and in bf16 by float32's
+/// algorithms (`Bf16Convs::Winograd`; the direct kernel takes operands rounded to bf16,
+/// `direct_operands`). In the tiles' family, `conv_tiles` where it applies (stride 1, 16 input
+/// channels or more: on AMX the products are cheap, and Winograd's transforms and im2col's
+/// columns are what cost) unless Winograd applies and the tiles would waste a quarter of their
+/// rows on the padding (`conv_tiles::pays`: outputs of 8x8 and smaller). Measured on AMX, the
+/// airbench and ResNet configs (docs/performance.md): 24 -> 64 at 31x31 49 -> 27 ms forward at
+/// batch 512, 64 -> 256 at 15x15 42 -> 28 ms; 256 -> 256 at 7x7 21-23 ms by Winograd against
+/// 32-47 on the tiles. Depends on the shape and the family only, never on the CPU: each family
+/// computes the same chains on every machine.
 pub fn algorithm_in(precision: Precision, g: &Geometry, window: &Window, c_in: usize, c_out: usize) -> Algorithm {
     let f32_choice = algorithm(window, c_in, c_out);
-    match precision {
-        Precision::F32 => f32_choice,
-        Precision::Bf16 if conv_tiles::applies(window, c_in) && (f32_choice != Algorithm::Winograd || conv_tiles::pays(g)) => {
+    match precision.bf16_convs() {
+        Some(Bf16Convs::Tiles) if conv_tiles::applies(window, c_in) && (f32_choice != Algorithm::Winograd || conv_tiles::pays(g)) => {
             Algorithm::Tiles
         }
-        Precision::Bf16 => f32_choice,
+        _ => f32_choice,
     }
 }
 
@@ -335,7 +335,7 @@ fn direct_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: bool
 fn direct_operands<'a>(precision: Precision, x: &'a [f32], w: &'a [f32], store: &'a mut (Vec<f32>, Vec<f32>)) -> (&'a [f32], &'a [f32]) {
     match precision {
         Precision::F32 => (x, w),
-        Precision::Bf16 => {
+        Precision::Bf16 | Precision::Bf16Tiles | Precision::Bf16Winograd => {
             let (x_store, w_store) = store;
             round_to_bf16_into(x, x_store);
             round_to_bf16_into(w, w_store);
@@ -409,7 +409,8 @@ pub fn conv2d_backward_into(
     // The summed Winograd dW runs on the whole batch, so not beside a dX by col2im, which goes
     // chunk by chunk with dW.
     let dx_by_col2im = d_input.is_some() && dx_as_conv.is_none();
-    let dw_method = if precision == Precision::Bf16 && conv_tiles_dw::applies(window, &shape) && !dx_by_col2im {
+    let on_tiles = precision.bf16_convs() == Some(Bf16Convs::Tiles);
+    let dw_method = if on_tiles && conv_tiles_dw::applies(window, &shape) && !dx_by_col2im {
         WeightGradMethod::Tiles
     } else if precision == Precision::F32 && winograd_dw::applies(window, &shape) {
         WeightGradMethod::Winograd

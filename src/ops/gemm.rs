@@ -11,11 +11,11 @@ use super::Precision;
 /// `c[m x n] = op(a)[m x k] · op(b)[k x n] + beta * c`, where op(a) is `a` (stored m x k) or,
 /// with `a_t`, the transpose of `a` (stored k x m); likewise for `b`. The argument list is
 /// BLAS's sgemm (sizes, operands with their transposes, beta, output) on purpose: readers know
-/// it, and each call reads as the formula it computes. With `Precision::Bf16` the operands are
+/// it, and each call reads as the formula it computes. With a bf16 precision the operands are
 /// rounded to bfloat16 and the products accumulated in float32 (`gemm_bf16`).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(precision: Precision, m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
-    if precision == Precision::Bf16 {
+    if precision.is_bf16() {
         return gemm_bf16(m, k, n, a, a_t, b, b_t, beta, c);
     }
     gemm_with(m, k, n, a, a_t, b, b_t, beta, c, gemm::Parallelism::None)
@@ -35,7 +35,7 @@ impl<'a> RightOperand<'a> {
     pub fn prepare(precision: Precision, k: usize, n: usize, b: &'a [f32], b_t: bool, store: &'a mut PackedB) -> RightOperand<'a> {
         match precision {
             Precision::F32 => RightOperand::Plain { b, b_t },
-            Precision::Bf16 => {
+            Precision::Bf16 | Precision::Bf16Tiles | Precision::Bf16Winograd => {
                 store.pack(k, n, b, b_t);
                 RightOperand::Packed(store)
             }
@@ -76,7 +76,7 @@ pub fn gemm_parallel(
     beta: f32,
     c: &mut [f32],
 ) {
-    if precision == Precision::Bf16 {
+    if precision.is_bf16() {
         return gemm_bf16_parallel(m, k, n, a, a_t, b, b_t, beta, c);
     }
     const FEW_ROWS: usize = 8;

@@ -32,5 +32,5 @@ pub mod window;
 mod winograd;
 mod winograd_dw;
 
-pub use precision::Precision;
+pub use precision::{Bf16Convs, Precision};
 pub use window::{Geometry, Padding, Window};

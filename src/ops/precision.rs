@@ -9,35 +9,101 @@ use serde::{Deserialize, Serialize};
 use std::sync::Once;
 
 use crate::error::{Error, Result};
-use crate::ops::simd::{simd_level, SimdLevel};
+use crate::ops::simd::{detected_simd_level, simd_level, SimdLevel};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// float32 products (the default).
     #[default]
+    #[serde(rename = "f32")]
     F32,
-    /// bfloat16 inputs, float32 accumulation.
+    /// bfloat16 inputs, float32 accumulation, the convolutions by the family made for this CPU
+    /// ([`Bf16Convs::for_this_cpu`]).
+    #[serde(rename = "bf16")]
     Bf16,
+    /// bf16 with the convolutions by the tiles' family on every CPU ([`Bf16Convs::Tiles`]).
+    #[serde(rename = "bf16-tiles")]
+    Bf16Tiles,
+    /// bf16 with the convolutions by float32's algorithms on every CPU ([`Bf16Convs::Winograd`]).
+    #[serde(rename = "bf16-winograd")]
+    Bf16Winograd,
+}
+
+/// The algorithms of bf16's convolutions: a family gives the same bits on every CPU (the
+/// emulation runs both), the two families different ones (other products, in another order).
+/// Which is faster depends on the bf16 hardware: on AMX the products are cheap and the tiles'
+/// direct convolution, with no transform, wins; with vector dot products (AVX512-BF16 alone)
+/// products cost about what float32's do, and Winograd's 4x fewer win (docs/precision.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bf16Convs {
+    /// Stride-1 convolutions of 16 input channels or more on AMX-shaped tiles, y, dX and dW
+    /// (`ops::conv_tiles`, `ops::conv_tiles_dw`), Winograd where their outputs are 8x8 or
+    /// smaller; float32's algorithms for the rest.
+    Tiles,
+    /// float32's algorithms (Winograd, im2col, the direct kernel) with bf16 products; dW by
+    /// im2col (Winograd's dW amplifies bf16's rounding, `ops::conv2d`).
+    Winograd,
+}
+
+impl Bf16Convs {
+    /// The family for the CPU this process runs on: the tiles where it has AMX, else float32's
+    /// algorithms. Read from the CPU itself, not from the SIMD level in force, so that
+    /// `CONVNET_SIMD` and the tests' level switches compute the same bits as the hardware.
+    pub fn for_this_cpu() -> Bf16Convs {
+        if detected_simd_level() >= SimdLevel::Amx {
+            Bf16Convs::Tiles
+        } else {
+            Bf16Convs::Winograd
+        }
+    }
+
+    /// "tiles" or "winograd".
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Convs::Tiles => "tiles",
+            Bf16Convs::Winograd => "winograd",
+        }
+    }
 }
 
 impl Precision {
-    pub const NAMES: [&'static str; 2] = ["f32", "bf16"];
+    pub const NAMES: [&'static str; 4] = ["f32", "bf16", "bf16-tiles", "bf16-winograd"];
 
-    /// "f32" or "bf16", as in the config file and on the command line.
+    /// "f32", "bf16", "bf16-tiles" or "bf16-winograd", as in the config file and on the command
+    /// line.
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
+            Precision::Bf16Tiles => "bf16-tiles",
+            Precision::Bf16Winograd => "bf16-winograd",
         }
     }
 
-    /// The precision called `name` ("f32", "bf16"; also "float32", "bfloat16").
+    /// The precision called `name` ("f32", "bf16", "bf16-tiles", "bf16-winograd"; also
+    /// "float32", "bfloat16").
     pub fn from_name(name: &str) -> Result<Precision> {
         match name.trim().to_ascii_lowercase().as_str() {
             "f32" | "float32" | "fp32" => Ok(Precision::F32),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            "bf16-tiles" => Ok(Precision::Bf16Tiles),
+            "bf16-winograd" => Ok(Precision::Bf16Winograd),
             other => Err(Error::invalid("precision", format!("{other:?} is not one of {}", Precision::NAMES.join(", ")))),
+        }
+    }
+
+    /// Whether the products take bf16 inputs (any of the bf16 precisions).
+    pub fn is_bf16(self) -> bool {
+        self != Precision::F32
+    }
+
+    /// The algorithms of the convolutions in bf16; None in float32.
+    pub fn bf16_convs(self) -> Option<Bf16Convs> {
+        match self {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(Bf16Convs::for_this_cpu()),
+            Precision::Bf16Tiles => Some(Bf16Convs::Tiles),
+            Precision::Bf16Winograd => Some(Bf16Convs::Winograd),
         }
     }
 }
@@ -64,11 +130,14 @@ pub fn bf16_hardware() -> bool {
 /// One line for the user about how `precision` will run here, or None when there is nothing to
 /// say (float32, or bf16 on bf16 hardware).
 pub fn emulation_notice(precision: Precision) -> Option<String> {
-    (precision == Precision::Bf16 && !bf16_hardware()).then(|| {
+    (precision.is_bf16() && !bf16_hardware()).then(|| {
         format!(
-            "note: precision bf16 is emulated on this CPU (SIMD level {}): the same results as on bf16 hardware, \
-             slower than f32; CPUs with AVX512-BF16 (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later) run it fast",
-            simd_level().name()
+            "note: precision {} is emulated on this CPU (SIMD level {}), its convolutions by the {} family: the same \
+             results as bf16 hardware running that family, slower than f32; CPUs with AVX512-BF16 (Intel Cooper Lake, \
+             Sapphire Rapids and later; AMD Zen 4 and later) run it fast",
+            precision.name(),
+            simd_level().name(),
+            precision.bf16_convs().map_or("", Bf16Convs::name),
         )
     })
 }
@@ -87,19 +156,47 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_bad_names_are_refused() {
-        for p in [Precision::F32, Precision::Bf16] {
+        for p in [Precision::F32, Precision::Bf16, Precision::Bf16Tiles, Precision::Bf16Winograd] {
             assert_eq!(Precision::from_name(p.name()).unwrap(), p);
             assert_eq!(p.to_string(), p.name());
         }
         assert_eq!("BFloat16".parse::<Precision>().unwrap(), Precision::Bf16);
         let err = Precision::from_name("f16").unwrap_err().to_string();
-        assert!(err.contains("\"f16\"") && err.contains("f32, bf16"), "{err}");
+        assert!(err.contains("\"f16\"") && err.contains("f32, bf16, bf16-tiles, bf16-winograd"), "{err}");
         assert_eq!(Precision::default(), Precision::F32);
+    }
+
+    #[test]
+    fn bf16_names_its_family_and_the_cpu_picks_it_for_plain_bf16() {
+        assert_eq!(Precision::F32.bf16_convs(), None);
+        assert_eq!(Precision::Bf16Tiles.bf16_convs(), Some(Bf16Convs::Tiles));
+        assert_eq!(Precision::Bf16Winograd.bf16_convs(), Some(Bf16Convs::Winograd));
+        let here = if detected_simd_level() == SimdLevel::Amx { Bf16Convs::Tiles } else { Bf16Convs::Winograd };
+        assert_eq!(Precision::Bf16.bf16_convs(), Some(here));
+        assert_eq!(Bf16Convs::for_this_cpu(), here);
+        assert!(!Precision::F32.is_bf16());
+        assert!([Precision::Bf16, Precision::Bf16Tiles, Precision::Bf16Winograd].iter().all(|p| p.is_bf16()));
+    }
+
+    #[test]
+    fn config_files_name_the_precisions_as_the_command_line_does() {
+        #[derive(Serialize, Deserialize)]
+        struct Train {
+            precision: Precision,
+        }
+        for p in [Precision::F32, Precision::Bf16, Precision::Bf16Tiles, Precision::Bf16Winograd] {
+            let text = toml::to_string(&Train { precision: p }).unwrap();
+            assert_eq!(text.trim(), format!("precision = \"{}\"", p.name()));
+            assert_eq!(toml::from_str::<Train>(&text).unwrap().precision, p);
+        }
     }
 
     #[test]
     fn notice_only_for_emulated_bf16() {
         assert_eq!(emulation_notice(Precision::F32), None);
         assert_eq!(emulation_notice(Precision::Bf16).is_some(), !bf16_hardware());
+        if let Some(notice) = emulation_notice(Precision::Bf16Tiles) {
+            assert!(notice.contains("bf16-tiles") && notice.contains("tiles family"), "{notice}");
+        }
     }
 }

@@ -116,7 +116,9 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookahead: Option<LookaheadConfig>,
     /// The precision of the convolutions' and dense layers' products: "f32" (the default) or
-    /// "bf16" (bfloat16 inputs, float32 accumulation and master weights; `ops::precision`).
+    /// "bf16" (bfloat16 inputs, float32 accumulation and master weights; `ops::precision`), its
+    /// convolutions by the family that suits this CPU, or "bf16-tiles" / "bf16-winograd" to
+    /// pick the family (the same bits on every machine).
     /// Used by training and its evaluations, and by `convnet bench`, `eval` and `predict`
     /// unless their `--precision` says otherwise.
     #[serde(default, skip_serializing_if = "is_f32")]

@@ -34,7 +34,8 @@ pub struct BenchArgs {
     mode: Mode,
     #[arg(long)]
     batch_size: Option<usize>,
-    /// The precision of the products (overrides the config's train.precision): f32 or bf16.
+    /// The precision of the products (overrides the config's train.precision): f32, bf16
+    /// (its convolutions by the family that suits this CPU), bf16-tiles or bf16-winograd.
     #[arg(long)]
     precision: Option<Precision>,
     /// Worker threads (0: one per core).
@@ -122,8 +123,16 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
         println!(
-            "{} {:?}: batch {}, {} threads, {} kernels, {} products, {} samples of {} steps",
-            r.bench, r.mode, r.batch, r.threads, r.simd_level, r.precision, r.reps, r.steps
+            "{} {:?}: batch {}, {} threads, {} kernels, {} products{}, {} samples of {} steps",
+            r.bench,
+            r.mode,
+            r.batch,
+            r.threads,
+            r.simd_level,
+            r.precision,
+            r.bf16_convs.map(|f| format!(" (convolutions by the {f} family)")).unwrap_or_default(),
+            r.reps,
+            r.steps
         );
         println!("  images/s      median {:>9.1}   min {:>9.1}   max {:>9.1}", r.img_per_s_median, r.img_per_s_min, r.img_per_s_max);
         println!("  ms per step   median {:>9.3}   min {:>9.3}   max {:>9.3}", r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max);

@@ -35,8 +35,8 @@ pub struct EvalArgs {
     /// Where to draw the confusion matrix [default: confusion.png next to the checkpoint].
     #[arg(long, value_name = "PATH.png")]
     confusion: Option<PathBuf>,
-    /// The precision of the products: f32 or bf16 [default: the checkpoint's train.precision,
-    /// as the model was trained].
+    /// The precision of the products: f32, bf16, bf16-tiles or bf16-winograd [default: the
+    /// checkpoint's train.precision, as the model was trained].
     #[arg(long)]
     precision: Option<Precision>,
     /// Worker threads (0: one per core).

@@ -22,8 +22,8 @@ pub struct PredictArgs {
     /// float32 precision.
     #[arg(long)]
     json: bool,
-    /// The precision of the products: f32 or bf16 [default: the checkpoint's train.precision,
-    /// as the model was trained].
+    /// The precision of the products: f32, bf16, bf16-tiles or bf16-winograd [default: the
+    /// checkpoint's train.precision, as the model was trained].
     #[arg(long)]
     precision: Option<Precision>,
     /// Images to classify.

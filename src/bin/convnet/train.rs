@@ -45,7 +45,9 @@ pub struct TrainArgs {
     seed: Option<u64>,
     /// The precision of the convolutions' and dense layers' products (overrides
     /// train.precision): f32, or bf16 (bfloat16 inputs, float32 accumulation and weights; fast
-    /// on CPUs with AVX512-BF16, emulated elsewhere).
+    /// on CPUs with AVX512-BF16, emulated elsewhere), its convolutions by the algorithms that
+    /// suit this CPU (the AMX tiles where it has AMX, else float32's). bf16-tiles or
+    /// bf16-winograd pick one of those two families on every machine: the same bits anywhere.
     #[arg(long)]
     precision: Option<Precision>,
     /// Worker threads (0: one per core).
