@@ -3,7 +3,8 @@
 //! `torch.autocast("cpu", dtype=torch.bfloat16)` does. Weights, optimiser state, batch-norm
 //! statistics, the loss and every elementwise layer stay float32 ("master weights"): only the
 //! two operands of each product are rounded to bfloat16 (`ops::bf16`) on their way into the
-//! GEMM (`ops::gemm_bf16`).
+//! GEMM (`ops::gemm_bf16`). The convolutions' algorithms in bf16 come in two families
+//! ([`Bf16Convs`]), picked by the CPU for plain "bf16" or named ("bf16-tiles", "bf16-winograd").
 
 use serde::{Deserialize, Serialize};
 use std::sync::Once;
@@ -32,8 +33,8 @@ pub enum Precision {
 /// The algorithms of bf16's convolutions: a family gives the same bits on every CPU (the
 /// emulation runs both), the two families different ones (other products, in another order).
 /// Which is faster depends on the bf16 hardware: on AMX the products are cheap and the tiles'
-/// direct convolution, with no transform, wins; with vector dot products (AVX512-BF16 alone)
-/// products cost about what float32's do, and Winograd's 4x fewer win (docs/precision.md).
+/// direct convolution, with no transform, wins; with vector dot products (AVX512-BF16 alone) a
+/// product costs at best half of a float32 one, and Winograd's 4x fewer win (docs/precision.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Bf16Convs {
     /// Stride-1 convolutions of 16 input channels or more on AMX-shaped tiles, y, dX and dW
