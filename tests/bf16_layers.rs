@@ -521,6 +521,14 @@ fn the_cli_and_the_config_take_the_precision_and_refuse_other_values() {
             .map(f32::to_bits)
             .collect::<Vec<_>>()
     };
+    // Not quiet, the run's first line names the products' precision and its family.
+    let o = convnet()
+        .args(["train", "--config", cfg.to_str().unwrap(), "--precision", "bf16-tiles", "--threads", "1", "--out"])
+        .arg(work.path().join("run-named"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && stderr.contains(", bf16-tiles products (convolutions by the tiles family)"), "{stderr}");
     let bf16 = train("bf16", "1");
     assert!(train("bf16", "2") == bf16, "bf16 training differs between 1 and 2 threads");
     assert!(train("f32", "2") != bf16, "--precision bf16 trained the float32 bits");

@@ -35,7 +35,6 @@ use crate::error::{Error, Result};
 use crate::fs::write_atomically;
 use crate::model::whitening::{whiten_first_layer, WHITENING_IMAGES};
 use crate::model::{Loss, Network};
-use crate::ops::Precision;
 use crate::optim::groups::check_groups_match;
 use crate::optim::{Lookahead, Optimizer};
 
@@ -303,7 +302,10 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
             train.epochs,
             steps_per_epoch,
             rayon::current_num_threads(),
-            if train.precision == Precision::F32 { String::new() } else { format!(", {} products", train.precision) }
+            match train.precision.bf16_convs() {
+                None => String::new(),
+                Some(family) => format!(", {} products (convolutions by the {} family)", train.precision, family.name()),
+            }
         );
     }
     crate::ops::precision::announce(train.precision);
