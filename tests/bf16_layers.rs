@@ -119,6 +119,32 @@ fn conv_run(x: &Tensor, w: &Tensor, b: &Tensor, dy: &Tensor, win: &Window, preci
     (y, dx, dw, db)
 }
 
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.data().iter().map(|v| v.to_bits()).collect()
+}
+
+/// Runs the layer (inputs x, w, b, dy) in `precision` at every SIMD level the CPU has (the
+/// emulation included) on 1 and 3 threads, and holds each run's y, dX, dW and db to
+/// `reference`'s bits. The caller holds [`walking_levels`].
+fn assert_same_bits_everywhere(
+    what: &str,
+    (x, w, b, dy): (&Tensor, &Tensor, &Tensor, &Tensor),
+    win: &Window,
+    precision: Precision,
+    reference: [&Tensor; 4],
+) {
+    let reference = reference.map(bits);
+    for level in available_simd_levels() {
+        set_simd_level(level).unwrap();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let (y, dx, dw, db) = pool.install(|| conv_run(x, w, b, dy, win, precision));
+            assert!([&y, &dx, &dw, &db].map(bits) == reference, "{what}: level {level:?}, {threads} threads: other bits");
+        }
+    }
+    set_simd_level(detected_simd_level()).unwrap();
+}
+
 #[test]
 fn conv_by_im2col_or_direct_in_bf16_is_the_exact_product_of_rounded_inputs() {
     // Few channels (no Winograd nor tiles, for y nor for dX, whose own convolution has the
@@ -202,18 +228,7 @@ fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_ker
         let (y32, ..) = conv_run(&x, &w, &b, &dy, &win, Precision::F32);
         assert_ne!(y.data(), y32.data(), "{what}: bf16 products should differ from f32 in the last bits");
         // The same bits on every kernel (AMX, AVX512-BF16, the emulation) and thread count.
-        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let reference: Vec<_> = [&y, &dx, &dw, &db].into_iter().map(bits).collect();
-        for level in available_simd_levels() {
-            set_simd_level(level).unwrap();
-            for threads in [1, 3] {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                let (y, dx, dw, db) = pool.install(|| conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Tiles));
-                let got: Vec<_> = [&y, &dx, &dw, &db].into_iter().map(bits).collect();
-                assert!(got == reference, "{what}: level {level:?}, {threads} threads: other bits");
-            }
-        }
-        set_simd_level(detected_simd_level()).unwrap();
+        assert_same_bits_everywhere(&what, (&x, &w, &b, &dy), &win, Precision::Bf16Tiles, [&y, &dx, &dw, &db]);
     }
 }
 
@@ -276,7 +291,6 @@ fn bf16_by_float32s_algorithms_gives_the_same_bits_on_every_kernel_and_thread_co
         (ConvCase { n: 3, hw: 16, ci: 24, co: 24, k: 3, stride: 1, padding: Padding::Same }, Algorithm::Winograd),
         (ConvCase { n: 3, hw: 9, ci: 33, co: 16, k: 2, stride: 1, padding: Padding::Valid }, Algorithm::Im2col),
     ];
-    let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     for (ci_, (c, expected)) in cases.iter().enumerate() {
         let win = Window::new(c.k, c.k, c.stride, c.stride, c.padding);
         let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
@@ -296,17 +310,7 @@ fn bf16_by_float32s_algorithms_gives_the_same_bits_on_every_kernel_and_thread_co
         let (y_tiles, _, dw_tiles, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Tiles);
         assert_ne!(bits(&y), bits(&y_tiles), "{what}: y, the same bits as the tiles'");
         assert_ne!(bits(&dw), bits(&dw_tiles), "{what}: dW, the same bits as the tiles'");
-        let reference: Vec<_> = [&y, &dx, &dw, &db].into_iter().map(bits).collect();
-        for level in available_simd_levels() {
-            set_simd_level(level).unwrap();
-            for threads in [1, 3] {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                let (y, dx, dw, db) = pool.install(|| conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Winograd));
-                let got: Vec<_> = [&y, &dx, &dw, &db].into_iter().map(bits).collect();
-                assert!(got == reference, "{what}: level {level:?}, {threads} threads: other bits");
-            }
-        }
-        set_simd_level(detected_simd_level()).unwrap();
+        assert_same_bits_everywhere(&what, (&x, &w, &b, &dy), &win, Precision::Bf16Winograd, [&y, &dx, &dw, &db]);
     }
 }
 
