@@ -36,8 +36,8 @@ pub struct BenchResult {
     /// The instruction-set level our kernels ran at ("portable", "avx2", "avx512bf16", "amx";
     /// `ops::simd`).
     pub simd_level: &'static str,
-    /// The products' precision ("f32", "bf16"; `ops::precision`), from the config's
-    /// train.precision.
+    /// The products' precision ("f32", "bf16", "bf16-tiles", "bf16-winograd";
+    /// `ops::precision`), from the config's train.precision or `--precision`.
     pub precision: Precision,
     /// bf16 only: the family of algorithms its convolutions ran by ("tiles", "winograd";
     /// `ops::precision::Bf16Convs`), which plain "bf16" picks from the CPU.
