@@ -335,7 +335,7 @@ fn direct_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: bool
 fn direct_operands<'a>(precision: Precision, x: &'a [f32], w: &'a [f32], store: &'a mut (Vec<f32>, Vec<f32>)) -> (&'a [f32], &'a [f32]) {
     match precision {
         Precision::F32 => (x, w),
-        Precision::Bf16 | Precision::Bf16Tiles | Precision::Bf16Winograd => {
+        _bf16 => {
             let (x_store, w_store) = store;
             round_to_bf16_into(x, x_store);
             round_to_bf16_into(w, w_store);

@@ -35,7 +35,7 @@ impl<'a> RightOperand<'a> {
     pub fn prepare(precision: Precision, k: usize, n: usize, b: &'a [f32], b_t: bool, store: &'a mut PackedB) -> RightOperand<'a> {
         match precision {
             Precision::F32 => RightOperand::Plain { b, b_t },
-            Precision::Bf16 | Precision::Bf16Tiles | Precision::Bf16Winograd => {
+            _bf16 => {
                 store.pack(k, n, b, b_t);
                 RightOperand::Packed(store)
             }

@@ -98,6 +98,15 @@ impl Precision {
         self != Precision::F32
     }
 
+    /// What runs, for the user: "f32 products", or e.g. "bf16 products (convolutions by the
+    /// winograd family)" with the family plain "bf16" resolves to here.
+    pub fn describe(self) -> String {
+        match self.bf16_convs() {
+            None => format!("{self} products"),
+            Some(family) => format!("{self} products (convolutions by the {} family)", family.name()),
+        }
+    }
+
     /// The algorithms of the convolutions in bf16; None in float32.
     pub fn bf16_convs(self) -> Option<Bf16Convs> {
         match self {
@@ -177,6 +186,9 @@ mod tests {
         assert_eq!(Bf16Convs::for_this_cpu(), here);
         assert!(!Precision::F32.is_bf16());
         assert!([Precision::Bf16, Precision::Bf16Tiles, Precision::Bf16Winograd].iter().all(|p| p.is_bf16()));
+        assert_eq!(Precision::F32.describe(), "f32 products");
+        assert_eq!(Precision::Bf16Winograd.describe(), "bf16-winograd products (convolutions by the winograd family)");
+        assert_eq!(Precision::Bf16.describe(), format!("bf16 products (convolutions by the {} family)", here.name()));
     }
 
     #[test]

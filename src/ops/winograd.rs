@@ -268,7 +268,7 @@ pub(crate) fn forward_into(
     // Plane xi of U, as the right operand of the products in `precision`.
     let u_plane = |xi: usize| match precision {
         Precision::F32 => RightOperand::Plain { b: &u[xi * c_in * c_out..][..c_in * c_out], b_t: false },
-        Precision::Bf16 | Precision::Bf16Tiles | Precision::Bf16Winograd => RightOperand::Packed(&u_packed[xi]),
+        _bf16 => RightOperand::Packed(&u_packed[xi]),
     };
     let (in_size, out_size) = (g.ih * g.iw * c_in, g.oh * g.ow * c_out);
     let tiles = s.tiles_h * s.tiles_w;

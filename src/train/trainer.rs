@@ -302,10 +302,7 @@ pub fn train(opts: &TrainOptions, on_epoch: EpochHook) -> Result<TrainReport> {
             train.epochs,
             steps_per_epoch,
             rayon::current_num_threads(),
-            match train.precision.bf16_convs() {
-                None => String::new(),
-                Some(family) => format!(", {} products (convolutions by the {} family)", train.precision, family.name()),
-            }
+            if train.precision.is_bf16() { format!(", {}", train.precision.describe()) } else { String::new() }
         );
     }
     crate::ops::precision::announce(train.precision);

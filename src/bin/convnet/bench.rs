@@ -99,11 +99,11 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5);
         let what = if train { "training step" } else { "inference pass (forward only)" };
         println!(
-            "{} {what}, batch {}, {} threads, {} products: median ms per layer",
+            "{} {what}, batch {}, {} threads, {}: median ms per layer",
             cfg.model.name,
             s.batch,
             rayon::current_num_threads(),
-            cfg.run.train.precision
+            cfg.run.train.precision.describe()
         );
         println!("  {:<width$}  {:>9}  {:>9}  {:>6}", "layer", "forward", "backward", "share");
         for (name, f, b) in &rows {
@@ -123,14 +123,13 @@ pub fn run(args: BenchArgs) -> convnet::Result<()> {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
         println!(
-            "{} {:?}: batch {}, {} threads, {} kernels, {} products{}, {} samples of {} steps",
+            "{} {:?}: batch {}, {} threads, {} kernels, {}, {} samples of {} steps",
             r.bench,
             r.mode,
             r.batch,
             r.threads,
             r.simd_level,
-            r.precision,
-            r.bf16_convs.map(|f| format!(" (convolutions by the {f} family)")).unwrap_or_default(),
+            r.precision.describe(),
             r.reps,
             r.steps
         );
