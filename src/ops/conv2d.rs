@@ -17,7 +17,8 @@
 //! the whole batch), else, in float32 with 8 input channels or more, directly on the images
 //! (`conv_dw_direct`: no column matrix), else by col(x)^T dY; col(x) is recomputed rather than
 //! kept: it is kh*kw times the input. With bf16 products the same algorithms run (dW by
-//! col(x)^T dY where float32's would be Winograd or direct), unless the precision's family is
+//! col(x)^T dY where float32's would be direct; by Winograd on the inputs rounded to bf16 with
+//! float32 products where float32's is Winograd), unless the precision's family is
 //! the tiles' (`Bf16Convs::Tiles`, the default on AMX): then stride-1 convolutions with 16 input
 //! channels or more go on the AMX tiles without a column matrix instead, y, dX and dW
 //! (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`] decides). The
@@ -403,18 +404,19 @@ pub fn conv2d_backward_into(
         })
         .transpose()?
         .filter(|&(_, dx_algorithm)| dx_algorithm != Algorithm::Im2col);
-    // Float32 only: dW's output transform amplifies the products' rounding more than the
-    // forward's (A5^T has a 16; measured in f32 at ~120 x 2^-24 of sum |terms| against 13-28
-    // for y and dX), which bf16's 8-bit significand would turn into ~2^-8 x 56 (tests/bf16_layers.rs).
-    // The summed Winograd dW runs on the whole batch, so not beside a dX by col2im, which goes
+    // dW by float32's Winograd where float32 takes it, in the winograd family of bf16 too, on
+    // x and dz rounded to bf16 but with float32 products (`winograd_dw::bf16_operands`: bf16
+    // products of the transformed values would have dW's output transform amplify their
+    // rounding ~56 times). The tiles' family keeps its own dW (the tiles, else im2col). The
+    // summed Winograd dW runs on the whole batch, so not beside a dX by col2im, which goes
     // chunk by chunk with dW.
     let dx_by_col2im = d_input.is_some() && dx_as_conv.is_none();
     let on_tiles = precision.bf16_convs() == Some(Bf16Convs::Tiles);
     let dw_method = if on_tiles && conv_tiles_dw::applies(window, &shape) && !dx_by_col2im {
         WeightGradMethod::Tiles
-    } else if precision == Precision::F32 && winograd_dw::applies(window, &shape) {
+    } else if !on_tiles && winograd_dw::applies(window, &shape) {
         WeightGradMethod::Winograd
-    } else if precision == Precision::F32 && winograd_dw::summed_applies(window, &shape) && !dx_by_col2im {
+    } else if !on_tiles && winograd_dw::summed_applies(window, &shape) && !dx_by_col2im {
         WeightGradMethod::WinogradSummed
     } else if precision == Precision::F32 && conv_dw_direct::applies(&shape.geometry, shape.c_in) {
         WeightGradMethod::Direct
@@ -487,7 +489,7 @@ fn weight_grads(
     d_bias.resize(&[shape.c_out]);
     if dw_method == WeightGradMethod::WinogradSummed {
         assert!(dx.is_none(), "the summed Winograd dW is not chosen beside a dX by col2im");
-        winograd_dw::weight_grad_summed(x.data(), dy, shape, summed_dw, d_weight.data_mut(), d_bias.data_mut());
+        winograd_dw::weight_grad_summed(x.data(), dy, shape, precision, summed_dw, d_weight.data_mut(), d_bias.data_mut());
         return;
     }
     if dw_method == WeightGradMethod::Tiles {

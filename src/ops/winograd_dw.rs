@@ -33,6 +33,7 @@
 
 use rayon::prelude::*;
 
+use super::bf16::round_to_bf16_into;
 use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
 use super::gemm::gemm;
@@ -133,12 +134,15 @@ pub(crate) struct WeightGradWork {
     m: Vec<f32>,
     half: Vec<f32>,
     tile: Option<TileWork>,
+    /// bf16: the chunk's x and dz rounded (`bf16_operands`).
+    rounded: (Vec<f32>, Vec<f32>),
 }
 
 /// dW of `images` images (x: [images, ih, iw, C_in], dz: [images, oh, ow, C_out]) of a
-/// convolution of `shape` for which [`applies`] holds, its products in `precision`, written
-/// (not added) into `dw` ([5, 5, C_in, C_out]). The sums run in a fixed order (tiles in image
-/// order within each product), whatever the threads.
+/// convolution of `shape` for which [`applies`] holds, written (not added) into `dw`
+/// ([5, 5, C_in, C_out]); in bf16 `precision`, of x and dz rounded to bf16
+/// ([`bf16_operands`]). The sums run in a fixed order (tiles in image order within each
+/// product), whatever the threads.
 pub(crate) fn weight_grad_into(
     x: &[f32],
     dz: &[f32],
@@ -148,6 +152,7 @@ pub(crate) fn weight_grad_into(
     work: &mut WeightGradWork,
     dw: &mut [f32],
 ) {
+    let (x, dz) = bf16_operands(precision, x, dz, &mut work.rounded);
     let g = &shape.geometry;
     let (c_in, c_out) = (shape.c_in, shape.c_out);
     let variant = Variant::F4x4Kernel5x5;
@@ -177,15 +182,33 @@ pub(crate) fn weight_grad_into(
     let m = grow(&mut work.m, positions * block);
     for (xi, m_plane) in m.chunks_exact_mut(block).enumerate() {
         let (v_plane, u_plane) = (&v[xi * rows * c_in..][..rows * c_in], &u[xi * rows * c_out..][..rows * c_out]);
-        gemm(precision, c_in, rows, c_out, v_plane, true, u_plane, false, 0.0, m_plane);
+        gemm(Precision::F32, c_in, rows, c_out, v_plane, true, u_plane, false, 0.0, m_plane);
     }
     let half = grow(&mut work.half, kernel * t * block);
     output_transform(m, block, variant, half, &mut dw[..kernel * kernel * block]);
 }
 
+/// dW's operands for `precision`: x and dz as they are in float32; in bf16, both rounded to
+/// bf16 (into `store`), the products still float32. The products of the transformed values
+/// are then those of the bf16 inputs' transforms, computed as in float32: rounding the
+/// transformed values instead (bf16 products, as Winograd's y and dX take them) would let dW's
+/// output transform amplify bf16's rounding some 56 times (A5^T has a 16; see
+/// tests/bf16_layers.rs), and on a CPU with AVX512-BF16 but no AMX, float32's Winograd dW
+/// beat the bf16 products of im2col (airbench's 256 -> 256 at 7x7, batch 512: 80 against 141
+/// ms; docs/performance.md).
+fn bf16_operands<'a>(precision: Precision, x: &'a [f32], dz: &'a [f32], store: &'a mut (Vec<f32>, Vec<f32>)) -> (&'a [f32], &'a [f32]) {
+    if !precision.is_bf16() {
+        return (x, dz);
+    }
+    let (x_store, dz_store) = store;
+    round_to_bf16_into(x, x_store);
+    round_to_bf16_into(dz, dz_store);
+    (x_store, dz_store)
+}
+
 /// Whether dW of a convolution goes by Winograd F(3x3, 4x4) summed over the batch
 /// ([`weight_grad_summed`]): a 3x3 kernel at stride 1 with at least `SUMMED_MIN_CHANNELS` on
-/// each side (float32 only, as for [`applies`]).
+/// each side.
 pub(crate) fn summed_applies(window: &Window, shape: &ConvShape) -> bool {
     let g = &shape.geometry;
     (window.sh, window.sw) == (1, 1) && (g.kh, g.kw) == (3, 3) && shape.c_in >= SUMMED_MIN_CHANNELS && shape.c_out >= SUMMED_MIN_CHANNELS
@@ -226,6 +249,8 @@ pub(crate) struct SummedWork {
     tiles: PerThread<Option<TileWork>>,
     /// The output gradient masked by a fused ReLU, one group's.
     dz: Vec<f32>,
+    /// bf16: the group's x and dz rounded (`bf16_operands`).
+    rounded: (Vec<f32>, Vec<f32>),
     group_db: Vec<f32>,
     /// In a distributed step, each of the rank's groups' M and db, kept until the running sum
     /// of the ranks before arrives.
@@ -234,7 +259,8 @@ pub(crate) struct SummedWork {
 
 /// dW ([3, 3, C_in, C_out]) and db ([C_out]) of a 3x3 stride-1 convolution for which
 /// [`summed_applies`] holds, over the whole batch (x: [N, ih, iw, C_in], the gradient at the
-/// output `dy`), written (not added). As in [`weight_grad_into`], but the 36 products
+/// output `dy`), written (not added); in bf16 `precision`, of x and dz rounded to bf16
+/// ([`bf16_operands`]; db sums dz itself). As in [`weight_grad_into`], but the 36 products
 ///
 /// ```text
 ///   M[ξ] (C_in x C_out) = sum over groups g of V_g[ξ]^T U_g[ξ]   (tiles of g's images inside)
@@ -253,6 +279,7 @@ pub(crate) fn weight_grad_summed(
     x: &[f32],
     dy: OutputGrad,
     shape: &ConvShape,
+    precision: Precision,
     work: &mut SummedWork,
     d_weight: &mut [f32],
     d_bias: &mut [f32],
@@ -263,7 +290,7 @@ pub(crate) fn weight_grad_summed(
     let (positions, block) = (variant.positions(), c_in * c_out);
     let group = images_per_group(s.tiles_h * s.tiles_w);
     let (in_size, out_size) = (shape.input_len(), shape.output_len());
-    let SummedWork { tasks, tiles, dz, group_db, partials } = work;
+    let SummedWork { tasks, tiles, dz, rounded, group_db, partials } = work;
     let (tasks, tiles) = (tasks.for_current_pool(), tiles.for_current_pool());
     with_thread_scratch(|vu, m| {
         let m = grow(m, positions * block);
@@ -277,7 +304,7 @@ pub(crate) fn weight_grad_summed(
                 group_db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
             }
             acc_db.iter_mut().zip(group_db.iter()).for_each(|(a, v)| *a += v);
-            let x_group = &x[first * in_size..][..images * in_size];
+            let (x_group, dz_group) = bf16_operands(precision, &x[first * in_size..][..images * in_size], dz_group, rounded);
             add_group_products(x_group, dz_group, images, &s, (tasks, tiles), vu, acc_m);
         };
         if crate::dist::in_group() {
