@@ -1,10 +1,11 @@
 //! The bfloat16 GEMM (`ops::gemm_bf16`) and conversions (`ops::bf16`): against an exact
 //! reference (inputs rounded to bf16, products summed in f64) at float32 accumulation
-//! tolerance, against the chain it promises bit for bit, across SIMD levels (the emulation
-//! equals the AVX512-BF16 hardware), and across thread counts.
+//! tolerance, against the chain it promises bit for bit (both chains: the tiles' and the dot
+//! products'), across SIMD levels (the emulation equals the AVX512-BF16 hardware), and across
+//! thread counts.
 
 use convnet::ops::bf16::{interleave_rows, pair, round_bf16, rows_to_pairs, to_bf16};
-use convnet::ops::gemm_bf16::{chain_block, gemm_bf16, gemm_bf16_packed, gemm_bf16_parallel, PackedB, BLOCK_PAIRS};
+use convnet::ops::gemm_bf16::{chain_block, chain_dot, gemm_bf16, gemm_bf16_packed, gemm_bf16_parallel, Chain, PackedB, BLOCK_PAIRS};
 use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level, simd_level};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,6 +23,7 @@ fn at(a: &[f32], t: bool, rows: usize, cols: usize, i: usize, kk: usize) -> f32 
     }
 }
 
+#[derive(Clone, Copy)]
 struct Case {
     m: usize,
     k: usize,
@@ -58,9 +60,13 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-/// The chain each output promises, written out plainly: acc = beta c, then one chain block
-/// (`chain_block`) per 16 pairs of k, an odd k padded with a zero.
-fn chain_reference(case: &Case, a: &[f32], b: &[f32], c0: &[f32]) -> Vec<f32> {
+/// Both chains, each test running each.
+const CHAINS: [Chain; 2] = [Chain::Tiles, Chain::Dot];
+
+/// The chain each output promises, written out plainly: acc = beta c, then, for the tiles'
+/// chain, one chain block (`chain_block`) per 16 pairs of k, for the dot chain every pair in
+/// order (`chain_dot`), an odd k padded with a zero.
+fn chain_reference(case: &Case, a: &[f32], b: &[f32], c0: &[f32], chain: Chain) -> Vec<f32> {
     let Case { m, k, n, a_t, b_t, beta } = *case;
     let mut c = vec![0.0; m * n];
     for i in 0..m {
@@ -73,8 +79,13 @@ fn chain_reference(case: &Case, a: &[f32], b: &[f32], c0: &[f32]) -> Vec<f32> {
             let b_pairs: Vec<u32> = (0..k.div_ceil(2))
                 .map(|p| pair(get(2 * p, &|kk| b_at(b, b_t, k, n, kk, j)), get(2 * p + 1, &|kk| b_at(b, b_t, k, n, kk, j))))
                 .collect();
-            for (a_block, b_block) in a_pairs.chunks(BLOCK_PAIRS).zip(b_pairs.chunks(BLOCK_PAIRS)) {
-                acc = chain_block(acc, a_block, b_block);
+            match chain {
+                Chain::Tiles => {
+                    for (a_block, b_block) in a_pairs.chunks(BLOCK_PAIRS).zip(b_pairs.chunks(BLOCK_PAIRS)) {
+                        acc = chain_block(acc, a_block, b_block);
+                    }
+                }
+                Chain::Dot => acc = chain_dot(acc, &a_pairs, &b_pairs),
             }
             c[i * n + j] = acc;
         }
@@ -91,24 +102,24 @@ fn b_at(b: &[f32], t: bool, k: usize, n: usize, kk: usize, j: usize) -> f32 {
     }
 }
 
-fn run(case: &Case, rng: &mut ChaCha8Rng, parallel: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+fn run(case: &Case, rng: &mut ChaCha8Rng, parallel: bool, chain: Chain) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let Case { m, k, n, a_t, b_t, beta } = *case;
     let (a, b, c0) = (random(m * k, rng), random(k * n, rng), random(m * n, rng));
     let mut c = c0.clone();
     let f = if parallel { gemm_bf16_parallel } else { gemm_bf16 };
-    f(m, k, n, &a, a_t, &b, b_t, beta, &mut c);
+    f(m, k, n, &a, a_t, &b, b_t, beta, &mut c, chain);
     (a, b, c0, c)
 }
 
 #[test]
 fn gemm_bf16_is_the_promised_chain_and_within_f32_accumulation_of_the_exact_product() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    for case in cases() {
+    for (case, chain_kind) in cases().into_iter().flat_map(|case| CHAINS.map(|chain| (case, chain))) {
         let Case { m, k, n, a_t, b_t, beta } = case;
-        let (a, b, c0, c) = run(&case, &mut rng, false);
-        let what = format!("m {m} k {k} n {n} a_t {a_t} b_t {b_t} beta {beta}");
+        let (a, b, c0, c) = run(&case, &mut rng, false, chain_kind);
+        let what = format!("{chain_kind:?} m {m} k {k} n {n} a_t {a_t} b_t {b_t} beta {beta}");
         // Bit for bit: the chain, whatever the blocking.
-        let chain = chain_reference(&case, &a, &b, &c0);
+        let chain = chain_reference(&case, &a, &b, &c0, chain_kind);
         for (idx, (x, y)) in c.iter().zip(&chain).enumerate() {
             assert_eq!(x.to_bits(), y.to_bits(), "{what}: c[{idx}] = {x} but the chain gives {y}");
         }
@@ -145,15 +156,17 @@ fn gemm_bf16_does_not_depend_on_the_threads() {
             }
         }
         for case in cases().into_iter().chain(split) {
-            let (a, b, c0, c) = pool.install(|| run(&case, &mut rng, true));
-            let chain = chain_reference(&case, &a, &b, &c0);
-            assert!(
-                c.iter().zip(&chain).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{threads} threads, m {} k {} n {}",
-                case.m,
-                case.k,
-                case.n
-            );
+            for chain_kind in CHAINS {
+                let (a, b, c0, c) = pool.install(|| run(&case, &mut rng, true, chain_kind));
+                let chain = chain_reference(&case, &a, &b, &c0, chain_kind);
+                assert!(
+                    c.iter().zip(&chain).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{chain_kind:?}, {threads} threads, m {} k {} n {}",
+                    case.m,
+                    case.k,
+                    case.n
+                );
+            }
         }
     }
 }
@@ -200,14 +213,16 @@ fn every_simd_level_gives_the_same_bits_the_emulation_included() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut outputs = Vec::new();
         for case in cases() {
-            let (_, _, _, c) = run(&case, &mut rng, false);
-            outputs.push(c.iter().map(|&v| bits(v)).collect());
-            // Edge values, with c0 subnormal where it is read.
-            let Case { m, k, n, a_t, b_t, beta } = case;
-            let (a, b) = (edge_values(m * k, &mut rng), edge_values(k * n, &mut rng));
-            let mut c = edge_values(m * n, &mut rng);
-            gemm_bf16(m, k, n, &a, a_t, &b, b_t, beta, &mut c);
-            outputs.push(c.iter().map(|&v| bits(v)).collect());
+            for chain in CHAINS {
+                let (_, _, _, c) = run(&case, &mut rng, false, chain);
+                outputs.push(c.iter().map(|&v| bits(v)).collect());
+                // Edge values, with c0 subnormal where it is read.
+                let Case { m, k, n, a_t, b_t, beta } = case;
+                let (a, b) = (edge_values(m * k, &mut rng), edge_values(k * n, &mut rng));
+                let mut c = edge_values(m * n, &mut rng);
+                gemm_bf16(m, k, n, &a, a_t, &b, b_t, beta, &mut c, chain);
+                outputs.push(c.iter().map(|&v| bits(v)).collect());
+            }
         }
         // The conversions on their own, every kind of float32 included.
         let src: Vec<f32> = (0..37 * 23).map(|_| f32::from_bits(rng.gen())).collect();
@@ -263,11 +278,11 @@ fn a_b_packed_at_one_level_and_used_at_another_gives_the_same_bits() {
         for (a_t, b_t) in [(false, false), (true, true)] {
             let case = Case { m, k, n, a_t, b_t, beta: 1.0 };
             let (a, b, c0) = (random(m * k, &mut rng), random(k * n, &mut rng), random(m * n, &mut rng));
-            let chain = chain_reference(&case, &a, &b, &c0);
-            for &packed_at in &levels {
+            for (chain_kind, &packed_at) in CHAINS.iter().flat_map(|&chain| levels.iter().map(move |l| (chain, l))) {
+                let chain = chain_reference(&case, &a, &b, &c0, chain_kind);
                 set_simd_level(packed_at).unwrap();
                 let mut packed = PackedB::default();
-                packed.pack(k, n, &b, b_t);
+                packed.pack(k, n, &b, b_t, chain_kind);
                 for &used_at in &levels {
                     set_simd_level(used_at).unwrap();
                     for parallel in [false, true] {
@@ -275,7 +290,7 @@ fn a_b_packed_at_one_level_and_used_at_another_gives_the_same_bits() {
                         gemm_bf16_packed(m, &a, a_t, &packed, 1.0, &mut c, parallel);
                         assert!(
                             c.iter().zip(&chain).all(|(x, y)| x.to_bits() == y.to_bits()),
-                            "m {m} k {k} n {n} a_t {a_t}: packed at {packed_at:?}, used at {used_at:?}"
+                            "{chain_kind:?} m {m} k {k} n {n} a_t {a_t}: packed at {packed_at:?}, used at {used_at:?}"
                         );
                     }
                 }

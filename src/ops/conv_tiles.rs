@@ -24,7 +24,7 @@
 
 use super::aligned::Aligned64;
 use super::conv_shape::ConvShape;
-use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, PackedB, BLOCK_PAIRS};
+use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, Chain, PackedB, BLOCK_PAIRS};
 use super::simd::simd_dispatch;
 use super::window::{Geometry, Window};
 use crate::tensor::Tensor;
@@ -134,7 +134,7 @@ pub fn prepare<'a>(x: &'a Tensor, w: &[f32], b: &'a [f32], shape: &'a ConvShape,
     for (tap, rows) in s.w_rows.chunks_exact_mut(2 * cp * c_out).enumerate() {
         rows[..c_in * c_out].copy_from_slice(&w[tap * c_in * c_out..][..c_in * c_out]);
     }
-    s.packed.pack(taps * 2 * cp, c_out, &s.w_rows, false);
+    s.packed.pack(taps * 2 * cp, c_out, &s.w_rows, false, Chain::Tiles);
     s.offsets.clear();
     for ki in 0..g.kh {
         for kj in 0..g.kw {

@@ -38,7 +38,7 @@ use super::bf16::{interleave_rows, rows_to_pairs};
 use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
 use super::conv_tiles::as_values;
-use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, PackedB, BLOCK_PAIRS};
+use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, Chain, PackedB, BLOCK_PAIRS};
 use super::window::{Geometry, Window};
 use crate::dist::IMAGES_PER_SHARE_UNIT;
 
@@ -348,7 +348,7 @@ fn pair_output_grad(dz: &[f32], shape: &ConvShape, images: usize, layout: Layout
             }
         }
     });
-    packed.finish();
+    packed.finish(Chain::Tiles);
 }
 
 #[cfg(test)]

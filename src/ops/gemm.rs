@@ -12,11 +12,12 @@ use super::Precision;
 /// with `a_t`, the transpose of `a` (stored k x m); likewise for `b`. The argument list is
 /// BLAS's sgemm (sizes, operands with their transposes, beta, output) on purpose: readers know
 /// it, and each call reads as the formula it computes. With a bf16 precision the operands are
-/// rounded to bfloat16 and the products accumulated in float32 (`gemm_bf16`).
+/// rounded to bfloat16 and the products accumulated in float32 (`gemm_bf16`), by the chain of
+/// the precision's family (`Precision::bf16_chain`).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(precision: Precision, m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
-    if precision.is_bf16() {
-        return gemm_bf16(m, k, n, a, a_t, b, b_t, beta, c);
+    if let Some(chain) = precision.bf16_chain() {
+        return gemm_bf16(m, k, n, a, a_t, b, b_t, beta, c, chain);
     }
     gemm_with(m, k, n, a, a_t, b, b_t, beta, c, gemm::Parallelism::None)
 }
@@ -33,10 +34,10 @@ impl<'a> RightOperand<'a> {
     /// op(b) (k x n; `b` stored k x n, or n x k with `b_t`) for products in `precision`;
     /// `store` holds the packed copy for bf16.
     pub fn prepare(precision: Precision, k: usize, n: usize, b: &'a [f32], b_t: bool, store: &'a mut PackedB) -> RightOperand<'a> {
-        match precision {
-            Precision::F32 => RightOperand::Plain { b, b_t },
-            _bf16 => {
-                store.pack(k, n, b, b_t);
+        match precision.bf16_chain() {
+            None => RightOperand::Plain { b, b_t },
+            Some(chain) => {
+                store.pack(k, n, b, b_t, chain);
                 RightOperand::Packed(store)
             }
         }
@@ -76,8 +77,8 @@ pub fn gemm_parallel(
     beta: f32,
     c: &mut [f32],
 ) {
-    if precision.is_bf16() {
-        return gemm_bf16_parallel(m, k, n, a, a_t, b, b_t, beta, c);
+    if let Some(chain) = precision.bf16_chain() {
+        return gemm_bf16_parallel(m, k, n, a, a_t, b, b_t, beta, c, chain);
     }
     const FEW_ROWS: usize = 8;
     const BLOCK_COLS: usize = 32;

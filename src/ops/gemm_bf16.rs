@@ -25,9 +25,25 @@
 //! - the portable emulation (`emulated_tile`): the chain written out, two fused multiply-adds
 //!   per pair. All three give the same bits (tests/bf16_gemm.rs).
 //!
+//! That is the tiles' chain ([`Chain::Tiles`]), the one the bf16 convolutions of the tiles'
+//! family compute (`Bf16Convs::Tiles`, the default where the CPU has AMX). The other family
+//! (`Bf16Convs::Winograd`, for CPUs with AVX512-BF16 and no AMX) takes the chain VDPBF16PS
+//! computes by itself, one accumulator per output ([`Chain::Dot`]): for each pair of k in
+//! order, its high half (the odd k) first,
+//! ```text
+//!   acc = beta · c, flushed (daz)
+//!   for each pair p = 0 .. ceil(k / 2) - 1 (an odd k's last pair padded with a zero):
+//!       acc = ftz(a[2p]·b[2p] + ftz(a[2p+1]·b[2p+1] + acc))
+//! ```
+//! without the tiles' blocks, whose two chains per output and their sum at each block's end
+//! cost the VDPBF16PS kernel a third of its registers and 15-19% of its time (flushes and
+//! adds, measured on Zen 4 by `cargo bench --bench gemm_bf16`). Its kernels: AVX512-BF16
+//! (`hw::dot_kernel`, also on AMX machines) and the emulation (`emulated_dot_tile`).
+//!
 //! B is packed once per call (or once per weight version) in "column pairs" (16 columns of one
 //! pair = one vector, or one row of a B tile), its pairs padded with zeros to whole blocks
-//! (zero products change no chain: `lo` and `hi` start at +0 and never become -0).
+//! (zero products change no tiles' chain: `lo` and `hi` start at +0 and never become -0; the
+//! dot chain stops at k's last pair).
 
 use std::cell::Cell;
 
@@ -45,12 +61,27 @@ const MR: usize = 8;
 /// Rows of c per call of the AVX512-BF16 kernel (two chains and the total per output: 24 of
 /// the 32 vector registers).
 const DOT_ROWS: usize = 4;
+/// Rows of c per call of the AVX512-BF16 kernel of the dot chain (one accumulator per output:
+/// 24 of the 32 vector registers; 12 rows ran the ResNet's Winograd products 7-13% faster than
+/// 8 on Zen 4, `cargo bench --bench gemm_bf16`).
+const DOT_CHAIN_ROWS: usize = 12;
 /// Columns of c per kernel call (two vectors of 16, or two tiles).
 const NR: usize = 32;
 /// Pairs of k per pass over a block of B, so that the block (KC x n pairs) stays in cache
 /// while every row block uses it; whole chain blocks.
 const KC: usize = 256;
 const _: () = assert!(KC.is_multiple_of(BLOCK_PAIRS));
+
+/// Which chain each output of a bf16 product follows: the tiles' (TDPBF16PS: blocks of 16
+/// pairs, even and odd k in two chains) or VDPBF16PS's (one chain, pair by pair). Each family
+/// of bf16 convolutions has its own (`Bf16Convs::chain`), so that it computes the same bits on
+/// every machine and runs natively where its family is the default.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Chain {
+    #[default]
+    Tiles,
+    Dot,
+}
 
 /// Which kernel computes the chain: chosen by the SIMD level in force.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -74,9 +105,19 @@ impl Path {
         Path::Emulated
     }
 
-    /// How this kernel wants the pairs: in order, or in dot order.
-    fn dot_order(self) -> bool {
-        self == Path::DotProducts
+    /// The kernel for `chain` at the level in force: the dot chain never runs on the tiles
+    /// (AMX machines have AVX512-BF16 too).
+    fn for_chain(chain: Chain) -> Path {
+        match (Path::in_force(), chain) {
+            (Path::Tiles, Chain::Dot) => Path::DotProducts,
+            (path, _) => path,
+        }
+    }
+
+    /// How this kernel wants the pairs for `chain`: in order, or in dot order (the tiles' chain
+    /// on VDPBF16PS).
+    fn dot_order(self, chain: Chain) -> bool {
+        self == Path::DotProducts && chain == Chain::Tiles
     }
 }
 
@@ -94,7 +135,8 @@ fn from_dot_order(d0: u32, d1: u32) -> (u32, u32) {
 }
 
 /// op(b) in column pairs: `data[p * ld + j]` = the pair `(op(b)[2p][j], op(b)[2p + 1][j])`,
-/// columns n..ld and pairs past k zero, in dot order when `dot_order`.
+/// columns n..ld and pairs past k zero, in dot order when `dot_order`, for the products of
+/// `chain`.
 #[derive(Default)]
 pub struct PackedB {
     k: usize,
@@ -103,14 +145,15 @@ pub struct PackedB {
     /// Pairs stored: k's pairs rounded up to whole blocks.
     kp: usize,
     dot_order: bool,
+    chain: Chain,
     /// On 64-byte boundaries, as the tile rows are read (`ops::aligned`).
     data: Aligned64<u32>,
 }
 
 impl PackedB {
     /// Packs op(b) (`b` stored k x n, or n x k with `b_t`), rounding it to bfloat16, for the
-    /// kernel in force.
-    pub fn pack(&mut self, k: usize, n: usize, b: &[f32], b_t: bool) {
+    /// products of `chain` on the kernel in force.
+    pub fn pack(&mut self, k: usize, n: usize, b: &[f32], b_t: bool, chain: Chain) {
         assert!(b.len() >= k * n, "gemm_bf16: b too small");
         let (kp, ld) = (k.div_ceil(2).next_multiple_of(BLOCK_PAIRS), n.next_multiple_of(16));
         self.data.resize(kp * ld, 0);
@@ -136,9 +179,7 @@ impl PackedB {
         }
         self.data[filled * ld..].fill(0);
         self.dot_order = false;
-        if Path::in_force().dot_order() {
-            self.reorder(true);
-        }
+        self.finish(chain);
     }
 
     /// The pairs of a `k x n` operand to be written by the caller, for whatever layout the
@@ -155,9 +196,11 @@ impl PackedB {
         (&mut self.data, ld)
     }
 
-    /// Puts pairs written through [`PackedB::pairs_mut`] in the order of the kernel in force.
-    pub fn finish(&mut self) {
-        if Path::in_force().dot_order() {
+    /// Marks pairs written through [`PackedB::pairs_mut`] for the products of `chain`, in the
+    /// order of its kernel in force.
+    pub fn finish(&mut self, chain: Chain) {
+        self.chain = chain;
+        if Path::for_chain(chain).dot_order(chain) {
             self.reorder(true);
         }
     }
@@ -173,8 +216,8 @@ impl PackedB {
 
     /// Shape, order and every stored pair (the tests compare two packings).
     #[cfg(test)]
-    pub(crate) fn contents(&self) -> (usize, usize, usize, usize, bool, &[u32]) {
-        (self.k, self.n, self.ld, self.kp, self.dot_order, &self.data)
+    pub(crate) fn contents(&self) -> (usize, usize, usize, usize, bool, Chain, &[u32]) {
+        (self.k, self.n, self.ld, self.kp, self.dot_order, self.chain, &self.data)
     }
 
     pub fn k(&self) -> usize {
@@ -182,6 +225,9 @@ impl PackedB {
     }
     pub fn n(&self) -> usize {
         self.n
+    }
+    pub fn chain(&self) -> Chain {
+        self.chain
     }
 }
 
@@ -232,17 +278,29 @@ fn take_buffer<T: Copy + Default>(cell: &'static std::thread::LocalKey<Cell<Vec<
     buf
 }
 
-/// `c[m x n] = op(a)[m x k] · op(b)[k x n] + beta * c` in bfloat16 products, on this thread.
+/// `c[m x n] = op(a)[m x k] · op(b)[k x n] + beta * c` in bfloat16 products, each output by
+/// `chain`, on this thread.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_bf16(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
-    gemm_bf16_either_way(m, k, n, a, a_t, b, b_t, beta, c, false);
+pub fn gemm_bf16(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32], chain: Chain) {
+    gemm_bf16_either_way(m, k, n, a, a_t, b, b_t, beta, c, (chain, false));
 }
 
 /// `gemm_bf16` spread over the rayon pool (blocks of c, each computed whole by one task: the
 /// bits do not depend on the threads).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_bf16_parallel(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
-    gemm_bf16_either_way(m, k, n, a, a_t, b, b_t, beta, c, true);
+pub fn gemm_bf16_parallel(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    beta: f32,
+    c: &mut [f32],
+    chain: Chain,
+) {
+    gemm_bf16_either_way(m, k, n, a, a_t, b, b_t, beta, c, (chain, true));
 }
 
 /// The GEMM with B packed here, or, where the tiles would have to transpose a large A (stored
@@ -261,33 +319,34 @@ fn gemm_bf16_either_way(
     b_t: bool,
     beta: f32,
     c: &mut [f32],
-    parallel: bool,
+    (chain, parallel): (Chain, bool),
 ) {
     // Values transposed: b and c (twice where it is read) this way, a the other; c's count
     // double (float32 both ways, against pairs), which the airbench network's dW measured.
     let c_passes = if beta == 0.0 { 1 } else { 2 };
-    if a_t && !b_t && k * n + 2 * c_passes * m * n < k * m && Path::in_force() == Path::Tiles {
+    if a_t && !b_t && k * n + 2 * c_passes * m * n < k * m && Path::for_chain(chain) == Path::Tiles {
         assert!(c.len() >= m * n, "gemm_bf16: buffer too small");
         let mut c_t = take_buffer(&C_T_BUF, m * n);
         if beta != 0.0 {
             transpose(&c[..m * n], m, n, &mut c_t);
         }
-        with_packed_b(k, m, a, false, |packed| gemm_bf16_packed(n, b, true, packed, beta, &mut c_t, parallel));
+        with_packed_b(k, m, a, false, chain, |packed| gemm_bf16_packed(n, b, true, packed, beta, &mut c_t, parallel));
         transpose(&c_t, n, m, &mut c[..m * n]);
         C_T_BUF.set(c_t);
         return;
     }
-    with_packed_b(k, n, b, b_t, |packed| gemm_bf16_packed(m, a, a_t, packed, beta, c, parallel));
+    with_packed_b(k, n, b, b_t, chain, |packed| gemm_bf16_packed(m, a, a_t, packed, beta, c, parallel));
 }
 
-fn with_packed_b(k: usize, n: usize, b: &[f32], b_t: bool, f: impl FnOnce(&PackedB)) {
+fn with_packed_b(k: usize, n: usize, b: &[f32], b_t: bool, chain: Chain, f: impl FnOnce(&PackedB)) {
     let mut packed = B_BUF.take();
-    packed.pack(k, n, b, b_t);
+    packed.pack(k, n, b, b_t, chain);
     f(&packed);
     B_BUF.set(packed);
 }
 
-/// `c[m x n] = op(a) · B + beta * c` for a B packed once (weights used by many calls).
+/// `c[m x n] = op(a) · B + beta * c` for a B packed once (weights used by many calls), each
+/// output by the chain B was packed for.
 pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, c: &mut [f32], parallel: bool) {
     let (k, n) = (b.k, b.n);
     assert!(a.len() >= m * k && c.len() >= m * n, "gemm_bf16: buffer too small");
@@ -301,8 +360,9 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
         }
         return;
     }
-    let path = Path::in_force();
-    if b.dot_order != path.dot_order() {
+    let chain = b.chain;
+    let path = Path::for_chain(chain);
+    if b.dot_order != path.dot_order(chain) {
         return with_reordered_copy(b, path, |b| gemm_bf16_packed(m, a, a_t, b, beta, c, parallel));
     }
     let kp = b.kp;
@@ -333,17 +393,23 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
         pairs[m * kp..].fill(0);
         A_T_BUF.set(by_columns);
     }
-    if path.dot_order() {
+    if path.dot_order(chain) {
         // Row pairs (kp even, so no two rows share a couple), or column pairs m apart.
         reorder_pairs(&mut pairs, ps, true);
     }
     let a_pairs = Operand { data: &pairs, rs, ps, live: BLOCK_PAIRS };
+    // The tiles' chain runs whole blocks (zero pairs change none of it); the dot chain stops at
+    // k's last pair.
+    let chain_pairs = match chain {
+        Chain::Tiles => kp,
+        Chain::Dot => filled,
+    };
     let c_addr = c.as_mut_ptr() as usize;
     let block = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
         // SAFETY: `c` holds m x n (asserted); each call writes only its block of rows x cols,
         // and the blocks of one call are disjoint. A holds rows_stored rows of kp pairs (whole
         // tiles), B kp rows of ld >= n columns (whole vectors and tiles).
-        unsafe { blocked(path, 0..kp, &a_pairs, b, beta, c_addr as *mut f32, n, rows, cols) }
+        unsafe { blocked(path, 0..chain_pairs, &a_pairs, b, beta, c_addr as *mut f32, n, rows, cols) }
     };
     const TASK_ROWS: usize = 64;
     const TASK_COLS: usize = 4 * NR;
@@ -364,10 +430,10 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
 /// SIMD level was in force (the tests change it between calls).
 fn with_reordered_copy(b: &PackedB, path: Path, f: impl FnOnce(&PackedB)) {
     let mut copy = B_COPY.take();
-    (copy.k, copy.n, copy.ld, copy.kp, copy.dot_order) = (b.k, b.n, b.ld, b.kp, b.dot_order);
+    (copy.k, copy.n, copy.ld, copy.kp, copy.dot_order, copy.chain) = (b.k, b.n, b.ld, b.kp, b.dot_order, b.chain);
     copy.data.clear();
     copy.data.extend_from_slice(&b.data);
-    copy.reorder(path.dot_order());
+    copy.reorder(path.dot_order(b.chain));
     f(&copy);
     B_COPY.set(copy);
 }
@@ -407,6 +473,7 @@ pub fn gemm_bf16_blocks(
     let (m, n) = (rows.len(), b.n);
     assert!(blocks.end * BLOCK_PAIRS <= b.kp && blocks.end <= a.offsets.len(), "gemm_bf16_blocks: blocks past k");
     assert!(ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n), "gemm_bf16_blocks: c too small");
+    assert!(b.chain == Chain::Tiles, "gemm_bf16_blocks: the tiles' chain only");
     let path = Path::in_force();
     // The AMX kernel reads whole tiles of 16 rows from rows.start.
     let readable = rows.start + m.next_multiple_of(if path == Path::Tiles { 16 } else { 1 });
@@ -423,7 +490,7 @@ pub fn gemm_bf16_blocks(
     }
     let beta = if accumulate { 1.0 } else { 0.0 };
     let a0 = rows.start * a.rs;
-    if b.dot_order != path.dot_order() {
+    if b.dot_order != path.dot_order(Chain::Tiles) {
         return with_reordered_copy(b, path, |b| gemm_bf16_blocks(a, rows, b, blocks, accumulate, c, ldc));
     }
     #[cfg(target_arch = "x86_64")]
@@ -511,8 +578,9 @@ struct Operand<'a> {
     live: usize,
 }
 
-/// The rows x cols block of c over the pairs `pairs` of k (whole blocks; beta applies at their
-/// start), in passes of KC pairs and tiles of the kernel's rows and columns. A's pairs are
+/// The rows x cols block of c over the pairs `pairs` of k (whole blocks for the tiles' chain;
+/// beta applies at their start), by B's chain, in passes of KC pairs and tiles of the kernel's
+/// rows and columns. A's pairs are
 /// counted from `pairs.start`: (row r, pair p) at `a.data[r * a.rs + (p - pairs.start) * a.ps]`;
 /// B's from zero.
 ///
@@ -539,7 +607,11 @@ unsafe fn blocked(
         amx::blocked(pairs, KC, a.data.as_ptr() as *const u16, 2 * a.rs, a_block, b, beta, c, ldc, rows, cols);
         return;
     }
-    let step = if path == Path::DotProducts { DOT_ROWS } else { MR };
+    let step = match (path, b.chain) {
+        (Path::DotProducts, Chain::Tiles) => DOT_ROWS,
+        (Path::DotProducts, Chain::Dot) => DOT_CHAIN_ROWS,
+        _ => MR,
+    };
     let mut p0 = pairs.start;
     while p0 < pairs.end {
         let pass = KC.min(pairs.end - p0);
@@ -563,7 +635,7 @@ unsafe fn blocked(
                     cols: w,
                     beta: pass_beta,
                 };
-                run_tile(path, &tile);
+                run_tile(path, b.chain, &tile);
             }
         }
         p0 += pass;
@@ -571,7 +643,7 @@ unsafe fn blocked(
 }
 
 /// One kernel call: c[rows x cols] (rows <= MR, cols <= NR) = the chain over `pairs` pairs
-/// (whole blocks).
+/// (whole blocks for the tiles' chain).
 struct Tile {
     /// Pairs of B (whole blocks).
     pairs: usize,
@@ -593,7 +665,34 @@ struct Tile {
 
 /// SAFETY: the tile's pointers are valid for what it describes; B's columns up to
 /// cols.next_multiple_of(16) are readable (packed with zeros).
-unsafe fn run_tile(path: Path, t: &Tile) {
+unsafe fn run_tile(path: Path, chain: Chain, t: &Tile) {
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::DotProducts && chain == Chain::Dot {
+        macro_rules! rows {
+            ($nv:literal) => {
+                match t.rows {
+                    1 => hw::dot_kernel::<1, $nv>(t),
+                    2 => hw::dot_kernel::<2, $nv>(t),
+                    3 => hw::dot_kernel::<3, $nv>(t),
+                    4 => hw::dot_kernel::<4, $nv>(t),
+                    5 => hw::dot_kernel::<5, $nv>(t),
+                    6 => hw::dot_kernel::<6, $nv>(t),
+                    7 => hw::dot_kernel::<7, $nv>(t),
+                    8 => hw::dot_kernel::<8, $nv>(t),
+                    9 => hw::dot_kernel::<9, $nv>(t),
+                    10 => hw::dot_kernel::<10, $nv>(t),
+                    11 => hw::dot_kernel::<11, $nv>(t),
+                    _ => hw::dot_kernel::<12, $nv>(t),
+                }
+            };
+        }
+        if t.cols > 16 {
+            rows!(2)
+        } else {
+            rows!(1)
+        }
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if path == Path::DotProducts {
         macro_rules! rows {
@@ -614,7 +713,22 @@ unsafe fn run_tile(path: Path, t: &Tile) {
         return;
     }
     let _ = path;
-    emulated_tile(t);
+    match chain {
+        Chain::Tiles => emulated_tile(t),
+        Chain::Dot => emulated_dot_tile(t),
+    }
+}
+
+/// The dot chain of one output over pairs, written out plainly: `acc` (flushed), then each
+/// pair of a and b in order, its high half first. The reference of its kernels.
+pub fn chain_dot(acc: f32, a_pairs: &[u32], b_pairs: &[u32]) -> f32 {
+    assert_eq!(a_pairs.len(), b_pairs.len());
+    let mut acc = flush(acc);
+    for (&a, &b) in a_pairs.iter().zip(b_pairs) {
+        let ((a0, a1), (b0, b1)) = (unpair(a), unpair(b));
+        acc = flush(a0.mul_add(b0, flush(a1.mul_add(b1, acc))));
+    }
+    acc
 }
 
 /// One chain block of one output, written out plainly: `acc` then the block's pairs of a and
@@ -679,6 +793,42 @@ unsafe fn emulated_tile_body(t: &Tile) {
                     acc[r][j] = flush(flush(acc[r][j]) + flush(lo[r][j] + hi[r][j]));
                     (lo[r][j], hi[r][j]) = (0.0, 0.0);
                 }
+            }
+        }
+    }
+    for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        for (j, &v) in acc_row.iter().enumerate().take(cols) {
+            *t.c.add(r * t.ldc + j) = v;
+        }
+    }
+}
+
+simd_dispatch! {
+    /// The portable kernel of the dot chain (its emulation), compiled for AVX2 + FMA where the
+    /// CPU has them.
+    ///
+    /// SAFETY: as `run_tile`.
+    unsafe fn emulated_dot_tile => emulated_dot_tile_body(t: &Tile)
+}
+
+#[inline(always)]
+unsafe fn emulated_dot_tile_body(t: &Tile) {
+    let (rows, cols) = (t.rows, t.cols);
+    let mut acc = [[0f32; NR]; MR];
+    if t.beta != 0.0 {
+        for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
+            for (j, v) in acc_row.iter_mut().enumerate().take(cols) {
+                *v = flush(t.beta * *t.c.add(r * t.ldc + j));
+            }
+        }
+    }
+    for p in 0..t.pairs {
+        let b_row = std::slice::from_raw_parts(t.b.add(p * t.ldb), cols);
+        for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
+            let (a0, a1) = unpair(*t.a.add(r * t.rs + p * t.ps));
+            for (v, &b_pair) in acc_row.iter_mut().zip(b_row) {
+                let (b0, b1) = unpair(b_pair);
+                *v = flush(a0.mul_add(b0, flush(a1.mul_add(b1, *v))));
             }
         }
     }
@@ -778,6 +928,42 @@ mod hw {
             for r in 0..R {
                 for v in 0..NV {
                     acc[r][v] = flush(_mm512_add_ps(acc[r][v], flush(_mm512_add_ps(lo[r][v], hi[r][v]))));
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                _mm512_mask_storeu_ps(t.c.add(r * t.ldc + 16 * v), masks[v], x);
+            }
+        }
+    }
+
+    /// The dot chain (`super::Chain::Dot`): R rows by NV vectors of 16 columns, one
+    /// accumulator per output, one VDPBF16PS per pair; A and B in order.
+    ///
+    /// SAFETY: the CPU has AVX-512 F, BW, VL and BF16 (`simd::avx512bf16_allowed`), and the
+    /// tile's pointers are valid (`super::run_tile`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn dot_kernel<const R: usize, const NV: usize>(t: &Tile) {
+        let masks: [__mmask16; NV] = std::array::from_fn(|v| lanes(t.cols.saturating_sub(16 * v)));
+        let mut acc = [[_mm512_setzero_ps(); NV]; R];
+        if t.beta != 0.0 {
+            let beta = _mm512_set1_ps(t.beta);
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = flush(_mm512_mul_ps(beta, _mm512_maskz_loadu_ps(masks[v], t.c.add(r * t.ldc + 16 * v))));
+                }
+            }
+        }
+        for p in 0..t.pairs {
+            let b_row = t.b.add(p * t.ldb);
+            let b: [__m512bh; NV] =
+                std::array::from_fn(|v| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b_row.add(16 * v) as *const _)));
+            let a = t.a.add(p * t.ps);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a_pair: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r * t.rs) as i32));
+                for (x, &b_v) in row.iter_mut().zip(&b) {
+                    *x = _mm512_dpbf16_ps(*x, a_pair, b_v);
                 }
             }
         }
@@ -1026,7 +1212,7 @@ mod tests {
             COLUMN_BUF.set(vec![u32::MAX; 16 * 64]);
             let mut packed = PackedB::default();
             packed.data.resize(4096, u32::MAX);
-            packed.pack(k, n, &b, b_t);
+            packed.pack(k, n, &b, b_t, Chain::Dot);
             assert_eq!((packed.k(), packed.n(), packed.ld), (k, n, 32));
             for p in 0..k.div_ceil(2) {
                 let row = &packed.data[p * packed.ld..][..packed.ld];

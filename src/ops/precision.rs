@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Once;
 
 use crate::error::{Error, Result};
+use crate::ops::gemm_bf16::Chain;
 use crate::ops::simd::{detected_simd_level, simd_level, SimdLevel};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,8 +42,10 @@ pub enum Bf16Convs {
     /// (`ops::conv_tiles`, `ops::conv_tiles_dw`), Winograd where their outputs are 8x8 or
     /// smaller; float32's algorithms for the rest.
     Tiles,
-    /// float32's algorithms (Winograd, im2col, the direct kernel) with bf16 products; dW by
-    /// im2col (Winograd's dW amplifies bf16's rounding, `ops::conv2d`).
+    /// float32's algorithms (Winograd, im2col, the direct kernel) with bf16 products on
+    /// VDPBF16PS's own chain; dW by im2col, or by float32's Winograd of the inputs rounded to
+    /// bf16 where float32 takes Winograd (bf16 products there would let its output transform
+    /// amplify bf16's rounding, `ops::conv2d`).
     Winograd,
 }
 
@@ -55,6 +58,16 @@ impl Bf16Convs {
             Bf16Convs::Tiles
         } else {
             Bf16Convs::Winograd
+        }
+    }
+
+    /// The chain every bf16 product of the family follows (`ops::gemm_bf16`): the one its
+    /// hardware computes natively, TDPBF16PS's for the tiles, VDPBF16PS's for float32's
+    /// algorithms.
+    pub fn chain(self) -> Chain {
+        match self {
+            Bf16Convs::Tiles => Chain::Tiles,
+            Bf16Convs::Winograd => Chain::Dot,
         }
     }
 
@@ -115,6 +128,12 @@ impl Precision {
             Precision::Bf16Tiles => Some(Bf16Convs::Tiles),
             Precision::Bf16Winograd => Some(Bf16Convs::Winograd),
         }
+    }
+
+    /// The chain of this precision's bf16 products (its family's, [`Bf16Convs::chain`]); None
+    /// in float32.
+    pub fn bf16_chain(self) -> Option<Chain> {
+        self.bf16_convs().map(Bf16Convs::chain)
     }
 }
 

@@ -37,7 +37,7 @@ use rayon::prelude::*;
 use super::bf16::interleave_rows;
 use super::conv_shape::ConvShape;
 use super::gemm::{gemm_prepared, RightOperand};
-use super::gemm_bf16::PackedB;
+use super::gemm_bf16::{Chain, PackedB};
 use super::simd::simd_dispatch;
 use super::window::Geometry;
 use super::Precision;
@@ -228,9 +228,9 @@ pub struct WinogradScratch {
     u: Vec<f32>,
     u_version: Option<(u64, Variant)>,
     /// The 36 planes of U packed for bf16 products, and the version of the weights they came
-    /// from.
+    /// from (and the chain they were packed for).
     u_packed: Vec<PackedB>,
-    u_packed_version: Option<(u64, Variant)>,
+    u_packed_version: Option<(u64, Variant, Chain)>,
     tiles: PerThread<Option<TileWork>>,
 }
 
@@ -259,9 +259,11 @@ pub(crate) fn forward_into(
         transform_weights(w.data(), variant, c_in, c_out, &mut scratch.u);
         scratch.u_version = Some((w.version(), variant));
     }
-    if precision.is_bf16() && scratch.u_packed_version != Some((w.version(), variant)) {
-        transform_weights_packed(w.data(), variant, c_in, c_out, &mut scratch.u_packed);
-        scratch.u_packed_version = Some((w.version(), variant));
+    if let Some(chain) = precision.bf16_chain() {
+        if scratch.u_packed_version != Some((w.version(), variant, chain)) {
+            transform_weights_packed(w.data(), variant, c_in, c_out, chain, &mut scratch.u_packed);
+            scratch.u_packed_version = Some((w.version(), variant, chain));
+        }
     }
     let u = &scratch.u;
     let u_packed = &scratch.u_packed;
@@ -489,12 +491,12 @@ fn transform_weights(w: &[f32], variant: Variant, c_in: usize, c_out: usize, u: 
 /// Input channels (rows of each U plane) per task of [`transform_weights_packed`]: whole pairs.
 const PACK_ROWS: usize = 16;
 
-/// U packed for bf16 products, plane by plane (`PackedB`, k = C_in, n = C_out), straight from
+/// U packed for bf16 products of `chain`, plane by plane (`PackedB`, k = C_in, n = C_out), straight from
 /// w: each task transforms `PACK_ROWS` input channels of every plane (their kernel values are
 /// rows of w, c_out apart) and pairs them into the planes' rows, so that U in float32 never
 /// goes through memory (transforming all of U, then packing it, took 4.6 ms for 256 -> 256
 /// channels). Every value is computed as [`transform_weights`] computes it: the same bits.
-fn transform_weights_packed(w: &[f32], variant: Variant, c_in: usize, c_out: usize, planes: &mut Vec<PackedB>) {
+fn transform_weights_packed(w: &[f32], variant: Variant, c_in: usize, c_out: usize, chain: Chain, planes: &mut Vec<PackedB>) {
     let (t, r, positions) = (variant.tile(), variant.kernel(), variant.positions());
     planes.resize_with(positions, PackedB::default);
     // Each task's rows (PACK_ROWS / 2 pairs) of every plane.
@@ -526,7 +528,7 @@ fn transform_weights_packed(w: &[f32], variant: Variant, c_in: usize, c_out: usi
             interleave_rows(u_plane, rows, c_out, c_out, dst, ld);
         }
     });
-    planes.iter_mut().for_each(PackedB::finish);
+    planes.iter_mut().for_each(|plane| plane.finish(chain));
 }
 
 simd_dispatch! {
@@ -857,14 +859,18 @@ mod tests {
             let w: Vec<f32> = (0..r * r * c_in * c_out).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
             let mut u = Vec::new();
             transform_weights(&w, variant, c_in, c_out, &mut u);
+            // For both chains (the tiles' is in dot order on a VDPBF16PS machine, the dot
+            // chain's in order), the second packed over planes of the first.
             let mut planes = Vec::new();
-            transform_weights_packed(&vec![1.0; 9 * 40 * 40], Variant::F4x4Kernel3x3, 40, 40, &mut planes);
-            transform_weights_packed(&w, variant, c_in, c_out, &mut planes);
-            assert_eq!(planes.len(), variant.positions());
-            for (xi, plane) in planes.iter().enumerate() {
-                let mut want = PackedB::default();
-                want.pack(c_in, c_out, &u[xi * c_in * c_out..][..c_in * c_out], false);
-                assert!(plane.contents() == want.contents(), "{variant:?} {c_in}x{c_out}: plane {xi}");
+            transform_weights_packed(&vec![1.0; 9 * 40 * 40], Variant::F4x4Kernel3x3, 40, 40, Chain::Tiles, &mut planes);
+            for chain in [Chain::Dot, Chain::Tiles] {
+                transform_weights_packed(&w, variant, c_in, c_out, chain, &mut planes);
+                assert_eq!(planes.len(), variant.positions());
+                for (xi, plane) in planes.iter().enumerate() {
+                    let mut want = PackedB::default();
+                    want.pack(c_in, c_out, &u[xi * c_in * c_out..][..c_in * c_out], false, chain);
+                    assert!(plane.contents() == want.contents(), "{variant:?} {c_in}x{c_out} {chain:?}: plane {xi}");
+                }
             }
         }
     }
