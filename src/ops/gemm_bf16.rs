@@ -645,7 +645,7 @@ unsafe fn blocked(
 /// One kernel call: c[rows x cols] (rows <= MR, cols <= NR) = the chain over `pairs` pairs
 /// (whole blocks for the tiles' chain).
 struct Tile {
-    /// Pairs of B (whole blocks).
+    /// Pairs of B (whole blocks for the tiles' chain).
     pairs: usize,
     /// Pairs run per block (even, at most 16): A stores only those (block j's pair q at
     /// `(j * live + q) * ps`); the rest of each block is zero in both operands, and zero
