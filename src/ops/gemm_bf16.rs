@@ -62,8 +62,8 @@ const MR: usize = 8;
 /// the 32 vector registers).
 const DOT_ROWS: usize = 4;
 /// Rows of c per call of the AVX512-BF16 kernel of the dot chain (one accumulator per output:
-/// 24 of the 32 vector registers; 12 rows ran the ResNet's Winograd products 7-13% faster than
-/// 8 on Zen 4, `cargo bench --bench gemm_bf16`).
+/// 24 of the 32 vector registers; 12 rows ran the ResNet's Winograd products 8-11% faster than
+/// 8 on Zen 4, and airbench's 256^3 4% slower, `cargo bench --bench gemm_bf16`).
 const DOT_CHAIN_ROWS: usize = 12;
 /// Columns of c per kernel call (two vectors of 16, or two tiles).
 const NR: usize = 32;
