@@ -71,6 +71,8 @@ const NR: usize = 32;
 /// while every row block uses it; whole chain blocks.
 const KC: usize = 256;
 const _: () = assert!(KC.is_multiple_of(BLOCK_PAIRS));
+// `run_tile` has a copy of each AVX512-BF16 kernel for every row count up to these.
+const _: () = assert!(DOT_ROWS == 4 && DOT_CHAIN_ROWS == 12);
 
 /// Which chain each output of a bf16 product follows: the tiles' (TDPBF16PS: blocks of 16
 /// pairs, even and odd k in two chains) or VDPBF16PS's (one chain, pair by pair). Each family
@@ -666,49 +668,24 @@ struct Tile {
 /// SAFETY: the tile's pointers are valid for what it describes; B's columns up to
 /// cols.next_multiple_of(16) are readable (packed with zeros).
 unsafe fn run_tile(path: Path, chain: Chain, t: &Tile) {
+    // Each AVX512-BF16 kernel is compiled for fixed rows and vectors: the tile's shape picks the
+    // copy (the last rows' count for any taller tile).
     #[cfg(target_arch = "x86_64")]
-    if path == Path::DotProducts && chain == Chain::Dot {
-        macro_rules! rows {
-            ($nv:literal) => {
-                match t.rows {
-                    1 => hw::dot_kernel::<1, $nv>(t),
-                    2 => hw::dot_kernel::<2, $nv>(t),
-                    3 => hw::dot_kernel::<3, $nv>(t),
-                    4 => hw::dot_kernel::<4, $nv>(t),
-                    5 => hw::dot_kernel::<5, $nv>(t),
-                    6 => hw::dot_kernel::<6, $nv>(t),
-                    7 => hw::dot_kernel::<7, $nv>(t),
-                    8 => hw::dot_kernel::<8, $nv>(t),
-                    9 => hw::dot_kernel::<9, $nv>(t),
-                    10 => hw::dot_kernel::<10, $nv>(t),
-                    11 => hw::dot_kernel::<11, $nv>(t),
-                    _ => hw::dot_kernel::<12, $nv>(t),
-                }
-            };
-        }
-        if t.cols > 16 {
-            rows!(2)
-        } else {
-            rows!(1)
-        }
-        return;
+    macro_rules! by_shape {
+        ($kernel:ident, $nv:literal, [$($rows:literal),*], $most:literal) => {
+            match t.rows {
+                $($rows => hw::$kernel::<$rows, $nv>(t),)*
+                _ => hw::$kernel::<$most, $nv>(t),
+            }
+        };
     }
     #[cfg(target_arch = "x86_64")]
     if path == Path::DotProducts {
-        macro_rules! rows {
-            ($nv:literal) => {
-                match t.rows {
-                    1 => hw::kernel::<1, $nv>(t),
-                    2 => hw::kernel::<2, $nv>(t),
-                    3 => hw::kernel::<3, $nv>(t),
-                    _ => hw::kernel::<4, $nv>(t),
-                }
-            };
-        }
-        if t.cols > 16 {
-            rows!(2)
-        } else {
-            rows!(1)
+        match (chain, t.cols > 16) {
+            (Chain::Dot, true) => by_shape!(dot_kernel, 2, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 12),
+            (Chain::Dot, false) => by_shape!(dot_kernel, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 12),
+            (Chain::Tiles, true) => by_shape!(kernel, 2, [1, 2, 3], 4),
+            (Chain::Tiles, false) => by_shape!(kernel, 1, [1, 2, 3], 4),
         }
         return;
     }
