@@ -14,6 +14,7 @@ use convnet::model::{Loss, Network};
 use convnet::ops::bf16::round_bf16;
 use convnet::ops::conv2d::{algorithm_in, conv2d_backward_into, conv2d_forward_into, Algorithm, Conv2dGradsMut, ConvScratch, OutputGrad};
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
+use convnet::ops::gemm_bf16::{gemm_bf16, Chain};
 use convnet::ops::precision::{bf16_hardware, emulation_notice};
 use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level, SimdLevel};
 use convnet::ops::{Bf16Convs, Geometry, Padding, Precision, Window};
@@ -459,6 +460,25 @@ type = "flatten"
 type = "dense"
 units = 10
 "#;
+
+#[test]
+fn each_familys_products_follow_its_own_chain() {
+    // A dense layer's y = b + x·W: in the tiles' family TDPBF16PS's chain (blocks of 16 pairs,
+    // even and odd k apart), in the winograd family VDPBF16PS's (one chain, pair by pair), each
+    // the GEMM of that chain bit for bit. 70 inputs: over one block, so the chains differ.
+    let (n, fin, fout) = (5, 70, 20);
+    let (x, w, b) = (random(&[n, fin], 501), random(&[fin, fout], 502), random(&[fout], 503));
+    let mut outputs = Vec::new();
+    for (precision, chain) in [(Precision::Bf16Tiles, Chain::Tiles), (Precision::Bf16Winograd, Chain::Dot)] {
+        let mut y = Tensor::empty();
+        dense_forward_into(&x, &w, Some(&b), precision, &mut y).unwrap();
+        let mut c: Vec<f32> = b.data().iter().copied().cycle().take(n * fout).collect();
+        gemm_bf16(n, fin, fout, x.data(), false, w.data(), false, 1.0, &mut c, chain);
+        assert!(bits(&y) == c.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{precision}: not the {chain:?} chain's bits");
+        outputs.push(bits(&y));
+    }
+    assert_ne!(outputs[0], outputs[1], "the two chains gave the same bits: the test cannot tell them apart");
+}
 
 #[test]
 fn a_network_in_bf16_has_gradients_within_bf16_rounding_of_finite_differences() {

@@ -228,9 +228,6 @@ impl PackedB {
     pub fn n(&self) -> usize {
         self.n
     }
-    pub fn chain(&self) -> Chain {
-        self.chain
-    }
 }
 
 simd_dispatch! {
