@@ -728,6 +728,36 @@ fn flush(x: f32) -> f32 {
     }
 }
 
+/// An emulated tile's accumulators at the chain's start: beta · c, flushed (daz), or zero
+/// when beta is 0 (c is not read). Both chains start so (the tiles' flushes its accumulator
+/// again at each block's end, which changes nothing).
+///
+/// SAFETY: as `run_tile`.
+#[inline(always)]
+unsafe fn emulated_start(t: &Tile) -> [[f32; NR]; MR] {
+    let mut acc = [[0f32; NR]; MR];
+    if t.beta != 0.0 {
+        for (r, acc_row) in acc.iter_mut().enumerate().take(t.rows) {
+            for (j, v) in acc_row.iter_mut().enumerate().take(t.cols) {
+                *v = flush(t.beta * *t.c.add(r * t.ldc + j));
+            }
+        }
+    }
+    acc
+}
+
+/// An emulated tile's results written to c.
+///
+/// SAFETY: as `run_tile`.
+#[inline(always)]
+unsafe fn emulated_store(t: &Tile, acc: &[[f32; NR]; MR]) {
+    for (r, acc_row) in acc.iter().enumerate().take(t.rows) {
+        for (j, &v) in acc_row.iter().enumerate().take(t.cols) {
+            *t.c.add(r * t.ldc + j) = v;
+        }
+    }
+}
+
 simd_dispatch! {
     /// The portable kernel (the emulation), compiled for AVX2 + FMA where the CPU has them.
     ///
@@ -738,15 +768,8 @@ simd_dispatch! {
 #[inline(always)]
 unsafe fn emulated_tile_body(t: &Tile) {
     let (rows, cols) = (t.rows, t.cols);
-    let mut acc = [[0f32; NR]; MR];
+    let mut acc = emulated_start(t);
     let (mut lo, mut hi) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
-    if t.beta != 0.0 {
-        for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
-            for (j, v) in acc_row.iter_mut().enumerate().take(cols) {
-                *v = t.beta * *t.c.add(r * t.ldc + j);
-            }
-        }
-    }
     for p in 0..t.pairs {
         let (block, q) = (p / BLOCK_PAIRS, p % BLOCK_PAIRS);
         // The pairs past `live` are zero: skipped.
@@ -770,11 +793,7 @@ unsafe fn emulated_tile_body(t: &Tile) {
             }
         }
     }
-    for (r, acc_row) in acc.iter().enumerate().take(rows) {
-        for (j, &v) in acc_row.iter().enumerate().take(cols) {
-            *t.c.add(r * t.ldc + j) = v;
-        }
-    }
+    emulated_store(t, &acc);
 }
 
 simd_dispatch! {
@@ -788,14 +807,7 @@ simd_dispatch! {
 #[inline(always)]
 unsafe fn emulated_dot_tile_body(t: &Tile) {
     let (rows, cols) = (t.rows, t.cols);
-    let mut acc = [[0f32; NR]; MR];
-    if t.beta != 0.0 {
-        for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
-            for (j, v) in acc_row.iter_mut().enumerate().take(cols) {
-                *v = flush(t.beta * *t.c.add(r * t.ldc + j));
-            }
-        }
-    }
+    let mut acc = emulated_start(t);
     for p in 0..t.pairs {
         let b_row = std::slice::from_raw_parts(t.b.add(p * t.ldb), cols);
         for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
@@ -806,11 +818,7 @@ unsafe fn emulated_dot_tile_body(t: &Tile) {
             }
         }
     }
-    for (r, acc_row) in acc.iter().enumerate().take(rows) {
-        for (j, &v) in acc_row.iter().enumerate().take(cols) {
-            *t.c.add(r * t.ldc + j) = v;
-        }
-    }
+    emulated_store(t, &acc);
 }
 
 #[cfg(target_arch = "x86_64")]
