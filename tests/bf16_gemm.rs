@@ -299,3 +299,64 @@ fn a_b_packed_at_one_level_and_used_at_another_gives_the_same_bits() {
     }
     set_simd_level(detected_simd_level()).unwrap();
 }
+
+/// `gemm_bf16_blocks` (the products of `conv_tiles` and `conv_tiles_dw`): A's rows are rows of
+/// bf16 values, each block of 16 pairs read at its own offset (a tap's shift, odd ones
+/// included). Blocks evenly spaced (read in place by the dot chain, unaligned at an odd shift)
+/// and out of order (gathered), c started at zero or continued, rows over one kernel tile and
+/// columns over one vector: each output the chain's bits, written out by hand with
+/// `chain_dot` / `chain_block`, at every SIMD level.
+#[test]
+fn blocked_rows_give_each_chains_bits_read_in_place_or_gathered_at_every_level() {
+    use convnet::ops::gemm_bf16::{gemm_bf16_blocks, BlockedRows};
+    let _level = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (m, n, rs) = (19, 37, 200);
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    // 32 rows: the AMX kernel reads whole tiles of 16 rows.
+    let data: Vec<u16> = random(32 * rs, &mut rng).iter().map(|&v| to_bf16(v)).collect();
+    let evenly: Vec<usize> = (0..5).map(|j| 3 + 32 * j).collect();
+    let shuffled = vec![64, 3, 130, 35, 99];
+    let k = 5 * 2 * BLOCK_PAIRS;
+    let b = random(k * n, &mut rng);
+    let c0 = random(m * n, &mut rng);
+    let a_pairs = |r: usize, offsets: &[usize]| -> Vec<u32> {
+        let row = &data[r * rs..];
+        offsets.iter().flat_map(|&o| (0..BLOCK_PAIRS).map(move |q| row[o + 2 * q] as u32 | (row[o + 2 * q + 1] as u32) << 16)).collect()
+    };
+    let b_pairs = |j: usize| -> Vec<u32> { (0..k / 2).map(|p| pair(b[2 * p * n + j], b[(2 * p + 1) * n + j])).collect() };
+    for level in available_simd_levels() {
+        set_simd_level(level).unwrap();
+        for chain in CHAINS {
+            let mut packed = PackedB::default();
+            packed.pack(k, n, &b, false, chain);
+            for (name, offsets) in [("evenly spaced", &evenly), ("out of order", &shuffled)] {
+                for accumulate in [false, true] {
+                    let mut c = c0.clone();
+                    let a = BlockedRows { data: &data, rs, offsets, live: BLOCK_PAIRS };
+                    gemm_bf16_blocks(&a, 0..m, &packed, 0..offsets.len(), accumulate, &mut c, n);
+                    for r in 0..m {
+                        let a_r = a_pairs(r, offsets);
+                        for j in 0..n {
+                            let start = if accumulate { c0[r * n + j] } else { 0.0 };
+                            let b_j = b_pairs(j);
+                            let want = match chain {
+                                Chain::Dot => chain_dot(start, &a_r, &b_j),
+                                Chain::Tiles => a_r
+                                    .chunks(BLOCK_PAIRS)
+                                    .zip(b_j.chunks(BLOCK_PAIRS))
+                                    .fold(start, |acc, (a_block, b_block)| chain_block(acc, a_block, b_block)),
+                            };
+                            assert_eq!(
+                                bits(c[r * n + j]),
+                                bits(want),
+                                "{level:?} {chain:?} {name}, accumulate {accumulate}: c[{r}][{j}] = {:e}, the chain gives {want:e}",
+                                c[r * n + j]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    set_simd_level(detected_simd_level()).unwrap();
+}

@@ -358,10 +358,12 @@ fn dw_by_winograd_in_the_winograd_family_is_float32s_winograd_of_the_rounded_inp
 fn bf16_by_float32s_algorithms_gives_the_same_bits_on_every_kernel_and_thread_count_and_not_the_tiles_bits() {
     let _walk = walking_levels();
     // The family for CPUs without AMX (`Bf16Convs::Winograd`) on the shapes where the tiles'
-    // family takes the tiles: float32's choice (the direct kernel on rounded operands, Winograd,
-    // im2col), dW by im2col (exact in the rounded inputs), the same bits at every SIMD level
-    // (the emulation included) and thread count; and other bits than the tiles', whose chains
-    // differ (the tiles add blocks of 32 channels per tap).
+    // family takes the tiles: float32's choice (the direct kernel, on VDPBF16PS's chain;
+    // Winograd; im2col), dW on the tiles' layout on the dot chain (cases 0 and 1) or by im2col
+    // (case 2, beside a dX by col2im), within float32 accumulation of the exact sums of the
+    // rounded inputs, the same bits at every SIMD level (the emulation included) and thread
+    // count; and other bits than the tiles', whose chains differ (the tiles add blocks of 32
+    // channels per tap).
     let cases = [
         (ConvCase { n: 2, hw: 16, ci: 16, co: 20, k: 3, stride: 1, padding: Padding::Same }, Algorithm::Direct),
         (ConvCase { n: 3, hw: 16, ci: 24, co: 24, k: 3, stride: 1, padding: Padding::Same }, Algorithm::Winograd),
@@ -676,4 +678,131 @@ fn the_cli_and_the_config_take_the_precision_and_refuse_other_values() {
     let text = common::tiny_config(data.path(), 1, "kind = \"adam\"\nlr = 0.01").replace("seed = 3", "seed = 3\nprecision = \"bf17\"");
     let err = Config::from_toml(&text, "tiny.toml").unwrap_err().to_string();
     assert!(err.contains("tiny.toml") && err.contains("bf17"), "{err}");
+}
+
+#[test]
+fn the_direct_kernel_on_the_dot_chain_equals_its_plain_loops_on_every_kernel_and_the_exact_sum() {
+    let _walk = walking_levels();
+    // The winograd family's direct convolution (`conv_direct_bf16`): every output one chain of
+    // VDPBF16PS's pairs over (tap, input channel pair), then + b (and ReLU). Against its plain
+    // loops bit for bit at every SIMD level (the AVX512-BF16 kernel and the emulation), and
+    // against the exact sum of the rounded inputs at float32 accumulation tolerance. Pairs per
+    // pixel the kernel knows as constants (3, 16, 32 channels: 2, 8, 16 pairs) and others (5,
+    // 7, 1 channels, odd ones with a zero channel), output channels below, at and over the
+    // 16-lane vector (every block of 1-4 vectors, masked lanes), 1x1 to 5x5 kernels with SAME,
+    // VALID and uneven explicit padding, an image smaller than a tile, blocks of rows.
+    use convnet::ops::conv_direct::DirectConv;
+    use convnet::ops::conv_direct_bf16::{forward_direct_bf16_ref, forward_direct_bf16_rows, pack_weights};
+    let explicit = Padding::Explicit { top: 2, bottom: 0, left: 1, right: 3 };
+    let cases = [
+        ("3x3 same, 3 -> 16", [7, 9, 3], 16, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same, 16 -> 32", [6, 11, 16], 32, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same, 32 -> 16", [5, 8, 32], 16, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("5x5 same, 1 -> 37", [9, 6, 1], 37, Window::new(5, 5, 1, 1, Padding::Same)),
+        ("2x2 valid, 3 -> 24", [8, 7, 3], 24, Window::new(2, 2, 1, 1, Padding::Valid)),
+        ("3x2 explicit, 5 -> 70", [6, 9, 5], 70, Window::new(3, 2, 1, 1, explicit)),
+        ("1x1, 7 -> 9", [4, 5, 7], 9, Window::new(1, 1, 1, 1, Padding::Valid)),
+        ("3x3 same 2x3 image, 32 -> 3", [2, 3, 32], 3, Window::new(3, 3, 1, 1, Padding::Same)),
+    ];
+    for (seed, (name, [ih, iw, c_in], c_out, win)) in cases.into_iter().enumerate() {
+        let seed = 800 + seed as u64 * 10;
+        let g = Geometry::new("test", ih, iw, &win).unwrap();
+        let x = random(&[1, ih, iw, c_in], seed);
+        let w = random(&[win.kh, win.kw, c_in, c_out], seed + 1);
+        let b = random(&[c_out], seed + 2);
+        let dy = Tensor::zeros(&[1, g.oh, g.ow, c_out]);
+        let e = exact_conv(&rounded(&x), [1, ih, iw, c_in], &rounded(&w), [win.kh, win.kw, c_in, c_out], b.data(), &rounded(&dy), &g);
+        for relu in [false, true] {
+            let s = DirectConv { g: &g, c_in, c_out, w: w.data(), b: b.data(), relu };
+            let mut slow = vec![0.0; g.oh * g.ow * c_out];
+            forward_direct_bf16_ref(x.data(), s, &mut slow);
+            if !relu {
+                assert_within_accumulation(name, &slow, &e.y, win.kh * win.kw * c_in.next_multiple_of(2));
+            }
+            let mut packed = Vec::new();
+            let row_len = g.ow * c_out;
+            for level in available_simd_levels() {
+                set_simd_level(level).unwrap();
+                pack_weights(&s, &mut packed);
+                let mut buf = Vec::new();
+                for rows in [0..g.oh, 0..1, g.oh / 2..g.oh, 1..g.oh.min(3)] {
+                    let mut fast = vec![f32::NAN; rows.len() * row_len];
+                    forward_direct_bf16_rows(x.data(), s, &packed, rows.clone(), &mut buf, &mut fast);
+                    let want = &slow[rows.start * row_len..rows.end * row_len];
+                    let same = fast.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{name} relu {relu} rows {rows:?} at {level:?}: the kernel differs from its plain loops");
+                }
+            }
+            set_simd_level(detected_simd_level()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn dw_in_the_winograd_family_on_the_tiles_layout_is_the_dot_chain_over_each_groups_pixel_pairs() {
+    // Stride 1 with 16 channels or more each side, where float32's dW is not Winograd: the
+    // winograd family's dW runs `conv_tiles_dw` on its own chain. Written out by hand: the
+    // images of each group of 32 laid one after another on an even padded width, pixel pairs
+    // (2p, 2p + 1) of the layout, X at the tap's shift and dz (zero where a pixel is not an
+    // output), each dW value `chain_dot` from zero over the group's pairs (whole blocks of 16
+    // pairs), the groups' sums added in order to zero. 33 images: two groups; 3x3 SAME and 2x2
+    // VALID (odd shifts, read unaligned in place); bits at every SIMD level and thread count.
+    use convnet::ops::bf16::pair;
+    use convnet::ops::gemm_bf16::chain_dot;
+    let _walk = walking_levels();
+    let cases = [
+        ConvCase { n: 33, hw: 7, ci: 17, co: 18, k: 3, stride: 1, padding: Padding::Same },
+        ConvCase { n: 33, hw: 6, ci: 16, co: 32, k: 2, stride: 1, padding: Padding::Valid },
+    ];
+    for (ci_, c) in cases.iter().enumerate() {
+        let win = Window::new(c.k, c.k, 1, 1, c.padding);
+        let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
+        let x = random(&[c.n, c.hw, c.hw, c.ci], 610 + ci_ as u64);
+        let w = random(&[c.k, c.k, c.ci, c.co], 620 + ci_ as u64);
+        let b = random(&[c.co], 630 + ci_ as u64);
+        let dy = random(&[c.n, g.oh, g.ow, c.co], 640 + ci_ as u64);
+        let (y, dx, dw, db) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Winograd);
+        // The layout: width Wd (even), S pixels an image, the group's pixels in whole blocks.
+        let width = (g.ow + g.kw - 1).next_multiple_of(2);
+        let image = (g.oh + g.kh - 1) * width;
+        let x_at = |first: usize, images: usize, q: usize, ch: usize| -> f32 {
+            let (n, r, col) = (q / image, q % image / width, q % width);
+            let (Some(r), Some(col)) = (r.checked_sub(g.pad_top), col.checked_sub(g.pad_left)) else { return 0.0 };
+            if n >= images || r >= c.hw || col >= c.hw {
+                return 0.0;
+            }
+            x.data()[(((first + n) * c.hw + r) * c.hw + col) * c.ci + ch]
+        };
+        let dz_at = |first: usize, images: usize, q: usize, o: usize| -> f32 {
+            let (n, i, j) = (q / image, q % image / width, q % width);
+            if n >= images || i >= g.oh || j >= g.ow {
+                return 0.0;
+            }
+            dy.data()[(((first + n) * g.oh + i) * g.ow + j) * c.co + o]
+        };
+        let mut want = vec![0.0f32; dw.len()];
+        for first in (0..c.n).step_by(32) {
+            let images = 32.min(c.n - first);
+            let pixels = (images * image).next_multiple_of(32);
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    let shift = ki * width + kj;
+                    for ch in 0..c.ci {
+                        let a: Vec<u32> =
+                            (0..pixels / 2).map(|p| pair(x_at(first, images, 2 * p + shift, ch), x_at(first, images, 2 * p + 1 + shift, ch))).collect();
+                        for o in 0..c.co {
+                            let bp: Vec<u32> = (0..pixels / 2).map(|p| pair(dz_at(first, images, 2 * p, o), dz_at(first, images, 2 * p + 1, o))).collect();
+                            want[((ki * g.kw + kj) * c.ci + ch) * c.co + o] += chain_dot(0.0, &a, &bp);
+                        }
+                    }
+                }
+            }
+        }
+        let what = format!("case {ci_}");
+        let want_bits: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+        if let Some(i) = (0..want.len()).find(|&i| dw.data()[i].to_bits() != want_bits[i]) {
+            panic!("{what}: dW is not the dot chain over the tiles' layout: dW[{i}] = {:e}, the chain gives {:e}", dw.data()[i], want[i]);
+        }
+        assert_same_bits_everywhere(&what, (&x, &w, &b, &dy), &win, Precision::Bf16Winograd, [&y, &dx, &dw, &db]);
+    }
 }

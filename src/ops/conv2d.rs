@@ -16,12 +16,15 @@
 //! and for 3x3 ones with 64 channels or more on each side (`winograd_dw`, the latter summed over
 //! the whole batch), else, in float32 with 8 input channels or more, directly on the images
 //! (`conv_dw_direct`: no column matrix), else by col(x)^T dY; col(x) is recomputed rather than
-//! kept: it is kh*kw times the input. With bf16 products the same algorithms run (dW by
-//! col(x)^T dY where float32's would be direct; by Winograd on the inputs rounded to bf16 with
-//! float32 products where float32's is Winograd), unless the precision's family is
-//! the tiles' (`Bf16Convs::Tiles`, the default on AMX): then stride-1 convolutions with 16 input
-//! channels or more go on the AMX tiles without a column matrix instead, y, dX and dW
-//! (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`] decides). The
+//! kept: it is kh*kw times the input. With bf16 products in the winograd family (the default
+//! without AMX) the same algorithms run: the direct one on VDPBF16PS's chain
+//! (`conv_direct_bf16`); dW by Winograd on the inputs rounded to bf16 with float32 products
+//! where float32's is Winograd, else at stride 1 with 16 channels or more each side on the
+//! tiles' layout (`conv_tiles_dw`, on the family's dot chain), else as float32 on the rounded
+//! inputs (direct) or by col(x)^T dY. In the tiles' family (`Bf16Convs::Tiles`, the default on
+//! AMX) stride-1 convolutions with 16 input channels or more go on the AMX tiles without a
+//! column matrix instead, y, dX and dW (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`]
+//! decides), and the direct kernel takes operands rounded to bf16 (`direct_operands`). The
 //! plain-loop twin, used by the tests as the oracle, is `conv2d_ref`.
 
 use rayon::prelude::*;
@@ -29,13 +32,14 @@ use rayon::prelude::*;
 use super::activation::Activation;
 use super::bf16::round_to_bf16_into;
 use super::conv_direct::{self, forward_direct_rows, DirectConv};
+use super::conv_direct_bf16::{self, forward_direct_bf16_rows};
 use super::conv_dw_direct::{self, weight_grad_direct, DirectShape};
 pub use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
 use super::conv_tiles::{self, TilesScratch};
 use super::conv_tiles_dw::{self, TilesDwWork};
 use super::gemm::{gemm, gemm_prepared, RightOperand};
-use super::gemm_bf16::PackedB;
+use super::gemm_bf16::{Chain, PackedB};
 use super::im2col::{col2im, im2col, im2col_rows};
 use super::simd::simd_dispatch;
 use super::transpose::transpose;
@@ -56,7 +60,8 @@ pub enum Algorithm {
     /// outputs).
     Winograd,
     /// Directly on the image, a tile of the output in registers (`conv_direct`): stride 1 with
-    /// few input channels (in bf16, on operands rounded to bf16: `direct_operands`).
+    /// few input channels (in bf16's winograd family on VDPBF16PS's chain, `conv_direct_bf16`;
+    /// in the tiles' family on operands rounded to bf16, `direct_operands`).
     Direct,
     /// A column matrix of the patches times the weights (any window).
     Im2col,
@@ -67,8 +72,8 @@ pub enum Algorithm {
 
 /// The algorithm for a convolution with `g` (its geometry) and `window` from `c_in` to `c_out`
 /// channels, its products in `precision`: [`algorithm`] in float32 and in bf16 by float32's
-/// algorithms (`Bf16Convs::Winograd`; the direct kernel takes operands rounded to bf16,
-/// `direct_operands`). In the tiles' family, `conv_tiles` where it applies (stride 1, 16 input
+/// algorithms (`Bf16Convs::Winograd`; the direct one on VDPBF16PS's chain,
+/// `conv_direct_bf16`). In the tiles' family, `conv_tiles` where it applies (stride 1, 16 input
 /// channels or more: on AMX the products are cheap, and Winograd's transforms and im2col's
 /// columns are what cost) unless Winograd applies and the tiles would waste a quarter of their
 /// rows on the padding (`conv_tiles::pays`: outputs of 8x8 and smaller). Measured on AMX, the
@@ -155,6 +160,8 @@ pub struct ConvScratch {
     tiles: TilesScratch,
     /// The input and weights rounded to bf16 for the direct kernel (`direct_operands`).
     bf16_operands: (Vec<f32>, Vec<f32>),
+    /// The direct kernel on the dot chain (`conv_direct_bf16`).
+    dot_direct: DotDirectScratch,
     dx_winograd: DxScratch,
 }
 
@@ -168,6 +175,15 @@ struct DxScratch {
     winograd: WinogradScratch,
     tiles: TilesScratch,
     bf16_operands: (Vec<f32>, Vec<f32>),
+    dot_direct: DotDirectScratch,
+}
+
+/// The direct kernel on the dot chain: the packed weights, and each worker's padded rows in
+/// pairs.
+#[derive(Default)]
+struct DotDirectScratch {
+    weights: Vec<u32>,
+    padded_rows: PerThread<Vec<u32>>,
 }
 
 #[derive(Default)]
@@ -214,6 +230,9 @@ pub fn conv2d_forward_into(
     y.resize(&shape.output_shape());
     match algorithm_in(precision, &shape.geometry, window, shape.c_in, shape.c_out) {
         Algorithm::Winograd => winograd::forward_into(x, w, b, &shape, relu, precision, y, &mut scratch.winograd),
+        Algorithm::Direct if precision.bf16_chain() == Some(Chain::Dot) => {
+            direct_dot_forward(x.data(), w.data(), b.data(), &shape, relu, y, &mut scratch.dot_direct)
+        }
         Algorithm::Direct => {
             let (x, w) = direct_operands(precision, x.data(), w.data(), &mut scratch.bf16_operands);
             direct_forward(x, w, b.data(), &shape, relu, y, scratch.thread_cols.for_current_pool())
@@ -328,8 +347,23 @@ fn direct_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: bool
     });
 }
 
+/// The direct kernel on the dot chain (the winograd family's, `conv_direct_bf16`): the
+/// weights packed once, then each task a block of output rows of one image, its padded rows
+/// converted to pairs in the worker's buffer.
+fn direct_dot_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: bool, y: &mut Tensor, scratch: &mut DotDirectScratch) {
+    let g = &shape.geometry;
+    let s = DirectConv { g, c_in: shape.c_in, c_out: shape.c_out, w, b, relu };
+    conv_direct_bf16::pack_weights(&s, &mut scratch.weights);
+    let (packed, bufs) = (&scratch.weights[..], scratch.padded_rows.for_current_pool());
+    let (in_size, rows) = (shape.input_len(), forward_rows_per_task(shape.batch, g.oh, g.ow));
+    output_row_blocks(y, shape, rows).for_each(|(img, out_rows, y_block)| {
+        forward_direct_bf16_rows(&x[img * in_size..][..in_size], s, packed, out_rows, &mut bufs.get(), y_block);
+    });
+}
+
 /// The direct kernel's operands for products in `precision`: `x` and `w` as they are in
-/// float32; in bf16, both rounded to bf16 (into `store`). A product of two bf16 values is exact
+/// float32; in bf16 (the tiles' family: the winograd family has its own kernel,
+/// `direct_dot_forward`), both rounded to bf16 (into `store`). A product of two bf16 values is exact
 /// in float32, so the float32 kernel then computes bf16 products with float32 accumulation, in
 /// its own fixed order: the same bits on every machine (tests/simd_levels.rs holds the kernel
 /// to that).
@@ -407,9 +441,12 @@ pub fn conv2d_backward_into(
     // dW by float32's Winograd where float32 takes it, in the winograd family of bf16 too, on
     // x and dz rounded to bf16 but with float32 products (`winograd_dw::bf16_operands`: bf16
     // products of the transformed values would have dW's output transform amplify their
-    // rounding ~56 times). The tiles' family keeps its own dW (the tiles, else im2col). The
-    // summed Winograd dW runs on the whole batch, so not beside a dX by col2im, which goes
-    // chunk by chunk with dW.
+    // rounding ~56 times). Elsewhere the winograd family takes the tiles' layout on its dot
+    // chain where it applies (VDPBF16PS reads the transposed images in place: on Zen 4 the
+    // ResNet's 32 -> 64 at 16x16, batch 128, 9.5 -> 8.5 ms backward against float32's direct
+    // kernel on the rounded inputs), else float32's choice on the rounded inputs. The tiles'
+    // family keeps its own dW (the tiles, else im2col). The summed Winograd dW and the tiles'
+    // run on the whole batch, so not beside a dX by col2im, which goes chunk by chunk with dW.
     let dx_by_col2im = d_input.is_some() && dx_as_conv.is_none();
     let on_tiles = precision.bf16_convs() == Some(Bf16Convs::Tiles);
     let dw_method = if on_tiles && conv_tiles_dw::applies(window, &shape) && !dx_by_col2im {
@@ -418,16 +455,18 @@ pub fn conv2d_backward_into(
         WeightGradMethod::Winograd
     } else if !on_tiles && winograd_dw::summed_applies(window, &shape) && !dx_by_col2im {
         WeightGradMethod::WinogradSummed
-    } else if precision == Precision::F32 && conv_dw_direct::applies(&shape.geometry, shape.c_in) {
+    } else if precision.bf16_chain() == Some(Chain::Dot) && conv_tiles_dw::applies(window, &shape) && !dx_by_col2im {
+        WeightGradMethod::Tiles
+    } else if !on_tiles && conv_dw_direct::applies(&shape.geometry, shape.c_in) {
         WeightGradMethod::Direct
     } else {
         WeightGradMethod::Columns
     };
     match (d_input, dx_as_conv) {
         (Some(dx), Some((dx_window, dx_algorithm))) => {
-            let DxScratch { dz, w_flipped, zero_bias, winograd, tiles, bf16_operands } = dx_winograd;
+            let DxScratch { dz, w_flipped, zero_bias, winograd, tiles, bf16_operands, dot_direct } = dx_winograd;
             let dz = relu_masked(dy, shape.output_len(), dz);
-            let scratch = (w_flipped, zero_bias, winograd, tiles, bf16_operands, thread_cols.for_current_pool());
+            let scratch = (w_flipped, zero_bias, winograd, tiles, (bf16_operands, dot_direct), thread_cols.for_current_pool());
             input_grad_as_conv(dz, w, &shape, (&dx_window, dx_algorithm), precision, dx, scratch)?;
             let scratch = (&mut *chunks, thread_dw, (&mut *summed_dw, &mut *tiles_dw), packed_w);
             weight_grads(x, w, OutputGrad::Plain(dz), &shape, precision, dw_method, None, scratch, d_weight, d_bias);
@@ -452,8 +491,9 @@ enum WeightGradMethod {
     /// Winograd F(3x3, 4x4), the products summed over the whole batch before the output
     /// transform (`winograd_dw::summed_applies`, where dX does not go by col2im).
     WinogradSummed,
-    /// bf16: the images transposed and read in place by the tiles, one shifted view per tap,
-    /// over the whole batch (`conv_tiles_dw`, where dX does not go by col2im).
+    /// bf16: the images transposed and read in place by the tiles (or, on the dot chain, by
+    /// VDPBF16PS), one shifted view per tap, over the whole batch (`conv_tiles_dw`, where dX
+    /// does not go by col2im).
     Tiles,
 }
 
@@ -494,7 +534,8 @@ fn weight_grads(
     }
     if dw_method == WeightGradMethod::Tiles {
         assert!(dx.is_none(), "dW on the tiles is not chosen beside a dX by col2im");
-        conv_tiles_dw::weight_grad(x.data(), dy, shape, tiles_dw, d_weight.data_mut(), d_bias.data_mut());
+        let chain = precision.bf16_chain().expect("dW on the tiles' layout is bf16");
+        conv_tiles_dw::weight_grad(x.data(), dy, shape, chain, tiles_dw, d_weight.data_mut(), d_bias.data_mut());
         return;
     }
     if crate::dist::in_group() {
@@ -565,10 +606,17 @@ fn input_grad_as_conv(
     dx_conv: (&Window, Algorithm),
     precision: Precision,
     dx: &mut Tensor,
-    scratch: (&mut Tensor, &mut Tensor, &mut WinogradScratch, &mut TilesScratch, &mut (Vec<f32>, Vec<f32>), &PerThread<Vec<f32>>),
+    scratch: (
+        &mut Tensor,
+        &mut Tensor,
+        &mut WinogradScratch,
+        &mut TilesScratch,
+        (&mut (Vec<f32>, Vec<f32>), &mut DotDirectScratch),
+        &PerThread<Vec<f32>>,
+    ),
 ) -> Result<()> {
     let (dx_window, dx_algorithm) = dx_conv;
-    let (w_flipped, zero_bias, winograd, tiles, bf16_operands, padded_rows) = scratch;
+    let (w_flipped, zero_bias, winograd, tiles, (bf16_operands, dot_direct), padded_rows) = scratch;
     flip_weights(w, w_flipped);
     zero_bias.resize(&[shape.c_in]);
     zero_bias.data_mut().fill(0.0);
@@ -578,6 +626,9 @@ fn input_grad_as_conv(
     dx.resize(&[shape.batch, g.ih, g.iw, shape.c_in]);
     match dx_algorithm {
         Algorithm::Winograd => winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, precision, dx, winograd),
+        Algorithm::Direct if precision.bf16_chain() == Some(Chain::Dot) => {
+            direct_dot_forward(dz.data(), w_flipped.data(), zero_bias.data(), &transposed, false, dx, dot_direct)
+        }
         Algorithm::Direct => {
             let (dz, w) = direct_operands(precision, dz.data(), w_flipped.data(), bf16_operands);
             direct_forward(dz, w, zero_bias.data(), &transposed, false, dx, padded_rows)
@@ -654,6 +705,10 @@ fn chunk_partials(
             if dw_method == WeightGradMethod::Winograd {
                 winograd_dw::weight_grad_into(x_chunk, dz, images, shape, precision, &mut dw_works.get(), &mut s.dw);
             } else {
+                // In bf16 (the winograd family) on x and dz rounded to bf16: float32's kernel
+                // then sums bf16 products (exact in float32) in its own order.
+                let mut work = dw_works.get();
+                let (x_chunk, dz) = winograd_dw::bf16_operands(precision, x_chunk, dz, work.rounded());
                 weight_grad_direct(x_chunk, dz, DirectShape { g, images, c_in, c_out }, &mut s.dw);
             }
             for row in dz.chunks_exact(c_out) {

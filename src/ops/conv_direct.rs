@@ -55,7 +55,7 @@ pub struct DirectConv<'a> {
 /// Rows of the padded copy for `rows` output rows, `wp` wide: the kh - 1 more that the taps
 /// reach, and a few of zeros after them that the last tile reads past the last stored pixel
 /// (at most P + kw wide pixels).
-fn padded_height(g: &Geometry, rows: usize, wp: usize) -> usize {
+pub(crate) fn padded_height(g: &Geometry, rows: usize, wp: usize) -> usize {
     rows + g.kh - 1 + (MAX_TILE_PIXELS + g.kw).div_ceil(wp) + 1
 }
 
@@ -84,7 +84,7 @@ fn fill_padded(x: &[f32], s: &DirectConv, rows: &Range<usize>, wp: usize, buf: &
 }
 
 /// The most pixels a tile of any copy of the kernel has.
-const MAX_TILE_PIXELS: usize = 28;
+pub(crate) const MAX_TILE_PIXELS: usize = 28;
 
 /// Output rows `rows` of one image: `y` ([rows.len(), ow, c_out]) = conv(`x` [ih, iw, c_in], w)
 /// + b, then ReLU if asked. `buf` is reused for the padded rows.
@@ -109,16 +109,16 @@ pub fn forward_direct_rows(x: &[f32], s: DirectConv, rows: Range<usize>, buf: &m
 /// The output pixels numbered on wide rows: pixel q is (q / wp, q % wp), stored if its column
 /// is under ow; `pixels` wide pixels up to the last stored one.
 #[derive(Clone, Copy)]
-struct WideRows {
-    wp: usize,
-    ow: usize,
-    pixels: usize,
+pub(crate) struct WideRows {
+    pub(crate) wp: usize,
+    pub(crate) ow: usize,
+    pub(crate) pixels: usize,
 }
 
 impl WideRows {
     /// Where wide pixel q goes in the output (in pixels), if it is stored.
     #[inline(always)]
-    fn out_pixel(&self, q: usize) -> Option<usize> {
+    pub(crate) fn out_pixel(&self, q: usize) -> Option<usize> {
         let (i, j) = (q / self.wp, q % self.wp);
         (j < self.ow && q < self.pixels).then_some(i * self.ow + j)
     }

@@ -30,6 +30,11 @@
 //! summed while DZ is paired: each image's pixels in order, the images then added in order.
 //! On AVX512-BF16 and AMX the images are transposed by blocks of 16 pixels x 16 channels in
 //! registers (the same rounding, the same bits as the portable loop).
+//!
+//! The winograd family runs the same layout on its own chain (`Chain::Dot`, VDPBF16PS's: each
+//! output one chain over the group's pixel pairs), where its dW is not Winograd: the blocks of
+//! a tap are evenly spaced, so the dot kernel reads X's rows in place, unaligned at an odd
+//! shift (`gemm_bf16_blocks`).
 
 use rayon::prelude::*;
 
@@ -109,7 +114,16 @@ pub struct TilesDwWork {
 /// C_in]`, the gradient at the output `dy`), written (not added), for a convolution where
 /// [`applies`] holds. db is the groups' sums of dz in float32 (each image's, added in order),
 /// added in group order.
-pub fn weight_grad(x: &[f32], dy: OutputGrad, shape: &ConvShape, work: &mut TilesDwWork, d_weight: &mut [f32], d_bias: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+pub fn weight_grad(
+    x: &[f32],
+    dy: OutputGrad,
+    shape: &ConvShape,
+    chain: Chain,
+    work: &mut TilesDwWork,
+    d_weight: &mut [f32],
+    d_bias: &mut [f32],
+) {
     let (n, c_in, c_out) = (shape.batch, shape.c_in, shape.c_out);
     let dw_len = shape.geometry.kh * shape.geometry.kw * c_in * c_out;
     let mut partials = std::mem::take(&mut work.partials);
@@ -121,7 +135,7 @@ pub fn weight_grad(x: &[f32], dy: OutputGrad, shape: &ConvShape, work: &mut Tile
         for (index, partial) in partials[..groups].iter_mut().enumerate() {
             partial.clear();
             partial.resize(dw_len + c_out, 0.0);
-            group_grads(x, dy, shape, index * GROUP_IMAGES, work, partial);
+            group_grads(x, dy, shape, index * GROUP_IMAGES, chain, work, partial);
         }
         crate::dist::ordered_fold(&mut [d_weight, d_bias], |acc| {
             let [acc_w, acc_b] = acc else { unreachable!("two buffers") };
@@ -136,7 +150,7 @@ pub fn weight_grad(x: &[f32], dy: OutputGrad, shape: &ConvShape, work: &mut Tile
         let mut group = std::mem::take(&mut work.group);
         group.resize(dw_len + c_out, 0.0);
         for first in (0..n).step_by(GROUP_IMAGES) {
-            group_grads(x, dy, shape, first, work, &mut group);
+            group_grads(x, dy, shape, first, chain, work, &mut group);
             add_into(d_weight, &group[..dw_len]);
             add_into(d_bias, &group[dw_len..]);
         }
@@ -151,7 +165,7 @@ fn add_into(acc: &mut [f32], part: &[f32]) {
 }
 
 /// The group of images from `first` (up to `GROUP_IMAGES`): its dW then its db into `out`.
-fn group_grads(x: &[f32], dy: OutputGrad, shape: &ConvShape, first: usize, work: &mut TilesDwWork, out: &mut [f32]) {
+fn group_grads(x: &[f32], dy: OutputGrad, shape: &ConvShape, first: usize, chain: Chain, work: &mut TilesDwWork, out: &mut [f32]) {
     let (g, c_in, c_out) = (&shape.geometry, shape.c_in, shape.c_out);
     let images = GROUP_IMAGES.min(shape.batch - first);
     let layout = Layout::of(g, images);
@@ -162,7 +176,7 @@ fn group_grads(x: &[f32], dy: OutputGrad, shape: &ConvShape, first: usize, work:
     transpose_images(&x[first * in_size..][..images * in_size], shape, images, layout, x_rows);
     db_images.clear();
     db_images.resize(images * c_out, 0.0);
-    pair_output_grad(dz, shape, images, layout, dz_pairs, db_images);
+    pair_output_grad(dz, shape, images, layout, (dz_pairs, chain), db_images);
     // db: the images' sums added in order.
     db.copy_from_slice(&db_images[..c_out]);
     for image in db_images.chunks_exact(c_out).skip(1) {
@@ -326,7 +340,8 @@ mod hw {
 /// pixels of the layout, zero at every pixel that is not an output; and each image's db
 /// (`db_images`, [images, C_out], zero on entry): its pixels' dz summed in order, each row
 /// while the pairing has it in cache.
-fn pair_output_grad(dz: &[f32], shape: &ConvShape, images: usize, layout: Layout, packed: &mut PackedB, db_images: &mut [f32]) {
+fn pair_output_grad(dz: &[f32], shape: &ConvShape, images: usize, layout: Layout, packed: (&mut PackedB, Chain), db_images: &mut [f32]) {
+    let (packed, chain) = packed;
     let (g, c_out) = (&shape.geometry, shape.c_out);
     let (data, ld) = packed.pairs_mut(layout.pixels, c_out);
     let (row_pairs, image_pairs) = (layout.width / 2, layout.image / 2);
@@ -348,7 +363,7 @@ fn pair_output_grad(dz: &[f32], shape: &ConvShape, images: usize, layout: Layout
             }
         }
     });
-    packed.finish(Chain::Tiles);
+    packed.finish(chain);
 }
 
 #[cfg(test)]

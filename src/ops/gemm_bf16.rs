@@ -396,7 +396,7 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
         // Row pairs (kp even, so no two rows share a couple), or column pairs m apart.
         reorder_pairs(&mut pairs, ps, true);
     }
-    let a_pairs = Operand { data: &pairs, rs, ps, live: BLOCK_PAIRS };
+    let a_pairs = Operand::of(&pairs, rs, ps, BLOCK_PAIRS);
     // The tiles' chain runs whole blocks (zero pairs change none of it); the dot chain stops at
     // k's last pair.
     let chain_pairs = match chain {
@@ -460,6 +460,7 @@ pub struct BlockedRows<'a> {
 /// `accumulate`, continued from the values in c (exactly: a chain's running sum is float32, so
 /// a product cut into ranges of blocks gives the same bits as one call). The AMX kernel reads
 /// whole tiles: rows.len() rounded up to 16 rows from rows.start, which `a.data` must hold.
+/// The dot chain runs every pair of each block (`a.live` must be 16).
 pub fn gemm_bf16_blocks(
     a: &BlockedRows,
     rows: std::ops::Range<usize>,
@@ -472,8 +473,8 @@ pub fn gemm_bf16_blocks(
     let (m, n) = (rows.len(), b.n);
     assert!(blocks.end * BLOCK_PAIRS <= b.kp && blocks.end <= a.offsets.len(), "gemm_bf16_blocks: blocks past k");
     assert!(ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n), "gemm_bf16_blocks: c too small");
-    assert!(b.chain == Chain::Tiles, "gemm_bf16_blocks: the tiles' chain only");
-    let path = Path::in_force();
+    assert!(b.chain == Chain::Tiles || a.live == BLOCK_PAIRS, "gemm_bf16_blocks: the dot chain runs every pair of a block");
+    let path = Path::for_chain(b.chain);
     // The AMX kernel reads whole tiles of 16 rows from rows.start.
     let readable = rows.start + m.next_multiple_of(if path == Path::Tiles { 16 } else { 1 });
     let last = a.offsets[blocks.clone()].iter().max().map_or(0, |&o| o + 2 * BLOCK_PAIRS);
@@ -489,7 +490,7 @@ pub fn gemm_bf16_blocks(
     }
     let beta = if accumulate { 1.0 } else { 0.0 };
     let a0 = rows.start * a.rs;
-    if b.dot_order != path.dot_order(Chain::Tiles) {
+    if b.dot_order != path.dot_order(b.chain) {
         return with_reordered_copy(b, path, |b| gemm_bf16_blocks(a, rows, b, blocks, accumulate, c, ldc));
     }
     #[cfg(target_arch = "x86_64")]
@@ -518,6 +519,25 @@ pub fn gemm_bf16_blocks(
         };
         return;
     }
+    // The dot chain over whole blocks evenly spaced (`conv_tiles_dw`'s taps): A's rows are
+    // runs of pairs already, read in place (unaligned where the tap's shift is odd).
+    let first = a.offsets[blocks.start];
+    let evenly = a.offsets[blocks.clone()].iter().enumerate().all(|(j, &o)| o == first + 2 * BLOCK_PAIRS * j);
+    if b.chain == Chain::Dot && evenly && a.rs.is_multiple_of(2) {
+        let pairs = blocks.start * BLOCK_PAIRS..blocks.end * BLOCK_PAIRS;
+        let in_place = Operand {
+            // SAFETY: inside `a.data` (asserted above: every row's blocks are in bounds).
+            data: unsafe { a.data.as_ptr().add(a0 + first) } as *const u32,
+            rs: a.rs / 2,
+            ps: 1,
+            live: BLOCK_PAIRS,
+            _buffer: std::marker::PhantomData,
+        };
+        // SAFETY: the rows' pairs of the blocks (asserted in bounds), B's pairs of the blocks
+        // and c's m x n (asserted) are valid; the dot chain's kernels read A unaligned.
+        unsafe { blocked(path, pairs, &in_place, b, beta, c.as_mut_ptr(), ldc, 0..m, 0..n) };
+        return;
+    }
     // The other kernels read rows of pairs in their order: a chunk of rows gathered block by
     // block (in dot order for VDPBF16PS), then multiplied over all the blocks at once, c's
     // tiles kept in registers for KC pairs (gathered by scalars and multiplied block by block,
@@ -532,9 +552,9 @@ pub fn gemm_bf16_blocks(
     for r0 in (0..m).step_by(GATHER_ROWS) {
         let chunk = GATHER_ROWS.min(m - r0);
         for (r, dst) in gathered.chunks_exact_mut(kp).take(chunk).enumerate() {
-            gather_row(path, a.data, a0 + (r0 + r) * a.rs, offsets, live, dst);
+            gather_row(path.dot_order(b.chain), a.data, a0 + (r0 + r) * a.rs, offsets, live, dst);
         }
-        let rows_pairs = Operand { data: &gathered, rs: kp, ps: 1, live };
+        let rows_pairs = Operand::of(&gathered, kp, 1, live);
         // SAFETY: the chunk's rows of the gathered pairs (kp each), B's pairs of the blocks
         // (whole vectors of 16 columns: ld is a multiple of 16) and c's rows r0..r0 + chunk
         // (asserted: m rows of ldc >= n) are in bounds.
@@ -549,12 +569,13 @@ const GATHER_ROWS: usize = 64;
 
 /// One row of a [`BlockedRows`] operand as row pairs: the first `live` pairs of each block at
 /// `start + offset` into the next `live` pairs of `dst`, in dot order for VDPBF16PS.
-fn gather_row(path: Path, data: &[u16], start: usize, offsets: &[usize], live: usize, dst: &mut [u32]) {
-    // Only x86's VDPBF16PS kernel reads pairs in dot order; elsewhere every path gathers plainly.
+fn gather_row(dot_order: bool, data: &[u16], start: usize, offsets: &[usize], live: usize, dst: &mut [u32]) {
+    // Only x86's VDPBF16PS kernel of the tiles' chain reads pairs in dot order; elsewhere
+    // every path gathers plainly.
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = path;
+    let _ = dot_order;
     #[cfg(target_arch = "x86_64")]
-    if path == Path::DotProducts {
+    if dot_order {
         // SAFETY: that path is taken only where the level allows AVX512-BF16, so the CPU has
         // AVX-512 F and BW.
         return unsafe { hw::gather_row_dot_order(data, start, offsets, live, dst) };
@@ -569,12 +590,25 @@ fn gather_row(path: Path, data: &[u16], start: usize, offsets: &[usize], live: u
 
 /// An operand's pairs: (row r, pair p) at `data[r * rs + p * ps]`; where `live` < 16, only the
 /// first `live` pairs of each block are stored (block j's pair q at `j * live + q`), the others
-/// being zero in both operands.
+/// being zero in both operands. `data` points into a borrowed buffer; for the dot chain it may
+/// be unaligned (pairs read in place from bf16 values, [`gemm_bf16_blocks`]), and its kernels
+/// read it so.
 struct Operand<'a> {
-    data: &'a [u32],
+    data: *const u32,
     rs: usize,
     ps: usize,
     live: usize,
+    _buffer: std::marker::PhantomData<&'a [u16]>,
+}
+
+// SAFETY: an Operand only reads the buffer it borrows (`_buffer`), which no one writes while
+// the borrow lasts: sharing it between threads is sharing a `&[u16]`.
+unsafe impl Sync for Operand<'_> {}
+
+impl<'a> Operand<'a> {
+    fn of(pairs: &'a [u32], rs: usize, ps: usize, live: usize) -> Operand<'a> {
+        Operand { data: pairs.as_ptr(), rs, ps, live, _buffer: std::marker::PhantomData }
+    }
 }
 
 /// The rows x cols block of c over the pairs `pairs` of k (whole blocks for the tiles' chain;
@@ -603,7 +637,7 @@ unsafe fn blocked(
         // The pairs as bfloat16 values: twice the offsets and the stride.
         let first = pairs.start / BLOCK_PAIRS;
         let a_block = |block: usize| 2 * (block - first) * BLOCK_PAIRS;
-        amx::blocked(pairs, KC, a.data.as_ptr() as *const u16, 2 * a.rs, a_block, b, beta, c, ldc, rows, cols);
+        amx::blocked(pairs, KC, a.data as *const u16, 2 * a.rs, a_block, b, beta, c, ldc, rows, cols);
         return;
     }
     let step = match (path, b.chain) {
@@ -623,7 +657,7 @@ unsafe fn blocked(
                 let tile = Tile {
                     pairs: pass,
                     live: a.live,
-                    a: a.data.as_ptr().add(i0 * a.rs + (p0 - pairs.start) / BLOCK_PAIRS * a.live * a.ps),
+                    a: a.data.add(i0 * a.rs + (p0 - pairs.start) / BLOCK_PAIRS * a.live * a.ps),
                     rs: a.rs,
                     ps: a.ps,
                     b: b.data.as_ptr().add(p0 * b.ld + j0),
@@ -699,10 +733,17 @@ pub fn chain_dot(acc: f32, a_pairs: &[u32], b_pairs: &[u32]) -> f32 {
     assert_eq!(a_pairs.len(), b_pairs.len());
     let mut acc = flush(acc);
     for (&a, &b) in a_pairs.iter().zip(b_pairs) {
-        let ((a0, a1), (b0, b1)) = (unpair(a), unpair(b));
-        acc = flush(a0.mul_add(b0, flush(a1.mul_add(b1, acc))));
+        acc = dot_pair(acc, a, b);
     }
     acc
+}
+
+/// One pair of the dot chain, as VDPBF16PS adds it to one lane: the high halves' product
+/// first, then the low halves', each sum exact then rounded to nearest even and flushed.
+#[inline(always)]
+pub(crate) fn dot_pair(acc: f32, a: u32, b: u32) -> f32 {
+    let ((a0, a1), (b0, b1)) = (unpair(a), unpair(b));
+    flush(a0.mul_add(b0, flush(a1.mul_add(b1, acc))))
 }
 
 /// One chain block of one output, written out plainly: `acc` then the block's pairs of a and
@@ -811,10 +852,10 @@ unsafe fn emulated_dot_tile_body(t: &Tile) {
     for p in 0..t.pairs {
         let b_row = std::slice::from_raw_parts(t.b.add(p * t.ldb), cols);
         for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
-            let (a0, a1) = unpair(*t.a.add(r * t.rs + p * t.ps));
+            // The dot chain's A may be unaligned (`Operand`).
+            let a_pair = t.a.add(r * t.rs + p * t.ps).read_unaligned();
             for (v, &b_pair) in acc_row.iter_mut().zip(b_row) {
-                let (b0, b1) = unpair(b_pair);
-                *v = flush(a0.mul_add(b0, flush(a1.mul_add(b1, *v))));
+                *v = dot_pair(*v, a_pair, b_pair);
             }
         }
     }
@@ -943,7 +984,8 @@ mod hw {
                 std::array::from_fn(|v| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b_row.add(16 * v) as *const _)));
             let a = t.a.add(p * t.ps);
             for (r, row) in acc.iter_mut().enumerate() {
-                let a_pair: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r * t.rs) as i32));
+                // A may be unaligned (`super::Operand`): a broadcast from memory does not mind.
+                let a_pair: __m512bh = std::mem::transmute(_mm512_set1_epi32(a.add(r * t.rs).read_unaligned() as i32));
                 for (x, &b_v) in row.iter_mut().zip(&b) {
                     *x = _mm512_dpbf16_ps(*x, a_pair, b_v);
                 }

@@ -8,6 +8,7 @@ pub mod bf16;
 pub mod conv2d;
 pub mod conv2d_ref;
 pub mod conv_direct;
+pub mod conv_direct_bf16;
 pub mod conv_dw_direct;
 mod conv_output_grad;
 pub mod conv_shape;

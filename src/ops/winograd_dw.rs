@@ -138,6 +138,14 @@ pub(crate) struct WeightGradWork {
     rounded: (Vec<f32>, Vec<f32>),
 }
 
+impl WeightGradWork {
+    /// The buffers for a chunk's x and dz rounded to bf16 (`bf16_operands`), also lent to the
+    /// direct dW kernel (`conv2d`).
+    pub(crate) fn rounded(&mut self) -> &mut (Vec<f32>, Vec<f32>) {
+        &mut self.rounded
+    }
+}
+
 /// dW of `images` images (x: [images, ih, iw, C_in], dz: [images, oh, ow, C_out]) of a
 /// convolution of `shape` for which [`applies`] holds, written (not added) into `dw`
 /// ([5, 5, C_in, C_out]); in bf16 `precision`, of x and dz rounded to bf16
@@ -196,7 +204,12 @@ pub(crate) fn weight_grad_into(
 /// tests/bf16_layers.rs), and on a CPU with AVX512-BF16 but no AMX, float32's Winograd dW
 /// beat the bf16 products of im2col (airbench's 256 -> 256 at 7x7, batch 512: 80 against 141
 /// ms; docs/performance.md).
-fn bf16_operands<'a>(precision: Precision, x: &'a [f32], dz: &'a [f32], store: &'a mut (Vec<f32>, Vec<f32>)) -> (&'a [f32], &'a [f32]) {
+pub(crate) fn bf16_operands<'a>(
+    precision: Precision,
+    x: &'a [f32],
+    dz: &'a [f32],
+    store: &'a mut (Vec<f32>, Vec<f32>),
+) -> (&'a [f32], &'a [f32]) {
     if !precision.is_bf16() {
         return (x, dz);
     }
