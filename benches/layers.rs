@@ -180,7 +180,9 @@ fn bench(c: &mut Criterion) {
     gelu_both(c, "airbench/gelu_16x16x64", [64, 16, 16, 64]);
 
     // bf16 products, the same shapes (batch 128 for the ResNet, 64 for airbench's widths).
+    conv_in(c, "resnet/conv_3x3x3x16_32x32/bf16", [128, 32, 32, 3], 16, 3, false, Precision::Bf16);
     conv_in(c, "resnet/conv_3x3x16x32_32x32/bf16", [128, 32, 32, 16], 32, 3, true, Precision::Bf16);
+    conv_in(c, "resnet/conv_3x3x32x32_16x16/bf16", [128, 16, 16, 32], 32, 3, true, Precision::Bf16);
     conv_in(c, "resnet/conv_3x3x32x64_16x16/bf16", [128, 16, 16, 32], 64, 3, true, Precision::Bf16);
     conv_in(c, "resnet/conv_3x3x64x128_8x8/bf16", [128, 8, 8, 64], 128, 3, true, Precision::Bf16);
     conv_in(c, "resnet/conv_3x3x128x128_4x4/bf16", [128, 4, 4, 128], 128, 3, true, Precision::Bf16);

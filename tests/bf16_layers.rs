@@ -684,13 +684,14 @@ fn the_cli_and_the_config_take_the_precision_and_refuse_other_values() {
 fn the_direct_kernel_on_the_dot_chain_equals_its_plain_loops_on_every_kernel_and_the_exact_sum() {
     let _walk = walking_levels();
     // The winograd family's direct convolution (`conv_direct_bf16`): every output one chain of
-    // VDPBF16PS's pairs over (tap, input channel pair), then + b (and ReLU). Against its plain
+    // VDPBF16PS's pairs over (kernel row, input channel pair, tap), then + b (and ReLU). Against its plain
     // loops bit for bit at every SIMD level (the AVX512-BF16 kernel and the emulation), and
     // against the exact sum of the rounded inputs at float32 accumulation tolerance. Pairs per
     // pixel the kernel knows as constants (3, 16, 32 channels: 2, 8, 16 pairs) and others (5,
     // 7, 1 channels, odd ones with a zero channel), output channels below, at and over the
-    // 16-lane vector (every block of 1-4 vectors, masked lanes), 1x1 to 5x5 kernels with SAME,
-    // VALID and uneven explicit padding, an image smaller than a tile, blocks of rows.
+    // 16-lane vector (every block of 1-4 vectors, masked lanes, at each kernel width the
+    // vector copy has its own tiles for: 1, 2, 3; 5 takes the any-width copy), SAME, VALID
+    // and uneven explicit padding, an image smaller than a tile, blocks of rows.
     use convnet::ops::conv_direct::DirectConv;
     use convnet::ops::conv_direct_bf16::{forward_direct_bf16_ref, forward_direct_bf16_rows, pack_weights};
     let explicit = Padding::Explicit { top: 2, bottom: 0, left: 1, right: 3 };
@@ -703,6 +704,10 @@ fn the_direct_kernel_on_the_dot_chain_equals_its_plain_loops_on_every_kernel_and
         ("3x2 explicit, 5 -> 70", [6, 9, 5], 70, Window::new(3, 2, 1, 1, explicit)),
         ("1x1, 7 -> 9", [4, 5, 7], 9, Window::new(1, 1, 1, 1, Padding::Valid)),
         ("3x3 same 2x3 image, 32 -> 3", [2, 3, 32], 3, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 same, 16 -> 64", [5, 7, 16], 64, Window::new(3, 3, 1, 1, Padding::Same)),
+        ("3x3 valid, 32 -> 40", [6, 6, 32], 40, Window::new(3, 3, 1, 1, Padding::Valid)),
+        ("2x2 valid, 16 -> 33", [5, 6, 16], 33, Window::new(2, 2, 1, 1, Padding::Valid)),
+        ("1x1, 16 -> 50", [3, 5, 16], 50, Window::new(1, 1, 1, 1, Padding::Valid)),
     ];
     for (seed, (name, [ih, iw, c_in], c_out, win)) in cases.into_iter().enumerate() {
         let seed = 800 + seed as u64 * 10;
@@ -788,10 +793,12 @@ fn dw_in_the_winograd_family_on_the_tiles_layout_is_the_dot_chain_over_each_grou
                 for kj in 0..g.kw {
                     let shift = ki * width + kj;
                     for ch in 0..c.ci {
-                        let a: Vec<u32> =
-                            (0..pixels / 2).map(|p| pair(x_at(first, images, 2 * p + shift, ch), x_at(first, images, 2 * p + 1 + shift, ch))).collect();
+                        let a: Vec<u32> = (0..pixels / 2)
+                            .map(|p| pair(x_at(first, images, 2 * p + shift, ch), x_at(first, images, 2 * p + 1 + shift, ch)))
+                            .collect();
                         for o in 0..c.co {
-                            let bp: Vec<u32> = (0..pixels / 2).map(|p| pair(dz_at(first, images, 2 * p, o), dz_at(first, images, 2 * p + 1, o))).collect();
+                            let bp: Vec<u32> =
+                                (0..pixels / 2).map(|p| pair(dz_at(first, images, 2 * p, o), dz_at(first, images, 2 * p + 1, o))).collect();
                             want[((ki * g.kw + kj) * c.ci + ch) * c.co + o] += chain_dot(0.0, &a, &bp);
                         }
                     }
