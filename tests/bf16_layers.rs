@@ -385,11 +385,85 @@ fn bf16_by_float32s_algorithms_gives_the_same_bits_on_every_kernel_and_thread_co
         if *expected != Algorithm::Winograd {
             assert_within_accumulation(&format!("{what} y"), y.data(), &e.y, c.k * c.k * c.ci);
         }
+        if *expected == Algorithm::Direct {
+            assert_direct_on_the_dot_chain(&what, (&x, &w, &b, &dy), &win, (&y, &dx));
+        }
         let (y_tiles, _, dw_tiles, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Tiles);
         assert_ne!(bits(&y), bits(&y_tiles), "{what}: y, the same bits as the tiles'");
         assert_ne!(bits(&dw), bits(&dw_tiles), "{what}: dW, the same bits as the tiles'");
         assert_same_bits_everywhere(&what, (&x, &w, &b, &dy), &win, Precision::Bf16Winograd, [&y, &dx, &dw, &db]);
     }
+}
+
+/// y and dX of a 3x3 SAME convolution that the winograd family computes directly are the
+/// bits of `conv_direct_bf16`'s plain loops, image by image: y of x and w, dX of dy and the
+/// flipped weights (dX's own convolution, into the input's channels, no bias).
+fn assert_direct_on_the_dot_chain(
+    what: &str,
+    (x, w, b, dy): (&Tensor, &Tensor, &Tensor, &Tensor),
+    win: &Window,
+    (y, dx): (&Tensor, &Tensor),
+) {
+    use convnet::ops::conv_direct::DirectConv;
+    use convnet::ops::conv_direct_bf16::forward_direct_bf16_ref;
+    let [n, h, wd, ci] = x.shape()[..] else { unreachable!() };
+    let [kh, kw, _, co] = w.shape()[..] else { unreachable!() };
+    assert!(kh == 3 && kw == 3 && win.padding == Padding::Same, "{what}: 3x3 SAME only");
+    let g = Geometry::new("test", h, wd, win).unwrap();
+    let mut flipped = vec![0.0f32; w.len()];
+    for ki in 0..kh {
+        for kj in 0..kw {
+            for i in 0..ci {
+                for o in 0..co {
+                    flipped[(((kh - 1 - ki) * kw + (kw - 1 - kj)) * co + o) * ci + i] = w.data()[((ki * kw + kj) * ci + i) * co + o];
+                }
+            }
+        }
+    }
+    let zero = vec![0.0f32; ci];
+    let (mut y_want, mut dx_want) = (vec![0.0f32; g.oh * g.ow * co], vec![0.0f32; h * wd * ci]);
+    for img in 0..n {
+        forward_direct_bf16_ref(
+            &x.data()[img * h * wd * ci..][..h * wd * ci],
+            DirectConv { g: &g, c_in: ci, c_out: co, w: w.data(), b: b.data(), relu: false },
+            &mut y_want,
+        );
+        let dy_img = &dy.data()[img * g.oh * g.ow * co..][..g.oh * g.ow * co];
+        forward_direct_bf16_ref(dy_img, DirectConv { g: &g, c_in: co, c_out: ci, w: &flipped, b: &zero, relu: false }, &mut dx_want);
+        let bits_of = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+        assert!(
+            bits_of(&y.data()[img * y_want.len()..][..y_want.len()]) == bits_of(&y_want),
+            "{what}: y of image {img} is not the dot chain's direct convolution"
+        );
+        // dX's zero bias adds +0: a -0 sum comes out +0, as the plain loops' `+ b` gives it.
+        assert!(
+            bits_of(&dx.data()[img * dx_want.len()..][..dx_want.len()]) == bits_of(&dx_want),
+            "{what}: dX of image {img} is not the dot chain's direct convolution"
+        );
+    }
+}
+
+#[test]
+fn dw_in_the_winograd_family_under_16_input_channels_is_float32s_direct_dw_of_the_rounded_inputs() {
+    // 8 to 15 input channels at stride 1: the tiles' layout does not take them, float32's
+    // direct dW kernel does, on x and dy rounded to bf16 (its products exact in float32), the
+    // chunk's partial added to zero. One chunk of images; bits at every level and thread count.
+    use convnet::ops::conv_dw_direct::{weight_grad_direct, DirectShape};
+    let _walk = walking_levels();
+    let c = ConvCase { n: 5, hw: 9, ci: 10, co: 20, k: 3, stride: 1, padding: Padding::Same };
+    let win = Window::new(c.k, c.k, 1, 1, c.padding);
+    let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
+    let x = random(&[c.n, c.hw, c.hw, c.ci], 910);
+    let w = random(&[c.k, c.k, c.ci, c.co], 920);
+    let b = random(&[c.co], 930);
+    let dy = random(&[c.n, g.oh, g.ow, c.co], 940);
+    let (y, dx, dw, db) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Winograd);
+    let round = |t: &Tensor| t.data().iter().map(|&v| round_bf16(v)).collect::<Vec<f32>>();
+    let mut want = vec![0.0f32; dw.len()];
+    weight_grad_direct(&round(&x), &round(&dy), DirectShape { g: &g, images: c.n, c_in: c.ci, c_out: c.co }, &mut want);
+    let want: Vec<u32> = want.iter().map(|v| (0.0 + v).to_bits()).collect();
+    assert!(bits(&dw) == want, "dW is not float32's direct dW of the rounded inputs");
+    assert_same_bits_everywhere("8-15 input channels", (&x, &w, &b, &dy), &win, Precision::Bf16Winograd, [&y, &dx, &dw, &db]);
 }
 
 #[test]
