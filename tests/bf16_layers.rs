@@ -887,3 +887,39 @@ fn dw_in_the_winograd_family_on_the_tiles_layout_is_the_dot_chain_over_each_grou
         assert_same_bits_everywhere(&what, (&x, &w, &b, &dy), &win, Precision::Bf16Winograd, [&y, &dx, &dw, &db]);
     }
 }
+
+#[test]
+fn dw_in_the_tiles_family_where_its_tiles_do_not_apply_is_im2cols_product_on_the_tiles_chain() {
+    // 10 input channels at stride 1: neither the tiles (16 or more) nor Winograd take dW in
+    // the tiles' family, im2col does: one chunk of images, one product col^T · dz on
+    // TDPBF16PS's chain, added to zero. Written out: the column matrix by hand, `gemm_bf16`.
+    let c = ConvCase { n: 3, hw: 7, ci: 10, co: 20, k: 3, stride: 1, padding: Padding::Same };
+    let win = Window::new(c.k, c.k, 1, 1, c.padding);
+    let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
+    let x = random(&[c.n, c.hw, c.hw, c.ci], 950);
+    let w = random(&[c.k, c.k, c.ci, c.co], 960);
+    let b = random(&[c.co], 970);
+    let dy = random(&[c.n, g.oh, g.ow, c.co], 980);
+    let (_, _, dw, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Tiles);
+    let (pixels, k) = (c.n * g.oh * g.ow, c.k * c.k * c.ci);
+    let mut col = vec![0.0f32; pixels * k];
+    for img in 0..c.n {
+        for i in 0..g.oh {
+            for j in 0..g.ow {
+                let row = (img * g.oh + i) * g.ow + j;
+                for ki in 0..c.k {
+                    for kj in 0..c.k {
+                        let (Some(r), Some(s)) = (g.in_row(i, ki), g.in_col(j, kj)) else { continue };
+                        for ch in 0..c.ci {
+                            col[row * k + (ki * c.k + kj) * c.ci + ch] = x.data()[((img * c.hw + r) * c.hw + s) * c.ci + ch];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut want = vec![0.0f32; k * c.co];
+    gemm_bf16(k, pixels, c.co, &col, true, dy.data(), false, 0.0, &mut want, Chain::Tiles);
+    let want: Vec<u32> = want.iter().map(|v| (0.0 + v).to_bits()).collect();
+    assert!(bits(&dw) == want, "the tiles' family's dW by im2col is not col^T · dz on its chain");
+}
