@@ -12,7 +12,7 @@
 //! time: the pair (2p, 2p + 1) of a pixel is one u32 (an odd c_in gets a zero channel), and
 //! the weights are packed as the matching column pairs, `[tap][pair][c_out rounded up to 16]`.
 //! One VDPBF16PS then adds a pair's two products to 16 outputs, where float32 needs two FMAs.
-//! Every output is one chain of [`dot_pair`] from zero over the kernel's rows, within a row
+//! Every output is one chain of `gemm_bf16::dot_pair` from zero over the kernel's rows, within a row
 //! over the pairs, and within a pair over the row's taps (so that the kernel broadcasts each
 //! pixel's pair once for all the taps that read it), then + b (then ReLU): the family's chain
 //! (`Chain::Dot`) in this order. The AVX512-BF16 kernel and the portable emulation give the
@@ -38,7 +38,7 @@ fn pairs_of(c_in: usize) -> usize {
 }
 
 /// The weights of `s` (HWIO) as the kernel's right operand: `dst[(t * cp + p) * ldw + co]` =
-/// the pair (w[t][2p][co], w[t][2p + 1][co]) rounded to bf16, with cp = c_in / 2 rounded up
+/// the pair `(w[t][2p][co], w[t][2p + 1][co])` rounded to bf16, with cp = c_in / 2 rounded up
 /// (an odd c_in's last high half zero) and ldw = c_out rounded up to 16 (zeros past c_out).
 pub fn pack_weights(s: &DirectConv, dst: &mut Vec<u32>) {
     let (taps, cp, ldw) = (s.g.kh * s.g.kw, pairs_of(s.c_in), s.c_out.next_multiple_of(LANES));
