@@ -167,12 +167,18 @@ fn tiles_portable(xp: &[f32], s: DirectConv, wide: WideRows, y: &mut [f32]) {
                     }
                 }
             }
-            let y_px = &mut y[out * s.c_out + co0..][..co];
-            for ((v, a), &b) in y_px.iter_mut().zip(acc).zip(&s.b[co0..]) {
-                let sum = a + b;
-                *v = if s.relu && sum < 0.0 { 0.0 } else { sum };
-            }
+            finish_pixel(&mut y[out * s.c_out + co0..][..co], &acc, &s.b[co0..], s.relu);
         }
+    }
+}
+
+/// One pixel's block of outputs from its sums: sum + b, then ReLU if asked (a NaN stays NaN).
+/// The plain copies' epilogue, here and in `conv_direct_bf16`.
+#[inline(always)]
+pub(crate) fn finish_pixel(y_px: &mut [f32], acc: &[f32], b: &[f32], relu: bool) {
+    for ((v, a), &b) in y_px.iter_mut().zip(acc).zip(b) {
+        let sum = a + b;
+        *v = if relu && sum < 0.0 { 0.0 } else { sum };
     }
 }
 

@@ -24,7 +24,7 @@
 use std::ops::Range;
 
 use super::bf16::{interleave_rows, rows_to_pairs};
-use super::conv_direct::{padded_height, DirectConv, WideRows};
+use super::conv_direct::{finish_pixel, padded_height, DirectConv, WideRows};
 use super::gemm_bf16::{chain_dot, dot_pair};
 use super::simd::simd_dispatch;
 use super::window::Geometry;
@@ -146,11 +146,7 @@ fn tiles_emulated_plain(xp: &[u32], s: Operands, wide: WideRows, y: &mut [f32]) 
                 }
             }
             let co = LANES.min(s.c_out - co0);
-            let y_px = &mut y[out * s.c_out + co0..][..co];
-            for ((v, a), &b) in y_px.iter_mut().zip(acc).zip(&s.b[co0..]) {
-                let sum = a + b;
-                *v = if s.relu && sum < 0.0 { 0.0 } else { sum };
-            }
+            finish_pixel(&mut y[out * s.c_out + co0..][..co], &acc, &s.b[co0..], s.relu);
         }
     }
 }
