@@ -24,13 +24,12 @@
 //! inputs (direct) or by col(x)^T dY. In the tiles' family (`Bf16Convs::Tiles`, the default on
 //! AMX) stride-1 convolutions with 16 input channels or more go on the AMX tiles without a
 //! column matrix instead, y, dX and dW (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`]
-//! decides), and the direct kernel takes operands rounded to bf16 (`direct_operands`). The
+//! decides), and the direct kernel takes operands rounded to bf16 (`Precision::rounded_operands`). The
 //! plain-loop twin, used by the tests as the oracle, is `conv2d_ref`.
 
 use rayon::prelude::*;
 
 use super::activation::Activation;
-use super::bf16::round_to_bf16_into;
 use super::conv_direct::{self, forward_direct_rows, DirectConv};
 use super::conv_direct_bf16::{self, forward_direct_bf16_rows};
 use super::conv_dw_direct::{self, weight_grad_direct, DirectShape};
@@ -61,7 +60,7 @@ pub enum Algorithm {
     Winograd,
     /// Directly on the image, a tile of the output in registers (`conv_direct`): stride 1 with
     /// few input channels (in bf16's winograd family on VDPBF16PS's chain, `conv_direct_bf16`;
-    /// in the tiles' family on operands rounded to bf16, `direct_operands`).
+    /// in the tiles' family on operands rounded to bf16, `Precision::rounded_operands`).
     Direct,
     /// A column matrix of the patches times the weights (any window).
     Im2col,
@@ -158,7 +157,7 @@ pub struct ConvScratch {
     winograd: WinogradScratch,
     /// The bf16 implicit GEMM's images and packed weights (`conv_tiles`).
     tiles: TilesScratch,
-    /// The input and weights rounded to bf16 for the direct kernel (`direct_operands`).
+    /// The input and weights rounded to bf16 for the direct kernel (`Precision::rounded_operands`).
     bf16_operands: (Vec<f32>, Vec<f32>),
     /// The direct kernel on the dot chain (`conv_direct_bf16`).
     dot_direct: DotDirectScratch,
@@ -230,12 +229,9 @@ pub fn conv2d_forward_into(
     y.resize(&shape.output_shape());
     match algorithm_in(precision, &shape.geometry, window, shape.c_in, shape.c_out) {
         Algorithm::Winograd => winograd::forward_into(x, w, b, &shape, relu, precision, y, &mut scratch.winograd),
-        Algorithm::Direct if precision.bf16_chain() == Some(Chain::Dot) => {
-            direct_dot_forward(x.data(), w.data(), b.data(), &shape, relu, y, &mut scratch.dot_direct)
-        }
         Algorithm::Direct => {
-            let (x, w) = direct_operands(precision, x.data(), w.data(), &mut scratch.bf16_operands);
-            direct_forward(x, w, b.data(), &shape, relu, y, scratch.thread_cols.for_current_pool())
+            let scratch = (&mut scratch.bf16_operands, &mut scratch.dot_direct, scratch.thread_cols.for_current_pool());
+            direct_in(precision, (x.data(), w.data(), b.data()), &shape, relu, y, scratch)
         }
         Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, precision, y, scratch),
         Algorithm::Tiles => {
@@ -347,6 +343,29 @@ fn direct_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: bool
     });
 }
 
+/// The direct convolution (y, or dX as its own convolution) with its products in
+/// `precision`: float32's kernel, in the winograd family of bf16 its own kernel on the dot
+/// chain, in the tiles' family float32's kernel on operands rounded to bf16.
+#[allow(clippy::type_complexity)]
+fn direct_in(
+    precision: Precision,
+    (x, w, b): (&[f32], &[f32], &[f32]),
+    shape: &ConvShape,
+    relu: bool,
+    y: &mut Tensor,
+    scratch: (&mut (Vec<f32>, Vec<f32>), &mut DotDirectScratch, &PerThread<Vec<f32>>),
+) {
+    let (rounded, dot_direct, padded_rows) = scratch;
+    if precision.bf16_chain() == Some(Chain::Dot) {
+        return direct_dot_forward(x, w, b, shape, relu, y, dot_direct);
+    }
+    // A product of two bf16 values is exact in float32, so float32's kernel then computes
+    // bf16 products with float32 accumulation in its own fixed order: the same bits on every
+    // machine (tests/simd_levels.rs holds the kernel to that).
+    let (x, w) = precision.rounded_operands(x, w, rounded);
+    direct_forward(x, w, b, shape, relu, y, padded_rows)
+}
+
 /// The direct kernel on the dot chain (the winograd family's, `conv_direct_bf16`): the
 /// weights packed once, then each task a block of output rows of one image, its padded rows
 /// converted to pairs in the worker's buffer.
@@ -359,24 +378,6 @@ fn direct_dot_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: 
     output_row_blocks(y, shape, rows).for_each(|(img, out_rows, y_block)| {
         forward_direct_bf16_rows(&x[img * in_size..][..in_size], s, packed, out_rows, &mut bufs.get(), y_block);
     });
-}
-
-/// The direct kernel's operands for products in `precision`: `x` and `w` as they are in
-/// float32; in bf16 (the tiles' family: the winograd family has its own kernel,
-/// `direct_dot_forward`), both rounded to bf16 (into `store`). A product of two bf16 values is exact
-/// in float32, so the float32 kernel then computes bf16 products with float32 accumulation, in
-/// its own fixed order: the same bits on every machine (tests/simd_levels.rs holds the kernel
-/// to that).
-fn direct_operands<'a>(precision: Precision, x: &'a [f32], w: &'a [f32], store: &'a mut (Vec<f32>, Vec<f32>)) -> (&'a [f32], &'a [f32]) {
-    match precision {
-        Precision::F32 => (x, w),
-        _bf16 => {
-            let (x_store, w_store) = store;
-            round_to_bf16_into(x, x_store);
-            round_to_bf16_into(w, w_store);
-            (x_store, w_store)
-        }
-    }
 }
 
 simd_dispatch! {
@@ -626,12 +627,9 @@ fn input_grad_as_conv(
     dx.resize(&[shape.batch, g.ih, g.iw, shape.c_in]);
     match dx_algorithm {
         Algorithm::Winograd => winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, precision, dx, winograd),
-        Algorithm::Direct if precision.bf16_chain() == Some(Chain::Dot) => {
-            direct_dot_forward(dz.data(), w_flipped.data(), zero_bias.data(), &transposed, false, dx, dot_direct)
-        }
         Algorithm::Direct => {
-            let (dz, w) = direct_operands(precision, dz.data(), w_flipped.data(), bf16_operands);
-            direct_forward(dz, w, zero_bias.data(), &transposed, false, dx, padded_rows)
+            let operands = (dz.data(), w_flipped.data(), zero_bias.data());
+            direct_in(precision, operands, &transposed, false, dx, (bf16_operands, dot_direct, padded_rows))
         }
         Algorithm::Tiles => tiles_forward(dz, w_flipped.data(), zero_bias.data(), &transposed, false, dx, (tiles, padded_rows)),
         Algorithm::Im2col => unreachable!("dX by im2col goes through col2im in `weight_grads`"),
@@ -708,7 +706,7 @@ fn chunk_partials(
                 // In bf16 (the winograd family) on x and dz rounded to bf16: float32's kernel
                 // then sums bf16 products (exact in float32) in its own order.
                 let mut work = dw_works.get();
-                let (x_chunk, dz) = winograd_dw::bf16_operands(precision, x_chunk, dz, work.rounded());
+                let (x_chunk, dz) = precision.rounded_operands(x_chunk, dz, work.rounded());
                 weight_grad_direct(x_chunk, dz, DirectShape { g, images, c_in, c_out }, &mut s.dw);
             }
             for row in dz.chunks_exact(c_out) {

@@ -63,22 +63,37 @@ pub(crate) fn padded_height(g: &Geometry, rows: usize, wp: usize) -> usize {
 /// read: image rows from rows.start - pad_top on, each at column pad_left, zeros elsewhere.
 /// Every value is written once (the buffer keeps whatever it held before).
 fn fill_padded(x: &[f32], s: &DirectConv, rows: &Range<usize>, wp: usize, buf: &mut Vec<f32>) {
-    let (g, c) = (s.g, s.c_in);
-    buf.resize(padded_height(g, rows.len(), wp) * wp * c, 0.0);
+    fill_padded_with(x, s.g, (s.c_in, s.c_in), rows, wp, buf, |image, padded| padded.copy_from_slice(image));
+}
+
+/// [`fill_padded`] for any stored form of a pixel: each image row's `cols` pixels of
+/// `c_in` values go through `convert` into `cols` pixels of `per_pixel` values (`channels` =
+/// (c_in, per_pixel)); the padding is `T::default()`. `conv_direct_bf16` stores pairs.
+pub(crate) fn fill_padded_with<T: Copy + Default>(
+    x: &[f32],
+    g: &Geometry,
+    channels: (usize, usize),
+    rows: &Range<usize>,
+    wp: usize,
+    buf: &mut Vec<T>,
+    convert: impl Fn(&[f32], &mut [T]),
+) {
+    let (c, per_pixel) = channels;
+    buf.resize(padded_height(g, rows.len(), wp) * wp * per_pixel, T::default());
     // Padded columns pad_left.. hold the image's columns 0.. (as many as fit in wp).
     let left = g.pad_left.min(wp);
     let cols = g.iw.min(wp - left);
-    for (pr, row) in buf.chunks_exact_mut(wp * c).enumerate() {
+    for (pr, row) in buf.chunks_exact_mut(wp * per_pixel).enumerate() {
         let image_row = (rows.start + pr).checked_sub(g.pad_top).filter(|&r| r < g.ih && pr < rows.len() + g.kh - 1);
         match image_row {
             Some(r) => {
-                let (before, rest) = row.split_at_mut(left * c);
-                let (inside, after) = rest.split_at_mut(cols * c);
-                before.fill(0.0);
-                inside.copy_from_slice(&x[r * g.iw * c..][..cols * c]);
-                after.fill(0.0);
+                let (before, rest) = row.split_at_mut(left * per_pixel);
+                let (inside, after) = rest.split_at_mut(cols * per_pixel);
+                before.fill(T::default());
+                convert(&x[r * g.iw * c..][..cols * c], inside);
+                after.fill(T::default());
             }
-            None => row.fill(0.0),
+            None => row.fill(T::default()),
         }
     }
 }

@@ -24,7 +24,7 @@
 use std::ops::Range;
 
 use super::bf16::{interleave_rows, rows_to_pairs};
-use super::conv_direct::{finish_pixel, padded_height, DirectConv, WideRows};
+use super::conv_direct::{fill_padded_with, finish_pixel, DirectConv, WideRows};
 use super::gemm_bf16::{chain_dot, dot_pair};
 use super::simd::simd_dispatch;
 use super::window::Geometry;
@@ -51,32 +51,18 @@ pub fn pack_weights(s: &DirectConv, dst: &mut Vec<u32>) {
 }
 
 /// Fills `buf` with the padded rows (`wp` wide, in pairs) of `x` (one image) that output rows
-/// `rows` read: as `conv_direct`'s `fill_padded`, each pixel's channels converted to its
-/// pairs. Every value is written once.
+/// `rows` read: `conv_direct`'s padding, each pixel's channels converted to its pairs.
 fn fill_padded_pairs(x: &[f32], g: &Geometry, c_in: usize, rows: &Range<usize>, wp: usize, buf: &mut Vec<u32>) {
     let cp = pairs_of(c_in);
-    buf.resize(padded_height(g, rows.len(), wp) * wp * cp, 0);
-    let left = g.pad_left.min(wp);
-    let cols = g.iw.min(wp - left);
-    for (pr, row) in buf.chunks_exact_mut(wp * cp).enumerate() {
-        let image_row = (rows.start + pr).checked_sub(g.pad_top).filter(|&r| r < g.ih && pr < rows.len() + g.kh - 1);
-        match image_row {
-            Some(r) => {
-                let (before, rest) = row.split_at_mut(left * cp);
-                let (inside, after) = rest.split_at_mut(cols * cp);
-                before.fill(0);
-                let src = &x[r * g.iw * c_in..][..cols * c_in];
-                if c_in.is_multiple_of(2) {
-                    // Pairs never straddle two pixels: the row converts as one run.
-                    rows_to_pairs(src, 1, cols * c_in, cols * c_in, inside, cols * cp);
-                } else {
-                    rows_to_pairs(src, cols, c_in, c_in, inside, cp);
-                }
-                after.fill(0);
-            }
-            None => row.fill(0),
+    fill_padded_with(x, g, (c_in, cp), rows, wp, buf, |image, pairs| {
+        let cols = pairs.len() / cp;
+        if c_in.is_multiple_of(2) {
+            // Pairs never straddle two pixels: the row converts as one run.
+            rows_to_pairs(image, 1, cols * c_in, cols * c_in, pairs, cols * cp);
+        } else {
+            rows_to_pairs(image, cols, c_in, c_in, pairs, cp);
         }
-    }
+    });
 }
 
 /// The shape of one call as the kernels see it.

@@ -522,8 +522,8 @@ pub fn gemm_bf16_blocks(
     // The dot chain over whole blocks evenly spaced (`conv_tiles_dw`'s taps): A's rows are
     // runs of pairs already, read in place (unaligned where the tap's shift is odd).
     let first = a.offsets[blocks.start];
-    let evenly = a.offsets[blocks.clone()].iter().enumerate().all(|(j, &o)| o == first + 2 * BLOCK_PAIRS * j);
-    if b.chain == Chain::Dot && evenly && a.rs.is_multiple_of(2) {
+    let evenly = || a.offsets[blocks.clone()].iter().enumerate().all(|(j, &o)| o == first + 2 * BLOCK_PAIRS * j);
+    if b.chain == Chain::Dot && a.rs.is_multiple_of(2) && evenly() {
         let pairs = blocks.start * BLOCK_PAIRS..blocks.end * BLOCK_PAIRS;
         let in_place = Operand {
             // SAFETY: inside `a.data` (asserted above: every row's blocks are in bounds).

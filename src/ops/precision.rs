@@ -111,6 +111,19 @@ impl Precision {
         self != Precision::F32
     }
 
+    /// Two operands as a product in this precision takes them: as they are in float32; in
+    /// bf16 both rounded to bf16 and back (into `store`), for a float32 kernel whose products
+    /// of two bf16 values are then exact (the direct kernels, Winograd's dW).
+    pub(crate) fn rounded_operands<'a>(self, a: &'a [f32], b: &'a [f32], store: &'a mut (Vec<f32>, Vec<f32>)) -> (&'a [f32], &'a [f32]) {
+        if !self.is_bf16() {
+            return (a, b);
+        }
+        let (a_store, b_store) = store;
+        crate::ops::bf16::round_to_bf16_into(a, a_store);
+        crate::ops::bf16::round_to_bf16_into(b, b_store);
+        (a_store, b_store)
+    }
+
     /// What runs, for the user: "f32 products", or e.g. "bf16 products (convolutions by the
     /// winograd family)" with the family plain "bf16" resolves to here.
     pub fn describe(self) -> String {

@@ -33,7 +33,6 @@
 
 use rayon::prelude::*;
 
-use super::bf16::round_to_bf16_into;
 use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
 use super::gemm::gemm;
@@ -196,27 +195,16 @@ pub(crate) fn weight_grad_into(
     output_transform(m, block, variant, half, &mut dw[..kernel * kernel * block]);
 }
 
-/// dW's operands for `precision`: x and dz as they are in float32; in bf16, both rounded to
-/// bf16 (into `store`), the products still float32. The products of the transformed values
-/// are then those of the bf16 inputs' transforms, computed as in float32: rounding the
-/// transformed values instead (bf16 products, as Winograd's y and dX take them) would let dW's
-/// output transform amplify bf16's rounding some 56 times (A5^T has a 16; see
+/// dW's operands for `precision` (`Precision::rounded_operands`): x and dz as they are in
+/// float32; in bf16, both rounded to bf16, the products still float32. The products of the
+/// transformed values are then those of the bf16 inputs' transforms, computed as in float32:
+/// rounding the transformed values instead (bf16 products, as Winograd's y and dX take them)
+/// would let dW's output transform amplify bf16's rounding some 56 times (A5^T has a 16; see
 /// tests/bf16_layers.rs), and on a CPU with AVX512-BF16 but no AMX, float32's Winograd dW
 /// beat the bf16 products of im2col (airbench's 256 -> 256 at 7x7, batch 512: 80 against 141
 /// ms; docs/performance.md).
-pub(crate) fn bf16_operands<'a>(
-    precision: Precision,
-    x: &'a [f32],
-    dz: &'a [f32],
-    store: &'a mut (Vec<f32>, Vec<f32>),
-) -> (&'a [f32], &'a [f32]) {
-    if !precision.is_bf16() {
-        return (x, dz);
-    }
-    let (x_store, dz_store) = store;
-    round_to_bf16_into(x, x_store);
-    round_to_bf16_into(dz, dz_store);
-    (x_store, dz_store)
+fn bf16_operands<'a>(precision: Precision, x: &'a [f32], dz: &'a [f32], store: &'a mut (Vec<f32>, Vec<f32>)) -> (&'a [f32], &'a [f32]) {
+    precision.rounded_operands(x, dz, store)
 }
 
 /// Whether dW of a convolution goes by Winograd F(3x3, 4x4) summed over the batch
