@@ -360,3 +360,57 @@ fn blocked_rows_give_each_chains_bits_read_in_place_or_gathered_at_every_level()
     }
     set_simd_level(detected_simd_level()).unwrap();
 }
+
+/// `gemm_bf16_pairs` (A given as bf16 row pairs, as the Winograd forward pass writes its V):
+/// each output is the dot chain over its row's and column's pairs, from beta · c, for odd k
+/// (the last high half zero), k over one pass of the kernel (300 pairs), rows spaced wider than
+/// their pairs (the gap filled with NaN pairs, which must not be read), no k at all, at every
+/// SIMD level; and the same bits as `gemm_bf16_packed` of the float rows.
+#[test]
+fn pairs_given_in_rows_give_the_dot_chains_bits_at_every_level() {
+    use convnet::ops::gemm_bf16::gemm_bf16_pairs;
+    let _level = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = ChaCha8Rng::seed_from_u64(43);
+    for (m, k, n) in [(13usize, 37usize, 21usize), (30, 600, 40), (1, 2, 1), (5, 0, 7)] {
+        let filled = k.div_ceil(2);
+        let a_rs = filled + 3;
+        let a = random(m * k, &mut rng);
+        let b = random(k * n, &mut rng);
+        let c0 = random(m * n, &mut rng);
+        let mut a_pairs = vec![0x7fc0_7fc0u32; m * a_rs];
+        rows_to_pairs(&a, m, k, k, &mut a_pairs, a_rs);
+        let b_pairs = |j: usize| -> Vec<u32> {
+            let at = |i: usize| if i < k { b[i * n + j] } else { 0.0 };
+            (0..filled).map(|p| pair(at(2 * p), at(2 * p + 1))).collect()
+        };
+        for level in available_simd_levels() {
+            set_simd_level(level).unwrap();
+            let mut packed = PackedB::default();
+            packed.pack(k, n, &b, false, Chain::Dot);
+            for beta in [0.0, 0.5] {
+                let mut c = c0.clone();
+                gemm_bf16_pairs(m, &a_pairs, a_rs, &packed, beta, &mut c);
+                let mut from_floats = c0.clone();
+                gemm_bf16_packed(m, &a, false, &packed, beta, &mut from_floats, false);
+                for r in 0..m {
+                    for j in 0..n {
+                        let start = if beta == 0.0 { 0.0 } else { beta * c0[r * n + j] };
+                        let want = chain_dot(start, &a_pairs[r * a_rs..][..filled], &b_pairs(j));
+                        let got = c[r * n + j];
+                        assert_eq!(
+                            bits(got),
+                            bits(want),
+                            "{level:?} {m}x{k}x{n}, beta {beta}: c[{r}][{j}] = {got:e}, the chain gives {want:e}"
+                        );
+                        assert_eq!(
+                            bits(got),
+                            bits(from_floats[r * n + j]),
+                            "{level:?} {m}x{k}x{n}, beta {beta}: c[{r}][{j}] against the float rows' product"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    set_simd_level(detected_simd_level()).unwrap();
+}

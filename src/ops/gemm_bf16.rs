@@ -396,19 +396,60 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
         // Row pairs (kp even, so no two rows share a couple), or column pairs m apart.
         reorder_pairs(&mut pairs, ps, true);
     }
-    let a_pairs = Operand::of(&pairs, rs, ps, BLOCK_PAIRS);
     // The tiles' chain runs whole blocks (zero pairs change none of it); the dot chain stops at
     // k's last pair.
     let chain_pairs = match chain {
         Chain::Tiles => kp,
         Chain::Dot => filled,
     };
+    // SAFETY: A holds rows_stored rows of kp pairs (whole tiles for the tiles), B kp rows.
+    unsafe { run_packed(path, &Operand::of(&pairs, rs, ps, BLOCK_PAIRS), chain_pairs, b, beta, c, m, parallel) };
+    A_BUF.set(pairs);
+}
+
+/// `c[m x n] = A · B + beta * c` for A already in bf16 row pairs, row r's k.div_ceil(2) pairs
+/// at `a_pairs[r * a_rs..]` (the last high half zero for an odd k), and B packed for the dot
+/// chain: [`gemm_bf16_packed`]'s product and bits without converting A, on this thread. The
+/// Winograd forward pass writes its V this way (`ops::winograd`): converted as each tile row is
+/// transformed, V is half the memory, and no product reads it as float32 first.
+pub fn gemm_bf16_pairs(m: usize, a_pairs: &[u32], a_rs: usize, b: &PackedB, beta: f32, c: &mut [f32]) {
+    let (k, n) = (b.k, b.n);
+    let filled = k.div_ceil(2);
+    assert_eq!(b.chain, Chain::Dot, "gemm_bf16_pairs: B packed for another chain");
+    assert!(a_rs >= filled && c.len() >= m * n, "gemm_bf16_pairs: buffer too small");
+    assert!(m == 0 || a_pairs.len() >= (m - 1) * a_rs + filled, "gemm_bf16_pairs: buffer too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // No products: the chain is its start, beta · c.
+        for x in &mut c[..m * n] {
+            *x = if beta == 0.0 { 0.0 } else { beta * *x };
+        }
+        return;
+    }
+    let path = Path::for_chain(Chain::Dot);
+    if b.dot_order != path.dot_order(Chain::Dot) {
+        return with_reordered_copy(b, path, |b| gemm_bf16_pairs(m, a_pairs, a_rs, b, beta, c));
+    }
+    // SAFETY: A holds m rows of `filled` pairs, a_rs apart (asserted); the dot chain reads no
+    // pair past `filled`, nor any row past m.
+    unsafe { run_packed(path, &Operand::of(a_pairs, a_rs, 1, BLOCK_PAIRS), filled, b, beta, c, m, false) };
+}
+
+/// The product of a packed B and A's pairs, `chain_pairs` of them per row, into c (m x n):
+/// one block, or tasks of rows x columns if `parallel`.
+///
+/// SAFETY: as `blocked` for rows 0..m and all n columns of c; `c` must hold m x n (asserted).
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_packed(path: Path, a_pairs: &Operand, chain_pairs: usize, b: &PackedB, beta: f32, c: &mut [f32], m: usize, parallel: bool) {
+    let n = b.n;
+    assert!(c.len() >= m * n, "gemm_bf16: buffer too small");
     let c_addr = c.as_mut_ptr() as usize;
     let block = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
         // SAFETY: `c` holds m x n (asserted); each call writes only its block of rows x cols,
-        // and the blocks of one call are disjoint. A holds rows_stored rows of kp pairs (whole
-        // tiles), B kp rows of ld >= n columns (whole vectors and tiles).
-        unsafe { blocked(path, 0..chain_pairs, &a_pairs, b, beta, c_addr as *mut f32, n, rows, cols) }
+        // and the blocks of one call are disjoint; A and B as this function's contract.
+        unsafe { blocked(path, 0..chain_pairs, a_pairs, b, beta, c_addr as *mut f32, n, rows, cols) }
     };
     const TASK_ROWS: usize = 64;
     const TASK_COLS: usize = 4 * NR;
@@ -422,7 +463,6 @@ pub fn gemm_bf16_packed(m: usize, a: &[f32], a_t: bool, b: &PackedB, beta: f32, 
     } else {
         block(0..m, 0..n);
     }
-    A_BUF.set(pairs);
 }
 
 /// Runs `f` on a copy of `b` in the order `path`'s kernel reads: for a B packed while another

@@ -211,6 +211,24 @@ macro_rules! simd_dispatch {
             $crate::ops::simd::simd_dispatch!(@body $plain($($arg: $ty),*))
         }
     };
+    (avx512: $(#[$attr:meta])* $vis:vis unsafe fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$attr])*
+        $vis unsafe fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $plain($($arg),*)
+                }
+                if $crate::ops::simd::avx512bf16_allowed() {
+                    // SAFETY: the level allows AVX512-BF16, so the CPU has AVX-512 F, BW and VL
+                    // (and AVX2 and FMA); the caller keeps this function's own contract.
+                    return unsafe { avx512($($arg),*) };
+                }
+            }
+            $crate::ops::simd::simd_dispatch!(@body $plain($($arg: $ty),*))
+        }
+    };
     ($(#[$attr:meta])* $vis:vis fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$attr])*
         $vis fn $name($($arg: $ty),*) {

@@ -34,10 +34,10 @@
 
 use rayon::prelude::*;
 
-use super::bf16::interleave_rows;
+use super::bf16::{interleave_rows, rows_to_pairs};
 use super::conv_shape::ConvShape;
 use super::gemm::{gemm_prepared, RightOperand};
-use super::gemm_bf16::{Chain, PackedB};
+use super::gemm_bf16::{gemm_bf16_pairs, Chain, PackedB};
 use super::simd::simd_dispatch;
 use super::window::Geometry;
 use super::Precision;
@@ -279,6 +279,7 @@ pub(crate) fn forward_into(
 
     let tile_works = scratch.tiles.for_current_pool();
     let channels = c_in.max(c_out);
+    let pairs = precision.bf16_chain() == Some(Chain::Dot);
     let Some(group) = staged_group(n, tiles, c_in * c_out) else {
         // Large images: a chunk of images per task, all three stages on one thread, so that V
         // and M stay in that core's cache; within the chunk, groups of images of about
@@ -289,20 +290,22 @@ pub(crate) fn forward_into(
             with_thread_scratch(|v, m| {
                 let mut slot = tile_works.get();
                 let work = TileWork::sized(&mut slot, channels);
+                let mut v_pairs = V_PAIRS.take();
                 for (k, y_group) in y_chunk.chunks_mut(group * out_size).enumerate() {
                     let (first_image, images) = (chunk * CHUNK + k * group, y_group.len() / out_size);
                     let rows = images * tiles;
-                    let planes = Planes::new(v, positions, rows, c_in);
+                    let planes = VPlanes::new(pairs, v, &mut v_pairs, positions, rows, c_in);
                     for i in 0..images {
                         let x_img = &x.data()[(first_image + i) * in_size..][..in_size];
                         for ti in 0..s.tiles_h {
-                            // SAFETY: this task alone holds `planes` (its thread's own buffer).
-                            unsafe { input_transform_row(x_img, &s, ti, planes, i * tiles + ti * s.tiles_w, work) };
+                            // SAFETY: this task alone holds `planes` (its thread's own buffers).
+                            unsafe { planes.transform_row(x_img, &s, ti, i * tiles + ti * s.tiles_w, work) };
                         }
                     }
                     let m = grow(m, positions * rows * c_out);
                     for (xi, m_plane) in m.chunks_exact_mut(rows * c_out).enumerate() {
-                        gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
+                        // SAFETY: the transforms are done; nothing writes V now.
+                        unsafe { planes.product(xi, c_out, &u_plane(xi), m_plane) };
                     }
                     for (i, y_img) in y_group.chunks_exact_mut(out_size).enumerate() {
                         for (ti, y_part) in y_img.chunks_mut(y_rows).enumerate() {
@@ -310,6 +313,7 @@ pub(crate) fn forward_into(
                         }
                     }
                 }
+                V_PAIRS.set(v_pairs);
             })
         });
         return;
@@ -319,19 +323,20 @@ pub(crate) fn forward_into(
     // tiles for efficient products, and would read all of U for so few): groups of images,
     // each stage of a group split over the threads on its own (tile rows, then positions).
     with_thread_scratch(|v_buf, m_buf| {
+        let mut v_pairs = V_PAIRS.take();
         for (k, y_group) in y.data_mut().chunks_mut(group * out_size).enumerate() {
             let (first_image, images) = (k * group, y_group.len() / out_size);
             let rows = images * tiles;
-            let planes = Planes::new(v_buf, positions, rows, c_in);
+            let planes = VPlanes::new(pairs, v_buf, &mut v_pairs, positions, rows, c_in);
             par_tile_rows(images, s.tiles_h, tile_works, channels, |img, ti, work| {
                 let x_img = &x.data()[(first_image + img) * in_size..][..in_size];
                 // SAFETY: each task writes only the rows of its own tile row (img, ti).
-                unsafe { input_transform_row(x_img, &s, ti, planes, img * tiles + ti * s.tiles_w, work) };
+                unsafe { planes.transform_row(x_img, &s, ti, img * tiles + ti * s.tiles_w, work) };
             });
-            let v = &v_buf[..positions * rows * c_in];
             let m = grow(m_buf, positions * rows * c_out);
             m.par_chunks_mut(rows * c_out).enumerate().for_each(|(xi, m_plane)| {
-                gemm_prepared(rows, c_in, c_out, &v[xi * rows * c_in..][..rows * c_in], false, &u_plane(xi), 0.0, m_plane);
+                // SAFETY: the transforms are done; nothing writes V now.
+                unsafe { planes.product(xi, c_out, &u_plane(xi), m_plane) };
             });
             let m = &*m;
             let tasks = y_group
@@ -343,7 +348,74 @@ pub(crate) fn forward_into(
                 output_transform_row(m, rows, &s, img * tiles + ti * s.tiles_w, epilogue, y_part, TileWork::sized(&mut slot, channels))
             });
         }
+        V_PAIRS.set(v_pairs);
     });
+}
+
+thread_local! {
+    /// This thread's V in bf16 pairs (the dot chain's [`VPlanes::Pairs`]), taken while in use.
+    static V_PAIRS: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// V, the left operands of the t² products, as the products take them: float32 rows (float32,
+/// and the tiles' chain, whose kernels put A in their own order), or, on the dot chain, rows of
+/// bf16 pairs (`gemm_bf16::gemm_bf16_pairs`), converted as each tile row is transformed: half
+/// the memory, and no product reads V in float32 to convert it (rows_to_pairs had 2.7% of the
+/// airbench step). The bits are the same either way: the same rounding of the same values.
+#[derive(Clone, Copy)]
+enum VPlanes {
+    Floats(Planes<f32>),
+    Pairs(Planes<u32>),
+}
+
+impl VPlanes {
+    /// The planes of `rows` rows of `c` channels: pairs over `pairs_buf` if `pairs`, else
+    /// floats over `floats`.
+    fn new(pairs: bool, floats: &mut Vec<f32>, pairs_buf: &mut Vec<u32>, positions: usize, rows: usize, c: usize) -> VPlanes {
+        match pairs {
+            true => VPlanes::Pairs(Planes::new(pairs_buf, positions, rows, c.div_ceil(2))),
+            false => VPlanes::Floats(Planes::new(floats, positions, rows, c)),
+        }
+    }
+
+    /// V of the tiles of tile row `ti` of `x_img`, tile tj to row `first_row + tj`
+    /// ([`input_transform_row`]); for pairs, the tile row's V in float32 first (`work.stage`,
+    /// in cache), then each plane's rows converted.
+    ///
+    /// # Safety
+    /// As `Planes::row`, for those rows.
+    unsafe fn transform_row(self, x_img: &[f32], s: &Shape, ti: usize, first_row: usize, work: &mut TileWork) {
+        match self {
+            // SAFETY: the caller's contract.
+            VPlanes::Floats(v) => unsafe { input_transform_row(x_img, s, ti, v, first_row, work) },
+            VPlanes::Pairs(v) => {
+                let (positions, c, count) = (s.variant.positions(), s.c_in, s.tiles_w);
+                let mut stage = std::mem::take(&mut work.stage);
+                let staged = Planes::new(&mut stage, positions, count, c);
+                // SAFETY: `stage` is this call's own (taken from `work`).
+                unsafe { input_transform_row(x_img, s, ti, staged, 0, work) };
+                for xi in 0..positions {
+                    // SAFETY: the caller's contract, for the rows of this tile row.
+                    let dst = unsafe { v.rows(xi, first_row, count) };
+                    rows_to_pairs(&stage[xi * count * c..][..count * c], count, c, c, dst, v.c);
+                }
+                work.stage = stage;
+            }
+        }
+    }
+
+    /// M[ξ] (rows x c_out) = V[ξ] · U[ξ], U's plane ξ as `u` (packed, for pairs).
+    ///
+    /// # Safety
+    /// The buffer must still be alive, and no thread may write V meanwhile.
+    unsafe fn product(self, xi: usize, c_out: usize, u: &RightOperand, m_plane: &mut [f32]) {
+        match (self, u) {
+            // SAFETY (both): the caller's contract.
+            (VPlanes::Floats(v), _) => gemm_prepared(v.rows, v.c, c_out, unsafe { v.plane(xi) }, false, u, 0.0, m_plane),
+            (VPlanes::Pairs(v), RightOperand::Packed(b)) => gemm_bf16_pairs(v.rows, unsafe { v.plane(xi) }, v.c, b, 0.0, m_plane),
+            (VPlanes::Pairs(_), RightOperand::Plain { .. }) => unreachable!("pairs are only made for the dot chain's packed U"),
+        }
+    }
 }
 
 /// Runs `f(image, tile row, the worker's tile buffers)` for each of the `tiles_h` tile rows of
@@ -379,9 +451,9 @@ fn staged_group(n: usize, tiles: usize, weights: usize) -> Option<usize> {
 
 /// The first `len` values of `buf`, grown if needed but never shrunk: a smaller last chunk
 /// must not make the next step zero-fill megabytes again.
-pub(crate) fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(crate) fn grow<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     if buf.len() < len {
-        buf.resize(len, 0.0);
+        buf.resize(len, T::default());
     }
     &mut buf[..len]
 }
@@ -420,12 +492,14 @@ pub(crate) struct TileWork {
     pub(crate) half: Vec<f32>,
     /// A pixel of zero padding, read in place of pixels outside the image.
     pub(crate) zeros: Vec<f32>,
+    /// One tile row's V in float32, before its conversion to bf16 pairs (`VPlanes::Pairs`).
+    stage: Vec<f32>,
 }
 
 impl TileWork {
     pub(crate) fn new(channels: usize) -> TileWork {
         let len = MAX_TILE * MAX_TILE * channels;
-        TileWork { patch: vec![0.0; len], half: vec![0.0; len], zeros: vec![0.0; channels] }
+        TileWork { patch: vec![0.0; len], half: vec![0.0; len], zeros: vec![0.0; channels], stage: Vec::new() }
     }
 
     /// The tile buffers in `slot`, made (or remade larger) for `channels` if they are smaller.
@@ -440,9 +514,11 @@ impl TileWork {
 /// The t² matrices V[ξ] ([rows][c] each) in one buffer, [t²][rows][c], so that each is one
 /// contiguous row-major matrix for its GEMM; the input transform writes one row of all t² at a
 /// time, from several threads at once (each its own rows), hence the raw pointer.
-#[derive(Clone, Copy)]
-pub(crate) struct Planes {
-    ptr: *mut f32,
+///
+/// The dot chain's V is its rows in bf16 pairs (`Planes<u32>`, `c` pairs a row: see
+/// [`VPlanes`]).
+pub(crate) struct Planes<T = f32> {
+    ptr: *mut T,
     positions: usize,
     rows: usize,
     c: usize,
@@ -450,16 +526,24 @@ pub(crate) struct Planes {
 
 // SAFETY: Planes is only a pointer into a buffer that outlives every task using it; `row`'s
 // contract keeps the rows each thread writes disjoint.
-unsafe impl Send for Planes {}
-unsafe impl Sync for Planes {}
+unsafe impl<T> Send for Planes<T> {}
+unsafe impl<T> Sync for Planes<T> {}
 
-impl Planes {
-    pub(crate) fn new(buf: &mut Vec<f32>, positions: usize, rows: usize, c: usize) -> Planes {
+// Copy whatever T is (a derive would ask T: Copy): a Planes is a pointer and three counts.
+impl<T> Clone for Planes<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Planes<T> {}
+
+impl<T: Copy + Default> Planes<T> {
+    pub(crate) fn new(buf: &mut Vec<T>, positions: usize, rows: usize, c: usize) -> Planes<T> {
         Planes::over(grow(buf, positions * rows * c), positions, rows, c)
     }
 
     /// The planes laid over the first positions * rows * c values of `buf`.
-    pub(crate) fn over(buf: &mut [f32], positions: usize, rows: usize, c: usize) -> Planes {
+    pub(crate) fn over(buf: &mut [T], positions: usize, rows: usize, c: usize) -> Planes<T> {
         Planes { ptr: buf[..positions * rows * c].as_mut_ptr(), positions, rows, c }
     }
 
@@ -469,10 +553,29 @@ impl Planes {
     /// The buffer must still be alive and not otherwise borrowed, and no other thread may use
     /// the same (ξ, row) while the returned slice lives.
     #[inline(always)]
-    pub(crate) unsafe fn row<'a>(self, xi: usize, row: usize) -> &'a mut [f32] {
-        assert!(xi < self.positions && row < self.rows, "Planes::row out of range");
+    pub(crate) unsafe fn row<'a>(self, xi: usize, row: usize) -> &'a mut [T] {
+        // SAFETY: the caller's contract, for one row.
+        unsafe { self.rows(xi, row, 1) }
+    }
+
+    /// Rows `first..first + count` of matrix ξ, one after another.
+    ///
+    /// # Safety
+    /// As [`Planes::row`], for each of those rows.
+    #[inline(always)]
+    pub(crate) unsafe fn rows<'a>(self, xi: usize, first: usize, count: usize) -> &'a mut [T] {
+        assert!(xi < self.positions && first + count <= self.rows, "Planes::rows out of range");
         // SAFETY: in range (asserted), and the caller's contract above.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add((xi * self.rows + row) * self.c), self.c) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add((xi * self.rows + first) * self.c), count * self.c) }
+    }
+
+    /// Matrix ξ whole.
+    ///
+    /// # Safety
+    /// The buffer must still be alive, and no thread may write it while the slice lives.
+    pub(crate) unsafe fn plane<'a>(self, xi: usize) -> &'a [T] {
+        // SAFETY: as `rows`, read only (the caller's contract).
+        unsafe { self.rows(xi, 0, self.rows) }
     }
 }
 
@@ -549,6 +652,7 @@ fn weight_row_plain(w: &[f32], variant: Variant, a: usize, gg: &mut [f32], u_row
 }
 
 simd_dispatch! {
+    avx512:
     /// V = B^T d B for the tiles of tile row `ti` of one image `x_img` ([ih, iw, c_in]), tile tj
     /// going to row `first_row + tj` of every V[ξ].
     ///
@@ -640,18 +744,43 @@ fn bt8(d: [&[f32]; 8], o: [&mut [f32]; 8]) {
     })
 }
 
-/// o[a][ch] = f(d[0][ch], .., d[N-1][ch])[a] for every channel: a block of 8 channels at a time
-/// (each operand's block loaded whole, computed, stored whole, so that the block is one vector
-/// operation per step), then the rest one by one. Written as one loop over the channels, LLVM
-/// ran it one value at a time (it cannot tell the N outputs from the N inputs apart: 70% of
-/// the transform's time was scalar on the ResNet).
+/// o[a][ch] = f(d[0][ch], .., d[N-1][ch])[a] for every channel: blocks of 16 channels where
+/// the level compiles for AVX-512 (one register each; the 256 -> 256 forward pass of the airbench
+/// network ran 20% faster than in blocks of 8 on a Zen 4), then blocks of 8 (AVX2's register;
+/// 16 there would not leave the registers for bt8's eight inputs), then the rest one by one.
+/// Each operand's block is loaded whole, computed, stored whole, so that the block is one vector
+/// operation per step. Written as one loop over the channels, LLVM ran it one value at a time
+/// (it cannot tell the N outputs from the N inputs apart: 70% of the transform's time was
+/// scalar on the ResNet). Every channel's value is the same whatever the block.
 #[inline(always)]
 fn by_blocks<const N: usize>(d: [&[f32]; N], mut o: [&mut [f32]; N], f: impl Fn([f32; N]) -> [f32; N]) {
-    const LANES: usize = 8;
     let c = o[0].len();
-    let blocks = c / LANES * LANES;
-    for c0 in (0..blocks).step_by(LANES) {
-        let dv: [[f32; LANES]; N] = std::array::from_fn(|k| d[k][c0..c0 + LANES].try_into().expect("a block of 8"));
+    let mut done = 0;
+    if super::simd::avx512bf16_allowed() {
+        done = in_blocks::<N, 16>(&d, &mut o, done, &f);
+    }
+    done = in_blocks::<N, 8>(&d, &mut o, done, &f);
+    for ch in done..c {
+        let r = f(std::array::from_fn(|k| d[k][ch]));
+        for (out, value) in o.iter_mut().zip(r) {
+            out[ch] = value;
+        }
+    }
+}
+
+/// `by_blocks` over the whole blocks of LANES channels from channel `from`; returns the first
+/// channel after them.
+#[inline(always)]
+fn in_blocks<const N: usize, const LANES: usize>(
+    d: &[&[f32]; N],
+    o: &mut [&mut [f32]; N],
+    from: usize,
+    f: &impl Fn([f32; N]) -> [f32; N],
+) -> usize {
+    let c = o[0].len();
+    let end = from + (c - from) / LANES * LANES;
+    for c0 in (from..end).step_by(LANES) {
+        let dv: [[f32; LANES]; N] = std::array::from_fn(|k| d[k][c0..c0 + LANES].try_into().expect("a block of LANES"));
         let mut ov = [[0.0f32; LANES]; N];
         for l in 0..LANES {
             let r = f(std::array::from_fn(|k| dv[k][l]));
@@ -663,15 +792,11 @@ fn by_blocks<const N: usize>(d: [&[f32]; N], mut o: [&mut [f32]; N], f: impl Fn(
             out[c0..c0 + LANES].copy_from_slice(values);
         }
     }
-    for ch in blocks..c {
-        let r = f(std::array::from_fn(|k| d[k][ch]));
-        for (out, value) in o.iter_mut().zip(r) {
-            out[ch] = value;
-        }
-    }
+    end
 }
 
 simd_dispatch! {
+    avx512:
     /// Y = A^T M A (+ bias, ReLU) for the tiles of one tile row, tile tj being row
     /// `first_row + tj` of every M[ξ] (`m` is [36][rows][c_out]); `y_part` is that tile row's
     /// output rows (out of them, or fewer for the last tile row when out does not divide oh).
@@ -877,7 +1002,9 @@ mod tests {
 
     #[test]
     fn shared_term_input_transforms_equal_the_matrices() {
-        let c = 11;
+        // 27 channels: a block of 16 (where the level compiles for AVX-512), one of 8, three
+        // one by one.
+        let c = 27;
         let input = test_input(c);
         let mut out = vec![vec![0.0f32; c]; 8];
         let mut it = out.iter_mut();
@@ -894,6 +1021,43 @@ mod tests {
         let mut it = out.iter_mut();
         bt8(std::array::from_fn(|k| &input[k][..]), std::array::from_fn(|_| &mut it.next().unwrap()[..]));
         check(&out, &BT8.iter().map(|r| &r[..]).collect::<Vec<_>>(), "bt8");
+    }
+
+    /// The dot chain's V (`VPlanes::Pairs`) holds, row for row, the float32 V rounded to bf16
+    /// pairs: both tile sizes, an odd and an even channel count, tiles over the padding, rows
+    /// written from an offset.
+    #[test]
+    fn pairs_planes_are_the_float_planes_rounded_to_pairs() {
+        use crate::ops::window::{Padding, Window};
+        for (kernel, c) in [(3, 27), (5, 32), (3, 16)] {
+            let window = Window::new(kernel, kernel, 1, 1, Padding::Same);
+            let g = Geometry::new("test", 9, 11, &window).unwrap();
+            let variant = Variant::for_output(kernel, g.oh, g.ow).unwrap();
+            let s = Shape::new(g, c, 4, variant);
+            let x: Vec<f32> = (0..9 * 11 * c).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let (positions, first) = (variant.positions(), 3);
+            let rows = first + s.tiles_h * s.tiles_w;
+            let (mut floats, mut pairs, mut unused_floats, mut unused_pairs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let by_floats = VPlanes::new(false, &mut floats, &mut unused_pairs, positions, rows, c);
+            let by_pairs = VPlanes::new(true, &mut unused_floats, &mut pairs, positions, rows, c);
+            let mut work = TileWork::new(c);
+            for ti in 0..s.tiles_h {
+                // SAFETY: this test alone holds the buffers.
+                unsafe {
+                    by_floats.transform_row(&x, &s, ti, first + ti * s.tiles_w, &mut work);
+                    by_pairs.transform_row(&x, &s, ti, first + ti * s.tiles_w, &mut work);
+                }
+            }
+            assert!(unused_floats.is_empty() && unused_pairs.is_empty(), "each kind fills its own buffer only");
+            let kp = c.div_ceil(2);
+            let mut want = vec![0u32; kp];
+            for xi in 0..positions {
+                for row in first..rows {
+                    rows_to_pairs(&floats[(xi * rows + row) * c..][..c], 1, c, c, &mut want, kp);
+                    assert_eq!(&pairs[(xi * rows + row) * kp..][..kp], &want[..], "{kernel}x{kernel}, {c} channels: plane {xi}, row {row}");
+                }
+            }
+        }
     }
 
     /// at6, at6x4 and at8x4 (shared terms, one pass) compute A^T m (+ bias, ReLU).
