@@ -389,6 +389,7 @@ fn add_group_products(
 }
 
 simd_dispatch! {
+    avx512:
     /// U = G4 d G4^T for the 4x4 blocks of tile row `ti` of one image's output gradient
     /// `dz_img` ([oh, ow, C_out]; zero beyond its edges), block tj going to row `first_row + tj`
     /// of every U[ξ].
@@ -402,27 +403,23 @@ simd_dispatch! {
 fn grad_transform_row_plain(dz_img: &[f32], s: &Shape, ti: usize, u: Planes, first_row: usize, work: &mut TileWork) {
     let (g, c, t) = (&s.g, s.c_out, s.variant.tile());
     let (g4, _) = matrices(s.variant);
-    let patch = &mut work.patch[..BLOCK * BLOCK * c];
     let half = &mut work.half[..t * BLOCK * c];
+    let zeros = &work.zeros[..c];
     for tj in 0..s.tiles_w {
-        // Gather the 4x4 block at output (4 ti, 4 tj); beyond the output it is zero.
-        for kr in 0..BLOCK {
-            let r = BLOCK * ti + kr;
-            for kc in 0..BLOCK {
-                let col = BLOCK * tj + kc;
-                let dst = &mut patch[(kr * BLOCK + kc) * c..][..c];
-                if r < g.oh && col < g.ow {
-                    dst.copy_from_slice(&dz_img[(r * g.ow + col) * c..][..c]);
-                } else {
-                    dst.fill(0.0);
-                }
+        // The 4x4 block at output (4 ti, 4 tj), read in place; beyond the output it is zero.
+        let pixel = |kr: usize, kc: usize| {
+            let (r, col) = (BLOCK * ti + kr, BLOCK * tj + kc);
+            if r < g.oh && col < g.ow {
+                &dz_img[(r * g.ow + col) * c..][..c]
+            } else {
+                zeros
             }
-        }
+        };
         // half[a][col] = sum_k G4[a][k] d[k][col];  U[a][b] = sum_l half[a][l] G4[b][l].
         for a in 0..t {
             for col in 0..BLOCK {
                 let out = &mut half[(a * BLOCK + col) * c..][..c];
-                combine(out, (0..BLOCK).map(|k| (g4[a][k], &patch[(k * BLOCK + col) * c..][..c])));
+                combine(out, (0..BLOCK).map(|k| (g4[a][k], pixel(k, col))));
             }
         }
         for a in 0..t {
@@ -436,6 +433,7 @@ fn grad_transform_row_plain(dz_img: &[f32], s: &Shape, ti: usize, u: Planes, fir
 }
 
 simd_dispatch! {
+    avx512:
     /// dW[ki][kj] = sum over a, b of A^T[ki][a] M[a][b] A^T[kj][b], each a block of `len`
     /// values (`dw` holds kernel² of them, [ki][kj][len]); M[a][b] is the `len` values at
     /// (a * t + b) * `m_stride` of `m`, so that a caller may transform a column range of
