@@ -224,24 +224,20 @@ fn transpose_images(x: &[f32], shape: &ConvShape, images: usize, layout: Layout,
     let in_size = shape.input_len();
     let padded_rows = g.oh + g.kh - 1;
     let row_len = layout.row_len;
+    assert_eq!(layout.image, padded_rows * layout.width, "one padded image after another");
     rows.par_chunks_mut(LANES * row_len).enumerate().for_each(|(block, rows)| {
         let (c0, lanes) = (block * LANES, LANES.min(c_in - block * LANES));
         rows[lanes * row_len..].fill(0);
         let mut pairs = [0u32; LANES * LANES / 2];
         for img in 0..images {
             let x_img = &x[img * in_size..][..in_size];
-            for r in 0..padded_rows {
+            // The image's padding: each lane's padded image zeroed whole (in cache), then its
+            // pixels written over it. A fill of each row's border instead (a value or two at a
+            // time) made memset 1.3% of the ResNet's bf16 step, in call overhead.
+            (0..lanes).for_each(|lane| rows[lane * row_len + img * layout.image..][..layout.image].fill(0));
+            for r in g.pad_top..g.pad_top + g.ih {
                 let base = img * layout.image + r * layout.width;
                 let row = |lane: usize| lane * row_len + base;
-                if !(g.pad_top..g.pad_top + g.ih).contains(&r) {
-                    (0..lanes).for_each(|lane| rows[row(lane)..][..layout.width].fill(0));
-                    continue;
-                }
-                let right = g.pad_left + g.iw;
-                for lane in 0..lanes {
-                    rows[row(lane)..][..g.pad_left].fill(0);
-                    rows[row(lane) + right..][..layout.width - right].fill(0);
-                }
                 let x_row = &x_img[(r - g.pad_top) * g.iw * c_in..][..g.iw * c_in];
                 #[cfg(target_arch = "x86_64")]
                 if crate::ops::simd::avx512bf16_allowed() {
