@@ -364,14 +364,14 @@ fn blocked_rows_give_each_chains_bits_read_in_place_or_gathered_at_every_level()
 /// `gemm_bf16_pairs` (A given as bf16 row pairs, as the Winograd forward pass writes its V):
 /// each output is the dot chain over its row's and column's pairs, from beta · c, for odd k
 /// (the last high half zero), k over one pass of the kernel (300 pairs), rows spaced wider than
-/// their pairs (the gap filled with NaN pairs, which must not be read), no k at all, at every
+/// their pairs (the gap filled with NaN pairs, which must not be read), no k at all, no rows, at every
 /// SIMD level; and the same bits as `gemm_bf16_packed` of the float rows.
 #[test]
 fn pairs_given_in_rows_give_the_dot_chains_bits_at_every_level() {
     use convnet::ops::gemm_bf16::gemm_bf16_pairs;
     let _level = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = ChaCha8Rng::seed_from_u64(43);
-    for (m, k, n) in [(13usize, 37usize, 21usize), (30, 600, 40), (1, 2, 1), (5, 0, 7)] {
+    for (m, k, n) in [(13usize, 37usize, 21usize), (30, 600, 40), (1, 2, 1), (5, 0, 7), (0, 6, 5)] {
         let filled = k.div_ceil(2);
         let a_rs = filled + 3;
         let a = random(m * k, &mut rng);

@@ -190,43 +190,21 @@ pub(crate) fn amx_allowed() -> bool {
 /// `$vis fn $name => $plain(args)`: `$name` runs `$plain` compiled for AVX2 + FMA where the level
 /// allows it, else as it is. Prefixed with `avx512:`, also a copy compiled for AVX-512 (16 floats
 /// a vector) where the level allows AVX512-BF16: for the kernels bound by their arithmetic
-/// (GELU); on the memory-bound ones it measured slower (docs/performance.md). Every copy is the
-/// same code, so the same bits.
+/// (GELU, Winograd's transforms); on the memory-bound ones it measured slower
+/// (docs/performance.md). `unsafe fn` the same way. Every copy is the same code, so the same
+/// bits.
 macro_rules! simd_dispatch {
     (avx512: $(#[$attr:meta])* $vis:vis fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$attr])*
         $vis fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) {
-                    $plain($($arg),*)
-                }
-                if $crate::ops::simd::avx512bf16_allowed() {
-                    // SAFETY: the level allows AVX512-BF16, so the CPU has AVX-512 F, BW and VL
-                    // (and AVX2 and FMA).
-                    return unsafe { avx512($($arg),*) };
-                }
-            }
-            $crate::ops::simd::simd_dispatch!(@body $plain($($arg: $ty),*))
+            $crate::ops::simd::simd_dispatch!(@avx512 $plain($($arg: $ty),*))
         }
     };
     (avx512: $(#[$attr:meta])* $vis:vis unsafe fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$attr])*
         $vis unsafe fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) {
-                    $plain($($arg),*)
-                }
-                if $crate::ops::simd::avx512bf16_allowed() {
-                    // SAFETY: the level allows AVX512-BF16, so the CPU has AVX-512 F, BW and VL
-                    // (and AVX2 and FMA); the caller keeps this function's own contract.
-                    return unsafe { avx512($($arg),*) };
-                }
-            }
-            $crate::ops::simd::simd_dispatch!(@body $plain($($arg: $ty),*))
+            // The caller keeps this function's own contract for every copy.
+            $crate::ops::simd::simd_dispatch!(@avx512 $plain($($arg: $ty),*))
         }
     };
     ($(#[$attr:meta])* $vis:vis fn $name:ident => $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {
@@ -241,6 +219,21 @@ macro_rules! simd_dispatch {
             $crate::ops::simd::simd_dispatch!(@body $plain($($arg: $ty),*))
         }
     };
+    (@avx512 $plain:ident($($arg:ident: $ty:ty),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) {
+                $plain($($arg),*)
+            }
+            if $crate::ops::simd::avx512bf16_allowed() {
+                // SAFETY: the level allows AVX512-BF16, so the CPU has AVX-512 F, BW and VL
+                // (and AVX2 and FMA).
+                return unsafe { avx512($($arg),*) };
+            }
+        }
+        $crate::ops::simd::simd_dispatch!(@body $plain($($arg: $ty),*))
+    }};
     (@body $plain:ident($($arg:ident: $ty:ty),*)) => {{
         #[cfg(target_arch = "x86_64")]
         {

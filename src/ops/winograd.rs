@@ -755,7 +755,9 @@ fn bt8(d: [&[f32]; 8], o: [&mut [f32]; 8]) {
 #[inline(always)]
 fn by_blocks<const N: usize>(d: [&[f32]; N], mut o: [&mut [f32]; N], f: impl Fn([f32; N]) -> [f32; N]) {
     let c = o[0].len();
+    #[allow(unused_mut)] // only x86-64 has the wide blocks
     let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
     if super::simd::avx512bf16_allowed() {
         done = in_blocks::<N, 16>(&d, &mut o, done, &f);
     }
