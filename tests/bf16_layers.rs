@@ -110,6 +110,28 @@ struct ConvCase {
     padding: Padding,
 }
 
+/// A case's window and geometry, and its x, w, b and dy drawn from seeds `seed`, `seed + 10`,
+/// `seed + 20` and `seed + 30`.
+struct ConvInputs {
+    win: Window,
+    g: Geometry,
+    x: Tensor,
+    w: Tensor,
+    b: Tensor,
+    dy: Tensor,
+}
+
+impl ConvCase {
+    fn inputs(&self, seed: u64) -> ConvInputs {
+        let win = Window::new(self.k, self.k, self.stride, self.stride, self.padding);
+        let g = Geometry::new("test", self.hw, self.hw, &win).unwrap();
+        let x = random(&[self.n, self.hw, self.hw, self.ci], seed);
+        let w = random(&[self.k, self.k, self.ci, self.co], seed + 10);
+        let b = random(&[self.co], seed + 20);
+        let dy = random(&[self.n, g.oh, g.ow, self.co], seed + 30);
+        ConvInputs { win, g, x, w, b, dy }
+    }
+}
 /// Runs the layer's forward and backward in `precision`: (y, dX, dW, db).
 fn conv_run(x: &Tensor, w: &Tensor, b: &Tensor, dy: &Tensor, win: &Window, precision: Precision) -> (Tensor, Tensor, Tensor, Tensor) {
     let (mut y, mut s) = (Tensor::empty(), ConvScratch::default());
@@ -247,12 +269,7 @@ fn conv_by_winograd_in_bf16_is_within_bf16_rounding_of_the_exact_convolution() {
         ConvCase { n: 1, hw: 6, ci: 17, co: 16, k: 5, stride: 1, padding: Padding::Same },
     ];
     for (ci_, c) in cases.iter().enumerate() {
-        let win = Window::new(c.k, c.k, 1, 1, c.padding);
-        let x = random(&[c.n, c.hw, c.hw, c.ci], 50 + ci_ as u64);
-        let w = random(&[c.k, c.k, c.ci, c.co], 60 + ci_ as u64);
-        let b = random(&[c.co], 70 + ci_ as u64);
-        let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
-        let dy = random(&[c.n, g.oh, g.ow, c.co], 80 + ci_ as u64);
+        let ConvInputs { win, g, x, w, b, dy } = c.inputs(50 + ci_ as u64);
         let unrounded = |t: &Tensor| t.data().iter().map(|&v| v as f64).collect::<Vec<_>>();
         let e = exact_conv(&unrounded(&x), [c.n, c.hw, c.hw, c.ci], &unrounded(&w), [c.k, c.k, c.ci, c.co], b.data(), &unrounded(&dy), &g);
         let (y, dx, dw, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Winograd);
@@ -321,13 +338,8 @@ fn dw_by_winograd_in_the_winograd_family_is_float32s_winograd_of_the_rounded_inp
         (ConvCase { n: 9, hw: 8, ci: 16, co: 16, k: 5, stride: 1, padding: Padding::Same }, Algorithm::Winograd),
     ];
     for (ci_, (c, dx_algorithm)) in cases.iter().enumerate() {
-        let win = Window::new(c.k, c.k, 1, 1, c.padding);
-        let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
+        let ConvInputs { win, g, x, w, b, dy } = c.inputs(310 + ci_ as u64);
         assert_eq!(algorithm_in(Precision::Bf16Winograd, &g, &win, c.co, c.ci), *dx_algorithm, "case {ci_}: dX");
-        let x = random(&[c.n, c.hw, c.hw, c.ci], 310 + ci_ as u64);
-        let w = random(&[c.k, c.k, c.ci, c.co], 320 + ci_ as u64);
-        let b = random(&[c.co], 330 + ci_ as u64);
-        let dy = random(&[c.n, g.oh, g.ow, c.co], 340 + ci_ as u64);
         let y = conv_run(&x, &w, &b, &dy, &win, Precision::F32).0;
         let round = |t: &Tensor| Tensor::from_vec(t.shape(), t.data().iter().map(|&v| round_bf16(v)).collect()).unwrap();
         let (x16, dy16) = (round(&x), round(&dy));
@@ -451,12 +463,7 @@ fn dw_in_the_winograd_family_under_16_input_channels_is_float32s_direct_dw_of_th
     use convnet::ops::conv_dw_direct::{weight_grad_direct, DirectShape};
     let _walk = walking_levels();
     let c = ConvCase { n: 5, hw: 9, ci: 10, co: 20, k: 3, stride: 1, padding: Padding::Same };
-    let win = Window::new(c.k, c.k, 1, 1, c.padding);
-    let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
-    let x = random(&[c.n, c.hw, c.hw, c.ci], 910);
-    let w = random(&[c.k, c.k, c.ci, c.co], 920);
-    let b = random(&[c.co], 930);
-    let dy = random(&[c.n, g.oh, g.ow, c.co], 940);
+    let ConvInputs { win, g, x, w, b, dy } = c.inputs(910);
     let (y, dx, dw, db) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Winograd);
     let round = |t: &Tensor| t.data().iter().map(|&v| round_bf16(v)).collect::<Vec<f32>>();
     let mut want = vec![0.0f32; dw.len()];
@@ -834,12 +841,7 @@ fn dw_in_the_winograd_family_on_the_tiles_layout_is_the_dot_chain_over_each_grou
         ConvCase { n: 33, hw: 6, ci: 16, co: 32, k: 2, stride: 1, padding: Padding::Valid },
     ];
     for (ci_, c) in cases.iter().enumerate() {
-        let win = Window::new(c.k, c.k, 1, 1, c.padding);
-        let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
-        let x = random(&[c.n, c.hw, c.hw, c.ci], 610 + ci_ as u64);
-        let w = random(&[c.k, c.k, c.ci, c.co], 620 + ci_ as u64);
-        let b = random(&[c.co], 630 + ci_ as u64);
-        let dy = random(&[c.n, g.oh, g.ow, c.co], 640 + ci_ as u64);
+        let ConvInputs { win, g, x, w, b, dy } = c.inputs(610 + ci_ as u64);
         let (y, dx, dw, db) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Winograd);
         // The layout: width Wd (even), S pixels an image, the group's pixels in whole blocks.
         let width = (g.ow + g.kw - 1).next_multiple_of(2);
@@ -894,12 +896,7 @@ fn dw_in_the_tiles_family_where_its_tiles_do_not_apply_is_im2cols_product_on_the
     // the tiles' family, im2col does: one chunk of images, one product col^T · dz on
     // TDPBF16PS's chain, added to zero. Written out: the column matrix by hand, `gemm_bf16`.
     let c = ConvCase { n: 3, hw: 7, ci: 10, co: 20, k: 3, stride: 1, padding: Padding::Same };
-    let win = Window::new(c.k, c.k, 1, 1, c.padding);
-    let g = Geometry::new("test", c.hw, c.hw, &win).unwrap();
-    let x = random(&[c.n, c.hw, c.hw, c.ci], 950);
-    let w = random(&[c.k, c.k, c.ci, c.co], 960);
-    let b = random(&[c.co], 970);
-    let dy = random(&[c.n, g.oh, g.ow, c.co], 980);
+    let ConvInputs { win, g, x, w, b, dy } = c.inputs(950);
     let (_, _, dw, _) = conv_run(&x, &w, &b, &dy, &win, Precision::Bf16Tiles);
     let (pixels, k) = (c.n * g.oh * g.ow, c.k * c.k * c.ci);
     let mut col = vec![0.0f32; pixels * k];
