@@ -50,6 +50,14 @@ fn conv_in(c: &mut Criterion, name: &str, x_shape: [usize; 4], c_out: usize, k: 
             conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, precision, grads, &mut s).unwrap()
         })
     });
+    if need_dx {
+        c.bench_function(&format!("{name}/dw_only"), |bch| {
+            bch.iter(|| {
+                let grads = Conv2dGradsMut { d_input: None, d_weight: &mut dw, d_bias: &mut db };
+                conv2d_backward_into(&x, &w, OutputGrad::Plain(&dy), &win, precision, grads, &mut s).unwrap()
+            })
+        });
+    }
 }
 
 fn pool(c: &mut Criterion, name: &str, x_shape: [usize; 4], win: Window) {
@@ -129,6 +137,9 @@ fn batch_norm_relu(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
     let mut bn = BatchNormLayer::new(name.to_string(), &x_shape[1..], 0.1, 1e-5);
     bn.relu = true;
     c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| bn.forward(&x, Mode::Train).unwrap()));
+    // The backward pass reads the forward's statistics: one forward first, so that the
+    // backward can be measured (or profiled) on its own.
+    bn.forward(&x, Mode::Train).unwrap();
     c.bench_function(&format!("{name}/backward"), |bch| bch.iter(|| bn.backward(&x, &dy, true).unwrap()));
 }
 
