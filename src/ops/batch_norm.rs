@@ -138,15 +138,53 @@ simd_dispatch! {
 fn shifted_sums_plain(x: &[f32], shift: &[f32], sums: &mut [f32]) {
     let c = shift.len();
     let (s1, s2) = sums.split_at_mut(c);
-    s1.fill(0.0);
-    s2.fill(0.0);
+    // As `grad_sums`: up to four blocks of LANES channels down the rows, their sums in
+    // registers (a row at a time through memory, each row waited on the last's stores), then
+    // the rest a channel at a time; each channel's sums run over the rows in order.
+    let blocks = c / LANES;
+    let mut b0 = 0;
+    while b0 < blocks {
+        let c0 = b0 * LANES;
+        b0 += match blocks - b0 {
+            1 => shifted_sums_blocks::<1>(x, shift, c0, s1, s2),
+            2 | 3 => shifted_sums_blocks::<2>(x, shift, c0, s1, s2),
+            _ => shifted_sums_blocks::<4>(x, shift, c0, s1, s2),
+        };
+    }
+    for ch in blocks * LANES..c {
+        let (mut a1, mut a2) = (0.0f32, 0.0f32);
+        for row in x.chunks_exact(c) {
+            let d = row[ch] - shift[ch];
+            a1 += d;
+            a2 += d * d;
+        }
+        s1[ch] = a1;
+        s2[ch] = a2;
+    }
+}
+
+/// `shifted_sums` of the B blocks of LANES channels from c0, down every row; returns B.
+#[inline(always)]
+fn shifted_sums_blocks<const B: usize>(x: &[f32], shift: &[f32], c0: usize, s1: &mut [f32], s2: &mut [f32]) -> usize {
+    let c = shift.len();
+    let (mut a1, mut a2) = ([[0.0f32; LANES]; B], [[0.0f32; LANES]; B]);
+    let shifts: [&[f32; LANES]; B] = std::array::from_fn(|b| lanes(shift, c0 + b * LANES));
     for row in x.chunks_exact(c) {
-        for (((s1, s2), &v), &k) in s1.iter_mut().zip(s2.iter_mut()).zip(row).zip(shift) {
-            let d = v - k;
-            *s1 += d;
-            *s2 += d * d;
+        for b in 0..B {
+            let xs = lanes(row, c0 + b * LANES);
+            for l in 0..LANES {
+                let d = xs[l] - shifts[b][l];
+                a1[b][l] += d;
+                a2[b][l] += d * d;
+            }
         }
     }
+    for b in 0..B {
+        let cb = c0 + b * LANES;
+        s1[cb..cb + LANES].copy_from_slice(&a1[b]);
+        s2[cb..cb + LANES].copy_from_slice(&a2[b]);
+    }
+    B
 }
 
 /// The per-channel affine map of a normalisation, y = (x - m) a + b. Written with the
@@ -480,6 +518,29 @@ mod tests {
 
     /// Every row in exactly one chunk, in order; no chunk over ROWS rows, none holding part of
     /// an image with part of another, none spanning two groups of IMAGES_PER_CHUNK images.
+    /// The forward's shifted sums, blocked as `grad_sums`, against a plain loop down each
+    /// channel's rows, bit for bit.
+    #[test]
+    fn shifted_sums_equal_each_channels_sums_down_the_rows_bit_for_bit() {
+        let value = |i: usize| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0;
+        for c in [5, 8, 16, 24, 40, 45, 72] {
+            let rows = 37;
+            let x: Vec<f32> = (0..rows * c).map(|i| value(i) * 3.0 + 100.0).collect();
+            let shift = x[..c].to_vec();
+            let mut sums = vec![f32::NAN; 2 * c];
+            shifted_sums(&x, &shift, &mut sums);
+            for ch in 0..c {
+                let (mut s1, mut s2) = (0.0f32, 0.0f32);
+                for row in x.chunks_exact(c) {
+                    let d = row[ch] - shift[ch];
+                    s1 += d;
+                    s2 += d * d;
+                }
+                assert_eq!((sums[ch].to_bits(), sums[c + ch].to_bits()), (s1.to_bits(), s2.to_bits()), "{c} channels, channel {ch}");
+            }
+        }
+    }
+
     /// The blocked sums (groups of 4, 2 and 1 blocks of LANES channels, then the rest one at
     /// a time) against a plain loop down each channel's rows, bit for bit, with and without
     /// the fused ReLU's mask, at every SIMD level this CPU has (`grad_sums` dispatches).

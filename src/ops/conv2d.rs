@@ -30,6 +30,7 @@
 use rayon::prelude::*;
 
 use super::activation::Activation;
+use super::column_sums::add_column_sums;
 use super::conv_direct::{self, forward_direct_rows, DirectConv};
 use super::conv_direct_bf16::{self, forward_direct_bf16_rows};
 use super::conv_dw_direct::{self, weight_grad_direct, DirectShape};
@@ -709,9 +710,7 @@ fn chunk_partials(
                 let (x_chunk, dz) = precision.rounded_operands(x_chunk, dz, work.rounded());
                 weight_grad_direct(x_chunk, dz, DirectShape { g, images, c_in, c_out }, &mut s.dw);
             }
-            for row in dz.chunks_exact(c_out) {
-                s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-            }
+            add_column_sums(dz, &mut s.db);
             // dX by col2im (a strided layer, or one Winograd does not pay for), image by image:
             // d(col) = dZ · W^T, scattered onto the image.
             for (dz_img, dx_img) in dz.chunks_exact(out_size).zip(dx_chunk.into_iter().flat_map(|d| d.chunks_exact_mut(in_size))) {
@@ -735,9 +734,7 @@ fn chunk_partials(
             // The chunk's first product starts the partial (beta 0); the others add to it.
             let beta = if first == 0 { 0.0 } else { 1.0 };
             gemm(precision, k, count * m, c_out, &col[..count * m * k], true, dz, false, beta, &mut s.dw);
-            for row in dz.chunks_exact(c_out) {
-                s.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-            }
+            add_column_sums(dz, &mut s.db);
             for dz_img in dz.chunks_exact(out_size) {
                 if let Some(dx_img) = dx_imgs.as_mut().and_then(|it| it.next()) {
                     // The columns, used, become d(col) = dZ · W^T, then scatter onto the image.

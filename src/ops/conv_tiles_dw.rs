@@ -40,6 +40,7 @@ use rayon::prelude::*;
 
 use super::aligned::Aligned64;
 use super::bf16::{interleave_rows, rows_to_pairs};
+use super::column_sums::add_column_sums;
 use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
 use super::conv_tiles::as_values;
@@ -351,9 +352,7 @@ fn pair_output_grad(dz: &[f32], shape: &ConvShape, images: usize, layout: Layout
                 let dz_row = &dz_img[i * g.ow * c_out..][..g.ow * c_out];
                 interleave_rows(dz_row, g.ow, c_out, c_out, &mut row[..written], ld);
                 row[written..].fill(0);
-                for pixel in dz_row.chunks_exact(c_out) {
-                    db.iter_mut().zip(pixel).for_each(|(d, v)| *d += v);
-                }
+                add_column_sums(dz_row, db);
             } else {
                 row.fill(0);
             }

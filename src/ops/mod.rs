@@ -5,6 +5,7 @@ pub mod activation;
 mod aligned;
 pub mod batch_norm;
 pub mod bf16;
+mod column_sums;
 pub mod conv2d;
 pub mod conv2d_ref;
 pub mod conv_direct;

@@ -33,6 +33,7 @@
 
 use rayon::prelude::*;
 
+use super::column_sums::add_column_sums;
 use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
 use super::gemm::gemm;
@@ -301,9 +302,7 @@ pub(crate) fn weight_grad_summed(
             let dz_group = dy.images(first, images, out_size, dz);
             group_db.clear();
             group_db.resize(c_out, 0.0);
-            for row in dz_group.chunks_exact(c_out) {
-                group_db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-            }
+            add_column_sums(dz_group, group_db);
             acc_db.iter_mut().zip(group_db.iter()).for_each(|(a, v)| *a += v);
             let (x_group, dz_group) = bf16_operands(precision, &x[first * in_size..][..images * in_size], dz_group, rounded);
             add_group_products(x_group, dz_group, images, &s, (tasks, tiles), vu, acc_m);
