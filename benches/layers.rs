@@ -66,7 +66,9 @@ fn pool(c: &mut Criterion, name: &str, x_shape: [usize; 4], win: Window) {
     max_pool2d_forward_into(&x, &win, &mut y, &mut arg).unwrap();
     let dy = ramp(y.shape());
     c.bench_function(&format!("{name}/forward"), |bch| bch.iter(|| max_pool2d_forward_into(&x, &win, &mut y, &mut arg).unwrap()));
-    c.bench_function(&format!("{name}/backward"), |bch| bch.iter(|| max_pool2d_backward_into(&dy, &arg, x.shape(), &mut dx).unwrap()));
+    c.bench_function(&format!("{name}/backward"), |bch| {
+        bch.iter(|| max_pool2d_backward_into(&dy, &arg, x.shape(), &win, &mut dx).unwrap())
+    });
 }
 
 fn lrn(c: &mut Criterion, name: &str, x_shape: [usize; 4]) {
@@ -185,6 +187,7 @@ fn bench(c: &mut Criterion) {
     ] {
         direct(c, name, x_shape, c_out, win);
     }
+    pool(c, "resnet/pool_2x2s2_32x32x32", [n, 32, 32, 32], Window::new(2, 2, 2, 2, Padding::Valid));
     batch_norm_relu(c, "resnet/batch_norm_relu_32x32x32", [n, 32, 32, 32]);
     batch_norm_relu(c, "resnet/batch_norm_relu_16x16x64", [n, 16, 16, 64]);
 

@@ -25,7 +25,7 @@ fn max_pool_gradients_match_finite_differences() {
         let x = distinct(&xs, seed as u64);
         let (y, arg) = max_pool2d_forward(&x, &win).unwrap();
         let r = random(y.shape(), seed as u64 + 50);
-        let dx = max_pool2d_backward(&r, &arg, x.shape()).unwrap();
+        let dx = max_pool2d_backward(&r, &arg, x.shape(), &win).unwrap();
         check_gradient(&format!("max_pool {name}"), &x, &r, 1e-3, 1e-3, &dx, |x| max_pool2d_forward(x, &win).unwrap().0);
     }
 }
@@ -50,7 +50,7 @@ fn pool_fast_matches_reference_loops() {
         let (y, arg) = max_pool2d_forward(&x, &win).unwrap();
         assert_close(&y, &pool_forward(&x, &win, PoolMode::Max).unwrap(), 1e-6, &format!("max {name} forward"));
         let dy = random(y.shape(), seed as u64 + 8);
-        let fast = max_pool2d_backward(&dy, &arg, x.shape()).unwrap();
+        let fast = max_pool2d_backward(&dy, &arg, x.shape(), &win).unwrap();
         assert_close(&fast, &pool_backward(&x, &dy, &win, PoolMode::Max).unwrap(), 1e-6, &format!("max {name} backward"));
 
         let y = avg_pool2d_forward(&x, &win).unwrap();
@@ -73,7 +73,7 @@ fn max_pool_2x2_stride_2_on_a_4x4_example() {
     assert_eq!(y.data(), [4., 2., 7., 8.]);
     // The gradient goes to the max positions only: indices 4 (the 4), 2 (the 2), 12 (7), 11 (8).
     let dy = convnet::Tensor::from_vec(&[1, 2, 2, 1], vec![1., 2., 3., 4.]).unwrap();
-    let dx = max_pool2d_backward(&dy, &arg, x.shape()).unwrap();
+    let dx = max_pool2d_backward(&dy, &arg, x.shape(), &win).unwrap();
     let mut expected = vec![0.0; 16];
     expected[4] = 1.;
     expected[2] = 2.;

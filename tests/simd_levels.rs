@@ -99,9 +99,18 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     let (y, argmax) = max_pool2d_forward(&x, &window).unwrap();
     assert_eq!(y.data(), pool_forward(&x, &window, PoolMode::Max).unwrap().data(), "max pool at {:?}", simd_level());
     let dy = random(y.shape(), 8);
-    let dx = max_pool2d_backward(&dy, &argmax, x.shape()).unwrap();
+    let dx = max_pool2d_backward(&dy, &argmax, x.shape(), &window).unwrap();
     assert_close(&dx, &pool_backward(&x, &dy, &window, PoolMode::Max).unwrap(), 1e-6, &format!("max pool dX at {:?}", simd_level()));
     out.extend([("max pool y", bits(&y)), ("max pool argmax", argmax), ("max pool dX", bits(&dx))]);
+    // 2x2/2 windows tile the image: dX written cell by cell (`route_cell`) instead of scattered.
+    let window = Window::new(2, 2, 2, 2, Padding::Valid);
+    let mut x = random(&[2, 6, 8, 19], 10);
+    x.data_mut().iter_mut().for_each(|v| *v = (*v * 3.0).round());
+    let (y, argmax) = max_pool2d_forward(&x, &window).unwrap();
+    let dy = random(y.shape(), 9);
+    let dx = max_pool2d_backward(&dy, &argmax, x.shape(), &window).unwrap();
+    assert_close(&dx, &pool_backward(&x, &dy, &window, PoolMode::Max).unwrap(), 1e-6, &format!("tiled max pool dX at {:?}", simd_level()));
+    out.push(("tiled max pool dX", bits(&dx)));
 
     // GELU over [-15, 15] (both tails, the exp cutoff) and a length that is no multiple of a
     // vector, against the libm reference.

@@ -103,7 +103,7 @@ fn pool_backward_native<'py>(
             if max {
                 let (y, argmax) = max_pool2d_forward(&x, &window)?;
                 check_same_shape("dA", dy.shape(), y.shape())?;
-                max_pool2d_backward(&dy, &argmax, x.shape())
+                max_pool2d_backward(&dy, &argmax, x.shape(), &window)
             } else {
                 avg_pool2d_backward(&dy, x.shape(), &window)
             }

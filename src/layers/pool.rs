@@ -52,7 +52,7 @@ impl Layer for MaxPoolLayer {
     fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
         check_backward(&self.name, x, &self.y, dy)?;
         if need_input_grad {
-            max_pool2d_backward_into(dy, &self.argmax, x.shape(), &mut self.dx)?;
+            max_pool2d_backward_into(dy, &self.argmax, x.shape(), &self.window, &mut self.dx)?;
         }
         Ok(())
     }

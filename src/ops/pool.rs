@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use super::simd::simd_dispatch;
 use super::window::{Geometry, Padding, Window};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -138,31 +139,81 @@ pub(crate) fn wins(v: f32, best: f32) -> bool {
     v > best || v.is_nan()
 }
 
-/// Routes each output gradient to the input position that won the max.
-pub fn max_pool2d_backward(dy: &Tensor, argmax: &[u32], x_shape: &[usize]) -> Result<Tensor> {
+/// Routes each output gradient to the input position that won the max (`argmax` from the
+/// forward pass over `x_shape` with `window`).
+pub fn max_pool2d_backward(dy: &Tensor, argmax: &[u32], x_shape: &[usize], window: &Window) -> Result<Tensor> {
     let mut dx = Tensor::empty();
-    max_pool2d_backward_into(dy, argmax, x_shape, &mut dx)?;
+    max_pool2d_backward_into(dy, argmax, x_shape, window, &mut dx)?;
     Ok(dx)
 }
 
-/// `max_pool2d_backward` into a reused buffer.
-pub fn max_pool2d_backward_into(dy: &Tensor, argmax: &[u32], x_shape: &[usize], dx: &mut Tensor) -> Result<()> {
-    let n = x_shape[0];
-    let in_size: usize = x_shape[1..].iter().product();
-    let out_size = dy.len() / n.max(1);
-    if argmax.len() != dy.len() || dy.shape()[0] != n {
-        return Err(Error::shape("max_pool2d backward", format!("{} gradients", argmax.len()), format!("{:?}", dy.shape())));
+/// `max_pool2d_backward` into a reused buffer. Where the windows tile the image (every input
+/// cell in exactly one window: a stride equal to the kernel, as the ResNet's and airbench's 2x2
+/// pools), each cell of dx is written once, its window's dy where it won and zero elsewhere;
+/// otherwise dx is zeroed and each dy added at its winner. The same bits either way (a winner
+/// holds 0 + dy).
+pub fn max_pool2d_backward_into(dy: &Tensor, argmax: &[u32], x_shape: &[usize], window: &Window, dx: &mut Tensor) -> Result<()> {
+    let (g, n, c) = pool_geometry("max_pool2d backward", x_shape, window)?;
+    let in_size = g.ih * g.iw * c;
+    let out_size = g.oh * g.ow * c;
+    if argmax.len() != dy.len() || dy.shape() != [n, g.oh, g.ow, c] {
+        let expected = format!("{} gradients of shape {:?}", argmax.len(), [n, g.oh, g.ow, c]);
+        return Err(Error::shape("max_pool2d backward", expected, format!("{:?}", dy.shape())));
     }
     dx.resize(x_shape);
+    let tiled = windows_tile(&g);
     dx.data_mut().par_chunks_mut(in_size).enumerate().for_each(|(img, dx_img)| {
-        dx_img.fill(0.0);
         let dy_img = &dy.data()[img * out_size..][..out_size];
         let arg_img = &argmax[img * out_size..][..out_size];
-        for (d, &a) in dy_img.iter().zip(arg_img) {
-            dx_img[a as usize] += d;
+        if tiled {
+            route_tiled(&g, c, dy_img, arg_img, dx_img);
+        } else {
+            dx_img.fill(0.0);
+            for (d, &a) in dy_img.iter().zip(arg_img) {
+                dx_img[a as usize] += d;
+            }
         }
     });
     Ok(())
+}
+
+/// Whether every input row lies in exactly one window row, and every column in one window
+/// column.
+fn windows_tile(g: &Geometry) -> bool {
+    let mut rows = vec![0u32; g.ih];
+    (0..g.oh).flat_map(|o| (0..g.kh).filter_map(move |k| g.in_row(o, k))).for_each(|r| rows[r] += 1);
+    let mut cols = vec![0u32; g.iw];
+    (0..g.ow).flat_map(|o| (0..g.kw).filter_map(move |k| g.in_col(o, k))).for_each(|s| cols[s] += 1);
+    rows.iter().chain(&cols).all(|&count| count == 1)
+}
+
+/// One image's dx where the windows tile it: every cell of each window written, 0 + dy at its
+/// winner (`arg`, an index into the image) and zero at the others.
+fn route_tiled(g: &Geometry, c: usize, dy: &[f32], arg: &[u32], dx: &mut [f32]) {
+    for oi in 0..g.oh {
+        for oj in 0..g.ow {
+            let at = (oi * g.ow + oj) * c;
+            let (dy, arg) = (&dy[at..at + c], &arg[at..at + c]);
+            for r in (0..g.kh).filter_map(|ki| g.in_row(oi, ki)) {
+                for s in (0..g.kw).filter_map(|kj| g.in_col(oj, kj)) {
+                    let cell = (r * g.iw + s) * c;
+                    route_cell(dy, arg, cell as u32, &mut dx[cell..cell + c]);
+                }
+            }
+        }
+    }
+}
+
+simd_dispatch! {
+    /// dx[ch] = 0 + dy[ch] where arg[ch] is this cell's channel ch (index `cell + ch`), else 0.
+    fn route_cell => route_cell_plain(dy: &[f32], arg: &[u32], cell: u32, dx: &mut [f32])
+}
+
+#[inline(always)]
+fn route_cell_plain(dy: &[f32], arg: &[u32], cell: u32, dx: &mut [f32]) {
+    for (ch, ((dx, &d), &a)) in dx.iter_mut().zip(dy).zip(arg).enumerate() {
+        *dx = if a == cell + ch as u32 { 0.0 + d } else { 0.0 };
+    }
 }
 
 /// Number of window cells inside the image at output (oi, oj): the average's divisor.
@@ -238,4 +289,54 @@ pub fn avg_pool2d_backward_into(dy: &Tensor, x_shape: &[usize], window: &Window,
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The windows tile the image exactly when each row and column lies in one window: a
+    /// stride equal to the kernel over a size it divides, or SAME padding that fills the rest.
+    #[test]
+    fn windows_tile_only_when_every_cell_is_in_exactly_one_window() {
+        let tile = |size: usize, k: usize, s: usize, padding: Padding| {
+            let g = Geometry::new("test", size, size, &Window::new(k, k, s, s, padding)).unwrap();
+            windows_tile(&g)
+        };
+        assert!(tile(32, 2, 2, Padding::Valid));
+        assert!(tile(7, 3, 3, Padding::Same), "9 cells over 7 rows and 2 of padding");
+        assert!(!tile(7, 2, 2, Padding::Valid), "the last row in no window");
+        assert!(!tile(8, 3, 2, Padding::Same), "overlapping windows");
+        assert!(!tile(8, 2, 3, Padding::Valid), "rows between windows");
+    }
+
+    /// dX written cell by cell where the windows tile, against zeroing and adding each dy at
+    /// its winner, bit for bit (-0 included: a winner holds 0 + dy, as the addition gives).
+    #[test]
+    fn tiled_routing_equals_the_scatter_bit_for_bit() {
+        for (shape, window) in [
+            ([2, 8, 6, 19], Window::new(2, 2, 2, 2, Padding::Valid)),
+            ([1, 7, 7, 5], Window::new(3, 3, 3, 3, Padding::Same)),
+            ([3, 4, 6, 16], Window::new(2, 3, 2, 3, Padding::Valid)),
+        ] {
+            let len: usize = shape.iter().product();
+            let values = (0..len).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+            let x = Tensor::from_vec(&shape, values).unwrap();
+            let (y, arg) = max_pool2d_forward(&x, &window).unwrap();
+            let dy_values = (0..y.len()).map(|i| if i % 7 == 0 { -0.0 } else { (i % 11) as f32 - 5.0 }).collect();
+            let dy = Tensor::from_vec(y.shape(), dy_values).unwrap();
+            let (g, n, c) = pool_geometry("test", &shape, &window).unwrap();
+            assert!(windows_tile(&g), "{shape:?} {window:?} must take the tiled path");
+            let dx = max_pool2d_backward(&dy, &arg, &shape, &window).unwrap();
+            let mut scattered = vec![0.0f32; len];
+            let (in_size, out_size) = (len / n, y.len() / n);
+            for img in 0..n {
+                for o in 0..out_size {
+                    scattered[img * in_size + arg[img * out_size + o] as usize] += dy.data()[img * out_size + o];
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(bits(dx.data()), bits(&scattered), "{shape:?} {window:?} ({c} channels)");
+        }
+    }
 }

@@ -116,7 +116,9 @@ static LEVEL: AtomicU8 = AtomicU8::new(0);
 
 /// The level the kernels use now: the CPU's best, or lower where `CONVNET_SIMD` or
 /// [`set_simd_level`] asked for it. A `CONVNET_SIMD` that names no level, or one the CPU lacks,
-/// is ignored with a warning on stderr.
+/// is ignored with a warning on stderr. Inlined: the kernels ask before every call, some of
+/// them once per row (as a call it was 0.7% of a ResNet bf16 training step).
+#[inline]
 pub fn simd_level() -> SimdLevel {
     match LEVEL.load(Ordering::Relaxed) {
         0 => {
@@ -129,6 +131,7 @@ pub fn simd_level() -> SimdLevel {
     }
 }
 
+#[cold]
 fn level_from_env() -> SimdLevel {
     let best = detected_simd_level();
     let Ok(value) = std::env::var(SIMD_ENV) else { return best };
