@@ -826,8 +826,9 @@ fn the_direct_kernel_on_the_dot_chain_equals_its_plain_loops_on_every_kernel_and
 
 #[test]
 fn dw_in_the_winograd_family_on_the_tiles_layout_is_the_dot_chain_over_each_groups_pixel_pairs() {
-    // Stride 1 with 16 channels or more each side, where float32's dW is not Winograd: the
-    // winograd family's dW runs `conv_tiles_dw` on its own chain. Written out by hand: the
+    // Stride 1 with 16 channels or more each side, where float32's dW is not Winograd, and
+    // under 8 input channels with 16 or more output channels: the winograd family's dW runs
+    // `conv_tiles_dw` on its own chain. Written out by hand: the
     // images of each group of 32 laid one after another on an even padded width, pixel pairs
     // (2p, 2p + 1) of the layout, X at the tap's shift and dz (zero where a pixel is not an
     // output), each dW value `chain_dot` from zero over the group's pairs (whole blocks of 16
@@ -839,6 +840,8 @@ fn dw_in_the_winograd_family_on_the_tiles_layout_is_the_dot_chain_over_each_grou
     let cases = [
         ConvCase { n: 33, hw: 7, ci: 17, co: 18, k: 3, stride: 1, padding: Padding::Same },
         ConvCase { n: 33, hw: 6, ci: 16, co: 32, k: 2, stride: 1, padding: Padding::Valid },
+        // An RGB first layer: under float32's direct dW (8 channels), the tiles' layout too.
+        ConvCase { n: 33, hw: 7, ci: 3, co: 16, k: 3, stride: 1, padding: Padding::Same },
     ];
     for (ci_, c) in cases.iter().enumerate() {
         let ConvInputs { win, g, x, w, b, dy } = c.inputs(610 + ci_ as u64);

@@ -19,9 +19,9 @@
 //! kept: it is kh*kw times the input. With bf16 products in the winograd family (the default
 //! without AMX) the same algorithms run: the direct one on VDPBF16PS's chain
 //! (`conv_direct_bf16`); dW by Winograd on the inputs rounded to bf16 with float32 products
-//! where float32's is Winograd, else at stride 1 with 16 channels or more each side on the
-//! tiles' layout (`conv_tiles_dw`, on the family's dot chain), else as float32 on the rounded
-//! inputs (direct) or by col(x)^T dY. In the tiles' family (`Bf16Convs::Tiles`, the default on
+//! where float32's is Winograd, else at stride 1 with 16 channels or more each side (or under 8
+//! input channels and 16 output channels or more) on the tiles' layout (`conv_tiles_dw`, on the
+//! family's dot chain), else as float32 on the rounded inputs (direct) or by col(x)^T dY. In the tiles' family (`Bf16Convs::Tiles`, the default on
 //! AMX) stride-1 convolutions with 16 input channels or more go on the AMX tiles without a
 //! column matrix instead, y, dX and dW (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`]
 //! decides), and the direct kernel takes operands rounded to bf16 (`Precision::rounded_operands`). The
@@ -446,7 +446,11 @@ pub fn conv2d_backward_into(
     // rounding ~56 times). Elsewhere the winograd family takes the tiles' layout on its dot
     // chain where it applies (VDPBF16PS reads the transposed images in place: on Zen 4 the
     // ResNet's 32 -> 64 at 16x16, batch 128, 9.5 -> 8.5 ms backward against float32's direct
-    // kernel on the rounded inputs), else float32's choice on the rounded inputs. The tiles'
+    // kernel on the rounded inputs), else float32's choice on the rounded inputs, except that
+    // the few input channels float32 gives to im2col (an RGB or grey first layer) take the
+    // tiles' layout too, with as few rows as there are channels (the ResNet's 3 -> 16 at
+    // 32x32, batch 128: 2.05 -> 1.7 ms backward; im2col's columns and their transposes were
+    // three quarters of it). The tiles'
     // family keeps its own dW (the tiles, else im2col). The summed Winograd dW and the tiles'
     // run on the whole batch, so not beside a dX by col2im, which goes chunk by chunk with dW.
     let dx_by_col2im = d_input.is_some() && dx_as_conv.is_none();
@@ -461,6 +465,8 @@ pub fn conv2d_backward_into(
         WeightGradMethod::Tiles
     } else if !on_tiles && conv_dw_direct::applies(&shape.geometry, shape.c_in) {
         WeightGradMethod::Direct
+    } else if precision.bf16_chain() == Some(Chain::Dot) && conv_tiles_dw::applies_on_dot(window, &shape) && !dx_by_col2im {
+        WeightGradMethod::Tiles
     } else {
         WeightGradMethod::Columns
     };

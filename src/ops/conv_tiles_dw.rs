@@ -67,6 +67,13 @@ pub fn applies(window: &Window, shape: &ConvShape) -> bool {
     (window.sh, window.sw) == (1, 1) && shape.c_in >= 16 && shape.c_out >= 16
 }
 
+/// Whether dW may go this way on VDPBF16PS's chain (the winograd family), whose kernel takes
+/// any number of rows (input channels): stride 1 with 16 output channels or more (a vector's
+/// columns).
+pub fn applies_on_dot(window: &Window, shape: &ConvShape) -> bool {
+    (window.sh, window.sw) == (1, 1) && shape.c_out >= 16
+}
+
 /// Where one group's pixels lie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Layout {
