@@ -187,9 +187,16 @@ fn windows_tile(g: &Geometry) -> bool {
     rows.iter().chain(&cols).all(|&count| count == 1)
 }
 
-/// One image's dx where the windows tile it: every cell of each window written, 0 + dy at its
-/// winner (`arg`, an index into the image) and zero at the others.
-fn route_tiled(g: &Geometry, c: usize, dy: &[f32], arg: &[u32], dx: &mut [f32]) {
+simd_dispatch! {
+    /// One image's dx where the windows tile it: every cell of each window written, 0 + dy at
+    /// its winner (`arg`, an index into the image) and zero at the others. (Dispatched per
+    /// image, not per cell: a call per cell of 32 channels cost as much as the work, the
+    /// ResNet's 32x32x32 pool backward 1.0-1.14 -> 0.6-0.78 ms.)
+    fn route_tiled => route_tiled_plain(g: &Geometry, c: usize, dy: &[f32], arg: &[u32], dx: &mut [f32])
+}
+
+#[inline(always)]
+fn route_tiled_plain(g: &Geometry, c: usize, dy: &[f32], arg: &[u32], dx: &mut [f32]) {
     for oi in 0..g.oh {
         for oj in 0..g.ow {
             let at = (oi * g.ow + oj) * c;
@@ -204,13 +211,9 @@ fn route_tiled(g: &Geometry, c: usize, dy: &[f32], arg: &[u32], dx: &mut [f32]) 
     }
 }
 
-simd_dispatch! {
-    /// dx[ch] = 0 + dy[ch] where arg[ch] is this cell's channel ch (index `cell + ch`), else 0.
-    fn route_cell => route_cell_plain(dy: &[f32], arg: &[u32], cell: u32, dx: &mut [f32])
-}
-
+/// dx[ch] = 0 + dy[ch] where arg[ch] is this cell's channel ch (index `cell + ch`), else 0.
 #[inline(always)]
-fn route_cell_plain(dy: &[f32], arg: &[u32], cell: u32, dx: &mut [f32]) {
+fn route_cell(dy: &[f32], arg: &[u32], cell: u32, dx: &mut [f32]) {
     for (ch, ((dx, &d), &a)) in dx.iter_mut().zip(dy).zip(arg).enumerate() {
         *dx = if a == cell + ch as u32 { 0.0 + d } else { 0.0 };
     }
