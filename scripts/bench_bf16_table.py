@@ -27,9 +27,10 @@ def main(path):
         medians = {side: statistics.median(by_side[side].values()) for side in sides if side in by_side}
         rounds = sorted(set(by_side.get("convnet-bf16", {})) & set(by_side.get("torch-bf16", {})))
         each = [by_side["convnet-bf16"][r] / by_side["torch-bf16"][r] for r in rounds]
-        ratio = medians["convnet-bf16"] / medians["torch-bf16"]
+        both = "convnet-bf16" in medians and "torch-bf16" in medians
+        ratio = f"{medians['convnet-bf16'] / medians['torch-bf16']:.2f}x" if both else "-"
         cells = " | ".join(f"{medians[side]:,.0f}" if side in medians else "-" for side in sides)
-        print(f"| {name} {mode} | {cells} | {ratio:.2f}x | {', '.join(f'{r:.2f}' for r in each)} |")
+        print(f"| {name} {mode} | {cells} | {ratio} | {', '.join(f'{r:.2f}' for r in each)} |")
 
 
 if __name__ == "__main__":
