@@ -17,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use super::column_sums::block_groups;
 use super::simd::simd_dispatch;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -141,17 +142,14 @@ fn shifted_sums_plain(x: &[f32], shift: &[f32], sums: &mut [f32]) {
     // As `grad_sums`: up to four blocks of LANES channels down the rows, their sums in
     // registers (a row at a time through memory, each row waited on the last's stores), then
     // the rest a channel at a time; each channel's sums run over the rows in order.
-    let blocks = c / LANES;
-    let mut b0 = 0;
-    while b0 < blocks {
-        let c0 = b0 * LANES;
-        b0 += match blocks - b0 {
-            1 => shifted_sums_blocks::<1>(x, shift, c0, s1, s2),
-            2 | 3 => shifted_sums_blocks::<2>(x, shift, c0, s1, s2),
-            _ => shifted_sums_blocks::<4>(x, shift, c0, s1, s2),
-        };
+    for (b0, count) in block_groups(c / LANES) {
+        match count {
+            1 => shifted_sums_blocks::<1>(x, shift, b0 * LANES, s1, s2),
+            2 => shifted_sums_blocks::<2>(x, shift, b0 * LANES, s1, s2),
+            _ => shifted_sums_blocks::<4>(x, shift, b0 * LANES, s1, s2),
+        }
     }
-    for ch in blocks * LANES..c {
+    for ch in c / LANES * LANES..c {
         let (mut a1, mut a2) = (0.0f32, 0.0f32);
         for row in x.chunks_exact(c) {
             let d = row[ch] - shift[ch];
@@ -163,9 +161,9 @@ fn shifted_sums_plain(x: &[f32], shift: &[f32], sums: &mut [f32]) {
     }
 }
 
-/// `shifted_sums` of the B blocks of LANES channels from c0, down every row; returns B.
+/// `shifted_sums` of the B blocks of LANES channels from c0, down every row.
 #[inline(always)]
-fn shifted_sums_blocks<const B: usize>(x: &[f32], shift: &[f32], c0: usize, s1: &mut [f32], s2: &mut [f32]) -> usize {
+fn shifted_sums_blocks<const B: usize>(x: &[f32], shift: &[f32], c0: usize, s1: &mut [f32], s2: &mut [f32]) {
     let c = shift.len();
     let (mut a1, mut a2) = ([[0.0f32; LANES]; B], [[0.0f32; LANES]; B]);
     let shifts: [&[f32; LANES]; B] = std::array::from_fn(|b| lanes(shift, c0 + b * LANES));
@@ -184,7 +182,6 @@ fn shifted_sums_blocks<const B: usize>(x: &[f32], shift: &[f32], c0: usize, s1: 
         s1[cb..cb + LANES].copy_from_slice(&a1[b]);
         s2[cb..cb + LANES].copy_from_slice(&a2[b]);
     }
-    B
 }
 
 /// The per-channel affine map of a normalisation, y = (x - m) a + b. Written with the
@@ -345,17 +342,14 @@ fn grad_sums_plain(x: &[f32], dy: &[f32], k: Channels, sums: &mut [f32]) {
     // ResNet's first norm's backward took 4.7 ms, then 2.6 a block at a time. A block at a
     // time, the loop waited on its loads (one short run of each row, rows apart); four
     // blocks read whole cache lines of each row in turn.
-    let blocks = c / LANES;
-    let mut b0 = 0;
-    while b0 < blocks {
-        let c0 = b0 * LANES;
-        b0 += match blocks - b0 {
-            1 => grad_sums_blocks::<1>(x, dy, k, c0, s1, s2),
-            2 | 3 => grad_sums_blocks::<2>(x, dy, k, c0, s1, s2),
-            _ => grad_sums_blocks::<4>(x, dy, k, c0, s1, s2),
-        };
+    for (b0, count) in block_groups(c / LANES) {
+        match count {
+            1 => grad_sums_blocks::<1>(x, dy, k, b0 * LANES, s1, s2),
+            2 => grad_sums_blocks::<2>(x, dy, k, b0 * LANES, s1, s2),
+            _ => grad_sums_blocks::<4>(x, dy, k, b0 * LANES, s1, s2),
+        }
     }
-    for ch in blocks * LANES..c {
+    for ch in c / LANES * LANES..c {
         let (mut a1, mut a2) = (0.0f32, 0.0f32);
         for (x, dy) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
             let dz = k.dz(ch, x[ch], dy[ch]);
@@ -367,9 +361,9 @@ fn grad_sums_plain(x: &[f32], dy: &[f32], k: Channels, sums: &mut [f32]) {
     }
 }
 
-/// `grad_sums` of the B blocks of LANES channels from c0, down every row; returns B.
+/// `grad_sums` of the B blocks of LANES channels from c0, down every row.
 #[inline(always)]
-fn grad_sums_blocks<const B: usize>(x: &[f32], dy: &[f32], k: Channels, c0: usize, s1: &mut [f32], s2: &mut [f32]) -> usize {
+fn grad_sums_blocks<const B: usize>(x: &[f32], dy: &[f32], k: Channels, c0: usize, s1: &mut [f32], s2: &mut [f32]) {
     let c = k.mean.len();
     let (mut a1, mut a2) = ([[0.0f32; LANES]; B], [[0.0f32; LANES]; B]);
     let mean: [&[f32; LANES]; B] = std::array::from_fn(|b| lanes(k.mean, c0 + b * LANES));
@@ -388,7 +382,6 @@ fn grad_sums_blocks<const B: usize>(x: &[f32], dy: &[f32], k: Channels, c0: usiz
         s1[cb..cb + LANES].copy_from_slice(&a1[b]);
         s2[cb..cb + LANES].copy_from_slice(&a2[b]);
     }
-    B
 }
 
 /// dz of the LANES channels from c0 (`Channels::dz`): dy, or +0 where the fused ReLU's input
@@ -516,8 +509,6 @@ pub fn batch_norm_forward_ref(x: &Tensor, gamma: &[f32], beta: &[f32], eps: f32)
 mod tests {
     use super::*;
 
-    /// Every row in exactly one chunk, in order; no chunk over ROWS rows, none holding part of
-    /// an image with part of another, none spanning two groups of IMAGES_PER_CHUNK images.
     /// The forward's shifted sums, blocked as `grad_sums`, against a plain loop down each
     /// channel's rows, bit for bit.
     #[test]
@@ -576,6 +567,8 @@ mod tests {
         }
     }
 
+    /// Every row in exactly one chunk, in order; no chunk over ROWS rows, none holding part of
+    /// an image with part of another, none spanning two groups of IMAGES_PER_CHUNK images.
     #[test]
     fn row_chunks_cover_the_rows_and_keep_to_images_and_groups() {
         for (images, rows_per_image) in [(20, 1), (20, 9), (19, 30), (9, 64), (5, 256), (3, 300), (4, 784), (2, 1024)] {

@@ -21,24 +21,39 @@ simd_dispatch! {
 fn add_column_sums_plain(rows: &[f32], acc: &mut [f32]) {
     let c = acc.len();
     assert!(c > 0 && rows.len().is_multiple_of(c), "add_column_sums: {} values are not rows of {c}", rows.len());
-    let blocks = c / LANES;
-    let mut b0 = 0;
-    while b0 < blocks {
-        let c0 = b0 * LANES;
-        b0 += match blocks - b0 {
-            1 => blocks_down_rows::<1>(rows, c0, acc),
-            2 | 3 => blocks_down_rows::<2>(rows, c0, acc),
-            _ => blocks_down_rows::<4>(rows, c0, acc),
-        };
+    for (b0, count) in block_groups(c / LANES) {
+        match count {
+            1 => blocks_down_rows::<1>(rows, b0 * LANES, acc),
+            2 => blocks_down_rows::<2>(rows, b0 * LANES, acc),
+            _ => blocks_down_rows::<4>(rows, b0 * LANES, acc),
+        }
     }
-    for (ch, a) in acc.iter_mut().enumerate().skip(blocks * LANES) {
+    for (ch, a) in acc.iter_mut().enumerate().skip(c / LANES * LANES) {
         *a = rows.chunks_exact(c).fold(*a, |s, row| s + row[ch]);
     }
 }
 
-/// The B blocks of LANES channels from c0, their sums in registers down every row; returns B.
+/// The groups of blocks a kernel keeps in registers down the rows: (first block, blocks) with
+/// 4 blocks a group while 4 are left, then 2, then 1 (each a copy of the kernel for that count;
+/// four vectors of sums, and their operands, fit AVX2's 16 registers). Shared with batch
+/// norm's sums.
+pub(crate) fn block_groups(blocks: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut b0 = 0;
+    std::iter::from_fn(move || {
+        let count = match blocks.checked_sub(b0)? {
+            0 => return None,
+            1 => 1,
+            2 | 3 => 2,
+            _ => 4,
+        };
+        b0 += count;
+        Some((b0 - count, count))
+    })
+}
+
+/// The B blocks of LANES channels from c0, their sums in registers down every row.
 #[inline(always)]
-fn blocks_down_rows<const B: usize>(rows: &[f32], c0: usize, acc: &mut [f32]) -> usize {
+fn blocks_down_rows<const B: usize>(rows: &[f32], c0: usize, acc: &mut [f32]) {
     let c = acc.len();
     let mut sums: [[f32; LANES]; B] = std::array::from_fn(|b| acc[c0 + b * LANES..][..LANES].try_into().expect("a block"));
     for row in rows.chunks_exact(c) {
@@ -52,7 +67,6 @@ fn blocks_down_rows<const B: usize>(rows: &[f32], c0: usize, acc: &mut [f32]) ->
     for (b, s) in sums.iter().enumerate() {
         acc[c0 + b * LANES..][..LANES].copy_from_slice(s);
     }
-    B
 }
 
 #[cfg(test)]
@@ -76,6 +90,16 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
             assert_eq!(bits(&acc), bits(&expected), "{c} channels");
         }
+    }
+
+    #[test]
+    fn block_groups_cover_every_block_once_in_fours_then_twos_then_ones() {
+        let groups = |blocks| block_groups(blocks).collect::<Vec<_>>();
+        assert_eq!(groups(0), []);
+        assert_eq!(groups(1), [(0, 1)]);
+        assert_eq!(groups(3), [(0, 2), (2, 1)]);
+        assert_eq!(groups(4), [(0, 4)]);
+        assert_eq!(groups(11), [(0, 4), (4, 4), (8, 2), (10, 1)]);
     }
 
     #[test]

@@ -21,11 +21,12 @@
 //! (`conv_direct_bf16`); dW by Winograd on the inputs rounded to bf16 with float32 products
 //! where float32's is Winograd, else at stride 1 with 16 channels or more each side (or under 8
 //! input channels and 16 output channels or more) on the tiles' layout (`conv_tiles_dw`, on the
-//! family's dot chain), else as float32 on the rounded inputs (direct) or by col(x)^T dY. In the tiles' family (`Bf16Convs::Tiles`, the default on
-//! AMX) stride-1 convolutions with 16 input channels or more go on the AMX tiles without a
-//! column matrix instead, y, dX and dW (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`]
-//! decides), and the direct kernel takes operands rounded to bf16 (`Precision::rounded_operands`). The
-//! plain-loop twin, used by the tests as the oracle, is `conv2d_ref`.
+//! family's dot chain), else as float32 on the rounded inputs (direct) or by col(x)^T dY. In
+//! the tiles' family (`Bf16Convs::Tiles`, the default on AMX) stride-1 convolutions with 16
+//! input channels or more go on the AMX tiles without a column matrix instead, y, dX and dW
+//! (`conv_tiles`, `conv_tiles_dw`; [`algorithm_in`] decides), and the direct kernel takes
+//! operands rounded to bf16 (`Precision::rounded_operands`). The plain-loop twin, used by the
+//! tests as the oracle, is `conv2d_ref`.
 
 use rayon::prelude::*;
 
@@ -450,9 +451,9 @@ pub fn conv2d_backward_into(
     // the few input channels float32 gives to im2col (an RGB or grey first layer) take the
     // tiles' layout too, with as few rows as there are channels (the ResNet's 3 -> 16 at
     // 32x32, batch 128: 2.05 -> 1.7 ms backward; im2col's columns and their transposes were
-    // three quarters of it). The tiles'
-    // family keeps its own dW (the tiles, else im2col). The summed Winograd dW and the tiles'
-    // run on the whole batch, so not beside a dX by col2im, which goes chunk by chunk with dW.
+    // three quarters of it). The tiles' family keeps its own dW (the tiles, else im2col). The
+    // summed Winograd dW and the tiles' run on the whole batch, so not beside a dX by col2im,
+    // which goes chunk by chunk with dW.
     let dx_by_col2im = d_input.is_some() && dx_as_conv.is_none();
     let on_tiles = precision.bf16_convs() == Some(Bf16Convs::Tiles);
     let dw_method = if on_tiles && conv_tiles_dw::applies(window, &shape) && !dx_by_col2im {

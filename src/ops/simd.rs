@@ -223,35 +223,29 @@ macro_rules! simd_dispatch {
         }
     };
     (@avx512 $plain:ident($($arg:ident: $ty:ty),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-            unsafe fn avx512($($arg: $ty),*) {
-                $plain($($arg),*)
-            }
-            if $crate::ops::simd::avx512bf16_allowed() {
-                // SAFETY: the level allows AVX512-BF16, so the CPU has AVX-512 F, BW and VL
-                // (and AVX2 and FMA).
-                return unsafe { avx512($($arg),*) };
-            }
-        }
+        $crate::ops::simd::simd_dispatch!(@copy "avx512f,avx512bw,avx512vl,avx2,fma", avx512bf16_allowed, $plain($($arg: $ty),*));
         $crate::ops::simd::simd_dispatch!(@body $plain($($arg: $ty),*))
     }};
     (@body $plain:ident($($arg:ident: $ty:ty),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2($($arg: $ty),*) {
-                $plain($($arg),*)
-            }
-            if $crate::ops::simd::avx2_allowed() {
-                // SAFETY: the level allows AVX2, so the CPU supports AVX2 and FMA (simd_level
-                // never exceeds detected_simd_level).
-                return unsafe { avx2($($arg),*) };
-            }
-        }
+        $crate::ops::simd::simd_dispatch!(@copy "avx2,fma", avx2_allowed, $plain($($arg: $ty),*));
         $plain($($arg),*)
     }};
+    // Returns from the caller with `$plain` compiled for `$features` where `$allowed` holds.
+    (@copy $features:literal, $allowed:ident, $plain:ident($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = $features)]
+            unsafe fn copy($($arg: $ty),*) {
+                $plain($($arg),*)
+            }
+            if $crate::ops::simd::$allowed() {
+                // SAFETY: the level in force allows it, so the CPU has these features
+                // (simd_level never exceeds detected_simd_level; AVX512-BF16's level implies
+                // AVX-512 F, BW and VL, AVX2 and FMA).
+                return unsafe { copy($($arg),*) };
+            }
+        }
+    };
 }
 
 pub(crate) use simd_dispatch;
