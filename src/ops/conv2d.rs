@@ -76,16 +76,18 @@ pub enum Algorithm {
 /// algorithms (`Bf16Convs::Winograd`; the direct one on VDPBF16PS's chain,
 /// `conv_direct_bf16`). In the tiles' family, `conv_tiles` where it applies (stride 1, 16 input
 /// channels or more: on AMX the products are cheap, and Winograd's transforms and im2col's
-/// columns are what cost) unless Winograd applies and the tiles would waste a quarter of their
-/// rows on the padding (`conv_tiles::pays`: outputs of 8x8 and smaller). Measured on AMX, the
-/// airbench and ResNet configs (docs/performance.md): 24 -> 64 at 31x31 49 -> 27 ms forward at
-/// batch 512, 64 -> 256 at 15x15 42 -> 28 ms; 256 -> 256 at 7x7 21-23 ms by Winograd against
-/// 32-47 on the tiles. Depends on the shape and the family only, never on the CPU: each family
-/// computes the same chains on every machine.
+/// columns are what cost) unless Winograd applies and its fewer products and transforms would
+/// cost less than the tiles' products (`conv_tiles::pays`: wide layers at 7x7, and outputs of
+/// 4x4 and smaller). Measured on AMX, the airbench and ResNet configs (docs/performance.md):
+/// 24 -> 64 at 31x31 49 -> 27 ms forward at batch 512, 64 -> 256 at 15x15 42 -> 28 ms;
+/// 256 -> 256 at 7x7 21-23 ms by Winograd against 32-47 on the tiles. Depends on the shape and
+/// the family only, never on the CPU: each family computes the same chains on every machine.
 pub fn algorithm_in(precision: Precision, g: &Geometry, window: &Window, c_in: usize, c_out: usize) -> Algorithm {
     let f32_choice = algorithm(window, c_in, c_out);
     match precision.bf16_convs() {
-        Some(Bf16Convs::Tiles) if conv_tiles::applies(window, c_in) && (f32_choice != Algorithm::Winograd || conv_tiles::pays(g)) => {
+        Some(Bf16Convs::Tiles)
+            if conv_tiles::applies(window, c_in) && (f32_choice != Algorithm::Winograd || conv_tiles::pays(g, c_in, c_out)) =>
+        {
             Algorithm::Tiles
         }
         _ => f32_choice,

@@ -26,6 +26,7 @@ use super::conv_shape::ConvShape;
 use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, Chain, PackedB, BLOCK_PAIRS};
 use super::simd::simd_dispatch;
 use super::window::{Geometry, Window};
+use super::winograd;
 use crate::tensor::Tensor;
 use crate::threads::PerThread;
 
@@ -42,12 +43,33 @@ pub fn applies(window: &Window, c_in: usize) -> bool {
     (window.sh, window.sw) == (1, 1) && c_in >= MIN_IN_CHANNELS
 }
 
-/// Whether the tiles' rows are mostly outputs: at least 3/4 of the (oh + kh - 1)·(ow + kw - 1)
-/// rows a padded image gives (15x15 and larger for a 3x3 SAME kernel; an 8x8 output only uses
-/// 64 of 100, a 4x4 16 of 36). `conv2d::algorithm_in` prefers Winograd below that.
-pub fn pays(g: &Geometry) -> bool {
-    4 * g.oh * g.ow >= 3 * (g.oh + g.kh - 1) * (g.ow + g.kw - 1)
+/// Whether the tiles beat Winograd, for a convolution Winograd could take: they multiply
+/// kh·kw products a pixel of the padded rows (`shared_padding`), Winograd tile² a tile of its
+/// outputs, but Winograd also transforms every tile's c_in input and c_out output values, each
+/// costing about `TRANSFORM_PER_PRODUCT` products of the tiles (AMX). So the tiles pay where
+///
+/// ```text
+///   kh·kw · rows·W · c_in·c_out  <=  tiles · tile² · (c_in·c_out + 250 · (c_in + c_out))
+/// ```
+///
+/// (per image). Measured on AMX (the Xeon of 2026-12-06, `benches/layers.rs`): 256 -> 256 at
+/// 7x7, batch 64, forward 2.4-2.7 ms by Winograd, 3.5 on the tiles (the model: 28 against 38
+/// M products an image); 64 -> 128 at 8x8, batch 128, 1.25 ms by Winograd, 0.94 on the tiles
+/// (8.1 against 6.0 M). Those two fixed the constant. Depends on the shape only, as the
+/// family's bits must.
+pub fn pays(g: &Geometry, c_in: usize, c_out: usize) -> bool {
+    let Some(variant) = winograd::Variant::for_output(g.kh, g.oh, g.ow) else {
+        return true;
+    };
+    let (width, rows) = shared_padding(g);
+    let tiles = (g.kh * g.kw * rows * width) as u64 * (c_in * c_out) as u64;
+    let winograd_tiles = (g.oh.div_ceil(variant.out()) * g.ow.div_ceil(variant.out()) * variant.positions()) as u64;
+    let winograd = winograd_tiles * ((c_in * c_out) as u64 + TRANSFORM_PER_PRODUCT * (c_in + c_out) as u64);
+    tiles <= winograd
 }
+
+/// What Winograd's transform of one value costs, in products on the tiles (`pays`).
+const TRANSFORM_PER_PRODUCT: u64 = 250;
 
 /// Each worker's padded images in bf16 pairs (the task's own, converted by the task), the
 /// packed weights and the blocks' offsets, kept by the layer (`conv2d::ConvScratch`) so that a
@@ -287,13 +309,26 @@ mod tests {
     }
 
     #[test]
-    fn the_tiles_pay_where_three_quarters_of_their_rows_are_outputs() {
+    fn the_tiles_pay_where_their_products_cost_less_than_winograds_transforms_and_products() {
         let same3 = Window::new(3, 3, 1, 1, Padding::Same);
-        let pays_at = |side: usize| pays(&Geometry::new("test", side, side, &same3).unwrap());
-        assert!(pays_at(15) && pays_at(16) && pays_at(31) && pays_at(32));
-        assert!(!pays_at(8) && !pays_at(7) && !pays_at(4) && !pays_at(3));
-        // 1x1 kernels pad nothing.
-        assert!(pays(&Geometry::new("test", 2, 2, &Window::new(1, 1, 1, 1, Padding::Valid)).unwrap()));
+        let pays_at = |side: usize, c_in, c_out| pays(&Geometry::new("test", side, side, &same3).unwrap(), c_in, c_out);
+        // The two measured cases: 256 -> 256 at 7x7 (9·64·65536 = 37.7 M against
+        // 4·36·(65536 + 250·512) = 27.9 M), 64 -> 128 at 8x8 (6.0 M against 8.1 M).
+        assert!(!pays_at(7, 256, 256));
+        assert!(pays_at(8, 64, 128));
+        // The configs' larger images pay; a 4x4 or 3x3 output wastes most of its rows. (By the
+        // model 256 -> 256 goes to Winograd even at 32x32, 642 M against 446 M: not measured,
+        // no config has it.)
+        assert!(pays_at(15, 64, 256) && pays_at(16, 32, 64) && pays_at(31, 24, 64) && pays_at(32, 64, 64));
+        assert!(!pays_at(32, 256, 256));
+        assert!(!pays_at(4, 128, 128) && !pays_at(3, 256, 256));
+        // Narrow layers pay where wide ones do not: the transforms weigh more.
+        assert!(pays_at(7, 64, 64));
+        // Equal costs pay: 90 -> 1125 at 7x7 is 9·64·90·1125 = 58,320,000 either way
+        // (4·36·(101,250 + 250·1,215)); one output channel more tips it to Winograd.
+        assert!(pays_at(7, 90, 1125) && !pays_at(7, 90, 1126));
+        // Kernels without a Winograd variant always take the tiles.
+        assert!(pays(&Geometry::new("test", 2, 2, &Window::new(1, 1, 1, 1, Padding::Valid)).unwrap(), 256, 256));
     }
 
     #[test]
