@@ -102,7 +102,7 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
     let dx = max_pool2d_backward(&dy, &argmax, x.shape(), &window).unwrap();
     assert_close(&dx, &pool_backward(&x, &dy, &window, PoolMode::Max).unwrap(), 1e-6, &format!("max pool dX at {:?}", simd_level()));
     out.extend([("max pool y", bits(&y)), ("max pool argmax", argmax), ("max pool dX", bits(&dx))]);
-    // 2x2/2 windows tile the image: dX written cell by cell (`route_tiled`) instead of scattered.
+    // 2x2/2 windows lie apart: dX written cell by cell (`route_apart`) instead of scattered.
     let window = Window::new(2, 2, 2, 2, Padding::Valid);
     let mut x = random(&[2, 6, 8, 19], 10);
     x.data_mut().iter_mut().for_each(|v| *v = (*v * 3.0).round());
