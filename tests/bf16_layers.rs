@@ -220,8 +220,11 @@ fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_ker
         (ConvCase { n: 3, hw: 9, ci: 33, co: 16, k: 2, stride: 1, padding: Padding::Valid }, true),
         (ConvCase { n: 1, hw: 30, ci: 16, co: 5, k: 5, stride: 1, padding: Padding::Same }, false),
         (ConvCase { n: 2, hw: 6, ci: 40, co: 7, k: 1, stride: 1, padding: Padding::Valid }, false),
-        // dW over 3 x 32 x 32 padded pixels: two passes of 2,048 (the second continues the first).
+        // dW over 3 x 31 x 32 padded pixels: two passes of 2,048 (the second continues the first).
         (ConvCase { n: 3, hw: 30, ci: 16, co: 16, k: 3, stride: 1, padding: Padding::Same }, true),
+        // A 2x2 SAME kernel pads after the image only, its dX before only: the shared padding
+        // on one side (`conv_tiles::shared_padding`), an odd width for dW to round up.
+        (ConvCase { n: 3, hw: 7, ci: 16, co: 16, k: 2, stride: 1, padding: Padding::Same }, true),
     ];
     for (ci_, (c, dx_on_tiles)) in cases.iter().enumerate() {
         let win = Window::new(c.k, c.k, c.stride, c.stride, c.padding);
