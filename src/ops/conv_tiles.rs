@@ -96,7 +96,7 @@ pub struct TilesScratch {
 ///
 /// and each row (image) has room for its outputs: width >= ow, rows >= oh. A 3x3 SAME kernel on
 /// 7x7 takes 8 x 8 = 64 pixels an image where the padding on every side took 9 x 9 = 81, on
-/// 15x15 256 where it took 289: the tiles multiply a fifth and a tenth fewer zeros.
+/// 15x15 256 where it took 289: the tiles multiply a fifth and a tenth fewer rows.
 pub fn shared_padding(g: &Geometry) -> (usize, usize) {
     // At stride 1 the outputs read input columns -pad_left..ow + kw - 1 - pad_left, so the
     // padding on the right is what the last output reads past the input.
@@ -211,14 +211,13 @@ impl Prepared<'_> {
         let mut converted = self.images.get();
         self.convert(task, &mut converted);
         // Image k's output row i is row k·pixels + (i - first_row)·W of the product.
-        let image_rows = layout.pixels;
-        let rows = 0..(task.images - 1) * image_rows + out_rows.len() * layout.width;
+        let rows = 0..(task.images - 1) * layout.pixels + out_rows.len() * layout.width;
         buf.resize(rows.len() * c_out, 0.0);
         let live = live_pairs(self.shape.c_in, layout.cp);
         let a = BlockedRows { data: as_values(&converted), rs: 2 * layout.cp, offsets: self.offsets, live };
         gemm_bf16_blocks(&a, rows, self.packed, 0..self.offsets.len(), false, buf, c_out);
         let y_rows = y_block.chunks_exact_mut(g.ow * c_out);
-        let product_rows = (0..task.images).flat_map(|k| (0..out_rows.len()).map(move |i| k * image_rows + i * layout.width));
+        let product_rows = (0..task.images).flat_map(|k| (0..out_rows.len()).map(move |i| k * layout.pixels + i * layout.width));
         for (y_row, at) in y_rows.zip(product_rows) {
             finish_row(y_row, &buf[at * c_out..][..g.ow * c_out], self.b, self.relu);
         }

@@ -315,8 +315,8 @@ pub fn avg_pool2d_backward_into(dy: &Tensor, x_shape: &[usize], window: &Window,
 mod tests {
     use super::*;
 
-    /// The windows tile the image exactly when each row and column lies in one window: a
-    /// stride equal to the kernel over a size it divides, or SAME padding that fills the rest.
+    /// The windows lie apart when no row or column lies in two: a stride of the kernel's size or
+    /// more; the rows and columns in none (past the last window, between windows) are reported.
     #[test]
     fn windows_lie_apart_where_no_cell_is_in_two() {
         let apart = |size: usize, k: usize, s: usize, padding: Padding| {
