@@ -9,10 +9,13 @@
 mod common;
 
 use common::random;
-use convnet::layers::Mode;
+use convnet::layers::{Conv2dLayer, DenseLayer, FlattenLayer, Layer, MaxPoolLayer, Mode, Param, Sequential};
 use convnet::model::{Loss, Network};
 use convnet::ops::bf16::round_bf16;
-use convnet::ops::conv2d::{algorithm_in, conv2d_backward_into, conv2d_forward_into, Algorithm, Conv2dGradsMut, ConvScratch, OutputGrad};
+use convnet::ops::conv2d::{
+    algorithm_in, conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, Algorithm, Conv2dGradsMut, ConvScratch, OutputGrad,
+};
+use convnet::ops::pool::max_pool2d_forward;
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
 use convnet::ops::gemm_bf16::{gemm_bf16, Chain};
 use convnet::ops::precision::{bf16_hardware, emulation_notice};
@@ -256,6 +259,109 @@ fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_ker
         // The same bits on every kernel (AMX, AVX512-BF16, the emulation) and thread count.
         assert_same_bits_everywhere(&what, (&x, &w, &b, &dy), &win, Precision::Bf16Tiles, [&y, &dx, &dw, &db]);
     }
+}
+
+/// The convolution and then max pooling, each on its own (`relu` in the convolution's pass).
+fn conv_then_max_pool(x: &Tensor, w: &Tensor, b: &Tensor, win: &Window, relu: bool, pool: &Window, precision: Precision) -> Tensor {
+    let mut y = Tensor::empty();
+    conv2d_forward_into(x, w, b, win, relu, precision, &mut y, &mut ConvScratch::default()).unwrap();
+    max_pool2d_forward(&y, pool).unwrap().0
+}
+
+/// The convolution pooled as it is finished, if it can be (`conv2d_forward_max_pooled_into`).
+fn conv_max_pooled(x: &Tensor, w: &Tensor, b: &Tensor, win: &Window, relu: bool, pool: &Window, precision: Precision) -> Option<Tensor> {
+    let mut y = Tensor::empty();
+    let fused = conv2d_forward_max_pooled_into(x, w, b, win, relu, precision, pool, &mut y, &mut ConvScratch::default()).unwrap();
+    fused.then_some(y)
+}
+
+#[test]
+fn a_convolution_on_the_tiles_pooled_as_it_is_finished_has_the_bits_of_the_two_layers_one_after_the_other() {
+    let _walk = walking_levels();
+    let pool2 = Window::new(2, 2, 2, 2, Padding::Valid);
+    // (images, side, c_in, c_out, kernel, padding, relu, pool): odd outputs whose last row and
+    // column no window takes (7x7, 11x11 from a 2x2 kernel), overlapping windows (3x3 / 2),
+    // several images a task (small images) and one (24x24 padded: 576 rows), a NaN.
+    let cases = [
+        (10, 7, 16, 24, 3, Padding::Same, false, pool2),
+        (5, 9, 20, 32, 3, Padding::Same, true, Window::new(3, 3, 2, 2, Padding::Valid)),
+        (4, 12, 16, 16, 2, Padding::Valid, false, pool2),
+        (16, 23, 16, 16, 3, Padding::Same, true, pool2),
+    ];
+    for (case, &(n, side, ci, co, k, padding, relu, pool)) in cases.iter().enumerate() {
+        let win = Window::new(k, k, 1, 1, padding);
+        let mut x = random(&[n, side, side, ci], 700 + case as u64);
+        if case == 0 {
+            x.data_mut()[5 * ci + 3] = f32::NAN;
+        }
+        let (w, b) = (random(&[k, k, ci, co], 710 + case as u64), random(&[co], 720 + case as u64));
+        let reference = bits(&conv_then_max_pool(&x, &w, &b, &win, relu, &pool, Precision::Bf16Tiles));
+        assert!(case != 0 || reference.iter().any(|v| f32::from_bits(*v).is_nan()), "the NaN reaches the output");
+        for level in available_simd_levels() {
+            set_simd_level(level).unwrap();
+            for threads in [1, 3] {
+                let pool_threads = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let fused = pool_threads.install(|| conv_max_pooled(&x, &w, &b, &win, relu, &pool, Precision::Bf16Tiles));
+                let fused = fused.unwrap_or_else(|| panic!("case {case}: not pooled as finished"));
+                assert!(bits(&fused) == reference, "case {case}: level {level:?}, {threads} threads: other bits");
+            }
+        }
+        set_simd_level(detected_simd_level()).unwrap();
+    }
+    // Where it cannot, it does nothing: a window reading padding (SAME on 7x7), images split
+    // between tasks (2 images of 23x23), the other algorithms (float32, Winograd's family).
+    let (x, w, b) = (random(&[2, 7, 7, 16], 730), random(&[3, 3, 16, 16], 731), random(&[16], 732));
+    let same3 = Window::new(3, 3, 1, 1, Padding::Same);
+    assert!(conv_max_pooled(&x, &w, &b, &same3, false, &pool2, Precision::Bf16Tiles).is_some());
+    assert!(conv_max_pooled(&x, &w, &b, &same3, false, &Window::new(2, 2, 2, 2, Padding::Same), Precision::Bf16Tiles).is_none());
+    assert!(conv_max_pooled(&x, &w, &b, &same3, false, &pool2, Precision::F32).is_none());
+    assert!(conv_max_pooled(&x, &w, &b, &same3, false, &pool2, Precision::Bf16Winograd).is_none());
+    let large = random(&[2, 23, 23, 16], 733);
+    assert!(conv_max_pooled(&large, &w, &b, &same3, false, &pool2, Precision::Bf16Tiles).is_none());
+}
+
+/// A conv (16 -> 24, with its relu) and a 2x2 max pooling on 8x8 images, as layers.
+fn conv_and_pool_layers(precision: Precision) -> (Conv2dLayer, MaxPoolLayer) {
+    let weight = Param::new("w", random(&[3, 3, 16, 24], 741), 0.0, true);
+    let bias = Param::new("b", random(&[24], 742), 0.0, false);
+    let mut conv = Conv2dLayer::new("0".into(), &[8, 8, 16], Window::new(3, 3, 1, 1, Padding::Same), weight, bias).unwrap();
+    conv.relu = true;
+    conv.set_precision(precision);
+    (conv, MaxPoolLayer::new("1".into(), &[8, 8, 24], Window::new(2, 2, 2, 2, Padding::Valid)).unwrap())
+}
+
+#[test]
+fn in_evaluation_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_it() {
+    let x = random(&[6, 8, 8, 16], 740);
+    let (mut conv, mut pool) = conv_and_pool_layers(Precision::Bf16Tiles);
+    conv.forward(&x, Mode::Eval).unwrap();
+    pool.forward(conv.output(), Mode::Eval).unwrap();
+    let (conv_out, reference) = (conv.output().clone(), pool.output().clone());
+    // The pair as one pass: the pooling's output, the same bits.
+    let (mut conv, mut pool) = conv_and_pool_layers(Precision::Bf16Tiles);
+    assert!(conv.forward_eval_fused(&x, &mut pool).unwrap());
+    assert_eq!(pool.output().shape(), [6, 4, 4, 24]);
+    assert!(bits(pool.output()) == bits(&reference), "pooled as finished: other bits");
+    // No winners were kept for a backward pass: it is refused, not routed by stale ones; a
+    // training pass keeps them again.
+    let dy = random(&[6, 4, 4, 24], 743);
+    let refused = pool.backward(&conv_out, &dy, true).unwrap_err().to_string();
+    assert!(refused.contains("max_pool2d backward"), "{refused}");
+    pool.forward(&conv_out, Mode::Train).unwrap();
+    pool.backward(&conv_out, &dy, true).unwrap();
+    // Float32 convolutions do not pool as they finish: the pair runs as two layers.
+    let (mut conv, mut pool) = conv_and_pool_layers(Precision::F32);
+    assert!(!conv.forward_eval_fused(&x, &mut pool).unwrap());
+    // In a Sequential, evaluation pools as the conv finishes, layer by layer (`forward_each`)
+    // does not: the same outputs.
+    let (conv, pool) = conv_and_pool_layers(Precision::Bf16Tiles);
+    let dense = DenseLayer::new("3".into(), &[384], Param::new("w", random(&[384, 5], 744), 0.0, true), None).unwrap();
+    let mut net = Sequential::new(vec![Box::new(conv), Box::new(pool), Box::new(FlattenLayer::new("2".into(), &[4, 4, 24])), Box::new(dense)]).unwrap();
+    net.forward_each(&x, Mode::Eval).unwrap();
+    let each = net.output().clone();
+    net.forward(&x, Mode::Eval).unwrap();
+    assert!(bits(net.output()) == bits(&each), "the Sequential's fused pass: other bits");
+    assert!(bits(net.layers()[1].output()) == bits(&reference));
 }
 
 #[test]

@@ -3,13 +3,15 @@
 //! See `ops::conv2d` for the formulas. With ReLU fused, backward first masks dy with y > 0.
 //! In evaluation mode a batch norm after it (and that norm's relu) is folded in exactly:
 //!   BN(conv(x, W) + b) = conv(x, W a) + (b - mean) a + beta,   a = gamma / sqrt(var + eps)
-//! per output channel, so the pair costs one convolution (`forward_eval_fused`).
+//! per output channel, so the pair costs one convolution (`forward_eval_fused`). A max pooling
+//! after it is taken likewise where the convolution goes on the bf16 tiles: each window
+//! pooled as the product is finished, the convolution's own output never written.
 
 use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::Result;
 use crate::layers::EvalNorm;
 use crate::ops::batch_norm::eval_scale;
-use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, Conv2dGradsMut, ConvScratch, OutputGrad};
 use crate::ops::conv_shape::ConvShape;
 use crate::ops::{Precision, Window};
 use crate::tensor::Tensor;
@@ -132,6 +134,16 @@ impl Layer for Conv2dLayer {
         self.precision = precision;
     }
     fn forward_eval_fused(&mut self, x: &Tensor, next: &mut dyn Layer) -> Result<bool> {
+        if let Some(pool) = next.eval_max_pool() {
+            check_input(&self.name, x, &self.input)?;
+            let (w, b) = (&self.weight.value, &self.bias.value);
+            let fused =
+                conv2d_forward_max_pooled_into(x, w, b, &self.window, self.relu, self.precision, &pool, &mut self.y, &mut self.scratch)?;
+            if fused {
+                next.take_output(&mut self.y);
+            }
+            return Ok(fused);
+        }
         // A relu between the two (folded into this layer) would not commute with the norm.
         let Some(norm) = next.eval_norm().filter(|n| !self.relu && n.gamma.len() == self.bias.value.len()) else {
             return Ok(false);

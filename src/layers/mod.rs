@@ -31,7 +31,7 @@ pub mod sequential;
 mod spare_buffers;
 
 use crate::error::{Error, Result};
-use crate::ops::Precision;
+use crate::ops::{Precision, Window};
 use crate::tensor::Tensor;
 
 pub use activation::ActivationLayer;
@@ -126,6 +126,11 @@ pub trait Layer: Send {
     }
     /// This layer in evaluation mode as a per-channel affine map, if it is one (batch norm).
     fn eval_norm(&self) -> Option<EvalNorm<'_>> {
+        None
+    }
+    /// This layer's window, if it is a max pooling (evaluation mode: a convolution before it
+    /// may pool its output as it is finished, `forward_eval_fused`).
+    fn eval_max_pool(&self) -> Option<Window> {
         None
     }
     /// Takes `y`, computed by the layer before in a fused pass, as this layer's output (the

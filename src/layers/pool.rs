@@ -68,6 +68,15 @@ impl Layer for MaxPoolLayer {
     fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
         Some((&mut self.y, &mut self.dx))
     }
+    fn eval_max_pool(&self) -> Option<Window> {
+        Some(self.window)
+    }
+    fn take_output(&mut self, y: &mut Tensor) {
+        std::mem::swap(&mut self.y, y);
+        // No winners were kept: a backward pass now is refused (`max_pool2d_backward_into`
+        // checks their count), not routed by an older batch's.
+        self.argmax.clear();
+    }
 }
 
 pub struct AvgPoolLayer {

@@ -336,6 +336,47 @@ fn tiles_forward(
     }
 }
 
+/// y = max_pool(conv(x, w) + b) (ReLU before the pooling if `relu`), in one pass where the
+/// convolution goes on the tiles (`conv_tiles`) and each task takes whole images: each task's
+/// product pooled by `pool_window` as it is finished, the convolution's own output never
+/// written (`conv_tiles::Prepared::pooled_into`; evaluation, where nothing reads it). The same
+/// bits as the two layers one after the other. Returns false, having done nothing, where it
+/// cannot: another algorithm, images split between tasks (a small batch), or a pooling window
+/// reading padding.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_max_pooled_into(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    window: &Window,
+    relu: bool,
+    precision: Precision,
+    pool_window: &Window,
+    y: &mut Tensor,
+    scratch: &mut ConvScratch,
+) -> Result<bool> {
+    let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
+    let g = &shape.geometry;
+    if algorithm_in(precision, g, window, shape.c_in, shape.c_out) != Algorithm::Tiles {
+        return Ok(false);
+    }
+    let (pool, _, _) = super::pool::pool_geometry("max_pool2d", &shape.output_shape(), pool_window)?;
+    let group = conv_tiles::Layout::of(&shape).images_per_task();
+    let whole_images = group > 1 || forward_rows_per_task(shape.batch, g.oh, g.ow) == g.oh;
+    if !whole_images || !conv_tiles::pools_inside(g, &pool) {
+        return Ok(false);
+    }
+    y.resize(&[shape.batch, pool.oh, pool.ow, shape.c_out]);
+    let pooled_len = pool.oh * pool.ow * shape.c_out;
+    let (tiles, bufs) = (&mut scratch.tiles, scratch.thread_cols.for_current_pool());
+    let prepared = conv_tiles::prepare(x, w.data(), b.data(), &shape, relu, tiles);
+    y.data_mut().par_chunks_mut(group * pooled_len).enumerate().for_each(|(task, y_group)| {
+        let images = task * group..task * group + y_group.len() / pooled_len;
+        prepared.pooled_into(images, &pool, y_group, &mut bufs.get())
+    });
+    Ok(true)
+}
+
 /// The direct kernel (`conv_direct`) over the batch: each task a block of output rows of one
 /// image (`forward_rows_per_task`), its padded rows in the thread's buffer.
 fn direct_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: bool, y: &mut Tensor, bufs: &PerThread<Vec<f32>>) {

@@ -208,19 +208,47 @@ impl Prepared<'_> {
         assert!(images.len() == 1 || out_rows == (0..g.oh), "conv_tiles: several images are taken whole");
         let task =
             TaskImages { first: images.start, images: images.len(), first_row: out_rows.start, padded_rows: out_rows.len() + g.kh - 1 };
-        let mut converted = self.images.get();
-        self.convert(task, &mut converted);
-        // Image k's output row i is row k·pixels + (i - first_row)·W of the product.
-        let rows = 0..(task.images - 1) * layout.pixels + out_rows.len() * layout.width;
-        buf.resize(rows.len() * c_out, 0.0);
-        let live = live_pairs(self.shape.c_in, layout.cp);
-        let a = BlockedRows { data: as_values(&converted), rs: 2 * layout.cp, offsets: self.offsets, live };
-        gemm_bf16_blocks(&a, rows, self.packed, 0..self.offsets.len(), false, buf, c_out);
+        self.product(task, out_rows.len(), buf);
         let y_rows = y_block.chunks_exact_mut(g.ow * c_out);
         let product_rows = (0..task.images).flat_map(|k| (0..out_rows.len()).map(move |i| k * layout.pixels + i * layout.width));
         for (y_row, at) in y_rows.zip(product_rows) {
             finish_row(y_row, &buf[at * c_out..][..g.ow * c_out], self.b, self.relu);
         }
+    }
+
+    /// Whole images `images`, convolved, then max-pooled as they are finished: each window
+    /// (`pool`, on the convolution's output, every window inside it: [`pools_inside`]) of the
+    /// product's pixels plus the bias (and ReLU) into `y_pooled` (those images' pooled
+    /// outputs), the convolution's own output never written. The same bits as `rows_into`
+    /// followed by `ops::pool`'s max pooling: each cell finished as `finish_row` does, the
+    /// winner chosen by `pool::wins` in the window's row-major order.
+    pub fn pooled_into(&self, images: std::ops::Range<usize>, pool: &Geometry, y_pooled: &mut [f32], buf: &mut Vec<f32>) {
+        let (g, c_out, layout) = (&self.shape.geometry, self.shape.c_out, self.layout);
+        assert!(pools_inside(g, pool), "conv_tiles: a pooling window reads past the output");
+        let task = TaskImages { first: images.start, images: images.len(), first_row: 0, padded_rows: g.oh + g.kh - 1 };
+        self.product(task, g.oh, buf);
+        // The window's cells, as offsets in the product from its first cell.
+        let cells: Vec<usize> = (0..pool.kh).flat_map(|ki| (0..pool.kw).map(move |kj| (ki * layout.width + kj) * c_out)).collect();
+        let y_rows = y_pooled.chunks_exact_mut(pool.ow * c_out);
+        let first_cells = (0..task.images).flat_map(|k| (0..pool.oh).map(move |i| k * layout.pixels + i * pool.sh * layout.width));
+        for (y_row, at) in y_rows.zip(first_cells) {
+            let span = ((pool.ow - 1) * pool.sw * c_out) + cells[cells.len() - 1] + c_out;
+            finish_pooled_row(y_row, &buf[at * c_out..][..span], pool.sw * c_out, &cells, self.b, self.relu);
+        }
+    }
+
+    /// The task's product into `buf` (`out_rows` output rows of its last image, every row of
+    /// the others): its padded rows converted, then multiplied by the packed weights. Image
+    /// k's output row i is row k·pixels + (i - first_row)·W of the product.
+    fn product(&self, task: TaskImages, out_rows: usize, buf: &mut Vec<f32>) {
+        let (c_out, layout) = (self.shape.c_out, self.layout);
+        let mut converted = self.images.get();
+        self.convert(task, &mut converted);
+        let rows = 0..(task.images - 1) * layout.pixels + out_rows * layout.width;
+        buf.resize(rows.len() * c_out, 0.0);
+        let live = live_pairs(self.shape.c_in, layout.cp);
+        let a = BlockedRows { data: as_values(&converted), rs: 2 * layout.cp, offsets: self.offsets, live };
+        gemm_bf16_blocks(&a, rows, self.packed, 0..self.offsets.len(), false, buf, c_out);
     }
 
     /// The task's padded rows in bf16 pairs into `dst`, image after image (every image but the
@@ -269,6 +297,54 @@ fn finish_row_plain(y_row: &mut [f32], product_row: &[f32], b: &[f32], relu: boo
         for ((y, &p), &bias) in y.iter_mut().zip(p).zip(b) {
             let sum = p + bias;
             *y = if relu && sum < 0.0 { 0.0 } else { sum };
+        }
+    }
+}
+
+/// Whether every window of `pool` (a pooling resolved on a convolution's output `g.oh x
+/// g.ow`) lies inside that output: no padding, and the last window ends by its last row and
+/// column. Such a pooling can be taken as the convolution's output is finished
+/// ([`Prepared::pooled_into`]).
+pub fn pools_inside(g: &Geometry, pool: &Geometry) -> bool {
+    (pool.ih, pool.iw) == (g.oh, g.ow)
+        && pool.oh > 0
+        && pool.ow > 0
+        && (pool.pad_top, pool.pad_left) == (0, 0)
+        && (pool.oh - 1) * pool.sh + pool.kh <= g.oh
+        && (pool.ow - 1) * pool.sw + pool.kw <= g.ow
+}
+
+simd_dispatch! {
+    /// One pooled row: window after window (`stride` values apart in `product`, its cells at
+    /// `cells` from its start), each cell's product plus the bias (then ReLU, as
+    /// `finish_row`), the maximum kept by `pool::wins` (the first of equals; a NaN wins).
+    fn finish_pooled_row => finish_pooled_row_plain(y_row: &mut [f32], product: &[f32], stride: usize, cells: &[usize], b: &[f32], relu: bool)
+}
+
+#[inline(always)]
+fn finish_pooled_row_plain(y_row: &mut [f32], product: &[f32], stride: usize, cells: &[usize], b: &[f32], relu: bool) {
+    let finish = |p: f32, bias: f32| {
+        let sum = p + bias;
+        if relu && sum < 0.0 {
+            0.0
+        } else {
+            sum
+        }
+    };
+    for (j, y) in y_row.chunks_exact_mut(b.len()).enumerate() {
+        let window = &product[j * stride..];
+        let first = &window[cells[0]..][..b.len()];
+        for ((y, &p), &bias) in y.iter_mut().zip(first).zip(b) {
+            *y = finish(p, bias);
+        }
+        for &cell in &cells[1..] {
+            let values = &window[cell..][..b.len()];
+            for ((y, &p), &bias) in y.iter_mut().zip(values).zip(b) {
+                let v = finish(p, bias);
+                if super::pool::wins(v, *y) {
+                    *y = v;
+                }
+            }
         }
     }
 }
