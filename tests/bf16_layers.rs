@@ -13,11 +13,12 @@ use convnet::layers::{Conv2dLayer, DenseLayer, FlattenLayer, Layer, MaxPoolLayer
 use convnet::model::{Loss, Network};
 use convnet::ops::bf16::round_bf16;
 use convnet::ops::conv2d::{
-    algorithm_in, conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, Algorithm, Conv2dGradsMut, ConvScratch, OutputGrad,
+    algorithm_in, conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, Algorithm, Conv2dGradsMut, ConvScratch,
+    OutputGrad,
 };
-use convnet::ops::pool::max_pool2d_forward;
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
 use convnet::ops::gemm_bf16::{gemm_bf16, Chain};
+use convnet::ops::pool::max_pool2d_forward;
 use convnet::ops::precision::{bf16_hardware, emulation_notice};
 use convnet::ops::simd::{available_simd_levels, detected_simd_level, set_simd_level, SimdLevel};
 use convnet::ops::{Bf16Convs, Geometry, Padding, Precision, Window};
@@ -320,6 +321,34 @@ fn a_convolution_on_the_tiles_pooled_as_it_is_finished_has_the_bits_of_the_two_l
     assert!(conv_max_pooled(&large, &w, &b, &same3, false, &pool2, Precision::Bf16Tiles).is_none());
 }
 
+#[test]
+fn the_tiles_keep_their_packed_weights_while_the_weights_keep_their_version() {
+    // One scratch across calls, as a layer's: the packed weights are reused for the same
+    // weights, and packed again when they change (in place: a new version), or when other
+    // weights of the same shape come.
+    let win = Window::new(3, 3, 1, 1, Padding::Same);
+    let (x, b) = (random(&[3, 7, 7, 16], 750), random(&[24], 751));
+    let mut w = random(&[3, 3, 16, 24], 752);
+    let fresh = |w: &Tensor| {
+        let mut y = Tensor::empty();
+        conv2d_forward_into(&x, w, &b, &win, false, Precision::Bf16Tiles, &mut y, &mut ConvScratch::default()).unwrap();
+        bits(&y)
+    };
+    let (mut y, mut scratch) = (Tensor::empty(), ConvScratch::default());
+    let mut reused = |w: &Tensor| {
+        conv2d_forward_into(&x, w, &b, &win, false, Precision::Bf16Tiles, &mut y, &mut scratch).unwrap();
+        bits(&y)
+    };
+    let first = fresh(&w);
+    assert!(reused(&w) == first && reused(&w) == first);
+    w.data_mut()[7] += 0.5;
+    let changed = fresh(&w);
+    assert!(changed != first);
+    assert!(reused(&w) == changed, "weights changed in place");
+    let other = random(&[3, 3, 16, 24], 753);
+    assert!(reused(&other) == fresh(&other), "other weights");
+}
+
 /// A conv (16 -> 24, with its relu) and a 2x2 max pooling on 8x8 images, as layers.
 fn conv_and_pool_layers(precision: Precision) -> (Conv2dLayer, MaxPoolLayer) {
     let weight = Param::new("w", random(&[3, 3, 16, 24], 741), 0.0, true);
@@ -356,7 +385,9 @@ fn in_evaluation_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_i
     // does not: the same outputs.
     let (conv, pool) = conv_and_pool_layers(Precision::Bf16Tiles);
     let dense = DenseLayer::new("3".into(), &[384], Param::new("w", random(&[384, 5], 744), 0.0, true), None).unwrap();
-    let mut net = Sequential::new(vec![Box::new(conv), Box::new(pool), Box::new(FlattenLayer::new("2".into(), &[4, 4, 24])), Box::new(dense)]).unwrap();
+    let mut net =
+        Sequential::new(vec![Box::new(conv), Box::new(pool), Box::new(FlattenLayer::new("2".into(), &[4, 4, 24])), Box::new(dense)])
+            .unwrap();
     net.forward_each(&x, Mode::Eval).unwrap();
     let each = net.output().clone();
     net.forward(&x, Mode::Eval).unwrap();

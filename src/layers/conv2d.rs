@@ -11,7 +11,9 @@ use super::{check_backward, check_input, Layer, Mode, Param};
 use crate::error::Result;
 use crate::layers::EvalNorm;
 use crate::ops::batch_norm::eval_scale;
-use crate::ops::conv2d::{conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+use crate::ops::conv2d::{
+    conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, Conv2dGradsMut, ConvScratch, OutputGrad,
+};
 use crate::ops::conv_shape::ConvShape;
 use crate::ops::{Precision, Window};
 use crate::tensor::Tensor;

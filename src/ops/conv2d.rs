@@ -77,10 +77,12 @@ pub enum Algorithm {
 /// `conv_direct_bf16`). In the tiles' family, `conv_tiles` where it applies (stride 1, 16 input
 /// channels or more: on AMX the products are cheap, and Winograd's transforms and im2col's
 /// columns are what cost) unless Winograd applies and its fewer products and transforms would
-/// cost less than the tiles' products (`conv_tiles::pays`: wide layers at 7x7, and outputs of
-/// 4x4 and smaller). Measured on AMX, the airbench and ResNet configs (docs/performance.md):
-/// 24 -> 64 at 31x31 49 -> 27 ms forward at batch 512, 64 -> 256 at 15x15 42 -> 28 ms;
-/// 256 -> 256 at 7x7 21-23 ms by Winograd against 32-47 on the tiles. Depends on the shape and
+/// cost less than the tiles' products (`conv_tiles::pays`: only layers far wider than the
+/// configs'). Measured on AMX, the airbench and ResNet configs (docs/performance.md): 24 -> 64
+/// at 31x31 49 -> 27 ms forward at batch 512, 64 -> 256 at 15x15 42 -> 28 ms; 256 -> 256 at
+/// 7x7 in inference 4.9 ms a batch of 64 by Winograd, 2.8 on the tiles (their weights packed
+/// once; packed every call, and timed alone, the tiles lost: 32-47 ms against 21-23 at batch
+/// 512). Depends on the shape and
 /// the family only, never on the CPU: each family computes the same chains on every machine.
 pub fn algorithm_in(precision: Precision, g: &Geometry, window: &Window, c_in: usize, c_out: usize) -> Algorithm {
     let f32_choice = algorithm(window, c_in, c_out);
@@ -238,9 +240,7 @@ pub fn conv2d_forward_into(
             direct_in(precision, (x.data(), w.data(), b.data()), &shape, relu, y, scratch)
         }
         Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, precision, y, scratch),
-        Algorithm::Tiles => {
-            tiles_forward(x, w.data(), b.data(), &shape, relu, y, (&mut scratch.tiles, scratch.thread_cols.for_current_pool()))
-        }
+        Algorithm::Tiles => tiles_forward(x, w, b.data(), &shape, relu, y, (&mut scratch.tiles, scratch.thread_cols.for_current_pool())),
     }
     Ok(())
 }
@@ -314,7 +314,7 @@ fn output_row_blocks<'y>(
 /// images, their padded rows converted and the product's rows in the thread's buffers.
 fn tiles_forward(
     x: &Tensor,
-    w: &[f32],
+    w: &Tensor,
     b: &[f32],
     shape: &ConvShape,
     relu: bool,
@@ -369,7 +369,7 @@ pub fn conv2d_forward_max_pooled_into(
     y.resize(&[shape.batch, pool.oh, pool.ow, shape.c_out]);
     let pooled_len = pool.oh * pool.ow * shape.c_out;
     let (tiles, bufs) = (&mut scratch.tiles, scratch.thread_cols.for_current_pool());
-    let prepared = conv_tiles::prepare(x, w.data(), b.data(), &shape, relu, tiles);
+    let prepared = conv_tiles::prepare(x, w, b.data(), &shape, relu, tiles);
     y.data_mut().par_chunks_mut(group * pooled_len).enumerate().for_each(|(task, y_group)| {
         let images = task * group..task * group + y_group.len() / pooled_len;
         prepared.pooled_into(images, &pool, y_group, &mut bufs.get())
@@ -682,7 +682,7 @@ fn input_grad_as_conv(
             let operands = (dz.data(), w_flipped.data(), zero_bias.data());
             direct_in(precision, operands, &transposed, false, dx, (bf16_operands, dot_direct, padded_rows))
         }
-        Algorithm::Tiles => tiles_forward(dz, w_flipped.data(), zero_bias.data(), &transposed, false, dx, (tiles, padded_rows)),
+        Algorithm::Tiles => tiles_forward(dz, w_flipped, zero_bias.data(), &transposed, false, dx, (tiles, padded_rows)),
         Algorithm::Im2col => unreachable!("dX by im2col goes through col2im in `weight_grads`"),
     }
     Ok(())
