@@ -77,6 +77,16 @@ impl Tensor {
         self.data.len() != self.shape.iter().product::<usize>()
     }
 
+    /// Gives the tensor `shape` and no values (hollow, as after `take_values`): the output of a
+    /// layer that a fused pass never wrote, whose shape the backward pass still checks. A
+    /// buffer it held is freed.
+    pub fn make_hollow(&mut self, shape: &[usize]) {
+        self.version = next_version();
+        self.shape.clear();
+        self.shape.extend_from_slice(shape);
+        self.data = Vec::new();
+    }
+
     /// Gives a hollow tensor a buffer for its values (a buffer `take_values` returned, of any
     /// length: it is cut or grown to the shape); the values are unspecified, as after `resize`.
     pub fn restore_values(&mut self, mut buffer: Vec<f32>) {

@@ -9,12 +9,12 @@
 mod common;
 
 use common::random;
-use convnet::layers::{Conv2dLayer, DenseLayer, FlattenLayer, Layer, MaxPoolLayer, Mode, Param, Sequential};
+use convnet::layers::{Conv2dLayer, DenseLayer, FlattenLayer, GeluLayer, Layer, MaxPoolLayer, Mode, Param, Sequential};
 use convnet::model::{Loss, Network};
 use convnet::ops::bf16::round_bf16;
 use convnet::ops::conv2d::{
-    algorithm_in, conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, Algorithm, Conv2dGradsMut, ConvScratch,
-    OutputGrad,
+    algorithm_in, conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, max_pools_as_finished, Algorithm,
+    Conv2dGradsMut, ConvScratch, OutputGrad,
 };
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
 use convnet::ops::gemm_bf16::{gemm_bf16, Chain};
@@ -262,18 +262,41 @@ fn conv_on_the_tiles_in_bf16_is_the_exact_product_of_rounded_inputs_on_every_ker
     }
 }
 
-/// The convolution and then max pooling, each on its own (`relu` in the convolution's pass).
-fn conv_then_max_pool(x: &Tensor, w: &Tensor, b: &Tensor, win: &Window, relu: bool, pool: &Window, precision: Precision) -> Tensor {
+/// The convolution and then max pooling, each on its own (`relu` in the convolution's pass):
+/// the pooled output and the winners.
+fn conv_then_max_pool(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    win: &Window,
+    relu: bool,
+    pool: &Window,
+    precision: Precision,
+) -> (Tensor, Vec<u32>) {
     let mut y = Tensor::empty();
     conv2d_forward_into(x, w, b, win, relu, precision, &mut y, &mut ConvScratch::default()).unwrap();
-    max_pool2d_forward(&y, pool).unwrap().0
+    max_pool2d_forward(&y, pool).unwrap()
 }
 
-/// The convolution pooled as it is finished, if it can be (`conv2d_forward_max_pooled_into`).
-fn conv_max_pooled(x: &Tensor, w: &Tensor, b: &Tensor, win: &Window, relu: bool, pool: &Window, precision: Precision) -> Option<Tensor> {
-    let mut y = Tensor::empty();
-    let fused = conv2d_forward_max_pooled_into(x, w, b, win, relu, precision, pool, &mut y, &mut ConvScratch::default()).unwrap();
-    fused.then_some(y)
+/// The convolution pooled as it is finished, if it can be (`conv2d_forward_max_pooled_into`),
+/// with the winners kept (stale values in the buffers beforehand) and without.
+fn conv_max_pooled(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    win: &Window,
+    relu: bool,
+    pool: &Window,
+    precision: Precision,
+) -> Option<(Tensor, Vec<u32>)> {
+    let (mut y, mut winners, mut s) = (Tensor::from_vec(&[3], vec![7.0; 3]).unwrap(), vec![9; 5], ConvScratch::default());
+    let fused = conv2d_forward_max_pooled_into(x, w, b, win, relu, precision, pool, &mut y, Some(&mut winners), &mut s).unwrap();
+    let mut alone = Tensor::empty();
+    let fused_alone = conv2d_forward_max_pooled_into(x, w, b, win, relu, precision, pool, &mut alone, None, &mut s).unwrap();
+    assert_eq!(fused, fused_alone);
+    assert!(!fused || bits(&alone) == bits(&y), "with and without the winners: other bits");
+    assert_eq!(fused, max_pools_as_finished(x.shape(), w.shape(), win, precision, pool));
+    fused.then_some((y, winners))
 }
 
 #[test]
@@ -296,15 +319,17 @@ fn a_convolution_on_the_tiles_pooled_as_it_is_finished_has_the_bits_of_the_two_l
             x.data_mut()[5 * ci + 3] = f32::NAN;
         }
         let (w, b) = (random(&[k, k, ci, co], 710 + case as u64), random(&[co], 720 + case as u64));
-        let reference = bits(&conv_then_max_pool(&x, &w, &b, &win, relu, &pool, Precision::Bf16Tiles));
+        let (pooled, winners) = conv_then_max_pool(&x, &w, &b, &win, relu, &pool, Precision::Bf16Tiles);
+        let reference = bits(&pooled);
         assert!(case != 0 || reference.iter().any(|v| f32::from_bits(*v).is_nan()), "the NaN reaches the output");
         for level in available_simd_levels() {
             set_simd_level(level).unwrap();
             for threads in [1, 3] {
                 let pool_threads = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let fused = pool_threads.install(|| conv_max_pooled(&x, &w, &b, &win, relu, &pool, Precision::Bf16Tiles));
-                let fused = fused.unwrap_or_else(|| panic!("case {case}: not pooled as finished"));
+                let (fused, fused_winners) = fused.unwrap_or_else(|| panic!("case {case}: not pooled as finished"));
                 assert!(bits(&fused) == reference, "case {case}: level {level:?}, {threads} threads: other bits");
+                assert!(fused_winners == winners, "case {case}: level {level:?}, {threads} threads: other winners");
             }
         }
         set_simd_level(detected_simd_level()).unwrap();
@@ -349,14 +374,86 @@ fn the_tiles_keep_their_packed_weights_while_the_weights_keep_their_version() {
     assert!(reused(&other) == fresh(&other), "other weights");
 }
 
-/// A conv (16 -> 24, with its relu) and a 2x2 max pooling on 8x8 images, as layers.
-fn conv_and_pool_layers(precision: Precision) -> (Conv2dLayer, MaxPoolLayer) {
+/// A conv (16 -> 24, with its relu if `relu`) and a 2x2 max pooling on 8x8 images, as layers.
+fn conv_and_pool(precision: Precision, relu: bool) -> (Conv2dLayer, MaxPoolLayer) {
     let weight = Param::new("w", random(&[3, 3, 16, 24], 741), 0.0, true);
     let bias = Param::new("b", random(&[24], 742), 0.0, false);
     let mut conv = Conv2dLayer::new("0".into(), &[8, 8, 16], Window::new(3, 3, 1, 1, Padding::Same), weight, bias).unwrap();
-    conv.relu = true;
+    conv.relu = relu;
     conv.set_precision(precision);
     (conv, MaxPoolLayer::new("1".into(), &[8, 8, 24], Window::new(2, 2, 2, 2, Padding::Valid)).unwrap())
+}
+
+fn conv_and_pool_layers(precision: Precision) -> (Conv2dLayer, MaxPoolLayer) {
+    conv_and_pool(precision, true)
+}
+
+/// conv_and_pool, then GELU, a conv 24 -> 16 on 4x4, flatten and dense 256 -> 5, in bf16 on
+/// the tiles.
+fn pooling_network(relu: bool) -> Vec<Box<dyn Layer>> {
+    let (conv, pool) = conv_and_pool(Precision::Bf16Tiles, relu);
+    let weight = Param::new("w", random(&[3, 3, 24, 16], 745), 0.0, true);
+    let mut conv2 = Conv2dLayer::new(
+        "3".into(),
+        &[4, 4, 24],
+        Window::new(3, 3, 1, 1, Padding::Same),
+        weight,
+        Param::new("b", random(&[16], 746), 0.0, false),
+    )
+    .unwrap();
+    conv2.set_precision(Precision::Bf16Tiles);
+    let mut dense = DenseLayer::new("5".into(), &[256], Param::new("w", random(&[256, 5], 744), 0.0, true), None).unwrap();
+    dense.set_precision(Precision::Bf16Tiles);
+    vec![
+        Box::new(conv),
+        Box::new(pool),
+        Box::new(GeluLayer::new("2".into(), &[4, 4, 24])),
+        Box::new(conv2),
+        Box::new(FlattenLayer::new("4".into(), &[4, 4, 16])),
+        Box::new(dense),
+    ]
+}
+
+#[test]
+fn in_training_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_it() {
+    // The Sequential runs the conv (without relu) and the pooling as one pass in training;
+    // the reference runs the same layers one by one. Three steps, the batch changing: the same
+    // outputs, input gradient and parameter gradients, and the conv keeps no output.
+    let mut net = Sequential::new(pooling_network(false)).unwrap();
+    let mut reference = pooling_network(false);
+    assert!(net.layers()[0].fuses_in_training(net.layers()[1].as_ref(), 6));
+    for (step, n) in [6, 4, 6].into_iter().enumerate() {
+        let x = random(&[n, 8, 8, 16], 760 + step as u64);
+        let dy = random(&[n, 5], 770 + step as u64);
+        net.forward(&x, Mode::Train).unwrap();
+        assert!(net.layers()[0].output().is_hollow() && net.layers()[0].output().shape() == [n, 8, 8, 24], "step {step}");
+        net.backward(&x, &dy, true).unwrap();
+        for i in 0..reference.len() {
+            let (before, rest) = reference.split_at_mut(i);
+            rest[0].forward(before.last().map_or(&x, |l| l.output()), Mode::Train).unwrap();
+        }
+        for i in (0..reference.len()).rev() {
+            let (before, rest) = reference.split_at_mut(i);
+            let (current, after) = rest.split_at_mut(1);
+            let d_output = after.first().map_or(&dy, |l| l.input_grad());
+            current[0].backward(before.last().map_or(&x, |l| l.output()), d_output, true).unwrap();
+        }
+        assert!(bits(net.output()) == bits(reference[5].output()), "step {step}: the output");
+        assert!(bits(net.layers()[1].output()) == bits(reference[1].output()), "step {step}: the pooling's output");
+        assert!(bits(net.input_grad()) == bits(reference[0].input_grad()), "step {step}: the input gradient");
+        let grads = |params: Vec<&Param>| params.into_iter().flat_map(|p| bits(&p.grad)).collect::<Vec<_>>();
+        assert!(grads(net.params()) == grads(reference.iter().flat_map(|l| l.params()).collect()), "step {step}: the gradients");
+    }
+    // After an evaluation pass (which gives the conv a buffer), training pools as finished again.
+    let x = random(&[6, 8, 8, 16], 780);
+    net.forward(&x, Mode::Eval).unwrap();
+    net.forward(&x, Mode::Train).unwrap();
+    assert!(net.layers()[0].output().is_hollow());
+    // A conv with its relu keeps its output (its backward pass reads it); a layer other than a
+    // max pooling takes no fused pass.
+    let with_relu = pooling_network(true);
+    assert!(!with_relu[0].fuses_in_training(with_relu[1].as_ref(), 6));
+    assert!(!net.layers()[0].fuses_in_training(net.layers()[2].as_ref(), 6), "not a max pooling");
 }
 
 #[test]

@@ -12,7 +12,8 @@ use crate::error::Result;
 use crate::layers::EvalNorm;
 use crate::ops::batch_norm::eval_scale;
 use crate::ops::conv2d::{
-    conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, Conv2dGradsMut, ConvScratch, OutputGrad,
+    conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, max_pools_as_finished, Conv2dGradsMut, ConvScratch,
+    OutputGrad,
 };
 use crate::ops::conv_shape::ConvShape;
 use crate::ops::{Precision, Window};
@@ -136,11 +137,11 @@ impl Layer for Conv2dLayer {
         self.precision = precision;
     }
     fn forward_eval_fused(&mut self, x: &Tensor, next: &mut dyn Layer) -> Result<bool> {
-        if let Some(pool) = next.eval_max_pool() {
+        if let Some(pool) = next.max_pool_window() {
             check_input(&self.name, x, &self.input)?;
-            let (w, b) = (&self.weight.value, &self.bias.value);
+            let (w, b, y) = (&self.weight.value, &self.bias.value, &mut self.y);
             let fused =
-                conv2d_forward_max_pooled_into(x, w, b, &self.window, self.relu, self.precision, &pool, &mut self.y, &mut self.scratch)?;
+                conv2d_forward_max_pooled_into(x, w, b, &self.window, self.relu, self.precision, &pool, y, None, &mut self.scratch)?;
             if fused {
                 next.take_output(&mut self.y);
             }
@@ -157,6 +158,31 @@ impl Layer for Conv2dLayer {
         conv2d_forward_into(x, weight, bias, &self.window, relu, self.precision, &mut self.y, &mut self.scratch)?;
         next.take_output(&mut self.y);
         Ok(true)
+    }
+    fn fuses_in_training(&self, next: &dyn Layer, batch: usize) -> bool {
+        // A folded relu's backward pass reads this layer's output: it must be written.
+        let x_shape = [&[batch], &self.input[..]].concat();
+        let fuses = |pool: Window| max_pools_as_finished(&x_shape, self.weight.value.shape(), &self.window, self.precision, &pool);
+        !self.relu && next.max_pool_window().is_some_and(fuses)
+    }
+    fn forward_train_fused(&mut self, x: &Tensor, next: &mut dyn Layer) -> Result<bool> {
+        let batch = x.shape().first().copied().unwrap_or(0);
+        let Some(pool) = next.max_pool_window().filter(|_| self.fuses_in_training(next, batch)) else {
+            return Ok(false);
+        };
+        check_input(&self.name, x, &self.input)?;
+        let Some((y, winners)) = next.max_pool_outputs() else {
+            return Ok(false);
+        };
+        let (w, b) = (&self.weight.value, &self.bias.value);
+        let fused =
+            conv2d_forward_max_pooled_into(x, w, b, &self.window, false, self.precision, &pool, y, Some(winners), &mut self.scratch)?;
+        if fused {
+            // Never written: hollow, with the shape the pooling's and this layer's backward
+            // passes check.
+            self.y.make_hollow(&[&[batch], &self.output[..]].concat());
+        }
+        Ok(fused)
     }
     fn params(&self) -> Vec<&Param> {
         vec![&self.weight, &self.bias]

@@ -128,10 +128,28 @@ pub trait Layer: Send {
     fn eval_norm(&self) -> Option<EvalNorm<'_>> {
         None
     }
-    /// This layer's window, if it is a max pooling (evaluation mode: a convolution before it
-    /// may pool its output as it is finished, `forward_eval_fused`).
-    fn eval_max_pool(&self) -> Option<Window> {
+    /// This layer's window, if it is a max pooling (a convolution before it may pool its
+    /// output as it is finished: `forward_eval_fused`, `forward_train_fused`).
+    fn max_pool_window(&self) -> Option<Window> {
         None
+    }
+    /// A max pooling's output and winners, for the convolution before it to fill
+    /// (`forward_train_fused`).
+    fn max_pool_outputs(&mut self) -> Option<(&mut Tensor, &mut Vec<u32>)> {
+        None
+    }
+    /// Training mode: whether `forward_train_fused` computes this layer and `next` in one pass
+    /// for a batch of `batch`.
+    fn fuses_in_training(&self, _next: &dyn Layer, _batch: usize) -> bool {
+        false
+    }
+    /// Training mode: computes this layer and `next` in one pass where this layer's output is
+    /// read by nothing but `next`'s forward pass (a convolution without relu before a max
+    /// pooling, whose backward pass reads only the winners): `next`'s output and winners
+    /// written, this layer's output left hollow with its shape. Returns false, having done
+    /// nothing, when it cannot (`fuses_in_training`).
+    fn forward_train_fused(&mut self, _x: &Tensor, _next: &mut dyn Layer) -> Result<bool> {
+        Ok(false)
     }
     /// Takes `y`, computed by the layer before in a fused pass, as this layer's output (the
     /// buffers are swapped, nothing is copied).

@@ -68,8 +68,11 @@ impl Layer for MaxPoolLayer {
     fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
         Some((&mut self.y, &mut self.dx))
     }
-    fn eval_max_pool(&self) -> Option<Window> {
+    fn max_pool_window(&self) -> Option<Window> {
         Some(self.window)
+    }
+    fn max_pool_outputs(&mut self) -> Option<(&mut Tensor, &mut Vec<u32>)> {
+        Some((&mut self.y, &mut self.argmax))
     }
     fn take_output(&mut self, y: &mut Tensor) {
         std::mem::swap(&mut self.y, y);

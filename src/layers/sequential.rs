@@ -95,9 +95,20 @@ impl Sequential {
         while i < self.layers.len() {
             let (before, rest) = self.layers.split_at_mut(i);
             let input = before.last().map_or(x, |l| l.output());
-            // This layer's output, and the next one's if the two may run as one (evaluation).
+            // This layer's output, and the next one's if the two may run as one (evaluation). In
+            // training a pair runs as one only where the first one's output is never written
+            // (`Layer::forward_train_fused`): the next one's output alone, and a buffer the
+            // first one's still held (after an evaluation pass) lent out.
             let fusable = fuse && mode == Mode::Eval;
-            for (j, layer) in rest.iter_mut().take(if fusable { 2 } else { 1 }).enumerate() {
+            let fused_in_training =
+                fuse && mode == Mode::Train && matches!(rest, [current, next, ..] if current.fuses_in_training(next.as_ref(), batch));
+            if fused_in_training {
+                if let Some((y, _)) = rest[0].buffers_mut().filter(|(y, _)| !y.is_empty()) {
+                    self.spares.lend(y);
+                }
+            }
+            let filled = if fused_in_training { 1..2 } else { 0..if fusable { 2 } else { 1 } };
+            for (j, layer) in rest.iter_mut().enumerate().take(filled.end).skip(filled.start) {
                 let len = batch * layer.output_shape().iter().product::<usize>();
                 if let Some((y, _)) = layer.buffers_mut() {
                     self.spares.fill(y, (i + j, Role::Output), len);
@@ -106,6 +117,7 @@ impl Sequential {
             let start = seconds.is_some().then(Instant::now);
             let fused = match rest {
                 [current, next, ..] if fusable => current.forward_eval_fused(input, next.as_mut())?,
+                [current, next, ..] if fused_in_training => current.forward_train_fused(input, next.as_mut())?,
                 _ => false,
             };
             if !fused {

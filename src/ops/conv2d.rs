@@ -339,10 +339,11 @@ fn tiles_forward(
 /// y = max_pool(conv(x, w) + b) (ReLU before the pooling if `relu`), in one pass where the
 /// convolution goes on the tiles (`conv_tiles`) and each task takes whole images: each task's
 /// product pooled by `pool_window` as it is finished, the convolution's own output never
-/// written (`conv_tiles::Prepared::pooled_into`; evaluation, where nothing reads it). The same
-/// bits as the two layers one after the other. Returns false, having done nothing, where it
-/// cannot: another algorithm, images split between tasks (a small batch), or a pooling window
-/// reading padding.
+/// written (`conv_tiles::Prepared::pooled_into`), and with `winners` the index of each
+/// output's winner in its image, as `ops::pool::max_pool2d_forward_into` keeps them for the
+/// backward pass. The same bits as the two one after the other. Returns false, having done
+/// nothing, where it cannot: another algorithm, images split between tasks (a small batch),
+/// or a pooling window reading padding.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_max_pooled_into(
     x: &Tensor,
@@ -353,28 +354,55 @@ pub fn conv2d_forward_max_pooled_into(
     precision: Precision,
     pool_window: &Window,
     y: &mut Tensor,
+    winners: Option<&mut Vec<u32>>,
     scratch: &mut ConvScratch,
 ) -> Result<bool> {
     let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
-    let g = &shape.geometry;
-    if algorithm_in(precision, g, window, shape.c_in, shape.c_out) != Algorithm::Tiles {
-        return Ok(false);
-    }
     let (pool, _, _) = super::pool::pool_geometry("max_pool2d", &shape.output_shape(), pool_window)?;
-    let group = conv_tiles::Layout::of(&shape).images_per_task();
-    let whole_images = group > 1 || forward_rows_per_task(shape.batch, g.oh, g.ow) == g.oh;
-    if !whole_images || !conv_tiles::pools_inside(g, &pool) {
+    if !pools_as_finished(&shape, window, precision, &pool) {
         return Ok(false);
     }
+    let group = conv_tiles::Layout::of(&shape).images_per_task();
     y.resize(&[shape.batch, pool.oh, pool.ow, shape.c_out]);
     let pooled_len = pool.oh * pool.ow * shape.c_out;
     let (tiles, bufs) = (&mut scratch.tiles, scratch.thread_cols.for_current_pool());
     let prepared = conv_tiles::prepare(x, w, b.data(), &shape, relu, tiles);
-    y.data_mut().par_chunks_mut(group * pooled_len).enumerate().for_each(|(task, y_group)| {
+    // Each task: its images' pooled outputs, and their winners when kept.
+    let task = |task: usize, y_group: &mut [f32], winners: &mut [u32]| {
         let images = task * group..task * group + y_group.len() / pooled_len;
-        prepared.pooled_into(images, &pool, y_group, &mut bufs.get())
-    });
+        prepared.pooled_into(images, &pool, y_group, winners, &mut bufs.get())
+    };
+    let y_groups = y.data_mut().par_chunks_mut(group * pooled_len);
+    match winners {
+        Some(winners) => {
+            winners.resize(shape.batch * pooled_len, 0);
+            let winner_groups = winners.par_chunks_mut(group * pooled_len);
+            y_groups.zip(winner_groups).enumerate().for_each(|(i, (y_group, winners))| task(i, y_group, winners));
+        }
+        None => y_groups.enumerate().for_each(|(i, y_group)| task(i, y_group, &mut [])),
+    }
     Ok(true)
+}
+
+/// Whether [`conv2d_forward_max_pooled_into`] takes a convolution of `shape` and the max
+/// pooling `pool` (resolved on its output) in one pass: on the tiles, whole images a task,
+/// every window inside the output.
+fn pools_as_finished(shape: &ConvShape, window: &Window, precision: Precision, pool: &Geometry) -> bool {
+    let g = &shape.geometry;
+    let on_tiles = algorithm_in(precision, g, window, shape.c_in, shape.c_out) == Algorithm::Tiles;
+    let whole_images = conv_tiles::Layout::of(shape).images_per_task() > 1 || forward_rows_per_task(shape.batch, g.oh, g.ow) == g.oh;
+    on_tiles && whole_images && conv_tiles::pools_inside(g, pool)
+}
+
+/// Whether a convolution from `x_shape` with weights `w_shape` and the max pooling
+/// `pool_window` after it go in one pass ([`conv2d_forward_max_pooled_into`] returns true for
+/// them); false for shapes it refuses.
+pub fn max_pools_as_finished(x_shape: &[usize], w_shape: &[usize], window: &Window, precision: Precision, pool_window: &Window) -> bool {
+    let Ok(shape) = ConvShape::of(x_shape, w_shape, None, window) else {
+        return false;
+    };
+    super::pool::pool_geometry("max_pool2d", &shape.output_shape(), pool_window)
+        .is_ok_and(|(pool, _, _)| pools_as_finished(&shape, window, precision, &pool))
 }
 
 /// The direct kernel (`conv_direct`) over the batch: each task a block of output rows of one

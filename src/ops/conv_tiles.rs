@@ -230,21 +230,41 @@ impl Prepared<'_> {
     /// Whole images `images`, convolved, then max-pooled as they are finished: each window
     /// (`pool`, on the convolution's output, every window inside it: [`pools_inside`]) of the
     /// product's pixels plus the bias (and ReLU) into `y_pooled` (those images' pooled
-    /// outputs), the convolution's own output never written. The same bits as `rows_into`
-    /// followed by `ops::pool`'s max pooling: each cell finished as `finish_row` does, the
-    /// winner chosen by `pool::wins` in the window's row-major order.
-    pub fn pooled_into(&self, images: std::ops::Range<usize>, pool: &Geometry, y_pooled: &mut [f32], buf: &mut Vec<f32>) {
+    /// outputs) and, unless `winners` is empty, the index in its image of the cell that won
+    /// into `winners` (as `ops::pool`'s argmax, for the backward pass); the convolution's own
+    /// output is never written. The same bits as `rows_into` followed by `ops::pool`'s max
+    /// pooling: each cell finished as `finish_row` does, the winner chosen by `pool::wins` in
+    /// the window's row-major order.
+    pub fn pooled_into(
+        &self,
+        images: std::ops::Range<usize>,
+        pool: &Geometry,
+        y_pooled: &mut [f32],
+        winners: &mut [u32],
+        buf: &mut Vec<f32>,
+    ) {
         let (g, c_out, layout) = (&self.shape.geometry, self.shape.c_out, self.layout);
         assert!(pools_inside(g, pool), "conv_tiles: a pooling window reads past the output");
         let task = TaskImages { first: images.start, images: images.len(), first_row: 0, padded_rows: g.oh + g.kh - 1 };
         self.product(task, g.oh, buf);
-        // The window's cells, as offsets in the product from its first cell.
-        let cells: Vec<usize> = (0..pool.kh).flat_map(|ki| (0..pool.kw).map(move |kj| (ki * layout.width + kj) * c_out)).collect();
-        let y_rows = y_pooled.chunks_exact_mut(pool.ow * c_out);
-        let first_cells = (0..task.images).flat_map(|k| (0..pool.oh).map(move |i| k * layout.pixels + i * pool.sh * layout.width));
-        for (y_row, at) in y_rows.zip(first_cells) {
-            let span = ((pool.ow - 1) * pool.sw * c_out) + cells[cells.len() - 1] + c_out;
-            finish_pooled_row(y_row, &buf[at * c_out..][..span], pool.sw * c_out, &cells, self.b, self.relu);
+        // The window's cells from its first: in the product, and in the output image.
+        let taps = || (0..pool.kh).flat_map(|ki| (0..pool.kw).map(move |kj| (ki, kj)));
+        let cells: Vec<usize> = taps().map(|(ki, kj)| (ki * layout.width + kj) * c_out).collect();
+        let arg_cells: Vec<u32> = taps().map(|(ki, kj)| ((ki * g.ow + kj) * c_out) as u32).collect();
+        let row_len = pool.ow * c_out;
+        let span = (pool.ow - 1) * pool.sw * c_out + cells[cells.len() - 1] + c_out;
+        for (q, y_row) in y_pooled.chunks_exact_mut(row_len).enumerate() {
+            let (k, i) = (q / pool.oh, q % pool.oh);
+            let at = k * layout.pixels + i * pool.sh * layout.width;
+            let row = PooledRow {
+                stride: pool.sw * c_out,
+                cells: &cells,
+                arg_stride: pool.sw * c_out,
+                arg_cells: &arg_cells,
+                arg_first: (i * pool.sh * g.ow * c_out) as u32,
+            };
+            let winners_row = if winners.is_empty() { &mut [][..] } else { &mut winners[q * row_len..][..row_len] };
+            finish_pooled_row(y_row, winners_row, &buf[at * c_out..][..span], &row, self.b, self.relu);
         }
     }
 
@@ -325,15 +345,37 @@ pub fn pools_inside(g: &Geometry, pool: &Geometry) -> bool {
         && (pool.ow - 1) * pool.sw + pool.kw <= g.ow
 }
 
+/// Where one pooled row's windows lie: in the product, `stride` values apart, a window's cells
+/// at `cells` from its first; and in the convolution's output image (the winners' indices,
+/// as `ops::pool` keeps them), `arg_stride` apart, the cells at `arg_cells`, the row's first
+/// window at `arg_first`.
+struct PooledRow<'a> {
+    stride: usize,
+    cells: &'a [usize],
+    arg_stride: usize,
+    arg_cells: &'a [u32],
+    arg_first: u32,
+}
+
 simd_dispatch! {
-    /// One pooled row: window after window (`stride` values apart in `product`, its cells at
-    /// `cells` from its start), each cell's product plus the bias (then ReLU, as
-    /// `finish_row`), the maximum kept by `pool::wins` (the first of equals; a NaN wins).
-    fn finish_pooled_row => finish_pooled_row_plain(y_row: &mut [f32], product: &[f32], stride: usize, cells: &[usize], b: &[f32], relu: bool)
+    /// One pooled row: window after window, each cell's product plus the bias (then ReLU, as
+    /// `finish_row`), the maximum kept by `pool::wins` (the first of equals; a NaN wins), and
+    /// where `winners` is not empty the index of the cell that won (`ops::pool`'s argmax).
+    fn finish_pooled_row => finish_pooled_row_plain(y_row: &mut [f32], winners: &mut [u32], product: &[f32], row: &PooledRow, b: &[f32], relu: bool)
 }
 
 #[inline(always)]
-fn finish_pooled_row_plain(y_row: &mut [f32], product: &[f32], stride: usize, cells: &[usize], b: &[f32], relu: bool) {
+fn finish_pooled_row_plain(y_row: &mut [f32], winners: &mut [u32], product: &[f32], row: &PooledRow, b: &[f32], relu: bool) {
+    if winners.is_empty() {
+        pool_row::<false>(y_row, &mut [], product, row, b, relu)
+    } else {
+        pool_row::<true>(y_row, winners, product, row, b, relu)
+    }
+}
+
+#[inline(always)]
+fn pool_row<const WINNERS: bool>(y_row: &mut [f32], winners: &mut [u32], product: &[f32], row: &PooledRow, b: &[f32], relu: bool) {
+    let c = b.len();
     let finish = |p: f32, bias: f32| {
         let sum = p + bias;
         if relu && sum < 0.0 {
@@ -342,18 +384,35 @@ fn finish_pooled_row_plain(y_row: &mut [f32], product: &[f32], stride: usize, ce
             sum
         }
     };
-    for (j, y) in y_row.chunks_exact_mut(b.len()).enumerate() {
-        let window = &product[j * stride..];
-        let first = &window[cells[0]..][..b.len()];
+    for (j, y) in y_row.chunks_exact_mut(c).enumerate() {
+        let window = &product[j * row.stride..];
+        let arg_window = row.arg_first + (j * row.arg_stride) as u32;
+        let arg: &mut [u32] = if WINNERS { &mut winners[j * c..][..c] } else { &mut [] };
+        let first = &window[row.cells[0]..][..c];
         for ((y, &p), &bias) in y.iter_mut().zip(first).zip(b) {
             *y = finish(p, bias);
         }
-        for &cell in &cells[1..] {
-            let values = &window[cell..][..b.len()];
-            for ((y, &p), &bias) in y.iter_mut().zip(values).zip(b) {
-                let v = finish(p, bias);
-                if super::pool::wins(v, *y) {
-                    *y = v;
+        if WINNERS {
+            let at = arg_window + row.arg_cells[0];
+            arg.iter_mut().zip(at..).for_each(|(a, index)| *a = index);
+        }
+        for (&cell, &arg_cell) in row.cells[1..].iter().zip(&row.arg_cells[1..]) {
+            let values = &window[cell..][..c];
+            if WINNERS {
+                let at = arg_window + arg_cell;
+                for (((y, a), &p), (&bias, index)) in y.iter_mut().zip(arg.iter_mut()).zip(values).zip(b.iter().zip(at..)) {
+                    let v = finish(p, bias);
+                    if super::pool::wins(v, *y) {
+                        *y = v;
+                        *a = index;
+                    }
+                }
+            } else {
+                for ((y, &p), &bias) in y.iter_mut().zip(values).zip(b) {
+                    let v = finish(p, bias);
+                    if super::pool::wins(v, *y) {
+                        *y = v;
+                    }
                 }
             }
         }
