@@ -273,3 +273,34 @@ fn a_sequential_that_lends_buffers_between_its_layers_computes_what_its_layers_c
     }
     assert_eq!(net.output(), reference[8].output(), "evaluation");
 }
+
+#[test]
+fn in_evaluation_a_batch_norm_computes_the_gelu_after_it_in_its_own_pass() {
+    // Statistics and scales of its own, inputs reaching GELU's tails: the pair's bits, the
+    // norm's own output not written; refused after a folded relu or before another layer.
+    let norm = |relu: bool| {
+        let mut bn = BatchNormLayer::new("0".into(), &[5, 4, 19], 0.9, 1e-3);
+        bn.gamma.value = Tensor::from_vec(&[19], random(&[19], 1).data().iter().map(|v| 1.0 + 2.0 * v).collect()).unwrap();
+        bn.beta.value = random(&[19], 2);
+        bn.running_mean.value = random(&[19], 3);
+        bn.running_var.value = Tensor::from_vec(&[19], random(&[19], 4).data().iter().map(|v| 0.2 + v.abs()).collect()).unwrap();
+        bn.relu = relu;
+        bn
+    };
+    let x = Tensor::from_vec(&[3, 5, 4, 19], random(&[3, 5, 4, 19], 5).data().iter().map(|v| 4.0 * v).collect()).unwrap();
+    let (mut bn, mut gelu) = (norm(false), GeluLayer::new("1".into(), &[5, 4, 19]));
+    bn.forward(&x, Mode::Eval).unwrap();
+    gelu.forward(bn.output(), Mode::Eval).unwrap();
+    let reference = gelu.output().clone();
+    let (mut bn, mut gelu) = (norm(false), GeluLayer::new("1".into(), &[5, 4, 19]));
+    assert!(bn.forward_eval_fused(&x, &mut gelu).unwrap());
+    let same = gelu.output().data().iter().zip(reference.data()).all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same && gelu.output().shape() == reference.shape(), "fused: other bits");
+    assert!(!norm(true).forward_eval_fused(&x, &mut GeluLayer::new("1".into(), &[5, 4, 19])).unwrap());
+    let mut relu = ActivationLayer::new("1".into(), &[5, 4, 19], Activation::Relu);
+    assert!(!norm(false).forward_eval_fused(&x, &mut relu).unwrap());
+    // A Sequential's evaluation pass takes the pair in one pass too.
+    let mut net = Sequential::new(vec![Box::new(norm(false)), Box::new(GeluLayer::new("1".into(), &[5, 4, 19]))]).unwrap();
+    net.forward(&x, Mode::Eval).unwrap();
+    assert_eq!(net.output(), &reference);
+}

@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use convnet::model::{Loss, Network};
+use convnet::ops::batch_norm::{batch_norm_forward_eval, batch_norm_gelu_forward_eval};
 use convnet::ops::conv2d::{algorithm, conv2d_backward, conv2d_forward, Algorithm};
 use convnet::ops::conv2d_ref::{conv_backward, conv_forward};
 use convnet::ops::gelu::{gelu, gelu_backward_into, gelu_derivative, gelu_forward_into};
@@ -123,6 +124,18 @@ fn kernel_outputs() -> Vec<(&'static str, Vec<u32>)> {
         assert!((y - gelu(x)).abs() <= tol && (d - gelu_derivative(x)).abs() <= tol, "gelu({x}) at {:?}: {y}, {d}", simd_level());
     }
     out.extend([("gelu y", y.iter().map(|v| v.to_bits()).collect()), ("gelu dX", dx.iter().map(|v| v.to_bits()).collect())]);
+    // Evaluation's batch norm with the GELU after it in one pass: the two one after the other's
+    // bits (19 channels: no multiple of a vector).
+    let x = random(&[3, 5, 4, 19], 11);
+    let (gamma, beta, mean) = (random(&[19], 12), random(&[19], 13), random(&[19], 14));
+    let var: Vec<f32> = random(&[19], 15).data().iter().map(|v| 1.0 + v).collect();
+    let (mut norm, mut fused) = (Tensor::empty(), Tensor::empty());
+    batch_norm_forward_eval(&x, gamma.data(), beta.data(), mean.data(), &var, 1e-3, false, &mut norm).unwrap();
+    let mut y = vec![0.0; norm.len()];
+    gelu_forward_into(norm.data(), &mut y);
+    batch_norm_gelu_forward_eval(&x, gamma.data(), beta.data(), mean.data(), &var, 1e-3, &mut fused).unwrap();
+    assert!(fused.data().iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()), "norm + gelu at {:?}", simd_level());
+    out.push(("norm + gelu", bits(&fused)));
 
     // Three training steps of a small seed-like network (Winograd conv, max pool, LRN).
     let cfg = Config::from_toml(&seed_like(), "seed-like").unwrap();

@@ -1,11 +1,14 @@
 //! Batch normalisation layer: per-channel normalisation with learnt scale (gamma) and shift
 //! (beta). Train mode uses the batch statistics and updates running averages; eval mode uses
 //! the running averages. A relu that follows is folded in (`relu`), as into a convolution: the
-//! backward pass masks dy with y > 0. See `ops::batch_norm` for the formulas.
+//! backward pass masks dy with y > 0. In evaluation mode a GELU that follows is computed in the
+//! same pass (`forward_eval_fused`). See `ops::batch_norm` for the formulas.
 
 use super::{check_backward, check_input, EvalNorm, Layer, Mode, Param};
 use crate::error::Result;
-use crate::ops::batch_norm::{batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, BatchNormCache, RunningStats};
+use crate::ops::batch_norm::{
+    batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, batch_norm_gelu_forward_eval, BatchNormCache, RunningStats,
+};
 use crate::tensor::Tensor;
 
 /// The running statistics' momentum must be in [0, 1] and eps positive (it keeps
@@ -114,6 +117,19 @@ impl Layer for BatchNormLayer {
     }
     fn take_output(&mut self, y: &mut Tensor) {
         std::mem::swap(&mut self.y, y);
+    }
+    fn forward_eval_fused(&mut self, x: &Tensor, next: &mut dyn Layer) -> Result<bool> {
+        // A GELU after the norm: one pass, the norm's own output not written. (Not after a
+        // folded relu: no config has both, and the pair would need its own kernel.)
+        if self.relu || next.kind() != "gelu" {
+            return Ok(false);
+        }
+        check_input(&self.name, x, &self.shape)?;
+        let (g, b) = (self.gamma.value.data(), self.beta.value.data());
+        let (mean, var) = (self.running_mean.value.data(), self.running_var.value.data());
+        batch_norm_gelu_forward_eval(x, g, b, mean, var, self.eps, &mut self.y)?;
+        next.take_output(&mut self.y);
+        Ok(true)
     }
     fn params(&self) -> Vec<&Param> {
         vec![&self.gamma, &self.beta, &self.running_mean, &self.running_var]

@@ -63,4 +63,7 @@ impl Layer for GeluLayer {
     fn buffers_mut(&mut self) -> Option<(&mut Tensor, &mut Tensor)> {
         Some((&mut self.y, &mut self.dx))
     }
+    fn take_output(&mut self, y: &mut Tensor) {
+        std::mem::swap(&mut self.y, y);
+    }
 }

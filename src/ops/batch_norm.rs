@@ -299,6 +299,43 @@ pub fn batch_norm_forward_eval(
     Ok(())
 }
 
+/// Evaluation mode's norm and the GELU after it in one pass: y = GELU((x - running_mean) a +
+/// beta), the same bits as `batch_norm_forward_eval` followed by `gelu::gelu_forward_into`
+/// (the same operations on each value), without writing and reading the norm's output.
+pub fn batch_norm_gelu_forward_eval(
+    x: &Tensor,
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    y: &mut Tensor,
+) -> Result<()> {
+    let c = channels(x)?;
+    let a = eval_scale(&gamma[..c], running_var, eps);
+    let f = Affine { m: &running_mean[..c], a: &a, b: &beta[..c] };
+    y.resize(x.shape());
+    y.data_mut().par_chunks_mut(ROWS * c).zip(x.data().par_chunks(ROWS * c)).for_each(|(y, x)| scale_shift_gelu(x, f, y));
+    Ok(())
+}
+
+simd_dispatch! {
+    avx512:
+    /// y = GELU((x - m) a + b) per channel.
+    fn scale_shift_gelu => scale_shift_gelu_plain(x: &[f32], f: Affine, y: &mut [f32])
+}
+
+#[inline(always)]
+fn scale_shift_gelu_plain(x: &[f32], f: Affine, y: &mut [f32]) {
+    let c = f.a.len();
+    let f = Affine { m: &f.m[..c], a: &f.a[..c], b: &f.b[..c] };
+    for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        for ch in 0..c {
+            y[ch] = super::gelu::gelu_value(f.at(ch, x[ch]));
+        }
+    }
+}
+
 /// Evaluation mode's scale per channel, a = gamma / sqrt(running_var + eps): y = (x - mean) a +
 /// beta. (A convolution before the norm absorbs it: `layers::conv2d`'s folded weights.)
 pub fn eval_scale(gamma: &[f32], running_var: &[f32], eps: f32) -> Vec<f32> {

@@ -103,7 +103,14 @@ simd_dispatch! {
 
 #[inline(always)]
 fn gelu_forward_plain(x: &[f32], y: &mut [f32]) {
-    y.iter_mut().zip(x).for_each(|(y, &x)| *y = x * normal_cdf_and_density(x).0);
+    y.iter_mut().zip(x).for_each(|(y, &x)| *y = gelu_value(x));
+}
+
+/// GELU of one value as the slice kernels compute it (inlined into a caller's vector loop:
+/// `ops::batch_norm`'s evaluation pass with the GELU after it), the same bits.
+#[inline(always)]
+pub(crate) fn gelu_value(x: f32) -> f32 {
+    x * normal_cdf_and_density(x).0
 }
 
 simd_dispatch! {
