@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::random;
+use common::{random, train_one_by_one};
 use convnet::layers::{Conv2dLayer, DenseLayer, FlattenLayer, GeluLayer, Layer, MaxPoolLayer, Mode, Param, Sequential};
 use convnet::model::{Loss, Network};
 use convnet::ops::bf16::round_bf16;
@@ -428,16 +428,7 @@ fn in_training_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_it(
         net.forward(&x, Mode::Train).unwrap();
         assert!(net.layers()[0].output().is_hollow() && net.layers()[0].output().shape() == [n, 8, 8, 24], "step {step}");
         net.backward(&x, &dy, true).unwrap();
-        for i in 0..reference.len() {
-            let (before, rest) = reference.split_at_mut(i);
-            rest[0].forward(before.last().map_or(&x, |l| l.output()), Mode::Train).unwrap();
-        }
-        for i in (0..reference.len()).rev() {
-            let (before, rest) = reference.split_at_mut(i);
-            let (current, after) = rest.split_at_mut(1);
-            let d_output = after.first().map_or(&dy, |l| l.input_grad());
-            current[0].backward(before.last().map_or(&x, |l| l.output()), d_output, true).unwrap();
-        }
+        train_one_by_one(&mut reference, &x, &dy);
         assert!(bits(net.output()) == bits(reference[5].output()), "step {step}: the output");
         assert!(bits(net.layers()[1].output()) == bits(reference[1].output()), "step {step}: the pooling's output");
         assert!(bits(net.input_grad()) == bits(reference[0].input_grad()), "step {step}: the input gradient");

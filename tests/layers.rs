@@ -239,16 +239,7 @@ fn a_sequential_that_lends_buffers_between_its_layers_computes_what_its_layers_c
         let hollow: Vec<usize> = (0..9).filter(|&i| net.layers()[i].output().is_hollow()).collect();
         assert_eq!(hollow, [2, 4, 5, 7], "step {step}: outputs lent out by the forward pass");
         net.backward(&x, &dy, true).unwrap();
-        for i in 0..reference.len() {
-            let (before, rest) = reference.split_at_mut(i);
-            rest[0].forward(before.last().map_or(&x, |l| l.output()), Mode::Train).unwrap();
-        }
-        for i in (0..reference.len()).rev() {
-            let (before, rest) = reference.split_at_mut(i);
-            let (current, after) = rest.split_at_mut(1);
-            let d_output = after.first().map_or(&dy, |l| l.input_grad());
-            current[0].backward(before.last().map_or(&x, |l| l.output()), d_output, true).unwrap();
-        }
+        train_one_by_one(&mut reference, &x, &dy);
         assert_eq!(net.output(), reference[8].output(), "step {step}: the output");
         assert_eq!(net.input_grad(), reference[0].input_grad(), "step {step}: the input gradient");
         let grads = |params: Vec<&Param>| params.into_iter().map(|p| p.grad.clone()).collect::<Vec<_>>();

@@ -292,10 +292,22 @@ pub fn batch_norm_forward_eval(
     relu: bool,
     y: &mut Tensor,
 ) -> Result<()> {
+    eval_pass(x, (gamma, beta, running_mean, running_var, eps), y, |x, f, y| scale_shift(x, f, relu, y))
+}
+
+/// Evaluation mode's y = kernel(x) over the whole batch in parallel chunks of rows, the kernel
+/// given the norm's map y = (x - running_mean) a + beta, a = gamma / sqrt(running_var + eps).
+fn eval_pass(
+    x: &Tensor,
+    (gamma, beta, running_mean, running_var, eps): (&[f32], &[f32], &[f32], &[f32], f32),
+    y: &mut Tensor,
+    kernel: impl Fn(&[f32], Affine, &mut [f32]) + Sync,
+) -> Result<()> {
     let c = channels(x)?;
-    // y = (x - running_mean) a + beta.
     let a = eval_scale(&gamma[..c], running_var, eps);
-    apply_scale_shift(x, Affine { m: &running_mean[..c], a: &a, b: &beta[..c] }, relu, y);
+    let f = Affine { m: &running_mean[..c], a: &a, b: &beta[..c] };
+    y.resize(x.shape());
+    y.data_mut().par_chunks_mut(ROWS * c).zip(x.data().par_chunks(ROWS * c)).for_each(|(y, x)| kernel(x, f, y));
     Ok(())
 }
 
@@ -311,12 +323,7 @@ pub fn batch_norm_gelu_forward_eval(
     eps: f32,
     y: &mut Tensor,
 ) -> Result<()> {
-    let c = channels(x)?;
-    let a = eval_scale(&gamma[..c], running_var, eps);
-    let f = Affine { m: &running_mean[..c], a: &a, b: &beta[..c] };
-    y.resize(x.shape());
-    y.data_mut().par_chunks_mut(ROWS * c).zip(x.data().par_chunks(ROWS * c)).for_each(|(y, x)| scale_shift_gelu(x, f, y));
-    Ok(())
+    eval_pass(x, (gamma, beta, running_mean, running_var, eps), y, scale_shift_gelu)
 }
 
 simd_dispatch! {

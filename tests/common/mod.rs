@@ -349,3 +349,20 @@ pub fn nchw_unit(pixels: &[u8], n: usize, [h, w, c]: [usize; 3]) -> Vec<f32> {
     }
     nchw
 }
+
+/// The reference for a `Sequential`'s training step: `layers` run one by one, each keeping all
+/// its buffers, forward in training mode on `x`, then backward from `dy` (every input gradient
+/// computed).
+pub fn train_one_by_one(layers: &mut [Box<dyn convnet::layers::Layer>], x: &Tensor, dy: &Tensor) {
+    use convnet::layers::Mode;
+    for i in 0..layers.len() {
+        let (before, rest) = layers.split_at_mut(i);
+        rest[0].forward(before.last().map_or(x, |l| l.output()), Mode::Train).unwrap();
+    }
+    for i in (0..layers.len()).rev() {
+        let (before, rest) = layers.split_at_mut(i);
+        let (current, after) = rest.split_at_mut(1);
+        let d_output = after.first().map_or(dy, |l| l.input_grad());
+        current[0].backward(before.last().map_or(x, |l| l.output()), d_output, true).unwrap();
+    }
+}
