@@ -344,6 +344,17 @@ fn a_convolution_on_the_tiles_pooled_as_it_is_finished_has_the_bits_of_the_two_l
     assert!(conv_max_pooled(&x, &w, &b, &same3, false, &pool2, Precision::Bf16Winograd).is_none());
     let large = random(&[2, 23, 23, 16], 733);
     assert!(conv_max_pooled(&large, &w, &b, &same3, false, &pool2, Precision::Bf16Tiles).is_none());
+    // Padding read in one direction only: rows (2x1 / 2x1 SAME on 7x7: the last window's
+    // second row is padding) or columns; and padding before the image whose windows end
+    // inside it (1 row and column above and to the left, 2x2 / 3 on 8x8: windows at -1..0,
+    // 2..3, 5..6).
+    for pool in [Window::new(2, 1, 2, 1, Padding::Same), Window::new(1, 2, 1, 2, Padding::Same)] {
+        assert!(conv_max_pooled(&x, &w, &b, &same3, false, &pool, Precision::Bf16Tiles).is_none(), "{pool:?}");
+    }
+    let before = Window::new(2, 2, 3, 3, Padding::Explicit { top: 1, bottom: 0, left: 1, right: 0 });
+    let eight = random(&[2, 8, 8, 16], 734);
+    assert!(conv_max_pooled(&eight, &w, &b, &same3, false, &before, Precision::Bf16Tiles).is_none());
+    assert!(conv_max_pooled(&eight, &w, &b, &same3, false, &Window::new(2, 2, 3, 3, Padding::Valid), Precision::Bf16Tiles).is_some());
 }
 
 #[test]
