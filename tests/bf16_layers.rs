@@ -446,6 +446,20 @@ fn in_training_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_it(
         let grads = |params: Vec<&Param>| params.into_iter().flat_map(|p| bits(&p.grad)).collect::<Vec<_>>();
         assert!(grads(net.params()) == grads(reference.iter().flat_map(|l| l.params()).collect()), "step {step}: the gradients");
     }
+    // The pair as layers: the conv fills the pooling's output and winners, its own output
+    // hollow; the pooling's backward routes by those winners as by its own.
+    let x = random(&[6, 8, 8, 16], 790);
+    let (mut conv, mut pool) = conv_and_pool(Precision::Bf16Tiles, false);
+    assert!(conv.forward_train_fused(&x, &mut pool).unwrap());
+    assert!(conv.output().is_hollow() && conv.output().shape() == [6, 8, 8, 24]);
+    let (mut conv_alone, mut pool_alone) = conv_and_pool(Precision::Bf16Tiles, false);
+    conv_alone.forward(&x, Mode::Train).unwrap();
+    pool_alone.forward(conv_alone.output(), Mode::Train).unwrap();
+    assert!(bits(pool.output()) == bits(pool_alone.output()));
+    let dy = random(&[6, 4, 4, 24], 791);
+    pool.backward(conv.output(), &dy, true).unwrap();
+    pool_alone.backward(conv_alone.output(), &dy, true).unwrap();
+    assert!(bits(pool.input_grad()) == bits(pool_alone.input_grad()), "routed by other winners");
     // After an evaluation pass (which gives the conv a buffer), training pools as finished again.
     let x = random(&[6, 8, 8, 16], 780);
     net.forward(&x, Mode::Eval).unwrap();
