@@ -460,11 +460,14 @@ fn in_training_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_it(
     pool.backward(conv.output(), &dy, true).unwrap();
     pool_alone.backward(conv_alone.output(), &dy, true).unwrap();
     assert!(bits(pool.input_grad()) == bits(pool_alone.input_grad()), "routed by other winners");
-    // After an evaluation pass (which gives the conv a buffer), training pools as finished again.
+    // After an evaluation pass (which gives the conv a buffer), training pools as finished again:
+    // the pair timed as one pass, its time the conv's.
     let x = random(&[6, 8, 8, 16], 780);
     net.forward(&x, Mode::Eval).unwrap();
-    net.forward(&x, Mode::Train).unwrap();
+    let mut seconds = [1.0; 6];
+    net.forward_timed(&x, Mode::Train, &mut seconds).unwrap();
     assert!(net.layers()[0].output().is_hollow());
+    assert!(seconds[0] > 0.0 && seconds[1] == 0.0 && seconds[2] > 0.0, "{seconds:?}");
     // A conv with its relu keeps its output (its backward pass reads it); a layer other than a
     // max pooling takes no fused pass.
     let with_relu = pooling_network(true);
