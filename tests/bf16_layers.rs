@@ -506,6 +506,8 @@ fn in_evaluation_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_i
             .unwrap();
     net.forward_each(&x, Mode::Eval).unwrap();
     let each = net.output().clone();
+    // Layer by layer, every output kept: the conv's own too.
+    assert!(bits(net.layers()[0].output()) == bits(&conv_out), "forward_each keeps the conv's output");
     net.forward(&x, Mode::Eval).unwrap();
     assert!(bits(net.output()) == bits(&each), "the Sequential's fused pass: other bits");
     assert!(bits(net.layers()[1].output()) == bits(&reference));
