@@ -311,6 +311,9 @@ fn a_convolution_on_the_tiles_pooled_as_it_is_finished_has_the_bits_of_the_two_l
         (5, 9, 20, 32, 3, Padding::Same, true, Window::new(3, 3, 2, 2, Padding::Valid)),
         (4, 12, 16, 16, 2, Padding::Valid, false, pool2),
         (16, 23, 16, 16, 3, Padding::Same, true, pool2),
+        // 15x15 (256 rows padded): two images a task even at a batch of 3, where a single
+        // image would be split into blocks of rows.
+        (3, 15, 16, 16, 3, Padding::Same, false, pool2),
     ];
     for (case, &(n, side, ci, co, k, padding, relu, pool)) in cases.iter().enumerate() {
         let win = Window::new(k, k, 1, 1, padding);
