@@ -471,6 +471,9 @@ fn in_training_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_it(
     net.forward_timed(&x, Mode::Train, &mut seconds).unwrap();
     assert!(net.layers()[0].output().is_hollow());
     assert!(seconds[0] > 0.0 && seconds[1] == 0.0 && seconds[2] > 0.0, "{seconds:?}");
+    // Layer by layer (pictures of each layer's output), nothing is fused: the conv keeps its own.
+    net.forward_each(&x, Mode::Eval).unwrap();
+    assert!(!net.layers()[0].output().is_hollow() && net.layers()[0].output().shape() == [6, 8, 8, 24]);
     // A conv with its relu keeps its output (its backward pass reads it); a layer other than a
     // max pooling takes no fused pass.
     let with_relu = pooling_network(true);
