@@ -9,14 +9,17 @@
 mod common;
 
 use common::{random, train_one_by_one};
-use convnet::layers::{Conv2dLayer, DenseLayer, FlattenLayer, GeluLayer, Layer, MaxPoolLayer, Mode, Param, Sequential};
+use convnet::layers::{BatchNormLayer, Conv2dLayer, DenseLayer, FlattenLayer, GeluLayer, Layer, MaxPoolLayer, Mode, Param, Sequential};
 use convnet::model::{Loss, Network};
+use convnet::ops::batch_norm::{batch_norm_forward_eval, batch_norm_gelu_forward_eval, eval_scale};
 use convnet::ops::bf16::round_bf16;
 use convnet::ops::conv2d::{
-    algorithm_in, conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, max_pools_as_finished, Algorithm,
-    Conv2dGradsMut, ConvScratch, OutputGrad,
+    algorithm_in, conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, conv2d_forward_then_into,
+    max_pools_as_finished, Algorithm, Conv2dGradsMut, ConvScratch, OutputGrad,
 };
 use convnet::ops::dense::{dense_backward_into, dense_forward_into};
+use convnet::ops::epilogue::{Activation as Then, ChannelAffine, Epilogue};
+use convnet::ops::gelu::gelu_forward_into;
 use convnet::ops::gemm_bf16::{gemm_bf16, Chain};
 use convnet::ops::pool::max_pool2d_forward;
 use convnet::ops::precision::{bf16_hardware, emulation_notice};
@@ -290,9 +293,11 @@ fn conv_max_pooled(
     precision: Precision,
 ) -> Option<(Tensor, Vec<u32>)> {
     let (mut y, mut winners, mut s) = (Tensor::from_vec(&[3], vec![7.0; 3]).unwrap(), vec![9; 5], ConvScratch::default());
-    let fused = conv2d_forward_max_pooled_into(x, w, b, win, relu, precision, pool, &mut y, Some(&mut winners), &mut s).unwrap();
+    let fused =
+        conv2d_forward_max_pooled_into(x, w, b, win, (relu, Epilogue::NONE), precision, pool, &mut y, Some(&mut winners), &mut s).unwrap();
     let mut alone = Tensor::empty();
-    let fused_alone = conv2d_forward_max_pooled_into(x, w, b, win, relu, precision, pool, &mut alone, None, &mut s).unwrap();
+    let fused_alone =
+        conv2d_forward_max_pooled_into(x, w, b, win, (relu, Epilogue::NONE), precision, pool, &mut alone, None, &mut s).unwrap();
     assert_eq!(fused, fused_alone);
     assert!(!fused || bits(&alone) == bits(&y), "with and without the winners: other bits");
     assert_eq!(fused, max_pools_as_finished(x.shape(), w.shape(), win, precision, pool));
@@ -489,8 +494,10 @@ fn in_evaluation_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_i
     pool.forward(conv.output(), Mode::Eval).unwrap();
     let (conv_out, reference) = (conv.output().clone(), pool.output().clone());
     // The pair as one pass: the pooling's output, the same bits.
-    let (mut conv, mut pool) = conv_and_pool_layers(Precision::Bf16Tiles);
-    assert!(conv.forward_eval_fused(&x, &mut pool).unwrap());
+    let (mut conv, pool) = conv_and_pool_layers(Precision::Bf16Tiles);
+    let mut after: Vec<Box<dyn Layer>> = vec![Box::new(pool)];
+    assert_eq!(conv.forward_eval_fused(&x, &mut after).unwrap(), 1);
+    let pool = &mut after[0];
     assert_eq!(pool.output().shape(), [6, 4, 4, 24]);
     assert!(bits(pool.output()) == bits(&reference), "pooled as finished: other bits");
     // No winners were kept for a backward pass: it is refused, not routed by stale ones; a
@@ -501,8 +508,8 @@ fn in_evaluation_a_convolution_on_the_tiles_pools_for_the_max_pool_layer_after_i
     pool.forward(&conv_out, Mode::Train).unwrap();
     pool.backward(&conv_out, &dy, true).unwrap();
     // Float32 convolutions do not pool as they finish: the pair runs as two layers.
-    let (mut conv, mut pool) = conv_and_pool_layers(Precision::F32);
-    assert!(!conv.forward_eval_fused(&x, &mut pool).unwrap());
+    let (mut conv, pool) = conv_and_pool_layers(Precision::F32);
+    assert_eq!(conv.forward_eval_fused(&x, &mut [Box::new(pool) as Box<dyn Layer>]).unwrap(), 0);
     // In a Sequential, evaluation pools as the conv finishes, layer by layer (`forward_each`)
     // does not: the same outputs.
     let (conv, pool) = conv_and_pool_layers(Precision::Bf16Tiles);
@@ -1186,4 +1193,225 @@ fn dw_in_the_tiles_family_where_its_tiles_do_not_apply_is_im2cols_product_on_the
     gemm_bf16(k, pixels, c.co, &col, true, dy.data(), false, 0.0, &mut want, Chain::Tiles);
     let want: Vec<u32> = want.iter().map(|v| (0.0 + v).to_bits()).collect();
     assert!(bits(&dw) == want, "the tiles' family's dW by im2col is not col^T · dz on its chain");
+}
+
+/// An evaluation norm's statistics over `c` channels (scales from 1 to 3, variances from 0.2,
+/// means and shifts around 0): gamma, beta, running mean, running variance.
+fn norm_stats(c: usize, seed: u64) -> [Vec<f32>; 4] {
+    let values = |k: u64| random(&[c], seed + k).data().to_vec();
+    [values(0).iter().map(|v| 2.0 + 2.0 * v).collect(), values(1), values(2), values(3).iter().map(|v| 0.2 + v.abs()).collect()]
+}
+
+/// What the layers after a convolution compute from its output `y` in evaluation mode, by
+/// their own kernels: a norm with `stats` (and its relu, or the GELU after it), or a GELU
+/// alone.
+fn layers_after(y: &Tensor, stats: Option<&[Vec<f32>; 4]>, activation: Then) -> Tensor {
+    let mut out = Tensor::empty();
+    match (stats, activation) {
+        (Some([g, b, m, v]), Then::Gelu) => batch_norm_gelu_forward_eval(y, g, b, m, v, 1e-3, &mut out).unwrap(),
+        (Some([g, b, m, v]), act) => batch_norm_forward_eval(y, g, b, m, v, 1e-3, act == Then::Relu, &mut out).unwrap(),
+        (None, Then::Gelu) => {
+            out.resize(y.shape());
+            gelu_forward_into(y.data(), out.data_mut());
+        }
+        (None, _) => unreachable!("no such case"),
+    }
+    out
+}
+
+#[test]
+fn an_epilogue_in_the_convolution_has_the_bits_of_the_norm_and_activation_layers_after_it() {
+    let _walk = walking_levels();
+    // (images, side, c_in, c_out, kernel, stride, padding, precision): every algorithm, both
+    // bf16 families, inputs reaching GELU's tails.
+    let cases = [
+        (2, 9, 32, 32, 3, 1, Padding::Same, Precision::F32),
+        (2, 8, 3, 24, 2, 1, Padding::Valid, Precision::F32),
+        (2, 8, 3, 24, 2, 1, Padding::Valid, Precision::Bf16Winograd),
+        (2, 8, 3, 24, 2, 1, Padding::Valid, Precision::Bf16Tiles),
+        (2, 9, 8, 16, 3, 2, Padding::Same, Precision::Bf16Tiles),
+        (3, 8, 16, 24, 3, 1, Padding::Same, Precision::Bf16Tiles),
+        (1, 24, 16, 32, 3, 1, Padding::Same, Precision::Bf16Tiles),
+    ];
+    let mut algorithms = Vec::new();
+    for (case, &(n, hw, ci, co, k, stride, padding, precision)) in cases.iter().enumerate() {
+        let seed = 900 + 10 * case as u64;
+        let win = Window::new(k, k, stride, stride, padding);
+        let x = Tensor::from_vec(&[n, hw, hw, ci], random(&[n, hw, hw, ci], seed).data().iter().map(|v| 3.0 * v).collect()).unwrap();
+        let (w, b) = (random(&[k, k, ci, co], seed + 1), random(&[co], seed + 2));
+        let g = Geometry::new("conv", hw, hw, &win).unwrap();
+        algorithms.push(algorithm_in(precision, &g, &win, ci, co));
+        let stats = norm_stats(co, seed + 3);
+        let a = eval_scale(&stats[0], &stats[3], 1e-3);
+        let map = ChannelAffine { m: &stats[2], a: &a, b: &stats[1] };
+        for relu in [false, true] {
+            let mut y = Tensor::empty();
+            conv2d_forward_into(&x, &w, &b, &win, relu, precision, &mut y, &mut ConvScratch::default()).unwrap();
+            let epilogues = [
+                (Epilogue::activation(Then::Gelu), None),
+                (Epilogue { norm: Some(map), activation: Then::Identity }, Some(&stats)),
+                (Epilogue { norm: Some(map), activation: Then::Relu }, Some(&stats)),
+                (Epilogue { norm: Some(map), activation: Then::Gelu }, Some(&stats)),
+            ];
+            for (then, stats) in epilogues {
+                let reference = bits(&layers_after(&y, stats, then.activation));
+                for level in available_simd_levels() {
+                    set_simd_level(level).unwrap();
+                    for threads in [1, 3] {
+                        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                        let mut fused = Tensor::from_vec(&[2], vec![5.0; 2]).unwrap();
+                        let mut s = ConvScratch::default();
+                        pool.install(|| conv2d_forward_then_into(&x, &w, &b, &win, (relu, then), precision, &mut fused, &mut s)).unwrap();
+                        let what = format!("case {case} ({:?}), relu {relu}, {then:?}, {level:?}, {threads} threads", algorithms[case]);
+                        assert_eq!(fused.shape(), y.shape(), "{what}");
+                        assert!(bits(&fused) == reference, "{what}: other bits");
+                    }
+                }
+                set_simd_level(detected_simd_level()).unwrap();
+            }
+        }
+    }
+    for algorithm in [Algorithm::Winograd, Algorithm::Direct, Algorithm::Im2col, Algorithm::Tiles] {
+        assert!(algorithms.contains(&algorithm), "no case goes by {algorithm:?}: {algorithms:?}");
+    }
+}
+
+#[test]
+fn a_convolution_pooled_as_it_is_finished_applies_its_epilogue_to_the_pooled_values() {
+    let _walk = walking_levels();
+    let (win, pool) = (Window::new(3, 3, 1, 1, Padding::Same), Window::new(3, 3, 2, 2, Padding::Valid));
+    let x = Tensor::from_vec(&[3, 11, 11, 16], random(&[3, 11, 11, 16], 960).data().iter().map(|v| 3.0 * v).collect()).unwrap();
+    let (w, b) = (random(&[3, 3, 16, 24], 961), random(&[24], 962));
+    let stats = norm_stats(24, 963);
+    let a = eval_scale(&stats[0], &stats[3], 1e-3);
+    let map = ChannelAffine { m: &stats[2], a: &a, b: &stats[1] };
+    for relu in [false, true] {
+        let (pooled, _) = conv_then_max_pool(&x, &w, &b, &win, relu, &pool, Precision::Bf16Tiles);
+        let epilogues = [
+            (Epilogue::activation(Then::Gelu), None),
+            (Epilogue { norm: Some(map), activation: Then::Relu }, Some(&stats)),
+            (Epilogue { norm: Some(map), activation: Then::Gelu }, Some(&stats)),
+        ];
+        for (then, stats) in epilogues {
+            let reference = bits(&layers_after(&pooled, stats, then.activation));
+            for level in available_simd_levels() {
+                set_simd_level(level).unwrap();
+                let (mut fused, mut s) = (Tensor::empty(), ConvScratch::default());
+                let done =
+                    conv2d_forward_max_pooled_into(&x, &w, &b, &win, (relu, then), Precision::Bf16Tiles, &pool, &mut fused, None, &mut s)
+                        .unwrap();
+                assert!(done, "not pooled as finished");
+                assert!(bits(&fused) == reference, "relu {relu}, {then:?}, {level:?}: other bits");
+            }
+            set_simd_level(detected_simd_level()).unwrap();
+        }
+    }
+}
+
+/// A batch norm over `c` channels on `side` x `side` images, in evaluation mode with the
+/// statistics of `norm_stats(c, seed)` (and its relu if `relu`).
+fn eval_norm_layer(name: &str, side: usize, c: usize, seed: u64, relu: bool) -> BatchNormLayer {
+    let mut bn = BatchNormLayer::new(name.into(), &[side, side, c], 0.9, 1e-3);
+    let [g, b, m, v] = norm_stats(c, seed).map(|v| Tensor::from_vec(&[c], v).unwrap());
+    (bn.gamma.value, bn.beta.value, bn.running_mean.value, bn.running_var.value) = (g, b, m, v);
+    bn.relu = relu;
+    bn
+}
+
+#[test]
+fn in_evaluation_a_convolution_takes_the_pooling_norm_and_gelu_after_it_in_its_pass() {
+    let x = Tensor::from_vec(&[6, 8, 8, 16], random(&[6, 8, 8, 16], 970).data().iter().map(|v| 3.0 * v).collect()).unwrap();
+    let gelu = |side: usize| -> Box<dyn Layer> { Box::new(GeluLayer::new("g".into(), &[side, side, 24])) };
+    let norm = |side: usize, relu: bool| -> Box<dyn Layer> { Box::new(eval_norm_layer("n", side, 24, 971, relu)) };
+    let pool = || -> Box<dyn Layer> { Box::new(conv_and_pool(Precision::Bf16Tiles, false).1) };
+    let conv = |relu: bool| conv_and_pool(Precision::Bf16Tiles, relu).0;
+    // Each layer alone: the reference.
+    let one_by_one = |layers: &mut [Box<dyn Layer>]| {
+        let mut c = conv(false);
+        c.forward(&x, Mode::Eval).unwrap();
+        let mut input = c.output().clone();
+        for layer in layers.iter_mut() {
+            layer.forward(&input, Mode::Eval).unwrap();
+            input = layer.output().clone();
+        }
+        input
+    };
+    // (the layers after the conv, how many its pass takes): conv, pool, norm, GELU; a norm's
+    // relu ends it; a GELU straight after the pooling; the pooling alone before a dense layer.
+    let dense = || -> Box<dyn Layer> { Box::new(FlattenLayer::new("f".into(), &[4, 4, 24])) };
+    let cases: Vec<(Vec<Box<dyn Layer>>, usize)> = vec![
+        (vec![pool(), norm(4, false), gelu(4)], 3),
+        (vec![pool(), norm(4, true), gelu(4)], 2),
+        (vec![pool(), norm(4, false), dense()], 2),
+        (vec![pool(), gelu(4)], 2),
+        (vec![pool(), dense()], 1),
+        (vec![gelu(8), norm(8, false)], 1),
+    ];
+    for (case, (mut after, taken)) in cases.into_iter().enumerate() {
+        let reference = one_by_one(&mut after[..taken]);
+        let mut after_fused: Vec<Box<dyn Layer>> = after;
+        assert_eq!(conv(false).forward_eval_fused(&x, &mut after_fused).unwrap(), taken, "case {case}");
+        assert!(bits(after_fused[taken - 1].output()) == bits(&reference), "case {case}: other bits");
+        assert_eq!(after_fused[taken - 1].output().shape(), reference.shape());
+    }
+    // The pooling's winners were not kept: a backward pass through it is refused.
+    let mut after = vec![pool(), norm(4, false), gelu(4)];
+    let mut c = conv(false);
+    c.forward(&x, Mode::Train).unwrap();
+    let conv_out = c.output().clone();
+    after[0].forward(&conv_out, Mode::Train).unwrap();
+    assert_eq!(c.forward_eval_fused(&x, &mut after).unwrap(), 3);
+    let refused = after[0].backward(&conv_out, &random(&[6, 4, 4, 24], 972), true).unwrap_err().to_string();
+    assert!(refused.contains("max_pool2d backward"), "{refused}");
+    // A conv with its relu before a GELU takes nothing; a norm with its relu takes no GELU
+    // after it; nothing after the conv, nothing taken.
+    assert_eq!(conv(true).forward_eval_fused(&x, &mut [gelu(8)]).unwrap(), 0);
+    assert_eq!(conv(false).forward_eval_fused(&x, &mut [norm(8, true), gelu(8)]).unwrap(), 1);
+    assert_eq!(conv(false).forward_eval_fused(&x, &mut []).unwrap(), 0);
+    // The norm folded into the weights, then the GELU in the epilogue: the bits of the pair
+    // (conv + norm) followed by the GELU layer.
+    let mut pair: Vec<Box<dyn Layer>> = vec![norm(8, false)];
+    assert_eq!(conv(false).forward_eval_fused(&x, &mut pair).unwrap(), 1);
+    let mut g = gelu(8);
+    g.forward(pair[0].output(), Mode::Eval).unwrap();
+    let mut triple = vec![norm(8, false), gelu(8)];
+    assert_eq!(conv(false).forward_eval_fused(&x, &mut triple).unwrap(), 2);
+    assert!(bits(triple[1].output()) == bits(g.output()), "conv + norm + GELU: other bits");
+}
+
+#[test]
+fn a_sequentials_evaluation_pass_takes_several_layers_at_once_with_the_bits_of_each_alone() {
+    // conv, GELU, conv, pool, norm, GELU, flatten, dense (no norm straight after a conv: those
+    // are folded into its weights, other bits than the norm alone).
+    let whiten = Conv2dLayer::new(
+        "w".into(),
+        &[9, 9, 3],
+        Window::new(2, 2, 1, 1, Padding::Valid),
+        Param::new("w", random(&[2, 2, 3, 16], 980), 0.0, true),
+        Param::new("b", random(&[16], 981), 0.0, false),
+    )
+    .unwrap();
+    let (conv, pool) = conv_and_pool(Precision::Bf16Tiles, false);
+    let dense = DenseLayer::new("d".into(), &[384], Param::new("w", random(&[384, 5], 982), 0.0, true), None).unwrap();
+    let layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(whiten),
+        Box::new(GeluLayer::new("g".into(), &[8, 8, 16])),
+        Box::new(conv),
+        Box::new(pool),
+        Box::new(eval_norm_layer("n", 4, 24, 983, false)),
+        Box::new(GeluLayer::new("g2".into(), &[4, 4, 24])),
+        Box::new(FlattenLayer::new("f".into(), &[4, 4, 24])),
+        Box::new(dense),
+    ];
+    let mut net = Sequential::new(layers).unwrap();
+    net.set_precision(Precision::Bf16Tiles);
+    let x = random(&[6, 9, 9, 3], 984);
+    net.forward_each(&x, Mode::Eval).unwrap();
+    let each = net.output().clone();
+    let mut seconds = [1.0; 8];
+    net.forward_timed(&x, Mode::Eval, &mut seconds).unwrap();
+    assert!(bits(net.output()) == bits(&each), "the fused pass: other bits");
+    // The first conv took its GELU; the second its pooling, norm and GELU.
+    let zero: Vec<bool> = seconds.iter().map(|&s| s == 0.0).collect();
+    assert_eq!(zero, [false, true, false, true, true, true, false, false], "{seconds:?}");
 }

@@ -283,13 +283,15 @@ fn in_evaluation_a_batch_norm_computes_the_gelu_after_it_in_its_own_pass() {
     bn.forward(&x, Mode::Eval).unwrap();
     gelu.forward(bn.output(), Mode::Eval).unwrap();
     let reference = gelu.output().clone();
-    let (mut bn, mut gelu) = (norm(false), GeluLayer::new("1".into(), &[5, 4, 19]));
-    assert!(bn.forward_eval_fused(&x, &mut gelu).unwrap());
-    let same = gelu.output().data().iter().zip(reference.data()).all(|(a, b)| a.to_bits() == b.to_bits());
-    assert!(same && gelu.output().shape() == reference.shape(), "fused: other bits");
-    assert!(!norm(true).forward_eval_fused(&x, &mut GeluLayer::new("1".into(), &[5, 4, 19])).unwrap());
-    let mut relu = ActivationLayer::new("1".into(), &[5, 4, 19], Activation::Relu);
-    assert!(!norm(false).forward_eval_fused(&x, &mut relu).unwrap());
+    let gelu = || -> Vec<Box<dyn Layer>> { vec![Box::new(GeluLayer::new("1".into(), &[5, 4, 19]))] };
+    let mut after = gelu();
+    assert_eq!(norm(false).forward_eval_fused(&x, &mut after).unwrap(), 1);
+    let same = after[0].output().data().iter().zip(reference.data()).all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same && after[0].output().shape() == reference.shape(), "fused: other bits");
+    assert_eq!(norm(true).forward_eval_fused(&x, &mut gelu()).unwrap(), 0);
+    let mut relu: Vec<Box<dyn Layer>> = vec![Box::new(ActivationLayer::new("1".into(), &[5, 4, 19], Activation::Relu))];
+    assert_eq!(norm(false).forward_eval_fused(&x, &mut relu).unwrap(), 0);
+    assert_eq!(norm(false).forward_eval_fused(&x, &mut []).unwrap(), 0, "no layer after it");
     // A Sequential's evaluation pass takes the pair in one pass too.
     let mut net = Sequential::new(vec![Box::new(norm(false)), Box::new(GeluLayer::new("1".into(), &[5, 4, 19]))]).unwrap();
     net.forward(&x, Mode::Eval).unwrap();

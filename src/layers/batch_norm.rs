@@ -118,18 +118,18 @@ impl Layer for BatchNormLayer {
     fn take_output(&mut self, y: &mut Tensor) {
         std::mem::swap(&mut self.y, y);
     }
-    fn forward_eval_fused(&mut self, x: &Tensor, next: &mut dyn Layer) -> Result<bool> {
+    fn forward_eval_fused(&mut self, x: &Tensor, next: &mut [Box<dyn Layer>]) -> Result<usize> {
         // A GELU after the norm: one pass, the norm's own output not written. (Not after a
         // folded relu: no config has both, and the pair would need its own kernel.)
-        if self.relu || next.kind() != "gelu" {
-            return Ok(false);
-        }
+        let Some(next) = next.first_mut().filter(|n| !self.relu && n.kind() == "gelu") else {
+            return Ok(0);
+        };
         check_input(&self.name, x, &self.shape)?;
         let (g, b) = (self.gamma.value.data(), self.beta.value.data());
         let (mean, var) = (self.running_mean.value.data(), self.running_var.value.data());
         batch_norm_gelu_forward_eval(x, g, b, mean, var, self.eps, &mut self.y)?;
         next.take_output(&mut self.y);
-        Ok(true)
+        Ok(1)
     }
     fn params(&self) -> Vec<&Param> {
         vec![&self.gamma, &self.beta, &self.running_mean, &self.running_var]

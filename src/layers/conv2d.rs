@@ -12,10 +12,11 @@ use crate::error::Result;
 use crate::layers::EvalNorm;
 use crate::ops::batch_norm::eval_scale;
 use crate::ops::conv2d::{
-    conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, max_pools_as_finished, Conv2dGradsMut, ConvScratch,
-    OutputGrad,
+    conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, conv2d_forward_then_into, max_pools_as_finished,
+    Conv2dGradsMut, ConvScratch, OutputGrad,
 };
 use crate::ops::conv_shape::ConvShape;
+use crate::ops::epilogue::{Activation, ChannelAffine, Epilogue};
 use crate::ops::{Precision, Window};
 use crate::tensor::Tensor;
 
@@ -136,28 +137,53 @@ impl Layer for Conv2dLayer {
     fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
     }
-    fn forward_eval_fused(&mut self, x: &Tensor, next: &mut dyn Layer) -> Result<bool> {
-        if let Some(pool) = next.max_pool_window() {
+    fn forward_eval_fused(&mut self, x: &Tensor, next: &mut [Box<dyn Layer>]) -> Result<usize> {
+        let c_out = self.bias.value.len();
+        let is_gelu = |layer: Option<&Box<dyn Layer>>| layer.is_some_and(|l| l.kind() == "gelu");
+        if let Some(pool) = next.first().and_then(|l| l.max_pool_window()) {
             check_input(&self.name, x, &self.input)?;
+            // After the pooling, a norm (and its relu, or a GELU after it) or a GELU: applied
+            // to each pooled value in the same pass.
+            let after = &next[1..];
+            let norm = after.first().and_then(|l| l.eval_norm()).filter(|n| n.gamma.len() == c_out);
+            let scale = norm.as_ref().map(|n| eval_scale(n.gamma, n.var, n.eps));
+            let (then, taken) = match (&norm, &scale) {
+                (Some(n), Some(a)) => {
+                    let (activation, taken) = match n.relu {
+                        true => (Activation::Relu, 2),
+                        false if is_gelu(after.get(1)) => (Activation::Gelu, 3),
+                        false => (Activation::Identity, 2),
+                    };
+                    (Epilogue { norm: Some(ChannelAffine { m: n.mean, a, b: n.beta }), activation }, taken)
+                }
+                _ if is_gelu(after.first()) => (Epilogue::activation(Activation::Gelu), 2),
+                _ => (Epilogue::NONE, 1),
+            };
             let (w, b, y) = (&self.weight.value, &self.bias.value, &mut self.y);
-            let fused =
-                conv2d_forward_max_pooled_into(x, w, b, &self.window, self.relu, self.precision, &pool, y, None, &mut self.scratch)?;
-            if fused {
-                next.take_output(&mut self.y);
-            }
-            return Ok(fused);
+            let epilogue = (self.relu, then);
+            let fused = conv2d_forward_max_pooled_into(x, w, b, &self.window, epilogue, self.precision, &pool, y, None, &mut self.scratch)?;
+            return Ok(if fused { hand_over(&mut self.y, &mut next[..taken]) } else { 0 });
         }
         // A relu between the two (folded into this layer) would not commute with the norm.
-        let Some(norm) = next.eval_norm().filter(|n| !self.relu && n.gamma.len() == self.bias.value.len()) else {
-            return Ok(false);
-        };
+        let norm = next.first().and_then(|l| l.eval_norm()).filter(|n| !self.relu && n.gamma.len() == c_out);
+        if norm.is_none() && (self.relu || !is_gelu(next.first())) {
+            return Ok(0);
+        }
         check_input(&self.name, x, &self.input)?;
-        self.folded.update(&self.weight.value, &self.bias.value, &norm);
-        let relu = norm.relu;
-        let FoldedWeights { weight, bias, .. } = &self.folded;
-        conv2d_forward_into(x, weight, bias, &self.window, relu, self.precision, &mut self.y, &mut self.scratch)?;
-        next.take_output(&mut self.y);
-        Ok(true)
+        // The norm folded into the weights (its relu into the convolution's), then a GELU after
+        // it (or after this layer) in the epilogue.
+        let (weight, bias, relu, gelu_at) = match norm {
+            Some(norm) => {
+                self.folded.update(&self.weight.value, &self.bias.value, &norm);
+                (&self.folded.weight, &self.folded.bias, norm.relu, (!norm.relu).then_some(1))
+            }
+            None => (&self.weight.value, &self.bias.value, false, Some(0)),
+        };
+        let gelu_at = gelu_at.filter(|&at| is_gelu(next.get(at)));
+        let then = if gelu_at.is_some() { Epilogue::activation(Activation::Gelu) } else { Epilogue::NONE };
+        conv2d_forward_then_into(x, weight, bias, &self.window, (relu, then), self.precision, &mut self.y, &mut self.scratch)?;
+        let taken = gelu_at.map_or(1, |at| at + 1);
+        Ok(hand_over(&mut self.y, &mut next[..taken]))
     }
     fn fuses_in_training(&self, next: &dyn Layer, batch: usize) -> bool {
         // A folded relu's backward pass reads this layer's output: it must be written.
@@ -175,8 +201,18 @@ impl Layer for Conv2dLayer {
             return Ok(false);
         };
         let (w, b) = (&self.weight.value, &self.bias.value);
-        let fused =
-            conv2d_forward_max_pooled_into(x, w, b, &self.window, false, self.precision, &pool, y, Some(winners), &mut self.scratch)?;
+        let fused = conv2d_forward_max_pooled_into(
+            x,
+            w,
+            b,
+            &self.window,
+            (false, Epilogue::NONE),
+            self.precision,
+            &pool,
+            y,
+            Some(winners),
+            &mut self.scratch,
+        )?;
         if fused {
             // Never written: hollow, with the shape the pooling's and this layer's backward
             // passes check.
@@ -194,4 +230,15 @@ impl Layer for Conv2dLayer {
         let k: usize = self.weight.value.shape()[..3].iter().product();
         2 * (self.output.iter().product::<usize>() * k) as u64
     }
+}
+
+/// A fused evaluation pass's output `y`, handed to the last of the layers it computed
+/// (`taken`, in order), the ones between told they were skipped. Returns how many.
+fn hand_over(y: &mut Tensor, taken: &mut [Box<dyn Layer>]) -> usize {
+    let Some((last, between)) = taken.split_last_mut() else {
+        return 0;
+    };
+    between.iter_mut().for_each(|l| l.skipped_in_fusion());
+    last.take_output(y);
+    taken.len()
 }

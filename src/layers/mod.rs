@@ -117,13 +117,20 @@ pub trait Layer: Send {
     /// The precision of the layer's products (`ops::precision`): the convolutions and dense
     /// layers (and the blocks holding them) use it; every other layer computes in float32.
     fn set_precision(&mut self, _precision: Precision) {}
-    /// Evaluation mode only: computes this layer and `next` in one pass when it can (a
-    /// convolution followed by a batch norm, folded into its weights), leaving the result as
-    /// `next`'s output (this layer's own output is then not kept). Returns false, having done
-    /// nothing, when it cannot.
-    fn forward_eval_fused(&mut self, _x: &Tensor, _next: &mut dyn Layer) -> Result<bool> {
-        Ok(false)
+    /// Evaluation mode only: computes this layer and the first layers of `next` (the layers
+    /// after it, in order) in one pass where it can (a convolution and the batch norm after it,
+    /// folded into its weights; a convolution, the max pooling, norm and GELU after it, each
+    /// pooled value finished in the convolution's epilogue), leaving the result as the last
+    /// one's output: this layer's own output, and those of the layers between, are then not
+    /// kept (those layers are told: `skipped_in_fusion`). Returns how many of `next` it took;
+    /// 0, having done nothing, where it cannot.
+    fn forward_eval_fused(&mut self, _x: &Tensor, _next: &mut [Box<dyn Layer>]) -> Result<usize> {
+        Ok(0)
     }
+    /// A fused evaluation pass went through this layer without writing its output: it drops
+    /// what it kept from an earlier pass that a backward pass would otherwise take as this
+    /// one's (a max pooling's winners: the backward pass is then refused, not misrouted).
+    fn skipped_in_fusion(&mut self) {}
     /// This layer in evaluation mode as a per-channel affine map, if it is one (batch norm).
     fn eval_norm(&self) -> Option<EvalNorm<'_>> {
         None

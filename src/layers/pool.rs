@@ -76,6 +76,9 @@ impl Layer for MaxPoolLayer {
     }
     fn take_output(&mut self, y: &mut Tensor) {
         std::mem::swap(&mut self.y, y);
+        self.skipped_in_fusion();
+    }
+    fn skipped_in_fusion(&mut self) {
         // No winners were kept: a backward pass now is refused (`max_pool2d_backward_into`
         // checks their count), not routed by an older batch's.
         self.argmax.clear();

@@ -95,7 +95,8 @@ impl Sequential {
         while i < self.layers.len() {
             let (before, rest) = self.layers.split_at_mut(i);
             let input = before.last().map_or(x, |l| l.output());
-            // This layer's output, and the next one's if the two may run as one (evaluation). In
+            // This layer's output, and the next one's if they may run as one (evaluation: the
+            // output then ends in the last layer the pass takes, by swapping buffers). In
             // training a pair runs as one only where the first one's output is never written
             // (`Layer::forward_train_fused`): the next one's output alone, and a buffer the
             // first one's still held (after an evaluation pass) lent out.
@@ -115,19 +116,18 @@ impl Sequential {
                 }
             }
             let start = seconds.is_some().then(Instant::now);
-            let fused = match rest {
-                [current, next, ..] if fusable => current.forward_eval_fused(input, next.as_mut())?,
-                [current, next, ..] if fused_in_training => current.forward_train_fused(input, next.as_mut())?,
-                _ => false,
+            // How many layers after this one its pass computed too.
+            let taken = match rest {
+                [current, next @ ..] if fusable => current.forward_eval_fused(input, next)?,
+                [current, next, ..] if fused_in_training => usize::from(current.forward_train_fused(input, next.as_mut())?),
+                _ => 0,
             };
-            if !fused {
+            if taken == 0 {
                 rest[0].forward(input, mode)?;
             }
             if let (Some(s), Some(start)) = (seconds.as_deref_mut(), start) {
                 s[i] = start.elapsed().as_secs_f64();
-                if fused {
-                    s[i + 1] = 0.0;
-                }
+                s[i + 1..=i + taken].fill(0.0);
             }
             // In training, the input's buffer is lent out if no backward pass will read it, or
             // if the layer that made it can make it again from its own input (still kept).
@@ -140,7 +140,7 @@ impl Sequential {
                     }
                 }
             }
-            i += if fused { 2 } else { 1 };
+            i += 1 + taken;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use super::column_sums::block_groups;
+use super::epilogue::ChannelAffine as Affine;
 use super::simd::simd_dispatch;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -181,23 +182,6 @@ fn shifted_sums_blocks<const B: usize>(x: &[f32], shift: &[f32], c0: usize, s1: 
         let cb = c0 + b * LANES;
         s1[cb..cb + LANES].copy_from_slice(&a1[b]);
         s2[cb..cb + LANES].copy_from_slice(&a2[b]);
-    }
-}
-
-/// The per-channel affine map of a normalisation, y = (x - m) a + b. Written with the
-/// subtraction first (not as x a + (b - m a)): x - m is exact for x near m, so a large mean
-/// with a small spread keeps its precision.
-#[derive(Clone, Copy)]
-struct Affine<'a> {
-    m: &'a [f32],
-    a: &'a [f32],
-    b: &'a [f32],
-}
-
-impl Affine<'_> {
-    #[inline(always)]
-    fn at(self, ch: usize, x: f32) -> f32 {
-        (x - self.m[ch]) * self.a[ch] + self.b[ch]
     }
 }
 

@@ -39,6 +39,7 @@ pub use super::conv_output_grad::OutputGrad;
 use super::conv_shape::ConvShape;
 use super::conv_tiles::{self, TilesScratch};
 use super::conv_tiles_dw::{self, TilesDwWork};
+use super::epilogue::Epilogue;
 use super::gemm::{gemm, gemm_prepared, RightOperand};
 use super::gemm_bf16::{Chain, PackedB};
 use super::im2col::{col2im, im2col, im2col_rows};
@@ -231,16 +232,44 @@ pub fn conv2d_forward_into(
     y: &mut Tensor,
     scratch: &mut ConvScratch,
 ) -> Result<()> {
+    conv2d_forward_then_into(x, w, b, window, (relu, Epilogue::NONE), precision, y, scratch)
+}
+
+/// y = then(conv(x, w) + b (ReLU if `relu`)): `conv2d_forward_into` with an epilogue (an
+/// evaluation norm's map, an activation: `ops::epilogue`) applied to each block of output as
+/// its task writes it, while in cache, rather than by the layers after it in passes of their
+/// own. The same bits as the convolution followed by those layers. (Winograd's tasks write
+/// tiles across rows: there the epilogue is a pass of its own over the output.)
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_then_into(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    window: &Window,
+    (relu, then): (bool, Epilogue),
+    precision: Precision,
+    y: &mut Tensor,
+    scratch: &mut ConvScratch,
+) -> Result<()> {
     let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
     y.resize(&shape.output_shape());
+    let c_out = shape.c_out;
     match algorithm_in(precision, &shape.geometry, window, shape.c_in, shape.c_out) {
-        Algorithm::Winograd => winograd::forward_into(x, w, b, &shape, relu, precision, y, &mut scratch.winograd),
+        Algorithm::Winograd => {
+            winograd::forward_into(x, w, b, &shape, relu, precision, y, &mut scratch.winograd);
+            if !then.is_none() {
+                y.data_mut().par_chunks_mut(shape.output_len()).for_each(|y_img| then.apply(y_img, c_out));
+            }
+        }
         Algorithm::Direct => {
             let scratch = (&mut scratch.bf16_operands, &mut scratch.dot_direct, scratch.thread_cols.for_current_pool());
-            direct_in(precision, (x.data(), w.data(), b.data()), &shape, relu, y, scratch)
+            direct_in(precision, (x.data(), w.data(), b.data()), &shape, (relu, then), y, scratch)
         }
-        Algorithm::Im2col => im2col_forward(x, w, b, &shape, relu, precision, y, scratch),
-        Algorithm::Tiles => tiles_forward(x, w, b.data(), &shape, relu, y, (&mut scratch.tiles, scratch.thread_cols.for_current_pool())),
+        Algorithm::Im2col => im2col_forward(x, w, b, &shape, (relu, then), precision, y, scratch),
+        Algorithm::Tiles => {
+            let scratch = (&mut scratch.tiles, scratch.thread_cols.for_current_pool());
+            tiles_forward(x, w, b.data(), &shape, (relu, then), y, scratch)
+        }
     }
     Ok(())
 }
@@ -261,7 +290,7 @@ pub fn conv2d_forward_im2col_into(
 ) -> Result<()> {
     let shape = ConvShape::of(x.shape(), w.shape(), Some(b.shape()), window)?;
     y.resize(&shape.output_shape());
-    im2col_forward(x, w, b, &shape, relu, precision, y, scratch);
+    im2col_forward(x, w, b, &shape, (relu, Epilogue::NONE), precision, y, scratch);
     Ok(())
 }
 
@@ -273,7 +302,7 @@ fn im2col_forward(
     w: &Tensor,
     b: &Tensor,
     shape: &ConvShape,
-    relu: bool,
+    (relu, then): (bool, Epilogue),
     precision: Precision,
     y: &mut Tensor,
     scratch: &mut ConvScratch,
@@ -290,6 +319,7 @@ fn im2col_forward(
         im2col_rows(&x.data()[img * in_size..][..in_size], g, c_in, out_rows, &mut col);
         gemm_prepared(m, k, c_out, &col, false, &w, 0.0, y_block);
         add_bias(y_block, b.data(), relu);
+        then.apply(y_block, c_out);
     });
 }
 
@@ -317,13 +347,13 @@ fn tiles_forward(
     w: &Tensor,
     b: &[f32],
     shape: &ConvShape,
-    relu: bool,
+    epilogue: (bool, Epilogue),
     y: &mut Tensor,
     scratch: (&mut TilesScratch, &PerThread<Vec<f32>>),
 ) {
     let (tiles, bufs) = scratch;
     let (g, out_size) = (&shape.geometry, shape.output_len());
-    let prepared = conv_tiles::prepare(x, w, b, shape, relu, tiles);
+    let prepared = conv_tiles::prepare(x, w, b, shape, epilogue, tiles);
     let group = prepared.layout().images_per_task();
     if group > 1 {
         y.data_mut().par_chunks_mut(group * out_size).enumerate().for_each(|(task, y_group)| {
@@ -336,7 +366,8 @@ fn tiles_forward(
     }
 }
 
-/// y = max_pool(conv(x, w) + b) (ReLU before the pooling if `relu`), in one pass where the
+/// y = then(max_pool(conv(x, w) + b)) (ReLU before the pooling if `relu`; `then`, an
+/// epilogue of `ops::epilogue`, on the pooled values), in one pass where the
 /// convolution goes on the tiles (`conv_tiles`) and each task takes whole images: each task's
 /// product pooled by `pool_window` as it is finished, the convolution's own output never
 /// written (`conv_tiles::Prepared::pooled_into`), and with `winners` the index of each
@@ -350,7 +381,7 @@ pub fn conv2d_forward_max_pooled_into(
     w: &Tensor,
     b: &Tensor,
     window: &Window,
-    relu: bool,
+    (relu, then): (bool, Epilogue),
     precision: Precision,
     pool_window: &Window,
     y: &mut Tensor,
@@ -366,7 +397,7 @@ pub fn conv2d_forward_max_pooled_into(
     y.resize(&[shape.batch, pool.oh, pool.ow, shape.c_out]);
     let pooled_len = pool.oh * pool.ow * shape.c_out;
     let (tiles, bufs) = (&mut scratch.tiles, scratch.thread_cols.for_current_pool());
-    let prepared = conv_tiles::prepare(x, w, b.data(), &shape, relu, tiles);
+    let prepared = conv_tiles::prepare(x, w, b.data(), &shape, (relu, then), tiles);
     // Each task: its images' pooled outputs, and their winners when kept.
     let task = |task: usize, y_group: &mut [f32], winners: &mut [u32]| {
         let images = task * group..task * group + y_group.len() / pooled_len;
@@ -407,12 +438,19 @@ pub fn max_pools_as_finished(x_shape: &[usize], w_shape: &[usize], window: &Wind
 
 /// The direct kernel (`conv_direct`) over the batch: each task a block of output rows of one
 /// image (`forward_rows_per_task`), its padded rows in the thread's buffer.
-fn direct_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: bool, y: &mut Tensor, bufs: &PerThread<Vec<f32>>) {
+fn direct_forward(
+    (x, w, b): (&[f32], &[f32], &[f32]),
+    shape: &ConvShape,
+    (relu, then): (bool, Epilogue),
+    y: &mut Tensor,
+    bufs: &PerThread<Vec<f32>>,
+) {
     let g = &shape.geometry;
     let s = DirectConv { g, c_in: shape.c_in, c_out: shape.c_out, w, b, relu };
     let (in_size, rows) = (shape.input_len(), forward_rows_per_task(shape.batch, g.oh, g.ow));
     output_row_blocks(y, shape, rows).for_each(|(img, out_rows, y_block)| {
         forward_direct_rows(&x[img * in_size..][..in_size], s, out_rows, &mut bufs.get(), y_block);
+        then.apply(y_block, shape.c_out);
     });
 }
 
@@ -424,25 +462,31 @@ fn direct_in(
     precision: Precision,
     (x, w, b): (&[f32], &[f32], &[f32]),
     shape: &ConvShape,
-    relu: bool,
+    epilogue: (bool, Epilogue),
     y: &mut Tensor,
     scratch: (&mut (Vec<f32>, Vec<f32>), &mut DotDirectScratch, &PerThread<Vec<f32>>),
 ) {
     let (rounded, dot_direct, padded_rows) = scratch;
     if precision.bf16_chain() == Some(Chain::Dot) {
-        return direct_dot_forward(x, w, b, shape, relu, y, dot_direct);
+        return direct_dot_forward((x, w, b), shape, epilogue, y, dot_direct);
     }
     // A product of two bf16 values is exact in float32, so float32's kernel then computes
     // bf16 products with float32 accumulation in its own fixed order: the same bits on every
     // machine (tests/simd_levels.rs holds the kernel to that).
     let (x, w) = precision.rounded_operands(x, w, rounded);
-    direct_forward(x, w, b, shape, relu, y, padded_rows)
+    direct_forward((x, w, b), shape, epilogue, y, padded_rows)
 }
 
 /// The direct kernel on the dot chain (the winograd family's, `conv_direct_bf16`): the
 /// weights packed once, then each task a block of output rows of one image, its padded rows
 /// converted to pairs in the worker's buffer.
-fn direct_dot_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: bool, y: &mut Tensor, scratch: &mut DotDirectScratch) {
+fn direct_dot_forward(
+    (x, w, b): (&[f32], &[f32], &[f32]),
+    shape: &ConvShape,
+    (relu, then): (bool, Epilogue),
+    y: &mut Tensor,
+    scratch: &mut DotDirectScratch,
+) {
     let g = &shape.geometry;
     let s = DirectConv { g, c_in: shape.c_in, c_out: shape.c_out, w, b, relu };
     conv_direct_bf16::pack_weights(&s, &mut scratch.weights);
@@ -450,6 +494,7 @@ fn direct_dot_forward(x: &[f32], w: &[f32], b: &[f32], shape: &ConvShape, relu: 
     let (in_size, rows) = (shape.input_len(), forward_rows_per_task(shape.batch, g.oh, g.ow));
     output_row_blocks(y, shape, rows).for_each(|(img, out_rows, y_block)| {
         forward_direct_bf16_rows(&x[img * in_size..][..in_size], s, packed, out_rows, &mut bufs.get(), y_block);
+        then.apply(y_block, shape.c_out);
     });
 }
 
@@ -708,9 +753,9 @@ fn input_grad_as_conv(
         Algorithm::Winograd => winograd::forward_into(dz, w_flipped, zero_bias, &transposed, false, precision, dx, winograd),
         Algorithm::Direct => {
             let operands = (dz.data(), w_flipped.data(), zero_bias.data());
-            direct_in(precision, operands, &transposed, false, dx, (bf16_operands, dot_direct, padded_rows))
+            direct_in(precision, operands, &transposed, (false, Epilogue::NONE), dx, (bf16_operands, dot_direct, padded_rows))
         }
-        Algorithm::Tiles => tiles_forward(dz, w_flipped, zero_bias.data(), &transposed, false, dx, (tiles, padded_rows)),
+        Algorithm::Tiles => tiles_forward(dz, w_flipped, zero_bias.data(), &transposed, (false, Epilogue::NONE), dx, (tiles, padded_rows)),
         Algorithm::Im2col => unreachable!("dX by im2col goes through col2im in `weight_grads`"),
     }
     Ok(())

@@ -23,6 +23,7 @@
 
 use super::aligned::Aligned64;
 use super::conv_shape::ConvShape;
+use super::epilogue::Epilogue;
 use super::gemm_bf16::{gemm_bf16_blocks, BlockedRows, Chain, PackedB, BLOCK_PAIRS};
 use super::simd::simd_dispatch;
 use super::window::{Geometry, Window};
@@ -173,12 +174,21 @@ pub struct Prepared<'a> {
     offsets: &'a [usize],
     b: &'a [f32],
     relu: bool,
+    then: Epilogue<'a>,
 }
 
-/// Packs `w` (HWIO) for a forward pass of `shape` over `x`, its bias `b` (and ReLU) applied as
-/// each block is written.
-/// (packed again only where `w` changed since the last call: [`TilesScratch`]).
-pub fn prepare<'a>(x: &'a Tensor, w: &Tensor, b: &'a [f32], shape: &'a ConvShape, relu: bool, s: &'a mut TilesScratch) -> Prepared<'a> {
+/// Packs `w` (HWIO) for a forward pass of `shape` over `x`, its bias `b` (and ReLU), then
+/// `then`, applied as each block is written (on the pooled rows where the output is pooled as
+/// it is finished). Packed again only where `w` changed since the last call:
+/// [`TilesScratch`].
+pub fn prepare<'a>(
+    x: &'a Tensor,
+    w: &Tensor,
+    b: &'a [f32],
+    shape: &'a ConvShape,
+    (relu, then): (bool, Epilogue<'a>),
+    s: &'a mut TilesScratch,
+) -> Prepared<'a> {
     let layout = Layout::of(shape);
     let g = &shape.geometry;
     let (c_in, c_out, cp) = (shape.c_in, shape.c_out, layout.cp);
@@ -201,7 +211,7 @@ pub fn prepare<'a>(x: &'a Tensor, w: &Tensor, b: &'a [f32], shape: &'a ConvShape
             s.offsets.extend((0..cp / BLOCK_PAIRS).map(|block| 2 * (pixel * cp + block * BLOCK_PAIRS)));
         }
     }
-    Prepared { layout, shape, x: x.data(), images: s.images.for_current_pool(), packed: &s.packed, offsets: &s.offsets, b, relu }
+    Prepared { layout, shape, x: x.data(), images: s.images.for_current_pool(), packed: &s.packed, offsets: &s.offsets, b, relu, then }
 }
 
 impl Prepared<'_> {
@@ -224,6 +234,7 @@ impl Prepared<'_> {
         let product_rows = (0..task.images).flat_map(|k| (0..out_rows.len()).map(move |i| k * layout.pixels + i * layout.width));
         for (y_row, at) in y_rows.zip(product_rows) {
             finish_row(y_row, &buf[at * c_out..][..g.ow * c_out], self.b, self.relu);
+            self.then.apply(y_row, c_out);
         }
     }
 
@@ -234,7 +245,8 @@ impl Prepared<'_> {
     /// into `winners` (as `ops::pool`'s argmax, for the backward pass); the convolution's own
     /// output is never written. The same bits as `rows_into` followed by `ops::pool`'s max
     /// pooling: each cell finished as `finish_row` does, the winner chosen by `pool::wins` in
-    /// the window's row-major order.
+    /// the window's row-major order. The epilogue (`prepare`'s `then`) is applied to the
+    /// pooled values, as the layers after the pooling would.
     pub fn pooled_into(
         &self,
         images: std::ops::Range<usize>,
@@ -265,6 +277,7 @@ impl Prepared<'_> {
             };
             let winners_row = if winners.is_empty() { &mut [][..] } else { &mut winners[q * row_len..][..row_len] };
             finish_pooled_row(y_row, winners_row, &buf[at * c_out..][..span], &row, self.b, self.relu);
+            self.then.apply(y_row, c_out);
         }
     }
 

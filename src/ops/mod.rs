@@ -16,6 +16,7 @@ pub mod conv_shape;
 pub mod conv_tiles;
 pub mod conv_tiles_dw;
 pub mod dense;
+pub mod epilogue;
 pub mod gelu;
 #[doc(hidden)]
 pub mod gemm;
