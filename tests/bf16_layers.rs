@@ -1363,9 +1363,10 @@ fn in_evaluation_a_convolution_takes_the_pooling_norm_and_gelu_after_it_in_its_p
     assert_eq!(c.forward_eval_fused(&x, &mut after).unwrap(), 3);
     let refused = after[0].backward(&conv_out, &random(&[6, 4, 4, 24], 972), true).unwrap_err().to_string();
     assert!(refused.contains("max_pool2d backward"), "{refused}");
-    // A conv with its relu before a GELU takes nothing; a norm with its relu takes no GELU
-    // after it; nothing after the conv, nothing taken.
+    // A conv with its relu before a GELU or a norm takes nothing; a norm with its relu takes
+    // no GELU after it; nothing after the conv, nothing taken.
     assert_eq!(conv(true).forward_eval_fused(&x, &mut [gelu(8)]).unwrap(), 0);
+    assert_eq!(conv(true).forward_eval_fused(&x, &mut [norm(8, false), gelu(8)]).unwrap(), 0, "a relu before the norm");
     assert_eq!(conv(false).forward_eval_fused(&x, &mut [norm(8, true), gelu(8)]).unwrap(), 1);
     assert_eq!(conv(false).forward_eval_fused(&x, &mut []).unwrap(), 0);
     // The norm folded into the weights, then the GELU in the epilogue: the bits of the pair

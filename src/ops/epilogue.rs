@@ -159,6 +159,11 @@ mod tests {
             }
             assert!(y[3].is_nan(), "{epilogue:?}: a NaN stays NaN");
         }
+        // -0 is not below 0: ReLU keeps its sign bit, as `ops::activation`'s and batch norm's
+        // do (the bits are the layers').
+        let mut y = [-0.0f32, 2.0];
+        Epilogue::activation(Activation::Relu).apply(&mut y, 2);
+        assert_eq!(y.map(f32::to_bits), [(-0.0f32).to_bits(), 2.0f32.to_bits()]);
         let mut y = x;
         Epilogue::NONE.apply(&mut y, 2);
         assert_eq!(y[..3], x[..3]);
