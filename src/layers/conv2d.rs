@@ -146,9 +146,9 @@ impl Layer for Conv2dLayer {
             // to each pooled value in the same pass.
             let after = &next[1..];
             let norm = after.first().and_then(|l| l.eval_norm()).filter(|n| n.gamma.len() == c_out);
-            let scale = norm.as_ref().map(|n| eval_scale(n.gamma, n.var, n.eps));
-            let (then, taken) = match (&norm, &scale) {
-                (Some(n), Some(a)) => {
+            let norm = norm.map(|n| (eval_scale(n.gamma, n.var, n.eps), n));
+            let (then, taken) = match &norm {
+                Some((a, n)) => {
                     let (activation, taken) = match n.relu {
                         true => (Activation::Relu, 2),
                         false if is_gelu(after.get(1)) => (Activation::Gelu, 3),

@@ -194,7 +194,7 @@ simd_dispatch! {
 #[inline(always)]
 fn scale_shift_plain(x: &[f32], f: Affine, relu: bool, y: &mut [f32]) {
     let c = f.a.len();
-    let f = Affine { m: &f.m[..c], a: &f.a[..c], b: &f.b[..c] };
+    let f = f.first(c);
     for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
         for ch in 0..c {
             let v = f.at(ch, x[ch]);
@@ -319,7 +319,7 @@ simd_dispatch! {
 #[inline(always)]
 fn scale_shift_gelu_plain(x: &[f32], f: Affine, y: &mut [f32]) {
     let c = f.a.len();
-    let f = Affine { m: &f.m[..c], a: &f.a[..c], b: &f.b[..c] };
+    let f = f.first(c);
     for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
         for ch in 0..c {
             y[ch] = super::gelu::gelu_value(f.at(ch, x[ch]));
