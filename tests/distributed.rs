@@ -13,7 +13,7 @@ use common::{checkpoint_state, metrics_without_timing, random, write_quadrant_id
 use convnet::bench::{run_bench_distributed, BenchMode, BenchSettings};
 use convnet::dist::{local_group, share_of, with_group, Group};
 use convnet::ops::batch_norm::{batch_norm_backward, batch_norm_forward_train, BatchNormCache, RunningStats};
-use convnet::ops::conv2d::{conv2d_backward, conv2d_backward_into, Conv2dGradsMut, ConvScratch, OutputGrad};
+use convnet::ops::conv2d::{conv2d_backward, conv2d_backward_into, conv2d_bias_grad_into, Conv2dGradsMut, ConvScratch, OutputGrad};
 use convnet::ops::dense::dense_backward;
 use convnet::ops::softmax::softmax_cross_entropy_smoothed;
 use convnet::ops::window::{Padding, Window};
@@ -139,6 +139,36 @@ fn each_batch_sum_of_a_step_is_the_same_bits_on_any_number_of_ranks() {
                 assert_eq!((&got.2, &got.3), (&want.2, &want.3), "batch norm d gamma, d beta, {size} images, {what}");
                 assert_eq!((&got.4, &got.5), (&want.4, &want.5), "running statistics, {size} images, {what}");
             }
+        }
+    }
+}
+
+#[test]
+fn a_frozen_convolutions_bias_gradient_is_the_same_bits_on_any_number_of_ranks() {
+    // db alone (the whitening layer's backward pass): each image's sum, the images in order.
+    let n = 100;
+    let dy = random(&[n, 6, 5, 24], 21);
+    let db_of = |dy: &Tensor| {
+        let mut db = Tensor::empty();
+        conv2d_bias_grad_into(OutputGrad::Plain(dy), &mut db, &mut ConvScratch::default()).unwrap();
+        db
+    };
+    let one = db_of(&dy);
+    let mut by_hand = [0.0f32; 24];
+    for image in dy.data().chunks_exact(30 * 24) {
+        let mut sums = [0.0f32; 24];
+        image.chunks_exact(24).for_each(|pixel| sums.iter_mut().zip(pixel).for_each(|(s, v)| *s += v));
+        by_hand.iter_mut().zip(&sums).for_each(|(a, s)| *a += s);
+    }
+    assert_eq!(bits(&one), by_hand.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    for ranks in [2, 3] {
+        let dy = Arc::new(dy.clone());
+        let results = on_ranks(ranks, move |g| {
+            let share = share_of(dy.shape()[0], g.rank(), g.size()).unwrap();
+            with_group(Some(&g), share.start, || db_of(&rows(&dy, &share)))
+        });
+        for (rank, db) in results.iter().enumerate() {
+            assert_eq!(bits(db), bits(&one), "db on rank {rank} of {ranks}");
         }
     }
 }

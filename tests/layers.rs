@@ -9,6 +9,7 @@ use convnet::layers::{
     Layer, LrnLayer, MaxPoolLayer, Mode, Param, ResidualLayer, ScaleLayer, Sequential,
 };
 use convnet::ops::activation::Activation;
+use convnet::ops::conv2d::{conv2d_bias_grad_into, ConvScratch, OutputGrad};
 use convnet::ops::lrn::LrnParams;
 use convnet::ops::{Padding, Window};
 use convnet::Tensor;
@@ -296,4 +297,78 @@ fn in_evaluation_a_batch_norm_computes_the_gelu_after_it_in_its_own_pass() {
     let mut net = Sequential::new(vec![Box::new(norm(false)), Box::new(GeluLayer::new("1".into(), &[5, 4, 19]))]).unwrap();
     net.forward(&x, Mode::Eval).unwrap();
     assert_eq!(net.output(), &reference);
+}
+
+#[test]
+fn a_first_convolution_with_frozen_weights_computes_its_bias_gradient_alone() {
+    // The whitening layer's case (2x2 valid, 3 -> 24 on 7x7), with and without a fused ReLU:
+    // without an input gradient to compute, a frozen weight's gradient is not computed (it
+    // stays what it was) and db is each image's pixels summed in order, the images added in
+    // order: those bits by hand, on 1 and 3 threads; a trainable layer's db agrees to rounding.
+    let (n, input) = (5, [7, 7, 3]);
+    let x = batch(n, &input, 11);
+    for relu in [false, true] {
+        let layer = |trainable: bool| {
+            let mut weight = Param::new("w", random(&[2, 2, 3, 24], 12), 0.0, true);
+            weight.trainable = trainable;
+            weight.grad.data_mut().fill(7.0);
+            let bias = Param::new("b", random(&[24], 13), 0.0, false);
+            let mut conv = Conv2dLayer::new("L frozen".into(), &input, Window::new(2, 2, 1, 1, Padding::Valid), weight, bias).unwrap();
+            conv.relu = relu;
+            conv
+        };
+        let dy = batch(n, &[6, 6, 24], 14);
+        let mut reference = layer(true);
+        reference.forward(&x, Mode::Train).unwrap();
+        reference.backward(&x, &dy, false).unwrap();
+        let y = reference.output().clone();
+        // By hand: dz = dy where the ReLU passed the value.
+        let mut want = [0.0f32; 24];
+        for image in 0..n {
+            let mut sums = [0.0f32; 24];
+            for p in 0..36 {
+                for (o, s) in sums.iter_mut().enumerate() {
+                    let at = (image * 36 + p) * 24 + o;
+                    if !relu || y.data()[at] > 0.0 {
+                        *s += dy.data()[at];
+                    }
+                }
+            }
+            want.iter_mut().zip(sums).for_each(|(w, s)| *w += s);
+        }
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut frozen = layer(false);
+            pool.install(|| {
+                frozen.forward(&x, Mode::Train).unwrap();
+                frozen.backward(&x, &dy, false).unwrap();
+            });
+            let db = frozen.bias.grad.data();
+            assert!(
+                db.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "relu {relu}, {threads} threads: {db:?} against {want:?}"
+            );
+            assert!(frozen.weight.grad.data().iter().all(|&g| g == 7.0), "the frozen weight's gradient was written");
+            let trained = reference.bias.grad.data();
+            assert!(db.iter().zip(trained).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs())), "{db:?} against {trained:?}");
+        }
+        assert!(reference.weight.grad.data().iter().any(|&g| g != 7.0), "a trainable weight gets its gradient");
+    }
+    // With an input gradient to compute, the frozen layer runs the whole backward pass.
+    let mut weight = Param::new("w", random(&[2, 2, 3, 24], 12), 0.0, true);
+    weight.trainable = false;
+    let bias = Param::new("b", random(&[24], 13), 0.0, false);
+    let mut frozen = Conv2dLayer::new("L frozen".into(), &input, Window::new(2, 2, 1, 1, Padding::Valid), weight, bias).unwrap();
+    frozen.forward(&x, Mode::Train).unwrap();
+    frozen.backward(&x, &batch(n, &[6, 6, 24], 14), true).unwrap();
+    assert_eq!(frozen.input_grad().shape(), &[n, 7, 7, 3]);
+    // db alone refuses a gradient that is not [N, oh, ow, C_out], or a ReLU output of another shape.
+    let mut db = Tensor::empty();
+    let flat = batch(n, &[24], 15);
+    let err = conv2d_bias_grad_into(OutputGrad::Plain(&flat), &mut db, &mut ConvScratch::default()).unwrap_err().to_string();
+    assert!(err.contains("conv2d backward") && err.contains("[5, 24]"), "{err}");
+    let (dy, y) = (batch(n, &[6, 6, 24], 14), batch(n, &[6, 6, 23], 16));
+    let err =
+        conv2d_bias_grad_into(OutputGrad::ThroughRelu { dy: &dy, y: &y }, &mut db, &mut ConvScratch::default()).unwrap_err().to_string();
+    assert!(err.contains("conv2d backward") && err.contains("23"), "{err}");
 }

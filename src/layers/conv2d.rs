@@ -12,8 +12,8 @@ use crate::error::Result;
 use crate::layers::EvalNorm;
 use crate::ops::batch_norm::eval_scale;
 use crate::ops::conv2d::{
-    conv2d_backward_into, conv2d_forward_into, conv2d_forward_max_pooled_into, conv2d_forward_then_into, max_pools_as_finished,
-    Conv2dGradsMut, ConvScratch, OutputGrad,
+    conv2d_backward_into, conv2d_bias_grad_into, conv2d_forward_into, conv2d_forward_max_pooled_into, conv2d_forward_then_into,
+    max_pools_as_finished, Conv2dGradsMut, ConvScratch, OutputGrad,
 };
 use crate::ops::conv_shape::ConvShape;
 use crate::ops::epilogue::{Activation, ChannelAffine, Epilogue};
@@ -117,12 +117,17 @@ impl Layer for Conv2dLayer {
     }
     fn backward(&mut self, x: &Tensor, dy: &Tensor, need_input_grad: bool) -> Result<()> {
         check_backward(&self.name, x, &self.y, dy)?;
+        let dy = if self.relu { OutputGrad::ThroughRelu { dy, y: &self.y } } else { OutputGrad::Plain(dy) };
+        if !self.weight.trainable && !need_input_grad {
+            // Frozen weights in the first layer (the whitening layer): db alone, the weights'
+            // gradient left as it is (nothing reads a frozen parameter's).
+            return conv2d_bias_grad_into(dy, &mut self.bias.grad, &mut self.scratch);
+        }
         let grads = Conv2dGradsMut {
             d_input: if need_input_grad { Some(&mut self.dx) } else { None },
             d_weight: &mut self.weight.grad,
             d_bias: &mut self.bias.grad,
         };
-        let dy = if self.relu { OutputGrad::ThroughRelu { dy, y: &self.y } } else { OutputGrad::Plain(dy) };
         conv2d_backward_into(x, &self.weight.value, dy, &self.window, self.precision, grads, &mut self.scratch)
     }
     fn input_grad(&self) -> &Tensor {

@@ -68,7 +68,8 @@ pub struct Param {
     /// Whether weight decay applies (weights yes; biases and norm parameters no).
     pub decay: bool,
     /// False for state that is saved with the model but not learnt by gradient descent
-    /// (batch norm's running statistics).
+    /// (batch norm's running statistics) and for frozen weights (the whitening layer's), whose
+    /// gradient a layer may leave uncomputed (a first convolution computes db alone).
     pub trainable: bool,
 }
 

@@ -169,6 +169,8 @@ pub struct ConvScratch {
     /// The direct kernel on the dot chain (`conv_direct_bf16`).
     dot_direct: DotDirectScratch,
     dx_winograd: DxScratch,
+    /// Each image's db ([`conv2d_bias_grad_into`]).
+    image_bias_grads: Vec<f32>,
 }
 
 /// The input gradient as a convolution of its own (see `input_grad_window`): the output
@@ -601,6 +603,47 @@ pub fn conv2d_backward_into(
             weight_grads(x, w, dy, &shape, precision, dw_method, dx, scratch, d_weight, d_bias);
         }
     }
+    Ok(())
+}
+
+/// db alone (`[C_out]`), for a convolution whose weights take no gradient (frozen: the fast
+/// CIFAR-10 recipe's whitening layer, as PyTorch computes none for a weight without
+/// `requires_grad`) and whose input needs none (the first layer):
+///
+/// ```text
+///   db[o] = sum over n, i, j of dz[n, i, j, o]      (dz: dy, masked by a fused ReLU)
+/// ```
+///
+/// Each image's pixels summed in order (the images in parallel), then the images added in
+/// order (after the previous ranks' in a distributed step): the same bits on any number of
+/// threads or ranks. Without dW airbench's whitening layer's backward pass takes 1.9 ms
+/// instead of 8.1 (batch 512, bf16 on AMX).
+pub fn conv2d_bias_grad_into(dy: OutputGrad, d_bias: &mut Tensor, scratch: &mut ConvScratch) -> Result<()> {
+    let shape = dy.dy().shape();
+    let &[n, oh, ow, c_out] = shape else {
+        return Err(Error::shape("conv2d backward", "dy [N, oh, ow, C_out]", format!("{shape:?}")));
+    };
+    if let OutputGrad::ThroughRelu { y, .. } = dy {
+        if y.shape() != shape {
+            return Err(Error::shape("conv2d backward", format!("y {shape:?} (the shape of dy)"), format!("{:?}", y.shape())));
+        }
+    }
+    d_bias.resize(&[c_out]);
+    if c_out == 0 {
+        return Ok(());
+    }
+    let per_image = &mut scratch.image_bias_grads;
+    per_image.clear();
+    per_image.resize(n * c_out, 0.0);
+    let image_len = oh * ow * c_out;
+    per_image.par_chunks_mut(c_out).enumerate().for_each_init(Vec::new, |masked, (image, db)| {
+        add_column_sums(dy.images(image, 1, image_len, masked), db);
+    });
+    crate::dist::ordered_fold(&mut [d_bias.data_mut()], |acc| {
+        for image in per_image.chunks_exact(c_out) {
+            acc[0].iter_mut().zip(image).for_each(|(a, v)| *a += v);
+        }
+    });
     Ok(())
 }
 
