@@ -330,6 +330,7 @@ impl Prepared<'_> {
 }
 
 simd_dispatch! {
+    avx512:
     /// One output row: the product's pixels plus the bias, then ReLU if `relu` (a NaN stays
     /// NaN, as in `Activation::Relu`).
     fn finish_row => finish_row_plain(y_row: &mut [f32], product_row: &[f32], b: &[f32], relu: bool)
