@@ -400,7 +400,7 @@ fn pool_row<const WINNERS: bool>(y_row: &mut [f32], winners: &mut [u32], product
     for (j, y) in y_row.chunks_exact_mut(c).enumerate() {
         let window = PoolWindow { values: &product[j * row.stride..], first_index: row.arg_first + (j * row.arg_stride) as u32 };
         let arg: &mut [u32] = if WINNERS { &mut winners[j * c..][..c] } else { &mut [] };
-        let (wide, whole) = (c / POOL_LANES * POOL_LANES, c / 16 * 16);
+        let (wide, whole) = (c - c % POOL_LANES, c - c % 16);
         for c0 in (0..wide).step_by(POOL_LANES) {
             pool_channels::<WINNERS, POOL_LANES>(y, arg, &window, row, b, c0, relu);
         }
