@@ -543,11 +543,7 @@ pub fn conv2d_backward_into(
     if dy.dy().shape() != expected {
         return Err(Error::shape("conv2d backward", format!("dy {expected:?}"), format!("{:?}", dy.dy().shape())));
     }
-    if let OutputGrad::ThroughRelu { y, .. } = dy {
-        if y.shape() != expected {
-            return Err(Error::shape("conv2d backward", format!("y {expected:?} (the shape of dy)"), format!("{:?}", y.shape())));
-        }
-    }
+    dy.check_relu_output(&expected)?;
     let Conv2dGradsMut { d_input, d_weight, d_bias } = grads;
     let ConvScratch { chunks, dx_winograd, packed_w, thread_dw, summed_dw, tiles_dw, thread_cols, .. } = scratch;
     // dX as a convolution of its own where that convolution would not take im2col.
@@ -623,11 +619,7 @@ pub fn conv2d_bias_grad_into(dy: OutputGrad, d_bias: &mut Tensor, scratch: &mut 
     let &[n, oh, ow, c_out] = shape else {
         return Err(Error::shape("conv2d backward", "dy [N, oh, ow, C_out]", format!("{shape:?}")));
     };
-    if let OutputGrad::ThroughRelu { y, .. } = dy {
-        if y.shape() != shape {
-            return Err(Error::shape("conv2d backward", format!("y {shape:?} (the shape of dy)"), format!("{:?}", y.shape())));
-        }
-    }
+    dy.check_relu_output(shape)?;
     d_bias.resize(&[c_out]);
     if c_out == 0 {
         return Ok(());

@@ -2,6 +2,7 @@
 //! forward pass: what conv2d's backward pass and its weight-gradient kernels read.
 
 use super::activation::Activation;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// The gradient arriving at a convolution's output.
@@ -18,6 +19,16 @@ impl<'a> OutputGrad<'a> {
     pub(crate) fn dy(&self) -> &'a Tensor {
         match *self {
             OutputGrad::Plain(dy) | OutputGrad::ThroughRelu { dy, .. } => dy,
+        }
+    }
+
+    /// Refuses a fused ReLU's output y whose shape is not `expected` (the output's).
+    pub(crate) fn check_relu_output(&self, expected: &[usize]) -> Result<()> {
+        match self {
+            OutputGrad::ThroughRelu { y, .. } if y.shape() != expected => {
+                Err(Error::shape("conv2d backward", format!("y {expected:?} (the shape of dy)"), format!("{:?}", y.shape())))
+            }
+            _ => Ok(()),
         }
     }
 

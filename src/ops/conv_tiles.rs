@@ -397,10 +397,11 @@ const POOL_LANES: usize = 64;
 #[inline(always)]
 fn pool_row<const WINNERS: bool>(y_row: &mut [f32], winners: &mut [u32], product: &[f32], row: &PooledRow, b: &[f32], relu: bool) {
     let c = b.len();
+    // Blocks of 64 channels, then of 16, then the rest one by one.
+    let (wide, whole) = (c - c % POOL_LANES, c - c % 16);
     for (j, y) in y_row.chunks_exact_mut(c).enumerate() {
         let window = PoolWindow { values: &product[j * row.stride..], first_index: row.arg_first + (j * row.arg_stride) as u32 };
         let arg: &mut [u32] = if WINNERS { &mut winners[j * c..][..c] } else { &mut [] };
-        let (wide, whole) = (c - c % POOL_LANES, c - c % 16);
         for c0 in (0..wide).step_by(POOL_LANES) {
             pool_channels::<WINNERS, POOL_LANES>(y, arg, &window, row, b, c0, relu);
         }
